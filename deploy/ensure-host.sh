@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Make this Debian machine ready to build and run Shoal: installs what is missing
+# (docker.io, protobuf-compiler, busybox-static, nftables, iproute2), starts dockerd when
+# /_ping does not answer and waits for it, then builds the test images.
+# Idempotent; run as root. Used by .ci/run and deploy/quickstart.sh.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+log() { printf '[ensure-host] %s\n' "$*" >&2; }
+
+[ "$(id -u)" = 0 ] || { echo "run as root (Shoal needs dockerd and network namespaces)" >&2; exit 1; }
+
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd || need+=(busybox-static)
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+ping_docker() { curl -sf --max-time 2 --unix-socket /var/run/docker.sock http://docker/_ping >/dev/null 2>&1; }
+if ! ping_docker; then
+  log "starting dockerd"
+  mkdir -p /var/log
+  setsid dockerd >>/var/log/shoal-dockerd.log 2>&1 </dev/null &
+  for _ in $(seq 1 150); do ping_docker && break; sleep 0.2; done
+  ping_docker || { tail -n 30 /var/log/shoal-dockerd.log >&2; echo "dockerd did not come up" >&2; exit 1; }
+fi
+log "dockerd answers"
+
+"$HERE/build-test-images.sh"

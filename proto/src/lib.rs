@@ -1,0 +1,125 @@
+//! Shoal's protobuf objects and gRPC services, generated from `proto/shoal.proto`, plus
+//! small conversions every side needs (state names, terminal states, id prefixes).
+//!
+//! This crate owns the wire and storage format. It must not know about Raft, the store,
+//! Docker or the CLI: everything else depends on it, it depends on nothing of Shoal's.
+
+#[allow(clippy::all, missing_docs)]
+mod generated {
+    tonic::include_proto!("shoal.v1");
+}
+
+pub use generated::*;
+
+pub use generated::control_client::ControlClient;
+pub use generated::control_server::{Control, ControlServer};
+pub use generated::dispatcher_client::DispatcherClient;
+pub use generated::dispatcher_server::{Dispatcher, DispatcherServer};
+pub use generated::node_admin_client::NodeAdminClient;
+pub use generated::node_admin_server::{NodeAdmin, NodeAdminServer};
+pub use generated::raft_client::RaftClient;
+pub use generated::raft_server::{Raft, RaftServer};
+
+pub mod names;
+
+impl TaskState {
+    /// A task in this state has stopped and never runs again.
+    pub fn is_terminal(self) -> bool {
+        self >= TaskState::Complete
+    }
+
+    /// docker's lowercase name: "running", "pending", "failed", ...
+    pub fn docker_name(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+        }
+    }
+}
+
+impl Task {
+    /// Observed state, `New` when no status was ever written.
+    pub fn state(&self) -> TaskState {
+        self.status
+            .as_ref()
+            .and_then(|s| TaskState::try_from(s.state).ok())
+            .unwrap_or(TaskState::New)
+    }
+
+    pub fn desired(&self) -> TaskState {
+        TaskState::try_from(self.desired_state).unwrap_or(TaskState::New)
+    }
+
+    pub fn version(&self) -> u64 {
+        self.meta.as_ref().map_or(0, |m| m.version)
+    }
+}
+
+impl Service {
+    pub fn name(&self) -> &str {
+        self.spec.as_ref().map_or("", |s| s.name.as_str())
+    }
+
+    pub fn version(&self) -> u64 {
+        self.meta.as_ref().map_or(0, |m| m.version)
+    }
+
+    pub fn mode(&self) -> ServiceMode {
+        self.spec
+            .as_ref()
+            .and_then(|s| ServiceMode::try_from(s.mode).ok())
+            .unwrap_or(ServiceMode::Replicated)
+    }
+}
+
+impl Node {
+    pub fn hostname(&self) -> &str {
+        self.description.as_ref().map_or("", |d| d.hostname.as_str())
+    }
+
+    pub fn role(&self) -> NodeRole {
+        self.spec
+            .as_ref()
+            .and_then(|s| NodeRole::try_from(s.role).ok())
+            .unwrap_or(NodeRole::Worker)
+    }
+
+    pub fn availability(&self) -> Availability {
+        self.spec
+            .as_ref()
+            .and_then(|s| Availability::try_from(s.availability).ok())
+            .unwrap_or(Availability::Active)
+    }
+
+    pub fn state(&self) -> NodeState {
+        self.status
+            .as_ref()
+            .and_then(|s| NodeState::try_from(s.state).ok())
+            .unwrap_or(NodeState::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_states_are_the_tail_of_the_order() {
+        assert!(!TaskState::Running.is_terminal());
+        assert!(TaskState::Complete.is_terminal());
+        assert!(TaskState::Rejected.is_terminal());
+        assert!(TaskState::Assigned < TaskState::Running);
+    }
+}
