@@ -1,1 +1,25 @@
-//! placeholder
+//! Shoal's manager: the replicated store and every component that runs on it.
+//!
+//! It owns the in-memory object store ([`store`]) whose writes commit through Raft, the
+//! Control API ([`controlapi`]), the orchestrators ([`orchestrator`]), the scheduler
+//! ([`scheduler`]), the dispatcher that agents hold sessions with ([`dispatcher`]), and the
+//! leadership switch that runs the leader-only loops ([`manager`]).
+//!
+//! It must not know about Docker, containers or the CLI: it hands tasks to agents and
+//! reads back their status, nothing more. Components talk through the store only.
+
+pub mod clock;
+pub mod controlapi;
+pub mod dispatcher;
+pub mod ids;
+mod manager;
+pub mod orchestrator;
+mod raft_proposer;
+pub mod runloop;
+pub mod scheduler;
+pub mod store;
+
+#[cfg(test)]
+mod testutil;
+
+pub use manager::{Manager, ManagerConfig, ManagerError};

@@ -1,0 +1,56 @@
+//! The Control API's errors, and the one place they become `tonic::Status`.
+
+use tonic::Status;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("service {0} not found")]
+    ServiceNotFound(String),
+    #[error("node {0} not found")]
+    NodeNotFound(String),
+    #[error("{kind} {key} is ambiguous: it matches {count} objects; use more of the id")]
+    Ambiguous {
+        kind: &'static str,
+        key: String,
+        count: usize,
+    },
+    #[error("service {0} already exists: choose another --name, or change it with `shoal service update`")]
+    NameTaken(String),
+    #[error("update out of sequence: service {0} changed since it was read; read it again and retry")]
+    OutOfSequence(String),
+    #[error("this node is not the leader and cannot forward the request yet; try the leader at {0}")]
+    NotLeader(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotLeader { leader_addr } => {
+                ControlError::NotLeader(leader_addr.unwrap_or_else(|| "(no leader elected yet)".into()))
+            }
+            StoreError::Conflict { ref id, .. } => ControlError::OutOfSequence(id.clone()),
+            other => ControlError::Store(other),
+        }
+    }
+}
+
+impl From<ControlError> for Status {
+    fn from(e: ControlError) -> Self {
+        let message = e.to_string();
+        match e {
+            ControlError::Invalid(_) => Status::invalid_argument(message),
+            ControlError::ServiceNotFound(_) | ControlError::NodeNotFound(_) => Status::not_found(message),
+            ControlError::Ambiguous { .. } => Status::failed_precondition(message),
+            ControlError::NameTaken(_) => Status::already_exists(message),
+            ControlError::OutOfSequence(_) => Status::aborted(message),
+            ControlError::NotLeader(_) => Status::unavailable(message),
+            ControlError::Store(_) => Status::internal(message),
+        }
+    }
+}

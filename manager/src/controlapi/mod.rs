@@ -1,0 +1,249 @@
+//! The Control API: what the CLI asks of the managers.
+//!
+//! Each call validates its input ([`validate`]), then reads or writes the store in one
+//! transaction. This module is the only place where manager errors become `tonic::Status`
+//! ([`error`]). Calls that reach a follower are refused with the leader's address until
+//! forwarding lands with multi-manager clusters.
+
+mod error;
+pub mod validate;
+
+use shoal_proto::{
+    CreateServiceRequest, CreateServiceResponse, GetNodeRequest, GetNodeResponse, GetServiceRequest,
+    GetServiceResponse, ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
+    ListTasksRequest, ListTasksResponse, RemoveServiceRequest, RemoveServiceResponse, ReplicaCount, Service,
+    ServiceMode, TaskState, UpdateServiceRequest, UpdateServiceResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::ids::new_id;
+use crate::store::{Lookup, Object, ReadTx, Store};
+pub use error::ControlError;
+
+/// The Control service over the store.
+#[derive(Clone)]
+pub struct ControlApi {
+    store: Store,
+}
+
+impl ControlApi {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub async fn create_service(&self, request: CreateServiceRequest) -> Result<Service, ControlError> {
+        let spec = validate::service_spec(request.spec.unwrap_or_default())?;
+        let service = Service {
+            id: new_id(),
+            meta: None,
+            spec: Some(spec),
+            spec_version: 1,
+            previous_spec: None,
+        };
+        let id = service.id.clone();
+        self.store
+            .update(|tx| {
+                if tx.read().services().any(|s| s.name() == service.name()) {
+                    return Err(ControlError::NameTaken(service.name().to_string()));
+                }
+                tx.create(Object::Service(service))?;
+                Ok(())
+            })
+            .await?;
+        self.store
+            .view(|r| r.service(&id).cloned())
+            .ok_or(ControlError::ServiceNotFound(id))
+    }
+
+    pub async fn update_service(&self, request: UpdateServiceRequest) -> Result<Service, ControlError> {
+        let mut spec = validate::service_spec(request.spec.unwrap_or_default())?;
+        let id = self
+            .store
+            .update(|tx| {
+                let mut service = find_service(tx.read(), &request.service)?.clone();
+                if request.version != service.version() {
+                    return Err(ControlError::OutOfSequence(service.name().to_string()));
+                }
+                if spec.name != service.name() {
+                    return Err(ControlError::Invalid(format!(
+                        "renaming a service is not supported: {} stays {}",
+                        service.name(),
+                        service.name()
+                    )));
+                }
+                if spec.mode != service.spec.as_ref().map_or(0, |s| s.mode) {
+                    return Err(ControlError::Invalid(
+                        "the mode of a service cannot change: remove it and create it again".into(),
+                    ));
+                }
+                if service.mode() == ServiceMode::Global {
+                    spec.replicas = 0;
+                }
+                let task_changed = service.spec.as_ref().map(|s| &s.task) != Some(&spec.task);
+                if task_changed {
+                    service.spec_version += 1;
+                }
+                service.previous_spec = service.spec.replace(spec.clone());
+                let id = service.id.clone();
+                tx.update(Object::Service(service))?;
+                Ok(id)
+            })
+            .await?;
+        self.store
+            .view(|r| r.service(&id).cloned())
+            .ok_or(ControlError::ServiceNotFound(id))
+    }
+
+    pub async fn remove_service(&self, request: RemoveServiceRequest) -> Result<(), ControlError> {
+        self.store
+            .update(|tx| {
+                let service = find_service(tx.read(), &request.service)?.clone();
+                let tasks: Vec<_> = tx.read().tasks_of_service(&service.id).cloned().collect();
+                for mut task in tasks {
+                    if task.desired() < TaskState::Shutdown {
+                        task.desired_state = TaskState::Shutdown as i32;
+                        tx.update(Object::Task(task))?;
+                    }
+                }
+                tx.remove(Object::Service(service));
+                Ok(())
+            })
+            .await
+    }
+
+    pub fn get_service(&self, request: GetServiceRequest) -> Result<Service, ControlError> {
+        self.store.view(|r| find_service(r, &request.service).cloned())
+    }
+
+    pub fn list_services(&self, _request: ListServicesRequest) -> ListServicesResponse {
+        self.store.view(|r| {
+            let services: Vec<Service> = r.services().cloned().collect();
+            let replicas = services
+                .iter()
+                .map(|s| {
+                    let mut count = ReplicaCount::default();
+                    for t in r.tasks_of_service(&s.id) {
+                        if t.desired() == TaskState::Running && t.state() == TaskState::Running {
+                            count.running += 1;
+                        }
+                        if s.mode() == ServiceMode::Global && t.desired() == TaskState::Running {
+                            count.desired += 1;
+                        }
+                    }
+                    if s.mode() == ServiceMode::Replicated {
+                        count.desired = s.spec.as_ref().map_or(0, |spec| spec.replicas);
+                    }
+                    (s.id.clone(), count)
+                })
+                .collect();
+            ListServicesResponse { services, replicas }
+        })
+    }
+
+    pub fn list_tasks(&self, request: ListTasksRequest) -> Result<ListTasksResponse, ControlError> {
+        self.store.view(|r| {
+            let service_id = match request.service.as_str() {
+                "" => None,
+                key => Some(find_service(r, key)?.id.clone()),
+            };
+            let node_id = match request.node.as_str() {
+                "" => None,
+                key => Some(find_node(r, key)?.id.clone()),
+            };
+            let tasks = r
+                .tasks()
+                .filter(|t| service_id.as_ref().is_none_or(|s| &t.service_id == s))
+                .filter(|t| node_id.as_ref().is_none_or(|n| &t.node_id == n))
+                .cloned()
+                .collect();
+            let node_names = r.nodes().map(|n| (n.id.clone(), n.hostname().to_string())).collect();
+            Ok(ListTasksResponse { tasks, node_names })
+        })
+    }
+
+    pub fn list_nodes(&self, _request: ListNodesRequest) -> ListNodesResponse {
+        ListNodesResponse {
+            nodes: self.store.view(|r| r.nodes().cloned().collect()),
+        }
+    }
+
+    pub fn get_node(&self, request: GetNodeRequest) -> Result<GetNodeResponse, ControlError> {
+        let node = self.store.view(|r| find_node(r, &request.node).cloned())?;
+        Ok(GetNodeResponse { node: Some(node) })
+    }
+}
+
+fn find_service<'a>(r: &ReadTx<'a>, key: &str) -> Result<&'a Service, ControlError> {
+    match r.find_service(key) {
+        Lookup::Found(s) => Ok(s),
+        Lookup::Missing => Err(ControlError::ServiceNotFound(key.to_string())),
+        Lookup::Ambiguous(count) => Err(ControlError::Ambiguous {
+            kind: "service",
+            key: key.to_string(),
+            count,
+        }),
+    }
+}
+
+fn find_node<'a>(r: &ReadTx<'a>, key: &str) -> Result<&'a shoal_proto::Node, ControlError> {
+    match r.find_node(key) {
+        Lookup::Found(n) => Ok(n),
+        Lookup::Missing => Err(ControlError::NodeNotFound(key.to_string())),
+        Lookup::Ambiguous(count) => Err(ControlError::Ambiguous {
+            kind: "node",
+            key: key.to_string(),
+            count,
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl shoal_proto::Control for ControlApi {
+    async fn create_service(
+        &self,
+        request: Request<CreateServiceRequest>,
+    ) -> Result<Response<CreateServiceResponse>, Status> {
+        let service = ControlApi::create_service(self, request.into_inner()).await?;
+        Ok(Response::new(CreateServiceResponse { service: Some(service) }))
+    }
+
+    async fn update_service(
+        &self,
+        request: Request<UpdateServiceRequest>,
+    ) -> Result<Response<UpdateServiceResponse>, Status> {
+        let service = ControlApi::update_service(self, request.into_inner()).await?;
+        Ok(Response::new(UpdateServiceResponse { service: Some(service) }))
+    }
+
+    async fn remove_service(
+        &self,
+        request: Request<RemoveServiceRequest>,
+    ) -> Result<Response<RemoveServiceResponse>, Status> {
+        ControlApi::remove_service(self, request.into_inner()).await?;
+        Ok(Response::new(RemoveServiceResponse {}))
+    }
+
+    async fn get_service(&self, request: Request<GetServiceRequest>) -> Result<Response<GetServiceResponse>, Status> {
+        let service = ControlApi::get_service(self, request.into_inner())?;
+        Ok(Response::new(GetServiceResponse { service: Some(service) }))
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        Ok(Response::new(ControlApi::list_services(self, request.into_inner())))
+    }
+
+    async fn list_tasks(&self, request: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
+        Ok(Response::new(ControlApi::list_tasks(self, request.into_inner())?))
+    }
+
+    async fn list_nodes(&self, request: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
+        Ok(Response::new(ControlApi::list_nodes(self, request.into_inner())))
+    }
+
+    async fn get_node(&self, request: Request<GetNodeRequest>) -> Result<Response<GetNodeResponse>, Status> {
+        Ok(Response::new(ControlApi::get_node(self, request.into_inner())?))
+    }
+}

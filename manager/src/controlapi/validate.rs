@@ -1,0 +1,178 @@
+//! Checks on a service spec before it reaches the store, each error saying how to fix it.
+
+use shoal_proto::{RestartCondition, ServiceMode, ServiceSpec};
+
+use super::ControlError;
+use crate::ids::new_id;
+use crate::scheduler::constraint;
+
+const MAX_NAME: usize = 63;
+
+/// Validate `spec` and fill in what Swarm fills in (a generated name). Returns the spec to store.
+pub fn service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError> {
+    let invalid = |m: String| Err(ControlError::Invalid(m));
+    let mode = ServiceMode::try_from(spec.mode)
+        .map_err(|_| ControlError::Invalid(format!("unknown service mode {}: use replicated or global", spec.mode)))?;
+    let task = spec.task.get_or_insert_with(Default::default);
+    let container = task.container.get_or_insert_with(Default::default);
+    if container.image.trim().is_empty() {
+        return invalid("a service needs an image: give it as the first argument after the flags".into());
+    }
+    if container.image.chars().any(char::is_whitespace) {
+        return invalid(format!("invalid image reference {:?}: it contains whitespace", container.image));
+    }
+    for env in &container.env {
+        if env.split('=').next().is_none_or(|k| k.is_empty()) {
+            return invalid(format!("invalid environment variable {env:?}: use KEY=VALUE"));
+        }
+    }
+    if !container.stop_signal.is_empty() && !valid_signal(&container.stop_signal) {
+        return invalid(format!(
+            "invalid stop signal {:?}: use a signal name such as SIGTERM, SIGINT or KILL, or its number",
+            container.stop_signal
+        ));
+    }
+    if container.stop_grace_period_ms.is_some_and(|ms| ms < 0) {
+        return invalid("the stop grace period cannot be negative".into());
+    }
+    if spec.name.is_empty() {
+        let base = container
+            .image
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.split([':', '@']).next())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("service");
+        spec.name = format!("{}-{}", sanitize(base), &new_id()[..5]);
+    }
+    if !valid_name(&spec.name) {
+        return invalid(format!(
+            "invalid service name {:?}: use letters, digits, '-', '_' and '.', starting with a letter or digit, at most {MAX_NAME} characters",
+            spec.name
+        ));
+    }
+    for (what, r) in [("reservation", &task.reservations), ("limit", &task.limits)] {
+        if let Some(r) = r {
+            if r.nano_cpus < 0 || r.memory_bytes < 0 {
+                return invalid(format!("a resource {what} cannot be negative"));
+            }
+        }
+    }
+    if let Some(restart) = &task.restart {
+        if RestartCondition::try_from(restart.condition).is_err() {
+            return invalid("unknown restart condition: use any, on-failure or none".into());
+        }
+        if restart.delay_ms.is_some_and(|d| d < 0) || restart.window_ms < 0 {
+            return invalid("restart delay and window cannot be negative".into());
+        }
+    }
+    if let Some(placement) = &task.placement {
+        constraint::parse_all(&placement.constraints).map_err(|e| ControlError::Invalid(e.to_string()))?;
+    }
+    if mode == ServiceMode::Global {
+        spec.replicas = 0;
+    }
+    Ok(spec)
+}
+
+fn valid_name(name: &str) -> bool {
+    name.len() <= MAX_NAME
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn sanitize(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .take(40)
+        .collect();
+    if cleaned.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        cleaned
+    } else {
+        format!("s{cleaned}")
+    }
+}
+
+fn valid_signal(s: &str) -> bool {
+    if s.parse::<u8>().is_ok_and(|n| (1..=64).contains(&n)) {
+        return true;
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    const NAMES: &[&str] = &[
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM",
+        "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF",
+        "WINCH", "IO", "PWR", "SYS",
+    ];
+    NAMES.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::{ContainerSpec, Placement, TaskSpec};
+
+    fn spec(name: &str, image: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            task: Some(TaskSpec {
+                container: Some(ContainerSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            replicas: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn good_spec_passes_and_a_name_is_generated() {
+        assert!(service_spec(spec("web", "shoal-test/busybox:a")).is_ok());
+        let named = service_spec(spec("", "shoal-test/busybox:a")).expect("valid");
+        assert!(named.name.starts_with("busybox-"), "{}", named.name);
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        let cases: Vec<(ServiceSpec, &str)> = vec![
+            (spec("web", ""), "needs an image"),
+            (spec("we b", "img"), "invalid service name"),
+            (spec("-web", "img"), "invalid service name"),
+            (
+                {
+                    let mut s = spec("web", "img");
+                    s.task.as_mut().expect("task").placement = Some(Placement {
+                        constraints: vec!["node.role=manager".into()],
+                    });
+                    s
+                },
+                "invalid constraint",
+            ),
+            (
+                {
+                    let mut s = spec("web", "img");
+                    s.task.as_mut().and_then(|t| t.container.as_mut()).expect("c").stop_signal = "SIGNOPE".into();
+                    s
+                },
+                "invalid stop signal",
+            ),
+        ];
+        for (s, want) in cases {
+            let err = service_spec(s).expect_err(want).to_string();
+            assert!(err.contains(want), "{err:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn signals() {
+        for ok in ["SIGTERM", "TERM", "KILL", "sigint", "9", "SIGRTMIN+3"] {
+            assert!(valid_signal(ok), "{ok}");
+        }
+        for bad in ["", "SIGNOPE", "0", "99"] {
+            assert!(!valid_signal(bad), "{bad}");
+        }
+    }
+}

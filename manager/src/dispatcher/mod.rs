@@ -1,0 +1,175 @@
+//! The dispatcher: the managers' side of every agent's session.
+//!
+//! An agent opens a session (its node is registered or refreshed and marked ready), sends
+//! heartbeats, receives the complete set of tasks assigned to its node whenever that set
+//! changes, and reports task status. Status reports from all nodes are batched into one
+//! store transaction every few milliseconds ([`batcher`]). A node whose heartbeats stop is
+//! marked down by the leader's liveness loop ([`Dispatcher::run_liveness`]).
+//!
+//! gRPC types end here: the rest of the manager sees only the store.
+
+mod batcher;
+mod service;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shoal_proto::{NodeState, NodeStatus, Task, TaskState};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Object, ReadTx, Store, StoreError};
+
+pub use service::DispatcherApi;
+
+/// How often agents beat by default.
+pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(5);
+/// A node is down after this many missed periods.
+const GRACE_PERIODS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    #[error("unknown session {0}: open a new session")]
+    UnknownSession(String),
+    #[error("a session needs a node id")]
+    NoNodeId,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the dispatcher is shutting down")]
+    Closed,
+}
+
+/// Shared state of the dispatcher; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    period: Duration,
+    /// Session id -> node id.
+    sessions: Mutex<HashMap<String, String>>,
+    /// Node id -> when it is declared down unless it beats.
+    deadlines: Mutex<HashMap<String, Instant>>,
+    statuses: batcher::Handle,
+    managers: Mutex<Vec<String>>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, period: Duration) -> Self {
+        let statuses = batcher::spawn(store.clone());
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                period,
+                sessions: Mutex::new(HashMap::new()),
+                deadlines: Mutex::new(HashMap::new()),
+                statuses,
+                managers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn period(&self) -> Duration {
+        self.inner.period
+    }
+
+    /// Manager addresses handed to agents for failover.
+    pub fn set_managers(&self, addrs: Vec<String>) {
+        *lock(&self.inner.managers) = addrs;
+    }
+
+    pub fn managers(&self) -> Vec<String> {
+        lock(&self.inner.managers).clone()
+    }
+
+    pub(crate) fn node_of(&self, session_id: &str) -> Result<String, DispatcherError> {
+        lock(&self.inner.sessions)
+            .get(session_id)
+            .cloned()
+            .ok_or_else(|| DispatcherError::UnknownSession(session_id.to_string()))
+    }
+
+    pub(crate) fn open_session(&self, session_id: String, node_id: String) {
+        self.beat(&node_id);
+        lock(&self.inner.sessions).insert(session_id, node_id);
+    }
+
+    pub(crate) fn close_session(&self, session_id: &str) {
+        lock(&self.inner.sessions).remove(session_id);
+    }
+
+    pub(crate) fn beat(&self, node_id: &str) {
+        let deadline = Instant::now() + self.inner.period * GRACE_PERIODS;
+        lock(&self.inner.deadlines).insert(node_id.to_string(), deadline);
+    }
+
+    pub(crate) fn statuses(&self) -> &batcher::Handle {
+        &self.inner.statuses
+    }
+
+    /// Leader loop: mark nodes down whose heartbeats stopped. Nodes the loop has not heard
+    /// of yet get a full grace period from its start.
+    pub async fn run_liveness(self, cancel: CancellationToken) {
+        let start = Instant::now();
+        let grace = self.inner.period * GRACE_PERIODS;
+        let mut tick = tokio::time::interval(self.inner.period / 2);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            let expired: Vec<String> = self.inner.store.view(|r| {
+                let deadlines = lock(&self.inner.deadlines);
+                r.nodes()
+                    .filter(|n| n.state() == NodeState::Ready)
+                    .filter(|n| now > deadlines.get(&n.id).copied().unwrap_or(start + grace))
+                    .map(|n| n.id.clone())
+                    .collect()
+            });
+            if expired.is_empty() {
+                continue;
+            }
+            let result = self
+                .inner
+                .store
+                .update(|tx| {
+                    for id in &expired {
+                        if let Some(mut node) = tx.node(id) {
+                            node.status = Some(NodeStatus {
+                                state: NodeState::Down as i32,
+                                message: "heartbeat failure".into(),
+                                addr: node.status.as_ref().map(|s| s.addr.clone()).unwrap_or_default(),
+                            });
+                            tx.update(Object::Node(node))?;
+                        }
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await;
+            match result {
+                Ok(()) => tracing::warn!(nodes = ?expired, "nodes missed their heartbeats: marked down"),
+                Err(e) => tracing::warn!(error = %e, "marking nodes down failed"),
+            }
+        }
+    }
+}
+
+/// The tasks a node must know about: assigned to it by the scheduler and not yet deleted.
+pub fn assignments(r: &ReadTx<'_>, node_id: &str) -> Vec<Task> {
+    r.tasks()
+        .filter(|t| t.node_id == node_id && t.state() >= TaskState::Assigned)
+        .cloned()
+        .collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

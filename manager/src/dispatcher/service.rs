@@ -1,0 +1,179 @@
+//! The Dispatcher gRPC service: sessions, heartbeats, assignments, status reports.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use shoal_proto::{
+    AssignmentsMessage, AssignmentsRequest, Availability, HeartbeatRequest, HeartbeatResponse, Node, NodeRole,
+    NodeSpec, NodeState, NodeStatus, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
+    UpdateTaskStatusResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{assignments, Dispatcher, DispatcherError};
+use crate::ids::new_id;
+use crate::runloop::{self, Wake};
+use crate::store::{Event, Object, StoreError};
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The tonic service over a [`Dispatcher`].
+pub struct DispatcherApi {
+    dispatcher: Dispatcher,
+}
+
+impl DispatcherApi {
+    pub fn new(dispatcher: Dispatcher) -> Self {
+        Self { dispatcher }
+    }
+}
+
+impl From<DispatcherError> for Status {
+    fn from(e: DispatcherError) -> Self {
+        match e {
+            DispatcherError::UnknownSession(_) => Status::not_found(e.to_string()),
+            DispatcherError::NoNodeId => Status::invalid_argument(e.to_string()),
+            DispatcherError::Store(StoreError::NotLeader { .. }) => Status::unavailable(e.to_string()),
+            DispatcherError::Store(_) | DispatcherError::Closed => Status::unavailable(e.to_string()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl shoal_proto::Dispatcher for DispatcherApi {
+    type SessionStream = Stream_<SessionMessage>;
+    type AssignmentsStream = Stream_<AssignmentsMessage>;
+
+    async fn session(&self, request: Request<SessionRequest>) -> Result<Response<Self::SessionStream>, Status> {
+        let request = request.into_inner();
+        if request.node_id.is_empty() {
+            return Err(DispatcherError::NoNodeId.into());
+        }
+        register(&self.dispatcher, &request).await?;
+        let session_id = new_id();
+        self.dispatcher.open_session(session_id.clone(), request.node_id.clone());
+        tracing::info!(node = %request.node_id, session = %session_id, "session opened");
+        let (tx, rx) = mpsc::channel(1);
+        let first = SessionMessage {
+            session_id: session_id.clone(),
+            heartbeat_period_ms: self.dispatcher.period().as_millis() as i64,
+            managers: self.dispatcher.managers(),
+        };
+        let _ = tx.send(Ok(first)).await;
+        let dispatcher = self.dispatcher.clone();
+        tokio::spawn(async move {
+            tx.closed().await;
+            dispatcher.close_session(&session_id);
+            tracing::info!(session = %session_id, "session closed");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        let node_id = self.dispatcher.node_of(&request.into_inner().session_id)?;
+        self.dispatcher.beat(&node_id);
+        let down = self
+            .dispatcher
+            .store()
+            .view(|r| r.node(&node_id).is_some_and(|n| n.state() != NodeState::Ready));
+        if down {
+            mark_ready(&self.dispatcher, &node_id, None).await?;
+        }
+        Ok(Response::new(HeartbeatResponse {
+            period_ms: self.dispatcher.period().as_millis() as i64,
+        }))
+    }
+
+    async fn assignments(&self, request: Request<AssignmentsRequest>) -> Result<Response<Self::AssignmentsStream>, Status> {
+        let node_id = self.dispatcher.node_of(&request.into_inner().session_id)?;
+        let (tx, rx) = mpsc::channel(4);
+        let store = self.dispatcher.store().clone();
+        tokio::spawn(async move {
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let closed = {
+                let tx = tx.clone();
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    tx.closed().await;
+                    cancel.cancel();
+                })
+            };
+            let mut events = store.watch();
+            let mut sent: Option<Vec<(String, i32, u64)>> = None;
+            loop {
+                let tasks = store.view(|r| assignments(r, &node_id));
+                let mut fingerprint: Vec<(String, i32, u64)> =
+                    tasks.iter().map(|t| (t.id.clone(), t.desired_state, t.spec_version)).collect();
+                fingerprint.sort();
+                if sent.as_ref() != Some(&fingerprint) {
+                    if tx.send(Ok(AssignmentsMessage { tasks })).await.is_err() {
+                        break;
+                    }
+                    sent = Some(fingerprint);
+                }
+                let mine = |e: &Event| match e.object() {
+                    Some(Object::Task(t)) => t.node_id == node_id,
+                    _ => false,
+                };
+                if runloop::next(&mut events, mine, None, &cancel).await == Wake::Shutdown {
+                    break;
+                }
+            }
+            closed.abort();
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn update_task_status(
+        &self,
+        request: Request<UpdateTaskStatusRequest>,
+    ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+        let request = request.into_inner();
+        let node_id = self.dispatcher.node_of(&request.session_id)?;
+        self.dispatcher.statuses().submit(node_id, request.updates).await?;
+        Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+}
+
+/// Create the node on its first session, or refresh its description; either way it is ready.
+async fn register(dispatcher: &Dispatcher, request: &SessionRequest) -> Result<(), DispatcherError> {
+    mark_ready(dispatcher, &request.node_id, Some(request)).await
+}
+
+async fn mark_ready(dispatcher: &Dispatcher, node_id: &str, session: Option<&SessionRequest>) -> Result<(), DispatcherError> {
+    dispatcher
+        .store()
+        .update(|tx| {
+            let mut node = tx.node(node_id).unwrap_or_else(|| Node {
+                id: node_id.to_string(),
+                spec: Some(NodeSpec {
+                    role: NodeRole::Worker as i32,
+                    availability: Availability::Active as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let exists = node.meta.is_some();
+            let mut addr = node.status.as_ref().map(|s| s.addr.clone()).unwrap_or_default();
+            if let Some(session) = session {
+                node.description = session.description.clone();
+                if !session.addr.is_empty() {
+                    addr = session.addr.clone();
+                }
+            }
+            node.status = Some(NodeStatus {
+                state: NodeState::Ready as i32,
+                message: String::new(),
+                addr,
+            });
+            if exists {
+                tx.update(Object::Node(node))
+            } else {
+                tx.create(Object::Node(node))
+            }
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! A manager: Raft member, store, services, and the leadership switch.
+//!
+//! Every manager serves the Control, Dispatcher and Raft services. Only the leader runs the
+//! components that write on their own (orchestrator, scheduler, task reaper, node
+//! liveness): they start when this member is elected and stop when it steps down.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::{
+    Availability, Cluster, ClusterSpec, ControlServer, DispatcherServer, ManagerStatus, Node, NodeDescription,
+    NodeRole, NodeSpec, NodeState, NodeStatus,
+};
+use shoal_raft::{RaftConfig, RaftError, RaftNode};
+use tokio_util::sync::CancellationToken;
+
+use crate::controlapi::ControlApi;
+use crate::dispatcher::{Dispatcher, DispatcherApi, DEFAULT_HEARTBEAT_PERIOD};
+use crate::orchestrator::taskreaper::{TaskReaper, DEFAULT_HISTORY_LIMIT};
+use crate::orchestrator::Orchestrator;
+use crate::raft_proposer::RaftProposer;
+use crate::scheduler::Scheduler;
+use crate::store::{Object, Store, StoreError, StoreState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("raft: {0}")]
+    Raft(#[from] RaftError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("this manager did not become leader within {0:?}")]
+    NoLeadership(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// The node's id (also its Node object's id).
+    pub node_id: String,
+    /// The node's Raft member id.
+    pub raft_id: u64,
+    /// Where the Raft log and state machine live (`<data_dir>/raft`).
+    pub data_dir: PathBuf,
+    /// The address other nodes reach this manager on (host:port).
+    pub addr: String,
+    pub heartbeat_period: Duration,
+}
+
+impl ManagerConfig {
+    pub fn new(node_id: String, raft_id: u64, data_dir: PathBuf, addr: String) -> Self {
+        Self {
+            node_id,
+            raft_id,
+            data_dir,
+            addr,
+            heartbeat_period: DEFAULT_HEARTBEAT_PERIOD,
+        }
+    }
+}
+
+/// A running manager; cheap to clone.
+#[derive(Clone)]
+pub struct Manager {
+    config: Arc<ManagerConfig>,
+    store: Store,
+    raft: RaftNode,
+    dispatcher: Dispatcher,
+}
+
+impl Manager {
+    /// Open this manager's Raft state (creating it if new) and the store it drives. The
+    /// store is rebuilt from the last snapshot and the log before this returns.
+    pub async fn open(config: ManagerConfig) -> Result<Self, ManagerError> {
+        let state = Arc::new(StoreState::new());
+        let raft_config = RaftConfig {
+            node_id: config.raft_id,
+            data_dir: config.data_dir.clone(),
+            ..RaftConfig::default()
+        };
+        let raft = RaftNode::open(raft_config, state.clone()).await?;
+        let store = Store::new(state, Arc::new(RaftProposer::new(raft.clone())));
+        let dispatcher = Dispatcher::new(store.clone(), config.heartbeat_period);
+        dispatcher.set_managers(vec![config.addr.clone()]);
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            raft,
+            dispatcher,
+        })
+    }
+
+    /// Make this manager the first member of a new cluster: bootstrap Raft with it as the
+    /// only voter, wait until it leads, then write the cluster object and this node.
+    pub async fn bootstrap(&self, cluster_id: &str, description: NodeDescription) -> Result<(), ManagerError> {
+        self.raft.initialize(self.config.addr.clone()).await?;
+        self.wait_for_leadership(Duration::from_secs(10)).await?;
+        let node = Node {
+            id: self.config.node_id.clone(),
+            meta: None,
+            spec: Some(NodeSpec {
+                role: NodeRole::Manager as i32,
+                availability: Availability::Active as i32,
+                labels: Default::default(),
+            }),
+            description: Some(description),
+            status: Some(NodeStatus {
+                state: NodeState::Unknown as i32,
+                message: String::new(),
+                addr: self.config.addr.clone(),
+            }),
+            manager_status: Some(ManagerStatus {
+                raft_id: self.config.raft_id,
+                addr: self.config.addr.clone(),
+                leader: true,
+            }),
+        };
+        let cluster = Cluster {
+            id: cluster_id.to_string(),
+            meta: None,
+            spec: Some(ClusterSpec {
+                name: "default".into(),
+                task_history_limit: DEFAULT_HISTORY_LIMIT as u64,
+                heartbeat_period_ms: self.config.heartbeat_period.as_millis() as i64,
+            }),
+        };
+        self.store
+            .update(|tx| {
+                if tx.read().cluster().is_none() {
+                    tx.create(Object::Cluster(cluster))?;
+                }
+                if tx.node(&node.id).is_none() {
+                    tx.create(Object::Node(node))?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn wait_for_leadership(&self, timeout: Duration) -> Result<(), ManagerError> {
+        let mut leadership = self.raft.leadership();
+        let led = matches!(
+            tokio::time::timeout(timeout, leadership.wait_for(|l| l.is_leader)).await,
+            Ok(Ok(_))
+        );
+        if led {
+            Ok(())
+        } else {
+            Err(ManagerError::NoLeadership(timeout))
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn raft(&self) -> &RaftNode {
+        &self.raft
+    }
+
+    pub fn config(&self) -> &ManagerConfig {
+        &self.config
+    }
+
+    pub fn control_service(&self) -> ControlServer<ControlApi> {
+        ControlServer::new(ControlApi::new(self.store.clone()))
+    }
+
+    pub fn dispatcher_service(&self) -> DispatcherServer<DispatcherApi> {
+        DispatcherServer::new(DispatcherApi::new(self.dispatcher.clone()))
+    }
+
+    /// Run the leader-only components whenever this manager leads, until `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut leadership = self.raft.leadership();
+        let mut term: Option<CancellationToken> = None;
+        loop {
+            let leads = leadership.borrow_and_update().is_leader;
+            match (leads, &term) {
+                (true, None) => {
+                    tracing::info!(node = %self.config.node_id, "became leader: starting orchestrator, scheduler, reaper");
+                    let token = cancel.child_token();
+                    self.start_leader_loops(token.clone());
+                    term = Some(token);
+                }
+                (false, Some(token)) => {
+                    tracing::info!(node = %self.config.node_id, "lost leadership: stopping leader loops");
+                    token.cancel();
+                    term = None;
+                }
+                _ => {}
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                changed = leadership.changed() => if changed.is_err() { break },
+            }
+        }
+        if let Some(token) = term {
+            token.cancel();
+        }
+    }
+
+    fn start_leader_loops(&self, token: CancellationToken) {
+        tokio::spawn(Orchestrator::new(self.store.clone()).run(token.clone()));
+        tokio::spawn(Scheduler::new(self.store.clone()).run(token.clone()));
+        tokio::spawn(TaskReaper::new(self.store.clone()).run(token.clone()));
+        tokio::spawn(self.dispatcher.clone().run_liveness(token.clone()));
+        let store = self.store.clone();
+        let me = self.config.node_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = mark_leader(&store, &me).await {
+                tracing::warn!(error = %e, "recording leadership on the node objects failed");
+            }
+        });
+    }
+
+    pub async fn shutdown(&self) -> Result<(), ManagerError> {
+        self.raft.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// Record in the managers' node objects which one leads.
+async fn mark_leader(store: &Store, leader: &str) -> Result<(), StoreError> {
+    store
+        .update(|tx| {
+            let managers: Vec<Node> = tx.read().nodes().filter(|n| n.manager_status.is_some()).cloned().collect();
+            for mut node in managers {
+                let leads = node.id == leader;
+                if let Some(status) = node.manager_status.as_mut().filter(|s| s.leader != leads) {
+                    status.leader = leads;
+                    tx.update(Object::Node(node))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+}

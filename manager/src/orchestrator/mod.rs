@@ -1,0 +1,125 @@
+//! Orchestrators: turn services into tasks.
+//!
+//! One run loop reconciles every service on each batch of store changes: replicated
+//! services keep their numbered slots filled ([`replicated`]), global services keep one
+//! task per eligible node ([`global`]), and the restart supervisor ([`restart`]) replaces
+//! finished tasks under the service's restart policy. The task reaper ([`taskreaper`]) is a
+//! loop of its own that bounds the history kept per slot.
+//!
+//! Architecture invariant: orchestrators read and write the store only; they never call
+//! the scheduler or the dispatcher, and never import tonic, Raft or the executor.
+
+pub mod global;
+pub mod replicated;
+pub mod restart;
+pub mod taskreaper;
+
+use shoal_proto::{Service, ServiceMode, Task, TaskState, TaskStatus};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::ids::new_id;
+use crate::runloop::{self, Wake};
+use crate::store::{Event, Object, Store, StoreError};
+use restart::RestartSupervisor;
+
+/// A fresh task for `slot` (replicated) or `node_id` (global) of `service`.
+pub fn new_task(service: &Service, slot: u64, node_id: &str, desired: TaskState) -> Task {
+    let spec = service.spec.clone().unwrap_or_default();
+    Task {
+        id: new_id(),
+        meta: None,
+        service_id: service.id.clone(),
+        service_name: spec.name.clone(),
+        slot,
+        node_id: node_id.to_string(),
+        spec: spec.task,
+        spec_version: service.spec_version,
+        desired_state: desired as i32,
+        status: Some(TaskStatus {
+            state: TaskState::New as i32,
+            message: "created".into(),
+            timestamp_ms: now_ms(),
+            ..Default::default()
+        }),
+    }
+}
+
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The orchestrator's run loop (replicated and global services, restarts).
+pub struct Orchestrator {
+    store: Store,
+    restart: RestartSupervisor,
+}
+
+impl Orchestrator {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            restart: RestartSupervisor::default(),
+        }
+    }
+
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut events = self.store.watch();
+        loop {
+            let deadline = match self.pass().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "orchestrator pass failed; retrying");
+                    Some(Instant::now() + std::time::Duration::from_millis(200))
+                }
+            };
+            if runloop::next(&mut events, relevant, deadline, &cancel).await == Wake::Shutdown {
+                return;
+            }
+        }
+    }
+
+    /// Reconcile every service once; returns when the next timer is due.
+    pub async fn pass(&mut self) -> Result<Option<Instant>, StoreError> {
+        let now = Instant::now();
+        let restart = &mut self.restart;
+        self.store
+            .update(|tx| {
+                let services: Vec<Service> = tx.read().services().cloned().collect();
+                let mut next = None;
+                for service in &services {
+                    let due = match service.mode() {
+                        ServiceMode::Replicated => replicated::reconcile(tx, service, restart, now)?,
+                        ServiceMode::Global => global::reconcile(tx, service, restart, now)?,
+                    };
+                    next = earliest(next, due);
+                }
+                Ok::<_, StoreError>(next)
+            })
+            .await
+    }
+}
+
+fn relevant(event: &Event) -> bool {
+    match event {
+        Event::Removed(Object::Service(s)) => {
+            // Handled by the reaper; nothing to reconcile.
+            let _ = s;
+            false
+        }
+        Event::Created(o) | Event::Updated(o) | Event::Removed(o) => match o {
+            Object::Service(_) | Object::Node(_) => true,
+            // Only a task that ended or was shut down can leave a slot empty.
+            Object::Task(t) => t.state().is_terminal() || t.desired() >= TaskState::Shutdown,
+            Object::Cluster(_) => false,
+        },
+        Event::Resync => true,
+    }
+}
+
+#[cfg(test)]
+mod tests;

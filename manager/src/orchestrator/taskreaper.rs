@@ -1,0 +1,85 @@
+//! The task reaper: keeps a bounded history of finished tasks per slot (the cluster's
+//! `task_history_limit`, default 5) and deletes the tasks of removed services once they
+//! have stopped. Deleting a task is what tells its node to remove the container.
+
+use std::collections::HashMap;
+
+use shoal_proto::{Task, TaskState};
+use tokio_util::sync::CancellationToken;
+
+use super::restart::{slot_key, SlotKey};
+use crate::runloop::{self, Wake};
+use crate::store::{Event, Object, ReadTx, Store, StoreError};
+
+/// Swarm's default history per slot.
+pub const DEFAULT_HISTORY_LIMIT: usize = 5;
+
+pub struct TaskReaper {
+    store: Store,
+}
+
+impl TaskReaper {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut events = self.store.watch();
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "task reaper pass failed; retrying on the next change");
+            }
+            if runloop::next(&mut events, Event::is_task, None, &cancel).await == Wake::Shutdown {
+                return;
+            }
+        }
+    }
+
+    /// Delete what should go; returns how many tasks were deleted.
+    pub async fn pass(&self) -> Result<usize, StoreError> {
+        self.store
+            .update(|tx| {
+                let doomed = reapable(tx.read());
+                let n = doomed.len();
+                for task in doomed {
+                    tx.remove(Object::Task(task));
+                }
+                Ok(n)
+            })
+            .await
+    }
+}
+
+/// A task that will never run again and holds nothing on a node worth keeping running.
+fn finished(task: &Task) -> bool {
+    task.desired() >= TaskState::Shutdown && (task.state().is_terminal() || task.state() < TaskState::Assigned)
+}
+
+/// The tasks to delete: finished tasks of services that are gone, and finished tasks beyond
+/// the history limit of their slot (oldest first).
+pub fn reapable(r: &ReadTx<'_>) -> Vec<Task> {
+    let limit = r
+        .cluster()
+        .and_then(|c| c.spec.as_ref())
+        .map(|s| s.task_history_limit as usize)
+        .filter(|&l| l > 0)
+        .unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let mut doomed = Vec::new();
+    let mut history: HashMap<SlotKey, Vec<&Task>> = HashMap::new();
+    for task in r.tasks().filter(|t| finished(t)) {
+        if r.service(&task.service_id).is_none() {
+            doomed.push(task.clone());
+        } else {
+            history.entry(slot_key(task)).or_default().push(task);
+        }
+    }
+    for (_, mut tasks) in history {
+        if tasks.len() <= limit {
+            continue;
+        }
+        tasks.sort_by_key(|t| (t.meta.as_ref().map_or(0, |m| m.created_at_ms), t.version()));
+        let excess = tasks.len() - limit;
+        doomed.extend(tasks.into_iter().take(excess).cloned());
+    }
+    doomed
+}

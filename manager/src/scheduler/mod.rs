@@ -1,0 +1,167 @@
+//! The scheduler: gives every new task a node.
+//!
+//! A run loop over store events. Each pass takes every task waiting for a node (state NEW
+//! or PENDING, desired to run), runs the filter pipeline ([`filter::check`]) on every node,
+//! picks by spread ([`filter::spread`]) and writes all decisions of the pass in one
+//! transaction, so a 100-task create is placed in one pass. A task no node fits stays
+//! PENDING with the reason ("no suitable node (...)").
+//!
+//! Architecture invariant: the scheduler reads and writes the store only; it never imports
+//! tonic, Raft or the executor.
+
+pub mod constraint;
+pub mod filter;
+
+use std::collections::HashMap;
+
+use shoal_proto::{Node, Task, TaskState, TaskStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::runloop::{self, Wake};
+use crate::store::{Event, Object, ReadTx, Store, StoreError};
+use constraint::Constraint;
+use filter::{Explanation, NodeLoad};
+
+/// What a pass decided for one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Assign(String),
+    Pending(String),
+}
+
+/// The scheduler's run loop.
+pub struct Scheduler {
+    store: Store,
+}
+
+impl Scheduler {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut events = self.store.watch();
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "scheduling pass failed; retrying on the next change");
+            }
+            match runloop::next(&mut events, relevant, None, &cancel).await {
+                Wake::Shutdown => return,
+                Wake::Changed | Wake::Timer => {}
+            }
+        }
+    }
+
+    /// One scheduling pass over the whole store.
+    pub async fn pass(&self) -> Result<usize, StoreError> {
+        self.store
+            .update(|tx| {
+                let decisions = plan(tx.read());
+                let mut written = 0;
+                for (mut task, decision) in decisions {
+                    let (state, message, node) = match decision {
+                        Decision::Assign(node) => (TaskState::Assigned, "scheduler assigned task to node".to_string(), node),
+                        Decision::Pending(why) => (TaskState::Pending, why, task.node_id.clone()),
+                    };
+                    let unchanged = task.state() == state
+                        && task.status.as_ref().map(|s| s.message.as_str()) == Some(message.as_str());
+                    if unchanged {
+                        continue;
+                    }
+                    task.node_id = node;
+                    task.status = Some(TaskStatus {
+                        state: state as i32,
+                        message,
+                        timestamp_ms: now_ms(),
+                        ..Default::default()
+                    });
+                    tx.update(Object::Task(task))?;
+                    written += 1;
+                }
+                Ok(written)
+            })
+            .await
+    }
+}
+
+fn relevant(event: &Event) -> bool {
+    matches!(event.object(), Some(Object::Task(_) | Object::Node(_)))
+}
+
+/// Whether a task holds resources on its node.
+fn occupies(task: &Task) -> bool {
+    !task.node_id.is_empty() && task.desired() <= TaskState::Running && !task.state().is_terminal()
+}
+
+/// Whether a task waits for the scheduler.
+fn unplaced(task: &Task) -> bool {
+    task.desired() <= TaskState::Running && matches!(task.state(), TaskState::New | TaskState::Pending)
+}
+
+/// Decide a node (or the reason there is none) for every task that waits for one.
+pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
+    let nodes: Vec<&Node> = r.nodes().collect();
+    let mut loads: HashMap<&str, NodeLoad> = nodes.iter().map(|n| (n.id.as_str(), NodeLoad::default())).collect();
+    for task in r.tasks().filter(|t| occupies(t)) {
+        if let Some(load) = loads.get_mut(task.node_id.as_str()) {
+            load.add(task);
+        }
+    }
+    let mut waiting: Vec<&Task> = r.tasks().filter(|t| unplaced(t)).collect();
+    waiting.sort_by(|a, b| (&a.service_id, a.slot, &a.id).cmp(&(&b.service_id, b.slot, &b.id)));
+
+    let mut constraints: HashMap<&str, Result<Vec<Constraint>, String>> = HashMap::new();
+    let mut decisions = Vec::with_capacity(waiting.len());
+    for task in waiting {
+        let parsed = constraints.entry(task.service_id.as_str()).or_insert_with(|| {
+            let exprs = task
+                .spec
+                .as_ref()
+                .and_then(|s| s.placement.as_ref())
+                .map(|p| p.constraints.clone())
+                .unwrap_or_default();
+            constraint::parse_all(&exprs).map_err(|e| e.to_string())
+        });
+        let parsed = match parsed {
+            Ok(p) => p.as_slice(),
+            Err(e) => {
+                decisions.push((task.clone(), Decision::Pending(e.clone())));
+                continue;
+            }
+        };
+        let candidates: Vec<&Node> = if task.node_id.is_empty() {
+            nodes.clone()
+        } else {
+            // Global tasks are made for one node.
+            nodes.iter().copied().filter(|n| n.id == task.node_id).collect()
+        };
+        let mut why = Explanation::default();
+        let mut fits = Vec::new();
+        for node in candidates {
+            let load = loads.get(node.id.as_str()).cloned().unwrap_or_default();
+            match filter::check(task, parsed, node, &load) {
+                Ok(()) => fits.push(node),
+                Err(rejection) => why.add(&rejection),
+            }
+        }
+        let chosen = filter::spread(
+            &task.service_id,
+            fits.iter().filter_map(|n| loads.get(n.id.as_str()).map(|l| (*n, l))),
+        )
+        .map(|n| n.id.clone());
+        match chosen {
+            Some(node_id) => {
+                if let Some(load) = loads.get_mut(node_id.as_str()) {
+                    load.add(task);
+                }
+                decisions.push((task.clone(), Decision::Assign(node_id)));
+            }
+            None => decisions.push((task.clone(), Decision::Pending(why.to_string()))),
+        }
+    }
+    decisions
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! The manager's in-memory object store.
+//!
+//! Every manager holds the whole cluster state in memory: nodes, services, tasks and the
+//! cluster object, each versioned by the Raft index of the change that last wrote it.
+//! Reads are synchronous views ([`Store::view`]). Writes are transactions
+//! ([`Store::update`]): the closure reads and stages changes, the staged batch is proposed
+//! through a [`Proposer`] (Raft in production, [`LocalProposer`] in tests) and the change
+//! becomes visible only when it is applied, on every manager alike, through
+//! [`StoreState`]'s [`shoal_raft::Applier`] implementation. Each applied change is published
+//! on a watch stream ([`Store::watch`]) that the orchestrators, the scheduler and the
+//! dispatcher run on.
+//!
+//! The store knows nothing of gRPC or of the components that use it.
+
+mod apply;
+mod tx;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use async_trait::async_trait;
+use shoal_proto::{Cluster, Node, Service, StoreActionBatch, Task};
+use tokio::sync::{broadcast, Mutex};
+
+pub use apply::{decode_response as apply_response, StoreState};
+pub use tx::{Lookup, ReadTx, WriteTx};
+
+/// Capacity of the watch stream; a consumer that falls further behind gets
+/// [`Event::Resync`]-style handling through `RecvError::Lagged` and must re-read the store.
+const WATCH_CAPACITY: usize = 16 * 1024;
+
+/// Errors from store transactions.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Raft refused the write because this manager does not lead.
+    #[error("this manager is not the leader")]
+    NotLeader {
+        leader_addr: Option<String>,
+    },
+    #[error("{kind} {id} already exists")]
+    Exists { kind: &'static str, id: String },
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    /// The object changed since the transaction read it.
+    #[error("{kind} {id} changed concurrently (version {expected} read, {found} stored)")]
+    Conflict {
+        kind: &'static str,
+        id: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("proposing the change failed: {0}")]
+    Propose(String),
+}
+
+/// One stored object, as carried on the watch stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Node(Node),
+    Service(Service),
+    Task(Task),
+    Cluster(Cluster),
+}
+
+impl Object {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Node(_) => "node",
+            Object::Service(_) => "service",
+            Object::Task(_) => "task",
+            Object::Cluster(_) => "cluster",
+        }
+    }
+}
+
+/// A change applied to the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Created(Object),
+    Updated(Object),
+    Removed(Object),
+    /// The whole state was replaced (snapshot restore): re-read everything.
+    Resync,
+}
+
+impl Event {
+    /// The object the event is about, if any.
+    pub fn object(&self) -> Option<&Object> {
+        match self {
+            Event::Created(o) | Event::Updated(o) | Event::Removed(o) => Some(o),
+            Event::Resync => None,
+        }
+    }
+
+    pub fn is_task(&self) -> bool {
+        matches!(self.object(), Some(Object::Task(_)))
+    }
+}
+
+/// The tables. Ordered maps keep listings stable.
+#[derive(Clone, Debug, Default)]
+pub struct Tables {
+    pub nodes: BTreeMap<String, Node>,
+    pub services: BTreeMap<String, Service>,
+    pub tasks: BTreeMap<String, Task>,
+    pub clusters: BTreeMap<String, Cluster>,
+}
+
+/// Where committed batches go. Raft in a real manager; [`LocalProposer`] in tests.
+#[async_trait]
+pub trait Proposer: Send + Sync + 'static {
+    /// Replicate and apply `batch`; returns once it is applied to this manager's store.
+    async fn propose(&self, batch: StoreActionBatch) -> Result<(), StoreError>;
+}
+
+/// Applies batches straight to the local state, with no replication. For tests of the
+/// components above the store, and nothing else.
+pub struct LocalProposer {
+    state: Arc<StoreState>,
+    index: std::sync::atomic::AtomicU64,
+}
+
+impl LocalProposer {
+    pub fn new(state: Arc<StoreState>) -> Self {
+        Self {
+            state,
+            index: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Proposer for LocalProposer {
+    async fn propose(&self, batch: StoreActionBatch) -> Result<(), StoreError> {
+        let index = self.index.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.state.apply_batch(index, batch)
+    }
+}
+
+/// Handle to the store: cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    state: Arc<StoreState>,
+    proposer: Arc<dyn Proposer>,
+    /// Serialises writers so a transaction's reads stay valid until its batch applies.
+    writer: Arc<Mutex<()>>,
+}
+
+impl Store {
+    pub fn new(state: Arc<StoreState>, proposer: Arc<dyn Proposer>) -> Self {
+        Self {
+            state,
+            proposer,
+            writer: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// A store with no replication, for tests of the components above it.
+    pub fn in_memory() -> Self {
+        let state = Arc::new(StoreState::new());
+        let proposer = Arc::new(LocalProposer::new(state.clone()));
+        Self::new(state, proposer)
+    }
+
+    pub fn state(&self) -> &Arc<StoreState> {
+        &self.state
+    }
+
+    /// Run `f` on a consistent read-only view.
+    pub fn view<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> T) -> T {
+        let tables = self.tables();
+        f(&ReadTx::new(&tables))
+    }
+
+    /// Run `f` as a transaction: it reads the current state, stages changes, and the batch
+    /// is committed through the proposer. Returns `f`'s value once the change is applied.
+    /// A transaction that staged nothing proposes nothing.
+    pub async fn update<T, E>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let _writer = self.writer.lock().await;
+        let (value, batch) = {
+            let tables = self.tables();
+            let mut tx = WriteTx::new(&tables);
+            let value = f(&mut tx)?;
+            (value, tx.into_batch())
+        };
+        if !batch.actions.is_empty() {
+            self.proposer.propose(batch).await?;
+        }
+        Ok(value)
+    }
+
+    /// Subscribe to applied changes. Subscribe before reading the state you react to, so
+    /// no change falls between the read and the subscription.
+    pub fn watch(&self) -> broadcast::Receiver<Event> {
+        self.state.subscribe()
+    }
+
+    fn tables(&self) -> RwLockReadGuard<'_, Tables> {
+        self.state.read()
+    }
+}
+
+pub(crate) fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn new_channel() -> broadcast::Sender<Event> {
+    broadcast::channel(WATCH_CAPACITY).0
+}
+
+#[cfg(test)]
+mod tests;

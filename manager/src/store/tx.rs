@@ -1,0 +1,307 @@
+//! Read views and write transactions over the tables.
+
+use std::collections::HashMap;
+
+use shoal_proto::store_action::{Kind, Object as ActionObject};
+use shoal_proto::{Cluster, Meta, Node, Service, StoreAction, StoreActionBatch, Task};
+
+use super::{Object, StoreError, Tables};
+use crate::clock::now_ms;
+
+/// A consistent read-only view of the tables.
+pub struct ReadTx<'a> {
+    tables: &'a Tables,
+}
+
+impl<'a> ReadTx<'a> {
+    pub(crate) fn new(tables: &'a Tables) -> Self {
+        Self { tables }
+    }
+
+    pub fn tables(&self) -> &'a Tables {
+        self.tables
+    }
+
+    pub fn node(&self, id: &str) -> Option<&'a Node> {
+        self.tables.nodes.get(id)
+    }
+
+    pub fn service(&self, id: &str) -> Option<&'a Service> {
+        self.tables.services.get(id)
+    }
+
+    pub fn task(&self, id: &str) -> Option<&'a Task> {
+        self.tables.tasks.get(id)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &'a Node> + Clone {
+        self.tables.nodes.values()
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &'a Service> + Clone {
+        self.tables.services.values()
+    }
+
+    pub fn tasks(&self) -> impl Iterator<Item = &'a Task> {
+        self.tables.tasks.values()
+    }
+
+    pub fn tasks_of_service<'s>(&self, service_id: &'s str) -> impl Iterator<Item = &'a Task> + 's
+    where
+        'a: 's,
+    {
+        self.tables
+            .tasks
+            .values()
+            .filter(move |t| t.service_id == service_id)
+    }
+
+    pub fn cluster(&self) -> Option<&'a Cluster> {
+        self.tables.clusters.values().next()
+    }
+
+    /// A service by exact id, then exact name, then unique id prefix (docker's lookup).
+    pub fn find_service(&self, key: &str) -> Lookup<&'a Service> {
+        lookup(
+            key,
+            self.tables.services.get(key),
+            self.services(),
+            |s| s.name(),
+            |s| s.id.as_str(),
+        )
+    }
+
+    /// A node by exact id, then hostname, then unique id prefix.
+    pub fn find_node(&self, key: &str) -> Lookup<&'a Node> {
+        lookup(
+            key,
+            self.tables.nodes.get(key),
+            self.nodes(),
+            |n| n.hostname(),
+            |n| n.id.as_str(),
+        )
+    }
+}
+
+/// The result of looking an object up by id, name or prefix.
+#[derive(Debug, PartialEq)]
+pub enum Lookup<T> {
+    Found(T),
+    Missing,
+    /// Several objects match the name or prefix.
+    Ambiguous(usize),
+}
+
+fn lookup<'a, T: 'a>(
+    key: &str,
+    exact: Option<&'a T>,
+    all: impl Iterator<Item = &'a T> + Clone,
+    name: impl Fn(&T) -> &str,
+    id: impl Fn(&T) -> &str,
+) -> Lookup<&'a T> {
+    if key.is_empty() {
+        return Lookup::Missing;
+    }
+    if let Some(found) = exact {
+        return Lookup::Found(found);
+    }
+    let by_name: Vec<_> = all.clone().filter(|o| name(o) == key).collect();
+    match by_name.len() {
+        1 => return Lookup::Found(by_name[0]),
+        0 => {}
+        n => return Lookup::Ambiguous(n),
+    }
+    let by_prefix: Vec<_> = all.filter(|o| id(o).starts_with(key)).collect();
+    match by_prefix.len() {
+        1 => Lookup::Found(by_prefix[0]),
+        0 => Lookup::Missing,
+        n => Lookup::Ambiguous(n),
+    }
+}
+
+impl<T> Lookup<T> {
+    /// `Ok` with the object, or `Err` with how many matched (0: none).
+    pub fn map_found(self) -> Result<T, usize> {
+        match self {
+            Lookup::Found(t) => Ok(t),
+            Lookup::Missing => Err(0),
+            Lookup::Ambiguous(n) => Err(n),
+        }
+    }
+}
+
+/// A write transaction. Reads see the committed state plus this transaction's own staged
+/// writes for single-object lookups; the iterators of [`WriteTx::read`] see the committed
+/// state only.
+pub struct WriteTx<'a> {
+    base: ReadTx<'a>,
+    actions: Vec<StoreAction>,
+    /// (kind, id) -> position in `actions`, so a second write to one object replaces the first.
+    staged: HashMap<(&'static str, String), usize>,
+    now_ms: i64,
+}
+
+impl<'a> WriteTx<'a> {
+    pub(crate) fn new(tables: &'a Tables) -> Self {
+        Self {
+            base: ReadTx::new(tables),
+            actions: Vec::new(),
+            staged: HashMap::new(),
+            now_ms: now_ms(),
+        }
+    }
+
+    /// The committed state, as it was when the transaction began.
+    pub fn read(&self) -> &ReadTx<'a> {
+        &self.base
+    }
+
+    /// A task as this transaction sees it (staged write first).
+    pub fn task(&self, id: &str) -> Option<Task> {
+        match self.staged_object("task", id) {
+            Some(Some(ActionObject::Task(t))) => Some(t.clone()),
+            Some(_) => None,
+            None => self.base.task(id).cloned(),
+        }
+    }
+
+    /// A service as this transaction sees it (staged write first).
+    pub fn service(&self, id: &str) -> Option<Service> {
+        match self.staged_object("service", id) {
+            Some(Some(ActionObject::Service(s))) => Some(s.clone()),
+            Some(_) => None,
+            None => self.base.service(id).cloned(),
+        }
+    }
+
+    /// A node as this transaction sees it (staged write first).
+    pub fn node(&self, id: &str) -> Option<Node> {
+        match self.staged_object("node", id) {
+            Some(Some(ActionObject::Node(n))) => Some(n.clone()),
+            Some(_) => None,
+            None => self.base.node(id).cloned(),
+        }
+    }
+
+    pub fn create(&mut self, object: Object) -> Result<(), StoreError> {
+        let (kind, id) = key(&object);
+        let exists = match &object {
+            Object::Node(_) => self.node(&id).is_some(),
+            Object::Service(_) => self.service(&id).is_some(),
+            Object::Task(_) => self.task(&id).is_some(),
+            Object::Cluster(_) => self.base.tables.clusters.contains_key(&id),
+        };
+        if exists {
+            return Err(StoreError::Exists { kind, id });
+        }
+        let object = stamp(object, self.now_ms, true);
+        self.stage(Kind::Create, object);
+        Ok(())
+    }
+
+    /// Stage a new version of an existing object. The object must carry the version it was
+    /// read at; the apply refuses it if the stored version moved on.
+    pub fn update(&mut self, object: Object) -> Result<(), StoreError> {
+        let (kind, id) = key(&object);
+        let exists = match &object {
+            Object::Node(_) => self.node(&id).is_some(),
+            Object::Service(_) => self.service(&id).is_some(),
+            Object::Task(_) => self.task(&id).is_some(),
+            Object::Cluster(_) => self.base.tables.clusters.contains_key(&id),
+        };
+        if !exists {
+            return Err(StoreError::NotFound { kind, id });
+        }
+        let object = stamp(object, self.now_ms, false);
+        // Updating an object created in this same transaction keeps it a create.
+        let kind_of_write = match self.staged.get(&(kind, id.clone())) {
+            Some(&pos) if self.actions[pos].kind == Kind::Create as i32 => Kind::Create,
+            _ => Kind::Update,
+        };
+        self.stage(kind_of_write, object);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, object: Object) {
+        self.stage(Kind::Remove, object);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    pub(crate) fn into_batch(self) -> StoreActionBatch {
+        StoreActionBatch {
+            actions: self.actions,
+        }
+    }
+
+    fn staged_object(&self, kind: &'static str, id: &str) -> Option<Option<&ActionObject>> {
+        let pos = *self.staged.get(&(kind, id.to_string()))?;
+        let action = &self.actions[pos];
+        if action.kind == Kind::Remove as i32 {
+            Some(None)
+        } else {
+            Some(action.object.as_ref())
+        }
+    }
+
+    fn stage(&mut self, kind: Kind, object: Object) {
+        let k = key(&object);
+        let action = StoreAction {
+            kind: kind as i32,
+            object: Some(to_action_object(object)),
+        };
+        match self.staged.get(&k) {
+            Some(&pos) => self.actions[pos] = action,
+            None => {
+                self.staged.insert(k, self.actions.len());
+                self.actions.push(action);
+            }
+        }
+    }
+}
+
+fn key(object: &Object) -> (&'static str, String) {
+    let id = match object {
+        Object::Node(n) => n.id.clone(),
+        Object::Service(s) => s.id.clone(),
+        Object::Task(t) => t.id.clone(),
+        Object::Cluster(c) => c.id.clone(),
+    };
+    (object.kind(), id)
+}
+
+fn stamp(mut object: Object, now: i64, created: bool) -> Object {
+    let meta = match &mut object {
+        Object::Node(n) => &mut n.meta,
+        Object::Service(s) => &mut s.meta,
+        Object::Task(t) => &mut t.meta,
+        Object::Cluster(c) => &mut c.meta,
+    };
+    let meta = meta.get_or_insert_with(Meta::default);
+    if created {
+        meta.created_at_ms = now;
+        meta.version = 0;
+    }
+    meta.updated_at_ms = now;
+    object
+}
+
+pub(crate) fn to_action_object(object: Object) -> ActionObject {
+    match object {
+        Object::Node(n) => ActionObject::Node(n),
+        Object::Service(s) => ActionObject::Service(s),
+        Object::Task(t) => ActionObject::Task(t),
+        Object::Cluster(c) => ActionObject::Cluster(c),
+    }
+}
+
+pub(crate) fn from_action_object(object: ActionObject) -> Object {
+    match object {
+        ActionObject::Node(n) => Object::Node(n),
+        ActionObject::Service(s) => Object::Service(s),
+        ActionObject::Task(t) => Object::Task(t),
+        ActionObject::Cluster(c) => Object::Cluster(c),
+    }
+}

@@ -1,0 +1,110 @@
+//! Fixtures for the manager's unit tests: nodes, services, and waiting on store conditions.
+
+use std::time::Duration;
+
+use shoal_proto::{
+    Availability, ContainerSpec, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, Resources,
+    RestartPolicy, Service, ServiceMode, ServiceSpec, TaskSpec, TaskState, TaskStatus,
+};
+
+use crate::store::{Object, ReadTx, Store, StoreError};
+
+pub fn node(id: &str) -> Node {
+    Node {
+        id: id.into(),
+        meta: None,
+        spec: Some(NodeSpec {
+            role: NodeRole::Worker as i32,
+            availability: Availability::Active as i32,
+            labels: Default::default(),
+        }),
+        description: Some(NodeDescription {
+            hostname: id.into(),
+            resources: Some(Resources {
+                nano_cpus: 2_000_000_000,
+                memory_bytes: 4 << 30,
+            }),
+            ..Default::default()
+        }),
+        status: Some(NodeStatus {
+            state: NodeState::Ready as i32,
+            ..Default::default()
+        }),
+        manager_status: None,
+    }
+}
+
+pub fn service(id: &str, replicas: u64) -> Service {
+    Service {
+        id: id.into(),
+        meta: None,
+        spec: Some(ServiceSpec {
+            name: format!("{id}-name"),
+            labels: Default::default(),
+            task: Some(TaskSpec {
+                container: Some(ContainerSpec {
+                    image: "shoal-test/busybox:a".into(),
+                    ..Default::default()
+                }),
+                restart: Some(RestartPolicy {
+                    delay_ms: Some(0),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            mode: ServiceMode::Replicated as i32,
+            replicas,
+        }),
+        spec_version: 1,
+        previous_spec: None,
+    }
+}
+
+pub async fn put(store: &Store, objects: Vec<Object>) {
+    store
+        .update(|tx| {
+            for o in objects {
+                tx.create(o)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("fixture write");
+}
+
+/// Set a task's observed state, as an agent would report it.
+pub async fn report(store: &Store, task_id: &str, state: TaskState) {
+    store
+        .update(|tx| {
+            let mut t = tx.task(task_id).expect("task exists");
+            t.status = Some(TaskStatus {
+                state: state as i32,
+                ..Default::default()
+            });
+            tx.update(Object::Task(t))
+        })
+        .await
+        .expect("report");
+}
+
+/// Wait until `cond` holds on the store (checked on every change), or panic after 10 s.
+pub async fn wait_for(store: &Store, what: &str, cond: impl Fn(&ReadTx<'_>) -> bool) {
+    let mut events = store.watch();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if store.view(&cond) {
+            return;
+        }
+        tokio::select! {
+            _ = events.recv() => {}
+            _ = tokio::time::sleep_until(deadline) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+/// Tasks of a service desired to run.
+pub fn live(r: &ReadTx<'_>, service_id: &str) -> usize {
+    r.tasks_of_service(service_id)
+        .filter(|t| t.desired() <= TaskState::Running)
+        .count()
+}
