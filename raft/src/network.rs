@@ -1,0 +1,162 @@
+//! Outgoing Raft RPCs: openraft's requests encoded into `RaftPayload.data` and sent over
+//! tonic to the peer's [`crate::server`]. The peer answers with the encoded
+//! `Result<response, openraft error>`; transport failures become openraft's
+//! `Unreachable` / `NetworkError`.
+
+use std::error::Error;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shoal_proto::{RaftClient, RaftPayload};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::types::{decode, encode, TypeConfig};
+use crate::NodeId;
+
+/// Largest gRPC message a Raft peer sends or accepts (AppendEntries batches and snapshot
+/// chunks are far smaller).
+pub(crate) const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Builds the channel to a peer manager at `addr` (`host:port`). Connects lazily: the
+/// first RPC dials, and a dead peer shows up as an unreachable RPC.
+///
+/// The one place peer transport security is decided: mTLS plugs in here.
+pub(crate) fn peer_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
+}
+
+/// Creates one [`PeerClient`] per replication target.
+#[derive(Clone, Default)]
+pub(crate) struct NetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        PeerClient {
+            target,
+            node: node.clone(),
+            client: None,
+        }
+    }
+}
+
+/// The connection to one peer.
+pub(crate) struct PeerClient {
+    target: NodeId,
+    node: BasicNode,
+    client: Option<RaftClient<Channel>>,
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+/// A local failure that is neither the peer's answer nor the transport's.
+#[derive(Debug, thiserror::Error)]
+enum CodecError {
+    #[error("encoding raft request for node {target}: {source}")]
+    Encode {
+        target: NodeId,
+        source: bincode::Error,
+    },
+    #[error("decoding raft response from node {target}: {source}")]
+    Decode {
+        target: NodeId,
+        source: bincode::Error,
+    },
+}
+
+impl PeerClient {
+    fn client(&mut self) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let client = RaftClient::new(peer_channel(&self.node.addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Sends one request and decodes the peer's `Result<Resp, RaftError<E>>`.
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: Error + DeserializeOwned,
+    {
+        let target = self.target;
+        let data = encode(req).map_err(|source| {
+            RPCError::Network(NetworkError::new(&CodecError::Encode { target, source }))
+        })?;
+        let mut client = self
+            .client()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let request = tonic::Request::new(RaftPayload { data });
+        let reply = match rpc {
+            Rpc::AppendEntries => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::InstallSnapshot => client.install_snapshot(request).await,
+        };
+        let reply = reply.map_err(|status| match status.code() {
+            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+            _ => RPCError::Network(NetworkError::new(&status)),
+        })?;
+        let answer: Result<Resp, RaftError<NodeId, E>> =
+            decode(&reply.into_inner().data).map_err(|source| {
+                RPCError::Network(NetworkError::new(&CodecError::Decode { target, source }))
+            })?;
+        answer.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(target, self.node.clone(), e))
+        })
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Rpc::AppendEntries, &rpc).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::InstallSnapshot, &rpc).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &rpc).await
+    }
+}

@@ -1,0 +1,57 @@
+//! Incoming Raft RPCs: the tonic `Raft` service that hands peers' messages to openraft.
+//!
+//! openraft's own answer (success or its typed error) is encoded into the reply payload
+//! for the peer's [`crate::network`] to decode; only malformed input becomes a
+//! `tonic::Status`.
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shoal_proto::RaftPayload;
+use tonic::{Request, Response, Status};
+
+use crate::types::{decode, encode, TypeConfig};
+use crate::NodeId;
+
+/// Serves one node's openraft instance to its peers.
+pub(crate) struct PeerService {
+    pub(crate) raft: openraft::Raft<TypeConfig>,
+}
+
+fn decode_request<T: DeserializeOwned>(what: &str, req: Request<RaftPayload>) -> Result<T, Status> {
+    decode(&req.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("decoding raft {what} request: {e}")))
+}
+
+fn reply<T: Serialize>(what: &str, answer: &T) -> Result<Response<RaftPayload>, Status> {
+    let data = encode(answer)
+        .map_err(|e| Status::internal(format!("encoding raft {what} response: {e}")))?;
+    Ok(Response::new(RaftPayload { data }))
+}
+
+#[tonic::async_trait]
+impl shoal_proto::Raft for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode_request("append entries", request)?;
+        let answer = self.raft.append_entries(rpc).await;
+        reply("append entries", &answer)
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc: VoteRequest<NodeId> = decode_request("vote", request)?;
+        let answer = self.raft.vote(rpc).await;
+        reply("vote", &answer)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode_request("install snapshot", request)?;
+        let answer = self.raft.install_snapshot(rpc).await;
+        reply("install snapshot", &answer)
+    }
+}

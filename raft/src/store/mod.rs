@@ -1,0 +1,35 @@
+//! Raft's durable storage: one sled database with separate trees for the log, the
+//! metadata (vote, committed, last purged) and the current snapshot.
+
+// openraft's storage traits fix the (large) error type; helpers return it unboxed too.
+#[allow(clippy::result_large_err)]
+mod log;
+#[allow(clippy::result_large_err)]
+mod state_machine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub(crate) use log::LogStore;
+pub(crate) use state_machine::{SnapshotStore, StateMachineStore};
+
+use crate::{Applier, RaftError};
+
+/// Opens (or creates) the sled database in `dir` and the two stores openraft drives.
+pub(crate) fn open(
+    dir: &Path,
+    applier: Arc<dyn Applier>,
+) -> Result<(sled::Db, LogStore, StateMachineStore), RaftError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        RaftError::Storage(format!("creating raft directory {}: {e}", dir.display()))
+    })?;
+    let db = sled::Config::new().path(dir).open().map_err(|e| {
+        RaftError::Storage(format!("opening sled database in {}: {e}", dir.display()))
+    })?;
+    let logs = LogStore::new(&db)
+        .map_err(|e| RaftError::Storage(format!("opening the raft log tree: {e}")))?;
+    let snapshots = SnapshotStore::new(&db)
+        .map_err(|e| RaftError::Storage(format!("opening the raft snapshot tree: {e}")))?;
+    let sm = StateMachineStore::open(snapshots, applier)?;
+    Ok((db, logs, sm))
+}
