@@ -1,1 +1,101 @@
-fn main() {}
+//! `shoal`, Shoal's command-line client, modelled on docker's swarm commands.
+//!
+//! The CLI owns argument parsing and printing: it turns flags into wire requests, sends
+//! them to shoald over gRPC (a unix socket by default) and prints the answers as docker
+//! would. It depends on `shoal-proto` only.
+//!
+//! Architecture invariant: the CLI does not know the manager's internals. It never
+//! imports the manager, agent or raft crates, and it learns everything through the
+//! Control and NodeAdmin services; names and id prefixes are resolved by the daemon.
+//!
+//! Every failure is one line on stderr, `Error: <message>`, and exit status 1; usage
+//! mistakes are clap's, with exit status 2.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod commands;
+mod format;
+mod parse;
+mod view;
+
+use commands::node::NodeCommand;
+use commands::service::ServiceCommand;
+use commands::swarm::SwarmCommand;
+
+const DEFAULT_HOST: &str = "unix:///run/shoal/shoald.sock";
+
+/// Run services across a swarm of Docker hosts
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version)]
+pub struct Cli {
+    /// Daemon to connect to: unix:///path or tcp://host:port
+    #[arg(short = 'H', long, value_name = "URL", env = "SHOAL_HOST",
+        hide_env_values = true, default_value = DEFAULT_HOST, global = true)]
+    host: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the swarm
+    #[command(subcommand)]
+    Swarm(SwarmCommand),
+    /// Manage swarm nodes
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Manage services
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Display swarm-wide information
+    Info,
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Swarm(command) => commands::swarm::run(&cli.host, command).await,
+        Command::Info => commands::swarm::info(&cli.host).await,
+        Command::Node(command) => commands::node::run(&cli.host, command).await,
+        Command::Service(command) => commands::service::run(&cli.host, command).await,
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever the cause chain holds.
+            let message = format!("{e:#}").replace(['\n', '\r'], " ");
+            let _ = writeln!(std::io::stderr(), "Error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn host_defaults_to_the_unix_socket() {
+        if std::env::var_os("SHOAL_HOST").is_none() {
+            let cli = Cli::try_parse_from(["shoal", "info"]).ok();
+            assert_eq!(cli.map(|c| c.host).as_deref(), Some(DEFAULT_HOST));
+        }
+        let cli = Cli::try_parse_from(["shoal", "service", "ls", "-H", "tcp://h:1"]).ok();
+        assert_eq!(cli.map(|c| c.host).as_deref(), Some("tcp://h:1"));
+    }
+}

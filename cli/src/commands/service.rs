@@ -1,0 +1,1014 @@
+//! `service create|ls|ps|inspect|scale|rm`.
+
+use std::cmp::Reverse;
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use shoal_proto::names::{short_id, task_name};
+use shoal_proto::{
+    ContainerSpec, CreateServiceRequest, GetServiceRequest, ListServicesRequest,
+    ListServicesResponse, ListTasksRequest, Placement, RemoveServiceRequest, Resources,
+    RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState,
+    UpdateServiceRequest,
+};
+
+use super::{failures, print, print_blocks, print_lines, Format};
+use crate::client::Client;
+use crate::parse::{self, flag};
+use crate::{format, view};
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Create a new service
+    #[command(override_usage = "shoal service create [OPTIONS] IMAGE [COMMAND] [ARG...]")]
+    Create(Box<CreateArgs>),
+    /// Display detailed information on one or more services
+    Inspect(InspectArgs),
+    /// List services
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// List the tasks of one or more services
+    Ps(PsArgs),
+    /// Remove one or more services
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Scale one or more replicated services
+    #[command(override_usage = "shoal service scale SERVICE=REPLICAS [SERVICE=REPLICAS...]")]
+    Scale(ScaleArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Replicated,
+    Global,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Condition {
+    Any,
+    OnFailure,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Service name
+    #[arg(long)]
+    name: Option<String>,
+    /// Number of tasks (default 1)
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = flag(parse::replicas))]
+    replicas: Option<u64>,
+    /// Service mode
+    #[arg(long, value_enum, default_value = "replicated")]
+    mode: Mode,
+    /// Set environment variables
+    #[arg(short, long = "env", value_name = "KEY=VALUE", value_parser = flag(parse::env_from_process))]
+    env: Vec<String>,
+    /// Service labels
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = flag(parse::key_value))]
+    labels: Vec<(String, String)>,
+    /// Container labels
+    #[arg(long = "container-label", value_name = "KEY=VALUE", value_parser = flag(parse::key_value))]
+    container_labels: Vec<(String, String)>,
+    /// Placement constraints, e.g. node.hostname==n1
+    #[arg(long = "constraint", value_name = "KEY==VALUE", value_parser = flag(parse::constraint))]
+    constraints: Vec<String>,
+    /// Restart when condition is met (default any)
+    #[arg(long, value_enum, value_name = "CONDITION")]
+    restart_condition: Option<Condition>,
+    /// Delay between restart attempts, e.g. 5s (default 5s)
+    #[arg(long, value_name = "DURATION", value_parser = flag(parse::duration_ms))]
+    restart_delay: Option<i64>,
+    /// Maximum number of restarts before giving up (default: no limit)
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = flag(parse::count))]
+    restart_max_attempts: Option<u64>,
+    /// Window used to evaluate the restart policy, e.g. 1m
+    #[arg(long, value_name = "DURATION", value_parser = flag(parse::duration_ms))]
+    restart_window: Option<i64>,
+    /// Signal to stop the container
+    #[arg(long, value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+    /// Time to wait before force killing a container, e.g. 10s
+    #[arg(long, value_name = "DURATION", value_parser = flag(parse::duration_ms))]
+    stop_grace_period: Option<i64>,
+    /// Reserve CPUs, e.g. 0.5
+    #[arg(long, value_name = "CPUS", allow_negative_numbers = true, value_parser = flag(parse::nano_cpus))]
+    reserve_cpu: Option<i64>,
+    /// Reserve memory, e.g. 64M (units b, k, m, g)
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = flag(parse::memory_bytes))]
+    reserve_memory: Option<i64>,
+    /// Limit CPUs, e.g. 1.5
+    #[arg(long, value_name = "CPUS", allow_negative_numbers = true, value_parser = flag(parse::nano_cpus))]
+    limit_cpu: Option<i64>,
+    /// Limit memory, e.g. 512M (units b, k, m, g)
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = flag(parse::memory_bytes))]
+    limit_memory: Option<i64>,
+    /// Exit immediately instead of waiting for the service to converge
+    #[arg(short, long)]
+    detach: bool,
+    /// Image to run
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// Command and arguments, passed to the container as its arguments
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only display IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Service names, ids or id prefixes
+    #[arg(value_name = "SERVICE", required = true)]
+    services: Vec<String>,
+    /// Do not truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Only display task IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Filter output: desired-state=running|shutdown|accepted, id=, name=, node=
+    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = flag(parse::filter))]
+    filters: Vec<(String, String)>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Service names, ids or id prefixes
+    #[arg(value_name = "SERVICE", required = true)]
+    services: Vec<String>,
+    /// Print the information in a human friendly format
+    #[arg(long)]
+    pretty: bool,
+    /// Output format: one JSON object per line
+    #[arg(short, long, value_enum)]
+    format: Option<Format>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Service names, ids or id prefixes
+    #[arg(value_name = "SERVICE", required = true)]
+    services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// SERVICE=REPLICAS pairs
+    #[arg(value_name = "SERVICE=REPLICAS", required = true, value_parser = flag(parse::scale))]
+    scales: Vec<(String, u64)>,
+    /// Exit immediately instead of waiting for the service to converge
+    #[arg(short, long)]
+    detach: bool,
+}
+
+pub async fn run(host: &str, command: ServiceCommand) -> Result<()> {
+    match command {
+        ServiceCommand::Create(args) => {
+            // A mistake in the flags is reported before the daemon is asked anything.
+            let spec = spec_from(&args)?;
+            let mut client = Client::connect(host).await?;
+            let resp = client
+                .create_service(CreateServiceRequest { spec: Some(spec) })
+                .await?;
+            print(&resp.service.map(|s| s.id).unwrap_or_default())
+        }
+        ServiceCommand::Ls(args) => {
+            let mut client = Client::connect(host).await?;
+            let resp = client.list_services(ListServicesRequest {}).await?;
+            let rows = service_rows(&resp);
+            if args.quiet {
+                return print_lines(&rows.into_iter().map(|r| r.id).collect::<Vec<_>>());
+            }
+            match args.format {
+                Format::Json => print_lines(&json_lines(&rows)?),
+                Format::Table => print(&format::table(
+                    &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
+                    &rows.iter().map(ServiceRow::cells).collect::<Vec<_>>(),
+                )),
+            }
+        }
+        ServiceCommand::Ps(args) => {
+            let filters = Filters::new(&args.filters)?;
+            let mut client = Client::connect(host).await?;
+            ps(&mut client, &args, &filters).await
+        }
+        ServiceCommand::Inspect(args) => {
+            let mut client = Client::connect(host).await?;
+            inspect(&mut client, &args).await
+        }
+        ServiceCommand::Rm(args) => {
+            let mut client = Client::connect(host).await?;
+            let mut errors = Vec::new();
+            for name in &args.services {
+                let req = RemoveServiceRequest {
+                    service: name.clone(),
+                };
+                match client.remove_service(req).await {
+                    Ok(_) => print(name)?,
+                    Err(e) => errors.push(e),
+                }
+            }
+            failures(errors)
+        }
+        ServiceCommand::Scale(args) => {
+            let mut client = Client::connect(host).await?;
+            let mut errors = Vec::new();
+            for (name, replicas) in &args.scales {
+                match scale(&mut client, name, *replicas).await {
+                    Ok(()) => print(&format!("{name} scaled to {replicas}"))?,
+                    Err(e) => errors.push(e),
+                }
+            }
+            failures(errors)
+        }
+    }
+}
+
+/// The spec `service create` sends: COMMAND and ARGs become the container's args, as
+/// docker does, leaving the image's entrypoint in place.
+fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
+    let replicas = match (args.mode, args.replicas) {
+        (Mode::Global, Some(_)) => {
+            bail!("--replicas can only be used with replicated mode")
+        }
+        (Mode::Global, None) => 0,
+        (Mode::Replicated, n) => n.unwrap_or(1),
+    };
+    let restart = (args.restart_condition.is_some()
+        || args.restart_delay.is_some()
+        || args.restart_max_attempts.is_some()
+        || args.restart_window.is_some())
+    .then(|| RestartPolicy {
+        condition: match args.restart_condition.unwrap_or(Condition::Any) {
+            Condition::Any => RestartCondition::Any,
+            Condition::OnFailure => RestartCondition::OnFailure,
+            Condition::None => RestartCondition::None,
+        } as i32,
+        delay_ms: args.restart_delay,
+        max_attempts: args.restart_max_attempts.unwrap_or(0),
+        window_ms: args.restart_window.unwrap_or(0),
+    });
+    let resources = |cpu: Option<i64>, memory: Option<i64>| {
+        (cpu.is_some() || memory.is_some()).then(|| Resources {
+            nano_cpus: cpu.unwrap_or(0),
+            memory_bytes: memory.unwrap_or(0),
+        })
+    };
+    Ok(ServiceSpec {
+        name: args.name.clone().unwrap_or_default(),
+        labels: args.labels.iter().cloned().collect(),
+        task: Some(TaskSpec {
+            container: Some(ContainerSpec {
+                image: args.image.clone(),
+                command: Vec::new(),
+                args: args.args.clone(),
+                env: args.env.clone(),
+                labels: args.container_labels.iter().cloned().collect(),
+                stop_signal: args.stop_signal.clone().unwrap_or_default(),
+                stop_grace_period_ms: args.stop_grace_period,
+            }),
+            limits: resources(args.limit_cpu, args.limit_memory),
+            reservations: resources(args.reserve_cpu, args.reserve_memory),
+            restart,
+            placement: (!args.constraints.is_empty()).then(|| Placement {
+                constraints: args.constraints.clone(),
+            }),
+        }),
+        mode: match args.mode {
+            Mode::Replicated => ServiceMode::Replicated,
+            Mode::Global => ServiceMode::Global,
+        } as i32,
+        replicas,
+    })
+}
+
+fn json_lines<T: Serialize>(rows: &[T]) -> Result<Vec<String>> {
+    rows.iter().map(format::json_line).collect()
+}
+
+fn image_of(spec: Option<&TaskSpec>) -> &str {
+    spec.and_then(|t| t.container.as_ref())
+        .map_or("", |c| c.image.as_str())
+}
+
+/// A `service ls` row; serialized with docker's `--format json` field names.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceRow {
+    #[serde(rename = "ID")]
+    id: String,
+    image: String,
+    mode: String,
+    name: String,
+    ports: String,
+    replicas: String,
+}
+
+impl ServiceRow {
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.mode.clone(),
+            self.replicas.clone(),
+            self.image.clone(),
+            self.ports.clone(),
+        ]
+    }
+}
+
+/// `service ls` rows, by name.
+fn service_rows(resp: &ListServicesResponse) -> Vec<ServiceRow> {
+    let mut services: Vec<&Service> = resp.services.iter().collect();
+    services.sort_by(|a, b| format::natural_cmp(a.name(), b.name()).then(a.id.cmp(&b.id)));
+    services
+        .into_iter()
+        .map(|s| {
+            let desired = match s.mode() {
+                ServiceMode::Replicated => s.spec.as_ref().map_or(0, |spec| spec.replicas),
+                ServiceMode::Global => 0,
+            };
+            let (running, desired) = resp
+                .replicas
+                .get(&s.id)
+                .map_or((0, desired), |r| (r.running, r.desired));
+            ServiceRow {
+                id: short_id(&s.id).to_string(),
+                image: format::image(
+                    image_of(s.spec.as_ref().and_then(|sp| sp.task.as_ref())),
+                    false,
+                )
+                .to_string(),
+                mode: view::mode_name(s.mode()).to_string(),
+                name: s.name().to_string(),
+                ports: String::new(),
+                replicas: format!("{running}/{desired}"),
+            }
+        })
+        .collect()
+}
+
+/// `service ps --filter`: values of one key are alternatives, keys must all match.
+#[derive(Debug, Default)]
+struct Filters {
+    desired: Vec<TaskState>,
+    ids: Vec<String>,
+    names: Vec<String>,
+    nodes: Vec<String>,
+}
+
+impl Filters {
+    fn new(pairs: &[(String, String)]) -> Result<Self> {
+        let mut f = Self::default();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "desired-state" => f.desired.push(match value.to_ascii_lowercase().as_str() {
+                    "running" => TaskState::Running,
+                    "shutdown" => TaskState::Shutdown,
+                    "accepted" => TaskState::Accepted,
+                    "ready" => TaskState::Ready,
+                    _ => bail!(
+                        "invalid filter 'desired-state={value}': use running, shutdown, accepted or ready"
+                    ),
+                }),
+                "id" => f.ids.push(value.clone()),
+                "name" => f.names.push(value.clone()),
+                "node" => f.nodes.push(value.clone()),
+                _ => bail!("invalid filter '{key}': use desired-state, id, name or node"),
+            }
+        }
+        Ok(f)
+    }
+
+    fn keep(&self, task: &Task, name: &str, node_name: &str) -> bool {
+        let any = |values: &[String], pred: &dyn Fn(&str) -> bool| {
+            values.is_empty() || values.iter().any(|v| pred(v))
+        };
+        (self.desired.is_empty() || self.desired.contains(&task.desired()))
+            && any(&self.ids, &|v| task.id.starts_with(v))
+            && any(&self.names, &|v| name.starts_with(v))
+            && any(&self.nodes, &|v| {
+                (!task.node_id.is_empty() && task.node_id.starts_with(v)) || node_name == v
+            })
+    }
+}
+
+/// A `service ps` row; serialized with docker's `--format json` field names.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+struct TaskRow {
+    current_state: String,
+    desired_state: String,
+    error: String,
+    #[serde(rename = "ID")]
+    id: String,
+    image: String,
+    name: String,
+    node: String,
+    ports: String,
+}
+
+impl TaskRow {
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.image.clone(),
+            self.node.clone(),
+            self.desired_state.clone(),
+            self.current_state.clone(),
+            self.error.clone(),
+            self.ports.clone(),
+        ]
+    }
+}
+
+/// How a task list is printed.
+struct TaskView<'a> {
+    node_names: &'a HashMap<String, String>,
+    /// Service id -> name, for tasks that do not carry their service's name.
+    service_names: &'a HashMap<String, String>,
+    no_trunc: bool,
+    /// Tables mark history rows with ` \_ `; JSON keeps the plain name.
+    indent: bool,
+    now_ms: i64,
+}
+
+impl TaskView<'_> {
+    fn name(&self, t: &Task) -> String {
+        let service = if t.service_name.is_empty() {
+            self.service_names
+                .get(&t.service_id)
+                .map_or(t.service_id.as_str(), String::as_str)
+        } else {
+            t.service_name.as_str()
+        };
+        task_name(service, t.slot, &t.node_id)
+    }
+
+    fn node(&self, t: &Task) -> String {
+        match self.node_names.get(&t.node_id) {
+            Some(host) if !host.is_empty() => host.clone(),
+            _ => short_id(&t.node_id).to_string(),
+        }
+    }
+
+    /// Sorts as docker does: by task name, naturally, and within a slot newest first.
+    fn sort(&self, tasks: &mut [Task]) {
+        tasks.sort_by_cached_key(|t| {
+            (
+                NaturalKey(self.name(t)),
+                Reverse(t.meta.as_ref().map_or(0, |m| m.created_at_ms)),
+                Reverse(t.version()),
+            )
+        });
+    }
+
+    /// Rows for tasks sorted by [`TaskView::sort`].
+    fn rows(&self, tasks: &[Task]) -> Vec<TaskRow> {
+        let mut previous = String::new();
+        tasks
+            .iter()
+            .map(|t| {
+                let name = self.name(t);
+                let shown = if self.indent && name == previous {
+                    format!(" \\_ {name}")
+                } else {
+                    name.clone()
+                };
+                previous = name;
+                let status = t.status.clone().unwrap_or_default();
+                TaskRow {
+                    current_state: format::current_state(
+                        t.state().docker_name(),
+                        status.timestamp_ms,
+                        self.now_ms,
+                    ),
+                    desired_state: format::capitalize(t.desired().docker_name()),
+                    error: format::task_error(&status.err, self.no_trunc),
+                    id: if self.no_trunc {
+                        t.id.clone()
+                    } else {
+                        short_id(&t.id).to_string()
+                    },
+                    image: format::image(image_of(t.spec.as_ref()), self.no_trunc).to_string(),
+                    name: shown,
+                    node: self.node(t),
+                    ports: String::new(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A string ordered naturally ("web.2" < "web.10").
+#[derive(PartialEq, Eq)]
+struct NaturalKey(String);
+
+impl Ord for NaturalKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        format::natural_cmp(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for NaturalKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+async fn ps(client: &mut Client, args: &PsArgs, filters: &Filters) -> Result<()> {
+    let mut tasks = Vec::new();
+    let mut node_names = HashMap::new();
+    let mut service_names = HashMap::new();
+    let mut seen = HashSet::new();
+    for name in &args.services {
+        // Resolves the name first, so a missing service is an error and not an empty list.
+        let service = client
+            .get_service(GetServiceRequest {
+                service: name.clone(),
+            })
+            .await?
+            .service
+            .unwrap_or_default();
+        if !seen.insert(service.id.clone()) {
+            continue;
+        }
+        service_names.insert(service.id.clone(), service.name().to_string());
+        let resp = client
+            .list_tasks(ListTasksRequest {
+                service: service.id.clone(),
+                node: String::new(),
+            })
+            .await?;
+        tasks.extend(resp.tasks);
+        node_names.extend(resp.node_names);
+    }
+    let table = args.format == Format::Table && !args.quiet;
+    let view = TaskView {
+        node_names: &node_names,
+        service_names: &service_names,
+        no_trunc: args.no_trunc,
+        indent: table,
+        now_ms: format::now_ms(),
+    };
+    tasks.retain(|t| filters.keep(t, &view.name(t), &view.node(t)));
+    view.sort(&mut tasks);
+    let rows = view.rows(&tasks);
+    if args.quiet {
+        return print_lines(&rows.into_iter().map(|r| r.id).collect::<Vec<_>>());
+    }
+    match args.format {
+        Format::Json => print_lines(&json_lines(&rows)?),
+        Format::Table => print(&format::table(
+            &[
+                "ID",
+                "NAME",
+                "IMAGE",
+                "NODE",
+                "DESIRED STATE",
+                "CURRENT STATE",
+                "ERROR",
+                "PORTS",
+            ],
+            &rows.iter().map(TaskRow::cells).collect::<Vec<_>>(),
+        )),
+    }
+}
+
+async fn inspect(client: &mut Client, args: &InspectArgs) -> Result<()> {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for name in &args.services {
+        let req = GetServiceRequest {
+            service: name.clone(),
+        };
+        match client.get_service(req).await {
+            Ok(resp) => found.extend(resp.service),
+            Err(e) => errors.push(e),
+        }
+    }
+    if args.pretty {
+        print_blocks(&found.iter().map(view::service_pretty).collect::<Vec<_>>())?;
+    } else if args.format == Some(Format::Json) {
+        print_lines(&json_lines(
+            &found.iter().map(view::service).collect::<Vec<_>>(),
+        )?)?;
+    } else {
+        let views: Vec<_> = found.iter().map(view::service).collect();
+        print(&format::json_pretty(&views)?)?;
+    }
+    failures(errors)
+}
+
+/// `service scale NAME=N`: a read, then a write guarded by the version read.
+async fn scale(client: &mut Client, name: &str, replicas: u64) -> Result<()> {
+    let service = client
+        .get_service(GetServiceRequest {
+            service: name.to_string(),
+        })
+        .await?
+        .service
+        .unwrap_or_default();
+    if service.mode() == ServiceMode::Global {
+        bail!("{name}: scale can only be used with replicated mode");
+    }
+    let mut spec = service.spec.clone().unwrap_or_default();
+    spec.replicas = replicas;
+    client
+        .update_service(UpdateServiceRequest {
+            service: service.id.clone(),
+            version: service.version(),
+            spec: Some(spec),
+        })
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Cli;
+    use clap::Parser;
+    use shoal_proto::{Meta, ReplicaCount, TaskStatus};
+
+    fn create(argv: &[&str]) -> Result<ServiceSpec, String> {
+        let mut full = vec!["shoal", "service", "create"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).map_err(|e| e.to_string())?;
+        match cli.command {
+            crate::Command::Service(ServiceCommand::Create(args)) => {
+                spec_from(&args).map_err(|e| e.to_string())
+            }
+            _ => Err("not a create".into()),
+        }
+    }
+
+    #[test]
+    fn create_builds_the_spec() {
+        let spec = create(&[
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "-e",
+            "A=1",
+            "--label",
+            "tier=front",
+            "--container-label",
+            "c=d",
+            "--constraint",
+            "node.role==manager",
+            "--restart-condition",
+            "on-failure",
+            "--restart-delay",
+            "1m30s",
+            "--restart-max-attempts",
+            "4",
+            "--restart-window",
+            "500ms",
+            "--stop-signal",
+            "SIGINT",
+            "--stop-grace-period",
+            "20s",
+            "--reserve-cpu",
+            "0.5",
+            "--reserve-memory",
+            "64M",
+            "--limit-memory",
+            "1g",
+            "-d",
+            "nginx:1",
+            "sleep",
+            "-x",
+            "100",
+        ]);
+        let want = ServiceSpec {
+            name: "web".into(),
+            labels: HashMap::from([("tier".into(), "front".into())]),
+            task: Some(TaskSpec {
+                container: Some(ContainerSpec {
+                    image: "nginx:1".into(),
+                    command: vec![],
+                    args: vec!["sleep".into(), "-x".into(), "100".into()],
+                    env: vec!["A=1".into()],
+                    labels: HashMap::from([("c".into(), "d".into())]),
+                    stop_signal: "SIGINT".into(),
+                    stop_grace_period_ms: Some(20_000),
+                }),
+                limits: Some(Resources {
+                    nano_cpus: 0,
+                    memory_bytes: 1 << 30,
+                }),
+                reservations: Some(Resources {
+                    nano_cpus: 500_000_000,
+                    memory_bytes: 64 << 20,
+                }),
+                restart: Some(RestartPolicy {
+                    condition: RestartCondition::OnFailure as i32,
+                    delay_ms: Some(90_000),
+                    max_attempts: 4,
+                    window_ms: 500,
+                }),
+                placement: Some(Placement {
+                    constraints: vec!["node.role==manager".into()],
+                }),
+            }),
+            mode: ServiceMode::Replicated as i32,
+            replicas: 3,
+        };
+        assert!(create(&[]).is_err());
+        assert_eq!(spec, Ok(want));
+    }
+
+    #[test]
+    fn create_defaults() {
+        let spec = create(&["alpine"]).unwrap_or_default();
+        assert_eq!(spec.replicas, 1);
+        let task = spec.task.unwrap_or_default();
+        assert_eq!(task.restart, None);
+        assert_eq!(task.reservations, None);
+        assert_eq!(task.placement, None);
+        let global = create(&["--mode", "global", "alpine"]).unwrap_or_default();
+        assert_eq!(global.mode, ServiceMode::Global as i32);
+        assert_eq!(global.replicas, 0);
+    }
+
+    #[test]
+    fn create_rejects_bad_flags() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--replicas", "-1", "img"],
+                r#"invalid replica count "-1" for --replicas"#,
+            ),
+            (
+                &["--replicas", "abc", "img"],
+                r#"invalid replica count "abc" for --replicas"#,
+            ),
+            (
+                &["--restart-delay", "5x", "img"],
+                r#"invalid duration "5x" for --restart-delay: use a number with a unit, e.g. 5s or 1m30s"#,
+            ),
+            (
+                &["--reserve-memory", "64X", "img"],
+                r#"invalid memory size "64X" for --reserve-memory"#,
+            ),
+            (
+                &["--reserve-cpu", "-1", "img"],
+                r#"invalid CPU count "-1" for --reserve-cpu"#,
+            ),
+            (
+                &["--constraint", "node.hostname=n1", "img"],
+                "invalid constraint",
+            ),
+            (&["--mode", "both", "img"], "invalid value 'both'"),
+            (
+                &["--mode", "global", "--replicas", "2", "img"],
+                "--replicas can only be used with replicated mode",
+            ),
+        ];
+        for (argv, want) in cases {
+            let err = create(argv).err().unwrap_or_default();
+            assert!(err.contains(want), "{argv:?}: {err}");
+        }
+    }
+
+    fn service(id: &str, name: &str, mode: ServiceMode, replicas: u64) -> Service {
+        Service {
+            id: id.into(),
+            spec: Some(ServiceSpec {
+                name: name.into(),
+                mode: mode as i32,
+                replicas,
+                task: Some(TaskSpec {
+                    container: Some(ContainerSpec {
+                        image: "nginx:1@sha256:abc".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn service_ls_rows() {
+        let resp = ListServicesResponse {
+            services: vec![
+                service("zzzzzzzzzzzzzzzz", "web", ServiceMode::Replicated, 3),
+                service("aaaaaaaaaaaaaaaa", "agent", ServiceMode::Global, 0),
+            ],
+            replicas: HashMap::from([(
+                "zzzzzzzzzzzzzzzz".to_string(),
+                ReplicaCount {
+                    running: 2,
+                    desired: 3,
+                },
+            )]),
+        };
+        let rows: Vec<Vec<String>> = service_rows(&resp).iter().map(ServiceRow::cells).collect();
+        assert_eq!(
+            rows,
+            [
+                ["aaaaaaaaaaaa", "agent", "global", "0/0", "nginx:1", ""],
+                ["zzzzzzzzzzzz", "web", "replicated", "2/3", "nginx:1", ""],
+            ]
+        );
+        let json = format::json_line(&service_rows(&resp)[1]).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"ID":"zzzzzzzzzzzz","Image":"nginx:1","Mode":"replicated","Name":"web","Ports":"","Replicas":"2/3"}"#
+        );
+    }
+
+    fn task(
+        id: &str,
+        slot: u64,
+        created: i64,
+        desired: TaskState,
+        state: TaskState,
+        err: &str,
+    ) -> Task {
+        Task {
+            id: id.into(),
+            meta: Some(Meta {
+                version: 1,
+                created_at_ms: created,
+                updated_at_ms: created,
+            }),
+            service_id: "svc".into(),
+            service_name: "web".into(),
+            slot,
+            node_id: "node-1-id".into(),
+            spec: Some(TaskSpec {
+                container: Some(ContainerSpec {
+                    image: "shoal-test/nope:1".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            desired_state: desired as i32,
+            status: Some(TaskStatus {
+                state: state as i32,
+                err: err.into(),
+                timestamp_ms: created,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn service_ps_rows_show_history_under_each_slot() {
+        let now = 100_000;
+        let mut tasks = vec![
+            task(
+                "t-old-1-aaaaaaaa",
+                1,
+                90_000,
+                TaskState::Shutdown,
+                TaskState::Rejected,
+                "image shoal-test/nope:1 not found: pull access denied",
+            ),
+            task(
+                "t-2-bbbbbbbbbbbb",
+                2,
+                97_000,
+                TaskState::Running,
+                TaskState::Pending,
+                "",
+            ),
+            task(
+                "t-10-cccccccccccc",
+                10,
+                95_000,
+                TaskState::Running,
+                TaskState::Running,
+                "",
+            ),
+            task(
+                "t-new-1-dddddddd",
+                1,
+                98_000,
+                TaskState::Running,
+                TaskState::Rejected,
+                "image shoal-test/nope:1 not found",
+            ),
+        ];
+        let node_names = HashMap::from([("node-1-id".to_string(), "n1".to_string())]);
+        let service_names = HashMap::new();
+        let view = TaskView {
+            node_names: &node_names,
+            service_names: &service_names,
+            no_trunc: false,
+            indent: true,
+            now_ms: now,
+        };
+        view.sort(&mut tasks);
+        let rows: Vec<Vec<String>> = view.rows(&tasks).iter().map(TaskRow::cells).collect();
+        let want = [
+            [
+                "t-new-1-dddd",
+                "web.1",
+                "shoal-test/nope:1",
+                "n1",
+                "Running",
+                "Rejected 2 seconds ago",
+                "\"image shoal-test/nope:1 not f…\"",
+                "",
+            ],
+            [
+                "t-old-1-aaaa",
+                " \\_ web.1",
+                "shoal-test/nope:1",
+                "n1",
+                "Shutdown",
+                "Rejected 10 seconds ago",
+                "\"image shoal-test/nope:1 not f…\"",
+                "",
+            ],
+            [
+                "t-2-bbbbbbbb",
+                "web.2",
+                "shoal-test/nope:1",
+                "n1",
+                "Running",
+                "Pending 3 seconds ago",
+                "",
+                "",
+            ],
+            [
+                "t-10-ccccccc",
+                "web.10",
+                "shoal-test/nope:1",
+                "n1",
+                "Running",
+                "Running 5 seconds ago",
+                "",
+                "",
+            ],
+        ];
+        assert_eq!(rows, want);
+    }
+
+    #[test]
+    fn service_ps_filters() {
+        let running = task("t1", 1, 1, TaskState::Running, TaskState::Running, "");
+        let shutdown = task("t2", 1, 1, TaskState::Shutdown, TaskState::Failed, "");
+        let filters = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Filters::new(&pairs)
+        };
+        // Filters, then whether the running and the shut-down task are kept.
+        type Case<'a> = (&'a [(&'a str, &'a str)], bool, bool);
+        let cases: &[Case] = &[
+            (&[], true, true),
+            (&[("desired-state", "running")], true, false),
+            (&[("desired-state", "shutdown")], false, true),
+            (
+                &[("desired-state", "running"), ("desired-state", "shutdown")],
+                true,
+                true,
+            ),
+            (&[("node", "n1")], true, true),
+            (&[("node", "node-1")], true, true),
+            (&[("node", "n2")], false, false),
+            (&[("id", "t1")], true, false),
+            (&[("name", "web.1")], true, true),
+        ];
+        for (pairs, keep_running, keep_shutdown) in cases {
+            let f = filters(pairs).unwrap_or_default();
+            assert_eq!(f.keep(&running, "web.1", "n1"), *keep_running, "{pairs:?}");
+            assert_eq!(
+                f.keep(&shutdown, "web.1", "n1"),
+                *keep_shutdown,
+                "{pairs:?}"
+            );
+        }
+        assert!(filters(&[("desired-state", "sleeping")]).is_err());
+        assert!(filters(&[("colour", "red")]).is_err());
+    }
+}

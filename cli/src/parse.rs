@@ -1,0 +1,463 @@
+//! Parsing of flag values: durations, memory sizes, CPU counts, constraints, `KEY=VALUE`
+//! pairs, replica counts and `SERVICE=N` scale specifiers.
+//!
+//! Every parser is a plain function returning [`Invalid`], so it is tested on its own;
+//! [`flag`] adapts one to clap, which then names the flag in the message and exits 2.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::time::Duration;
+
+/// A flag value that does not parse: what was expected, what was given, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    what: &'static str,
+    value: String,
+    hint: &'static str,
+}
+
+impl Invalid {
+    fn new(what: &'static str, value: &str, hint: &'static str) -> Self {
+        Self {
+            what,
+            value: value.to_string(),
+            hint,
+        }
+    }
+
+    /// `invalid duration "5x" for --restart-delay: use a number with a unit, e.g. 5s`.
+    pub fn for_flag(&self, flag: &str) -> String {
+        format!(
+            "invalid {} {:?} for {flag}: {}",
+            self.what, self.value, self.hint
+        )
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {} {:?}: {}", self.what, self.value, self.hint)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+const DURATION_HINT: &str = "use a number with a unit, e.g. 5s or 1m30s";
+
+/// "5s", "1m30s", "500ms", "0" (humantime's syntax).
+pub fn duration(s: &str) -> Result<Duration, Invalid> {
+    humantime::parse_duration(s.trim()).map_err(|_| Invalid::new("duration", s, DURATION_HINT))
+}
+
+/// A duration in whole milliseconds, as the wire carries it.
+pub fn duration_ms(s: &str) -> Result<i64, Invalid> {
+    let d = duration(s)?;
+    i64::try_from(d.as_millis()).map_err(|_| Invalid::new("duration", s, DURATION_HINT))
+}
+
+/// `value * scale` for a non-negative decimal `value` ("1", "0.5", "1.25"), exactly when
+/// `exact` (CPUs), rounded down otherwise (memory). None when malformed or too large.
+fn scaled_decimal(value: &str, scale: u64, exact: bool) -> Option<u64> {
+    let (int, frac) = value.split_once('.').unwrap_or((value, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return None;
+    }
+    if value.ends_with('.') {
+        return None;
+    }
+    let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    // Digits past the 18th cannot change a result that fits in an i64.
+    let kept = &frac[..frac.len().min(18)];
+    let dropped_nonzero = frac[kept.len()..].bytes().any(|b| b != b'0');
+    let frac_value: u128 = if kept.is_empty() {
+        0
+    } else {
+        kept.parse().ok()?
+    };
+    let denom = 10u128.checked_pow(u32::try_from(kept.len()).ok()?)?;
+    let scale = u128::from(scale);
+    let frac_scaled = frac_value.checked_mul(scale)?;
+    if exact && (frac_scaled % denom != 0 || dropped_nonzero) {
+        return None;
+    }
+    let total = int.checked_mul(scale)?.checked_add(frac_scaled / denom)?;
+    u64::try_from(total)
+        .ok()
+        .filter(|v| i64::try_from(*v).is_ok())
+}
+
+/// CPUs as a decimal ("0.5", "2") to nano CPUs, as docker's `--reserve-cpu` takes them.
+pub fn nano_cpus(s: &str) -> Result<i64, Invalid> {
+    let bad = || {
+        Invalid::new(
+            "CPU count",
+            s,
+            "use a number of CPUs of 0 or more with at most 9 decimals, e.g. 0.5 or 2",
+        )
+    };
+    let v = scaled_decimal(s.trim(), 1_000_000_000, true).ok_or_else(bad)?;
+    i64::try_from(v).map_err(|_| bad())
+}
+
+/// A memory size with an optional binary unit, case-insensitive, as docker takes it:
+/// "64M", "64mb", "1.5g", "512k", "100b", "100" (bytes).
+pub fn memory_bytes(s: &str) -> Result<i64, Invalid> {
+    let bad = || {
+        Invalid::new(
+            "memory size",
+            s,
+            "use a number with an optional unit b, k, m or g, e.g. 64M or 1.5g",
+        )
+    };
+    let lower = s.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(split);
+    let unit = unit.trim_start();
+    let unit = unit.strip_suffix('b').unwrap_or(unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let scale: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    // "i" alone ("64i") and "ib" without a prefix ("64ib") are not units.
+    let suffix = &lower[split..];
+    if unit.is_empty() && suffix.trim_start().starts_with('i') {
+        return Err(bad());
+    }
+    let v = scaled_decimal(number, scale, false).ok_or_else(bad)?;
+    i64::try_from(v).map_err(|_| bad())
+}
+
+/// A placement constraint: `KEY==VALUE` or `KEY!=VALUE`, returned trimmed.
+pub fn constraint(s: &str) -> Result<String, Invalid> {
+    let bad = || {
+        Invalid::new(
+            "constraint",
+            s,
+            "use KEY==VALUE or KEY!=VALUE, e.g. node.hostname==n1 or node.labels.zone!=b",
+        )
+    };
+    let t = s.trim();
+    let (key, value) = t
+        .split_once("==")
+        .or_else(|| t.split_once("!="))
+        .ok_or_else(bad)?;
+    let (key, value) = (key.trim(), value.trim());
+    if key.is_empty() || value.is_empty() || value.contains("==") || value.contains("!=") {
+        return Err(bad());
+    }
+    Ok(t.to_string())
+}
+
+/// `KEY=VALUE`, or `KEY` alone for an empty value, as docker's `--label` takes it.
+pub fn key_value(s: &str) -> Result<(String, String), Invalid> {
+    let (key, value) = s.split_once('=').unwrap_or((s, ""));
+    if key.trim().is_empty() {
+        return Err(Invalid::new(
+            "label",
+            s,
+            "use KEY=VALUE, e.g. com.example.tier=web",
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// `KEY=VALUE` as given; `KEY` alone takes the value from `lookup` (the CLI's environment)
+/// when it is set there, as docker's `--env` does.
+pub fn env_var(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Invalid> {
+    let key = s.split_once('=').map_or(s, |(k, _)| k);
+    if key.trim().is_empty() {
+        return Err(Invalid::new(
+            "environment variable",
+            s,
+            "use KEY=VALUE or KEY, e.g. LOG_LEVEL=debug",
+        ));
+    }
+    if s.contains('=') {
+        return Ok(s.to_string());
+    }
+    Ok(lookup(s).map_or_else(|| s.to_string(), |v| format!("{s}={v}")))
+}
+
+/// `--env` against the process environment.
+pub fn env_from_process(s: &str) -> Result<String, Invalid> {
+    env_var(s, |k| std::env::var(k).ok())
+}
+
+/// A replica count: a whole number of 0 or more.
+pub fn replicas(s: &str) -> Result<u64, Invalid> {
+    s.trim().parse().map_err(|_| {
+        Invalid::new(
+            "replica count",
+            s,
+            "use a whole number of 0 or more, e.g. 3",
+        )
+    })
+}
+
+/// A count such as `--restart-max-attempts`: a whole number of 0 or more.
+pub fn count(s: &str) -> Result<u64, Invalid> {
+    s.trim()
+        .parse()
+        .map_err(|_| Invalid::new("number", s, "use a whole number of 0 or more, e.g. 3"))
+}
+
+/// `SERVICE=REPLICAS` for `service scale`.
+pub fn scale(s: &str) -> Result<(String, u64), Invalid> {
+    let bad = || Invalid::new("scale specifier", s, "use SERVICE=REPLICAS, e.g. web=5");
+    let (name, n) = s.split_once('=').ok_or_else(bad)?;
+    if name.trim().is_empty() {
+        return Err(bad());
+    }
+    let n = n.trim().parse().map_err(|_| bad())?;
+    Ok((name.trim().to_string(), n))
+}
+
+/// `KEY=VALUE` for `--filter`.
+pub fn filter(s: &str) -> Result<(String, String), Invalid> {
+    let bad = || Invalid::new("filter", s, "use KEY=VALUE, e.g. desired-state=running");
+    let (key, value) = s.split_once('=').ok_or_else(bad)?;
+    let (key, value) = (key.trim(), value.trim());
+    if key.is_empty() || value.is_empty() {
+        return Err(bad());
+    }
+    Ok((key.to_ascii_lowercase(), value.to_string()))
+}
+
+/// Adapts a parser to clap: the message names the flag and clap exits 2 with its usage.
+pub fn flag<T>(parse: fn(&str) -> Result<T, Invalid>) -> Flag<T> {
+    Flag(parse)
+}
+
+#[derive(Clone, Copy)]
+pub struct Flag<T>(fn(&str) -> Result<T, Invalid>);
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Flag<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let long = arg.and_then(clap::Arg::get_long);
+        let text = value.to_string_lossy();
+        (self.0)(&text).map_err(|e| {
+            // Flags are named; a positional's value speaks for itself.
+            let message = match long {
+                Some(long) => e.for_flag(&format!("--{long}")),
+                None => e.to_string(),
+            };
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message)
+                .format(&mut cmd.clone())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("5s", Some(5_000)),
+            ("1m30s", Some(90_000)),
+            ("500ms", Some(500)),
+            ("1h", Some(3_600_000)),
+            ("0", Some(0)),
+            (" 2s ", Some(2_000)),
+            ("5x", None),
+            ("5", None),
+            ("", None),
+            ("-5s", None),
+            ("s", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(duration_ms(input).ok(), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn duration_message_names_the_flag() {
+        let err = duration_ms("5x")
+            .err()
+            .map(|e| e.for_flag("--restart-delay"));
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                r#"invalid duration "5x" for --restart-delay: use a number with a unit, e.g. 5s or 1m30s"#
+            )
+        );
+    }
+
+    #[test]
+    fn memory_sizes() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("64M", Some(64 << 20)),
+            ("64m", Some(64 << 20)),
+            ("64mb", Some(64 << 20)),
+            ("64MiB", Some(64 << 20)),
+            ("512k", Some(512 << 10)),
+            ("1g", Some(1 << 30)),
+            ("1.5G", Some(3 << 29)),
+            ("100", Some(100)),
+            ("100b", Some(100)),
+            ("100B", Some(100)),
+            ("2 m", Some(2 << 20)),
+            ("1t", Some(1 << 40)),
+            ("0", Some(0)),
+            ("64X", None),
+            ("64i", None),
+            ("m", None),
+            ("", None),
+            ("-1m", None),
+            ("1.", None),
+            ("1..5m", None),
+            ("99999999999999999999g", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(memory_bytes(input).ok(), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn cpus() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("0.5", Some(500_000_000)),
+            ("2", Some(2_000_000_000)),
+            (".25", Some(250_000_000)),
+            ("1.000000001", Some(1_000_000_001)),
+            ("0", Some(0)),
+            ("1.0000000001", None),
+            ("-1", None),
+            ("abc", None),
+            ("1.5.2", None),
+            ("", None),
+            (".", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(nano_cpus(input).ok(), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn constraints() {
+        let cases: &[(&str, bool)] = &[
+            ("node.hostname==n1", true),
+            ("node.labels.zone != b", true),
+            ("node.role==manager", true),
+            ("node.hostname=n1", false),
+            ("==n1", false),
+            ("node.hostname==", false),
+            ("node.hostname", false),
+            ("a==b==c", false),
+        ];
+        for (input, ok) in cases {
+            assert_eq!(constraint(input).is_ok(), *ok, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn key_values() {
+        let kv = |k: &str, v: &str| Some((k.to_string(), v.to_string()));
+        let cases = [
+            ("a=b", kv("a", "b")),
+            ("a=b=c", kv("a", "b=c")),
+            ("a=", kv("a", "")),
+            ("a", kv("a", "")),
+            ("=b", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(key_value(input).ok(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn env_vars() {
+        let lookup = |k: &str| (k == "HOME").then(|| "/root".to_string());
+        let cases: &[(&str, Option<&str>)] = &[
+            ("A=1", Some("A=1")),
+            ("A=", Some("A=")),
+            ("HOME", Some("HOME=/root")),
+            ("UNSET", Some("UNSET")),
+            ("=1", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(env_var(input, lookup).ok().as_deref(), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn replica_counts() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("3", Some(3)),
+            ("0", Some(0)),
+            ("-1", None),
+            ("abc", None),
+            ("1.5", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(replicas(input).ok(), *want, "{input:?}");
+        }
+        assert_eq!(
+            replicas("-1")
+                .err()
+                .map(|e| e.for_flag("--replicas"))
+                .as_deref(),
+            Some(
+                r#"invalid replica count "-1" for --replicas: use a whole number of 0 or more, e.g. 3"#
+            )
+        );
+    }
+
+    #[test]
+    fn scale_specifiers() {
+        let cases: &[(&str, Option<(&str, u64)>)] = &[
+            ("web=5", Some(("web", 5))),
+            ("web=0", Some(("web", 0))),
+            ("web", None),
+            ("web=-1", None),
+            ("web=abc", None),
+            ("=3", None),
+        ];
+        for (input, want) in cases {
+            let got = scale(input).ok();
+            assert_eq!(
+                got.as_ref().map(|(n, r)| (n.as_str(), *r)),
+                *want,
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn filters() {
+        let cases: &[(&str, Option<(&str, &str)>)] = &[
+            ("desired-state=running", Some(("desired-state", "running"))),
+            ("Node=n1", Some(("node", "n1"))),
+            ("desired-state", None),
+            ("=x", None),
+            ("x=", None),
+        ];
+        for (input, want) in cases {
+            let got = filter(input).ok();
+            assert_eq!(
+                got.as_ref().map(|(k, v)| (k.as_str(), v.as_str())),
+                *want,
+                "{input:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The `shoal` binary against a fake shoald on a unix socket: the connector, the
+//! requests each command sends, what it prints and how it exits.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+
+use shoal_proto::*;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn service(id: &str, name: &str, mode: ServiceMode, replicas: u64) -> Service {
+    Service {
+        id: id.into(),
+        meta: Some(Meta {
+            version: 41,
+            created_at_ms: 1_000,
+            updated_at_ms: 2_000,
+        }),
+        spec: Some(ServiceSpec {
+            name: name.into(),
+            task: Some(TaskSpec {
+                container: Some(ContainerSpec {
+                    image: "nginx:1".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            mode: mode as i32,
+            replicas,
+            ..Default::default()
+        }),
+        spec_version: 1,
+        previous_spec: None,
+    }
+}
+
+fn task(id: &str, slot: u64, age_ms: i64, desired: TaskState, state: TaskState, err: &str) -> Task {
+    let at = now_ms() - age_ms;
+    Task {
+        id: id.into(),
+        meta: Some(Meta {
+            version: 1,
+            created_at_ms: at,
+            updated_at_ms: at,
+        }),
+        service_id: "svc0123456789abcdef".into(),
+        service_name: "web".into(),
+        slot,
+        node_id: "node1".into(),
+        spec: Some(TaskSpec {
+            container: Some(ContainerSpec {
+                image: "shoal-test/nope:1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        desired_state: desired as i32,
+        status: Some(TaskStatus {
+            state: state as i32,
+            err: err.into(),
+            timestamp_ms: at,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[derive(Default, Clone)]
+struct Fake {
+    created: Arc<Mutex<Vec<ServiceSpec>>>,
+    updated: Arc<Mutex<Vec<UpdateServiceRequest>>>,
+}
+
+impl Fake {
+    fn find(&self, name: &str) -> Result<Service, Status> {
+        let all = [
+            service("svc0123456789abcdef", "web", ServiceMode::Replicated, 3),
+            service("glob0123456789abcdef", "agent", ServiceMode::Global, 0),
+        ];
+        all.into_iter()
+            .find(|s| s.name() == name || s.id.starts_with(name))
+            .ok_or_else(|| Status::not_found(format!("service {name} not found")))
+    }
+}
+
+#[tonic::async_trait]
+impl Control for Fake {
+    async fn create_service(
+        &self,
+        request: Request<CreateServiceRequest>,
+    ) -> Result<Response<CreateServiceResponse>, Status> {
+        let spec = request.into_inner().spec.unwrap_or_default();
+        self.created.lock().unwrap().push(spec.clone());
+        Ok(Response::new(CreateServiceResponse {
+            service: Some(Service {
+                id: "newservice0123456789abc".into(),
+                spec: Some(spec),
+                ..Default::default()
+            }),
+        }))
+    }
+
+    async fn update_service(
+        &self,
+        request: Request<UpdateServiceRequest>,
+    ) -> Result<Response<UpdateServiceResponse>, Status> {
+        let req = request.into_inner();
+        self.updated.lock().unwrap().push(req.clone());
+        Ok(Response::new(UpdateServiceResponse {
+            service: Some(self.find(&req.service)?),
+        }))
+    }
+
+    async fn remove_service(
+        &self,
+        request: Request<RemoveServiceRequest>,
+    ) -> Result<Response<RemoveServiceResponse>, Status> {
+        self.find(&request.into_inner().service)?;
+        Ok(Response::new(RemoveServiceResponse {}))
+    }
+
+    async fn get_service(
+        &self,
+        request: Request<GetServiceRequest>,
+    ) -> Result<Response<GetServiceResponse>, Status> {
+        Ok(Response::new(GetServiceResponse {
+            service: Some(self.find(&request.into_inner().service)?),
+        }))
+    }
+
+    async fn list_services(
+        &self,
+        _: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        Ok(Response::new(ListServicesResponse {
+            services: vec![service(
+                "svc0123456789abcdef",
+                "web",
+                ServiceMode::Replicated,
+                3,
+            )],
+            replicas: HashMap::from([(
+                "svc0123456789abcdef".to_string(),
+                ReplicaCount {
+                    running: 2,
+                    desired: 3,
+                },
+            )]),
+        }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        assert_eq!(request.into_inner().service, "svc0123456789abcdef");
+        Ok(Response::new(ListTasksResponse {
+            tasks: vec![
+                task(
+                    "task-old-0123456789",
+                    1,
+                    10_000,
+                    TaskState::Shutdown,
+                    TaskState::Rejected,
+                    "image shoal-test/nope:1 not found",
+                ),
+                task(
+                    "task-new-0123456789",
+                    1,
+                    2_000,
+                    TaskState::Running,
+                    TaskState::Rejected,
+                    "image shoal-test/nope:1 not found",
+                ),
+                task(
+                    "task-two-0123456789",
+                    2,
+                    5_000,
+                    TaskState::Running,
+                    TaskState::Running,
+                    "",
+                ),
+            ],
+            node_names: HashMap::from([("node1".to_string(), "n1".to_string())]),
+        }))
+    }
+
+    async fn list_nodes(
+        &self,
+        _: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        let node = |id: &str, host: &str, leader: Option<bool>| Node {
+            id: id.into(),
+            description: Some(NodeDescription {
+                hostname: host.into(),
+                engine_version: "27.1.0".into(),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: NodeState::Ready as i32,
+                ..Default::default()
+            }),
+            manager_status: leader.map(|leader| ManagerStatus {
+                leader,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Ok(Response::new(ListNodesResponse {
+            nodes: vec![node("node2", "n2", None), node("node1", "n1", Some(true))],
+        }))
+    }
+
+    async fn get_node(
+        &self,
+        request: Request<GetNodeRequest>,
+    ) -> Result<Response<GetNodeResponse>, Status> {
+        let name = request.into_inner().node;
+        if name != "node1" {
+            return Err(Status::not_found(format!("node {name} not found")));
+        }
+        Ok(Response::new(GetNodeResponse {
+            node: Some(Node {
+                id: "node1".into(),
+                ..Default::default()
+            }),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl NodeAdmin for Fake {
+    async fn init(&self, _: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
+        Ok(Response::new(InitResponse {
+            node_id: "node1".into(),
+            cluster_id: "cluster1".into(),
+        }))
+    }
+
+    async fn leave(
+        &self,
+        request: Request<LeaveRequest>,
+    ) -> Result<Response<LeaveResponse>, Status> {
+        if !request.into_inner().force {
+            return Err(Status::failed_precondition(
+                "this node is a manager: leaving may cost the swarm its quorum; use --force",
+            ));
+        }
+        Ok(Response::new(LeaveResponse {}))
+    }
+
+    async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        Ok(Response::new(InfoResponse {
+            node_id: "node1".into(),
+            swarm_state: "active".into(),
+            is_manager: true,
+            managers: 1,
+            nodes: 2,
+            ..Default::default()
+        }))
+    }
+}
+
+/// A fake daemon on a fresh socket; the URL to pass as `-H`.
+fn serve(fake: Fake) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "shoal-cli-test-{}-{}",
+        std::process::id(),
+        now_ms()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path: PathBuf = dir.join("shoald.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ControlServer::new(fake.clone()))
+            .add_service(NodeAdminServer::new(fake))
+            .serve_with_incoming(UnixListenerStream::new(listener)),
+    );
+    format!("unix://{}", path.display())
+}
+
+async fn shoal(host: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("-H")
+        .arg(host)
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn service_ls_prints_table_json_and_ids() {
+    let host = serve(Fake::default());
+    let out = shoal(&host, &["service", "ls"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ID             NAME      MODE         REPLICAS   IMAGE     PORTS\n\
+         svc012345678   web       replicated   2/3        nginx:1\n"
+    );
+    let out = shoal(&host, &["service", "ls", "--format", "json"]).await;
+    assert_eq!(
+        stdout(&out),
+        "{\"ID\":\"svc012345678\",\"Image\":\"nginx:1\",\"Mode\":\"replicated\",\"Name\":\"web\",\"Ports\":\"\",\"Replicas\":\"2/3\"}\n"
+    );
+    let out = shoal(&host, &["service", "ls", "-q"]).await;
+    assert_eq!(stdout(&out), "svc012345678\n");
+}
+
+#[tokio::test]
+async fn service_ps_shows_history_and_errors() {
+    let host = serve(Fake::default());
+    let out = shoal(&host, &["service", "ps", "web"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].starts_with("ID "), "{text}");
+    assert!(
+        lines[1].contains("web.1 ") && lines[1].contains("Rejected 2 seconds ago"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("\"image shoal-test/nope:1 not f…\""),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains(" \\_ web.1") && lines[2].contains("Shutdown"),
+        "{text}"
+    );
+    assert!(
+        lines[3].contains("web.2") && lines[3].contains("Running 5 seconds ago"),
+        "{text}"
+    );
+    let out = shoal(
+        &host,
+        &[
+            "service",
+            "ps",
+            "web",
+            "--no-trunc",
+            "-f",
+            "desired-state=running",
+        ],
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.contains("\"image shoal-test/nope:1 not found\""),
+        "{text}"
+    );
+    assert!(text.contains("task-new-0123456789"), "{text}");
+    let out = shoal(&host, &["service", "ps", "nope"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "Error: service nope not found\n");
+}
+
+#[tokio::test]
+async fn service_create_sends_args_and_prints_the_id() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(
+        &host,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--reserve-memory",
+            "64M",
+            "alpine",
+            "sleep",
+            "100",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "newservice0123456789abc\n");
+    let created = fake.created.lock().unwrap().clone();
+    assert_eq!(created.len(), 1);
+    let container = created[0].task.clone().unwrap().container.unwrap();
+    assert_eq!(container.args, ["sleep", "100"]);
+    assert!(container.command.is_empty());
+    assert_eq!(created[0].replicas, 2);
+}
+
+#[tokio::test]
+async fn service_scale_updates_with_the_read_version() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(&host, &["service", "scale", "web=5"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "web scaled to 5\n");
+    let updated = fake.updated.lock().unwrap().clone();
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0].version, 41);
+    assert_eq!(updated[0].spec.as_ref().map(|s| s.replicas), Some(5));
+
+    let out = shoal(&host, &["service", "scale", "agent=2"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "Error: agent: scale can only be used with replicated mode\n"
+    );
+}
+
+#[tokio::test]
+async fn service_rm_goes_on_past_a_missing_service() {
+    let host = serve(Fake::default());
+    let out = shoal(&host, &["service", "rm", "web", "nope"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "web\n");
+    assert_eq!(stderr(&out), "Error: service nope not found\n");
+}
+
+#[tokio::test]
+async fn service_inspect_is_a_json_array() {
+    let host = serve(Fake::default());
+    let out = shoal(&host, &["service", "inspect", "web"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["Spec"]["Name"], "web");
+    assert_eq!(v[0]["Spec"]["Mode"]["Replicated"]["Replicas"], 3);
+}
+
+#[tokio::test]
+async fn node_ls_marks_this_node() {
+    let host = serve(Fake::default());
+    let out = shoal(&host, &["node", "ls"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[1].starts_with("node1 *"), "{text}");
+    assert!(lines[1].contains("Leader"), "{text}");
+    assert!(lines[2].starts_with("node2 "), "{text}");
+    let out = shoal(&host, &["node", "inspect", "self", "--format", "json"]).await;
+    assert!(
+        stdout(&out).starts_with("{\"ID\":\"node1\""),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[tokio::test]
+async fn swarm_init_info_and_leave() {
+    let host = serve(Fake::default());
+    let out = shoal(&host, &["swarm", "init", "--advertise-addr", "10.0.0.1"]).await;
+    assert_eq!(
+        stdout(&out),
+        "Swarm initialized: current node (node1) is now a manager.\n"
+    );
+    let out = shoal(&host, &["info"]).await;
+    assert!(
+        stdout(&out).starts_with("Swarm: active\n NodeID: node1\n"),
+        "{}",
+        stdout(&out)
+    );
+    let out = shoal(&host, &["swarm", "leave"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "Error: this node is a manager: leaving may cost the swarm its quorum; use --force\n"
+    );
+    let out = shoal(&host, &["swarm", "leave", "--force"]).await;
+    assert_eq!(stdout(&out), "Node left the swarm.\n");
+}
+
+#[tokio::test]
+async fn a_missing_daemon_is_one_line() {
+    let url = "unix:///nonexistent/shoal-cli-test/shoald.sock";
+    let out = shoal(url, &["service", "ls"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!("Error: cannot reach shoald at {url}: is it running?\n")
+    );
+    let out = shoal("tcp://127.0.0.1:1", &["service", "ls"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "Error: cannot reach shoald at tcp://127.0.0.1:1: is it running?\n"
+    );
+}
