@@ -1,1 +1,103 @@
-fn main() {}
+//! shoald: Shoal's node daemon. Serves the local socket, and once the node is in a swarm,
+//! runs its agent (and its manager, on manager nodes).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use shoal_agent::daemon::{Daemon, DaemonConfig};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+#[derive(Parser, Debug)]
+#[command(name = "shoald", version, about = "Shoal's node daemon")]
+struct Args {
+    /// Where the node keeps its state (Raft log, task database, identity).
+    #[arg(long, default_value = "/var/lib/shoal", env = "SHOALD_DATA_DIR")]
+    data_dir: PathBuf,
+    /// The unix socket the `shoal` CLI talks to.
+    #[arg(long, default_value = "/run/shoal/shoald.sock", env = "SHOALD_SOCKET")]
+    socket: PathBuf,
+    /// The Docker Engine that runs this node's containers.
+    #[arg(long, default_value = "unix:///var/run/docker.sock", env = "SHOALD_DOCKER_HOST")]
+    docker_host: String,
+    /// This node's name in the swarm (default: the hostname).
+    #[arg(long, env = "SHOALD_NODE_NAME")]
+    node_name: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let node_name = match args.node_name {
+        Some(name) => name,
+        None => hostname().context("reading the hostname (or give --node-name)")?,
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let daemon = Daemon::new(DaemonConfig {
+        data_dir: args.data_dir.clone(),
+        socket: args.socket.clone(),
+        docker_host: args.docker_host.clone(),
+        node_name,
+    });
+    let listener = listen(&args.socket)?;
+    if daemon.resume().await.context("resuming swarm membership")? {
+        tracing::info!("resumed swarm membership from {}", args.data_dir.display());
+    }
+    let (admin, control) = daemon.local_services();
+    let shutdown = shutdown_signal();
+    tracing::info!(socket = %args.socket.display(), "shoald is serving");
+    tonic::transport::Server::builder()
+        .add_service(admin)
+        .add_service(control)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+        .context("serving the local socket")?;
+    daemon.shutdown().await;
+    let _ = std::fs::remove_file(&args.socket);
+    Ok(())
+}
+
+fn listen(socket: &std::path::Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            anyhow::bail!("another shoald is serving {} already", socket.display());
+        }
+        std::fs::remove_file(socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
+    }
+    let listener = UnixListener::bind(socket).with_context(|| format!("listening on {}", socket.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {} to root", socket.display()))?;
+    Ok(listener)
+}
+
+fn hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    Ok(name.trim().to_string())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down; containers keep running");
+}

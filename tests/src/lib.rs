@@ -1,1 +1,269 @@
-//! placeholder
+//! Shoal's end-to-end harness: real `shoald` processes on a real Docker Engine, driven
+//! through the real `shoal` CLI.
+//!
+//! Each [`Node`] gets its own data dir, socket and node name, so tests never touch each
+//! other's state or containers (containers carry the node's id as a label). Tests wait for
+//! conditions with [`wait_until`], never for a fixed time. The harness knows nothing of
+//! Shoal's internals: it sees what a user sees.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+/// Why the end-to-end tests cannot run here, if they cannot.
+pub fn skip_reason() -> Option<String> {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_default();
+    if uid != "0" {
+        return Some("needs root (shoald talks to dockerd and owns /run/shoal)".into());
+    }
+    match Command::new("docker").args(["image", "inspect", "shoal-test/busybox:a"]).output() {
+        Ok(o) if o.status.success() => {}
+        Ok(_) => return Some("test image shoal-test/busybox:a missing: run deploy/build-test-images.sh".into()),
+        Err(e) => return Some(format!("no docker CLI: {e}")),
+    }
+    for bin in ["shoald", "shoal"] {
+        if !bin_dir().join(bin).exists() {
+            return Some(format!(
+                "{} not built: run `cargo build --workspace --bins` first",
+                bin_dir().join(bin).display()
+            ));
+        }
+    }
+    None
+}
+
+/// Skip the calling test (return early) with a printed reason when the machine can't run it.
+#[macro_export]
+macro_rules! require_env {
+    () => {
+        if let Some(why) = $crate::skip_reason() {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+
+/// Where the built `shoald` and `shoal` are: `$SHOAL_BIN_DIR`, else the target dir the test
+/// binary runs from.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("SHOAL_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/debug/deps/test-binary -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Poll `f` until it returns `Some`, every 50 ms, or fail after `timeout` saying `what`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A command's outcome, with its output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+pub fn docker(args: &[&str]) -> Run {
+    Run::from(
+        Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running docker {args:?}: {e}")),
+    )
+}
+
+/// One `shoald` with its own data dir and socket.
+pub struct Node {
+    dir: tempfile::TempDir,
+    pub name: String,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Start a fresh `shoald` (not yet in a swarm) and wait for its socket.
+    pub fn start(prefix: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("shoal-e2e-").tempdir()?;
+        let name = format!("{prefix}-{}", &dir.path().file_name().unwrap_or_default().to_string_lossy()[10..]);
+        let mut node = Self { dir, name, child: None };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("shoald.sock")
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("shoald.log")
+    }
+
+    /// (Re)start the daemon on the same data dir.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log())?;
+        let child = Command::new(bin_dir().join("shoald"))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--node-name")
+            .arg(&self.name)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting shoald")?;
+        self.child = Some(child);
+        wait_until("shoald to answer on its socket", Duration::from_secs(20), || {
+            self.shoal(&["info"]).ok().then_some(())
+        })
+        .with_context(|| self.log_tail())
+    }
+
+    /// `kill -9` the daemon, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The last lines of the daemon's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        format!("shoald log (tail):\n{}", lines[lines.len().saturating_sub(40)..].join("\n"))
+    }
+
+    /// Run the CLI against this node.
+    pub fn shoal(&self, args: &[&str]) -> Run {
+        Run::from(
+            Command::new(bin_dir().join("shoal"))
+                .arg("-H")
+                .arg(self.host())
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("running shoal {args:?}: {e}")),
+        )
+    }
+
+    /// Run the CLI and insist it succeeds; its stdout.
+    pub fn shoal_ok(&self, args: &[&str]) -> String {
+        let run = self.shoal(args);
+        assert!(run.ok(), "shoal {args:?} failed ({}): {}\n{}", run.code, run.stderr, self.log_tail());
+        run.stdout
+    }
+
+    /// `swarm init` on loopback with a free port.
+    pub fn init(&self) -> String {
+        self.shoal_ok(&["swarm", "init", "--listen-addr", "127.0.0.1:0"]);
+        self.node_id()
+    }
+
+    pub fn node_id(&self) -> String {
+        let record = std::fs::read(self.data_dir().join("node.json")).unwrap_or_default();
+        serde_json::from_slice::<Value>(&record)
+            .ok()
+            .and_then(|v| v["node_id"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// `service ps --format json` as objects.
+    pub fn tasks(&self, service: &str) -> Vec<Value> {
+        json_lines(&self.shoal_ok(&["service", "ps", "--format", "json", service]))
+    }
+
+    /// Tasks of `service` whose desired and current state are both running.
+    pub fn running_tasks(&self, service: &str) -> Vec<Value> {
+        self.tasks(service)
+            .into_iter()
+            .filter(|t| {
+                t["DesiredState"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("running"))
+                    && t["CurrentState"].as_str().is_some_and(|s| s.to_ascii_lowercase().starts_with("running"))
+            })
+            .collect()
+    }
+
+    /// Ids of the containers this node's agent made (`all`: exited ones too).
+    pub fn containers(&self, all: bool) -> Vec<String> {
+        let filter = format!("label=shoal.node.id={}", self.node_id());
+        let mut args = vec!["ps", "-q", "--no-trunc", "--filter", filter.as_str()];
+        if all {
+            args.push("-a");
+        }
+        let run = docker(&args);
+        run.stdout.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let id = self.node_id();
+        self.kill9();
+        if !id.is_empty() {
+            let filter = format!("label=shoal.node.id={id}");
+            let run = docker(&["ps", "-aq", "--filter", filter.as_str()]);
+            let ids: Vec<&str> = run.stdout.lines().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids);
+                docker(&args);
+            }
+        }
+    }
+}
+
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

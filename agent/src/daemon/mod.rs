@@ -1,0 +1,394 @@
+//! The node daemon's life: serving the local socket, joining a swarm (init), running as a
+//! member (manager and agent), and leaving.
+//!
+//! A node that is not in a swarm serves only its local socket. `swarm init` makes it the
+//! first manager of a new cluster: it records its identity (`node.json`), bootstraps Raft,
+//! starts the manager's network services, and starts its own agent, whose session goes
+//! through the same dispatcher every other node uses. At start, a node with a record
+//! resumes as what it was.
+
+mod admin;
+mod gate;
+pub mod record;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use shoal_manager::controlapi::ControlApi;
+use shoal_manager::ids::new_id;
+use shoal_manager::{Manager, ManagerConfig, ManagerError};
+use shoal_proto::{InfoResponse, NodeAdminServer, NodeDescription};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::docker::DockerExecutor;
+use crate::executor::{ExecError, Executor};
+use crate::session::{self, AgentIdentity};
+use crate::taskdb::{TaskDb, TaskDbError};
+use crate::worker::{Worker, WorkerError};
+pub use gate::ControlGate;
+use record::{NodeRecord, RecordError};
+
+/// The port managers listen on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 4242;
+
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    pub docker_host: String,
+    pub node_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("this node is already part of a swarm: leave it first with `shoal swarm leave --force`")]
+    AlreadyInSwarm,
+    #[error("this node is not part of a swarm: run `shoal swarm init` first")]
+    NotInSwarm,
+    #[error("this node is a manager: leaving would remove it from the swarm for good; use `shoal swarm leave --force` to do it anyway")]
+    ManagerMustForce,
+    #[error("invalid address {addr:?}: {why}")]
+    Address { addr: String, why: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("cannot reach the Docker Engine at {host}: {source}; is dockerd running?")]
+    Docker { host: String, source: ExecError },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("manager: {0}")]
+    Manager(#[from] ManagerError),
+    #[error("task database: {0}")]
+    TaskDb(#[from] TaskDbError),
+    #[error("worker: {0}")]
+    Worker(#[from] WorkerError),
+    #[error("removing {path}: {source}")]
+    Cleanup { path: PathBuf, source: std::io::Error },
+}
+
+/// The daemon; cheap to clone.
+#[derive(Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: DaemonConfig,
+    control: ControlGate,
+    member: Mutex<Option<Member>>,
+}
+
+/// What runs while the node is in a swarm.
+struct Member {
+    record: NodeRecord,
+    manager: Option<Manager>,
+    executor: Arc<DockerExecutor>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Daemon {
+    pub fn new(config: DaemonConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                control: ControlGate::default(),
+                member: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &DaemonConfig {
+        &self.inner.config
+    }
+
+    /// The services of the local socket.
+    pub fn local_services(&self) -> (NodeAdminServer<admin::AdminApi>, shoal_proto::ControlServer<ControlGate>) {
+        (
+            NodeAdminServer::new(admin::AdminApi::new(self.clone())),
+            shoal_proto::ControlServer::new(self.inner.control.clone()),
+        )
+    }
+
+    /// Resume swarm membership from `node.json`, if there is one.
+    pub async fn resume(&self) -> Result<bool, DaemonError> {
+        let Some(record) = record::load(&self.inner.config.data_dir)? else {
+            return Ok(false);
+        };
+        let mut member = self.inner.member.lock().await;
+        let listener = bind(&record.listen_addr).await?;
+        *member = Some(self.start(record, listener, None).await?);
+        Ok(true)
+    }
+
+    /// `swarm init`: become the first manager of a new cluster.
+    pub async fn init(&self, listen_addr: &str, advertise_addr: &str) -> Result<NodeRecord, DaemonError> {
+        let mut member = self.inner.member.lock().await;
+        if member.is_some() || record::load(&self.inner.config.data_dir)?.is_some() {
+            return Err(DaemonError::AlreadyInSwarm);
+        }
+        let listen_addr = if listen_addr.is_empty() {
+            format!("0.0.0.0:{DEFAULT_PORT}")
+        } else {
+            with_port(listen_addr, DEFAULT_PORT)
+        };
+        let listener = bind(&listen_addr).await?;
+        let bound = listener.local_addr().map_err(|source| DaemonError::Listen {
+            addr: listen_addr.clone(),
+            source,
+        })?;
+        let advertise_addr = advertise(advertise_addr, bound)?;
+        let cluster_id = new_id();
+        let record = NodeRecord {
+            node_id: new_id(),
+            raft_id: rand::random::<u64>().max(1),
+            cluster_id: cluster_id.clone(),
+            manager: true,
+            listen_addr: bound.to_string(),
+            advertise_addr: advertise_addr.clone(),
+            managers: vec![advertise_addr],
+        };
+        // Record first: a crash after Raft is bootstrapped must find the ids it used.
+        record::save(&self.inner.config.data_dir, &record)?;
+        match self.start(record.clone(), listener, Some(&cluster_id)).await {
+            Ok(started) => {
+                *member = Some(started);
+                Ok(record)
+            }
+            Err(e) => {
+                // Leave nothing half made behind.
+                let _ = self.wipe().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `swarm leave`: stop everything, remove this node's containers and its swarm state.
+    pub async fn leave(&self, force: bool) -> Result<(), DaemonError> {
+        let mut member = self.inner.member.lock().await;
+        let Some(current) = member.as_ref() else {
+            return Err(DaemonError::NotInSwarm);
+        };
+        if current.record.manager && !force {
+            return Err(DaemonError::ManagerMustForce);
+        }
+        let Some(current) = member.take() else {
+            return Err(DaemonError::NotInSwarm);
+        };
+        let executor = current.executor.clone();
+        self.stop(current).await;
+        match executor.list_task_containers().await {
+            Ok(containers) => {
+                for (task_id, container_id) in containers {
+                    if let Err(e) = executor.remove_container(&container_id).await {
+                        tracing::warn!(task = %task_id, error = %e, "removing a task container on leave failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing task containers on leave failed"),
+        }
+        self.wipe().await
+    }
+
+    /// Stop serving and running, leaving containers and state as they are (daemon exit).
+    pub async fn shutdown(&self) {
+        if let Some(member) = self.inner.member.lock().await.take() {
+            self.stop(member).await;
+        }
+    }
+
+    pub async fn info(&self) -> InfoResponse {
+        let member = self.inner.member.lock().await;
+        let config = &self.inner.config;
+        let mut info = InfoResponse {
+            node_name: config.node_name.clone(),
+            swarm_state: "inactive".into(),
+            data_dir: config.data_dir.display().to_string(),
+            docker_host: config.docker_host.clone(),
+            ..Default::default()
+        };
+        let Some(member) = member.as_ref() else {
+            return info;
+        };
+        info.swarm_state = "active".into();
+        info.node_id = member.record.node_id.clone();
+        info.cluster_id = member.record.cluster_id.clone();
+        info.is_manager = member.record.manager;
+        info.node_addr = member.record.advertise_addr.clone();
+        if let Some(manager) = &member.manager {
+            let status = manager.raft().status();
+            info.raft_term = status.term;
+            info.raft_commit_index = status.last_applied.unwrap_or(0);
+            info.leader_addr = status
+                .leader
+                .and_then(|id| status.voters.iter().find(|(v, _)| *v == id).map(|(_, a)| a.clone()))
+                .unwrap_or_default();
+            let (managers, nodes) = manager
+                .store()
+                .view(|r| (r.nodes().filter(|n| n.manager_status.is_some()).count(), r.nodes().count()));
+            info.managers = managers as u64;
+            info.nodes = nodes as u64;
+        }
+        info
+    }
+
+    async fn start(
+        &self,
+        record: NodeRecord,
+        listener: TcpListener,
+        bootstrap: Option<&str>,
+    ) -> Result<Member, DaemonError> {
+        let config = &self.inner.config;
+        let executor = DockerExecutor::connect(&config.docker_host, record.node_id.clone(), config.node_name.clone())
+            .await
+            .map_err(|source| DaemonError::Docker {
+                host: config.docker_host.clone(),
+                source,
+            })?;
+        let executor = Arc::new(executor);
+        let mut description: NodeDescription = executor.describe().await.map_err(|source| DaemonError::Docker {
+            host: config.docker_host.clone(),
+            source,
+        })?;
+        description.hostname = config.node_name.clone();
+        let cancel = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let manager = if record.manager {
+            let manager_config = ManagerConfig::new(
+                record.node_id.clone(),
+                record.raft_id,
+                config.data_dir.clone(),
+                record.advertise_addr.clone(),
+            );
+            let manager = Manager::open(manager_config).await?;
+            if let Some(cluster_id) = bootstrap {
+                manager.bootstrap(cluster_id, description.clone()).await?;
+            }
+            let router = tonic::transport::Server::builder()
+                .add_service(manager.control_service())
+                .add_service(manager.dispatcher_service())
+                .add_service(manager.raft().grpc_service());
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let stop = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop.cancelled()).await {
+                    tracing::error!(error = %e, "the manager's network server stopped");
+                }
+            }));
+            tasks.push(tokio::spawn(manager.clone().run(cancel.clone())));
+            self.inner.control.open(ControlApi::new(manager.store().clone()));
+            Some(manager)
+        } else {
+            None
+        };
+
+        let (status_tx, status_rx) = tokio::sync::mpsc::channel(1024);
+        let db = TaskDb::open(&config.data_dir)?;
+        let worker = Worker::new(executor.clone(), db, status_tx).await?;
+        let identity = AgentIdentity {
+            node_id: record.node_id.clone(),
+            description,
+            addr: record.advertise_addr.clone(),
+        };
+        let managers = record.managers.clone();
+        let stop = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            session::run(identity, managers, &worker, status_rx, stop).await;
+            worker.shutdown().await;
+        }));
+        tracing::info!(node = %record.node_id, manager = record.manager, addr = %record.advertise_addr, "node is in the swarm");
+        Ok(Member {
+            record,
+            manager,
+            executor,
+            cancel,
+            tasks,
+        })
+    }
+
+    async fn stop(&self, member: Member) {
+        self.inner.control.close();
+        member.cancel.cancel();
+        for task in member.tasks {
+            let _ = task.await;
+        }
+        if let Some(manager) = member.manager {
+            if let Err(e) = manager.shutdown().await {
+                tracing::warn!(error = %e, "raft shutdown");
+            }
+        }
+    }
+
+    /// Remove the swarm state under the data dir (Raft, task database, record).
+    async fn wipe(&self) -> Result<(), DaemonError> {
+        let dir = &self.inner.config.data_dir;
+        record::remove(dir)?;
+        for sub in ["raft", "tasks"] {
+            let path = dir.join(sub);
+            match tokio::fs::remove_dir_all(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(DaemonError::Cleanup { path, source }),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `host` or `host:port` -> `host:port`.
+fn with_port(addr: &str, port: u16) -> String {
+    if addr.parse::<SocketAddr>().is_ok() || (addr.contains(':') && !addr.contains("::")) {
+        addr.to_string()
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, DaemonError> {
+    let parsed: SocketAddr = addr.parse().map_err(|_| DaemonError::Address {
+        addr: addr.to_string(),
+        why: "use IP:PORT, e.g. 0.0.0.0:4242".into(),
+    })?;
+    TcpListener::bind(parsed).await.map_err(|source| DaemonError::Listen {
+        addr: addr.to_string(),
+        source,
+    })
+}
+
+/// The address to advertise: the one given (port defaulting to the bound one), else the
+/// bound address, with an unspecified IP replaced by loopback.
+fn advertise(given: &str, bound: SocketAddr) -> Result<String, DaemonError> {
+    if !given.is_empty() {
+        let full = with_port(given, bound.port());
+        full.parse::<SocketAddr>().map_err(|_| DaemonError::Address {
+            addr: given.to_string(),
+            why: "use an IP address, optionally with a port, e.g. 10.0.0.1 or 10.0.0.1:4242".into(),
+        })?;
+        return Ok(full);
+    }
+    let ip = if bound.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        bound.ip()
+    };
+    Ok(SocketAddr::new(ip, bound.port()).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(with_port("10.0.0.1", 4242), "10.0.0.1:4242");
+        assert_eq!(with_port("10.0.0.1:5000", 4242), "10.0.0.1:5000");
+        let bound: SocketAddr = "0.0.0.0:4300".parse().expect("addr");
+        assert_eq!(advertise("", bound).expect("ok"), "127.0.0.1:4300");
+        assert_eq!(advertise("10.1.2.3", bound).expect("ok"), "10.1.2.3:4300");
+        assert!(advertise("not an ip", bound).is_err());
+    }
+}

@@ -1,0 +1,570 @@
+//! The Docker Engine executor: runs each task as one container of the local engine
+//! (bollard, API negotiated down to the engine's, 1.41 on dockerd 20.10).
+//!
+//! It owns how a task becomes a container: the name (`<service>.<slot>.<task id>`, docker's
+//! style), the labels that tie the container to its task, service and node, the command,
+//! environment, limits and stop signal. Containers have no Docker restart policy: restarts
+//! belong to the orchestrator. Images are never pulled.
+//!
+//! Architecture invariant: this executor only ever stops, kills or removes containers that
+//! carry this node's `shoal.node.id` label; every lookup filters on it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, Resources, Task};
+
+use super::{ContainerState, Controller, ExecError, Executor, ExitInfo};
+
+/// Grace period between the stop signal and SIGKILL when the spec sets none (docker's).
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs tasks as containers on one Docker engine, for one node.
+#[derive(Clone)]
+pub struct DockerExecutor {
+    docker: Docker,
+    node_id: String,
+    node_name: String,
+}
+
+impl std::fmt::Debug for DockerExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerExecutor")
+            .field("node_id", &self.node_id)
+            .field("node_name", &self.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DockerExecutor {
+    /// Connects to the engine at `docker_host` (`unix:///var/run/docker.sock`, `tcp://...`)
+    /// and negotiates the API version. `node_name` is the name errors and the node
+    /// description use; `node_id` labels every container this executor creates.
+    pub async fn connect(
+        docker_host: &str,
+        node_id: String,
+        node_name: String,
+    ) -> Result<Self, ExecError> {
+        let docker = Docker::connect_with_host(docker_host)
+            .map_err(|e| classify("connect to", docker_host, e))?
+            .negotiate_version()
+            .await
+            .map_err(|e| classify("negotiate the api version with", docker_host, e))?;
+        Ok(Self {
+            docker,
+            node_id,
+            node_name,
+        })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// The bollard client, for other parts of the agent that talk to the same engine.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+/// docker's container name for a task: `<service>.<slot>.<task id>` (`<service>.<node
+/// id>.<task id>` for a global task), restricted to the characters docker accepts.
+pub fn container_name(task: &Task) -> String {
+    let service = if task.service_name.is_empty() {
+        "task"
+    } else {
+        task.service_name.as_str()
+    };
+    let raw = format!(
+        "{}.{}",
+        names::task_name(service, task.slot, &task.node_id),
+        task.id
+    );
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        name.insert_str(0, "shoal");
+    }
+    name
+}
+
+/// The container labels of a task: the spec's own, then Shoal's (which always win).
+pub fn container_labels(
+    task: &Task,
+    spec: &ContainerSpec,
+    node_id: &str,
+) -> HashMap<String, String> {
+    let mut labels = spec.labels.clone();
+    labels.insert(names::LABEL_TASK_ID.to_string(), task.id.clone());
+    labels.insert(
+        names::LABEL_SERVICE_NAME.to_string(),
+        task.service_name.clone(),
+    );
+    labels.insert(names::LABEL_SERVICE_ID.to_string(), task.service_id.clone());
+    labels.insert(names::LABEL_NODE_ID.to_string(), node_id.to_string());
+    labels
+}
+
+/// The stop grace period of a spec (docker's default when unset or negative).
+pub fn stop_grace(spec: &ContainerSpec) -> Duration {
+    match spec.stop_grace_period_ms {
+        Some(ms) if ms >= 0 => Duration::from_millis(ms.unsigned_abs()),
+        _ => DEFAULT_STOP_GRACE,
+    }
+}
+
+/// The create body for a task's container.
+pub fn container_config(task: &Task, spec: &ContainerSpec, node_id: &str) -> ContainerCreateBody {
+    let limits = task.spec.as_ref().and_then(|s| s.limits.as_ref());
+    let grace_secs = i64::try_from(stop_grace(spec).as_millis().div_ceil(1000)).unwrap_or(i64::MAX);
+    let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: non_empty(&spec.command),
+        cmd: non_empty(&spec.args),
+        env: non_empty(&spec.env),
+        labels: Some(container_labels(task, spec, node_id)),
+        stop_signal: (!spec.stop_signal.is_empty()).then(|| spec.stop_signal.clone()),
+        stop_timeout: Some(grace_secs),
+        host_config: Some(HostConfig {
+            nano_cpus: limits.map(|l| l.nano_cpus).filter(|n| *n > 0),
+            memory: limits.map(|l| l.memory_bytes).filter(|n| *n > 0),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Maps a bollard error: transport failures are temporary, answers are not.
+fn classify(op: &'static str, object: &str, e: DockerError) -> ExecError {
+    match e {
+        DockerError::IOError { .. }
+        | DockerError::HyperResponseError { .. }
+        | DockerError::HttpClientError { .. }
+        | DockerError::RequestTimeoutError
+        | DockerError::SocketNotFoundError(_) => ExecError::Unavailable {
+            op,
+            message: format!("{object}: {e}"),
+        },
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => ExecError::Engine {
+            op,
+            object: object.to_string(),
+            message: format!("engine answered {status_code}: {message}"),
+        },
+        e => ExecError::Engine {
+            op,
+            object: object.to_string(),
+            message: e.to_string(),
+        },
+    }
+}
+
+fn status_of(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn label_filters(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    )])
+}
+
+/// Ids of every container (running or not) carrying all of `labels`.
+async fn find_containers(
+    docker: &Docker,
+    labels: &[(&str, &str)],
+) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
+    docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(label_filters(labels)),
+            ..Default::default()
+        }))
+        .await
+}
+
+#[async_trait]
+impl Executor for DockerExecutor {
+    async fn describe(&self) -> Result<NodeDescription, ExecError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| classify("describe", "engine", e))?;
+        let engine_labels = info
+            .labels
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (l, String::new()),
+            })
+            .collect();
+        let hostname = if self.node_name.is_empty() {
+            info.name.unwrap_or_default()
+        } else {
+            self.node_name.clone()
+        };
+        Ok(NodeDescription {
+            hostname,
+            platform: Some(Platform {
+                os: info.os_type.unwrap_or_default(),
+                architecture: info.architecture.unwrap_or_default(),
+            }),
+            resources: Some(Resources {
+                nano_cpus: info.ncpu.unwrap_or(0).saturating_mul(1_000_000_000),
+                memory_bytes: info.mem_total.unwrap_or(0),
+            }),
+            engine_version: info.server_version.unwrap_or_default(),
+            engine_labels,
+        })
+    }
+
+    fn controller(&self, task: &Task) -> Result<Box<dyn Controller>, ExecError> {
+        let spec = task
+            .spec
+            .as_ref()
+            .and_then(|s| s.container.clone())
+            .ok_or_else(|| ExecError::InvalidSpec {
+                task_id: task.id.clone(),
+                reason: "no container spec".to_string(),
+            })?;
+        if spec.image.is_empty() {
+            return Err(ExecError::InvalidSpec {
+                task_id: task.id.clone(),
+                reason: "no image".to_string(),
+            });
+        }
+        Ok(Box::new(DockerController {
+            docker: self.docker.clone(),
+            node_id: self.node_id.clone(),
+            node_name: self.node_name.clone(),
+            task: task.clone(),
+            spec,
+            container_id: None,
+        }))
+    }
+
+    async fn list_task_containers(&self) -> Result<Vec<(String, String)>, ExecError> {
+        let found = find_containers(&self.docker, &[(names::LABEL_NODE_ID, &self.node_id)])
+            .await
+            .map_err(|e| classify("list containers of node", &self.node_id, e))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|c| {
+                let task_id = c.labels.as_ref()?.get(names::LABEL_TASK_ID)?.clone();
+                Some((task_id, c.id?))
+            })
+            .collect())
+    }
+
+    async fn remove_container(&self, container_id: &str) -> Result<(), ExecError> {
+        let inspected = match self
+            .docker
+            .inspect_container(container_id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) if status_of(&e) == Some(404) => return Ok(()),
+            Err(e) => return Err(classify("inspect container", container_id, e)),
+        };
+        let owner = inspected
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(names::LABEL_NODE_ID));
+        if owner != Some(&self.node_id) {
+            return Err(ExecError::NotOurs {
+                container_id: container_id.to_string(),
+                node_id: self.node_id.clone(),
+            });
+        }
+        remove(&self.docker, container_id).await
+    }
+}
+
+async fn remove(docker: &Docker, container_id: &str) -> Result<(), ExecError> {
+    let opts = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match docker.remove_container(container_id, Some(opts)).await {
+        Ok(()) => Ok(()),
+        Err(e) if status_of(&e) == Some(404) => Ok(()),
+        // 409: removal already in progress.
+        Err(e) if status_of(&e) == Some(409) => Ok(()),
+        Err(e) => Err(classify("remove container", container_id, e)),
+    }
+}
+
+/// The [`Controller`] of one task on a Docker engine.
+pub struct DockerController {
+    docker: Docker,
+    node_id: String,
+    node_name: String,
+    task: Task,
+    spec: ContainerSpec,
+    container_id: Option<String>,
+}
+
+impl DockerController {
+    /// The task's container on this node: the one already known, else found by labels.
+    async fn container(&mut self) -> Result<Option<String>, ExecError> {
+        if let Some(id) = &self.container_id {
+            return Ok(Some(id.clone()));
+        }
+        let found = find_containers(
+            &self.docker,
+            &[
+                (names::LABEL_TASK_ID, &self.task.id),
+                (names::LABEL_NODE_ID, &self.node_id),
+            ],
+        )
+        .await
+        .map_err(|e| classify("find container of task", &self.task.id, e))?;
+        if found.len() > 1 {
+            tracing::warn!(task = %self.task.id, n = found.len(), "several containers for one task");
+        }
+        // Prefer a running one if there are several.
+        let best = found
+            .iter()
+            .find(|c| c.state.map(|s| s.to_string()) == Some("running".to_string()))
+            .or(found.first())
+            .and_then(|c| c.id.clone());
+        self.container_id = best.clone();
+        Ok(best)
+    }
+
+    async fn require(&mut self) -> Result<String, ExecError> {
+        self.container()
+            .await?
+            .ok_or_else(|| ExecError::ContainerNotFound {
+                task_id: self.task.id.clone(),
+            })
+    }
+
+    /// Forgets the cached id if the engine says the container is gone.
+    fn gone(&mut self, e: &DockerError) -> bool {
+        if status_of(e) == Some(404) {
+            self.container_id = None;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[async_trait]
+impl Controller for DockerController {
+    async fn prepare(&mut self) -> Result<(), ExecError> {
+        if self.container().await?.is_some() {
+            return Ok(());
+        }
+        match self.docker.inspect_image(&self.spec.image).await {
+            Ok(_) => {}
+            Err(e) if status_of(&e) == Some(404) => {
+                return Err(ExecError::ImageNotFound {
+                    image: self.spec.image.clone(),
+                    node: self.node_name.clone(),
+                })
+            }
+            Err(e) => return Err(classify("inspect image", &self.spec.image, e)),
+        }
+        let name = container_name(&self.task);
+        let config = container_config(&self.task, &self.spec, &self.node_id);
+        let opts = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(opts), config).await {
+            Ok(created) => {
+                for w in created.warnings {
+                    tracing::warn!(task = %self.task.id, "docker: {w}");
+                }
+                self.container_id = Some(created.id);
+                Ok(())
+            }
+            // The name is taken: by this task's container (a create that raced us), or by
+            // someone else's, which we must not touch.
+            Err(e) if status_of(&e) == Some(409) => match self.container().await? {
+                Some(_) => Ok(()),
+                None => Err(classify("create container", &name, e)),
+            },
+            Err(e) => Err(classify("create container", &name, e)),
+        }
+    }
+
+    async fn start(&mut self) -> Result<(), ExecError> {
+        let id = self.require().await?;
+        // 304 (already started) is success in bollard.
+        match self
+            .docker
+            .start_container(&id, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if self.gone(&e) => Err(ExecError::ContainerNotFound {
+                task_id: self.task.id.clone(),
+            }),
+            Err(e) => Err(classify("start container", &id, e)),
+        }
+    }
+
+    async fn wait(&mut self) -> Result<ExitInfo, ExecError> {
+        let id = self.require().await?;
+        let mut stream = self.docker.wait_container(
+            &id,
+            Some(WaitContainerOptions {
+                condition: "not-running".to_string(),
+            }),
+        );
+        match stream.next().await {
+            Some(Ok(r)) => Ok(ExitInfo {
+                exit_code: clamp(r.status_code),
+                message: r.error.and_then(|e| e.message).filter(|m| !m.is_empty()),
+            }),
+            // bollard turns a non-zero exit into this error.
+            Some(Err(DockerError::DockerContainerWaitError { error, code })) => Ok(ExitInfo {
+                exit_code: clamp(code),
+                message: (!error.is_empty()).then_some(error),
+            }),
+            Some(Err(e)) if self.gone(&e) => Err(ExecError::ContainerNotFound {
+                task_id: self.task.id.clone(),
+            }),
+            Some(Err(e)) => Err(classify("wait for container", &id, e)),
+            None => Err(ExecError::Unavailable {
+                op: "wait for container",
+                message: format!("{id}: the engine closed the wait without an answer"),
+            }),
+        }
+    }
+
+    async fn shutdown(&mut self) -> Result<(), ExecError> {
+        let Some(id) = self.container().await? else {
+            return Ok(());
+        };
+        let grace = stop_grace(&self.spec);
+        let t = i32::try_from(grace.as_millis().div_ceil(1000)).unwrap_or(i32::MAX);
+        // The stop call lasts as long as the grace period: give the client that much time.
+        let docker = self
+            .docker
+            .clone()
+            .with_timeout(grace.saturating_add(Duration::from_secs(120)));
+        let opts = StopContainerOptions {
+            t: Some(t),
+            // The stop signal is in the container's config (API 1.41 has no signal here).
+            signal: None,
+        };
+        match docker.stop_container(&id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if self.gone(&e) => Ok(()),
+            Err(e) => Err(classify("stop container", &id, e)),
+        }
+    }
+
+    async fn terminate(&mut self) -> Result<(), ExecError> {
+        let Some(id) = self.container().await? else {
+            return Ok(());
+        };
+        match self
+            .docker
+            .kill_container(&id, Some(KillContainerOptions::default()))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if self.gone(&e) => Ok(()),
+            // 409: not running.
+            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(classify("kill container", &id, e)),
+        }
+    }
+
+    async fn remove(&mut self) -> Result<(), ExecError> {
+        // Only ever a container found by this node's labels (or created by this controller).
+        let Some(id) = self.container().await? else {
+            return Ok(());
+        };
+        remove(&self.docker, &id).await?;
+        self.container_id = None;
+        Ok(())
+    }
+
+    async fn inspect(&mut self) -> Result<Option<ContainerState>, ExecError> {
+        let Some(id) = self.container().await? else {
+            return Ok(None);
+        };
+        let c = match self
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) if self.gone(&e) => return Ok(None),
+            Err(e) => return Err(classify("inspect container", &id, e)),
+        };
+        let state = c.state.unwrap_or_default();
+        let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        // docker's zero time means "never started".
+        let started = state
+            .started_at
+            .as_deref()
+            .is_some_and(|t| !t.is_empty() && !t.starts_with("0001-01-01"));
+        let exited = !running && started;
+        Ok(Some(ContainerState {
+            container_id: c.id.unwrap_or(id),
+            status,
+            running,
+            started,
+            exit_code: if exited {
+                state.exit_code.map(clamp)
+            } else {
+                None
+            },
+        }))
+    }
+
+    fn container_id(&self) -> Option<String> {
+        self.container_id.clone()
+    }
+}
+
+fn clamp(code: i64) -> i32 {
+    i32::try_from(code).unwrap_or(if code < 0 { i32::MIN } else { i32::MAX })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,16 @@
+//! shoal-agent: `shoald`, the node daemon, as a library its binary and the tests share.
+//!
+//! This crate owns everything that runs on a node: the executor boundary and the Docker
+//! engine executor (`executor`), the local task database (`taskdb`), and the worker that
+//! turns the manager's assignments into running containers (`worker`); the session with the
+//! managers' dispatcher (`session`); and the daemon's life: local socket, swarm init, leave,
+//! and running the manager on manager nodes (`daemon`).
+//!
+//! Architecture invariant: the worker and executors know nothing of gRPC or sessions; they
+//! take the assignment set in and hand task statuses out on a channel.
+
+pub mod executor;
+pub mod taskdb;
+pub mod worker;
+pub mod daemon;
+pub mod session;

@@ -1,0 +1,193 @@
+//! The agent's session with the managers' dispatcher.
+//!
+//! Opens a session, beats at the period the dispatcher asks for, hands every assignment set
+//! to the [`Worker`], and reports task status in batches. When anything breaks it reconnects
+//! with backoff, trying each known manager in turn; tasks keep running meanwhile and status
+//! reports wait (the newest per task) until a session is back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use shoal_proto::{
+    AssignmentsRequest, DispatcherClient, HeartbeatRequest, NodeDescription, SessionRequest, TaskStatus,
+    TaskStatusUpdate, UpdateTaskStatusRequest,
+};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::worker::Worker;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("connecting to manager {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: tonic::transport::Error,
+    },
+    #[error("manager {addr} refused the session: {status}")]
+    Rpc { addr: String, status: tonic::Status },
+    #[error("manager {0} closed the session")]
+    Closed(String),
+}
+
+/// What the agent tells the managers about itself.
+#[derive(Clone, Debug)]
+pub struct AgentIdentity {
+    pub node_id: String,
+    pub description: NodeDescription,
+    /// The address this node is reached on.
+    pub addr: String,
+}
+
+/// Hold a session with some manager until `cancel`.
+pub async fn run(
+    identity: AgentIdentity,
+    mut managers: Vec<String>,
+    worker: &Worker,
+    mut statuses: mpsc::Receiver<(String, TaskStatus)>,
+    cancel: CancellationToken,
+) {
+    let mut pending: HashMap<String, TaskStatus> = HashMap::new();
+    let mut backoff = MIN_BACKOFF;
+    let mut next = 0usize;
+    while !cancel.is_cancelled() {
+        let Some(addr) = managers.get(next % managers.len().max(1)).cloned() else {
+            tracing::error!("no manager address known: the agent cannot open a session");
+            cancel.cancelled().await;
+            return;
+        };
+        let result = session(&identity, &addr, worker, &mut statuses, &mut pending, &mut managers, &cancel).await;
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "session lost; reconnecting");
+                next += 1;
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5)))
+}
+
+/// One session; returns `Ok` only when cancelled.
+async fn session(
+    identity: &AgentIdentity,
+    addr: &str,
+    worker: &Worker,
+    statuses: &mut mpsc::Receiver<(String, TaskStatus)>,
+    pending: &mut HashMap<String, TaskStatus>,
+    managers: &mut Vec<String>,
+    cancel: &CancellationToken,
+) -> Result<(), SessionError> {
+    let rpc = |status| SessionError::Rpc {
+        addr: addr.to_string(),
+        status,
+    };
+    let channel: Channel = endpoint(addr)
+        .map_err(|source| SessionError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?
+        .connect()
+        .await
+        .map_err(|source| SessionError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let mut client = DispatcherClient::new(channel);
+    let mut session_stream = client
+        .session(SessionRequest {
+            node_id: identity.node_id.clone(),
+            description: Some(identity.description.clone()),
+            addr: identity.addr.clone(),
+        })
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let first = session_stream
+        .next()
+        .await
+        .ok_or_else(|| SessionError::Closed(addr.to_string()))?
+        .map_err(rpc)?;
+    let session_id = first.session_id;
+    if !first.managers.is_empty() {
+        *managers = first.managers;
+    }
+    let period = Duration::from_millis(first.heartbeat_period_ms.max(100) as u64);
+    tracing::info!(manager = addr, session = %session_id, "session open");
+    pending.extend(worker.statuses());
+
+    let mut assignments = client
+        .assignments(AssignmentsRequest {
+            session_id: session_id.clone(),
+        })
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let mut heartbeat = tokio::time::interval(period);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if !pending.is_empty() {
+            let updates = pending
+                .iter()
+                .map(|(task_id, status)| TaskStatusUpdate {
+                    task_id: task_id.clone(),
+                    status: Some(status.clone()),
+                })
+                .collect();
+            client
+                .update_task_status(UpdateTaskStatusRequest {
+                    session_id: session_id.clone(),
+                    updates,
+                })
+                .await
+                .map_err(rpc)?;
+            pending.clear();
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = heartbeat.tick() => {
+                client
+                    .heartbeat(HeartbeatRequest { session_id: session_id.clone() })
+                    .await
+                    .map_err(rpc)?;
+            }
+            message = assignments.next() => match message {
+                Some(Ok(set)) => worker.assign(set.tasks).await,
+                Some(Err(status)) => return Err(rpc(status)),
+                None => return Err(SessionError::Closed(addr.to_string())),
+            },
+            message = session_stream.next() => match message {
+                Some(Ok(_)) => {}
+                Some(Err(status)) => return Err(rpc(status)),
+                None => return Err(SessionError::Closed(addr.to_string())),
+            },
+            report = statuses.recv() => match report {
+                Some((task_id, status)) => {
+                    pending.insert(task_id, status);
+                    // Take whatever else is already queued into the same report.
+                    while let Ok((task_id, status)) = statuses.try_recv() {
+                        pending.insert(task_id, status);
+                    }
+                }
+                None => return Ok(()),
+            },
+        }
+    }
+}
