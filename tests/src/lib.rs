@@ -155,7 +155,7 @@ impl Node {
             .arg(self.socket())
             .arg("--node-name")
             .arg(&self.name)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -218,7 +218,7 @@ impl Node {
 
     /// `service ps --format json` as objects.
     pub fn tasks(&self, service: &str) -> Vec<Value> {
-        json_lines(&self.shoal_ok(&["service", "ps", "--format", "json", service]))
+        json_lines(&self.shoal_ok(&["service", "ps", "--no-trunc", "--format", "json", service]))
     }
 
     /// Tasks of `service` whose desired and current state are both running.
