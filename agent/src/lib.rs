@@ -9,8 +9,8 @@
 //! Architecture invariant: the worker and executors know nothing of gRPC or sessions; they
 //! take the assignment set in and hand task statuses out on a channel.
 
+pub mod daemon;
 pub mod executor;
+pub mod session;
 pub mod taskdb;
 pub mod worker;
-pub mod daemon;
-pub mod session;

@@ -19,7 +19,11 @@ struct Args {
     #[arg(long, default_value = "/run/shoal/shoald.sock", env = "SHOALD_SOCKET")]
     socket: PathBuf,
     /// The Docker Engine that runs this node's containers.
-    #[arg(long, default_value = "unix:///var/run/docker.sock", env = "SHOALD_DOCKER_HOST")]
+    #[arg(
+        long,
+        default_value = "unix:///var/run/docker.sock",
+        env = "SHOALD_DOCKER_HOST"
+    )]
     docker_host: String,
     /// This node's name in the swarm (default: the hostname).
     #[arg(long, env = "SHOALD_NODE_NAME")]
@@ -75,9 +79,11 @@ fn listen(socket: &std::path::Path) -> anyhow::Result<UnixListener> {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
             anyhow::bail!("another shoald is serving {} already", socket.display());
         }
-        std::fs::remove_file(socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
+        std::fs::remove_file(socket)
+            .with_context(|| format!("removing the stale socket {}", socket.display()))?;
     }
-    let listener = UnixListener::bind(socket).with_context(|| format!("listening on {}", socket.display()))?;
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("listening on {}", socket.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {} to root", socket.display()))?;

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use shoal_proto::{
-    AssignmentsRequest, DispatcherClient, HeartbeatRequest, NodeDescription, SessionRequest, TaskStatus,
-    TaskStatusUpdate, UpdateTaskStatusRequest,
+    AssignmentsRequest, DispatcherClient, HeartbeatRequest, NodeDescription, SessionRequest,
+    TaskStatus, TaskStatusUpdate, UpdateTaskStatusRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -61,7 +61,16 @@ pub async fn run(
             cancel.cancelled().await;
             return;
         };
-        let result = session(&identity, &addr, worker, &mut statuses, &mut pending, &mut managers, &cancel).await;
+        let result = session(
+            &identity,
+            &addr,
+            worker,
+            &mut statuses,
+            &mut pending,
+            &mut managers,
+            &cancel,
+        )
+        .await;
         match result {
             Ok(()) => return,
             Err(e) => {

@@ -162,7 +162,10 @@ impl Worker {
     /// all, so nothing reported while no manager listened is lost.
     pub fn statuses(&self) -> Vec<(String, TaskStatus)> {
         match self.ctx.db.list() {
-            Ok(all) => all.into_iter().map(|(task, status)| (task.id, status)).collect(),
+            Ok(all) => all
+                .into_iter()
+                .map(|(task, status)| (task.id, status))
+                .collect(),
             Err(e) => {
                 tracing::warn!("reading the task database: {e}");
                 Vec::new()

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{
-    Availability, Cluster, ClusterSpec, ControlServer, DispatcherServer, ManagerStatus, Node, NodeDescription,
-    NodeRole, NodeSpec, NodeState, NodeStatus,
+    Availability, Cluster, ClusterSpec, ControlServer, DispatcherServer, ManagerStatus, Node,
+    NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
 };
 use shoal_raft::{RaftConfig, RaftError, RaftNode};
 use tokio_util::sync::CancellationToken;
@@ -91,7 +91,11 @@ impl Manager {
 
     /// Make this manager the first member of a new cluster: bootstrap Raft with it as the
     /// only voter, wait until it leads, then write the cluster object and this node.
-    pub async fn bootstrap(&self, cluster_id: &str, description: NodeDescription) -> Result<(), ManagerError> {
+    pub async fn bootstrap(
+        &self,
+        cluster_id: &str,
+        description: NodeDescription,
+    ) -> Result<(), ManagerError> {
         self.raft.initialize(self.config.addr.clone()).await?;
         self.wait_for_leadership(Duration::from_secs(10)).await?;
         let node = Node {
@@ -224,7 +228,12 @@ impl Manager {
 async fn mark_leader(store: &Store, leader: &str) -> Result<(), StoreError> {
     store
         .update(|tx| {
-            let managers: Vec<Node> = tx.read().nodes().filter(|n| n.manager_status.is_some()).cloned().collect();
+            let managers: Vec<Node> = tx
+                .read()
+                .nodes()
+                .filter(|n| n.manager_status.is_some())
+                .cloned()
+                .collect();
             for mut node in managers {
                 let leads = node.id == leader;
                 if let Some(status) = node.manager_status.as_mut().filter(|s| s.leader != leads) {

@@ -22,7 +22,9 @@ impl Proposer for RaftProposer {
     async fn propose(&self, batch: StoreActionBatch) -> Result<(), StoreError> {
         match self.raft.propose(batch.encode_to_vec()).await {
             Ok((_index, response)) => apply_response(&response).map_err(StoreError::Propose),
-            Err(RaftError::NotLeader { leader_addr, .. }) => Err(StoreError::NotLeader { leader_addr }),
+            Err(RaftError::NotLeader { leader_addr, .. }) => {
+                Err(StoreError::NotLeader { leader_addr })
+            }
             Err(e) => Err(StoreError::Propose(e.to_string())),
         }
     }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use shoal_proto::{
-    Availability, ContainerSpec, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, Resources,
-    RestartPolicy, Service, ServiceMode, ServiceSpec, TaskSpec, TaskState, TaskStatus,
+    Availability, ContainerSpec, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
+    Resources, RestartPolicy, Service, ServiceMode, ServiceSpec, TaskSpec, TaskState, TaskStatus,
 };
 
 use crate::store::{Object, ReadTx, Store, StoreError};

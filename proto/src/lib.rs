@@ -86,7 +86,9 @@ impl Service {
 
 impl Node {
     pub fn hostname(&self) -> &str {
-        self.description.as_ref().map_or("", |d| d.hostname.as_str())
+        self.description
+            .as_ref()
+            .map_or("", |d| d.hostname.as_str())
     }
 
     pub fn role(&self) -> NodeRole {

@@ -26,9 +26,16 @@ pub fn skip_reason() -> Option<String> {
     if uid != "0" {
         return Some("needs root (shoald talks to dockerd and owns /run/shoal)".into());
     }
-    match Command::new("docker").args(["image", "inspect", "shoal-test/busybox:a"]).output() {
+    match Command::new("docker")
+        .args(["image", "inspect", "shoal-test/busybox:a"])
+        .output()
+    {
         Ok(o) if o.status.success() => {}
-        Ok(_) => return Some("test image shoal-test/busybox:a missing: run deploy/build-test-images.sh".into()),
+        Ok(_) => {
+            return Some(
+                "test image shoal-test/busybox:a missing: run deploy/build-test-images.sh".into(),
+            )
+        }
         Err(e) => return Some(format!("no docker CLI: {e}")),
     }
     for bin in ["shoald", "shoal"] {
@@ -68,7 +75,11 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// Poll `f` until it returns `Some`, every 50 ms, or fail after `timeout` saying `what`.
-pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -123,8 +134,15 @@ impl Node {
     /// Start a fresh `shoald` (not yet in a swarm) and wait for its socket.
     pub fn start(prefix: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("shoal-e2e-").tempdir()?;
-        let name = format!("{prefix}-{}", &dir.path().file_name().unwrap_or_default().to_string_lossy()[10..]);
-        let mut node = Self { dir, name, child: None };
+        let name = format!(
+            "{prefix}-{}",
+            &dir.path().file_name().unwrap_or_default().to_string_lossy()[10..]
+        );
+        let mut node = Self {
+            dir,
+            name,
+            child: None,
+        };
         node.spawn()?;
         Ok(node)
     }
@@ -147,7 +165,10 @@ impl Node {
 
     /// (Re)start the daemon on the same data dir.
     pub fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())?;
         let child = Command::new(bin_dir().join("shoald"))
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -162,9 +183,11 @@ impl Node {
             .spawn()
             .context("starting shoald")?;
         self.child = Some(child);
-        wait_until("shoald to answer on its socket", Duration::from_secs(20), || {
-            self.shoal(&["info"]).ok().then_some(())
-        })
+        wait_until(
+            "shoald to answer on its socket",
+            Duration::from_secs(20),
+            || self.shoal(&["info"]).ok().then_some(()),
+        )
         .with_context(|| self.log_tail())
     }
 
@@ -176,11 +199,19 @@ impl Node {
         }
     }
 
+    /// [`wait_until`], failing with the daemon's log when the condition never holds.
+    pub fn wait<T>(&self, what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+        wait_until(what, timeout, f).unwrap_or_else(|e| panic!("{e}\n{}", self.log_tail()))
+    }
+
     /// The last lines of the daemon's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.log()).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
-        format!("shoald log (tail):\n{}", lines[lines.len().saturating_sub(40)..].join("\n"))
+        format!(
+            "shoald log (tail):\n{}",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
     }
 
     /// Run the CLI against this node.
@@ -198,7 +229,13 @@ impl Node {
     /// Run the CLI and insist it succeeds; its stdout.
     pub fn shoal_ok(&self, args: &[&str]) -> String {
         let run = self.shoal(args);
-        assert!(run.ok(), "shoal {args:?} failed ({}): {}\n{}", run.code, run.stderr, self.log_tail());
+        assert!(
+            run.ok(),
+            "shoal {args:?} failed ({}): {}\n{}",
+            run.code,
+            run.stderr,
+            self.log_tail()
+        );
         run.stdout
     }
 
@@ -226,8 +263,12 @@ impl Node {
         self.tasks(service)
             .into_iter()
             .filter(|t| {
-                t["DesiredState"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("running"))
-                    && t["CurrentState"].as_str().is_some_and(|s| s.to_ascii_lowercase().starts_with("running"))
+                t["DesiredState"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("running"))
+                    && t["CurrentState"]
+                        .as_str()
+                        .is_some_and(|s| s.to_ascii_lowercase().starts_with("running"))
             })
             .collect()
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use shoal_tests::{docker, require_env, wait_until, Node};
+use shoal_tests::{docker, require_env, Node};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -17,34 +17,53 @@ fn services_run_scale_restart_survive_a_crash_and_go() {
     let mut node = Node::start("life").expect("shoald starts");
     node.init();
     node.shoal_ok(&[
-        "service", "create", "--name", "web", "--replicas", "3", "--restart-delay", "1s",
-        "--stop-grace-period", "1s", "shoal-test/busybox:a", "sleep", "100000",
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--restart-delay",
+        "1s",
+        "--stop-grace-period",
+        "1s",
+        "shoal-test/busybox:a",
+        "sleep",
+        "100000",
     ]);
-    wait_until("3 running containers", WAIT, || (running_containers(&node).len() == 3).then_some(()))
-        .expect(&node.log_tail());
-    wait_until("3 running tasks", WAIT, || (node.running_tasks("web").len() == 3).then_some(()))
-        .expect(&node.log_tail());
+    node.wait("3 running containers", WAIT, || {
+        (running_containers(&node).len() == 3).then_some(())
+    });
+    node.wait("3 running tasks", WAIT, || {
+        (node.running_tasks("web").len() == 3).then_some(())
+    });
     let ls = node.shoal_ok(&["service", "ls", "--format", "json"]);
     assert!(ls.contains("\"3/3\""), "service ls shows 3/3: {ls}");
 
     // Scale up.
     node.shoal_ok(&["service", "scale", "web=5"]);
-    wait_until("5 running containers", WAIT, || (running_containers(&node).len() == 5).then_some(()))
-        .expect(&node.log_tail());
+    node.wait("5 running containers", WAIT, || {
+        (running_containers(&node).len() == 5).then_some(())
+    });
 
     // A container killed behind Shoal's back is replaced by a new task and container.
     let before = running_containers(&node);
     let victim = before.iter().next().cloned().expect("a container");
     assert!(docker(&["kill", &victim]).ok());
-    let after = wait_until("a replacement container", WAIT, || {
+    let after = node.wait("a replacement container", WAIT, || {
         let now = running_containers(&node);
         (now.len() == 5 && !now.contains(&victim)).then_some(now)
-    })
-    .expect(&node.log_tail());
-    assert_eq!(after.difference(&before).count(), 1, "exactly one new container");
+    });
+    assert_eq!(
+        after.difference(&before).count(),
+        1,
+        "exactly one new container"
+    );
     let tasks = node.tasks("web");
     assert!(
-        tasks.iter().any(|t| t["DesiredState"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("shutdown"))),
+        tasks.iter().any(|t| t["DesiredState"]
+            .as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("shutdown"))),
         "the killed task stays in the history: {tasks:?}"
     );
 
@@ -52,23 +71,41 @@ fn services_run_scale_restart_survive_a_crash_and_go() {
     let running = running_containers(&node);
     node.kill9();
     node.spawn().expect("shoald restarts");
-    wait_until("the service after a restart with 5 running tasks", WAIT, || {
-        (node.running_tasks("web").len() == 5).then_some(())
-    })
-    .expect(&node.log_tail());
-    assert_eq!(running_containers(&node), running, "the same 5 containers, none new, none lost");
+    node.wait(
+        "the service after a restart with 5 running tasks",
+        WAIT,
+        || (node.running_tasks("web").len() == 5).then_some(()),
+    );
+    assert_eq!(
+        running_containers(&node),
+        running,
+        "the same 5 containers, none new, none lost"
+    );
     // Every container of this node belongs to a task the manager knows.
-    let known: BTreeSet<String> = node.tasks("web").iter().filter_map(|t| t["ID"].as_str().map(str::to_string)).collect();
+    let known: BTreeSet<String> = node
+        .tasks("web")
+        .iter()
+        .filter_map(|t| t["ID"].as_str().map(str::to_string))
+        .collect();
     for id in node.containers(true) {
-        let label = docker(&["inspect", "-f", "{{index .Config.Labels \"shoal.task.id\"}}", &id]);
+        let label = docker(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"shoal.task.id\"}}",
+            &id,
+        ]);
         let task = label.stdout.trim();
-        assert!(known.iter().any(|k| task.starts_with(k.as_str())), "container {id} runs unknown task {task}");
+        assert!(
+            known.iter().any(|k| task.starts_with(k.as_str())),
+            "container {id} runs unknown task {task}"
+        );
     }
 
     // Remove: every container goes.
     node.shoal_ok(&["service", "rm", "web"]);
-    wait_until("no containers left", WAIT, || node.containers(true).is_empty().then_some(()))
-        .expect(&node.log_tail());
+    node.wait("no containers left", WAIT, || {
+        node.containers(true).is_empty().then_some(())
+    });
     let ls = node.shoal_ok(&["service", "ls", "-q"]);
     assert!(ls.trim().is_empty(), "no service left: {ls}");
 }
@@ -78,40 +115,112 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     require_env!();
     let node = Node::start("bad").expect("shoald starts");
     node.init();
-    node.shoal_ok(&["service", "create", "--name", "keep", "--replicas", "1", "shoal-test/busybox:a", "sleep", "100000"]);
+    node.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "keep",
+        "--replicas",
+        "1",
+        "shoal-test/busybox:a",
+        "sleep",
+        "100000",
+    ]);
     let services_before = node.shoal_ok(&["service", "ls", "--format", "json"]);
-    let services_before: BTreeSet<String> =
-        shoal_tests::json_lines(&services_before).iter().filter_map(|s| s["ID"].as_str().map(str::to_string)).collect();
+    let services_before: BTreeSet<String> = shoal_tests::json_lines(&services_before)
+        .iter()
+        .filter_map(|s| s["ID"].as_str().map(str::to_string))
+        .collect();
 
     for (args, want) in [
-        (vec!["service", "create", "--replicas", "-1", "shoal-test/busybox:a"], "-1"),
-        (vec!["service", "create", "--replicas", "abc", "shoal-test/busybox:a"], "abc"),
+        (
+            vec![
+                "service",
+                "create",
+                "--replicas",
+                "-1",
+                "shoal-test/busybox:a",
+            ],
+            "-1",
+        ),
+        (
+            vec![
+                "service",
+                "create",
+                "--replicas",
+                "abc",
+                "shoal-test/busybox:a",
+            ],
+            "abc",
+        ),
         (vec!["service", "ps", "nope"], "service nope not found"),
         (vec!["service", "scale", "nope=2"], "service nope not found"),
         (vec!["service", "rm", "nope"], "service nope not found"),
-        (vec!["service", "create", "--bogus-flag", "shoal-test/busybox:a"], "--bogus-flag"),
-        (vec!["service", "create", "--restart-delay", "5x", "shoal-test/busybox:a"], "5x"),
-        (vec!["service", "create", "--constraint", "node.role=manager", "shoal-test/busybox:a"], "invalid constraint"),
-        (vec!["service", "create", "--name", "keep", "shoal-test/busybox:a"], "already exists"),
+        (
+            vec!["service", "create", "--bogus-flag", "shoal-test/busybox:a"],
+            "--bogus-flag",
+        ),
+        (
+            vec![
+                "service",
+                "create",
+                "--restart-delay",
+                "5x",
+                "shoal-test/busybox:a",
+            ],
+            "5x",
+        ),
+        (
+            vec![
+                "service",
+                "create",
+                "--constraint",
+                "node.role=manager",
+                "shoal-test/busybox:a",
+            ],
+            "invalid constraint",
+        ),
+        (
+            vec![
+                "service",
+                "create",
+                "--name",
+                "keep",
+                "shoal-test/busybox:a",
+            ],
+            "already exists",
+        ),
     ] {
         let run = node.shoal(&args);
         assert_ne!(run.code, 0, "{args:?} must fail");
-        assert!(run.stderr.contains(want), "{args:?}: stderr {:?} should name {want:?}", run.stderr);
-        assert!(!run.stderr.contains("panicked"), "{args:?} panicked: {}", run.stderr);
+        assert!(
+            run.stderr.contains(want),
+            "{args:?}: stderr {:?} should name {want:?}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("panicked"),
+            "{args:?} panicked: {}",
+            run.stderr
+        );
     }
 
     // An image that is not on the node: the task is rejected, saying so.
     node.shoal_ok(&["service", "create", "--name", "ghost", "shoal-test/nope:1"]);
     let want = format!("image shoal-test/nope:1 not found on node {}", node.name);
-    wait_until("the task rejected for its missing image", WAIT, || {
-        node.tasks("ghost").iter().any(|t| t["Error"].as_str().is_some_and(|e| e.contains(&want))).then_some(())
-    })
-    .expect(&node.log_tail());
+    node.wait("the task rejected for its missing image", WAIT, || {
+        node.tasks("ghost")
+            .iter()
+            .any(|t| t["Error"].as_str().is_some_and(|e| e.contains(&want)))
+            .then_some(())
+    });
     node.shoal_ok(&["service", "rm", "ghost"]);
 
     let services_after = node.shoal_ok(&["service", "ls", "--format", "json"]);
-    let services_after: BTreeSet<String> =
-        shoal_tests::json_lines(&services_after).iter().filter_map(|s| s["ID"].as_str().map(str::to_string)).collect();
+    let services_after: BTreeSet<String> = shoal_tests::json_lines(&services_after)
+        .iter()
+        .filter_map(|s| s["ID"].as_str().map(str::to_string))
+        .collect();
     assert_eq!(services_before, services_after, "bad input changed nothing");
 
     // No daemon at the address.
@@ -134,18 +243,30 @@ fn an_acknowledged_create_survives_kill_9_twenty_times() {
     node.init();
     for i in 0..20 {
         let name = format!("d{i}");
-        node.shoal_ok(&["service", "create", "--name", &name, "--replicas", "0", "shoal-test/busybox:a"]);
+        node.shoal_ok(&[
+            "service",
+            "create",
+            "--name",
+            &name,
+            "--replicas",
+            "0",
+            "shoal-test/busybox:a",
+        ]);
         node.kill9();
         node.spawn().expect("shoald restarts");
-        let ls = wait_until("the control API after a restart", WAIT, || {
+        let ls = node.wait("the control API after a restart", WAIT, || {
             let run = node.shoal(&["service", "ls", "--format", "json"]);
             run.ok().then_some(run.stdout)
-        })
-        .expect(&node.log_tail());
-        let names: BTreeSet<String> =
-            shoal_tests::json_lines(&ls).iter().filter_map(|s| s["Name"].as_str().map(str::to_string)).collect();
+        });
+        let names: BTreeSet<String> = shoal_tests::json_lines(&ls)
+            .iter()
+            .filter_map(|s| s["Name"].as_str().map(str::to_string))
+            .collect();
         for j in 0..=i {
-            assert!(names.contains(&format!("d{j}")), "round {i}: service d{j} lost after kill -9: {names:?}");
+            assert!(
+                names.contains(&format!("d{j}")),
+                "round {i}: service d{j} lost after kill -9: {names:?}"
+            );
         }
     }
 }

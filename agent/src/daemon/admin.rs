@@ -1,6 +1,8 @@
 //! The NodeAdmin service of the local socket: init, leave, info.
 
-use shoal_proto::{InfoRequest, InfoResponse, InitRequest, InitResponse, LeaveRequest, LeaveResponse};
+use shoal_proto::{
+    InfoRequest, InfoResponse, InitRequest, InitResponse, LeaveRequest, LeaveResponse,
+};
 use tonic::{Request, Response, Status};
 
 use super::{Daemon, DaemonError};
@@ -19,9 +21,9 @@ impl From<DaemonError> for Status {
     fn from(e: DaemonError) -> Self {
         let message = e.to_string();
         match e {
-            DaemonError::AlreadyInSwarm | DaemonError::NotInSwarm | DaemonError::ManagerMustForce => {
-                Status::failed_precondition(message)
-            }
+            DaemonError::AlreadyInSwarm
+            | DaemonError::NotInSwarm
+            | DaemonError::ManagerMustForce => Status::failed_precondition(message),
             DaemonError::Address { .. } => Status::invalid_argument(message),
             DaemonError::Docker { .. } => Status::unavailable(message),
             _ => Status::internal(message),
@@ -33,14 +35,20 @@ impl From<DaemonError> for Status {
 impl shoal_proto::NodeAdmin for AdminApi {
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let request = request.into_inner();
-        let record = self.daemon.init(&request.listen_addr, &request.advertise_addr).await?;
+        let record = self
+            .daemon
+            .init(&request.listen_addr, &request.advertise_addr)
+            .await?;
         Ok(Response::new(InitResponse {
             node_id: record.node_id,
             cluster_id: record.cluster_id,
         }))
     }
 
-    async fn leave(&self, request: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
+    async fn leave(
+        &self,
+        request: Request<LeaveRequest>,
+    ) -> Result<Response<LeaveResponse>, Status> {
         self.daemon.leave(request.into_inner().force).await?;
         Ok(Response::new(LeaveResponse {}))
     }

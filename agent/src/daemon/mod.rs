@@ -45,7 +45,9 @@ pub struct DaemonConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("this node is already part of a swarm: leave it first with `shoal swarm leave --force`")]
+    #[error(
+        "this node is already part of a swarm: leave it first with `shoal swarm leave --force`"
+    )]
     AlreadyInSwarm,
     #[error("this node is not part of a swarm: run `shoal swarm init` first")]
     NotInSwarm,
@@ -54,7 +56,10 @@ pub enum DaemonError {
     #[error("invalid address {addr:?}: {why}")]
     Address { addr: String, why: String },
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot reach the Docker Engine at {host}: {source}; is dockerd running?")]
     Docker { host: String, source: ExecError },
     #[error(transparent)]
@@ -66,7 +71,10 @@ pub enum DaemonError {
     #[error("worker: {0}")]
     Worker(#[from] WorkerError),
     #[error("removing {path}: {source}")]
-    Cleanup { path: PathBuf, source: std::io::Error },
+    Cleanup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The daemon; cheap to clone.
@@ -106,7 +114,12 @@ impl Daemon {
     }
 
     /// The services of the local socket.
-    pub fn local_services(&self) -> (NodeAdminServer<admin::AdminApi>, shoal_proto::ControlServer<ControlGate>) {
+    pub fn local_services(
+        &self,
+    ) -> (
+        NodeAdminServer<admin::AdminApi>,
+        shoal_proto::ControlServer<ControlGate>,
+    ) {
         (
             NodeAdminServer::new(admin::AdminApi::new(self.clone())),
             shoal_proto::ControlServer::new(self.inner.control.clone()),
@@ -125,7 +138,11 @@ impl Daemon {
     }
 
     /// `swarm init`: become the first manager of a new cluster.
-    pub async fn init(&self, listen_addr: &str, advertise_addr: &str) -> Result<NodeRecord, DaemonError> {
+    pub async fn init(
+        &self,
+        listen_addr: &str,
+        advertise_addr: &str,
+    ) -> Result<NodeRecord, DaemonError> {
         let mut member = self.inner.member.lock().await;
         if member.is_some() || record::load(&self.inner.config.data_dir)?.is_some() {
             return Err(DaemonError::AlreadyInSwarm);
@@ -136,10 +153,12 @@ impl Daemon {
             with_port(listen_addr, DEFAULT_PORT)
         };
         let listener = bind(&listen_addr).await?;
-        let bound = listener.local_addr().map_err(|source| DaemonError::Listen {
-            addr: listen_addr.clone(),
-            source,
-        })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| DaemonError::Listen {
+                addr: listen_addr.clone(),
+                source,
+            })?;
         let advertise_addr = advertise(advertise_addr, bound)?;
         let cluster_id = new_id();
         let record = NodeRecord {
@@ -153,7 +172,10 @@ impl Daemon {
         };
         // Record first: a crash after Raft is bootstrapped must find the ids it used.
         record::save(&self.inner.config.data_dir, &record)?;
-        match self.start(record.clone(), listener, Some(&cluster_id)).await {
+        match self
+            .start(record.clone(), listener, Some(&cluster_id))
+            .await
+        {
             Ok(started) => {
                 *member = Some(started);
                 Ok(record)
@@ -224,11 +246,20 @@ impl Daemon {
             info.raft_commit_index = status.last_applied.unwrap_or(0);
             info.leader_addr = status
                 .leader
-                .and_then(|id| status.voters.iter().find(|(v, _)| *v == id).map(|(_, a)| a.clone()))
+                .and_then(|id| {
+                    status
+                        .voters
+                        .iter()
+                        .find(|(v, _)| *v == id)
+                        .map(|(_, a)| a.clone())
+                })
                 .unwrap_or_default();
-            let (managers, nodes) = manager
-                .store()
-                .view(|r| (r.nodes().filter(|n| n.manager_status.is_some()).count(), r.nodes().count()));
+            let (managers, nodes) = manager.store().view(|r| {
+                (
+                    r.nodes().filter(|n| n.manager_status.is_some()).count(),
+                    r.nodes().count(),
+                )
+            });
             info.managers = managers as u64;
             info.nodes = nodes as u64;
         }
@@ -242,17 +273,25 @@ impl Daemon {
         bootstrap: Option<&str>,
     ) -> Result<Member, DaemonError> {
         let config = &self.inner.config;
-        let executor = DockerExecutor::connect(&config.docker_host, record.node_id.clone(), config.node_name.clone())
-            .await
-            .map_err(|source| DaemonError::Docker {
-                host: config.docker_host.clone(),
-                source,
-            })?;
-        let executor = Arc::new(executor);
-        let mut description: NodeDescription = executor.describe().await.map_err(|source| DaemonError::Docker {
+        let executor = DockerExecutor::connect(
+            &config.docker_host,
+            record.node_id.clone(),
+            config.node_name.clone(),
+        )
+        .await
+        .map_err(|source| DaemonError::Docker {
             host: config.docker_host.clone(),
             source,
         })?;
+        let executor = Arc::new(executor);
+        let mut description: NodeDescription =
+            executor
+                .describe()
+                .await
+                .map_err(|source| DaemonError::Docker {
+                    host: config.docker_host.clone(),
+                    source,
+                })?;
         description.hostname = config.node_name.clone();
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -275,12 +314,17 @@ impl Daemon {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let stop = cancel.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop.cancelled()).await {
+                if let Err(e) = router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled())
+                    .await
+                {
                     tracing::error!(error = %e, "the manager's network server stopped");
                 }
             }));
             tasks.push(tokio::spawn(manager.clone().run(cancel.clone())));
-            self.inner.control.open(ControlApi::new(manager.store().clone()));
+            self.inner
+                .control
+                .open(ControlApi::new(manager.store().clone()));
             Some(manager)
         } else {
             None
@@ -353,10 +397,12 @@ async fn bind(addr: &str) -> Result<TcpListener, DaemonError> {
         addr: addr.to_string(),
         why: "use IP:PORT, e.g. 0.0.0.0:4242".into(),
     })?;
-    TcpListener::bind(parsed).await.map_err(|source| DaemonError::Listen {
-        addr: addr.to_string(),
-        source,
-    })
+    TcpListener::bind(parsed)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// The address to advertise: the one given (port defaulting to the bound one), else the
@@ -364,10 +410,12 @@ async fn bind(addr: &str) -> Result<TcpListener, DaemonError> {
 fn advertise(given: &str, bound: SocketAddr) -> Result<String, DaemonError> {
     if !given.is_empty() {
         let full = with_port(given, bound.port());
-        full.parse::<SocketAddr>().map_err(|_| DaemonError::Address {
-            addr: given.to_string(),
-            why: "use an IP address, optionally with a port, e.g. 10.0.0.1 or 10.0.0.1:4242".into(),
-        })?;
+        full.parse::<SocketAddr>()
+            .map_err(|_| DaemonError::Address {
+                addr: given.to_string(),
+                why: "use an IP address, optionally with a port, e.g. 10.0.0.1 or 10.0.0.1:4242"
+                    .into(),
+            })?;
         return Ok(full);
     }
     let ip = if bound.ip().is_unspecified() {

@@ -25,11 +25,20 @@ pub struct NodeRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is damaged ({source}): move it away to start this node afresh")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub fn path(data_dir: &Path) -> PathBuf {
@@ -91,6 +100,9 @@ mod tests {
         save(dir.path(), &r).expect("save");
         assert_eq!(load(dir.path()).expect("load"), Some(r));
         std::fs::write(path(dir.path()), b"{").expect("damage");
-        assert!(load(dir.path()).expect_err("damaged").to_string().contains("move it away"));
+        assert!(load(dir.path())
+            .expect_err("damaged")
+            .to_string()
+            .contains("move it away"));
     }
 }

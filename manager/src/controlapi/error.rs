@@ -20,9 +20,13 @@ pub enum ControlError {
     },
     #[error("service {0} already exists: choose another --name, or change it with `shoal service update`")]
     NameTaken(String),
-    #[error("update out of sequence: service {0} changed since it was read; read it again and retry")]
+    #[error(
+        "update out of sequence: service {0} changed since it was read; read it again and retry"
+    )]
     OutOfSequence(String),
-    #[error("this node is not the leader and cannot forward the request yet; try the leader at {0}")]
+    #[error(
+        "this node is not the leader and cannot forward the request yet; try the leader at {0}"
+    )]
     NotLeader(String),
     #[error(transparent)]
     Store(StoreError),
@@ -31,9 +35,9 @@ pub enum ControlError {
 impl From<StoreError> for ControlError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotLeader { leader_addr } => {
-                ControlError::NotLeader(leader_addr.unwrap_or_else(|| "(no leader elected yet)".into()))
-            }
+            StoreError::NotLeader { leader_addr } => ControlError::NotLeader(
+                leader_addr.unwrap_or_else(|| "(no leader elected yet)".into()),
+            ),
             StoreError::Conflict { ref id, .. } => ControlError::OutOfSequence(id.clone()),
             other => ControlError::Store(other),
         }
@@ -45,7 +49,9 @@ impl From<ControlError> for Status {
         let message = e.to_string();
         match e {
             ControlError::Invalid(_) => Status::invalid_argument(message),
-            ControlError::ServiceNotFound(_) | ControlError::NodeNotFound(_) => Status::not_found(message),
+            ControlError::ServiceNotFound(_) | ControlError::NodeNotFound(_) => {
+                Status::not_found(message)
+            }
             ControlError::Ambiguous { .. } => Status::failed_precondition(message),
             ControlError::NameTaken(_) => Status::already_exists(message),
             ControlError::OutOfSequence(_) => Status::aborted(message),

@@ -9,10 +9,11 @@ mod error;
 pub mod validate;
 
 use shoal_proto::{
-    CreateServiceRequest, CreateServiceResponse, GetNodeRequest, GetNodeResponse, GetServiceRequest,
-    GetServiceResponse, ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
-    ListTasksRequest, ListTasksResponse, RemoveServiceRequest, RemoveServiceResponse, ReplicaCount, Service,
-    ServiceMode, TaskState, UpdateServiceRequest, UpdateServiceResponse,
+    CreateServiceRequest, CreateServiceResponse, GetNodeRequest, GetNodeResponse,
+    GetServiceRequest, GetServiceResponse, ListNodesRequest, ListNodesResponse,
+    ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
+    RemoveServiceRequest, RemoveServiceResponse, ReplicaCount, Service, ServiceMode, TaskState,
+    UpdateServiceRequest, UpdateServiceResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -31,7 +32,10 @@ impl ControlApi {
         Self { store }
     }
 
-    pub async fn create_service(&self, request: CreateServiceRequest) -> Result<Service, ControlError> {
+    pub async fn create_service(
+        &self,
+        request: CreateServiceRequest,
+    ) -> Result<Service, ControlError> {
         let spec = validate::service_spec(request.spec.unwrap_or_default())?;
         let service = Service {
             id: new_id(),
@@ -55,7 +59,10 @@ impl ControlApi {
             .ok_or(ControlError::ServiceNotFound(id))
     }
 
-    pub async fn update_service(&self, request: UpdateServiceRequest) -> Result<Service, ControlError> {
+    pub async fn update_service(
+        &self,
+        request: UpdateServiceRequest,
+    ) -> Result<Service, ControlError> {
         let mut spec = validate::service_spec(request.spec.unwrap_or_default())?;
         let id = self
             .store
@@ -112,7 +119,8 @@ impl ControlApi {
     }
 
     pub fn get_service(&self, request: GetServiceRequest) -> Result<Service, ControlError> {
-        self.store.view(|r| find_service(r, &request.service).cloned())
+        self.store
+            .view(|r| find_service(r, &request.service).cloned())
     }
 
     pub fn list_services(&self, _request: ListServicesRequest) -> ListServicesResponse {
@@ -156,7 +164,10 @@ impl ControlApi {
                 .filter(|t| node_id.as_ref().is_none_or(|n| &t.node_id == n))
                 .cloned()
                 .collect();
-            let node_names = r.nodes().map(|n| (n.id.clone(), n.hostname().to_string())).collect();
+            let node_names = r
+                .nodes()
+                .map(|n| (n.id.clone(), n.hostname().to_string()))
+                .collect();
             Ok(ListTasksResponse { tasks, node_names })
         })
     }
@@ -204,7 +215,9 @@ impl shoal_proto::Control for ControlApi {
         request: Request<CreateServiceRequest>,
     ) -> Result<Response<CreateServiceResponse>, Status> {
         let service = ControlApi::create_service(self, request.into_inner()).await?;
-        Ok(Response::new(CreateServiceResponse { service: Some(service) }))
+        Ok(Response::new(CreateServiceResponse {
+            service: Some(service),
+        }))
     }
 
     async fn update_service(
@@ -212,7 +225,9 @@ impl shoal_proto::Control for ControlApi {
         request: Request<UpdateServiceRequest>,
     ) -> Result<Response<UpdateServiceResponse>, Status> {
         let service = ControlApi::update_service(self, request.into_inner()).await?;
-        Ok(Response::new(UpdateServiceResponse { service: Some(service) }))
+        Ok(Response::new(UpdateServiceResponse {
+            service: Some(service),
+        }))
     }
 
     async fn remove_service(
@@ -223,27 +238,53 @@ impl shoal_proto::Control for ControlApi {
         Ok(Response::new(RemoveServiceResponse {}))
     }
 
-    async fn get_service(&self, request: Request<GetServiceRequest>) -> Result<Response<GetServiceResponse>, Status> {
+    async fn get_service(
+        &self,
+        request: Request<GetServiceRequest>,
+    ) -> Result<Response<GetServiceResponse>, Status> {
         let service = ControlApi::get_service(self, request.into_inner())?;
-        Ok(Response::new(GetServiceResponse { service: Some(service) }))
+        Ok(Response::new(GetServiceResponse {
+            service: Some(service),
+        }))
     }
 
     async fn list_services(
         &self,
         request: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
-        Ok(Response::new(ControlApi::list_services(self, request.into_inner())))
+        Ok(Response::new(ControlApi::list_services(
+            self,
+            request.into_inner(),
+        )))
     }
 
-    async fn list_tasks(&self, request: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
-        Ok(Response::new(ControlApi::list_tasks(self, request.into_inner())?))
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        Ok(Response::new(ControlApi::list_tasks(
+            self,
+            request.into_inner(),
+        )?))
     }
 
-    async fn list_nodes(&self, request: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
-        Ok(Response::new(ControlApi::list_nodes(self, request.into_inner())))
+    async fn list_nodes(
+        &self,
+        request: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        Ok(Response::new(ControlApi::list_nodes(
+            self,
+            request.into_inner(),
+        )))
     }
 
-    async fn get_node(&self, request: Request<GetNodeRequest>) -> Result<Response<GetNodeResponse>, Status> {
-        Ok(Response::new(ControlApi::get_node(self, request.into_inner())?))
+    async fn get_node(
+        &self,
+        request: Request<GetNodeRequest>,
+    ) -> Result<Response<GetNodeResponse>, Status> {
+        Ok(Response::new(ControlApi::get_node(
+            self,
+            request.into_inner(),
+        )?))
     }
 }

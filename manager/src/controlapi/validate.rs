@@ -11,19 +11,30 @@ const MAX_NAME: usize = 63;
 /// Validate `spec` and fill in what Swarm fills in (a generated name). Returns the spec to store.
 pub fn service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError> {
     let invalid = |m: String| Err(ControlError::Invalid(m));
-    let mode = ServiceMode::try_from(spec.mode)
-        .map_err(|_| ControlError::Invalid(format!("unknown service mode {}: use replicated or global", spec.mode)))?;
+    let mode = ServiceMode::try_from(spec.mode).map_err(|_| {
+        ControlError::Invalid(format!(
+            "unknown service mode {}: use replicated or global",
+            spec.mode
+        ))
+    })?;
     let task = spec.task.get_or_insert_with(Default::default);
     let container = task.container.get_or_insert_with(Default::default);
     if container.image.trim().is_empty() {
-        return invalid("a service needs an image: give it as the first argument after the flags".into());
+        return invalid(
+            "a service needs an image: give it as the first argument after the flags".into(),
+        );
     }
     if container.image.chars().any(char::is_whitespace) {
-        return invalid(format!("invalid image reference {:?}: it contains whitespace", container.image));
+        return invalid(format!(
+            "invalid image reference {:?}: it contains whitespace",
+            container.image
+        ));
     }
     for env in &container.env {
         if env.split('=').next().is_none_or(|k| k.is_empty()) {
-            return invalid(format!("invalid environment variable {env:?}: use KEY=VALUE"));
+            return invalid(format!(
+                "invalid environment variable {env:?}: use KEY=VALUE"
+            ));
         }
     }
     if !container.stop_signal.is_empty() && !valid_signal(&container.stop_signal) {
@@ -67,7 +78,8 @@ pub fn service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError> 
         }
     }
     if let Some(placement) = &task.placement {
-        constraint::parse_all(&placement.constraints).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        constraint::parse_all(&placement.constraints)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
     }
     if mode == ServiceMode::Global {
         spec.replicas = 0;
@@ -77,14 +89,25 @@ pub fn service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError> 
 
 fn valid_name(name: &str) -> bool {
     name.len() <= MAX_NAME
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn sanitize(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
     if cleaned.starts_with(|c: char| c.is_ascii_alphanumeric()) {
@@ -101,9 +124,9 @@ fn valid_signal(s: &str) -> bool {
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     const NAMES: &[&str] = &[
-        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM",
-        "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF",
-        "WINCH", "IO", "PWR", "SYS",
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
     ];
     NAMES.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX")
 }
@@ -154,7 +177,11 @@ mod tests {
             (
                 {
                     let mut s = spec("web", "img");
-                    s.task.as_mut().and_then(|t| t.container.as_mut()).expect("c").stop_signal = "SIGNOPE".into();
+                    s.task
+                        .as_mut()
+                        .and_then(|t| t.container.as_mut())
+                        .expect("c")
+                        .stop_signal = "SIGNOPE".into();
                     s
                 },
                 "invalid stop signal",

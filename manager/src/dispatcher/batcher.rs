@@ -27,10 +27,18 @@ pub struct Handle {
 
 impl Handle {
     /// Submit `node_id`'s reports; returns once they are committed (or refused).
-    pub async fn submit(&self, node_id: String, updates: Vec<TaskStatusUpdate>) -> Result<(), DispatcherError> {
+    pub async fn submit(
+        &self,
+        node_id: String,
+        updates: Vec<TaskStatusUpdate>,
+    ) -> Result<(), DispatcherError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Request { node_id, updates, done })
+            .send(Request {
+                node_id,
+                updates,
+                done,
+            })
             .await
             .map_err(|_| DispatcherError::Closed)?;
         match wait.await {
@@ -76,7 +84,8 @@ async fn write(store: &Store, batch: &[Request]) -> Result<(), StoreError> {
                 }
             }
             for (task_id, (node_id, update)) in latest {
-                let (Some(mut task), Some(status)) = (tx.task(task_id), update.status.clone()) else {
+                let (Some(mut task), Some(status)) = (tx.task(task_id), update.status.clone())
+                else {
                     continue; // deleted meanwhile, or an empty report
                 };
                 // A node reports only on its own tasks, and a task never moves backwards.

@@ -146,7 +146,11 @@ impl Dispatcher {
                             node.status = Some(NodeStatus {
                                 state: NodeState::Down as i32,
                                 message: "heartbeat failure".into(),
-                                addr: node.status.as_ref().map(|s| s.addr.clone()).unwrap_or_default(),
+                                addr: node
+                                    .status
+                                    .as_ref()
+                                    .map(|s| s.addr.clone())
+                                    .unwrap_or_default(),
                             });
                             tx.update(Object::Node(node))?;
                         }
@@ -155,7 +159,9 @@ impl Dispatcher {
                 })
                 .await;
             match result {
-                Ok(()) => tracing::warn!(nodes = ?expired, "nodes missed their heartbeats: marked down"),
+                Ok(()) => {
+                    tracing::warn!(nodes = ?expired, "nodes missed their heartbeats: marked down")
+                }
                 Err(e) => tracing::warn!(error = %e, "marking nodes down failed"),
             }
         }

@@ -4,9 +4,9 @@ use std::pin::Pin;
 
 use futures::Stream;
 use shoal_proto::{
-    AssignmentsMessage, AssignmentsRequest, Availability, HeartbeatRequest, HeartbeatResponse, Node, NodeRole,
-    NodeSpec, NodeState, NodeStatus, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
-    UpdateTaskStatusResponse,
+    AssignmentsMessage, AssignmentsRequest, Availability, HeartbeatRequest, HeartbeatResponse,
+    Node, NodeRole, NodeSpec, NodeState, NodeStatus, SessionMessage, SessionRequest,
+    UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -35,8 +35,12 @@ impl From<DispatcherError> for Status {
         match e {
             DispatcherError::UnknownSession(_) => Status::not_found(e.to_string()),
             DispatcherError::NoNodeId => Status::invalid_argument(e.to_string()),
-            DispatcherError::Store(StoreError::NotLeader { .. }) => Status::unavailable(e.to_string()),
-            DispatcherError::Store(_) | DispatcherError::Closed => Status::unavailable(e.to_string()),
+            DispatcherError::Store(StoreError::NotLeader { .. }) => {
+                Status::unavailable(e.to_string())
+            }
+            DispatcherError::Store(_) | DispatcherError::Closed => {
+                Status::unavailable(e.to_string())
+            }
         }
     }
 }
@@ -46,14 +50,18 @@ impl shoal_proto::Dispatcher for DispatcherApi {
     type SessionStream = Stream_<SessionMessage>;
     type AssignmentsStream = Stream_<AssignmentsMessage>;
 
-    async fn session(&self, request: Request<SessionRequest>) -> Result<Response<Self::SessionStream>, Status> {
+    async fn session(
+        &self,
+        request: Request<SessionRequest>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
         let request = request.into_inner();
         if request.node_id.is_empty() {
             return Err(DispatcherError::NoNodeId.into());
         }
         register(&self.dispatcher, &request).await?;
         let session_id = new_id();
-        self.dispatcher.open_session(session_id.clone(), request.node_id.clone());
+        self.dispatcher
+            .open_session(session_id.clone(), request.node_id.clone());
         tracing::info!(node = %request.node_id, session = %session_id, "session opened");
         let (tx, rx) = mpsc::channel(1);
         let first = SessionMessage {
@@ -71,13 +79,16 @@ impl shoal_proto::Dispatcher for DispatcherApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
         let node_id = self.dispatcher.node_of(&request.into_inner().session_id)?;
         self.dispatcher.beat(&node_id);
-        let down = self
-            .dispatcher
-            .store()
-            .view(|r| r.node(&node_id).is_some_and(|n| n.state() != NodeState::Ready));
+        let down = self.dispatcher.store().view(|r| {
+            r.node(&node_id)
+                .is_some_and(|n| n.state() != NodeState::Ready)
+        });
         if down {
             mark_ready(&self.dispatcher, &node_id, None).await?;
         }
@@ -86,7 +97,10 @@ impl shoal_proto::Dispatcher for DispatcherApi {
         }))
     }
 
-    async fn assignments(&self, request: Request<AssignmentsRequest>) -> Result<Response<Self::AssignmentsStream>, Status> {
+    async fn assignments(
+        &self,
+        request: Request<AssignmentsRequest>,
+    ) -> Result<Response<Self::AssignmentsStream>, Status> {
         let node_id = self.dispatcher.node_of(&request.into_inner().session_id)?;
         let (tx, rx) = mpsc::channel(4);
         let store = self.dispatcher.store().clone();
@@ -104,8 +118,10 @@ impl shoal_proto::Dispatcher for DispatcherApi {
             let mut sent: Option<Vec<(String, i32, u64)>> = None;
             loop {
                 let tasks = store.view(|r| assignments(r, &node_id));
-                let mut fingerprint: Vec<(String, i32, u64)> =
-                    tasks.iter().map(|t| (t.id.clone(), t.desired_state, t.spec_version)).collect();
+                let mut fingerprint: Vec<(String, i32, u64)> = tasks
+                    .iter()
+                    .map(|t| (t.id.clone(), t.desired_state, t.spec_version))
+                    .collect();
                 fingerprint.sort();
                 if sent.as_ref() != Some(&fingerprint) {
                     if tx.send(Ok(AssignmentsMessage { tasks })).await.is_err() {
@@ -132,17 +148,27 @@ impl shoal_proto::Dispatcher for DispatcherApi {
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
         let request = request.into_inner();
         let node_id = self.dispatcher.node_of(&request.session_id)?;
-        self.dispatcher.statuses().submit(node_id, request.updates).await?;
+        self.dispatcher
+            .statuses()
+            .submit(node_id, request.updates)
+            .await?;
         Ok(Response::new(UpdateTaskStatusResponse {}))
     }
 }
 
 /// Create the node on its first session, or refresh its description; either way it is ready.
-async fn register(dispatcher: &Dispatcher, request: &SessionRequest) -> Result<(), DispatcherError> {
+async fn register(
+    dispatcher: &Dispatcher,
+    request: &SessionRequest,
+) -> Result<(), DispatcherError> {
     mark_ready(dispatcher, &request.node_id, Some(request)).await
 }
 
-async fn mark_ready(dispatcher: &Dispatcher, node_id: &str, session: Option<&SessionRequest>) -> Result<(), DispatcherError> {
+async fn mark_ready(
+    dispatcher: &Dispatcher,
+    node_id: &str,
+    session: Option<&SessionRequest>,
+) -> Result<(), DispatcherError> {
     dispatcher
         .store()
         .update(|tx| {
@@ -156,7 +182,11 @@ async fn mark_ready(dispatcher: &Dispatcher, node_id: &str, session: Option<&Ses
                 ..Default::default()
             });
             let exists = node.meta.is_some();
-            let mut addr = node.status.as_ref().map(|s| s.addr.clone()).unwrap_or_default();
+            let mut addr = node
+                .status
+                .as_ref()
+                .map(|s| s.addr.clone())
+                .unwrap_or_default();
             if let Some(session) = session {
                 node.description = session.description.clone();
                 if !session.addr.is_empty() {

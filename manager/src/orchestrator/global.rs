@@ -31,7 +31,10 @@ pub fn reconcile(
     let mut current: HashMap<String, Vec<Task>> = HashMap::new();
     for task in tx.read().tasks_of_service(&service.id) {
         if task.desired() <= TaskState::Running {
-            current.entry(task.node_id.clone()).or_default().push(task.clone());
+            current
+                .entry(task.node_id.clone())
+                .or_default()
+                .push(task.clone());
         }
     }
     let nodes: Vec<_> = tx.read().nodes().cloned().collect();
@@ -51,7 +54,12 @@ pub fn reconcile(
         match tasks.pop() {
             None => {
                 if node.availability() == Availability::Active && node.state() == NodeState::Ready {
-                    tx.create(Object::Task(new_task(service, 0, &node.id, TaskState::Running)))?;
+                    tx.create(Object::Task(new_task(
+                        service,
+                        0,
+                        &node.id,
+                        TaskState::Running,
+                    )))?;
                 }
             }
             Some(task) => {

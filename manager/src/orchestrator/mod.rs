@@ -93,7 +93,9 @@ impl Orchestrator {
                 let mut next = None;
                 for service in &services {
                     let due = match service.mode() {
-                        ServiceMode::Replicated => replicated::reconcile(tx, service, restart, now)?,
+                        ServiceMode::Replicated => {
+                            replicated::reconcile(tx, service, restart, now)?
+                        }
                         ServiceMode::Global => global::reconcile(tx, service, restart, now)?,
                     };
                     next = earliest(next, due);

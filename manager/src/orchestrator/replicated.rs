@@ -27,7 +27,9 @@ pub fn reconcile(
 
     // Too many slots: shut down the highest-numbered ones.
     while slots.len() > replicas {
-        let Some((_, tasks)) = slots.pop_last() else { break };
+        let Some((_, tasks)) = slots.pop_last() else {
+            break;
+        };
         for task in tasks {
             shut_down(tx, task)?;
         }

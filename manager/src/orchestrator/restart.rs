@@ -46,9 +46,9 @@ impl RestartSupervisor {
         now: Instant,
     ) -> Result<Option<Instant>, StoreError> {
         let policy = policy(service);
-        let delay = policy
-            .delay_ms
-            .map_or(DEFAULT_RESTART_DELAY, |ms| Duration::from_millis(ms.max(0) as u64));
+        let delay = policy.delay_ms.map_or(DEFAULT_RESTART_DELAY, |ms| {
+            Duration::from_millis(ms.max(0) as u64)
+        });
         match task.desired() {
             TaskState::Ready => {
                 let due = *self.delays.entry(task.id.clone()).or_insert(now + delay);
@@ -68,9 +68,16 @@ impl RestartSupervisor {
                 let mut old = task.clone();
                 old.desired_state = TaskState::Shutdown as i32;
                 tx.update(Object::Task(old))?;
-                let desired = if delay.is_zero() { TaskState::Running } else { TaskState::Ready };
+                let desired = if delay.is_zero() {
+                    TaskState::Running
+                } else {
+                    TaskState::Ready
+                };
                 let replacement = new_task(service, task.slot, &task.node_id, desired);
-                self.attempts.entry(slot_key(task)).or_default().push_back(now);
+                self.attempts
+                    .entry(slot_key(task))
+                    .or_default()
+                    .push_back(now);
                 let next = if delay.is_zero() {
                     None
                 } else {
@@ -85,7 +92,8 @@ impl RestartSupervisor {
     }
 
     fn should_restart(&mut self, policy: &RestartPolicy, task: &Task, now: Instant) -> bool {
-        let condition = RestartCondition::try_from(policy.condition).unwrap_or(RestartCondition::Any);
+        let condition =
+            RestartCondition::try_from(policy.condition).unwrap_or(RestartCondition::Any);
         match condition {
             RestartCondition::None => return false,
             RestartCondition::OnFailure if task.state() == TaskState::Complete => return false,
@@ -97,7 +105,10 @@ impl RestartSupervisor {
         let window = Duration::from_millis(policy.window_ms.max(0) as u64);
         let attempts = self.attempts.entry(slot_key(task)).or_default();
         if !window.is_zero() {
-            while attempts.front().is_some_and(|t| now.duration_since(*t) > window) {
+            while attempts
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > window)
+            {
                 attempts.pop_front();
             }
         }
@@ -115,6 +126,6 @@ fn policy(service: &Service) -> RestartPolicy {
         .spec
         .as_ref()
         .and_then(|s| s.task.as_ref())
-        .and_then(|t| t.restart.clone())
+        .and_then(|t| t.restart)
         .unwrap_or_default()
 }

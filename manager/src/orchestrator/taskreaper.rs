@@ -52,7 +52,8 @@ impl TaskReaper {
 
 /// A task that will never run again and holds nothing on a node worth keeping running.
 fn finished(task: &Task) -> bool {
-    task.desired() >= TaskState::Shutdown && (task.state().is_terminal() || task.state() < TaskState::Assigned)
+    task.desired() >= TaskState::Shutdown
+        && (task.state().is_terminal() || task.state() < TaskState::Assigned)
 }
 
 /// The tasks to delete: finished tasks of services that are gone, and finished tasks beyond

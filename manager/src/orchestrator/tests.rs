@@ -8,11 +8,20 @@ use crate::scheduler::Scheduler;
 use crate::testutil::{live, node, put, report, service, wait_for};
 
 fn slot_tasks(store: &Store, service_id: &str, slot: u64) -> Vec<Task> {
-    store.view(|r| r.tasks_of_service(service_id).filter(|t| t.slot == slot).cloned().collect())
+    store.view(|r| {
+        r.tasks_of_service(service_id)
+            .filter(|t| t.slot == slot)
+            .cloned()
+            .collect()
+    })
 }
 
 fn with_restart(mut svc: Service, policy: RestartPolicy) -> Service {
-    svc.spec.as_mut().and_then(|s| s.task.as_mut()).expect("task").restart = Some(policy);
+    svc.spec
+        .as_mut()
+        .and_then(|s| s.task.as_mut())
+        .expect("task")
+        .restart = Some(policy);
     svc
 }
 
@@ -37,7 +46,11 @@ async fn reconcile_up_fills_numbered_slots() {
     slots.sort();
     assert_eq!(slots, vec![1, 2, 3]);
     o.pass().await.expect("second pass");
-    assert_eq!(store.view(|r| r.tasks().count()), 3, "a second pass changes nothing");
+    assert_eq!(
+        store.view(|r| r.tasks().count()),
+        3,
+        "a second pass changes nothing"
+    );
 }
 
 #[tokio::test]
@@ -49,11 +62,20 @@ async fn reconcile_down_shuts_down_the_highest_slots() {
     set_replicas(&store, "s", 2).await;
     o.pass().await.expect("pass");
     let mut running: Vec<u64> = store.view(|r| {
-        r.tasks().filter(|t| t.desired() == TaskState::Running).map(|t| t.slot).collect()
+        r.tasks()
+            .filter(|t| t.desired() == TaskState::Running)
+            .map(|t| t.slot)
+            .collect()
     });
     running.sort();
     assert_eq!(running, vec![1, 2]);
-    assert_eq!(store.view(|r| r.tasks().filter(|t| t.desired() == TaskState::Shutdown).count()), 3);
+    assert_eq!(
+        store.view(|r| r
+            .tasks()
+            .filter(|t| t.desired() == TaskState::Shutdown)
+            .count()),
+        3
+    );
 }
 
 #[tokio::test]
@@ -67,9 +89,15 @@ async fn failed_task_is_replaced_in_its_slot() {
     o.pass().await.expect("pass");
     let tasks = slot_tasks(&store, "s", 1);
     assert_eq!(tasks.len(), 2);
-    let old = tasks.iter().find(|t| t.id == first.id).expect("old kept as history");
+    let old = tasks
+        .iter()
+        .find(|t| t.id == first.id)
+        .expect("old kept as history");
     assert_eq!(old.desired(), TaskState::Shutdown);
-    let new = tasks.iter().find(|t| t.id != first.id).expect("replacement");
+    let new = tasks
+        .iter()
+        .find(|t| t.id != first.id)
+        .expect("replacement");
     assert_eq!(new.desired(), TaskState::Running);
 }
 
@@ -88,9 +116,22 @@ async fn restart_waits_out_the_delay() {
     o.pass().await.expect("pass");
     let first = slot_tasks(&store, "s", 1).remove(0);
     report(&store, &first.id, TaskState::Failed).await;
-    let due = o.pass().await.expect("pass").expect("a deadline for the delayed start");
-    let replacement = || slot_tasks(&store, "s", 1).into_iter().find(|t| t.id != first.id).expect("replacement");
-    assert_eq!(replacement().desired(), TaskState::Ready, "prepared, not started, during the delay");
+    let due = o
+        .pass()
+        .await
+        .expect("pass")
+        .expect("a deadline for the delayed start");
+    let replacement = || {
+        slot_tasks(&store, "s", 1)
+            .into_iter()
+            .find(|t| t.id != first.id)
+            .expect("replacement")
+    };
+    assert_eq!(
+        replacement().desired(),
+        TaskState::Ready,
+        "prepared, not started, during the delay"
+    );
     tokio::time::advance(Duration::from_secs(4)).await;
     assert!(tokio::time::Instant::now() < due);
     o.pass().await.expect("pass");
@@ -116,11 +157,18 @@ async fn max_attempts_within_window_stop_restarts() {
     let mut o = Orchestrator::new(store.clone());
     o.pass().await.expect("pass");
     for _ in 0..3 {
-        let current = slot_tasks(&store, "s", 1).into_iter().find(|t| t.desired() == TaskState::Running).expect("current");
+        let current = slot_tasks(&store, "s", 1)
+            .into_iter()
+            .find(|t| t.desired() == TaskState::Running)
+            .expect("current");
         report(&store, &current.id, TaskState::Failed).await;
         o.pass().await.expect("pass");
     }
-    assert_eq!(slot_tasks(&store, "s", 1).len(), 3, "the first task and two restarts");
+    assert_eq!(
+        slot_tasks(&store, "s", 1).len(),
+        3,
+        "the first task and two restarts"
+    );
     // Outside the window the count starts again.
     tokio::time::advance(Duration::from_secs(61)).await;
     o.pass().await.expect("pass");
@@ -150,7 +198,11 @@ async fn restart_conditions() {
         let first = slot_tasks(&store, "s", 1).remove(0);
         report(&store, &first.id, ended).await;
         o.pass().await.expect("pass");
-        assert_eq!(slot_tasks(&store, "s", 1).len() == 2, restarts, "{condition:?} after {ended:?}");
+        assert_eq!(
+            slot_tasks(&store, "s", 1).len() == 2,
+            restarts,
+            "{condition:?} after {ended:?}"
+        );
     }
 }
 
@@ -159,7 +211,15 @@ async fn global_service_follows_nodes() {
     let store = Store::in_memory();
     let mut svc = service("g", 0);
     svc.spec.as_mut().expect("spec").mode = ServiceMode::Global as i32;
-    put(&store, vec![Object::Node(node("a")), Object::Node(node("b")), Object::Service(svc)]).await;
+    put(
+        &store,
+        vec![
+            Object::Node(node("a")),
+            Object::Node(node("b")),
+            Object::Service(svc),
+        ],
+    )
+    .await;
     let mut o = Orchestrator::new(store.clone());
     o.pass().await.expect("pass");
     assert_eq!(store.view(|r| live(r, "g")), 2);
@@ -175,7 +235,11 @@ async fn global_service_follows_nodes() {
         .await
         .expect("drain");
     o.pass().await.expect("pass");
-    let on_b = store.view(|r| r.tasks().filter(|t| t.node_id == "b" && t.desired() == TaskState::Running).count());
+    let on_b = store.view(|r| {
+        r.tasks()
+            .filter(|t| t.node_id == "b" && t.desired() == TaskState::Running)
+            .count()
+    });
     assert_eq!(on_b, 0);
     assert_eq!(store.view(|r| live(r, "g")), 2);
 }
@@ -187,7 +251,10 @@ async fn reaper_keeps_bounded_history_and_clears_removed_services() {
     let mut o = Orchestrator::new(store.clone());
     o.pass().await.expect("pass");
     for _ in 0..8 {
-        let current = slot_tasks(&store, "s", 1).into_iter().find(|t| t.desired() == TaskState::Running).expect("current");
+        let current = slot_tasks(&store, "s", 1)
+            .into_iter()
+            .find(|t| t.desired() == TaskState::Running)
+            .expect("current");
         report(&store, &current.id, TaskState::Failed).await;
         o.pass().await.expect("pass");
     }
@@ -195,10 +262,17 @@ async fn reaper_keeps_bounded_history_and_clears_removed_services() {
     assert_eq!(store.view(|r| reapable(r).len()), 3);
     let reaper = TaskReaper::new(store.clone());
     assert_eq!(reaper.pass().await.expect("reap"), 3);
-    assert_eq!(slot_tasks(&store, "s", 1).len(), 6, "5 finished + the current one");
+    assert_eq!(
+        slot_tasks(&store, "s", 1).len(),
+        6,
+        "5 finished + the current one"
+    );
 
     // Service removed: once its tasks are down, they all go.
-    let current = slot_tasks(&store, "s", 1).into_iter().find(|t| t.desired() == TaskState::Running).expect("current");
+    let current = slot_tasks(&store, "s", 1)
+        .into_iter()
+        .find(|t| t.desired() == TaskState::Running)
+        .expect("current");
     report(&store, &current.id, TaskState::Running).await;
     let svc = store.view(|r| r.service("s").cloned()).expect("service");
     store
@@ -212,9 +286,19 @@ async fn reaper_keeps_bounded_history_and_clears_removed_services() {
         })
         .await
         .expect("remove");
-    let last = store.view(|r| r.tasks().find(|t| !t.state().is_terminal()).map(|t| t.id.clone())).expect("current");
+    let last = store
+        .view(|r| {
+            r.tasks()
+                .find(|t| !t.state().is_terminal())
+                .map(|t| t.id.clone())
+        })
+        .expect("current");
     reaper.pass().await.expect("reap");
-    assert_eq!(store.view(|r| r.tasks().count()), 1, "the running task stays until it stops");
+    assert_eq!(
+        store.view(|r| r.tasks().count()),
+        1,
+        "the running task stays until it stops"
+    );
     report(&store, &last, TaskState::Shutdown).await;
     reaper.pass().await.expect("reap");
     assert_eq!(store.view(|r| r.tasks().count()), 0);
@@ -223,18 +307,28 @@ async fn reaper_keeps_bounded_history_and_clears_removed_services() {
 #[tokio::test]
 async fn run_loops_place_a_new_service() {
     let store = Store::in_memory();
-    put(&store, vec![Object::Node(node("a")), Object::Node(node("b"))]).await;
+    put(
+        &store,
+        vec![Object::Node(node("a")), Object::Node(node("b"))],
+    )
+    .await;
     let cancel = tokio_util::sync::CancellationToken::new();
     tokio::spawn(Orchestrator::new(store.clone()).run(cancel.clone()));
     tokio::spawn(Scheduler::new(store.clone()).run(cancel.clone()));
     put(&store, vec![Object::Service(service("s", 4))]).await;
     wait_for(&store, "4 assigned tasks", |r| {
-        r.tasks().filter(|t| t.state() == TaskState::Assigned).count() == 4
+        r.tasks()
+            .filter(|t| t.state() == TaskState::Assigned)
+            .count()
+            == 4
     })
     .await;
     set_replicas(&store, "s", 6).await;
     wait_for(&store, "6 assigned tasks", |r| {
-        r.tasks().filter(|t| t.state() == TaskState::Assigned).count() == 6
+        r.tasks()
+            .filter(|t| t.state() == TaskState::Assigned)
+            .count()
+            == 6
     })
     .await;
     cancel.cancel();

@@ -61,7 +61,9 @@ impl Constraint {
             _ => {
                 if let Some(label) = key.strip_prefix("node.labels.").filter(|l| !l.is_empty()) {
                     Key::NodeLabel(label.to_string())
-                } else if let Some(label) = key.strip_prefix("engine.labels.").filter(|l| !l.is_empty()) {
+                } else if let Some(label) =
+                    key.strip_prefix("engine.labels.").filter(|l| !l.is_empty())
+                {
                     Key::EngineLabel(label.to_string())
                 } else {
                     return Err(ConstraintError::UnknownKey {
@@ -71,7 +73,9 @@ impl Constraint {
                 }
             }
         };
-        if parsed_key == Key::Role && !matches!(value.to_ascii_lowercase().as_str(), "manager" | "worker") {
+        if parsed_key == Key::Role
+            && !matches!(value.to_ascii_lowercase().as_str(), "manager" | "worker")
+        {
             return Err(ConstraintError::Role(expr.to_string()));
         }
         Ok(Self {
@@ -99,7 +103,9 @@ impl Constraint {
                 }
                 .to_string(),
             ),
-            Key::Os => description.and_then(|d| d.platform.as_ref()).map(|p| p.os.clone()),
+            Key::Os => description
+                .and_then(|d| d.platform.as_ref())
+                .map(|p| p.os.clone()),
             Key::Arch => description
                 .and_then(|d| d.platform.as_ref())
                 .map(|p| p.architecture.clone()),
@@ -176,10 +182,25 @@ mod tests {
 
     #[test]
     fn bad_expressions_say_why() {
-        assert!(matches!(Constraint::parse("node.hostname=n1"), Err(ConstraintError::Syntax(_))));
-        assert!(matches!(Constraint::parse("==n1"), Err(ConstraintError::Syntax(_))));
-        assert!(matches!(Constraint::parse("node.labels.==x"), Err(ConstraintError::UnknownKey { .. })));
-        assert!(matches!(Constraint::parse("node.colour==red"), Err(ConstraintError::UnknownKey { .. })));
-        assert!(matches!(Constraint::parse("node.role==boss"), Err(ConstraintError::Role(_))));
+        assert!(matches!(
+            Constraint::parse("node.hostname=n1"),
+            Err(ConstraintError::Syntax(_))
+        ));
+        assert!(matches!(
+            Constraint::parse("==n1"),
+            Err(ConstraintError::Syntax(_))
+        ));
+        assert!(matches!(
+            Constraint::parse("node.labels.==x"),
+            Err(ConstraintError::UnknownKey { .. })
+        ));
+        assert!(matches!(
+            Constraint::parse("node.colour==red"),
+            Err(ConstraintError::UnknownKey { .. })
+        ));
+        assert!(matches!(
+            Constraint::parse("node.role==boss"),
+            Err(ConstraintError::Role(_))
+        ));
     }
 }

@@ -38,7 +38,12 @@ pub enum Rejection {
 }
 
 /// Run the filters for `task` on `node`.
-pub fn check(task: &Task, constraints: &[Constraint], node: &Node, load: &NodeLoad) -> Result<(), Rejection> {
+pub fn check(
+    task: &Task,
+    constraints: &[Constraint],
+    node: &Node,
+    load: &NodeLoad,
+) -> Result<(), Rejection> {
     if node.state() != NodeState::Ready || node.availability() != Availability::Active {
         return Err(Rejection::Unavailable);
     }
@@ -62,9 +67,18 @@ pub fn check(task: &Task, constraints: &[Constraint], node: &Node, load: &NodeLo
 
 /// Among the nodes that passed the filters, the one the task should go to: fewest tasks of
 /// the same service, then fewest tasks in all, then the lowest id (so ties are stable).
-pub fn spread<'a>(service_id: &str, fits: impl Iterator<Item = (&'a Node, &'a NodeLoad)>) -> Option<&'a Node> {
+pub fn spread<'a>(
+    service_id: &str,
+    fits: impl Iterator<Item = (&'a Node, &'a NodeLoad)>,
+) -> Option<&'a Node> {
     fits.min_by(|(a, la), (b, lb)| {
-        let key = |n: &Node, l: &NodeLoad| (l.by_service.get(service_id).copied().unwrap_or(0), l.tasks, n.id.clone());
+        let key = |n: &Node, l: &NodeLoad| {
+            (
+                l.by_service.get(service_id).copied().unwrap_or(0),
+                l.tasks,
+                n.id.clone(),
+            )
+        };
         key(a, la).cmp(&key(b, lb))
     })
     .map(|(n, _)| n)
@@ -115,16 +129,30 @@ impl fmt::Display for Explanation {
         }
         let mut parts = Vec::new();
         if self.unavailable > 0 {
-            parts.push(format!("{} not available for new tasks", nodes(self.unavailable)));
+            parts.push(format!(
+                "{} not available for new tasks",
+                nodes(self.unavailable)
+            ));
         }
         if self.constraints > 0 {
-            parts.push(format!("scheduling constraints not satisfied on {}", nodes(self.constraints)));
+            parts.push(format!(
+                "scheduling constraints not satisfied on {}",
+                nodes(self.constraints)
+            ));
         }
         if self.cpu > 0 {
-            parts.push(format!("{} {} insufficient CPU", nodes(self.cpu), has(self.cpu)));
+            parts.push(format!(
+                "{} {} insufficient CPU",
+                nodes(self.cpu),
+                has(self.cpu)
+            ));
         }
         if self.memory > 0 {
-            parts.push(format!("{} {} insufficient memory", nodes(self.memory), has(self.memory)));
+            parts.push(format!(
+                "{} {} insufficient memory",
+                nodes(self.memory),
+                has(self.memory)
+            ));
         }
         write!(f, "no suitable node ({})", parts.join("; "))
     }
@@ -192,12 +220,55 @@ mod tests {
             nano_cpus: 1_500_000_000,
             ..Default::default()
         };
-        let cases: Vec<(&str, Node, Task, &[Constraint], NodeLoad, Result<(), Rejection>)> = vec![
-            ("ready active fits", node("n", Ready, Active, "a"), task(0, 0), &[], NodeLoad::default(), Ok(())),
-            ("down", node("n", Down, Active, "a"), task(0, 0), &[], NodeLoad::default(), Err(Rejection::Unavailable)),
-            ("drained", node("n", Ready, Drain, "a"), task(0, 0), &[], NodeLoad::default(), Err(Rejection::Unavailable)),
-            ("paused", node("n", Ready, Pause, "a"), task(0, 0), &[], NodeLoad::default(), Err(Rejection::Unavailable)),
-            ("constraint holds", node("n", Ready, Active, "a"), task(0, 0), &zone_a, NodeLoad::default(), Ok(())),
+        type Case<'a> = (
+            &'a str,
+            Node,
+            Task,
+            &'a [Constraint],
+            NodeLoad,
+            Result<(), Rejection>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "ready active fits",
+                node("n", Ready, Active, "a"),
+                task(0, 0),
+                &[],
+                NodeLoad::default(),
+                Ok(()),
+            ),
+            (
+                "down",
+                node("n", Down, Active, "a"),
+                task(0, 0),
+                &[],
+                NodeLoad::default(),
+                Err(Rejection::Unavailable),
+            ),
+            (
+                "drained",
+                node("n", Ready, Drain, "a"),
+                task(0, 0),
+                &[],
+                NodeLoad::default(),
+                Err(Rejection::Unavailable),
+            ),
+            (
+                "paused",
+                node("n", Ready, Pause, "a"),
+                task(0, 0),
+                &[],
+                NodeLoad::default(),
+                Err(Rejection::Unavailable),
+            ),
+            (
+                "constraint holds",
+                node("n", Ready, Active, "a"),
+                task(0, 0),
+                &zone_a,
+                NodeLoad::default(),
+                Ok(()),
+            ),
             (
                 "constraint fails",
                 node("n", Ready, Active, "b"),
@@ -206,10 +277,38 @@ mod tests {
                 NodeLoad::default(),
                 Err(Rejection::Constraint("node.labels.zone==a".into())),
             ),
-            ("memory fits", node("n", Ready, Active, "a"), task(0, GIB), &[], loaded.clone(), Ok(())),
-            ("memory short", node("n", Ready, Active, "a"), task(0, 2 * GIB), &[], loaded.clone(), Err(Rejection::Memory)),
-            ("cpu short", node("n", Ready, Active, "a"), task(600_000_000, 0), &[], loaded.clone(), Err(Rejection::Cpu)),
-            ("cpu fits", node("n", Ready, Active, "a"), task(500_000_000, 0), &[], loaded, Ok(())),
+            (
+                "memory fits",
+                node("n", Ready, Active, "a"),
+                task(0, GIB),
+                &[],
+                loaded.clone(),
+                Ok(()),
+            ),
+            (
+                "memory short",
+                node("n", Ready, Active, "a"),
+                task(0, 2 * GIB),
+                &[],
+                loaded.clone(),
+                Err(Rejection::Memory),
+            ),
+            (
+                "cpu short",
+                node("n", Ready, Active, "a"),
+                task(600_000_000, 0),
+                &[],
+                loaded.clone(),
+                Err(Rejection::Cpu),
+            ),
+            (
+                "cpu fits",
+                node("n", Ready, Active, "a"),
+                task(500_000_000, 0),
+                &[],
+                loaded,
+                Ok(()),
+            ),
         ];
         for (name, n, t, cs, load, want) in cases {
             assert_eq!(check(&t, cs, &n, &load), want, "{name}");
@@ -231,7 +330,8 @@ mod tests {
             tasks: 2,
             ..Default::default()
         };
-        let chosen = spread("svc", [(&a, &la), (&b, &lb), (&c, &lc)].into_iter()).map(|n| n.id.as_str());
+        let chosen =
+            spread("svc", [(&a, &la), (&b, &lb), (&c, &lc)].into_iter()).map(|n| n.id.as_str());
         assert_eq!(chosen, Some("c"));
     }
 
@@ -252,6 +352,9 @@ mod tests {
             e.to_string(),
             "no suitable node (scheduling constraints not satisfied on 1 node; 1 node has insufficient CPU)"
         );
-        assert_eq!(Explanation::default().to_string(), "no suitable node (the cluster has no nodes)");
+        assert_eq!(
+            Explanation::default().to_string(),
+            "no suitable node (the cluster has no nodes)"
+        );
     }
 }

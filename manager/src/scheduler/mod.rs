@@ -61,11 +61,16 @@ impl Scheduler {
                 let mut written = 0;
                 for (mut task, decision) in decisions {
                     let (state, message, node) = match decision {
-                        Decision::Assign(node) => (TaskState::Assigned, "scheduler assigned task to node".to_string(), node),
+                        Decision::Assign(node) => (
+                            TaskState::Assigned,
+                            "scheduler assigned task to node".to_string(),
+                            node,
+                        ),
                         Decision::Pending(why) => (TaskState::Pending, why, task.node_id.clone()),
                     };
                     let unchanged = task.state() == state
-                        && task.status.as_ref().map(|s| s.message.as_str()) == Some(message.as_str());
+                        && task.status.as_ref().map(|s| s.message.as_str())
+                            == Some(message.as_str());
                     if unchanged {
                         continue;
                     }
@@ -96,13 +101,17 @@ fn occupies(task: &Task) -> bool {
 
 /// Whether a task waits for the scheduler.
 fn unplaced(task: &Task) -> bool {
-    task.desired() <= TaskState::Running && matches!(task.state(), TaskState::New | TaskState::Pending)
+    task.desired() <= TaskState::Running
+        && matches!(task.state(), TaskState::New | TaskState::Pending)
 }
 
 /// Decide a node (or the reason there is none) for every task that waits for one.
 pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
     let nodes: Vec<&Node> = r.nodes().collect();
-    let mut loads: HashMap<&str, NodeLoad> = nodes.iter().map(|n| (n.id.as_str(), NodeLoad::default())).collect();
+    let mut loads: HashMap<&str, NodeLoad> = nodes
+        .iter()
+        .map(|n| (n.id.as_str(), NodeLoad::default()))
+        .collect();
     for task in r.tasks().filter(|t| occupies(t)) {
         if let Some(load) = loads.get_mut(task.node_id.as_str()) {
             load.add(task);
@@ -114,15 +123,17 @@ pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
     let mut constraints: HashMap<&str, Result<Vec<Constraint>, String>> = HashMap::new();
     let mut decisions = Vec::with_capacity(waiting.len());
     for task in waiting {
-        let parsed = constraints.entry(task.service_id.as_str()).or_insert_with(|| {
-            let exprs = task
-                .spec
-                .as_ref()
-                .and_then(|s| s.placement.as_ref())
-                .map(|p| p.constraints.clone())
-                .unwrap_or_default();
-            constraint::parse_all(&exprs).map_err(|e| e.to_string())
-        });
+        let parsed = constraints
+            .entry(task.service_id.as_str())
+            .or_insert_with(|| {
+                let exprs = task
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.placement.as_ref())
+                    .map(|p| p.constraints.clone())
+                    .unwrap_or_default();
+                constraint::parse_all(&exprs).map_err(|e| e.to_string())
+            });
         let parsed = match parsed {
             Ok(p) => p.as_slice(),
             Err(e) => {
@@ -134,7 +145,11 @@ pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
             nodes.clone()
         } else {
             // Global tasks are made for one node.
-            nodes.iter().copied().filter(|n| n.id == task.node_id).collect()
+            nodes
+                .iter()
+                .copied()
+                .filter(|n| n.id == task.node_id)
+                .collect()
         };
         let mut why = Explanation::default();
         let mut fits = Vec::new();
@@ -147,7 +162,8 @@ pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
         }
         let chosen = filter::spread(
             &task.service_id,
-            fits.iter().filter_map(|n| loads.get(n.id.as_str()).map(|l| (*n, l))),
+            fits.iter()
+                .filter_map(|n| loads.get(n.id.as_str()).map(|l| (*n, l))),
         )
         .map(|n| n.id.clone());
         match chosen {

@@ -52,7 +52,9 @@ impl StoreState {
                 check(&tables, action.kind, action.object.as_ref())?;
             }
             for action in batch.actions {
-                let Some(object) = action.object else { continue };
+                let Some(object) = action.object else {
+                    continue;
+                };
                 let mut object = from_action_object(object);
                 set_version(&mut object, index);
                 let event = match Kind::try_from(action.kind) {
@@ -91,12 +93,30 @@ impl StoreState {
     }
 
     fn restore_snapshot(&self, bytes: &[u8]) -> Result<(), String> {
-        let snapshot = StoreSnapshot::decode(bytes).map_err(|e| format!("decoding store snapshot: {e}"))?;
-        let mut fresh = Tables::default();
-        fresh.nodes = snapshot.nodes.into_iter().map(|o| (o.id.clone(), o)).collect();
-        fresh.services = snapshot.services.into_iter().map(|o| (o.id.clone(), o)).collect();
-        fresh.tasks = snapshot.tasks.into_iter().map(|o| (o.id.clone(), o)).collect();
-        fresh.clusters = snapshot.clusters.into_iter().map(|o| (o.id.clone(), o)).collect();
+        let snapshot =
+            StoreSnapshot::decode(bytes).map_err(|e| format!("decoding store snapshot: {e}"))?;
+        let fresh = Tables {
+            nodes: snapshot
+                .nodes
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect(),
+            services: snapshot
+                .services
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect(),
+            tasks: snapshot
+                .tasks
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect(),
+            clusters: snapshot
+                .clusters
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect(),
+        };
         *self
             .tables
             .write()
@@ -141,14 +161,40 @@ pub fn decode_response(response: &[u8]) -> Result<(), String> {
 fn check(tables: &Tables, kind: i32, object: Option<&ActionObject>) -> Result<(), StoreError> {
     let Some(object) = object else { return Ok(()) };
     let (what, id, version, stored) = match object {
-        ActionObject::Node(o) => ("node", &o.id, version_of(&o.meta), tables.nodes.get(&o.id).map(|s| version_of(&s.meta))),
-        ActionObject::Service(o) => ("service", &o.id, version_of(&o.meta), tables.services.get(&o.id).map(|s| version_of(&s.meta))),
-        ActionObject::Task(o) => ("task", &o.id, version_of(&o.meta), tables.tasks.get(&o.id).map(|s| version_of(&s.meta))),
-        ActionObject::Cluster(o) => ("cluster", &o.id, version_of(&o.meta), tables.clusters.get(&o.id).map(|s| version_of(&s.meta))),
+        ActionObject::Node(o) => (
+            "node",
+            &o.id,
+            version_of(&o.meta),
+            tables.nodes.get(&o.id).map(|s| version_of(&s.meta)),
+        ),
+        ActionObject::Service(o) => (
+            "service",
+            &o.id,
+            version_of(&o.meta),
+            tables.services.get(&o.id).map(|s| version_of(&s.meta)),
+        ),
+        ActionObject::Task(o) => (
+            "task",
+            &o.id,
+            version_of(&o.meta),
+            tables.tasks.get(&o.id).map(|s| version_of(&s.meta)),
+        ),
+        ActionObject::Cluster(o) => (
+            "cluster",
+            &o.id,
+            version_of(&o.meta),
+            tables.clusters.get(&o.id).map(|s| version_of(&s.meta)),
+        ),
     };
     match (Kind::try_from(kind), stored) {
-        (Ok(Kind::Create), Some(_)) => Err(StoreError::Exists { kind: what, id: id.clone() }),
-        (Ok(Kind::Update), None) => Err(StoreError::NotFound { kind: what, id: id.clone() }),
+        (Ok(Kind::Create), Some(_)) => Err(StoreError::Exists {
+            kind: what,
+            id: id.clone(),
+        }),
+        (Ok(Kind::Update), None) => Err(StoreError::NotFound {
+            kind: what,
+            id: id.clone(),
+        }),
         (Ok(Kind::Update), Some(found)) if found != version => Err(StoreError::Conflict {
             kind: what,
             id: id.clone(),

@@ -34,9 +34,7 @@ const WATCH_CAPACITY: usize = 16 * 1024;
 pub enum StoreError {
     /// Raft refused the write because this manager does not lead.
     #[error("this manager is not the leader")]
-    NotLeader {
-        leader_addr: Option<String>,
-    },
+    NotLeader { leader_addr: Option<String> },
     #[error("{kind} {id} already exists")]
     Exists { kind: &'static str, id: String },
     #[error("{kind} {id} not found")]
@@ -54,6 +52,7 @@ pub enum StoreError {
 }
 
 /// One stored object, as carried on the watch stream.
+#[allow(clippy::large_enum_variant)] // moved, not stored in bulk
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
     Node(Node),
@@ -175,7 +174,10 @@ impl Store {
     /// Run `f` as a transaction: it reads the current state, stages changes, and the batch
     /// is committed through the proposer. Returns `f`'s value once the change is applied.
     /// A transaction that staged nothing proposes nothing.
-    pub async fn update<T, E>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>) -> Result<T, E>
+    pub async fn update<T, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<StoreError>,
     {

@@ -78,7 +78,10 @@ async fn stale_version_is_refused_at_apply() {
     };
     let err = store.state().apply_batch(99, batch).expect_err("stale");
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
-    assert_eq!(store.view(|r| r.service("s1").map(|s| s.spec.as_ref().map(|s| s.replicas))), Some(Some(3)));
+    assert_eq!(
+        store.view(|r| r.service("s1").map(|s| s.spec.as_ref().map(|s| s.replicas))),
+        Some(Some(3))
+    );
 }
 
 #[tokio::test]
@@ -121,8 +124,14 @@ async fn watch_sees_changes_in_order() {
         })
         .await
         .expect("remove");
-    assert!(matches!(watch.recv().await, Ok(Event::Created(Object::Service(_)))));
-    assert!(matches!(watch.recv().await, Ok(Event::Removed(Object::Service(_)))));
+    assert!(matches!(
+        watch.recv().await,
+        Ok(Event::Created(Object::Service(_)))
+    ));
+    assert!(matches!(
+        watch.recv().await,
+        Ok(Event::Removed(Object::Service(_)))
+    ));
 }
 
 #[tokio::test]
