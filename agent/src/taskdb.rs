@@ -52,18 +52,21 @@ impl TaskDb {
     pub async fn put(&self, task: &Task, status: &TaskStatus) -> Result<(), TaskDbError> {
         let mut stored = task.clone();
         stored.status = Some(status.clone());
-        let sled_err = |op| {
-            let task_id = task.id.clone();
-            move |source| TaskDbError::Sled {
-                op,
-                task_id,
-                source,
-            }
-        };
         self.db
             .insert(task.id.as_bytes(), stored.encode_to_vec())
-            .map_err(sled_err("writing"))?;
-        self.db.flush_async().await.map_err(sled_err("flushing"))?;
+            .map_err(sled_err("writing", &task.id))?;
+        self.flush(&task.id).await
+    }
+
+    /// Flush on a blocking thread. Not sled's `flush_async`: concurrent calls of it park all
+    /// of sled 0.34's IO threads and hang (seen with 50 tasks starting at once).
+    async fn flush(&self, task_id: &str) -> Result<(), TaskDbError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| sled::Error::ReportableBug(format!("flush thread failed: {e}")))
+            .and_then(|r| r)
+            .map_err(sled_err("flushing", task_id))?;
         Ok(())
     }
 
@@ -101,18 +104,19 @@ impl TaskDb {
 
     /// Forgets a task, durably. Forgetting an unknown task is not an error.
     pub async fn remove(&self, task_id: &str) -> Result<(), TaskDbError> {
-        let sled_err = |op| {
-            move |source| TaskDbError::Sled {
-                op,
-                task_id: task_id.to_string(),
-                source,
-            }
-        };
         self.db
             .remove(task_id.as_bytes())
-            .map_err(sled_err("removing"))?;
-        self.db.flush_async().await.map_err(sled_err("flushing"))?;
-        Ok(())
+            .map_err(sled_err("removing", task_id))?;
+        self.flush(task_id).await
+    }
+}
+
+fn sled_err(op: &'static str, task_id: &str) -> impl FnOnce(sled::Error) -> TaskDbError {
+    let task_id = task_id.to_string();
+    move |source| TaskDbError::Sled {
+        op,
+        task_id,
+        source,
     }
 }
 

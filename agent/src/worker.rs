@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{Task, TaskState, TaskStatus};
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,11 @@ use crate::taskdb::{TaskDb, TaskDbError};
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between retries of a failing executor call.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Tasks brought from assigned to running at once. A task holds its place from its first
+/// step until it runs, so with many tasks arriving together the first ones run early
+/// instead of all of them creeping forward together (on 2 cores, 50 parallel starts put
+/// the first task at 0.6 s; 4 at a time keeps the total and brings the first forward).
+pub const MAX_CONCURRENT_STARTS: usize = 4;
 
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +67,7 @@ struct Ctx {
     db: TaskDb,
     status_tx: mpsc::Sender<(String, TaskStatus)>,
     cancel: CancellationToken,
+    starts: Arc<Semaphore>,
 }
 
 /// Runs this node's tasks: one supervisor per task id.
@@ -101,6 +107,7 @@ impl Worker {
             db,
             status_tx,
             cancel: CancellationToken::new(),
+            starts: Arc::new(Semaphore::new(MAX_CONCURRENT_STARTS)),
         };
         let mut supervisors = HashMap::new();
         for (task, status) in stored {
@@ -230,6 +237,7 @@ async fn supervise(ctx: Ctx, mut rx: watch::Receiver<Assignment>, mut status: Ta
     let task_id = rx.borrow().task.id.clone();
     let mut ctl: Option<Box<dyn Controller>> = None;
     let mut backoff = Backoff(None);
+    let mut start_permit: Option<OwnedSemaphorePermit> = None;
 
     loop {
         let Assignment { task, assigned } = rx.borrow_and_update().clone();
@@ -237,6 +245,18 @@ async fn supervise(ctx: Ctx, mut rx: watch::Receiver<Assignment>, mut status: Ta
             break;
         }
         let state = TaskState::try_from(status.state).unwrap_or(TaskState::New);
+        let starting = state < TaskState::Running && task.desired() <= TaskState::Running;
+        if !starting {
+            start_permit = None;
+        } else if start_permit.is_none() {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                permit = ctx.starts.clone().acquire_owned() => match permit {
+                    Ok(p) => start_permit = Some(p),
+                    Err(_) => return,
+                },
+            }
+        }
         let ctl = match ctl.as_mut() {
             Some(c) => c,
             None => match ctx.executor.controller(&task) {
@@ -300,6 +320,7 @@ async fn supervise(ctx: Ctx, mut rx: watch::Receiver<Assignment>, mut status: Ta
                 }
             }
             Some(Err(StepError::Finished { .. } | StepError::Paused { .. })) => {
+                start_permit = None;
                 // Nothing to do until the manager says something new (unless it already
                 // did while the step ran).
                 if changed_meanwhile {

@@ -291,8 +291,7 @@ impl RaftNode {
             .shutdown()
             .await
             .map_err(|e| RaftError::Raft(format!("shutting down raft node {}: {e}", self.id)))?;
-        self.db
-            .flush_async()
+        store::flush(&self.db)
             .await
             .map_err(|e| RaftError::Storage(format!("flushing raft storage: {e}")))?;
         Ok(())

@@ -270,3 +270,32 @@ fn an_acknowledged_create_survives_kill_9_twenty_times() {
         }
     }
 }
+
+/// Fifty tasks arriving at once all start (sled's async flush once hung the agent here).
+#[test]
+fn fifty_tasks_start_together() {
+    require_env!();
+    let node = Node::start("fifty").expect("shoald starts");
+    node.init();
+    node.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "many",
+        "--replicas",
+        "50",
+        "--stop-signal",
+        "KILL",
+        "shoal-test/busybox:a",
+        "sleep",
+        "100000",
+    ]);
+    node.wait("50 running tasks", Duration::from_secs(120), || {
+        (node.running_tasks("many").len() == 50).then_some(())
+    });
+    assert_eq!(running_containers(&node).len(), 50);
+    node.shoal_ok(&["service", "rm", "many"]);
+    node.wait("no containers left", WAIT, || {
+        node.containers(true).is_empty().then_some(())
+    });
+}

@@ -67,7 +67,7 @@ impl LogStore {
     }
 
     async fn flush(&self) -> Result<(), sled::Error> {
-        self.db.flush_async().await.map(|_| ())
+        super::flush(&self.db).await
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageIOError<u64>> {
@@ -82,22 +82,29 @@ impl LogStore {
         Ok(Some(entry.log_id))
     }
 
+    // No `sled::Batch` or transaction here: both take sled's process-wide concurrency lock
+    // exclusively, and with a concurrent `flush_async` on another tree of the process (the
+    // agent's task database) sled 0.34 deadlocks. Plain inserts in index order are enough:
+    // sled recovers a prefix of its operations, and a prefix of appended entries is a valid
+    // log (none of them was reported durable before the flush).
     fn append_sync(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), io::Error> {
-        let mut batch = sled::Batch::default();
         for entry in entries {
             let bytes = encode(&entry).map_err(io_err)?;
-            batch.insert(&index_key(entry.log_id.index), bytes);
+            self.logs
+                .insert(index_key(entry.log_id.index), bytes)
+                .map_err(io_err)?;
         }
-        self.logs.apply_batch(batch).map_err(io_err)
+        Ok(())
     }
 
-    /// Removes every entry whose index lies in `range`.
+    /// Removes every entry whose index lies in `range`, highest first, so a crash part way
+    /// through a truncation leaves a log without holes.
     fn remove_range(&self, range: (Bound<[u8; 8]>, Bound<[u8; 8]>)) -> Result<(), sled::Error> {
-        let mut batch = sled::Batch::default();
-        for key in self.logs.range(range).keys() {
-            batch.remove(key?);
+        let keys: Vec<_> = self.logs.range(range).keys().collect::<Result<_, _>>()?;
+        for key in keys.into_iter().rev() {
+            self.logs.remove(key)?;
         }
-        self.logs.apply_batch(batch)
+        Ok(())
     }
 }
 

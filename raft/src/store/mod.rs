@@ -15,6 +15,21 @@ pub(crate) use state_machine::{SnapshotStore, StateMachineStore};
 
 use crate::{Applier, RaftError};
 
+/// Flush `db` to disk on a blocking thread.
+///
+/// Not `flush_async`: each of its calls parks one of sled 0.34's few IO threads until the
+/// flush is stable, and enough concurrent ones park them all, leaving none to do the write
+/// they wait for (seen as a hang at 50 tasks starting at once).
+pub(crate) async fn flush(db: &sled::Db) -> Result<(), sled::Error> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(result) => result.map(|_| ()),
+        Err(e) => Err(sled::Error::ReportableBug(format!(
+            "flush thread failed: {e}"
+        ))),
+    }
+}
+
 /// Opens (or creates) the sled database in `dir` and the two stores openraft drives.
 pub(crate) fn open(
     dir: &Path,

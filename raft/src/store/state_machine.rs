@@ -79,8 +79,7 @@ impl SnapshotStore {
         self.tree
             .insert(KEY_CURRENT, bytes)
             .map_err(|e| StorageIOError::write_snapshot(sig(), &e))?;
-        self.db
-            .flush_async()
+        super::flush(&self.db)
             .await
             .map_err(|e| StorageIOError::write_snapshot(sig(), &e))?;
         Ok(())
