@@ -612,6 +612,7 @@ mod tests {
                     }),
                     placement: Some(Placement {
                         constraints: vec!["node.role==manager".into()],
+                        ..Default::default()
                     }),
                     ..Default::default()
                 }),

@@ -96,6 +96,34 @@ impl Fake {
 
 #[tonic::async_trait]
 impl Control for Fake {
+    async fn update_node(
+        &self,
+        _: Request<UpdateNodeRequest>,
+    ) -> Result<Response<UpdateNodeResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn remove_node(
+        &self,
+        _: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn get_join_tokens(
+        &self,
+        _: Request<GetJoinTokensRequest>,
+    ) -> Result<Response<GetJoinTokensResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn rotate_join_token(
+        &self,
+        _: Request<RotateJoinTokenRequest>,
+    ) -> Result<Response<GetJoinTokensResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
     async fn create_service(
         &self,
         request: Request<CreateServiceRequest>,
@@ -241,6 +269,10 @@ impl Control for Fake {
 
 #[tonic::async_trait]
 impl NodeAdmin for Fake {
+    async fn join(&self, _: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
     async fn init(&self, _: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         Ok(Response::new(InitResponse {
             node_id: "node1".into(),

@@ -125,7 +125,9 @@ impl Manager {
                 name: "default".into(),
                 task_history_limit: DEFAULT_HISTORY_LIMIT as u64,
                 heartbeat_period_ms: self.config.heartbeat_period.as_millis() as i64,
+                ..Default::default()
             }),
+            ..Default::default()
         };
         self.store
             .update(|tx| {

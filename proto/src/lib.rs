@@ -11,6 +11,8 @@ mod generated {
 
 pub use generated::*;
 
+pub use generated::ca_client::CaClient;
+pub use generated::ca_server::{Ca, CaServer};
 pub use generated::control_client::ControlClient;
 pub use generated::control_server::{Control, ControlServer};
 pub use generated::dispatcher_client::DispatcherClient;
@@ -18,6 +20,8 @@ pub use generated::dispatcher_server::{Dispatcher, DispatcherServer};
 pub use generated::node_admin_client::NodeAdminClient;
 pub use generated::node_admin_server::{NodeAdmin, NodeAdminServer};
 pub use generated::raft_client::RaftClient;
+pub use generated::raft_membership_client::RaftMembershipClient;
+pub use generated::raft_membership_server::{RaftMembership, RaftMembershipServer};
 pub use generated::raft_server::{Raft, RaftServer};
 
 pub mod names;

@@ -1,7 +1,8 @@
 //! The NodeAdmin service of the local socket: init, leave, info.
 
 use shoal_proto::{
-    InfoRequest, InfoResponse, InitRequest, InitResponse, LeaveRequest, LeaveResponse,
+    InfoRequest, InfoResponse, InitRequest, InitResponse, JoinRequest, JoinResponse, LeaveRequest,
+    LeaveResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -43,6 +44,10 @@ impl shoal_proto::NodeAdmin for AdminApi {
             node_id: record.node_id,
             cluster_id: record.cluster_id,
         }))
+    }
+
+    async fn join(&self, _request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        Err(Status::unimplemented("swarm join is not available yet"))
     }
 
     async fn leave(

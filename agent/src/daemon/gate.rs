@@ -56,4 +56,8 @@ delegate! {
     list_tasks(ListTasksRequest) -> ListTasksResponse;
     list_nodes(ListNodesRequest) -> ListNodesResponse;
     get_node(GetNodeRequest) -> GetNodeResponse;
+    update_node(UpdateNodeRequest) -> UpdateNodeResponse;
+    remove_node(RemoveNodeRequest) -> RemoveNodeResponse;
+    get_join_tokens(GetJoinTokensRequest) -> GetJoinTokensResponse;
+    rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
 }

@@ -290,6 +290,7 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
             restart,
             placement: (!args.constraints.is_empty()).then(|| Placement {
                 constraints: args.constraints.clone(),
+                ..Default::default()
             }),
         }),
         mode: match args.mode {
@@ -730,6 +731,7 @@ mod tests {
                 }),
                 placement: Some(Placement {
                     constraints: vec!["node.role==manager".into()],
+                    ..Default::default()
                 }),
             }),
             mode: ServiceMode::Replicated as i32,

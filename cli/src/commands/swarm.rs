@@ -40,6 +40,7 @@ pub async fn run(host: &str, command: SwarmCommand) -> Result<()> {
                 .init(InitRequest {
                     advertise_addr: args.advertise_addr.unwrap_or_default(),
                     listen_addr: args.listen_addr.unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await?;
             print(&format!(
@@ -107,6 +108,7 @@ mod tests {
             node_name: "host1".into(),
             swarm_state: "active".into(),
             is_manager: true,
+            manager_addrs: Vec::new(),
             cluster_id: "c1".into(),
             node_addr: "10.0.0.1".into(),
             leader_addr: "10.0.0.1:4242".into(),

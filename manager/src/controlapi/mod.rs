@@ -9,11 +9,12 @@ mod error;
 pub mod validate;
 
 use shoal_proto::{
-    CreateServiceRequest, CreateServiceResponse, GetNodeRequest, GetNodeResponse,
-    GetServiceRequest, GetServiceResponse, ListNodesRequest, ListNodesResponse,
-    ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
-    RemoveServiceRequest, RemoveServiceResponse, ReplicaCount, Service, ServiceMode, TaskState,
-    UpdateServiceRequest, UpdateServiceResponse,
+    CreateServiceRequest, CreateServiceResponse, GetJoinTokensRequest, GetJoinTokensResponse,
+    GetNodeRequest, GetNodeResponse, GetServiceRequest, GetServiceResponse, ListNodesRequest,
+    ListNodesResponse, ListServicesRequest, ListServicesResponse, ListTasksRequest,
+    ListTasksResponse, RemoveNodeRequest, RemoveNodeResponse, RemoveServiceRequest,
+    RemoveServiceResponse, ReplicaCount, RotateJoinTokenRequest, Service, ServiceMode, TaskState,
+    UpdateNodeRequest, UpdateNodeResponse, UpdateServiceRequest, UpdateServiceResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -286,5 +287,33 @@ impl shoal_proto::Control for ControlApi {
             self,
             request.into_inner(),
         )?))
+    }
+
+    async fn update_node(
+        &self,
+        _request: Request<UpdateNodeRequest>,
+    ) -> Result<Response<UpdateNodeResponse>, Status> {
+        Err(Status::unimplemented("node update is not available yet"))
+    }
+
+    async fn remove_node(
+        &self,
+        _request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        Err(Status::unimplemented("node rm is not available yet"))
+    }
+
+    async fn get_join_tokens(
+        &self,
+        _request: Request<GetJoinTokensRequest>,
+    ) -> Result<Response<GetJoinTokensResponse>, Status> {
+        Err(Status::unimplemented("join tokens are not available yet"))
+    }
+
+    async fn rotate_join_token(
+        &self,
+        _request: Request<RotateJoinTokenRequest>,
+    ) -> Result<Response<GetJoinTokensResponse>, Status> {
+        Err(Status::unimplemented("join tokens are not available yet"))
     }
 }

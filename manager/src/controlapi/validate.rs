@@ -169,6 +169,7 @@ mod tests {
                     let mut s = spec("web", "img");
                     s.task.as_mut().expect("task").placement = Some(Placement {
                         constraints: vec!["node.role=manager".into()],
+                        ..Default::default()
                     });
                     s
                 },
