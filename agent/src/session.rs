@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use shoal_manager::membership::leader_of;
+use shoal_pki::TlsClient;
 use shoal_proto::{
     AssignmentsRequest, DispatcherClient, HeartbeatRequest, NodeDescription, SessionRequest,
     TaskStatus, TaskStatusUpdate, UpdateTaskStatusRequest,
@@ -15,7 +17,7 @@ use shoal_proto::{
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::worker::Worker;
 
@@ -27,7 +29,7 @@ pub enum SessionError {
     #[error("connecting to manager {addr}: {source}")]
     Connect {
         addr: String,
-        source: tonic::transport::Error,
+        source: shoal_pki::PkiError,
     },
     #[error("manager {addr} refused the session: {status}")]
     Rpc { addr: String, status: tonic::Status },
@@ -48,6 +50,7 @@ pub struct AgentIdentity {
 pub async fn run(
     identity: AgentIdentity,
     mut managers: Vec<String>,
+    tls: TlsClient,
     worker: &Worker,
     mut statuses: mpsc::Receiver<(String, TaskStatus)>,
     cancel: CancellationToken,
@@ -64,6 +67,7 @@ pub async fn run(
         let result = session(
             &identity,
             &addr,
+            &tls,
             worker,
             &mut statuses,
             &mut pending,
@@ -73,6 +77,17 @@ pub async fn run(
         .await;
         match result {
             Ok(()) => return,
+            Err(SessionError::Rpc { status, .. }) if leader_of(&status).is_some() => {
+                // A follower named the leader: go there next, at once.
+                let leader = leader_of(&status).unwrap_or_default();
+                tracing::info!(leader = %leader, "manager {addr} is a follower; moving the session to the leader");
+                if !managers.contains(&leader) {
+                    managers.push(leader.clone());
+                }
+                next = managers.iter().position(|m| *m == leader).unwrap_or(next);
+                backoff = MIN_BACKOFF;
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "session lost; reconnecting");
                 next += 1;
@@ -86,18 +101,12 @@ pub async fn run(
     }
 }
 
-pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5)))
-}
-
 /// One session; returns `Ok` only when cancelled.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     identity: &AgentIdentity,
     addr: &str,
+    tls: &TlsClient,
     worker: &Worker,
     statuses: &mut mpsc::Receiver<(String, TaskStatus)>,
     pending: &mut HashMap<String, TaskStatus>,
@@ -108,17 +117,13 @@ async fn session(
         addr: addr.to_string(),
         status,
     };
-    let channel: Channel = endpoint(addr)
-        .map_err(|source| SessionError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?
-        .connect()
-        .await
-        .map_err(|source| SessionError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
+    let channel: Channel =
+        shoal_pki::channel(addr, tls)
+            .await
+            .map_err(|source| SessionError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
     let mut client = DispatcherClient::new(channel);
     let mut session_stream = client
         .session(SessionRequest {

@@ -116,7 +116,12 @@ rpcs! {
     control.list_tasks(ListTasksRequest) -> ListTasksResponse;
     control.list_nodes(ListNodesRequest) -> ListNodesResponse;
     control.get_node(GetNodeRequest) -> GetNodeResponse;
+    control.update_node(UpdateNodeRequest) -> UpdateNodeResponse;
+    control.remove_node(RemoveNodeRequest) -> RemoveNodeResponse;
+    control.get_join_tokens(GetJoinTokensRequest) -> GetJoinTokensResponse;
+    control.rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
     admin.init(InitRequest) -> InitResponse;
+    admin.join(JoinRequest) -> JoinResponse;
     admin.leave(LeaveRequest) -> LeaveResponse;
     admin.info(InfoRequest) -> InfoResponse;
 }

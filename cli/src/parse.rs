@@ -1,5 +1,6 @@
-//! Parsing of flag values: durations, memory sizes, CPU counts, constraints, `KEY=VALUE`
-//! pairs, replica counts and `SERVICE=N` scale specifiers.
+//! Parsing of flag values: durations, memory sizes, CPU counts, constraints, placement
+//! preferences, `KEY=VALUE` pairs, label keys, replica counts and `SERVICE=N` scale
+//! specifiers.
 //!
 //! Every parser is a plain function returning [`Invalid`], so it is tested on its own;
 //! [`flag`] adapts one to clap, which then names the flag in the message and exits 2.
@@ -154,6 +155,35 @@ pub fn constraint(s: &str) -> Result<String, Invalid> {
         return Err(bad());
     }
     Ok(t.to_string())
+}
+
+/// `spread=DESCRIPTOR` for `--placement-pref`; returns the descriptor (the daemon checks it
+/// names node.labels.X or engine.labels.X).
+pub fn placement_pref(s: &str) -> Result<String, Invalid> {
+    let bad = || {
+        Invalid::new(
+            "placement preference",
+            s,
+            "use spread=node.labels.NAME or spread=engine.labels.NAME, e.g. spread=node.labels.zone",
+        )
+    };
+    let (kind, descriptor) = s.trim().split_once('=').ok_or_else(bad)?;
+    if !kind.trim().eq_ignore_ascii_case("spread") || descriptor.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok(descriptor.trim().to_string())
+}
+
+/// A label key for `--label-rm`.
+pub fn label_key(s: &str) -> Result<String, Invalid> {
+    if s.trim().is_empty() || s.contains('=') {
+        return Err(Invalid::new(
+            "label key",
+            s,
+            "give the key alone, e.g. zone",
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// `KEY=VALUE`, or `KEY` alone for an empty value, as docker's `--label` takes it.
@@ -364,6 +394,37 @@ mod tests {
         for (input, ok) in cases {
             assert_eq!(constraint(input).is_ok(), *ok, "{input:?}");
         }
+    }
+
+    #[test]
+    fn placement_prefs() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("spread=node.labels.zone", Some("node.labels.zone")),
+            ("Spread = engine.labels.rack ", Some("engine.labels.rack")),
+            ("spread=", None),
+            ("node.labels.zone", None),
+            ("binpack=node.labels.zone", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(placement_pref(input).ok().as_deref(), *want, "{input:?}");
+        }
+        assert_eq!(
+            placement_pref("node.labels.zone")
+                .err()
+                .map(|e| e.for_flag("--placement-pref"))
+                .as_deref(),
+            Some(
+                r#"invalid placement preference "node.labels.zone" for --placement-pref: use spread=node.labels.NAME or spread=engine.labels.NAME, e.g. spread=node.labels.zone"#
+            )
+        );
+    }
+
+    #[test]
+    fn label_keys() {
+        assert_eq!(label_key("zone").ok().as_deref(), Some("zone"));
+        assert!(label_key("").is_err());
+        assert!(label_key("zone=a").is_err());
     }
 
     #[test]

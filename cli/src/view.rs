@@ -115,6 +115,26 @@ struct RestartPolicyView {
 struct PlacementView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     constraints: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    preferences: Vec<PreferenceView>,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    max_replicas: u64,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PreferenceView {
+    spread: SpreadView,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SpreadView {
+    spread_descriptor: String,
 }
 
 #[derive(Serialize)]
@@ -188,12 +208,21 @@ fn spec_view(spec: &ServiceSpec) -> ServiceSpecView {
                 max_attempts: r.max_attempts,
                 window: nanos(r.window_ms),
             }),
-            placement: PlacementView {
-                constraints: task
-                    .placement
-                    .as_ref()
-                    .map(|p| p.constraints.clone())
-                    .unwrap_or_default(),
+            placement: {
+                let p = task.placement.clone().unwrap_or_default();
+                PlacementView {
+                    constraints: p.constraints,
+                    preferences: p
+                        .spread
+                        .into_iter()
+                        .map(|d| PreferenceView {
+                            spread: SpreadView {
+                                spread_descriptor: d,
+                            },
+                        })
+                        .collect(),
+                    max_replicas: p.max_replicas,
+                }
             },
         },
         mode: match mode {
@@ -458,13 +487,23 @@ pub fn service_pretty(s: &Service) -> String {
         }
     }
     p.heading("Placement");
-    let constraints = task
-        .placement
-        .as_ref()
-        .map(|pl| pl.constraints.clone())
-        .unwrap_or_default();
-    if !constraints.is_empty() {
-        p.kv(" Constraints", format!("[{}]", constraints.join(" ")));
+    let placement = task.placement.clone().unwrap_or_default();
+    if !placement.constraints.is_empty() {
+        p.kv(
+            " Constraints",
+            format!("[{}]", placement.constraints.join(" ")),
+        );
+    }
+    if !placement.spread.is_empty() {
+        let prefs: Vec<String> = placement
+            .spread
+            .iter()
+            .map(|d| format!("Spread={d}"))
+            .collect();
+        p.kv(" Preferences", format!("[{}]", prefs.join(" ")));
+    }
+    if placement.max_replicas > 0 {
+        p.kv(" Max Replicas Per Node", placement.max_replicas.to_string());
     }
     if let Some(r) = &task.restart {
         let condition = RestartCondition::try_from(r.condition).unwrap_or(RestartCondition::Any);
@@ -612,7 +651,8 @@ mod tests {
                     }),
                     placement: Some(Placement {
                         constraints: vec!["node.role==manager".into()],
-                        ..Default::default()
+                        max_replicas: 2,
+                        spread: vec!["node.labels.zone".into()],
                     }),
                     ..Default::default()
                 }),
@@ -651,7 +691,11 @@ mod tests {
                         "MaxAttempts": 3,
                         "Window": 0
                     },
-                    "Placement": {"Constraints": ["node.role==manager"]}
+                    "Placement": {
+                        "Constraints": ["node.role==manager"],
+                        "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}],
+                        "MaxReplicas": 2
+                    }
                 },
                 "Mode": {"Replicated": {"Replicas": 3}}
             },
@@ -679,6 +723,9 @@ mod tests {
             " Replicas:",
             " Constraints:",
             "[node.role==manager]",
+            " Preferences:",
+            "[Spread=node.labels.zone]",
+            " Max Replicas Per Node:",
             " Args:",
             "sleep 10",
             "  Memory:",

@@ -80,6 +80,40 @@ fn task(id: &str, slot: u64, age_ms: i64, desired: TaskState, state: TaskState, 
 struct Fake {
     created: Arc<Mutex<Vec<ServiceSpec>>>,
     updated: Arc<Mutex<Vec<UpdateServiceRequest>>>,
+    node_updates: Arc<Mutex<Vec<UpdateNodeRequest>>>,
+    removed: Arc<Mutex<Vec<RemoveNodeRequest>>>,
+    joined: Arc<Mutex<Vec<JoinRequest>>>,
+    inits: Arc<Mutex<Vec<InitRequest>>>,
+    /// How many times the tasks of a node were listed (a drain in progress).
+    node_task_lists: Arc<Mutex<usize>>,
+}
+
+/// The nodes `get_node` knows: node1 (n1, a manager), node2 (n2, a worker) and node3
+/// (stuck, a worker whose tasks never leave).
+fn fake_node(key: &str) -> Option<Node> {
+    let (id, host, role) = match key {
+        "node1" | "n1" => ("node1", "n1", NodeRole::Manager),
+        "node2" | "n2" => ("node2", "n2", NodeRole::Worker),
+        "node3" | "stuck" => ("node3", "stuck", NodeRole::Worker),
+        _ => return None,
+    };
+    Some(Node {
+        id: id.into(),
+        meta: Some(Meta {
+            version: 7,
+            ..Default::default()
+        }),
+        spec: Some(NodeSpec {
+            role: role as i32,
+            availability: Availability::Active as i32,
+            labels: HashMap::from([("zone".to_string(), "a".to_string())]),
+        }),
+        description: Some(NodeDescription {
+            hostname: host.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 impl Fake {
@@ -98,30 +132,56 @@ impl Fake {
 impl Control for Fake {
     async fn update_node(
         &self,
-        _: Request<UpdateNodeRequest>,
+        request: Request<UpdateNodeRequest>,
     ) -> Result<Response<UpdateNodeResponse>, Status> {
-        Err(Status::unimplemented("not faked"))
+        let req = request.into_inner();
+        self.node_updates.lock().unwrap().push(req.clone());
+        let mut node = fake_node(&req.node)
+            .ok_or_else(|| Status::not_found(format!("node {} not found", req.node)))?;
+        node.spec = req.spec;
+        Ok(Response::new(UpdateNodeResponse { node: Some(node) }))
     }
 
     async fn remove_node(
         &self,
-        _: Request<RemoveNodeRequest>,
+        request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
-        Err(Status::unimplemented("not faked"))
+        let req = request.into_inner();
+        self.removed.lock().unwrap().push(req.clone());
+        if req.node == "n1" {
+            return Err(Status::failed_precondition(
+                "node n1 is a manager: demote it first with `shoal node demote n1`",
+            ));
+        }
+        Ok(Response::new(RemoveNodeResponse {}))
     }
 
     async fn get_join_tokens(
         &self,
         _: Request<GetJoinTokensRequest>,
     ) -> Result<Response<GetJoinTokensResponse>, Status> {
-        Err(Status::unimplemented("not faked"))
+        Ok(Response::new(GetJoinTokensResponse {
+            worker: "SHTKN-1-digest-worker".into(),
+            manager: "SHTKN-1-digest-manager".into(),
+            managers: vec!["10.0.0.1:4242".into()],
+        }))
     }
 
     async fn rotate_join_token(
         &self,
-        _: Request<RotateJoinTokenRequest>,
+        request: Request<RotateJoinTokenRequest>,
     ) -> Result<Response<GetJoinTokensResponse>, Status> {
-        Err(Status::unimplemented("not faked"))
+        let worker = request.into_inner().role == NodeRole::Worker as i32;
+        Ok(Response::new(GetJoinTokensResponse {
+            worker: if worker {
+                "SHTKN-1-digest-new"
+            } else {
+                "SHTKN-1-digest-worker"
+            }
+            .into(),
+            manager: "SHTKN-1-digest-manager".into(),
+            managers: vec!["10.0.0.1:4242".into()],
+        }))
     }
 
     async fn create_service(
@@ -192,7 +252,44 @@ impl Control for Fake {
         &self,
         request: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
-        assert_eq!(request.into_inner().service, "svc0123456789abcdef");
+        let req = request.into_inner();
+        if !req.node.is_empty() {
+            // A drain: node2's tasks leave over a few looks; node3's never do.
+            let mut looks = self.node_task_lists.lock().unwrap();
+            *looks += 1;
+            let left = match (req.node.as_str(), *looks) {
+                ("node3", _) => 2,
+                (_, 1 | 2) => 3,
+                (_, 3) => 1,
+                _ => 0,
+            };
+            let mut tasks: Vec<Task> = (0..left)
+                .map(|i| {
+                    task(
+                        &format!("t{i}"),
+                        i,
+                        0,
+                        TaskState::Running,
+                        TaskState::Running,
+                        "",
+                    )
+                })
+                .collect();
+            // A task told to stop does not count.
+            tasks.push(task(
+                "gone",
+                9,
+                0,
+                TaskState::Shutdown,
+                TaskState::Running,
+                "",
+            ));
+            return Ok(Response::new(ListTasksResponse {
+                tasks,
+                node_names: HashMap::new(),
+            }));
+        }
+        assert_eq!(req.service, "svc0123456789abcdef");
         Ok(Response::new(ListTasksResponse {
             tasks: vec![
                 task(
@@ -236,7 +333,11 @@ impl Control for Fake {
                 ..Default::default()
             }),
             status: Some(NodeStatus {
-                state: NodeState::Ready as i32,
+                state: if id == "node3" {
+                    NodeState::Down
+                } else {
+                    NodeState::Ready
+                } as i32,
                 ..Default::default()
             }),
             manager_status: leader.map(|leader| ManagerStatus {
@@ -246,7 +347,11 @@ impl Control for Fake {
             ..Default::default()
         };
         Ok(Response::new(ListNodesResponse {
-            nodes: vec![node("node2", "n2", None), node("node1", "n1", Some(true))],
+            nodes: vec![
+                node("node3", "n3", Some(false)),
+                node("node2", "n2", None),
+                node("node1", "n1", Some(true)),
+            ],
         }))
     }
 
@@ -255,25 +360,25 @@ impl Control for Fake {
         request: Request<GetNodeRequest>,
     ) -> Result<Response<GetNodeResponse>, Status> {
         let name = request.into_inner().node;
-        if name != "node1" {
-            return Err(Status::not_found(format!("node {name} not found")));
-        }
-        Ok(Response::new(GetNodeResponse {
-            node: Some(Node {
-                id: "node1".into(),
-                ..Default::default()
-            }),
-        }))
+        let node =
+            fake_node(&name).ok_or_else(|| Status::not_found(format!("node {name} not found")))?;
+        Ok(Response::new(GetNodeResponse { node: Some(node) }))
     }
 }
 
 #[tonic::async_trait]
 impl NodeAdmin for Fake {
-    async fn join(&self, _: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
-        Err(Status::unimplemented("not faked"))
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let req = request.into_inner();
+        self.joined.lock().unwrap().push(req.clone());
+        Ok(Response::new(JoinResponse {
+            node_id: "node9".into(),
+            manager: req.token.ends_with("manager"),
+        }))
     }
 
-    async fn init(&self, _: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
+    async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
+        self.inits.lock().unwrap().push(request.into_inner());
         Ok(Response::new(InitResponse {
             node_id: "node1".into(),
             cluster_id: "cluster1".into(),
@@ -489,6 +594,12 @@ async fn node_ls_marks_this_node() {
     assert!(lines[1].starts_with("node1 *"), "{text}");
     assert!(lines[1].contains("Leader"), "{text}");
     assert!(lines[2].starts_with("node2 "), "{text}");
+    assert!(
+        lines[3].starts_with("node3 ")
+            && lines[3].contains("Down")
+            && lines[3].contains("Unreachable"),
+        "{text}"
+    );
     let out = shoal(&host, &["node", "inspect", "self", "--format", "json"]).await;
     assert!(
         stdout(&out).starts_with("{\"ID\":\"node1\""),
@@ -535,5 +646,239 @@ async fn a_missing_daemon_is_one_line() {
     assert_eq!(
         stderr(&out),
         "Error: cannot reach shoald at tcp://127.0.0.1:1: is it running?\n"
+    );
+}
+
+#[tokio::test]
+async fn node_update_sends_the_spec_with_the_read_version() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(
+        &host,
+        &[
+            "node",
+            "update",
+            "--availability",
+            "pause",
+            "--label-add",
+            "rack=1",
+            "--label-rm",
+            "zone",
+            "n2",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "n2\n");
+    let updates = fake.node_updates.lock().unwrap().clone();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].node, "node2");
+    assert_eq!(updates[0].version, 7);
+    let spec = updates[0].spec.clone().unwrap();
+    assert_eq!(spec.availability, Availability::Pause as i32);
+    assert_eq!(spec.role, NodeRole::Worker as i32);
+    assert_eq!(spec.labels, HashMap::from([("rack".into(), "1".into())]));
+
+    let out = shoal(
+        &host,
+        &["node", "update", "--availability", "drain", "nope"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "Error: node nope not found\n");
+    let out = shoal(&host, &["node", "update", "--wait", "n2"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "Error: --wait can only be used with --availability drain\n"
+    );
+}
+
+#[tokio::test]
+async fn node_drain_waits_for_the_tasks_to_leave() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(
+        &host,
+        &["node", "update", "--availability", "drain", "--wait", "n2"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "n2: 3 tasks left\nn2: 1 task left\nn2\n");
+
+    let out = shoal(
+        &host,
+        &[
+            "node",
+            "update",
+            "--availability",
+            "drain",
+            "--wait",
+            "--timeout",
+            "1s",
+            "stuck",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "stuck: 2 tasks left\n");
+    assert!(
+        stderr(&out).starts_with("Error: stuck still has 2 tasks after 1s: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn node_promote_and_demote() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(&host, &["node", "promote", "n2", "n1"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Node n2 promoted to a manager in the swarm.\nNode n1 is already a manager.\n"
+    );
+    let out = shoal(&host, &["node", "demote", "n1", "nope"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "Manager n1 demoted in the swarm.\n");
+    assert_eq!(stderr(&out), "Error: node nope not found\n");
+    let roles: Vec<(String, i32)> = fake
+        .node_updates
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|u| (u.node.clone(), u.spec.as_ref().unwrap().role))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("node2".to_string(), NodeRole::Manager as i32),
+            ("node1".to_string(), NodeRole::Worker as i32)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn node_rm_goes_on_past_a_refusal() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(&host, &["node", "rm", "--force", "n1", "n2"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "n2\n");
+    assert_eq!(
+        stderr(&out),
+        "Error: node n1 is a manager: demote it first with `shoal node demote n1`\n"
+    );
+    let removed = fake.removed.lock().unwrap().clone();
+    assert_eq!(removed.len(), 2);
+    assert!(removed.iter().all(|r| r.force));
+}
+
+#[tokio::test]
+async fn swarm_join_and_join_tokens() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(
+        &host,
+        &[
+            "swarm",
+            "join",
+            "--token",
+            "SHTKN-1-digest-worker",
+            "--advertise-addr",
+            "10.0.0.2",
+            "10.0.0.1:4242",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "This node joined a swarm as a worker.\n");
+    let joined = fake.joined.lock().unwrap().clone();
+    assert_eq!(joined[0].remote_addr, "10.0.0.1:4242");
+    assert_eq!(joined[0].advertise_addr, "10.0.0.2");
+    let out = shoal(
+        &host,
+        &[
+            "swarm",
+            "join",
+            "--token",
+            "SHTKN-1-digest-manager",
+            "10.0.0.1:4242",
+        ],
+    )
+    .await;
+    assert_eq!(stdout(&out), "This node joined a swarm as a manager.\n");
+
+    let out = shoal(&host, &["swarm", "join-token", "worker"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "To add a worker to this swarm, run the following command:\n\n    shoal swarm join --token SHTKN-1-digest-worker 10.0.0.1:4242\n\n"
+    );
+    let out = shoal(&host, &["swarm", "join-token", "-q", "manager"]).await;
+    assert_eq!(stdout(&out), "SHTKN-1-digest-manager\n");
+    let out = shoal(&host, &["swarm", "join-token", "--rotate", "worker"]).await;
+    assert_eq!(
+        stdout(&out),
+        "Successfully rotated worker join token.\n\nTo add a worker to this swarm, run the following command:\n\n    shoal swarm join --token SHTKN-1-digest-new 10.0.0.1:4242\n\n"
+    );
+    let out = shoal(&host, &["swarm", "join-token", "boss"]).await;
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn swarm_init_recovery_flags() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(
+        &host,
+        &[
+            "swarm",
+            "init",
+            "--force-new-cluster",
+            "--cert-expiry",
+            "48h",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inits = fake.inits.lock().unwrap().clone();
+    assert!(inits[0].force_new_cluster);
+    assert_eq!(inits[0].cert_expiry_ms, 48 * 3_600_000);
+}
+
+#[tokio::test]
+async fn service_create_sends_placement_preferences() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(
+        &host,
+        &[
+            "service",
+            "create",
+            "--placement-pref",
+            "spread=node.labels.zone",
+            "--replicas-max-per-node",
+            "1",
+            "alpine",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created = fake.created.lock().unwrap().clone();
+    let placement = created[0].task.clone().unwrap().placement.unwrap();
+    assert_eq!(placement.spread, ["node.labels.zone"]);
+    assert_eq!(placement.max_replicas, 1);
+    let out = shoal(
+        &host,
+        &["service", "create", "--placement-pref", "zone", "alpine"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid placement preference \"zone\" for --placement-pref"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -8,11 +8,13 @@
 //! It must not know about Docker, containers or the CLI: it hands tasks to agents and
 //! reads back their status, nothing more. Components talk through the store only.
 
+pub mod ca;
 pub mod clock;
 pub mod controlapi;
 pub mod dispatcher;
 pub mod ids;
 mod manager;
+pub mod membership;
 pub mod orchestrator;
 mod raft_proposer;
 pub mod runloop;

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{
-    Availability, Cluster, ClusterSpec, ControlServer, DispatcherServer, ManagerStatus, Node,
-    NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
+    Availability, CaServer, Cluster, ClusterSpec, ControlServer, DispatcherServer, ManagerStatus,
+    Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, RaftMembershipServer, RootCa,
 };
-use shoal_raft::{RaftConfig, RaftError, RaftNode};
+use shoal_raft::{PeerConnector, RaftConfig, RaftError, RaftNode};
 use tokio_util::sync::CancellationToken;
 
+use crate::ca::CaApi;
 use crate::controlapi::ControlApi;
 use crate::dispatcher::{Dispatcher, DispatcherApi, DEFAULT_HEARTBEAT_PERIOD};
+use crate::membership::MembershipApi;
 use crate::orchestrator::taskreaper::{TaskReaper, DEFAULT_HISTORY_LIMIT};
 use crate::orchestrator::Orchestrator;
 use crate::raft_proposer::RaftProposer;
@@ -44,6 +46,8 @@ pub struct ManagerConfig {
     /// The address other nodes reach this manager on (host:port).
     pub addr: String,
     pub heartbeat_period: Duration,
+    /// How Raft reaches peer managers (mTLS in shoald; plain in tests).
+    pub connector: Option<PeerConnector>,
 }
 
 impl ManagerConfig {
@@ -54,6 +58,7 @@ impl ManagerConfig {
             data_dir,
             addr,
             heartbeat_period: DEFAULT_HEARTBEAT_PERIOD,
+            connector: None,
         }
     }
 }
@@ -75,6 +80,7 @@ impl Manager {
         let raft_config = RaftConfig {
             node_id: config.raft_id,
             data_dir: config.data_dir.clone(),
+            connector: config.connector.clone(),
             ..RaftConfig::default()
         };
         let raft = RaftNode::open(raft_config, state.clone()).await?;
@@ -95,6 +101,8 @@ impl Manager {
         &self,
         cluster_id: &str,
         description: NodeDescription,
+        root_ca: RootCa,
+        cert_expiry: Duration,
     ) -> Result<(), ManagerError> {
         self.raft.initialize(self.config.addr.clone()).await?;
         self.wait_for_leadership(Duration::from_secs(10)).await?;
@@ -125,9 +133,10 @@ impl Manager {
                 name: "default".into(),
                 task_history_limit: DEFAULT_HISTORY_LIMIT as u64,
                 heartbeat_period_ms: self.config.heartbeat_period.as_millis() as i64,
-                ..Default::default()
+                cert_expiry_ms: cert_expiry.as_millis() as i64,
             }),
-            ..Default::default()
+            tokens: Some(crate::ca::new_tokens(&root_ca.digest)),
+            root_ca: Some(root_ca),
         };
         self.store
             .update(|tx| {
@@ -170,6 +179,14 @@ impl Manager {
 
     pub fn control_service(&self) -> ControlServer<ControlApi> {
         ControlServer::new(ControlApi::new(self.store.clone()))
+    }
+
+    pub fn ca_service(&self) -> CaServer<CaApi> {
+        CaServer::new(CaApi::new(self.store.clone()))
+    }
+
+    pub fn membership_service(&self) -> RaftMembershipServer<MembershipApi> {
+        RaftMembershipServer::new(MembershipApi::new(self.raft.clone(), self.store.clone()))
     }
 
     pub fn dispatcher_service(&self) -> DispatcherServer<DispatcherApi> {

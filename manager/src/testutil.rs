@@ -108,3 +108,22 @@ pub fn live(r: &ReadTx<'_>, service_id: &str) -> usize {
         .filter(|t| t.desired() <= TaskState::Running)
         .count()
 }
+
+/// Change a node in place (availability, labels, state), as an operator or the dispatcher would.
+pub async fn change_node(store: &Store, id: &str, change: impl FnOnce(&mut Node)) {
+    store
+        .update(|tx| {
+            let mut n = tx.node(id).expect("node exists");
+            change(&mut n);
+            tx.update(Object::Node(n))
+        })
+        .await
+        .expect("change node");
+}
+
+/// Tasks of a service desired to run that run: what serves.
+pub fn serving(r: &ReadTx<'_>, service_id: &str) -> usize {
+    r.tasks_of_service(service_id)
+        .filter(|t| t.desired() == TaskState::Running && t.state() == TaskState::Running)
+        .count()
+}

@@ -25,7 +25,7 @@ pub enum PkiError {
     #[error("the root ca key does not match the root ca certificate")]
     RootKeyMismatch,
 
-    #[error("the node certificate in {dir} does not match the node key next to it")]
+    #[error("the node certificate for {dir} does not match the node key")]
     NodeKeyMismatch { dir: PathBuf },
 
     #[error("certificate {field} {value:?} is not valid: {reason}")]
@@ -64,7 +64,11 @@ impl PkiError {
         }
     }
 
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         PkiError::Io {
             action,
             path: path.into(),

@@ -88,7 +88,11 @@ impl Identity {
 
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} of cluster {}", self.role, self.node_id, self.cluster_id)
+        write!(
+            f,
+            "{} {} of cluster {}",
+            self.role, self.node_id, self.cluster_id
+        )
     }
 }
 
@@ -215,37 +219,4 @@ pub(crate) fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
         ));
     }
     Ok(cert)
-}
-
-/// PEM text of one DER certificate.
-pub(crate) fn der_to_pem(der: &[u8]) -> String {
-    pem_encode("CERTIFICATE", der)
-}
-
-pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
-    // rcgen's pem feature brings the `pem` crate; encode by hand to keep one small function.
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::with_capacity(der.len().div_ceil(3) * 4);
-    for chunk in der.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }

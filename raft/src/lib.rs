@@ -54,6 +54,20 @@ pub struct RaftConfig {
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and purge the log behind it) after this many new log entries.
     pub snapshot_every: u64,
+    /// How to reach peers; plain HTTP/2 when `None` (tests). Shoal passes mTLS here.
+    pub connector: Option<PeerConnector>,
+}
+
+/// Makes the (lazy) channel to a peer at `host:port`: where transport security is decided.
+#[derive(Clone)]
+pub struct PeerConnector(
+    pub Arc<dyn Fn(&str) -> Result<tonic::transport::Channel, String> + Send + Sync>,
+);
+
+impl std::fmt::Debug for PeerConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerConnector")
+    }
 }
 
 impl Default for RaftConfig {
@@ -65,6 +79,7 @@ impl Default for RaftConfig {
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 600,
             snapshot_every: 5000,
+            connector: None,
         }
     }
 }
@@ -188,7 +203,9 @@ impl RaftNode {
         let raft = openraft::Raft::new(
             cfg.node_id,
             Arc::new(config),
-            NetworkFactory,
+            NetworkFactory {
+                connector: cfg.connector.clone(),
+            },
             log_store,
             state_machine,
         )

@@ -39,7 +39,9 @@ pub(crate) fn peer_channel(addr: &str) -> Result<Channel, tonic::transport::Erro
 
 /// Creates one [`PeerClient`] per replication target.
 #[derive(Clone, Default)]
-pub(crate) struct NetworkFactory;
+pub(crate) struct NetworkFactory {
+    pub(crate) connector: Option<crate::PeerConnector>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
@@ -49,6 +51,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             node: node.clone(),
             client: None,
+            connector: self.connector.clone(),
         }
     }
 }
@@ -58,6 +61,7 @@ pub(crate) struct PeerClient {
     target: NodeId,
     node: BasicNode,
     client: Option<RaftClient<Channel>>,
+    connector: Option<crate::PeerConnector>,
 }
 
 #[derive(Clone, Copy)]
@@ -83,11 +87,15 @@ enum CodecError {
 }
 
 impl PeerClient {
-    fn client(&mut self) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+    fn client(&mut self) -> Result<RaftClient<Channel>, String> {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let client = RaftClient::new(peer_channel(&self.node.addr)?)
+        let channel = match &self.connector {
+            Some(connect) => (connect.0)(&self.node.addr)?,
+            None => peer_channel(&self.node.addr).map_err(|e| e.to_string())?,
+        };
+        let client = RaftClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
         self.client = Some(client.clone());
@@ -111,7 +119,7 @@ impl PeerClient {
         })?;
         let mut client = self
             .client()
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
         let request = tonic::Request::new(RaftPayload { data });
         let reply = match rpc {
             Rpc::AppendEntries => client.append_entries(request).await,

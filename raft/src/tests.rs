@@ -86,6 +86,7 @@ fn test_config(id: u64, dir: &std::path::Path) -> RaftConfig {
         election_timeout_min_ms: 150,
         election_timeout_max_ms: 300,
         snapshot_every: 5000,
+        connector: None,
     }
 }
 

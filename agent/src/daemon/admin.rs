@@ -26,6 +26,7 @@ impl From<DaemonError> for Status {
             | DaemonError::NotInSwarm
             | DaemonError::ManagerMustForce => Status::failed_precondition(message),
             DaemonError::Address { .. } => Status::invalid_argument(message),
+            DaemonError::Join(_) | DaemonError::Pki(_) => Status::failed_precondition(message),
             DaemonError::Docker { .. } => Status::unavailable(message),
             _ => Status::internal(message),
         }
@@ -36,9 +37,16 @@ impl From<DaemonError> for Status {
 impl shoal_proto::NodeAdmin for AdminApi {
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let request = request.into_inner();
+        if request.force_new_cluster {
+            return Err(Status::unimplemented(
+                "--force-new-cluster is not available yet: restore quorum by restarting the lost managers",
+            ));
+        }
+        let expiry = (request.cert_expiry_ms > 0)
+            .then(|| std::time::Duration::from_millis(request.cert_expiry_ms as u64));
         let record = self
             .daemon
-            .init(&request.listen_addr, &request.advertise_addr)
+            .init(&request.listen_addr, &request.advertise_addr, expiry)
             .await?;
         Ok(Response::new(InitResponse {
             node_id: record.node_id,
@@ -46,8 +54,21 @@ impl shoal_proto::NodeAdmin for AdminApi {
         }))
     }
 
-    async fn join(&self, _request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
-        Err(Status::unimplemented("swarm join is not available yet"))
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let request = request.into_inner();
+        let record = self
+            .daemon
+            .join(
+                &request.token,
+                &request.remote_addr,
+                &request.listen_addr,
+                &request.advertise_addr,
+            )
+            .await?;
+        Ok(Response::new(JoinResponse {
+            node_id: record.node_id,
+            manager: record.manager,
+        }))
     }
 
     async fn leave(

@@ -1,36 +1,74 @@
-//! The Control service as the local socket serves it: the manager's Control API once this
-//! node is a manager, a clear refusal before that.
+//! The Control service as shoald serves it, on the local socket and on the manager port:
+//! the local manager's Control API when it leads, a call forwarded to the leader over mTLS
+//! when it follows, and a clear refusal on a node that is no manager.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use shoal_manager::controlapi::ControlApi;
+use shoal_pki::TlsClient;
 use shoal_proto::*;
+use shoal_raft::RaftNode;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 #[derive(Clone, Default)]
 pub struct ControlGate {
-    api: Arc<RwLock<Option<ControlApi>>>,
+    target: Arc<RwLock<Option<Target>>>,
+}
+
+#[derive(Clone)]
+struct Target {
+    api: ControlApi,
+    raft: RaftNode,
+    tls: TlsClient,
+    /// The channel to the leader, by its address.
+    leader: Arc<Mutex<Option<(String, Channel)>>>,
+}
+
+/// Where one call goes.
+enum Route {
+    Local(ControlApi),
+    Leader(ControlClient<Channel>),
 }
 
 impl ControlGate {
-    pub fn open(&self, api: ControlApi) {
-        *self.api.write().unwrap_or_else(|p| p.into_inner()) = Some(api);
+    pub fn open(&self, api: ControlApi, raft: RaftNode, tls: TlsClient) {
+        *self.target.write().unwrap_or_else(|p| p.into_inner()) = Some(Target {
+            api,
+            raft,
+            tls,
+            leader: Arc::new(Mutex::new(None)),
+        });
     }
 
     pub fn close(&self) {
-        *self.api.write().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.target.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    fn api(&self) -> Result<ControlApi, Status> {
-        self.api
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| {
-                Status::failed_precondition(
-                    "this node is not a swarm manager: run `shoal swarm init` to make it one, or run the command on a manager",
-                )
-            })
+    fn route(&self) -> Result<Route, Status> {
+        let target = self.target.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "this node is not a swarm manager: run `shoal swarm init` or join as a manager, or run the command on a manager",
+            )
+        })?;
+        let leadership = target.raft.leadership().borrow().clone();
+        let leader_addr = match (leadership.is_leader, leadership.leader_addr) {
+            // Leading, or no leader known yet: the local API answers (or says why not).
+            (true, _) | (false, None) => return Ok(Route::Local(target.api)),
+            (false, Some(addr)) => addr,
+        };
+        let mut cached = target.leader.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match cached.as_ref() {
+            Some((addr, channel)) if *addr == leader_addr => channel.clone(),
+            _ => {
+                let channel = shoal_pki::channel_lazy(&leader_addr, &target.tls).map_err(|e| {
+                    Status::unavailable(format!("cannot reach the leader at {leader_addr}: {e}"))
+                })?;
+                *cached = Some((leader_addr, channel.clone()));
+                channel
+            }
+        };
+        Ok(Route::Leader(ControlClient::new(channel)))
     }
 }
 
@@ -40,7 +78,10 @@ macro_rules! delegate {
         impl Control for ControlGate {
             $(
                 async fn $method(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
-                    Control::$method(&self.api()?, request).await
+                    match self.route()? {
+                        Route::Local(api) => Control::$method(&api, request).await,
+                        Route::Leader(mut client) => client.$method(request.into_inner()).await,
+                    }
                 }
             )*
         }

@@ -1,24 +1,32 @@
-//! The node daemon's life: serving the local socket, joining a swarm (init), running as a
-//! member (manager and agent), and leaving.
+//! The node daemon's life: serving the local socket, entering a swarm (init or join),
+//! running as a member (manager and agent), and leaving.
 //!
 //! A node that is not in a swarm serves only its local socket. `swarm init` makes it the
-//! first manager of a new cluster: it records its identity (`node.json`), bootstraps Raft,
-//! starts the manager's network services, and starts its own agent, whose session goes
-//! through the same dispatcher every other node uses. At start, a node with a record
-//! resumes as what it was.
+//! first manager of a new cluster: it makes the cluster's root CA and its own certificate,
+//! records its identity (`node.json`), bootstraps Raft, starts the manager's services on
+//! its port (mTLS, authorised per call by the peer's certificate), and starts its own
+//! agent, whose session goes through the same dispatcher every other node uses. `swarm
+//! join` gets a certificate from a manager with a token ([`join`]); a manager then joins
+//! Raft. At start, a node with a record resumes as what it was.
 
 mod admin;
 mod gate;
+mod join;
 pub mod record;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use shoal_manager::controlapi::ControlApi;
 use shoal_manager::ids::new_id;
 use shoal_manager::{Manager, ManagerConfig, ManagerError};
-use shoal_proto::{InfoResponse, NodeAdminServer, NodeDescription};
+use shoal_pki::{
+    AuthLayer, Identity, NodeCerts, NodeKey, PkiError, Role, RootCa, TlsClient, TlsServer,
+};
+use shoal_proto::{InfoResponse, NodeAdminServer, NodeDescription, RootCa as RootCaObject};
+use shoal_raft::PeerConnector;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -31,6 +39,9 @@ use crate::taskdb::{TaskDb, TaskDbError};
 use crate::worker::{Worker, WorkerError};
 pub use gate::ControlGate;
 use record::{NodeRecord, RecordError};
+
+/// Node certificates live this long unless `swarm init --cert-expiry` says otherwise.
+pub const DEFAULT_CERT_EXPIRY: Duration = shoal_manager::ca::DEFAULT_CERT_EXPIRY;
 
 /// The port managers listen on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 4242;
@@ -70,6 +81,12 @@ pub enum DaemonError {
     TaskDb(#[from] TaskDbError),
     #[error("worker: {0}")]
     Worker(#[from] WorkerError),
+    #[error("certificates: {0}")]
+    Pki(#[from] PkiError),
+    #[error("this node's certificates are missing from {0}: leave the swarm with `shoal swarm leave --force` and join again")]
+    NoCertificates(PathBuf),
+    #[error("{0}")]
+    Join(String),
     #[error("removing {path}: {source}")]
     Cleanup {
         path: PathBuf,
@@ -132,8 +149,11 @@ impl Daemon {
             return Ok(false);
         };
         let mut member = self.inner.member.lock().await;
-        let listener = bind(&record.listen_addr).await?;
-        *member = Some(self.start(record, listener, None).await?);
+        let listener = match record.manager {
+            true => Some(bind(&record.listen_addr).await?),
+            false => None,
+        };
+        *member = Some(self.start(record, listener, Start::Resume).await?);
         Ok(true)
     }
 
@@ -142,50 +162,133 @@ impl Daemon {
         &self,
         listen_addr: &str,
         advertise_addr: &str,
+        cert_expiry: Option<Duration>,
     ) -> Result<NodeRecord, DaemonError> {
         let mut member = self.inner.member.lock().await;
         if member.is_some() || record::load(&self.inner.config.data_dir)?.is_some() {
             return Err(DaemonError::AlreadyInSwarm);
         }
-        let listen_addr = if listen_addr.is_empty() {
-            format!("0.0.0.0:{DEFAULT_PORT}")
-        } else {
-            with_port(listen_addr, DEFAULT_PORT)
-        };
-        let listener = bind(&listen_addr).await?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| DaemonError::Listen {
-                addr: listen_addr.clone(),
-                source,
-            })?;
+        let (listener, bound) = listen(listen_addr).await?;
         let advertise_addr = advertise(advertise_addr, bound)?;
         let cluster_id = new_id();
-        let record = NodeRecord {
-            node_id: new_id(),
-            raft_id: rand::random::<u64>().max(1),
+        let node_id = new_id();
+        let expiry = cert_expiry.unwrap_or(DEFAULT_CERT_EXPIRY);
+        let root = RootCa::generate(&cluster_id)?;
+        let key = NodeKey::generate()?;
+        let identity = Identity {
+            node_id: node_id.clone(),
+            role: Role::Manager,
             cluster_id: cluster_id.clone(),
+        };
+        let certs = NodeCerts {
+            cert_pem: root.sign_csr(&key.csr_pem()?, &identity, expiry)?,
+            key_pem: key.key_pem(),
+            root_pem: root.cert_pem().to_string(),
+        };
+        let record = NodeRecord {
+            node_id,
+            raft_id: rand::random::<u64>().max(1),
+            cluster_id,
             manager: true,
             listen_addr: bound.to_string(),
             advertise_addr: advertise_addr.clone(),
             managers: vec![advertise_addr],
         };
-        // Record first: a crash after Raft is bootstrapped must find the ids it used.
+        // Certificates and record first: a crash after Raft is bootstrapped must find the
+        // identity it used.
+        certs.save(&self.certs_dir())?;
         record::save(&self.inner.config.data_dir, &record)?;
-        match self
-            .start(record.clone(), listener, Some(&cluster_id))
-            .await
-        {
+        let start = Start::Bootstrap {
+            root: RootCaObject {
+                cert_pem: root.cert_pem().to_string(),
+                key_pem: root.key_pem(),
+                digest: root.digest(),
+            },
+            expiry,
+        };
+        self.enter(&mut member, record, Some(listener), start).await
+    }
+
+    /// `swarm join`: enter the swarm of the manager at `remote` with `token`.
+    pub async fn join(
+        &self,
+        token: &str,
+        remote: &str,
+        listen_addr: &str,
+        advertise_addr: &str,
+    ) -> Result<NodeRecord, DaemonError> {
+        let mut member = self.inner.member.lock().await;
+        if member.is_some() || record::load(&self.inner.config.data_dir)?.is_some() {
+            return Err(DaemonError::AlreadyInSwarm);
+        }
+        let remote = with_port(remote, DEFAULT_PORT);
+        let (listener, bound) = listen(listen_addr).await?;
+        let advertise_addr = if advertise_addr.is_empty() && bound.ip().is_unspecified() {
+            // The address this node reaches the manager from is the one it is reached on.
+            let probe = tokio::net::TcpStream::connect(&remote).await.map_err(|e| {
+                DaemonError::Join(format!("cannot reach a manager at {remote}: {e}"))
+            })?;
+            let ip = probe
+                .local_addr()
+                .map_err(|e| {
+                    DaemonError::Join(format!("reading the local address towards {remote}: {e}"))
+                })?
+                .ip();
+            SocketAddr::new(ip, bound.port()).to_string()
+        } else {
+            advertise(advertise_addr, bound)?
+        };
+        let joined = join::request_certificate(
+            &remote,
+            token,
+            &self.inner.config.node_name,
+            &advertise_addr,
+        )
+        .await?;
+        let record = NodeRecord {
+            node_id: joined.node_id,
+            raft_id: if joined.manager {
+                rand::random::<u64>().max(1)
+            } else {
+                0
+            },
+            cluster_id: joined.cluster_id,
+            manager: joined.manager,
+            listen_addr: bound.to_string(),
+            advertise_addr,
+            managers: joined.managers.clone(),
+        };
+        joined.certs.save(&self.certs_dir())?;
+        record::save(&self.inner.config.data_dir, &record)?;
+        let (listener, start) = match joined.manager {
+            true => (Some(listener), Start::JoinRaft),
+            false => (None, Start::Resume),
+        };
+        self.enter(&mut member, record, listener, start).await
+    }
+
+    /// Start as a member; on failure leave nothing half made behind.
+    async fn enter(
+        &self,
+        member: &mut Option<Member>,
+        record: NodeRecord,
+        listener: Option<TcpListener>,
+        start: Start,
+    ) -> Result<NodeRecord, DaemonError> {
+        match self.start(record.clone(), listener, start).await {
             Ok(started) => {
                 *member = Some(started);
                 Ok(record)
             }
             Err(e) => {
-                // Leave nothing half made behind.
                 let _ = self.wipe().await;
                 Err(e)
             }
         }
+    }
+
+    fn certs_dir(&self) -> PathBuf {
+        self.inner.config.data_dir.join("certificates")
     }
 
     /// `swarm leave`: stop everything, remove this node's containers and its swarm state.
@@ -240,8 +343,10 @@ impl Daemon {
         info.cluster_id = member.record.cluster_id.clone();
         info.is_manager = member.record.manager;
         info.node_addr = member.record.advertise_addr.clone();
+        info.manager_addrs = member.record.managers.clone();
         if let Some(manager) = &member.manager {
             let status = manager.raft().status();
+            info.manager_addrs = status.voters.iter().map(|(_, addr)| addr.clone()).collect();
             info.raft_term = status.term;
             info.raft_commit_index = status.last_applied.unwrap_or(0);
             info.leader_addr = status
@@ -269,10 +374,13 @@ impl Daemon {
     async fn start(
         &self,
         record: NodeRecord,
-        listener: TcpListener,
-        bootstrap: Option<&str>,
+        listener: Option<TcpListener>,
+        how: Start,
     ) -> Result<Member, DaemonError> {
         let config = &self.inner.config;
+        let certs = NodeCerts::load(&self.certs_dir())?
+            .ok_or_else(|| DaemonError::NoCertificates(self.certs_dir()))?;
+        let tls = TlsClient::new(&certs)?;
         let executor = DockerExecutor::connect(
             &config.docker_host,
             record.node_id.clone(),
@@ -296,38 +404,70 @@ impl Daemon {
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
 
-        let manager = if record.manager {
-            let manager_config = ManagerConfig::new(
-                record.node_id.clone(),
-                record.raft_id,
-                config.data_dir.clone(),
-                record.advertise_addr.clone(),
-            );
-            let manager = Manager::open(manager_config).await?;
-            if let Some(cluster_id) = bootstrap {
-                manager.bootstrap(cluster_id, description.clone()).await?;
-            }
-            let router = tonic::transport::Server::builder()
-                .add_service(manager.control_service())
-                .add_service(manager.dispatcher_service())
-                .add_service(manager.raft().grpc_service());
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            let stop = cancel.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = router
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled())
-                    .await
-                {
-                    tracing::error!(error = %e, "the manager's network server stopped");
+        let manager = match (record.manager, listener) {
+            (true, Some(listener)) => {
+                let mut manager_config = ManagerConfig::new(
+                    record.node_id.clone(),
+                    record.raft_id,
+                    config.data_dir.clone(),
+                    record.advertise_addr.clone(),
+                );
+                let peer_tls = tls.clone();
+                manager_config.connector = Some(PeerConnector(Arc::new(move |addr: &str| {
+                    shoal_pki::channel_lazy(addr, &peer_tls).map_err(|e| e.to_string())
+                })));
+                let manager = Manager::open(manager_config).await?;
+                if let Start::Bootstrap { root, expiry } = &how {
+                    manager
+                        .bootstrap(
+                            &record.cluster_id,
+                            description.clone(),
+                            root.clone(),
+                            *expiry,
+                        )
+                        .await?;
                 }
-            }));
-            tasks.push(tokio::spawn(manager.clone().run(cancel.clone())));
-            self.inner
-                .control
-                .open(ControlApi::new(manager.store().clone()));
-            Some(manager)
-        } else {
-            None
+                let router = tonic::transport::Server::builder()
+                    .layer(AuthLayer::new(record.cluster_id.clone()))
+                    .add_service(shoal_proto::ControlServer::new(self.inner.control.clone()))
+                    .add_service(manager.dispatcher_service())
+                    .add_service(manager.raft().grpc_service())
+                    .add_service(manager.membership_service())
+                    .add_service(manager.ca_service());
+                let incoming = shoal_pki::incoming(listener, TlsServer::new(&certs)?);
+                let stop = cancel.clone();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = router
+                        .serve_with_incoming_shutdown(incoming, stop.cancelled())
+                        .await
+                    {
+                        tracing::error!(error = %e, "the manager's network server stopped");
+                    }
+                }));
+                if let Start::JoinRaft = how {
+                    join::raft_join(
+                        &tls,
+                        &record.managers,
+                        record.raft_id,
+                        &record.advertise_addr,
+                        &record.node_id,
+                    )
+                    .await?;
+                }
+                tasks.push(tokio::spawn(manager.clone().run(cancel.clone())));
+                self.inner.control.open(
+                    ControlApi::new(manager.store().clone()),
+                    manager.raft().clone(),
+                    tls.clone(),
+                );
+                Some(manager)
+            }
+            (true, None) => {
+                return Err(DaemonError::Join(
+                    "a manager needs a listening address".into(),
+                ))
+            }
+            (false, _) => None,
         };
 
         let (status_tx, status_rx) = tokio::sync::mpsc::channel(1024);
@@ -338,10 +478,15 @@ impl Daemon {
             description,
             addr: record.advertise_addr.clone(),
         };
-        let managers = record.managers.clone();
+        // A manager's agent talks to its own dispatcher first.
+        let mut managers = record.managers.clone();
+        if record.manager {
+            managers.retain(|m| *m != record.advertise_addr);
+            managers.insert(0, record.advertise_addr.clone());
+        }
         let stop = cancel.clone();
         tasks.push(tokio::spawn(async move {
-            session::run(identity, managers, &worker, status_rx, stop).await;
+            session::run(identity, managers, tls, &worker, status_rx, stop).await;
             worker.shutdown().await;
         }));
         tracing::info!(node = %record.node_id, manager = record.manager, addr = %record.advertise_addr, "node is in the swarm");
@@ -371,7 +516,7 @@ impl Daemon {
     async fn wipe(&self) -> Result<(), DaemonError> {
         let dir = &self.inner.config.data_dir;
         record::remove(dir)?;
-        for sub in ["raft", "tasks"] {
+        for sub in ["raft", "tasks", "certificates"] {
             let path = dir.join(sub);
             match tokio::fs::remove_dir_all(&path).await {
                 Ok(()) => {}
@@ -381,6 +526,36 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+/// How a member starts.
+enum Start {
+    /// From its record, as it was.
+    Resume,
+    /// As the first manager of a new cluster.
+    Bootstrap {
+        root: RootCaObject,
+        expiry: Duration,
+    },
+    /// As a manager new to Raft: ask the leader to add it.
+    JoinRaft,
+}
+
+/// Bind the listen address (default 0.0.0.0:4242); returns the bound address too.
+async fn listen(listen_addr: &str) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let listen_addr = if listen_addr.is_empty() {
+        format!("0.0.0.0:{DEFAULT_PORT}")
+    } else {
+        with_port(listen_addr, DEFAULT_PORT)
+    };
+    let listener = bind(&listen_addr).await?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            addr: listen_addr.clone(),
+            source,
+        })?;
+    Ok((listener, bound))
 }
 
 /// `host` or `host:port` -> `host:port`.

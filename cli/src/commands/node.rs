@@ -1,12 +1,18 @@
-//! `node ls` and `node inspect`.
+//! `node ls|inspect|update|promote|demote|rm`.
 
-use anyhow::Result;
-use clap::{Args, Subcommand};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
-use shoal_proto::{GetNodeRequest, InfoRequest, ListNodesRequest, Node};
+use shoal_proto::{
+    Availability, GetNodeRequest, InfoRequest, ListNodesRequest, ListTasksRequest, Node, NodeRole,
+    NodeSpec, NodeState, RemoveNodeRequest, TaskState, UpdateNodeRequest,
+};
 
 use super::{failures, print, print_blocks, print_lines, Format};
 use crate::client::Client;
+use crate::parse::{self, flag};
 use crate::{format, view};
 
 #[derive(Debug, Subcommand)]
@@ -16,6 +22,80 @@ pub enum NodeCommand {
     Ls(LsArgs),
     /// Display detailed information on one or more nodes
     Inspect(InspectArgs),
+    /// Update a node
+    Update(UpdateArgs),
+    /// Promote one or more nodes to manager in the swarm
+    Promote(NodesArgs),
+    /// Demote one or more nodes from manager in the swarm
+    Demote(NodesArgs),
+    /// Remove one or more nodes from the swarm
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AvailabilityArg {
+    Active,
+    Pause,
+    Drain,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Manager,
+    Worker,
+}
+
+impl From<RoleArg> for NodeRole {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Manager => NodeRole::Manager,
+            RoleArg::Worker => NodeRole::Worker,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Availability of the node
+    #[arg(long, value_enum)]
+    availability: Option<AvailabilityArg>,
+    /// Add or update a node label
+    #[arg(long = "label-add", value_name = "KEY=VALUE", value_parser = flag(parse::key_value))]
+    label_add: Vec<(String, String)>,
+    /// Remove a node label if exists
+    #[arg(long = "label-rm", value_name = "KEY", value_parser = flag(parse::label_key))]
+    label_rm: Vec<String>,
+    /// Role of the node
+    #[arg(long, value_enum)]
+    role: Option<RoleArg>,
+    /// With --availability drain: return once no task is meant to run on the node
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, e.g. 10m
+    #[arg(long, value_name = "DURATION", default_value = "5m", requires = "wait",
+        value_parser = flag(parse::duration))]
+    timeout: Duration,
+    /// Node id, hostname or id prefix
+    #[arg(value_name = "NODE")]
+    node: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// Node ids, hostnames or id prefixes
+    #[arg(value_name = "NODE", required = true)]
+    nodes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Force remove a node from the swarm
+    #[arg(short, long)]
+    force: bool,
+    /// Node ids, hostnames or id prefixes
+    #[arg(value_name = "NODE", required = true)]
+    nodes: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -46,7 +126,162 @@ pub async fn run(host: &str, command: NodeCommand) -> Result<()> {
     match command {
         NodeCommand::Ls(args) => ls(&mut client, args).await,
         NodeCommand::Inspect(args) => inspect(&mut client, args).await,
+        NodeCommand::Update(args) => update(&mut client, args).await,
+        NodeCommand::Promote(args) => set_roles(&mut client, &args.nodes, NodeRole::Manager).await,
+        NodeCommand::Demote(args) => set_roles(&mut client, &args.nodes, NodeRole::Worker).await,
+        NodeCommand::Rm(args) => {
+            let mut errors = Vec::new();
+            for name in &args.nodes {
+                let req = RemoveNodeRequest {
+                    node: name.clone(),
+                    force: args.force,
+                };
+                match client.remove_node(req).await {
+                    Ok(_) => print(name)?,
+                    Err(e) => errors.push(e),
+                }
+            }
+            failures(errors)
+        }
     }
+}
+
+/// How often `node update --wait` looks at the node's tasks.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+async fn get_node(client: &mut Client, name: &str) -> Result<Node> {
+    let node = client
+        .get_node(GetNodeRequest {
+            node: name.to_string(),
+        })
+        .await?
+        .node;
+    node.ok_or_else(|| anyhow::anyhow!("node {name} not found"))
+}
+
+/// Write `spec` over `node`, guarded by the version read.
+async fn write_spec(client: &mut Client, node: &Node, spec: NodeSpec) -> Result<Node> {
+    let resp = client
+        .update_node(UpdateNodeRequest {
+            node: node.id.clone(),
+            version: node.meta.as_ref().map_or(0, |m| m.version),
+            spec: Some(spec),
+        })
+        .await?;
+    Ok(resp.node.unwrap_or_default())
+}
+
+/// `node update`: a read, the flags applied to the spec, a write guarded by the version.
+async fn update(client: &mut Client, args: UpdateArgs) -> Result<()> {
+    if args.wait && args.availability != Some(AvailabilityArg::Drain) {
+        bail!("--wait can only be used with --availability drain");
+    }
+    let node = get_node(client, &args.node).await?;
+    let spec = updated_spec(node.spec.clone().unwrap_or_default(), &args)?;
+    write_spec(client, &node, spec).await?;
+    if args.wait {
+        wait_drained(client, &node.id, &args.node, args.timeout).await?;
+    }
+    print(&args.node)
+}
+
+/// The node's spec with `node update`'s flags applied.
+fn updated_spec(mut spec: NodeSpec, args: &UpdateArgs) -> Result<NodeSpec> {
+    if let Some(a) = args.availability {
+        spec.availability = match a {
+            AvailabilityArg::Active => Availability::Active,
+            AvailabilityArg::Pause => Availability::Pause,
+            AvailabilityArg::Drain => Availability::Drain,
+        } as i32;
+    }
+    for key in &args.label_rm {
+        if spec.labels.remove(key).is_none() {
+            bail!("key {key} doesn't exist in node's labels");
+        }
+    }
+    for (key, value) in &args.label_add {
+        spec.labels.insert(key.clone(), value.clone());
+    }
+    if let Some(role) = args.role {
+        spec.role = NodeRole::from(role) as i32;
+    }
+    Ok(spec)
+}
+
+/// Wait until no task is meant to run on the node, printing how many are left as it goes.
+async fn wait_drained(client: &mut Client, id: &str, name: &str, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut shown = None;
+    loop {
+        let tasks = client
+            .list_tasks(ListTasksRequest {
+                service: String::new(),
+                node: id.to_string(),
+            })
+            .await?
+            .tasks;
+        let left = tasks
+            .iter()
+            .filter(|t| t.desired() <= TaskState::Running)
+            .count();
+        if left == 0 {
+            return Ok(());
+        }
+        if shown != Some(left) {
+            print(&format!("{name}: {}", tasks_left(left)))?;
+            shown = Some(left);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            bail!(
+                "{name} still has {} after {}: their replacements have not started elsewhere (see `shoal service ps`); the drain goes on",
+                tasks_text(left),
+                humantime::format_duration(timeout)
+            );
+        }
+        tokio::time::sleep(WAIT_POLL.min(deadline - now)).await;
+    }
+}
+
+fn tasks_text(n: usize) -> String {
+    if n == 1 {
+        "1 task".into()
+    } else {
+        format!("{n} tasks")
+    }
+}
+
+fn tasks_left(n: usize) -> String {
+    format!("{} left", tasks_text(n))
+}
+
+/// `node promote` / `node demote`, with docker's messages; goes on past a failure.
+async fn set_roles(client: &mut Client, names: &[String], role: NodeRole) -> Result<()> {
+    let mut errors = Vec::new();
+    for name in names {
+        match set_role(client, name, role).await {
+            Ok(message) => print(&message)?,
+            Err(e) => errors.push(e),
+        }
+    }
+    failures(errors)
+}
+
+async fn set_role(client: &mut Client, name: &str, role: NodeRole) -> Result<String> {
+    let node = get_node(client, name).await?;
+    if node.role() == role {
+        return Ok(format!(
+            "Node {name} is already a {}.",
+            view::role_name(role)
+        ));
+    }
+    let mut spec = node.spec.clone().unwrap_or_default();
+    spec.role = role as i32;
+    write_spec(client, &node, spec).await?;
+    Ok(match role {
+        NodeRole::Manager => format!("Node {name} promoted to a manager in the swarm."),
+        NodeRole::Worker => format!("Manager {name} demoted in the swarm."),
+    })
 }
 
 /// This daemon's node id, to mark it in lists and resolve "self"; empty when unknown.
@@ -106,7 +341,8 @@ impl NodeRow {
     fn new(n: &Node, self_id: &str) -> Self {
         let manager_status = match &n.manager_status {
             Some(m) if m.leader => "Leader",
-            Some(_) => "Reachable",
+            Some(_) if n.state() == NodeState::Ready => "Reachable",
+            Some(_) => "Unreachable",
             None => "",
         };
         Self {
@@ -174,9 +410,7 @@ async fn inspect(client: &mut Client, args: InspectArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_proto::{
-        Availability, ManagerStatus, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
-    };
+    use shoal_proto::{ManagerStatus, NodeDescription, NodeStatus};
 
     fn node(id: &str, host: &str, state: NodeState, leader: Option<bool>) -> Node {
         Node {
@@ -218,7 +452,12 @@ mod tests {
             (
                 node("b2", "n2", NodeState::Down, Some(false)),
                 "a1",
-                vec!["b2", "n2", "Down", "Drain", "Reachable", "27.1.0"],
+                vec!["b2", "n2", "Down", "Drain", "Unreachable", "27.1.0"],
+            ),
+            (
+                node("d4", "n4", NodeState::Ready, Some(false)),
+                "a1",
+                vec!["d4", "n4", "Ready", "Drain", "Reachable", "27.1.0"],
             ),
             (
                 node("c3", "n3", NodeState::Unknown, None),
@@ -238,5 +477,91 @@ mod tests {
             format::json_line(&row).unwrap_or_default(),
             r#"{"Availability":"Drain","EngineVersion":"27.1.0","Hostname":"n1","ID":"a1","ManagerStatus":"Leader","Self":true,"Status":"Ready"}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::*;
+    use crate::Cli;
+    use clap::Parser;
+
+    fn parse(argv: &[&str]) -> Result<UpdateArgs, String> {
+        let mut full = vec!["shoal", "node", "update"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            crate::Command::Node(NodeCommand::Update(args)) => Ok(args),
+            _ => Err("not an update".into()),
+        }
+    }
+
+    fn spec() -> NodeSpec {
+        NodeSpec {
+            role: NodeRole::Worker as i32,
+            availability: Availability::Active as i32,
+            labels: [("zone".to_string(), "a".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn flags_change_the_spec() {
+        let args = parse(&[
+            "--availability",
+            "drain",
+            "--label-add",
+            "rack=3",
+            "--label-add",
+            "zone=b",
+            "--role",
+            "manager",
+            "n2",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let got = updated_spec(spec(), &args).map_err(|e| e.to_string());
+        let want = NodeSpec {
+            role: NodeRole::Manager as i32,
+            availability: Availability::Drain as i32,
+            labels: [
+                ("zone".to_string(), "b".to_string()),
+                ("rack".to_string(), "3".to_string()),
+            ]
+            .into(),
+        };
+        assert_eq!(got, Ok(want));
+        assert_eq!(args.timeout, Duration::from_secs(300));
+        let args = parse(&["--label-rm", "zone", "n2"]).unwrap_or_else(|e| panic!("{e}"));
+        let got = updated_spec(spec(), &args).map_err(|e| e.to_string());
+        assert_eq!(got.map(|s| s.labels.is_empty()), Ok(true));
+    }
+
+    #[test]
+    fn bad_flags() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--availability", "off", "n2"], "invalid value 'off'"),
+            (&["--role", "boss", "n2"], "invalid value 'boss'"),
+            (&["--label-add", "=x", "n2"], "invalid label"),
+            (&["--label-rm", "a=b", "n2"], "invalid label key"),
+            (&["--timeout", "1m", "n2"], "--wait"),
+            (&["--wait", "--timeout", "soon", "n2"], "invalid duration"),
+            (&[], "NODE"),
+        ];
+        for (argv, want) in cases {
+            let err = parse(argv).err().unwrap_or_default();
+            assert!(err.contains(want), "{argv:?}: {err}");
+        }
+        let args = parse(&["--label-rm", "rack", "n2"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            updated_spec(spec(), &args).map_err(|e| e.to_string()),
+            Err("key rack doesn't exist in node's labels".into())
+        );
+    }
+
+    #[test]
+    fn progress_lines() {
+        assert_eq!(tasks_left(1), "1 task left");
+        assert_eq!(tasks_left(3), "3 tasks left");
     }
 }

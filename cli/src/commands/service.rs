@@ -75,6 +75,12 @@ pub struct CreateArgs {
     /// Placement constraints, e.g. node.hostname==n1
     #[arg(long = "constraint", value_name = "KEY==VALUE", value_parser = flag(parse::constraint))]
     constraints: Vec<String>,
+    /// Add a placement preference, e.g. spread=node.labels.zone
+    #[arg(long = "placement-pref", value_name = "spread=DESCRIPTOR", value_parser = flag(parse::placement_pref))]
+    placement_prefs: Vec<String>,
+    /// Maximum number of tasks per node (default 0 = unlimited)
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = flag(parse::count))]
+    replicas_max_per_node: Option<u64>,
     /// Restart when condition is met (default any)
     #[arg(long, value_enum, value_name = "CONDITION")]
     restart_condition: Option<Condition>,
@@ -252,6 +258,10 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
         (Mode::Global, None) => 0,
         (Mode::Replicated, n) => n.unwrap_or(1),
     };
+    if args.mode == Mode::Global && args.replicas_max_per_node.is_some() {
+        bail!("--replicas-max-per-node can only be used with replicated mode");
+    }
+    let max_replicas = args.replicas_max_per_node.unwrap_or(0);
     let restart = (args.restart_condition.is_some()
         || args.restart_delay.is_some()
         || args.restart_max_attempts.is_some()
@@ -288,10 +298,14 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
             limits: resources(args.limit_cpu, args.limit_memory),
             reservations: resources(args.reserve_cpu, args.reserve_memory),
             restart,
-            placement: (!args.constraints.is_empty()).then(|| Placement {
-                constraints: args.constraints.clone(),
-                ..Default::default()
-            }),
+            placement: (!args.constraints.is_empty()
+                || !args.placement_prefs.is_empty()
+                || max_replicas > 0)
+                .then(|| Placement {
+                    constraints: args.constraints.clone(),
+                    max_replicas,
+                    spread: args.placement_prefs.clone(),
+                }),
         }),
         mode: match args.mode {
             Mode::Replicated => ServiceMode::Replicated,
@@ -742,6 +756,28 @@ mod tests {
     }
 
     #[test]
+    fn create_placement_preferences_and_maximum() {
+        let spec = create(&[
+            "--placement-pref",
+            "spread=node.labels.zone",
+            "--placement-pref",
+            "spread=node.labels.rack",
+            "--replicas-max-per-node",
+            "2",
+            "alpine",
+        ])
+        .unwrap_or_default();
+        assert_eq!(
+            spec.task.and_then(|t| t.placement),
+            Some(Placement {
+                constraints: vec![],
+                max_replicas: 2,
+                spread: vec!["node.labels.zone".into(), "node.labels.rack".into()],
+            })
+        );
+    }
+
+    #[test]
     fn create_defaults() {
         let spec = create(&["alpine"]).unwrap_or_default();
         assert_eq!(spec.replicas, 1);
@@ -782,6 +818,18 @@ mod tests {
                 "invalid constraint",
             ),
             (&["--mode", "both", "img"], "invalid value 'both'"),
+            (
+                &["--placement-pref", "node.labels.zone", "img"],
+                r#"invalid placement preference "node.labels.zone" for --placement-pref: use spread=node.labels.NAME or spread=engine.labels.NAME"#,
+            ),
+            (
+                &["--replicas-max-per-node", "-1", "img"],
+                r#"invalid number "-1" for --replicas-max-per-node"#,
+            ),
+            (
+                &["--mode", "global", "--replicas-max-per-node", "1", "img"],
+                "--replicas-max-per-node can only be used with replicated mode",
+            ),
             (
                 &["--mode", "global", "--replicas", "2", "img"],
                 "--replicas can only be used with replicated mode",

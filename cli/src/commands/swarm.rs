@@ -1,18 +1,71 @@
-//! `swarm init`, `swarm leave` and `info`: the local daemon's NodeAdmin service.
+//! `swarm init|join|join-token|leave` and `info`: the local daemon's NodeAdmin service,
+//! and the managers' join tokens.
 
 use anyhow::Result;
-use clap::{Args, Subcommand};
-use shoal_proto::{InfoRequest, InfoResponse, InitRequest, LeaveRequest};
+use clap::{Args, Subcommand, ValueEnum};
+use shoal_proto::{
+    GetJoinTokensRequest, GetJoinTokensResponse, InfoRequest, InfoResponse, InitRequest,
+    JoinRequest, LeaveRequest, NodeRole, RotateJoinTokenRequest,
+};
 
 use super::print;
 use crate::client::Client;
+use crate::parse::{self, flag};
 
 #[derive(Debug, Subcommand)]
 pub enum SwarmCommand {
     /// Initialize a swarm with this node as its first manager
     Init(InitArgs),
+    /// Join a swarm as a node and/or manager
+    #[command(override_usage = "shoal swarm join [OPTIONS] --token TOKEN HOST:PORT")]
+    Join(JoinArgs),
+    /// Manage join tokens
+    JoinToken(JoinTokenArgs),
     /// Leave the swarm
     Leave(LeaveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Token for entry into the swarm
+    #[arg(long, value_name = "TOKEN")]
+    token: String,
+    /// Address other nodes reach this node on (host or host:port)
+    #[arg(long, value_name = "ADDR")]
+    advertise_addr: Option<String>,
+    /// Address to listen on (default 0.0.0.0:4242)
+    #[arg(long, value_name = "ADDR")]
+    listen_addr: Option<String>,
+    /// A manager's address
+    #[arg(value_name = "HOST:PORT")]
+    remote: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TokenRole {
+    Worker,
+    Manager,
+}
+
+impl TokenRole {
+    fn name(self) -> &'static str {
+        match self {
+            TokenRole::Worker => "worker",
+            TokenRole::Manager => "manager",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct JoinTokenArgs {
+    /// Only display token
+    #[arg(short, long)]
+    quiet: bool,
+    /// Rotate join token
+    #[arg(long)]
+    rotate: bool,
+    #[arg(value_enum, value_name = "worker|manager")]
+    role: TokenRole,
 }
 
 #[derive(Debug, Args)]
@@ -23,6 +76,12 @@ pub struct InitArgs {
     /// Address to listen on for nodes (default 0.0.0.0:4242)
     #[arg(long, value_name = "ADDR")]
     listen_addr: Option<String>,
+    /// Force create a new cluster from current state (after losing the managers' quorum)
+    #[arg(long)]
+    force_new_cluster: bool,
+    /// Validity period for node certificates, e.g. 2160h (default 90 days)
+    #[arg(long, value_name = "DURATION", value_parser = flag(parse::duration_ms))]
+    cert_expiry: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -40,7 +99,8 @@ pub async fn run(host: &str, command: SwarmCommand) -> Result<()> {
                 .init(InitRequest {
                     advertise_addr: args.advertise_addr.unwrap_or_default(),
                     listen_addr: args.listen_addr.unwrap_or_default(),
-                    ..Default::default()
+                    force_new_cluster: args.force_new_cluster,
+                    cert_expiry_ms: args.cert_expiry.unwrap_or(0),
                 })
                 .await?;
             print(&format!(
@@ -48,11 +108,63 @@ pub async fn run(host: &str, command: SwarmCommand) -> Result<()> {
                 resp.node_id
             ))
         }
+        SwarmCommand::Join(args) => {
+            let resp = client
+                .join(JoinRequest {
+                    token: args.token,
+                    remote_addr: args.remote,
+                    advertise_addr: args.advertise_addr.unwrap_or_default(),
+                    listen_addr: args.listen_addr.unwrap_or_default(),
+                })
+                .await?;
+            let role = if resp.manager { "manager" } else { "worker" };
+            print(&format!("This node joined a swarm as a {role}."))
+        }
+        SwarmCommand::JoinToken(args) => {
+            let tokens = if args.rotate {
+                let role = match args.role {
+                    TokenRole::Worker => NodeRole::Worker,
+                    TokenRole::Manager => NodeRole::Manager,
+                };
+                let tokens = client
+                    .rotate_join_token(RotateJoinTokenRequest { role: role as i32 })
+                    .await?;
+                if !args.quiet {
+                    print(&format!(
+                        "Successfully rotated {} join token.\n",
+                        args.role.name()
+                    ))?;
+                }
+                tokens
+            } else {
+                client.get_join_tokens(GetJoinTokensRequest {}).await?
+            };
+            print(&join_token_text(&tokens, args.role, args.quiet))
+        }
         SwarmCommand::Leave(args) => {
             client.leave(LeaveRequest { force: args.force }).await?;
             print("Node left the swarm.")
         }
     }
+}
+
+/// docker's `swarm join-token` text, or the token alone with -q.
+fn join_token_text(tokens: &GetJoinTokensResponse, role: TokenRole, quiet: bool) -> String {
+    let token = match role {
+        TokenRole::Worker => &tokens.worker,
+        TokenRole::Manager => &tokens.manager,
+    };
+    if quiet {
+        return token.clone();
+    }
+    let addr = tokens
+        .managers
+        .first()
+        .map_or("MANAGER-HOST:PORT", String::as_str);
+    format!(
+        "To add a {} to this swarm, run the following command:\n\n    shoal swarm join --token {token} {addr}\n",
+        role.name()
+    )
 }
 
 pub async fn info(host: &str) -> Result<()> {
@@ -135,6 +247,23 @@ Swarm: active
 Name: host1
 Data Dir: /var/lib/shoal";
         assert_eq!(info_text(&info), want);
+    }
+
+    #[test]
+    fn join_token_texts() {
+        let tokens = GetJoinTokensResponse {
+            worker: "SHTKN-1-abc-w".into(),
+            manager: "SHTKN-1-abc-m".into(),
+            managers: vec!["10.0.0.1:4242".into(), "10.0.0.2:4242".into()],
+        };
+        assert_eq!(
+            join_token_text(&tokens, TokenRole::Worker, false),
+            "To add a worker to this swarm, run the following command:\n\n    shoal swarm join --token SHTKN-1-abc-w 10.0.0.1:4242\n"
+        );
+        assert_eq!(
+            join_token_text(&tokens, TokenRole::Manager, true),
+            "SHTKN-1-abc-m"
+        );
     }
 
     #[test]

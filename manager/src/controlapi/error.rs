@@ -21,9 +21,13 @@ pub enum ControlError {
     #[error("service {0} already exists: choose another --name, or change it with `shoal service update`")]
     NameTaken(String),
     #[error(
-        "update out of sequence: service {0} changed since it was read; read it again and retry"
+        "update out of sequence: {kind} {name} changed since it was read; read it again and retry"
     )]
-    OutOfSequence(String),
+    OutOfSequence { kind: &'static str, name: String },
+    /// The request is valid but the cluster's state forbids it now (quorum, last manager,
+    /// a node still up).
+    #[error("{0}")]
+    Refused(String),
     #[error(
         "this node is not the leader and cannot forward the request yet; try the leader at {0}"
     )]
@@ -38,7 +42,10 @@ impl From<StoreError> for ControlError {
             StoreError::NotLeader { leader_addr } => ControlError::NotLeader(
                 leader_addr.unwrap_or_else(|| "(no leader elected yet)".into()),
             ),
-            StoreError::Conflict { ref id, .. } => ControlError::OutOfSequence(id.clone()),
+            StoreError::Conflict { kind, ref id, .. } => ControlError::OutOfSequence {
+                kind,
+                name: id.clone(),
+            },
             other => ControlError::Store(other),
         }
     }
@@ -54,7 +61,8 @@ impl From<ControlError> for Status {
             }
             ControlError::Ambiguous { .. } => Status::failed_precondition(message),
             ControlError::NameTaken(_) => Status::already_exists(message),
-            ControlError::OutOfSequence(_) => Status::aborted(message),
+            ControlError::OutOfSequence { .. } => Status::aborted(message),
+            ControlError::Refused(_) => Status::failed_precondition(message),
             ControlError::NotLeader(_) => Status::unavailable(message),
             ControlError::Store(_) => Status::internal(message),
         }

@@ -6,6 +6,7 @@
 //! forwarding lands with multi-manager clusters.
 
 mod error;
+mod nodes;
 pub mod validate;
 
 use shoal_proto::{
@@ -16,6 +17,8 @@ use shoal_proto::{
     RemoveServiceResponse, ReplicaCount, RotateJoinTokenRequest, Service, ServiceMode, TaskState,
     UpdateNodeRequest, UpdateNodeResponse, UpdateServiceRequest, UpdateServiceResponse,
 };
+use std::collections::HashSet;
+
 use tonic::{Request, Response, Status};
 
 use crate::ids::new_id;
@@ -70,7 +73,10 @@ impl ControlApi {
             .update(|tx| {
                 let mut service = find_service(tx.read(), &request.service)?.clone();
                 if request.version != service.version() {
-                    return Err(ControlError::OutOfSequence(service.name().to_string()));
+                    return Err(ControlError::OutOfSequence {
+                        kind: "service",
+                        name: service.name().to_string(),
+                    });
                 }
                 if spec.name != service.name() {
                     return Err(ControlError::Invalid(format!(
@@ -131,14 +137,25 @@ impl ControlApi {
                 .iter()
                 .map(|s| {
                     let mut count = ReplicaCount::default();
+                    // A slot (or a global task's node) counts once: while a drained node's
+                    // task hands over, the old and the new one both run.
+                    let mut running = HashSet::new();
                     for t in r.tasks_of_service(&s.id) {
                         if t.desired() == TaskState::Running && t.state() == TaskState::Running {
-                            count.running += 1;
+                            running.insert((t.slot, t.node_id.as_str()));
                         }
                         if s.mode() == ServiceMode::Global && t.desired() == TaskState::Running {
                             count.desired += 1;
                         }
                     }
+                    count.running = match s.mode() {
+                        ServiceMode::Replicated => running
+                            .iter()
+                            .map(|(slot, _)| slot)
+                            .collect::<HashSet<_>>()
+                            .len(),
+                        ServiceMode::Global => running.len(),
+                    } as u64;
                     if s.mode() == ServiceMode::Replicated {
                         count.desired = s.spec.as_ref().map_or(0, |spec| spec.replicas);
                     }
@@ -291,29 +308,36 @@ impl shoal_proto::Control for ControlApi {
 
     async fn update_node(
         &self,
-        _request: Request<UpdateNodeRequest>,
+        request: Request<UpdateNodeRequest>,
     ) -> Result<Response<UpdateNodeResponse>, Status> {
-        Err(Status::unimplemented("node update is not available yet"))
+        let node = ControlApi::update_node(self, request.into_inner()).await?;
+        Ok(Response::new(UpdateNodeResponse { node: Some(node) }))
     }
 
     async fn remove_node(
         &self,
-        _request: Request<RemoveNodeRequest>,
+        request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
-        Err(Status::unimplemented("node rm is not available yet"))
+        ControlApi::remove_node(self, request.into_inner()).await?;
+        Ok(Response::new(RemoveNodeResponse {}))
     }
 
     async fn get_join_tokens(
         &self,
         _request: Request<GetJoinTokensRequest>,
     ) -> Result<Response<GetJoinTokensResponse>, Status> {
-        Err(Status::unimplemented("join tokens are not available yet"))
+        Ok(Response::new(crate::ca::join_tokens(&self.store)?))
     }
 
     async fn rotate_join_token(
         &self,
-        _request: Request<RotateJoinTokenRequest>,
+        request: Request<RotateJoinTokenRequest>,
     ) -> Result<Response<GetJoinTokensResponse>, Status> {
-        Err(Status::unimplemented("join tokens are not available yet"))
+        let role = shoal_proto::NodeRole::try_from(request.into_inner().role).map_err(|_| {
+            Status::invalid_argument("unknown role: rotate the worker or the manager token")
+        })?;
+        Ok(Response::new(
+            crate::ca::rotate_join_token(&self.store, role).await?,
+        ))
     }
 }

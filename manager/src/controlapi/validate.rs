@@ -1,10 +1,11 @@
-//! Checks on a service spec before it reaches the store, each error saying how to fix it.
+//! Checks on service and node specs before they reach the store, each error saying how to
+//! fix it.
 
-use shoal_proto::{RestartCondition, ServiceMode, ServiceSpec};
+use shoal_proto::{Availability, NodeRole, NodeSpec, RestartCondition, ServiceMode, ServiceSpec};
 
 use super::ControlError;
 use crate::ids::new_id;
-use crate::scheduler::constraint;
+use crate::scheduler::{constraint, spread};
 
 const MAX_NAME: usize = 63;
 
@@ -80,9 +81,38 @@ pub fn service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError> 
     if let Some(placement) = &task.placement {
         constraint::parse_all(&placement.constraints)
             .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        spread::parse_all(&placement.spread).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        if placement.max_replicas > 0 && mode == ServiceMode::Global {
+            return invalid(
+                "a maximum of replicas per node can only be used with replicated mode".into(),
+            );
+        }
     }
     if mode == ServiceMode::Global {
         spec.replicas = 0;
+    }
+    Ok(spec)
+}
+
+/// Validate a node spec from `UpdateNode`: known role and availability, labels with keys.
+pub fn node_spec(spec: NodeSpec) -> Result<NodeSpec, ControlError> {
+    let invalid = |m: String| Err(ControlError::Invalid(m));
+    if NodeRole::try_from(spec.role).is_err() {
+        return invalid(format!(
+            "unknown node role {}: use manager or worker",
+            spec.role
+        ));
+    }
+    if Availability::try_from(spec.availability).is_err() {
+        return invalid(format!(
+            "unknown availability {}: use active, pause or drain",
+            spec.availability
+        ));
+    }
+    if let Some((key, value)) = spec.labels.iter().find(|(k, _)| k.trim().is_empty()) {
+        return invalid(format!(
+            "invalid node label {key:?}={value:?}: a label needs a key; use KEY=VALUE"
+        ));
     }
     Ok(spec)
 }
@@ -178,6 +208,29 @@ mod tests {
             (
                 {
                     let mut s = spec("web", "img");
+                    s.task.as_mut().expect("task").placement = Some(Placement {
+                        spread: vec!["spread=node.labels.zone".into()],
+                        ..Default::default()
+                    });
+                    s
+                },
+                "invalid spread preference \"spread=node.labels.zone\": use node.labels.NAME or engine.labels.NAME",
+            ),
+            (
+                {
+                    let mut s = spec("web", "img");
+                    s.mode = ServiceMode::Global as i32;
+                    s.task.as_mut().expect("task").placement = Some(Placement {
+                        max_replicas: 2,
+                        ..Default::default()
+                    });
+                    s
+                },
+                "a maximum of replicas per node can only be used with replicated mode",
+            ),
+            (
+                {
+                    let mut s = spec("web", "img");
                     s.task
                         .as_mut()
                         .and_then(|t| t.container.as_mut())
@@ -192,6 +245,33 @@ mod tests {
             let err = service_spec(s).expect_err(want).to_string();
             assert!(err.contains(want), "{err:?} should contain {want:?}");
         }
+    }
+
+    #[test]
+    fn placement_preferences_and_maximum_pass() {
+        let mut s = spec("web", "img");
+        s.task.as_mut().expect("task").placement = Some(Placement {
+            max_replicas: 1,
+            spread: vec!["node.labels.zone".into(), "engine.labels.rack".into()],
+            ..Default::default()
+        });
+        assert!(service_spec(s).is_ok());
+    }
+
+    #[test]
+    fn node_specs() {
+        assert!(node_spec(NodeSpec::default()).is_ok());
+        let labelled = NodeSpec {
+            labels: [("".to_string(), "a".to_string())].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            node_spec(labelled)
+                .map_err(|e| e.to_string())
+                .err()
+                .as_deref(),
+            Some(r#"invalid node label ""="a": a label needs a key; use KEY=VALUE"#)
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::store::{Object, StoreError, WriteTx};
 
 /// Give every eligible node one current task of `service` and take tasks off the rest.
 /// Drained nodes and nodes that fail a constraint lose their task; paused nodes keep theirs
-/// but get no new one; down nodes keep theirs until the node-failure handling moves them.
+/// but get no new one; down nodes lose theirs (a worker that left the swarm is down), and
+/// get a new one when they are back.
 pub fn reconcile(
     tx: &mut WriteTx<'_>,
     service: &Service,
@@ -42,7 +43,7 @@ pub fn reconcile(
     for node in &nodes {
         let tasks = current.remove(&node.id).unwrap_or_default();
         let fits = constraints.iter().all(|c| c.matches(node));
-        let keep = fits && node.availability() != Availability::Drain;
+        let keep = fits && node.availability() != Availability::Drain && node.state() != NodeState::Down;
         if !keep {
             for task in tasks {
                 shut_down(tx, task)?;

@@ -1,9 +1,11 @@
 //! Orchestrators: turn services into tasks.
 //!
 //! One run loop reconciles every service on each batch of store changes: replicated
-//! services keep their numbered slots filled ([`replicated`]), global services keep one
-//! task per eligible node ([`global`]), and the restart supervisor ([`restart`]) replaces
-//! finished tasks under the service's restart policy. The task reaper ([`taskreaper`]) is a
+//! services keep their numbered slots filled ([`replicated`]: tasks of down or removed
+//! nodes are replaced at once, tasks of drained nodes are replaced first and stopped once
+//! the replacement runs), global services keep one task per eligible node ([`global`]),
+//! and the restart supervisor ([`restart`]) replaces finished tasks under the service's
+//! restart policy. The task reaper ([`taskreaper`]) is a
 //! loop of its own that bounds the history kept per slot.
 //!
 //! Architecture invariant: orchestrators read and write the store only; they never call
@@ -115,8 +117,13 @@ fn relevant(event: &Event) -> bool {
         }
         Event::Created(o) | Event::Updated(o) | Event::Removed(o) => match o {
             Object::Service(_) | Object::Node(_) => true,
-            // Only a task that ended or was shut down can leave a slot empty.
-            Object::Task(t) => t.state().is_terminal() || t.desired() >= TaskState::Shutdown,
+            // A task that ended or was shut down can leave a slot empty; one that runs or
+            // cannot be placed ends the hand-over of a drained node's task.
+            Object::Task(t) => {
+                t.state().is_terminal()
+                    || t.desired() >= TaskState::Shutdown
+                    || matches!(t.state(), TaskState::Running | TaskState::Pending)
+            }
             Object::Cluster(_) => false,
         },
         Event::Resync => true,

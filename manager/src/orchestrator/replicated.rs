@@ -1,14 +1,23 @@
 //! Replicated services: numbered slots 1..=replicas, one current task per slot.
+//!
+//! A slot's task can stand on a node in three ways ([`standing`]):
+//! - fine: it stays;
+//! - lost (its node is DOWN or was removed): it is shut down and replaced at once;
+//! - leaving (its node is drained, or no longer satisfies the task's constraints): its
+//!   replacement is created first while it keeps running, and it is shut down only when
+//!   the replacement runs, or cannot be placed (PENDING), or ended and will not restart.
+//!   This drains a node without taking a replica away (Swarm stops the old task first).
 
 use std::collections::BTreeMap;
 
-use shoal_proto::{Service, Task, TaskState};
+use shoal_proto::{Availability, NodeState, Service, Task, TaskState};
 use tokio::time::Instant;
 
 use super::{earliest, new_task, restart::RestartSupervisor};
-use crate::store::{Object, StoreError, WriteTx};
+use crate::scheduler::constraint;
+use crate::store::{Object, ReadTx, StoreError, WriteTx};
 
-/// Bring `service`'s slots to its replica count and look after each slot's current task.
+/// Bring `service`'s slots to its replica count and look after each slot's tasks.
 pub fn reconcile(
     tx: &mut WriteTx<'_>,
     service: &Service,
@@ -44,17 +53,107 @@ pub fn reconcile(
         tx.create(Object::Task(task.clone()))?;
         slots.insert(candidate, vec![task]);
     }
-    for (_, mut tasks) in slots {
-        // One current task per slot: the newest wins, extras are shut down.
-        tasks.sort_by_key(|t| t.meta.as_ref().map_or(0, |m| m.created_at_ms));
-        let Some(current) = tasks.pop() else { continue };
-        for extra in tasks {
-            shut_down(tx, extra)?;
+    for (slot, tasks) in slots {
+        next = earliest(
+            next,
+            reconcile_slot(tx, service, slot, tasks, restart, now)?,
+        );
+    }
+    Ok(next)
+}
+
+/// Where a task stands with respect to its node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Not placed yet, or on a node it may stay on (paused nodes keep their tasks).
+    Fine,
+    /// The node is down or gone: the task is replaced at once.
+    Lost,
+    /// The node is drained or no longer satisfies the task's constraints: the task is
+    /// replaced, and kept running until its replacement runs.
+    Leaving,
+}
+
+pub fn standing(r: &ReadTx<'_>, task: &Task) -> Standing {
+    if task.node_id.is_empty() {
+        return Standing::Fine;
+    }
+    let Some(node) = r.node(&task.node_id) else {
+        return Standing::Lost;
+    };
+    if node.state() == NodeState::Down {
+        return Standing::Lost;
+    }
+    // The task's own constraints (those it was placed with), as Swarm's constraint
+    // enforcer: a node whose labels changed under it loses it. Validated at create time.
+    let exprs = task
+        .spec
+        .as_ref()
+        .and_then(|s| s.placement.as_ref())
+        .map(|p| p.constraints.as_slice())
+        .unwrap_or_default();
+    let fits = constraint::parse_all(exprs).is_ok_and(|cs| cs.iter().all(|c| c.matches(node)));
+    if node.availability() == Availability::Drain || !fits {
+        Standing::Leaving
+    } else {
+        Standing::Fine
+    }
+}
+
+fn reconcile_slot(
+    tx: &mut WriteTx<'_>,
+    service: &Service,
+    slot: u64,
+    tasks: Vec<Task>,
+    restart: &mut RestartSupervisor,
+    now: Instant,
+) -> Result<Option<Instant>, StoreError> {
+    let mut staying = Vec::new();
+    let mut leaving = Vec::new();
+    for task in tasks {
+        match standing(tx.read(), &task) {
+            Standing::Fine => staying.push(task),
+            // Only a running task is worth keeping until its replacement runs.
+            Standing::Leaving if task.state() == TaskState::Running => leaving.push(task),
+            Standing::Leaving | Standing::Lost => shut_down(tx, task)?,
         }
-        if current.version() == 0 {
-            continue; // created in this pass
+    }
+    // One current task per slot: a running one over one that is not, then the newest.
+    staying.sort_by_key(|t| {
+        (
+            t.state() == TaskState::Running,
+            t.meta.as_ref().map_or(0, |m| m.created_at_ms),
+        )
+    });
+    let Some(current) = staying.pop() else {
+        // Nothing stays: a replacement now; a leaving task runs on until it runs.
+        tx.create(Object::Task(new_task(
+            service,
+            slot,
+            "",
+            TaskState::Running,
+        )))?;
+        return Ok(None);
+    };
+    for extra in staying {
+        shut_down(tx, extra)?;
+    }
+    if current.version() == 0 {
+        return Ok(None); // created in this pass
+    }
+    let next = restart.supervise(tx, service, &current, now)?;
+    if !leaving.is_empty() {
+        // As this transaction sees it: the supervisor may have just replaced it.
+        let current = tx.task(&current.id).unwrap_or(current);
+        let state = current.state();
+        let handed_over = state == TaskState::Running
+            || state == TaskState::Pending
+            || (state.is_terminal() && current.desired() <= TaskState::Running);
+        if handed_over {
+            for task in leaving {
+                shut_down(tx, task)?;
+            }
         }
-        next = earliest(next, restart.supervise(tx, service, &current, now)?);
     }
     Ok(next)
 }

@@ -50,10 +50,13 @@ impl TaskReaper {
     }
 }
 
-/// A task that will never run again and holds nothing on a node worth keeping running.
-fn finished(task: &Task) -> bool {
+/// A task that will never run again and holds nothing on a node worth keeping running
+/// (a task of a removed node will never report that it stopped).
+fn finished(r: &ReadTx<'_>, task: &Task) -> bool {
     task.desired() >= TaskState::Shutdown
-        && (task.state().is_terminal() || task.state() < TaskState::Assigned)
+        && (task.state().is_terminal()
+            || task.state() < TaskState::Assigned
+            || (!task.node_id.is_empty() && r.node(&task.node_id).is_none()))
 }
 
 /// The tasks to delete: finished tasks of services that are gone, and finished tasks beyond
@@ -67,7 +70,7 @@ pub fn reapable(r: &ReadTx<'_>) -> Vec<Task> {
         .unwrap_or(DEFAULT_HISTORY_LIMIT);
     let mut doomed = Vec::new();
     let mut history: HashMap<SlotKey, Vec<&Task>> = HashMap::new();
-    for task in r.tasks().filter(|t| finished(t)) {
+    for task in r.tasks().filter(|t| finished(r, t)) {
         if r.service(&task.service_id).is_none() {
             doomed.push(task.clone());
         } else {

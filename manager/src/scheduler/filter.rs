@@ -33,6 +33,8 @@ pub enum Rejection {
     Unavailable,
     /// A placement constraint does not hold (the expression).
     Constraint(String),
+    /// The node already runs `Placement.max_replicas` tasks of the service (the limit).
+    MaxReplicas(u64),
     Cpu,
     Memory,
 }
@@ -49,6 +51,10 @@ pub fn check(
     }
     if let Some(c) = constraints.iter().find(|c| !c.matches(node)) {
         return Err(Rejection::Constraint(c.expr().to_string()));
+    }
+    let max = max_replicas(task);
+    if max > 0 && load.by_service.get(&task.service_id).copied().unwrap_or(0) as u64 >= max {
+        return Err(Rejection::MaxReplicas(max));
     }
     let (cpu, mem) = reservations(task);
     let (cpu_total, mem_total) = node
@@ -90,6 +96,9 @@ pub struct Explanation {
     pub nodes: usize,
     pub unavailable: usize,
     pub constraints: usize,
+    /// Nodes at the service's per-node limit, and that limit.
+    pub max_replicas: usize,
+    pub max_replicas_limit: u64,
     pub cpu: usize,
     pub memory: usize,
 }
@@ -100,6 +109,10 @@ impl Explanation {
         match rejection {
             Rejection::Unavailable => self.unavailable += 1,
             Rejection::Constraint(_) => self.constraints += 1,
+            Rejection::MaxReplicas(limit) => {
+                self.max_replicas += 1;
+                self.max_replicas_limit = *limit;
+            }
             Rejection::Cpu => self.cpu += 1,
             Rejection::Memory => self.memory += 1,
         }
@@ -140,6 +153,19 @@ impl fmt::Display for Explanation {
                 nodes(self.constraints)
             ));
         }
+        if self.max_replicas > 0 {
+            let limit = self.max_replicas_limit;
+            parts.push(format!(
+                "{} already {} the maximum of {limit} {} of this service",
+                nodes(self.max_replicas),
+                if self.max_replicas == 1 {
+                    "runs"
+                } else {
+                    "run"
+                },
+                if limit == 1 { "task" } else { "tasks" },
+            ));
+        }
         if self.cpu > 0 {
             parts.push(format!(
                 "{} {} insufficient CPU",
@@ -158,6 +184,14 @@ impl fmt::Display for Explanation {
     }
 }
 
+/// `Placement.max_replicas` of the task's spec; 0: no limit.
+fn max_replicas(task: &Task) -> u64 {
+    task.spec
+        .as_ref()
+        .and_then(|s| s.placement.as_ref())
+        .map_or(0, |p| p.max_replicas)
+}
+
 fn reservations(task: &Task) -> (i64, i64) {
     task.spec
         .as_ref()
@@ -168,7 +202,7 @@ fn reservations(task: &Task) -> (i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_proto::{NodeDescription, NodeSpec, NodeStatus, Resources, TaskSpec};
+    use shoal_proto::{NodeDescription, NodeSpec, NodeStatus, Placement, Resources, TaskSpec};
 
     const GIB: i64 = 1 << 30;
 
@@ -206,6 +240,25 @@ mod tests {
                 }),
                 ..Default::default()
             }),
+            ..Default::default()
+        }
+    }
+
+    fn task_max(max_replicas: u64) -> Task {
+        let mut t = task(0, 0);
+        if let Some(spec) = t.spec.as_mut() {
+            spec.placement = Some(Placement {
+                max_replicas,
+                ..Default::default()
+            });
+        }
+        t
+    }
+
+    fn running(of_service: usize) -> NodeLoad {
+        NodeLoad {
+            tasks: of_service,
+            by_service: [("svc".to_string(), of_service)].into(),
             ..Default::default()
         }
     }
@@ -309,6 +362,50 @@ mod tests {
                 loaded,
                 Ok(()),
             ),
+            (
+                "below the per-node maximum",
+                node("n", Ready, Active, "a"),
+                task_max(2),
+                &[],
+                running(1),
+                Ok(()),
+            ),
+            (
+                "at the per-node maximum",
+                node("n", Ready, Active, "a"),
+                task_max(2),
+                &[],
+                running(2),
+                Err(Rejection::MaxReplicas(2)),
+            ),
+            (
+                "no maximum",
+                node("n", Ready, Active, "a"),
+                task_max(0),
+                &[],
+                running(50),
+                Ok(()),
+            ),
+            (
+                "other services do not count toward the maximum",
+                node("n", Ready, Active, "a"),
+                task_max(1),
+                &[],
+                NodeLoad {
+                    tasks: 3,
+                    by_service: [("other".to_string(), 3)].into(),
+                    ..Default::default()
+                },
+                Ok(()),
+            ),
+            (
+                "constraints are checked before the maximum",
+                node("n", Ready, Active, "b"),
+                task_max(1),
+                &zone_a,
+                running(1),
+                Err(Rejection::Constraint("node.labels.zone==a".into())),
+            ),
         ];
         for (name, n, t, cs, load, want) in cases {
             assert_eq!(check(&t, cs, &n, &load), want, "{name}");
@@ -355,6 +452,20 @@ mod tests {
         assert_eq!(
             Explanation::default().to_string(),
             "no suitable node (the cluster has no nodes)"
+        );
+        let mut e = Explanation::default();
+        e.add(&Rejection::MaxReplicas(1));
+        e.add(&Rejection::MaxReplicas(1));
+        assert_eq!(
+            e.to_string(),
+            "no suitable node (2 nodes already run the maximum of 1 task of this service)"
+        );
+        let mut e = Explanation::default();
+        e.add(&Rejection::Unavailable);
+        e.add(&Rejection::MaxReplicas(3));
+        assert_eq!(
+            e.to_string(),
+            "no suitable node (1 node not available for new tasks; 1 node already runs the maximum of 3 tasks of this service)"
         );
     }
 }

@@ -1,16 +1,19 @@
 //! The scheduler: gives every new task a node.
 //!
 //! A run loop over store events. Each pass takes every task waiting for a node (state NEW
-//! or PENDING, desired to run), runs the filter pipeline ([`filter::check`]) on every node,
-//! picks by spread ([`filter::spread`]) and writes all decisions of the pass in one
-//! transaction, so a 100-task create is placed in one pass. A task no node fits stays
-//! PENDING with the reason ("no suitable node (...)").
+//! or PENDING, desired to run), runs the filter pipeline ([`filter::check`]: availability,
+//! constraints, tasks per node, CPU, memory) on every node, picks by the service's spread
+//! preferences ([`spread::choose`]) then by spread of tasks ([`filter::spread`]) and writes
+//! all decisions of the pass in one transaction, so a 100-task create is placed in one
+//! pass. A task no node fits stays PENDING with the reason ("no suitable node (...)") in
+//! both its status message and its error, where `service ps` shows it.
 //!
 //! Architecture invariant: the scheduler reads and writes the store only; it never imports
 //! tonic, Raft or the executor.
 
 pub mod constraint;
 pub mod filter;
+pub mod spread;
 
 use std::collections::HashMap;
 
@@ -22,6 +25,7 @@ use crate::runloop::{self, Wake};
 use crate::store::{Event, Object, ReadTx, Store, StoreError};
 use constraint::Constraint;
 use filter::{Explanation, NodeLoad};
+use spread::SpreadKey;
 
 /// What a pass decided for one task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,17 +64,22 @@ impl Scheduler {
                 let decisions = plan(tx.read());
                 let mut written = 0;
                 for (mut task, decision) in decisions {
-                    let (state, message, node) = match decision {
+                    let (state, message, err, node) = match decision {
                         Decision::Assign(node) => (
                             TaskState::Assigned,
                             "scheduler assigned task to node".to_string(),
+                            String::new(),
                             node,
                         ),
-                        Decision::Pending(why) => (TaskState::Pending, why, task.node_id.clone()),
+                        Decision::Pending(why) => {
+                            (TaskState::Pending, why.clone(), why, task.node_id.clone())
+                        }
                     };
                     let unchanged = task.state() == state
-                        && task.status.as_ref().map(|s| s.message.as_str())
-                            == Some(message.as_str());
+                        && task
+                            .status
+                            .as_ref()
+                            .is_some_and(|s| s.message == message && s.err == err);
                     if unchanged {
                         continue;
                     }
@@ -78,6 +87,7 @@ impl Scheduler {
                     task.status = Some(TaskStatus {
                         state: state as i32,
                         message,
+                        err,
                         timestamp_ms: now_ms(),
                         ..Default::default()
                     });
@@ -120,22 +130,14 @@ pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
     let mut waiting: Vec<&Task> = r.tasks().filter(|t| unplaced(t)).collect();
     waiting.sort_by(|a, b| (&a.service_id, a.slot, &a.id).cmp(&(&b.service_id, b.slot, &b.id)));
 
-    let mut constraints: HashMap<&str, Result<Vec<Constraint>, String>> = HashMap::new();
+    let mut placements: HashMap<&str, Result<Placement, String>> = HashMap::new();
     let mut decisions = Vec::with_capacity(waiting.len());
     for task in waiting {
-        let parsed = constraints
+        let placement = placements
             .entry(task.service_id.as_str())
-            .or_insert_with(|| {
-                let exprs = task
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.placement.as_ref())
-                    .map(|p| p.constraints.clone())
-                    .unwrap_or_default();
-                constraint::parse_all(&exprs).map_err(|e| e.to_string())
-            });
-        let parsed = match parsed {
-            Ok(p) => p.as_slice(),
+            .or_insert_with(|| Placement::of(task));
+        let placement = match placement {
+            Ok(p) => &*p,
             Err(e) => {
                 decisions.push((task.clone(), Decision::Pending(e.clone())));
                 continue;
@@ -155,15 +157,17 @@ pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
         let mut fits = Vec::new();
         for node in candidates {
             let load = loads.get(node.id.as_str()).cloned().unwrap_or_default();
-            match filter::check(task, parsed, node, &load) {
+            match filter::check(task, &placement.constraints, node, &load) {
                 Ok(()) => fits.push(node),
                 Err(rejection) => why.add(&rejection),
             }
         }
-        let chosen = filter::spread(
+        let chosen = spread::choose(
             &task.service_id,
+            &placement.spread,
             fits.iter()
-                .filter_map(|n| loads.get(n.id.as_str()).map(|l| (*n, l))),
+                .filter_map(|n| loads.get(n.id.as_str()).map(|l| (*n, l)))
+                .collect(),
         )
         .map(|n| n.id.clone());
         match chosen {
@@ -177,6 +181,28 @@ pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
         }
     }
     decisions
+}
+
+/// A task's placement rules, parsed once per service and pass.
+struct Placement {
+    constraints: Vec<Constraint>,
+    spread: Vec<SpreadKey>,
+}
+
+impl Placement {
+    /// Validated at create time; a bad one leaves the task pending with the reason.
+    fn of(task: &Task) -> Result<Self, String> {
+        let placement = task
+            .spec
+            .as_ref()
+            .and_then(|s| s.placement.clone())
+            .unwrap_or_default();
+        Ok(Self {
+            constraints: constraint::parse_all(&placement.constraints)
+                .map_err(|e| e.to_string())?,
+            spread: spread::parse_all(&placement.spread).map_err(|e| e.to_string())?,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-use shoal_proto::{Availability, Resources, TaskState};
+use shoal_proto::{Availability, Placement, Resources, Service, TaskState};
 
 use super::*;
 use crate::orchestrator::new_task;
@@ -64,10 +64,10 @@ async fn pending_task_says_why_and_is_not_rewritten() {
         .view(|r| r.task(&id).and_then(|t| t.status.clone()))
         .expect("status");
     assert_eq!(status.state, TaskState::Pending as i32);
-    assert_eq!(
-        status.message,
-        "no suitable node (1 node not available for new tasks; 2 nodes have insufficient memory)"
-    );
+    let why =
+        "no suitable node (1 node not available for new tasks; 2 nodes have insufficient memory)";
+    assert_eq!(status.message, why);
+    assert_eq!(status.err, why, "docker shows it in the ERROR column");
     assert_eq!(
         scheduler.pass().await.expect("pass"),
         0,
@@ -114,4 +114,124 @@ async fn shut_down_tasks_are_never_scheduled() {
     )
     .await;
     assert_eq!(Scheduler::new(store.clone()).pass().await.expect("pass"), 0);
+}
+
+fn with_placement(mut svc: Service, placement: Placement) -> Service {
+    svc.spec
+        .as_mut()
+        .and_then(|s| s.task.as_mut())
+        .expect("task")
+        .placement = Some(placement);
+    svc
+}
+
+/// Place `replicas` new tasks of a service with `placement` on `nodes` (id, zone label;
+/// "" for none) in one pass; returns tasks per node id, and the pending tasks' errors.
+async fn place(
+    nodes: &[(&str, &str)],
+    replicas: u64,
+    placement: Placement,
+) -> (HashMap<String, usize>, Vec<String>) {
+    let store = Store::in_memory();
+    let svc = with_placement(service("s", replicas), placement);
+    let mut objects: Vec<Object> = nodes
+        .iter()
+        .map(|(id, zone)| {
+            let mut n = node(id);
+            if !zone.is_empty() {
+                n.spec
+                    .as_mut()
+                    .expect("spec")
+                    .labels
+                    .insert("zone".into(), zone.to_string());
+            }
+            Object::Node(n)
+        })
+        .collect();
+    for slot in 1..=replicas {
+        objects.push(Object::Task(new_task(&svc, slot, "", TaskState::Running)));
+    }
+    objects.push(Object::Service(svc));
+    put(&store, objects).await;
+    Scheduler::new(store.clone()).pass().await.expect("pass");
+    store.view(|r| {
+        let mut per_node: HashMap<String, usize> = HashMap::new();
+        let mut pending = Vec::new();
+        for t in r.tasks() {
+            if t.state() == TaskState::Pending {
+                pending.push(t.status.as_ref().map(|s| s.err.clone()).unwrap_or_default());
+            } else {
+                *per_node.entry(t.node_id.clone()).or_default() += 1;
+            }
+        }
+        (per_node, pending)
+    })
+}
+
+#[tokio::test]
+async fn placement_table() {
+    let zone = || Placement {
+        spread: vec!["node.labels.zone".into()],
+        ..Default::default()
+    };
+    let max = |n: u64| Placement {
+        max_replicas: n,
+        ..Default::default()
+    };
+    // (case, nodes with their zone, replicas, placement, tasks per node, pending errors)
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        u64,
+        Placement,
+        &'a [(&'a str, usize)],
+        &'a [&'a str],
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "spread over zones, not nodes",
+            &[("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b")],
+            4,
+            zone(),
+            &[("a1", 1), ("a2", 1), ("b1", 2)],
+            &[],
+        ),
+        (
+            "nodes without the label are a zone of their own",
+            &[("a1", "a"), ("b1", "b"), ("x1", ""), ("x2", "")],
+            6,
+            zone(),
+            &[("a1", 2), ("b1", 2), ("x1", 1), ("x2", 1)],
+            &[],
+        ),
+        (
+            "at most one per node",
+            &[("a", ""), ("b", "")],
+            3,
+            max(1),
+            &[("a", 1), ("b", 1)],
+            &["no suitable node (2 nodes already run the maximum of 1 task of this service)"],
+        ),
+        (
+            "spread and a maximum together",
+            &[("a1", "a"), ("b1", "b"), ("b2", "b")],
+            4,
+            Placement {
+                spread: vec!["node.labels.zone".into()],
+                max_replicas: 1,
+                ..Default::default()
+            },
+            &[("a1", 1), ("b1", 1), ("b2", 1)],
+            &["no suitable node (3 nodes already run the maximum of 1 task of this service)"],
+        ),
+    ];
+    for (name, nodes, replicas, placement, want_nodes, want_pending) in cases {
+        let (per_node, pending) = place(nodes, replicas, placement).await;
+        let want: HashMap<String, usize> = want_nodes
+            .iter()
+            .map(|(n, c)| (n.to_string(), *c))
+            .collect();
+        assert_eq!(per_node, want, "{name}");
+        assert_eq!(pending, *want_pending, "{name}");
+    }
 }

@@ -1,0 +1,177 @@
+//! Raft membership: a new manager asks the leader to take it in.
+//!
+//! The leader adds the newcomer as a learner (which returns once it has caught up with the
+//! log), then makes it a voter, then records its address in the node's `ManagerStatus`. A
+//! follower refuses with the leader's address so the newcomer can ask there.
+
+use std::collections::BTreeSet;
+
+use shoal_proto::{
+    ManagerStatus, RaftJoinRequest, RaftJoinResponse, RaftLeaveRequest, RaftLeaveResponse,
+    RaftMember,
+};
+use shoal_raft::{RaftError, RaftNode};
+use tonic::{Request, Response, Status};
+
+use crate::store::{Object, Store, StoreError};
+
+/// Metadata key carrying the leader's address on a "not the leader" refusal.
+pub const LEADER_ADDR_KEY: &str = "shoal-leader-addr";
+
+/// "Not the leader" as a gRPC status that names the leader, so callers can go there.
+pub fn not_leader(leader_addr: Option<&str>) -> Status {
+    let mut status = Status::unavailable(match leader_addr {
+        Some(addr) => format!("this manager is not the leader; the leader is at {addr}"),
+        None => {
+            "this manager is not the leader and no leader is elected yet; retry shortly".to_string()
+        }
+    });
+    if let Some(value) = leader_addr.and_then(|a| a.parse().ok()) {
+        status.metadata_mut().insert(LEADER_ADDR_KEY, value);
+    }
+    status
+}
+
+/// The leader's address named by a [`not_leader`] status, if any.
+pub fn leader_of(status: &Status) -> Option<String> {
+    status
+        .metadata()
+        .get(LEADER_ADDR_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+pub struct MembershipApi {
+    raft: RaftNode,
+    store: Store,
+}
+
+impl MembershipApi {
+    pub fn new(raft: RaftNode, store: Store) -> Self {
+        Self { raft, store }
+    }
+
+    fn members(&self) -> Vec<RaftMember> {
+        let status = self.raft.status();
+        let node_of = |raft_id: u64| {
+            self.store.view(|r| {
+                r.nodes()
+                    .find(|n| {
+                        n.manager_status
+                            .as_ref()
+                            .is_some_and(|m| m.raft_id == raft_id)
+                    })
+                    .map(|n| n.id.clone())
+                    .unwrap_or_default()
+            })
+        };
+        status
+            .voters
+            .iter()
+            .chain(status.learners.iter())
+            .map(|(id, addr)| RaftMember {
+                raft_id: *id,
+                addr: addr.clone(),
+                node_id: node_of(*id),
+            })
+            .collect()
+    }
+}
+
+fn raft_status(e: RaftError) -> Status {
+    match e {
+        RaftError::NotLeader { leader_addr, .. } => not_leader(leader_addr.as_deref()),
+        other => Status::unavailable(other.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl shoal_proto::RaftMembership for MembershipApi {
+    async fn join(
+        &self,
+        request: Request<RaftJoinRequest>,
+    ) -> Result<Response<RaftJoinResponse>, Status> {
+        let request = request.into_inner();
+        if request.raft_id == 0 || request.addr.is_empty() || request.node_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "a raft join needs a raft id, an address and a node id",
+            ));
+        }
+        let leadership = self.raft.leadership().borrow().clone();
+        if !leadership.is_leader {
+            return Err(not_leader(leadership.leader_addr.as_deref()));
+        }
+        let known = self.store.view(|r| r.node(&request.node_id).cloned());
+        let Some(node) = known else {
+            return Err(Status::failed_precondition(format!(
+                "node {} is not part of the swarm: join it with a manager token first",
+                request.node_id
+            )));
+        };
+        tracing::info!(node = %request.node_id, raft_id = request.raft_id, addr = %request.addr, "adding a manager to raft");
+        self.raft
+            .add_learner(request.raft_id, request.addr.clone())
+            .await
+            .map_err(raft_status)?;
+        let mut voters: BTreeSet<u64> = self
+            .raft
+            .status()
+            .voters
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        voters.insert(request.raft_id);
+        self.raft
+            .change_membership(voters)
+            .await
+            .map_err(raft_status)?;
+        let raft_id = request.raft_id;
+        let addr = request.addr.clone();
+        self.store
+            .update(|tx| {
+                let mut node = tx.node(&node.id).unwrap_or(node);
+                node.manager_status = Some(ManagerStatus {
+                    raft_id,
+                    addr,
+                    leader: false,
+                });
+                tx.update(Object::Node(node))
+            })
+            .await
+            .map_err(|e: StoreError| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(RaftJoinResponse {
+            members: self.members(),
+        }))
+    }
+
+    async fn leave(
+        &self,
+        request: Request<RaftLeaveRequest>,
+    ) -> Result<Response<RaftLeaveResponse>, Status> {
+        let raft_id = request.into_inner().raft_id;
+        let leadership = self.raft.leadership().borrow().clone();
+        if !leadership.is_leader {
+            return Err(not_leader(leadership.leader_addr.as_deref()));
+        }
+        let mut voters: BTreeSet<u64> = self
+            .raft
+            .status()
+            .voters
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        if !voters.remove(&raft_id) {
+            return Ok(Response::new(RaftLeaveResponse {}));
+        }
+        if voters.is_empty() {
+            return Err(Status::failed_precondition(
+                "the last manager cannot leave raft",
+            ));
+        }
+        self.raft
+            .change_membership(voters)
+            .await
+            .map_err(raft_status)?;
+        Ok(Response::new(RaftLeaveResponse {}))
+    }
+}

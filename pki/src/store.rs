@@ -1,0 +1,125 @@
+//! A node's certificates on disk.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::identity::{identity_of_cert_pem, Identity};
+use crate::{NodeKey, PkiError};
+
+/// The node certificate (PEM, leaf first).
+pub const CERT_FILE: &str = "node.crt";
+/// The node's private key (PEM, mode 0600).
+pub const KEY_FILE: &str = "node.key";
+/// The cluster's root CA certificate (PEM).
+pub const ROOT_FILE: &str = "root-ca.crt";
+
+/// Everything a node needs for TLS: its certificate, its key and the cluster's root.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeCerts {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub root_pem: String,
+}
+
+impl std::fmt::Debug for NodeCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCerts")
+            .field("identity", &self.identity().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeCerts {
+    /// Writes the three files under `dir` (created if missing), each atomically (a
+    /// temporary file, fsync, rename, fsync of the directory); the key is mode 0600.
+    /// The key and certificate are checked to match first, so a bad pair is never stored.
+    pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
+        self.check(dir)?;
+        fs::create_dir_all(dir).map_err(|e| PkiError::io("creating", dir, e))?;
+        // Root first, then key, then certificate: `load` refuses a key and certificate that
+        // do not match, so a crash between the last two is seen, not silently used.
+        write_atomic(dir, ROOT_FILE, self.root_pem.as_bytes(), 0o644)?;
+        write_atomic(dir, KEY_FILE, self.key_pem.as_bytes(), 0o600)?;
+        write_atomic(dir, CERT_FILE, self.cert_pem.as_bytes(), 0o644)?;
+        let d = fs::File::open(dir).map_err(|e| PkiError::io("opening", dir, e))?;
+        d.sync_all().map_err(|e| PkiError::io("syncing", dir, e))?;
+        Ok(())
+    }
+
+    /// Reads the files under `dir`; `None` when none of them exist (a node that has not
+    /// joined yet). A partial set, or a key that does not match its certificate, is an error.
+    pub fn load(dir: &Path) -> Result<Option<Self>, PkiError> {
+        let cert = read_optional(&dir.join(CERT_FILE))?;
+        let key = read_optional(&dir.join(KEY_FILE))?;
+        let root = read_optional(&dir.join(ROOT_FILE))?;
+        match (cert, key, root) {
+            (None, None, None) => Ok(None),
+            (Some(cert_pem), Some(key_pem), Some(root_pem)) => {
+                let certs = NodeCerts {
+                    cert_pem,
+                    key_pem,
+                    root_pem,
+                };
+                certs.check(dir)?;
+                Ok(Some(certs))
+            }
+            (cert, key, root) => {
+                let missing = [(cert, CERT_FILE), (key, KEY_FILE), (root, ROOT_FILE)]
+                    .into_iter()
+                    .find(|(content, _)| content.is_none())
+                    .map_or(CERT_FILE, |(_, name)| name);
+                Err(PkiError::io(
+                    "reading",
+                    dir.join(missing),
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "missing while the other certificate files exist",
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The identity in the node certificate.
+    pub fn identity(&self) -> Result<Identity, PkiError> {
+        identity_of_cert_pem(&self.cert_pem)
+    }
+
+    fn check(&self, dir: &Path) -> Result<(), PkiError> {
+        let key = NodeKey::from_pem(&self.key_pem)?;
+        if !key.matches_cert(&self.cert_pem)? {
+            return Err(PkiError::NodeKeyMismatch {
+                dir: dir.to_path_buf(),
+            });
+        }
+        crate::identity::first_cert_der(&self.root_pem)?;
+        Ok(())
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PkiError::io("reading", path, e)),
+    }
+}
+
+fn write_atomic(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<(), PkiError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| PkiError::io("creating", &tmp, e))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| PkiError::io("writing", &tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(|e| PkiError::io("renaming into place", &path, e))
+}

@@ -1,0 +1,62 @@
+//! Mutual TLS for tonic: the server side (`TlsServer`, `incoming`, `TlsConn`), the client
+//! side (`TlsClient`, `channel`), and what both share.
+
+pub(crate) mod client;
+pub(crate) mod server;
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+
+use crate::identity::{cert_chain_der, first_cert_der};
+use crate::{NodeCerts, PkiError};
+
+/// The name clients verify a manager's certificate against (not its IP), as Swarm does.
+pub const MANAGER_SERVER_NAME: &str = crate::ca::MANAGER_SAN;
+
+/// ALPN for gRPC.
+const ALPN_H2: &[u8] = b"h2";
+
+/// The ring provider, built per configuration so nothing process-wide must be installed.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+pub(crate) const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+pub(crate) fn root_store(root_pem: &str) -> Result<Arc<RootCertStore>, PkiError> {
+    let mut roots = RootCertStore::empty();
+    for der in cert_chain_der(root_pem)? {
+        roots.add(der)?;
+    }
+    Ok(Arc::new(roots))
+}
+
+pub(crate) fn private_key(key_pem: &str) -> Result<PrivateKeyDer<'static>, PkiError> {
+    PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| PkiError::parse("node key", e))
+}
+
+/// The chain a node presents: its certificate(s), then the root, so that a joining node
+/// that pins the root by digest finds it in the handshake.
+pub(crate) fn presented_chain(certs: &NodeCerts) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let mut chain = cert_chain_der(&certs.cert_pem)?;
+    let root = first_cert_der(&certs.root_pem)?;
+    if chain.last() != Some(&root) {
+        chain.push(root);
+    }
+    Ok(chain)
+}
+
+pub(crate) fn certified_key(
+    certs: &NodeCerts,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, PkiError> {
+    let chain = presented_chain(certs)?;
+    let key = CertifiedKey::from_der(chain, private_key(&certs.key_pem)?, provider)?;
+    Ok(Arc::new(key))
+}

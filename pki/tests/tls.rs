@@ -1,0 +1,446 @@
+//! An in-process tonic server behind `incoming` + `AuthLayer`, dialled by every kind of
+//! client.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_pki::{
+    channel, handshake, incoming, peer_identity, AuthLayer, Identity, NodeCerts, NodeKey, Role,
+    RootCa, TlsClient, TlsServer,
+};
+use shoal_proto as pb;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::{Code, Request, Response, Status};
+
+fn sign(ca: &RootCa, node_id: &str, role: Role) -> NodeCerts {
+    let key = NodeKey::generate().expect("node key");
+    let csr = key.csr_pem().expect("csr");
+    let identity = Identity::new(node_id, role, ca.cluster_id());
+    let cert_pem = ca
+        .sign_csr(&csr, &identity, Duration::from_secs(3600))
+        .expect("sign");
+    NodeCerts {
+        cert_pem,
+        key_pem: key.key_pem(),
+        root_pem: ca.cert_pem().to_string(),
+    }
+}
+
+struct TestCa {
+    root_pem: String,
+}
+
+#[tonic::async_trait]
+impl pb::Ca for TestCa {
+    async fn get_root_certificate(
+        &self,
+        _req: Request<pb::GetRootCertificateRequest>,
+    ) -> Result<Response<pb::GetRootCertificateResponse>, Status> {
+        Ok(Response::new(pb::GetRootCertificateResponse {
+            cert_pem: self.root_pem.clone(),
+        }))
+    }
+
+    async fn issue_node_certificate(
+        &self,
+        _req: Request<pb::IssueNodeCertificateRequest>,
+    ) -> Result<Response<pb::IssueNodeCertificateResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    /// Answers with the caller's identity as the handler sees it.
+    async fn renew_node_certificate(
+        &self,
+        req: Request<pb::RenewNodeCertificateRequest>,
+    ) -> Result<Response<pb::IssueNodeCertificateResponse>, Status> {
+        let peer = peer_identity(&req).ok_or_else(|| Status::internal("no peer identity"))?;
+        Ok(Response::new(pb::IssueNodeCertificateResponse {
+            node_id: peer.node_id,
+            cluster_id: peer.cluster_id,
+            ..Default::default()
+        }))
+    }
+}
+
+struct TestControl;
+
+#[tonic::async_trait]
+impl pb::Control for TestControl {
+    async fn list_nodes(
+        &self,
+        req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        // Reached only by managers: the layer refused everyone else.
+        match peer_identity(&req) {
+            Some(peer) if peer.role == Role::Manager => Ok(Response::new(Default::default())),
+            other => Err(Status::internal(format!("reached by {other:?}"))),
+        }
+    }
+
+    async fn create_service(
+        &self,
+        _req: Request<pb::CreateServiceRequest>,
+    ) -> Result<Response<pb::CreateServiceResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn update_service(
+        &self,
+        _req: Request<pb::UpdateServiceRequest>,
+    ) -> Result<Response<pb::UpdateServiceResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn remove_service(
+        &self,
+        _req: Request<pb::RemoveServiceRequest>,
+    ) -> Result<Response<pb::RemoveServiceResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_service(
+        &self,
+        _req: Request<pb::GetServiceRequest>,
+    ) -> Result<Response<pb::GetServiceResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn list_services(
+        &self,
+        _req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn list_tasks(
+        &self,
+        _req: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_node(
+        &self,
+        _req: Request<pb::GetNodeRequest>,
+    ) -> Result<Response<pb::GetNodeResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn update_node(
+        &self,
+        _req: Request<pb::UpdateNodeRequest>,
+    ) -> Result<Response<pb::UpdateNodeResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn remove_node(
+        &self,
+        _req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_join_tokens(
+        &self,
+        _req: Request<pb::GetJoinTokensRequest>,
+    ) -> Result<Response<pb::GetJoinTokensResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn rotate_join_token(
+        &self,
+        _req: Request<pb::RotateJoinTokenRequest>,
+    ) -> Result<Response<pb::GetJoinTokensResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+}
+
+struct TestServer {
+    addr: String,
+    tls: TlsServer,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn serve(certs: &NodeCerts, cluster_id: &str) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    let tls = TlsServer::new(certs).expect("tls server");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let router = tonic::transport::Server::builder()
+        .layer(AuthLayer::new(cluster_id))
+        .add_service(pb::CaServer::new(TestCa {
+            root_pem: certs.root_pem.clone(),
+        }))
+        .add_service(pb::ControlServer::new(TestControl));
+    let conns = incoming(listener, tls.clone());
+    tokio::spawn(async move {
+        let _ = router
+            .serve_with_incoming_shutdown(conns, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    TestServer {
+        addr: addr.to_string(),
+        tls,
+        _stop: stop,
+    }
+}
+
+struct Fixture {
+    ca: RootCa,
+    server: TestServer,
+}
+
+async fn fixture() -> Fixture {
+    let ca = RootCa::generate("cluster-a").expect("ca");
+    let manager = sign(&ca, "mgr1", Role::Manager);
+    let server = serve(&manager, "cluster-a").await;
+    Fixture { ca, server }
+}
+
+async fn list_nodes(addr: &str, tls: &TlsClient) -> Result<(), Status> {
+    let ch = channel(addr, tls)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    pb::ControlClient::new(ch)
+        .list_nodes(pb::ListNodesRequest {})
+        .await
+        .map(|_| ())
+}
+
+async fn get_root(addr: &str, tls: &TlsClient) -> Result<String, Status> {
+    let ch = channel(addr, tls)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    pb::CaClient::new(ch)
+        .get_root_certificate(pb::GetRootCertificateRequest {})
+        .await
+        .map(|r| r.into_inner().cert_pem)
+}
+
+#[tokio::test]
+async fn a_manager_certificate_may_call_control() {
+    let f = fixture().await;
+    let other_manager = sign(&f.ca, "mgr2", Role::Manager);
+    let tls = TlsClient::new(&other_manager).expect("client");
+    list_nodes(&f.server.addr, &tls).await.expect("allowed");
+}
+
+#[tokio::test]
+async fn a_worker_certificate_is_denied_control_but_may_renew() {
+    let f = fixture().await;
+    let worker = sign(&f.ca, "wrk1", Role::Worker);
+    let tls = TlsClient::new(&worker).expect("client");
+    let err = list_nodes(&f.server.addr, &tls)
+        .await
+        .expect_err("must fail");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "permission denied: /shoal.v1.Control/ListNodes needs a manager certificate of this \
+         cluster (the caller presented a worker certificate)"
+    );
+
+    // Same connection-level identity reaches the handler of an allowed call.
+    let ch = channel(&f.server.addr, &tls).await.expect("channel");
+    let reply = pb::CaClient::new(ch)
+        .renew_node_certificate(pb::RenewNodeCertificateRequest::default())
+        .await
+        .expect("renew allowed")
+        .into_inner();
+    assert_eq!(reply.node_id, "wrk1");
+    assert_eq!(reply.cluster_id, "cluster-a");
+}
+
+#[tokio::test]
+async fn no_certificate_may_fetch_the_root_and_nothing_else() {
+    let f = fixture().await;
+    let tls = TlsClient::anonymous(f.ca.cert_pem()).expect("client");
+    let root = get_root(&f.server.addr, &tls).await.expect("allowed");
+    assert_eq!(root, f.ca.cert_pem());
+
+    let err = list_nodes(&f.server.addr, &tls)
+        .await
+        .expect_err("must fail");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(
+        err.message(),
+        "permission denied: /shoal.v1.Control/ListNodes needs a manager certificate of this \
+         cluster (the caller presented no certificate)"
+    );
+
+    let ch = channel(&f.server.addr, &tls).await.expect("channel");
+    let err = pb::CaClient::new(ch)
+        .renew_node_certificate(pb::RenewNodeCertificateRequest::default())
+        .await
+        .expect_err("must fail");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message()
+            .contains("needs a node certificate of this cluster"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_of_another_cluster_is_refused_and_the_server_keeps_serving() {
+    let f = fixture().await;
+    let other_ca = RootCa::generate("cluster-b").expect("other ca");
+    let intruder = sign(&other_ca, "mgr9", Role::Manager);
+
+    // Trusting its own root, the intruder refuses our manager ...
+    let tls = TlsClient::new(&intruder).expect("client");
+    let err = list_nodes(&f.server.addr, &tls)
+        .await
+        .expect_err("must fail");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("UnknownIssuer"), "{err:?}");
+
+    // ... and trusting ours, it is refused by our manager.
+    let tls = TlsClient::new(&NodeCerts {
+        root_pem: f.ca.cert_pem().to_string(),
+        ..intruder
+    })
+    .expect("client");
+    let err = list_nodes(&f.server.addr, &tls)
+        .await
+        .expect_err("must fail");
+    // TLS 1.3: the client finishes first and reads the server's alert on its first call.
+    assert!(format!("{err:?}").contains("UnknownCA"), "{err:?}");
+
+    // A failed handshake did not end the accept stream.
+    let manager = sign(&f.ca, "mgr2", Role::Manager);
+    let tls = TlsClient::new(&manager).expect("client");
+    list_nodes(&f.server.addr, &tls)
+        .await
+        .expect("still serving");
+}
+
+#[tokio::test]
+async fn a_silent_client_does_not_block_others() {
+    let f = fixture().await;
+    let _silent = tokio::net::TcpStream::connect(&f.server.addr)
+        .await
+        .expect("tcp");
+    let tls = TlsClient::anonymous(f.ca.cert_pem()).expect("client");
+    tokio::time::timeout(Duration::from_secs(5), get_root(&f.server.addr, &tls))
+        .await
+        .expect("not blocked by the silent client")
+        .expect("allowed");
+}
+
+#[tokio::test]
+async fn a_pinned_digest_client_fetches_the_root_only_from_the_right_cluster() {
+    let f = fixture().await;
+    let tls = TlsClient::pinned_digest(&f.ca.digest()).expect("client");
+    let root = get_root(&f.server.addr, &tls).await.expect("right digest");
+    assert_eq!(
+        shoal_pki::digest_of_pem(&root).expect("digest"),
+        f.ca.digest()
+    );
+
+    let other = RootCa::generate("cluster-a").expect("other ca");
+    let tls = TlsClient::pinned_digest(&other.digest()).expect("client");
+    let err = channel(&f.server.addr, &tls).await.expect_err("must fail");
+    assert!(
+        err.to_string().contains("does not match the join token"),
+        "{err}"
+    );
+
+    assert!(TlsClient::pinned_digest("abc").is_err());
+}
+
+#[tokio::test]
+async fn a_worker_certificate_cannot_serve_as_a_manager() {
+    // A worker's certificate lacks "manager.shoal": clients refuse it as a server.
+    let ca = RootCa::generate("cluster-a").expect("ca");
+    let worker = sign(&ca, "wrk1", Role::Worker);
+    let server = serve(&worker, "cluster-a").await;
+    let tls = TlsClient::anonymous(ca.cert_pem()).expect("client");
+    let err = channel(&server.addr, &tls).await.expect_err("must fail");
+    assert!(err.to_string().contains("manager at"), "{err}");
+}
+
+#[tokio::test]
+async fn reload_swaps_the_served_certificate_for_new_connections() {
+    let f = fixture().await;
+    let tls = TlsClient::anonymous(f.ca.cert_pem()).expect("client");
+    let served_serial = |stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        let leaf = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .expect("server certificate")
+            .clone();
+        shoal_pki::serial_of_cert_der(&leaf).expect("serial")
+    };
+
+    let old = handshake(&f.server.addr, &tls).await.expect("handshake");
+    let old_serial = served_serial(&old);
+
+    let renewed = sign(&f.ca, "mgr1", Role::Manager);
+    let renewed_serial =
+        shoal_pki::serial_of_cert_der(&shoal_pki::first_cert_der(&renewed.cert_pem).expect("der"))
+            .expect("serial");
+    f.server.tls.reload(&renewed).expect("reload");
+
+    let new = handshake(&f.server.addr, &tls).await.expect("handshake");
+    assert_ne!(served_serial(&new), old_serial);
+    assert_eq!(served_serial(&new), renewed_serial);
+    get_root(&f.server.addr, &tls).await.expect("still serving");
+
+    // A bad reload changes nothing.
+    let broken = NodeCerts {
+        key_pem: NodeKey::generate().expect("key").key_pem(),
+        ..renewed
+    };
+    assert!(f.server.tls.reload(&broken).is_err());
+    let again = handshake(&f.server.addr, &tls).await.expect("handshake");
+    assert_eq!(served_serial(&again), renewed_serial);
+}
+
+#[tokio::test]
+async fn a_lazy_channel_connects_on_first_use() {
+    let f = fixture().await;
+    let manager = sign(&f.ca, "mgr2", Role::Manager);
+    let tls = TlsClient::new(&manager).expect("client");
+    let ch = shoal_pki::channel_lazy(&f.server.addr, &tls).expect("lazy channel");
+    pb::ControlClient::new(ch)
+        .list_nodes(pb::ListNodesRequest {})
+        .await
+        .expect("allowed");
+}
+
+#[tokio::test]
+async fn bad_addresses_and_closed_ports_are_errors() {
+    let ca = RootCa::generate("c1").expect("ca");
+    let tls = TlsClient::anonymous(ca.cert_pem()).expect("client");
+    for addr in [
+        "",
+        "host",
+        ":80",
+        "host:port",
+        "host:99999",
+        "http://host:80",
+        "a b:1",
+    ] {
+        let err = channel(addr, &tls).await.expect_err(addr);
+        assert_eq!(
+            err.to_string(),
+            format!("invalid manager address {addr:?}: expected host:port")
+        );
+    }
+    // A port nobody listens on.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let err = channel(&addr, &tls).await.expect_err("closed port");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot connect to manager at {addr}: ")),
+        "{err}"
+    );
+}
