@@ -133,11 +133,22 @@ pub struct Node {
 impl Node {
     /// Start a fresh `shoald` (not yet in a swarm) and wait for its socket.
     pub fn start(prefix: &str) -> anyhow::Result<Self> {
+        Self::start_with(|dir| {
+            format!(
+                "{prefix}-{}",
+                &dir.file_name().unwrap_or_default().to_string_lossy()[10..]
+            )
+        })
+    }
+
+    /// Start a fresh `shoald` whose node name is exactly `name`.
+    pub fn start_named(name: &str) -> anyhow::Result<Self> {
+        Self::start_with(|_| name.to_string())
+    }
+
+    fn start_with(name: impl FnOnce(&Path) -> String) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("shoal-e2e-").tempdir()?;
-        let name = format!(
-            "{prefix}-{}",
-            &dir.path().file_name().unwrap_or_default().to_string_lossy()[10..]
-        );
+        let name = name(dir.path());
         let mut node = Self {
             dir,
             name,
@@ -245,11 +256,20 @@ impl Node {
         self.node_id()
     }
 
+    /// The address other nodes reach this one on (from its record).
+    pub fn addr(&self) -> String {
+        self.record_field("advertise_addr")
+    }
+
     pub fn node_id(&self) -> String {
+        self.record_field("node_id")
+    }
+
+    fn record_field(&self, field: &str) -> String {
         let record = std::fs::read(self.data_dir().join("node.json")).unwrap_or_default();
         serde_json::from_slice::<Value>(&record)
             .ok()
-            .and_then(|v| v["node_id"].as_str().map(str::to_string))
+            .and_then(|v| v[field].as_str().map(str::to_string))
             .unwrap_or_default()
     }
 
