@@ -11,8 +11,8 @@ use std::time::Duration;
 use shoal_manager::membership::leader_of;
 use shoal_pki::TlsClient;
 use shoal_proto::{
-    AssignmentsRequest, DispatcherClient, HeartbeatRequest, NodeDescription, SessionRequest,
-    TaskStatus, TaskStatusUpdate, UpdateTaskStatusRequest,
+    AssignmentsRequest, DispatcherClient, HeartbeatRequest, NodeDescription, NodeRole,
+    SessionMessage, SessionRequest, TaskStatus, TaskStatusUpdate, UpdateTaskStatusRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -53,6 +53,7 @@ pub async fn run(
     tls: TlsClient,
     worker: &Worker,
     mut statuses: mpsc::Receiver<(String, TaskStatus)>,
+    roles: mpsc::Sender<NodeRole>,
     cancel: CancellationToken,
 ) {
     let mut pending: HashMap<String, TaskStatus> = HashMap::new();
@@ -72,6 +73,7 @@ pub async fn run(
             &mut statuses,
             &mut pending,
             &mut managers,
+            &roles,
             &cancel,
         )
         .await;
@@ -111,6 +113,7 @@ async fn session(
     statuses: &mut mpsc::Receiver<(String, TaskStatus)>,
     pending: &mut HashMap<String, TaskStatus>,
     managers: &mut Vec<String>,
+    roles: &mpsc::Sender<NodeRole>,
     cancel: &CancellationToken,
 ) -> Result<(), SessionError> {
     let rpc = |status| SessionError::Rpc {
@@ -139,10 +142,8 @@ async fn session(
         .await
         .ok_or_else(|| SessionError::Closed(addr.to_string()))?
         .map_err(rpc)?;
-    let session_id = first.session_id;
-    if !first.managers.is_empty() {
-        *managers = first.managers;
-    }
+    let session_id = first.session_id.clone();
+    heard(&first, managers, roles);
     let period = Duration::from_millis(first.heartbeat_period_ms.max(100) as u64);
     tracing::info!(manager = addr, session = %session_id, "session open");
     pending.extend(worker.statuses());
@@ -188,7 +189,7 @@ async fn session(
                 None => return Err(SessionError::Closed(addr.to_string())),
             },
             message = session_stream.next() => match message {
-                Some(Ok(_)) => {}
+                Some(Ok(message)) => heard(&message, managers, roles),
                 Some(Err(status)) => return Err(rpc(status)),
                 None => return Err(SessionError::Closed(addr.to_string())),
             },
@@ -203,5 +204,16 @@ async fn session(
                 None => return Ok(()),
             },
         }
+    }
+}
+
+/// Take in what a session message says: the managers to fail over to, and the node's role.
+fn heard(message: &SessionMessage, managers: &mut Vec<String>, roles: &mpsc::Sender<NodeRole>) {
+    if !message.managers.is_empty() {
+        *managers = message.managers.clone();
+    }
+    if let Ok(role) = NodeRole::try_from(message.role) {
+        // The daemon keeps the newest; a full queue means one is already pending.
+        let _ = roles.try_send(role);
     }
 }

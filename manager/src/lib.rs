@@ -17,6 +17,7 @@ mod manager;
 pub mod membership;
 pub mod orchestrator;
 mod raft_proposer;
+pub mod roles;
 pub mod runloop;
 pub mod scheduler;
 pub mod store;

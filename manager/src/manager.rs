@@ -22,6 +22,7 @@ use crate::membership::MembershipApi;
 use crate::orchestrator::taskreaper::{TaskReaper, DEFAULT_HISTORY_LIMIT};
 use crate::orchestrator::Orchestrator;
 use crate::raft_proposer::RaftProposer;
+use crate::roles::RoleManager;
 use crate::scheduler::Scheduler;
 use crate::store::{Object, Store, StoreError, StoreState};
 
@@ -228,6 +229,7 @@ impl Manager {
         tokio::spawn(Scheduler::new(self.store.clone()).run(token.clone()));
         tokio::spawn(TaskReaper::new(self.store.clone()).run(token.clone()));
         tokio::spawn(self.dispatcher.clone().run_liveness(token.clone()));
+        tokio::spawn(RoleManager::new(self.store.clone(), self.raft.clone()).run(token.clone()));
         let store = self.store.clone();
         let me = self.config.node_id.clone();
         tokio::spawn(async move {

@@ -6,6 +6,7 @@
 //! conditions with [`wait_until`], never for a fixed time. The harness knows nothing of
 //! Shoal's internals: it sees what a user sees.
 
+pub mod lab;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

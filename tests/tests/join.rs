@@ -93,14 +93,18 @@ fn workers_join_with_the_current_token_only() {
     rt.block_on(async {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let tls = shoal_pki::TlsClient::new(&worker_certs).expect("client");
-        let channel = shoal_pki::channel(&manager_addr, &tls).await.expect("the TLS handshake itself succeeds");
+        let channel = shoal_pki::channel(&manager_addr, &tls)
+            .await
+            .expect("the TLS handshake itself succeeds");
         let err = shoal_proto::ControlClient::new(channel)
             .list_nodes(shoal_proto::ListNodesRequest {})
             .await
             .expect_err("a worker may not call Control");
         assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
         let anonymous = shoal_pki::TlsClient::anonymous(&worker_certs.root_pem).expect("client");
-        let channel = shoal_pki::channel(&manager_addr, &anonymous).await.expect("handshake");
+        let channel = shoal_pki::channel(&manager_addr, &anonymous)
+            .await
+            .expect("handshake");
         let err = shoal_proto::ControlClient::new(channel)
             .list_nodes(shoal_proto::ListNodesRequest {})
             .await

@@ -8,6 +8,7 @@ use shoal_manager::membership::leader_of;
 use shoal_pki::{digest_of_pem, JoinToken, NodeCerts, NodeKey, TlsClient};
 use shoal_proto::{
     CaClient, IssueNodeCertificateRequest, NodeRole, RaftJoinRequest, RaftMembershipClient,
+    RenewNodeCertificateRequest,
 };
 
 use super::DaemonError;
@@ -127,4 +128,59 @@ pub async fn raft_join(
         }
     }
     Err(DaemonError::Join(format!("joining raft failed: {last}")))
+}
+
+/// Get a fresh certificate for this node from a manager (following redirects to the
+/// leader); the CA signs it with the role the node's spec has now.
+pub async fn renew_certificate(
+    tls: &TlsClient,
+    managers: &[String],
+    current: &NodeCerts,
+) -> Result<NodeCerts, DaemonError> {
+    let key = NodeKey::generate()?;
+    let csr_pem = key.csr_pem()?;
+    let mut candidates: Vec<String> = managers.to_vec();
+    let mut last = String::from("no manager address known");
+    let mut tried = 0;
+    while let Some(target) = candidates.first().cloned() {
+        tried += 1;
+        if tried > managers.len() + MAX_REDIRECTS {
+            break;
+        }
+        let channel = match shoal_pki::channel(&target, tls).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = format!("cannot reach {target}: {e}");
+                candidates.remove(0);
+                continue;
+            }
+        };
+        let request = RenewNodeCertificateRequest {
+            csr_pem: csr_pem.clone(),
+        };
+        match CaClient::new(channel).renew_node_certificate(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                return Ok(NodeCerts {
+                    cert_pem: response.cert_pem,
+                    key_pem: key.key_pem(),
+                    root_pem: if response.root_ca_pem.is_empty() {
+                        current.root_pem.clone()
+                    } else {
+                        response.root_ca_pem
+                    },
+                });
+            }
+            Err(status) => match leader_of(&status) {
+                Some(leader) if leader != target => candidates.insert(0, leader),
+                _ => {
+                    last = format!("{target}: {}", status.message());
+                    candidates.remove(0);
+                }
+            },
+        }
+    }
+    Err(DaemonError::Join(format!(
+        "renewing the node certificate failed: {last}"
+    )))
 }

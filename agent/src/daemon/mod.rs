@@ -25,7 +25,9 @@ use shoal_manager::{Manager, ManagerConfig, ManagerError};
 use shoal_pki::{
     AuthLayer, Identity, NodeCerts, NodeKey, PkiError, Role, RootCa, TlsClient, TlsServer,
 };
-use shoal_proto::{InfoResponse, NodeAdminServer, NodeDescription, RootCa as RootCaObject};
+use shoal_proto::{
+    InfoResponse, NodeAdminServer, NodeDescription, NodeRole, RootCa as RootCaObject,
+};
 use shoal_raft::PeerConnector;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
@@ -104,6 +106,8 @@ struct Inner {
     config: DaemonConfig,
     control: ControlGate,
     member: Mutex<Option<Member>>,
+    /// Roles the managers ask for, heard on the session; see [`Daemon::follow_roles`].
+    roles: tokio::sync::mpsc::Sender<NodeRole>,
 }
 
 /// What runs while the node is in a swarm.
@@ -116,14 +120,19 @@ struct Member {
 }
 
 impl Daemon {
+    /// A daemon, not yet in a swarm. Call from within the tokio runtime.
     pub fn new(config: DaemonConfig) -> Self {
-        Self {
+        let (roles, heard) = tokio::sync::mpsc::channel(4);
+        let daemon = Self {
             inner: Arc::new(Inner {
                 config,
                 control: ControlGate::default(),
                 member: Mutex::new(None),
+                roles,
             }),
-        }
+        };
+        tokio::spawn(daemon.clone().follow_roles(heard));
+        daemon
     }
 
     pub fn config(&self) -> &DaemonConfig {
@@ -484,9 +493,10 @@ impl Daemon {
             managers.retain(|m| *m != record.advertise_addr);
             managers.insert(0, record.advertise_addr.clone());
         }
+        let role_tx = self.inner.roles.clone();
         let stop = cancel.clone();
         tasks.push(tokio::spawn(async move {
-            session::run(identity, managers, tls, &worker, status_rx, stop).await;
+            session::run(identity, managers, tls, &worker, status_rx, role_tx, stop).await;
             worker.shutdown().await;
         }));
         tracing::info!(node = %record.node_id, manager = record.manager, addr = %record.advertise_addr, "node is in the swarm");
@@ -497,6 +507,62 @@ impl Daemon {
             cancel,
             tasks,
         })
+    }
+
+    /// Act on the role the managers want this node to have (promote/demote), for the
+    /// daemon's whole life. Runs outside the member, since a role change restarts it.
+    async fn follow_roles(self, mut roles: tokio::sync::mpsc::Receiver<NodeRole>) {
+        while let Some(role) = roles.recv().await {
+            if let Err(e) = self.change_role(role == NodeRole::Manager).await {
+                tracing::warn!(error = %e, "changing role failed; will retry on the next session message");
+            }
+        }
+    }
+
+    /// Restart this member in its new role: a certificate for it, then manager (joining
+    /// Raft) or worker (dropping the Raft state). Containers keep running throughout.
+    async fn change_role(&self, manager: bool) -> Result<(), DaemonError> {
+        let mut member = self.inner.member.lock().await;
+        let Some(current) = member.as_ref() else {
+            return Ok(());
+        };
+        if current.record.manager == manager {
+            return Ok(());
+        }
+        let certs = NodeCerts::load(&self.certs_dir())?
+            .ok_or_else(|| DaemonError::NoCertificates(self.certs_dir()))?;
+        let tls = TlsClient::new(&certs)?;
+        let mut record = current.record.clone();
+        let renewed = join::renew_certificate(&tls, &record.managers, &certs).await?;
+        let role = renewed.identity()?.role;
+        if (role == Role::Manager) != manager {
+            return Err(DaemonError::Join(format!(
+                "the CA still signs this node as a {role}: the role change has not reached it yet"
+            )));
+        }
+        renewed.save(&self.certs_dir())?;
+        if let Some(current) = member.take() {
+            self.stop(current).await;
+        }
+        record.manager = manager;
+        let listener = if manager {
+            record.raft_id = rand::random::<u64>().max(1);
+            Some(bind(&record.listen_addr).await?)
+        } else {
+            let raft = self.inner.config.data_dir.join("raft");
+            if let Err(e) = tokio::fs::remove_dir_all(&raft).await {
+                tracing::warn!(error = %e, "removing the raft state of a demoted manager");
+            }
+            None
+        };
+        record::save(&self.inner.config.data_dir, &record)?;
+        let start = if manager {
+            Start::JoinRaft
+        } else {
+            Start::Resume
+        };
+        *member = Some(self.start(record, listener, start).await?);
+        Ok(())
     }
 
     async fn stop(&self, member: Member) {

@@ -85,8 +85,24 @@ impl Dispatcher {
         *lock(&self.inner.managers) = addrs;
     }
 
+    /// Manager addresses for agents to fail over to: the leader first, then the others as
+    /// the store knows them, then the configured ones.
     pub fn managers(&self) -> Vec<String> {
-        lock(&self.inner.managers).clone()
+        let mut known: Vec<(bool, String)> = self.inner.store.view(|r| {
+            r.nodes()
+                .filter_map(|n| n.manager_status.as_ref())
+                .filter(|m| !m.addr.is_empty())
+                .map(|m| (!m.leader, m.addr.clone()))
+                .collect()
+        });
+        known.sort();
+        let mut addrs: Vec<String> = known.into_iter().map(|(_, a)| a).collect();
+        for addr in lock(&self.inner.managers).iter() {
+            if !addrs.contains(addr) {
+                addrs.push(addr.clone());
+            }
+        }
+        addrs
     }
 
     pub(crate) fn node_of(&self, session_id: &str) -> Result<String, DispatcherError> {

@@ -64,15 +64,37 @@ impl shoal_proto::Dispatcher for DispatcherApi {
             .open_session(session_id.clone(), request.node_id.clone());
         tracing::info!(node = %request.node_id, session = %session_id, "session opened");
         let (tx, rx) = mpsc::channel(1);
-        let first = SessionMessage {
-            session_id: session_id.clone(),
-            heartbeat_period_ms: self.dispatcher.period().as_millis() as i64,
-            managers: self.dispatcher.managers(),
-        };
-        let _ = tx.send(Ok(first)).await;
         let dispatcher = self.dispatcher.clone();
+        let node_id = request.node_id.clone();
         tokio::spawn(async move {
-            tx.closed().await;
+            // The first message, then a new one whenever the node's role or the set of
+            // managers changes, until the agent goes away.
+            let mut events = dispatcher.store().watch();
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let mut sent: Option<SessionMessage> = None;
+            loop {
+                let role = dispatcher
+                    .store()
+                    .view(|r| r.node(&node_id).map(|n| n.role() as i32))
+                    .unwrap_or_default();
+                let message = SessionMessage {
+                    session_id: session_id.clone(),
+                    heartbeat_period_ms: dispatcher.period().as_millis() as i64,
+                    managers: dispatcher.managers(),
+                    role,
+                };
+                if sent.as_ref() != Some(&message) {
+                    if tx.send(Ok(message.clone())).await.is_err() {
+                        break;
+                    }
+                    sent = Some(message);
+                }
+                let nodes = |e: &Event| matches!(e.object(), Some(Object::Node(_)));
+                tokio::select! {
+                    _ = tx.closed() => break,
+                    wake = runloop::next(&mut events, nodes, None, &cancel) => if wake == Wake::Shutdown { break },
+                }
+            }
             dispatcher.close_session(&session_id);
             tracing::info!(session = %session_id, "session closed");
         });

@@ -43,7 +43,8 @@ pub fn reconcile(
     for node in &nodes {
         let tasks = current.remove(&node.id).unwrap_or_default();
         let fits = constraints.iter().all(|c| c.matches(node));
-        let keep = fits && node.availability() != Availability::Drain && node.state() != NodeState::Down;
+        let keep =
+            fits && node.availability() != Availability::Drain && node.state() != NodeState::Down;
         if !keep {
             for task in tasks {
                 shut_down(tx, task)?;

@@ -689,7 +689,10 @@ mod nodes {
         })
         .await;
         o.pass().await.expect("pass");
-        assert!(desired_on(&store, "a").is_empty(), "a worker that left is down: its task goes");
+        assert!(
+            desired_on(&store, "a").is_empty(),
+            "a worker that left is down: its task goes"
+        );
         change_node(&store, "a", |n| {
             n.status.as_mut().expect("status").state = NodeState::Ready as i32;
         })

@@ -1,0 +1,95 @@
+//! The role manager (leader only): turns node role changes into Raft membership.
+//!
+//! A node demoted to worker is removed from the Raft voters, then its `ManagerStatus` is
+//! cleared. A promoted node joins Raft itself (its agent hears the new role on its session,
+//! gets a manager certificate and asks the leader to add it), so promotion needs nothing
+//! here. The controlapi has already refused changes that would lose quorum.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use shoal_proto::{Node, NodeRole};
+use shoal_raft::RaftNode;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::runloop::{self, Wake};
+use crate::store::{Event, Object, Store, StoreError};
+
+const RETRY: Duration = Duration::from_secs(1);
+
+pub struct RoleManager {
+    store: Store,
+    raft: RaftNode,
+}
+
+impl RoleManager {
+    pub fn new(store: Store, raft: RaftNode) -> Self {
+        Self { store, raft }
+    }
+
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut events = self.store.watch();
+        loop {
+            let retry = match self.pass().await {
+                Ok(true) => None,
+                Ok(false) => Some(Instant::now() + RETRY),
+                Err(e) => {
+                    tracing::warn!(error = %e, "changing raft membership for a role change failed; retrying");
+                    Some(Instant::now() + RETRY)
+                }
+            };
+            let nodes = |e: &Event| matches!(e.object(), Some(Object::Node(_)));
+            if runloop::next(&mut events, nodes, retry, &cancel).await == Wake::Shutdown {
+                return;
+            }
+        }
+    }
+
+    /// Demote what should be demoted; `Ok(false)` when something must be retried.
+    pub async fn pass(&self) -> Result<bool, String> {
+        let demoted: Vec<Node> = self.store.view(|r| {
+            r.nodes()
+                .filter(|n| n.role() == NodeRole::Worker && n.manager_status.is_some())
+                .cloned()
+                .collect()
+        });
+        let mut settled = true;
+        for node in demoted {
+            let Some(raft_id) = node.manager_status.as_ref().map(|m| m.raft_id) else {
+                continue;
+            };
+            let mut voters: BTreeSet<u64> = self
+                .raft
+                .status()
+                .voters
+                .iter()
+                .map(|(id, _)| *id)
+                .collect();
+            if voters.remove(&raft_id) {
+                if voters.is_empty() {
+                    tracing::warn!(node = %node.id, "refusing to remove the last raft voter");
+                    settled = false;
+                    continue;
+                }
+                tracing::info!(node = %node.id, raft_id, "demoted: removing the node from raft");
+                self.raft
+                    .change_membership(voters)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let id = node.id.clone();
+            self.store
+                .update(|tx| {
+                    if let Some(mut node) = tx.node(&id) {
+                        node.manager_status = None;
+                        tx.update(Object::Node(node))?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(settled)
+    }
+}
