@@ -1,9 +1,7 @@
 //! The multi-host lab itself (deploy/lab.sh): hosts are network namespaces, each with its
 //! own dockerd and shoald, on a private underlay.
 //!
-//! `lab_hosts_come_up` checks everything that works today. The parts that need
-//! `shoal swarm join` (not implemented yet) are in `lab_cluster_forms`, ignored until join
-//! lands: remove its `#[ignore]` then.
+//! `lab_hosts_come_up` checks the hosts without a swarm; `lab_cluster_forms` joins them.
 
 use std::time::Duration;
 
@@ -137,10 +135,8 @@ fn lab_hosts_come_up() {
     assert!(!std::path::Path::new(shoal_tests::lab::LAB_DATA).exists());
 }
 
-/// JOIN-DEPENDENT: needs `shoal swarm join` and `shoal swarm join-token`. Enable (remove
-/// the `#[ignore]`) when they land.
+/// The hosts join n1's swarm; a cut link shows as a down node; a worker comes and goes.
 #[test]
-
 fn lab_cluster_forms() {
     require_lab!();
     let mut lab = Lab::up(1, 2).expect("the lab comes up with every host joined");

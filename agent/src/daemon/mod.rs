@@ -487,9 +487,15 @@ impl Daemon {
             description,
             addr: record.advertise_addr.clone(),
         };
-        // A manager's agent talks to its own dispatcher first.
+        // A manager's agent talks to its own dispatcher first, then to the other managers
+        // its Raft log knows of.
         let mut managers = record.managers.clone();
-        if record.manager {
+        if let Some(manager) = &manager {
+            for (_, addr) in manager.raft().status().voters {
+                if !managers.contains(&addr) {
+                    managers.push(addr);
+                }
+            }
             managers.retain(|m| *m != record.advertise_addr);
             managers.insert(0, record.advertise_addr.clone());
         }

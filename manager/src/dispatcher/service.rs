@@ -35,8 +35,8 @@ impl From<DispatcherError> for Status {
         match e {
             DispatcherError::UnknownSession(_) => Status::not_found(e.to_string()),
             DispatcherError::NoNodeId => Status::invalid_argument(e.to_string()),
-            DispatcherError::Store(StoreError::NotLeader { .. }) => {
-                Status::unavailable(e.to_string())
+            DispatcherError::Store(StoreError::NotLeader { leader_addr }) => {
+                crate::membership::not_leader(leader_addr.as_deref())
             }
             DispatcherError::Store(_) | DispatcherError::Closed => {
                 Status::unavailable(e.to_string())
