@@ -13,4 +13,5 @@ pub mod daemon;
 pub mod executor;
 pub mod session;
 pub mod taskdb;
+pub mod tls;
 pub mod worker;

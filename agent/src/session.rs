@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::tls::NodeTls;
 use shoal_manager::membership::leader_of;
-use shoal_pki::TlsClient;
 use shoal_proto::{
     AssignmentsRequest, DispatcherClient, HeartbeatRequest, NodeDescription, NodeRole,
     SessionMessage, SessionRequest, TaskStatus, TaskStatusUpdate, UpdateTaskStatusRequest,
@@ -50,7 +50,7 @@ pub struct AgentIdentity {
 pub async fn run(
     identity: AgentIdentity,
     mut managers: Vec<String>,
-    tls: TlsClient,
+    tls: NodeTls,
     worker: &Worker,
     mut statuses: mpsc::Receiver<(String, TaskStatus)>,
     roles: mpsc::Sender<NodeRole>,
@@ -108,7 +108,7 @@ pub async fn run(
 async fn session(
     identity: &AgentIdentity,
     addr: &str,
-    tls: &TlsClient,
+    tls: &NodeTls,
     worker: &Worker,
     statuses: &mut mpsc::Receiver<(String, TaskStatus)>,
     pending: &mut HashMap<String, TaskStatus>,
@@ -120,13 +120,12 @@ async fn session(
         addr: addr.to_string(),
         status,
     };
-    let channel: Channel =
-        shoal_pki::channel(addr, tls)
-            .await
-            .map_err(|source| SessionError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
+    let channel: Channel = shoal_pki::channel(addr, &tls.client())
+        .await
+        .map_err(|source| SessionError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
     let mut client = DispatcherClient::new(channel);
     let mut session_stream = client
         .session(SessionRequest {

@@ -112,3 +112,58 @@ fn workers_join_with_the_current_token_only() {
         assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     });
 }
+
+#[test]
+fn certificates_renew_before_they_expire() {
+    require_env!();
+    let m = Node::start("m").expect("shoald starts");
+    m.shoal_ok(&[
+        "swarm",
+        "init",
+        "--listen-addr",
+        "127.0.0.1:0",
+        "--cert-expiry",
+        "20s",
+    ]);
+    let mut w = Node::start("w").expect("shoald starts");
+    let out = join(&w, &token(&m, "worker"), &m.addr());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cert = |n: &Node| {
+        std::fs::read_to_string(n.data_dir().join("certificates/node.crt")).unwrap_or_default()
+    };
+    let (first_m, first_w) = (cert(&m), cert(&w));
+    let expires = shoal_pki::not_after(&first_w).expect("a readable certificate");
+    let long = std::time::Duration::from_secs(60);
+    m.wait("the manager's certificate renewed", long, || {
+        (cert(&m) != first_m).then_some(())
+    });
+    w.wait("the worker's certificate renewed", long, || {
+        (cert(&w) != first_w).then_some(())
+    });
+    assert!(shoal_pki::not_after(&cert(&w)).expect("readable") > expires);
+
+    // Past the first certificate's end, a restarted worker still gets in with its new one.
+    w.wait("the first certificate to expire", long, || {
+        (std::time::SystemTime::now() > expires).then_some(())
+    });
+    w.kill9();
+    w.spawn().expect("shoald restarts");
+    m.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "both",
+        "--replicas",
+        "2",
+        "shoal-test/busybox:a",
+        "sleep",
+        "100000",
+    ]);
+    let name = w.name.clone();
+    m.wait("a task running on the restarted worker", long, || {
+        m.running_tasks("both")
+            .iter()
+            .any(|t| t["Node"] == name.as_str())
+            .then_some(())
+    });
+}

@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::tls::NodeTls;
 use shoal_manager::controlapi::ControlApi;
-use shoal_pki::TlsClient;
 use shoal_proto::*;
 use shoal_raft::RaftNode;
 use tonic::transport::Channel;
@@ -20,7 +20,7 @@ pub struct ControlGate {
 struct Target {
     api: ControlApi,
     raft: RaftNode,
-    tls: TlsClient,
+    tls: NodeTls,
     /// The channel to the leader, by its address.
     leader: Arc<Mutex<Option<(String, Channel)>>>,
 }
@@ -32,7 +32,7 @@ enum Route {
 }
 
 impl ControlGate {
-    pub fn open(&self, api: ControlApi, raft: RaftNode, tls: TlsClient) {
+    pub fn open(&self, api: ControlApi, raft: RaftNode, tls: NodeTls) {
         *self.target.write().unwrap_or_else(|p| p.into_inner()) = Some(Target {
             api,
             raft,
@@ -61,9 +61,12 @@ impl ControlGate {
         let channel = match cached.as_ref() {
             Some((addr, channel)) if *addr == leader_addr => channel.clone(),
             _ => {
-                let channel = shoal_pki::channel_lazy(&leader_addr, &target.tls).map_err(|e| {
-                    Status::unavailable(format!("cannot reach the leader at {leader_addr}: {e}"))
-                })?;
+                let channel =
+                    shoal_pki::channel_lazy(&leader_addr, &target.tls.client()).map_err(|e| {
+                        Status::unavailable(format!(
+                            "cannot reach the leader at {leader_addr}: {e}"
+                        ))
+                    })?;
                 *cached = Some((leader_addr, channel.clone()));
                 channel
             }

@@ -22,9 +22,7 @@ use std::time::Duration;
 use shoal_manager::controlapi::ControlApi;
 use shoal_manager::ids::new_id;
 use shoal_manager::{Manager, ManagerConfig, ManagerError};
-use shoal_pki::{
-    AuthLayer, Identity, NodeCerts, NodeKey, PkiError, Role, RootCa, TlsClient, TlsServer,
-};
+use shoal_pki::{AuthLayer, Identity, NodeCerts, NodeKey, PkiError, Role, RootCa};
 use shoal_proto::{
     InfoResponse, NodeAdminServer, NodeDescription, NodeRole, RootCa as RootCaObject,
 };
@@ -38,8 +36,10 @@ use crate::executor::docker::DockerExecutor;
 use crate::executor::{ExecError, Executor};
 use crate::session::{self, AgentIdentity};
 use crate::taskdb::{TaskDb, TaskDbError};
+use crate::tls::NodeTls;
 use crate::worker::{Worker, WorkerError};
 pub use gate::ControlGate;
+pub(crate) use join::renew_certificate;
 use record::{NodeRecord, RecordError};
 
 /// Node certificates live this long unless `swarm init --cert-expiry` says otherwise.
@@ -387,9 +387,8 @@ impl Daemon {
         how: Start,
     ) -> Result<Member, DaemonError> {
         let config = &self.inner.config;
-        let certs = NodeCerts::load(&self.certs_dir())?
+        let node_tls = NodeTls::load(&self.certs_dir())?
             .ok_or_else(|| DaemonError::NoCertificates(self.certs_dir()))?;
-        let tls = TlsClient::new(&certs)?;
         let executor = DockerExecutor::connect(
             &config.docker_host,
             record.node_id.clone(),
@@ -421,9 +420,9 @@ impl Daemon {
                     config.data_dir.clone(),
                     record.advertise_addr.clone(),
                 );
-                let peer_tls = tls.clone();
+                let peer_tls = node_tls.clone();
                 manager_config.connector = Some(PeerConnector(Arc::new(move |addr: &str| {
-                    shoal_pki::channel_lazy(addr, &peer_tls).map_err(|e| e.to_string())
+                    shoal_pki::channel_lazy(addr, &peer_tls.client()).map_err(|e| e.to_string())
                 })));
                 let manager = Manager::open(manager_config).await?;
                 if let Start::Bootstrap { root, expiry } = &how {
@@ -443,7 +442,7 @@ impl Daemon {
                     .add_service(manager.raft().grpc_service())
                     .add_service(manager.membership_service())
                     .add_service(manager.ca_service());
-                let incoming = shoal_pki::incoming(listener, TlsServer::new(&certs)?);
+                let incoming = shoal_pki::incoming(listener, node_tls.server());
                 let stop = cancel.clone();
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = router
@@ -455,7 +454,7 @@ impl Daemon {
                 }));
                 if let Start::JoinRaft = how {
                     join::raft_join(
-                        &tls,
+                        &node_tls.client(),
                         &record.managers,
                         record.raft_id,
                         &record.advertise_addr,
@@ -467,7 +466,7 @@ impl Daemon {
                 self.inner.control.open(
                     ControlApi::new(manager.store().clone()),
                     manager.raft().clone(),
-                    tls.clone(),
+                    node_tls.clone(),
                 );
                 Some(manager)
             }
@@ -499,10 +498,20 @@ impl Daemon {
             managers.retain(|m| *m != record.advertise_addr);
             managers.insert(0, record.advertise_addr.clone());
         }
+        tasks.push(tokio::spawn(crate::tls::renew_loop(
+            node_tls.clone(),
+            managers.clone(),
+            record.manager,
+            self.inner.roles.clone(),
+            cancel.clone(),
+        )));
         let role_tx = self.inner.roles.clone();
         let stop = cancel.clone();
         tasks.push(tokio::spawn(async move {
-            session::run(identity, managers, tls, &worker, status_rx, role_tx, stop).await;
+            session::run(
+                identity, managers, node_tls, &worker, status_rx, role_tx, stop,
+            )
+            .await;
             worker.shutdown().await;
         }));
         tracing::info!(node = %record.node_id, manager = record.manager, addr = %record.advertise_addr, "node is in the swarm");
@@ -535,11 +544,12 @@ impl Daemon {
         if current.record.manager == manager {
             return Ok(());
         }
-        let certs = NodeCerts::load(&self.certs_dir())?
+        let node_tls = NodeTls::load(&self.certs_dir())?
             .ok_or_else(|| DaemonError::NoCertificates(self.certs_dir()))?;
-        let tls = TlsClient::new(&certs)?;
         let mut record = current.record.clone();
-        let renewed = join::renew_certificate(&tls, &record.managers, &certs).await?;
+        let renewed =
+            join::renew_certificate(&node_tls.client(), &record.managers, &node_tls.certs())
+                .await?;
         let role = renewed.identity()?.role;
         if (role == Role::Manager) != manager {
             return Err(DaemonError::Join(format!(

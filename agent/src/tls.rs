@@ -1,0 +1,133 @@
+//! The node's TLS identity as its running member uses it. Renewal swaps the certificate in
+//! place: the server presents the new one to new connections, and every new outgoing
+//! connection (sessions, Raft peers, forwarded calls) picks up the new client config.
+//! Established connections keep going; a certificate is only checked at the handshake.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use shoal_pki::{NodeCerts, PkiError, Role, TlsClient, TlsServer};
+use shoal_proto::NodeRole;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Renew once less than this share of a certificate's life is left.
+const RENEW_AT_REMAINING: f64 = 0.3;
+/// Never try to renew more often than this, whatever the clock says.
+const MIN_RETRY: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct NodeTls {
+    dir: PathBuf,
+    certs: Arc<RwLock<NodeCerts>>,
+    client: Arc<RwLock<TlsClient>>,
+    server: TlsServer,
+}
+
+impl NodeTls {
+    /// The certificates stored under `dir`.
+    pub fn load(dir: &Path) -> Result<Option<Self>, PkiError> {
+        let Some(certs) = NodeCerts::load(dir)? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            dir: dir.to_path_buf(),
+            client: Arc::new(RwLock::new(TlsClient::new(&certs)?)),
+            server: TlsServer::new(&certs)?,
+            certs: Arc::new(RwLock::new(certs)),
+        }))
+    }
+
+    pub fn client(&self) -> TlsClient {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn server(&self) -> TlsServer {
+        self.server.clone()
+    }
+
+    pub fn certs(&self) -> NodeCerts {
+        self.certs.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Store `certs` and use them from now on.
+    pub fn install(&self, certs: NodeCerts) -> Result<(), PkiError> {
+        let client = TlsClient::new(&certs)?;
+        certs.save(&self.dir)?;
+        self.server.reload(&certs)?;
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        *self.certs.write().unwrap_or_else(|p| p.into_inner()) = certs;
+        Ok(())
+    }
+
+    /// When the current certificate should be renewed.
+    fn renew_at(&self) -> SystemTime {
+        let cert = self.certs().cert_pem;
+        let (Ok(not_before), Ok(not_after)) =
+            (shoal_pki::not_before(&cert), shoal_pki::not_after(&cert))
+        else {
+            return SystemTime::now();
+        };
+        let issued = not_before + shoal_pki::BACKDATE;
+        let life = not_after.duration_since(issued).unwrap_or_default();
+        not_after - life.mul_f64(RENEW_AT_REMAINING)
+    }
+}
+
+/// Renew the node certificate before it expires, for as long as the member runs. A renewal
+/// that comes back with another role (a promotion or demotion the session has not told
+/// yet) is handed to the daemon as a role change instead.
+pub async fn renew_loop(
+    tls: NodeTls,
+    managers: Vec<String>,
+    manager: bool,
+    roles: mpsc::Sender<NodeRole>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let wait = tls
+            .renew_at()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .max(MIN_RETRY);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let renewed =
+            match crate::daemon::renew_certificate(&tls.client(), &managers, &tls.certs()).await {
+                Ok(certs) => certs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing the node certificate failed; retrying");
+                    continue;
+                }
+            };
+        let role = match renewed.identity() {
+            Ok(identity) => identity.role,
+            Err(e) => {
+                tracing::warn!(error = %e, "the renewed certificate is unreadable; retrying");
+                continue;
+            }
+        };
+        if (role == Role::Manager) != manager {
+            let _ = roles
+                .send(if role == Role::Manager {
+                    NodeRole::Manager
+                } else {
+                    NodeRole::Worker
+                })
+                .await;
+            return;
+        }
+        match tls.install(renewed) {
+            Ok(()) => tracing::info!("node certificate renewed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "installing the renewed certificate failed; retrying")
+            }
+        }
+    }
+}
