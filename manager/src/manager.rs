@@ -11,6 +11,7 @@ use std::time::Duration;
 use shoal_proto::{
     Availability, CaServer, Cluster, ClusterSpec, ControlServer, DispatcherServer, ManagerStatus,
     Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, RaftMembershipServer, RootCa,
+    StoreSnapshot,
 };
 use shoal_raft::{PeerConnector, RaftConfig, RaftError, RaftNode};
 use tokio_util::sync::CancellationToken;
@@ -94,6 +95,43 @@ impl Manager {
             raft,
             dispatcher,
         })
+    }
+
+    /// `swarm init --force-new-cluster`: bootstrap a fresh one-member Raft with this manager
+    /// and write `state` (what this manager held when quorum was lost) into it. The other
+    /// managers are demoted: promote nodes again to restore redundancy.
+    pub async fn bootstrap_from(&self, state: StoreSnapshot) -> Result<(), ManagerError> {
+        self.raft.initialize(self.config.addr.clone()).await?;
+        self.wait_for_leadership(Duration::from_secs(10)).await?;
+        let me = self.config.node_id.clone();
+        let my_raft = (self.config.raft_id, self.config.addr.clone());
+        self.store
+            .update(|tx| {
+                let mut objects: Vec<Object> = Vec::new();
+                objects.extend(state.clusters.into_iter().map(Object::Cluster));
+                objects.extend(state.services.into_iter().map(Object::Service));
+                objects.extend(state.tasks.into_iter().map(Object::Task));
+                for mut node in state.nodes {
+                    if node.id == me {
+                        node.manager_status = Some(ManagerStatus {
+                            raft_id: my_raft.0,
+                            addr: my_raft.1.clone(),
+                            leader: true,
+                        });
+                    } else if node.manager_status.take().is_some() {
+                        if let Some(spec) = node.spec.as_mut() {
+                            spec.role = NodeRole::Worker as i32;
+                        }
+                    }
+                    objects.push(Object::Node(node));
+                }
+                for object in objects {
+                    tx.restore(object)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        Ok(())
     }
 
     /// Make this manager the first member of a new cluster: bootstrap Raft with it as the

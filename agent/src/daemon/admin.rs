@@ -38,9 +38,11 @@ impl shoal_proto::NodeAdmin for AdminApi {
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let request = request.into_inner();
         if request.force_new_cluster {
-            return Err(Status::unimplemented(
-                "--force-new-cluster is not available yet: restore quorum by restarting the lost managers",
-            ));
+            let record = self.daemon.force_new_cluster().await?;
+            return Ok(Response::new(InitResponse {
+                node_id: record.node_id,
+                cluster_id: record.cluster_id,
+            }));
         }
         let expiry = (request.cert_expiry_ms > 0)
             .then(|| std::time::Duration::from_millis(request.cert_expiry_ms as u64));

@@ -64,6 +64,8 @@ pub enum DaemonError {
     AlreadyInSwarm,
     #[error("this node is not part of a swarm: run `shoal swarm init` first")]
     NotInSwarm,
+    #[error("this node is not a manager: --force-new-cluster runs on a surviving manager")]
+    NotManager,
     #[error("this node is a manager: leaving would remove it from the swarm for good; use `shoal swarm leave --force` to do it anyway")]
     ManagerMustForce,
     #[error("invalid address {addr:?}: {why}")]
@@ -300,6 +302,44 @@ impl Daemon {
         self.inner.config.data_dir.join("certificates")
     }
 
+    /// `swarm init --force-new-cluster`: on a manager of a swarm that lost quorum, restart
+    /// Raft with this manager alone, keeping the state it holds. The old Raft state is kept
+    /// aside under the data dir.
+    pub async fn force_new_cluster(&self) -> Result<NodeRecord, DaemonError> {
+        let mut member = self.inner.member.lock().await;
+        let state = match member.as_ref() {
+            None => return Err(DaemonError::NotInSwarm),
+            Some(Member { manager: None, .. }) => return Err(DaemonError::NotManager),
+            Some(Member {
+                manager: Some(manager),
+                ..
+            }) => manager.store().state().export(),
+        };
+        let Some(current) = member.take() else {
+            return Err(DaemonError::NotInSwarm);
+        };
+        let mut record = current.record.clone();
+        self.stop(current).await;
+        let dir = &self.inner.config.data_dir;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = dir.join(format!("raft.before-force-new-cluster-{stamp}"));
+        tokio::fs::rename(dir.join("raft"), &aside)
+            .await
+            .map_err(|source| DaemonError::Cleanup {
+                path: aside.clone(),
+                source,
+            })?;
+        tracing::warn!(kept = %aside.display(), "forcing a new cluster from this manager's state");
+        record.managers = vec![record.advertise_addr.clone()];
+        record::save(dir, &record)?;
+        let listener = bind(&record.listen_addr).await?;
+        let start = Start::ForceNewCluster(Box::new(state));
+        *member = Some(self.start(record.clone(), Some(listener), start).await?);
+        Ok(record)
+    }
+
     /// `swarm leave`: stop everything, remove this node's containers and its swarm state.
     pub async fn leave(&self, force: bool) -> Result<(), DaemonError> {
         let mut member = self.inner.member.lock().await;
@@ -425,15 +465,15 @@ impl Daemon {
                     shoal_pki::channel_lazy(addr, &peer_tls.client()).map_err(|e| e.to_string())
                 })));
                 let manager = Manager::open(manager_config).await?;
-                if let Start::Bootstrap { root, expiry } = &how {
-                    manager
-                        .bootstrap(
-                            &record.cluster_id,
-                            description.clone(),
-                            root.clone(),
-                            *expiry,
-                        )
-                        .await?;
+                let join_raft = matches!(how, Start::JoinRaft);
+                match how {
+                    Start::Bootstrap { root, expiry } => {
+                        manager
+                            .bootstrap(&record.cluster_id, description.clone(), root, expiry)
+                            .await?
+                    }
+                    Start::ForceNewCluster(state) => manager.bootstrap_from(*state).await?,
+                    Start::Resume | Start::JoinRaft => {}
                 }
                 let router = tonic::transport::Server::builder()
                     .layer(AuthLayer::new(record.cluster_id.clone()))
@@ -452,7 +492,7 @@ impl Daemon {
                         tracing::error!(error = %e, "the manager's network server stopped");
                     }
                 }));
-                if let Start::JoinRaft = how {
+                if join_raft {
                     join::raft_join(
                         &node_tls.client(),
                         &record.managers,
@@ -621,6 +661,8 @@ enum Start {
     },
     /// As a manager new to Raft: ask the leader to add it.
     JoinRaft,
+    /// As the only manager of a fresh Raft that takes over this state (lost quorum).
+    ForceNewCluster(Box<shoal_proto::StoreSnapshot>),
 }
 
 /// Bind the listen address (default 0.0.0.0:4242); returns the bound address too.

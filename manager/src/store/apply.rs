@@ -81,7 +81,8 @@ impl StoreState {
         Ok(())
     }
 
-    fn encode_snapshot(&self) -> Vec<u8> {
+    /// Every object, as a snapshot.
+    pub fn export(&self) -> StoreSnapshot {
         let tables = self.read();
         StoreSnapshot {
             nodes: tables.nodes.values().cloned().collect(),
@@ -89,7 +90,10 @@ impl StoreState {
             tasks: tables.tasks.values().cloned().collect(),
             clusters: tables.clusters.values().cloned().collect(),
         }
-        .encode_to_vec()
+    }
+
+    fn encode_snapshot(&self) -> Vec<u8> {
+        self.export().encode_to_vec()
     }
 
     fn restore_snapshot(&self, bytes: &[u8]) -> Result<(), String> {

@@ -184,18 +184,34 @@ impl<'a> WriteTx<'a> {
     }
 
     pub fn create(&mut self, object: Object) -> Result<(), StoreError> {
-        let (kind, id) = key(&object);
-        let exists = match &object {
-            Object::Node(_) => self.node(&id).is_some(),
-            Object::Service(_) => self.service(&id).is_some(),
-            Object::Task(_) => self.task(&id).is_some(),
-            Object::Cluster(_) => self.base.tables.clusters.contains_key(&id),
-        };
-        if exists {
-            return Err(StoreError::Exists { kind, id });
-        }
+        self.check_absent(&object)?;
         let object = stamp(object, self.now_ms, true);
         self.stage(Kind::Create, object);
+        Ok(())
+    }
+
+    /// Stage an object as it was in another store, keeping its times: for rebuilding a
+    /// store (`swarm init --force-new-cluster`).
+    pub fn restore(&mut self, object: Object) -> Result<(), StoreError> {
+        self.check_absent(&object)?;
+        self.stage(Kind::Create, object);
+        Ok(())
+    }
+
+    fn exists(&self, object: &Object, id: &str) -> bool {
+        match object {
+            Object::Node(_) => self.node(id).is_some(),
+            Object::Service(_) => self.service(id).is_some(),
+            Object::Task(_) => self.task(id).is_some(),
+            Object::Cluster(_) => self.base.tables.clusters.contains_key(id),
+        }
+    }
+
+    fn check_absent(&self, object: &Object) -> Result<(), StoreError> {
+        let (kind, id) = key(object);
+        if self.exists(object, &id) {
+            return Err(StoreError::Exists { kind, id });
+        }
         Ok(())
     }
 
@@ -203,12 +219,7 @@ impl<'a> WriteTx<'a> {
     /// read at; the apply refuses it if the stored version moved on.
     pub fn update(&mut self, object: Object) -> Result<(), StoreError> {
         let (kind, id) = key(&object);
-        let exists = match &object {
-            Object::Node(_) => self.node(&id).is_some(),
-            Object::Service(_) => self.service(&id).is_some(),
-            Object::Task(_) => self.task(&id).is_some(),
-            Object::Cluster(_) => self.base.tables.clusters.contains_key(&id),
-        };
+        let exists = self.exists(&object, &id);
         if !exists {
             return Err(StoreError::NotFound { kind, id });
         }
