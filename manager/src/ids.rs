@@ -2,18 +2,7 @@
 
 /// A fresh random id.
 pub fn new_id() -> String {
-    let mut n: u128 = rand::random();
-    let mut out = [b'0'; 25];
-    for slot in out.iter_mut().rev() {
-        let digit = (n % 36) as u8;
-        *slot = if digit < 10 {
-            b'0' + digit
-        } else {
-            b'a' + digit - 10
-        };
-        n /= 36;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    shoal_pki::random_id()
 }
 
 #[cfg(test)]

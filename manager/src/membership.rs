@@ -41,6 +41,21 @@ pub fn leader_of(status: &Status) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The current Raft voters.
+pub(crate) fn voters(raft: &RaftNode) -> BTreeSet<u64> {
+    raft.status().voters.iter().map(|(id, _)| *id).collect()
+}
+
+/// `Ok` on the leader, else "not the leader" naming it.
+fn require_leader(raft: &RaftNode) -> Result<(), Status> {
+    let leadership = raft.leadership().borrow().clone();
+    if leadership.is_leader {
+        Ok(())
+    } else {
+        Err(not_leader(leadership.leader_addr.as_deref()))
+    }
+}
+
 pub struct MembershipApi {
     raft: RaftNode,
     store: Store,
@@ -97,10 +112,7 @@ impl shoal_proto::RaftMembership for MembershipApi {
                 "a raft join needs a raft id, an address and a node id",
             ));
         }
-        let leadership = self.raft.leadership().borrow().clone();
-        if !leadership.is_leader {
-            return Err(not_leader(leadership.leader_addr.as_deref()));
-        }
+        require_leader(&self.raft)?;
         let known = self.store.view(|r| r.node(&request.node_id).cloned());
         let Some(node) = known else {
             return Err(Status::failed_precondition(format!(
@@ -113,13 +125,7 @@ impl shoal_proto::RaftMembership for MembershipApi {
             .add_learner(request.raft_id, request.addr.clone())
             .await
             .map_err(raft_status)?;
-        let mut voters: BTreeSet<u64> = self
-            .raft
-            .status()
-            .voters
-            .iter()
-            .map(|(id, _)| *id)
-            .collect();
+        let mut voters = voters(&self.raft);
         voters.insert(request.raft_id);
         self.raft
             .change_membership(voters)
@@ -149,17 +155,8 @@ impl shoal_proto::RaftMembership for MembershipApi {
         request: Request<RaftLeaveRequest>,
     ) -> Result<Response<RaftLeaveResponse>, Status> {
         let raft_id = request.into_inner().raft_id;
-        let leadership = self.raft.leadership().borrow().clone();
-        if !leadership.is_leader {
-            return Err(not_leader(leadership.leader_addr.as_deref()));
-        }
-        let mut voters: BTreeSet<u64> = self
-            .raft
-            .status()
-            .voters
-            .iter()
-            .map(|(id, _)| *id)
-            .collect();
+        require_leader(&self.raft)?;
+        let mut voters = voters(&self.raft);
         if !voters.remove(&raft_id) {
             return Ok(Response::new(RaftLeaveResponse {}));
         }

@@ -5,7 +5,6 @@
 //! gets a manager certificate and asks the leader to add it), so promotion needs nothing
 //! here. The controlapi has already refused changes that would lose quorum.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shoal_proto::{Node, NodeRole};
@@ -59,13 +58,7 @@ impl RoleManager {
             let Some(raft_id) = node.manager_status.as_ref().map(|m| m.raft_id) else {
                 continue;
             };
-            let mut voters: BTreeSet<u64> = self
-                .raft
-                .status()
-                .voters
-                .iter()
-                .map(|(id, _)| *id)
-                .collect();
+            let mut voters = crate::membership::voters(&self.raft);
             if voters.remove(&raft_id) {
                 if voters.is_empty() {
                     tracing::warn!(node = %node.id, "refusing to remove the last raft voter");

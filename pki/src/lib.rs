@@ -47,4 +47,4 @@ pub use tls::server::{
     incoming, peer_identity, peer_info, PeerInfo, TlsConn, TlsServer, HANDSHAKE_TIMEOUT,
 };
 pub use tls::MANAGER_SERVER_NAME;
-pub use token::JoinToken;
+pub use token::{random_id, JoinToken};

@@ -28,7 +28,7 @@ impl JoinToken {
     pub fn generate(digest: &str) -> Self {
         JoinToken {
             digest: digest.to_ascii_lowercase(),
-            secret: base36_secret(rand::random()),
+            secret: random_id(),
         }
     }
 
@@ -93,6 +93,12 @@ impl std::str::FromStr for JoinToken {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         JoinToken::parse(s)
     }
+}
+
+/// 25 lowercase base-36 characters from 128 random bits: token secrets, and the ids of
+/// every object of the cluster (Swarm's identifier format).
+pub fn random_id() -> String {
+    base36_secret(rand::random())
 }
 
 /// `n` in lowercase base 36, left-padded with zeros to 25 characters (36^25 > 2^128).

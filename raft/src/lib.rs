@@ -60,9 +60,10 @@ pub struct RaftConfig {
 
 /// Makes the (lazy) channel to a peer at `host:port`: where transport security is decided.
 #[derive(Clone)]
-pub struct PeerConnector(
-    pub Arc<dyn Fn(&str) -> Result<tonic::transport::Channel, String> + Send + Sync>,
-);
+pub struct PeerConnector(pub Arc<ConnectFn>);
+
+/// Dials `host:port`, lazily.
+pub type ConnectFn = dyn Fn(&str) -> Result<tonic::transport::Channel, String> + Send + Sync;
 
 impl std::fmt::Debug for PeerConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

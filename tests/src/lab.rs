@@ -34,15 +34,7 @@ pub const LAB_PORT: u16 = 4242;
 
 /// Why the lab cannot run here, if it cannot.
 pub fn lab_skip_reason() -> Option<String> {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    if uid != "0" {
+    if !crate::is_root() {
         return Some("the lab needs root (network namespaces, one dockerd per host)".into());
     }
     let has = |cmd: &str, arg: &str| {
@@ -65,15 +57,7 @@ pub fn lab_skip_reason() -> Option<String> {
     if !lab_script().exists() {
         return Some(format!("{} is missing", lab_script().display()));
     }
-    for bin in ["shoald", "shoal"] {
-        if !bin_dir().join(bin).exists() {
-            return Some(format!(
-                "{} not built: run `cargo build --workspace --bins` first",
-                bin_dir().join(bin).display()
-            ));
-        }
-    }
-    None
+    crate::binaries_missing()
 }
 
 /// Skip the calling test (return early) with a printed reason when the lab can't run here.

@@ -14,17 +14,35 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-/// Why the end-to-end tests cannot run here, if they cannot.
-pub fn skip_reason() -> Option<String> {
-    let uid = std::fs::read_to_string("/proc/self/status")
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+                .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
         })
-        .unwrap_or_default();
-    if uid != "0" {
+        .unwrap_or(false)
+}
+
+/// Why `shoald` and `shoal` can't be used, if they are not built.
+pub fn binaries_missing() -> Option<String> {
+    ["shoald", "shoal"]
+        .iter()
+        .map(|bin| bin_dir().join(bin))
+        .find(|path| !path.exists())
+        .map(|path| {
+            format!(
+                "{} not built: run `cargo build --workspace --bins` first",
+                path.display()
+            )
+        })
+}
+
+/// Why the end-to-end tests cannot run here, if they cannot.
+pub fn skip_reason() -> Option<String> {
+    if !is_root() {
         return Some("needs root (shoald talks to dockerd and owns /run/shoal)".into());
     }
     match Command::new("docker")
@@ -39,15 +57,7 @@ pub fn skip_reason() -> Option<String> {
         }
         Err(e) => return Some(format!("no docker CLI: {e}")),
     }
-    for bin in ["shoald", "shoal"] {
-        if !bin_dir().join(bin).exists() {
-            return Some(format!(
-                "{} not built: run `cargo build --workspace --bins` first",
-                bin_dir().join(bin).display()
-            ));
-        }
-    }
-    None
+    binaries_missing()
 }
 
 /// Skip the calling test (return early) with a printed reason when the machine can't run it.

@@ -10,6 +10,7 @@ use shoal_proto::{
     CaClient, IssueNodeCertificateRequest, NodeRole, RaftJoinRequest, RaftMembershipClient,
     RenewNodeCertificateRequest,
 };
+use tonic::transport::Channel;
 
 use super::DaemonError;
 
@@ -94,40 +95,20 @@ pub async fn raft_join(
     addr: &str,
     node_id: &str,
 ) -> Result<(), DaemonError> {
-    let mut last = String::from("no manager address known");
-    let mut candidates: Vec<String> = managers.iter().filter(|m| *m != addr).cloned().collect();
-    let mut tried = 0;
-    while let Some(target) = candidates.first().cloned() {
-        tried += 1;
-        if tried > managers.len() + MAX_REDIRECTS {
-            break;
-        }
-        let channel = match shoal_pki::channel(&target, tls).await {
-            Ok(c) => c,
-            Err(e) => {
-                last = format!("cannot reach {target}: {e}");
-                candidates.remove(0);
-                continue;
-            }
-        };
+    let others: Vec<String> = managers.iter().filter(|m| *m != addr).cloned().collect();
+    on_leader(tls, &others, "joining raft", |channel| async move {
         let mut request = tonic::Request::new(RaftJoinRequest {
             raft_id,
             addr: addr.to_string(),
             node_id: node_id.to_string(),
         });
         request.set_timeout(RAFT_JOIN_TIMEOUT);
-        match RaftMembershipClient::new(channel).join(request).await {
-            Ok(_) => return Ok(()),
-            Err(status) => match leader_of(&status) {
-                Some(leader) if leader != target => candidates.insert(0, leader),
-                _ => {
-                    last = format!("{target}: {}", status.message());
-                    candidates.remove(0);
-                }
-            },
-        }
-    }
-    Err(DaemonError::Join(format!("joining raft failed: {last}")))
+        RaftMembershipClient::new(channel)
+            .join(request)
+            .await
+            .map(|_| ())
+    })
+    .await
 }
 
 /// Get a fresh certificate for this node from a manager (following redirects to the
@@ -139,6 +120,41 @@ pub async fn renew_certificate(
 ) -> Result<NodeCerts, DaemonError> {
     let key = NodeKey::generate()?;
     let csr_pem = key.csr_pem()?;
+    let response = on_leader(tls, managers, "renewing the node certificate", |channel| {
+        let request = RenewNodeCertificateRequest {
+            csr_pem: csr_pem.clone(),
+        };
+        async move {
+            CaClient::new(channel)
+                .renew_node_certificate(request)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    })
+    .await?;
+    Ok(NodeCerts {
+        cert_pem: response.cert_pem,
+        key_pem: key.key_pem(),
+        root_pem: if response.root_ca_pem.is_empty() {
+            current.root_pem.clone()
+        } else {
+            response.root_ca_pem
+        },
+    })
+}
+
+/// Make `call` on a manager: each of `managers` in turn, and straight to the leader when a
+/// follower names it.
+async fn on_leader<T, F, Fut>(
+    tls: &TlsClient,
+    managers: &[String],
+    what: &str,
+    mut call: F,
+) -> Result<T, DaemonError>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
     let mut candidates: Vec<String> = managers.to_vec();
     let mut last = String::from("no manager address known");
     let mut tried = 0;
@@ -155,22 +171,8 @@ pub async fn renew_certificate(
                 continue;
             }
         };
-        let request = RenewNodeCertificateRequest {
-            csr_pem: csr_pem.clone(),
-        };
-        match CaClient::new(channel).renew_node_certificate(request).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                return Ok(NodeCerts {
-                    cert_pem: response.cert_pem,
-                    key_pem: key.key_pem(),
-                    root_pem: if response.root_ca_pem.is_empty() {
-                        current.root_pem.clone()
-                    } else {
-                        response.root_ca_pem
-                    },
-                });
-            }
+        match call(channel).await {
+            Ok(value) => return Ok(value),
             Err(status) => match leader_of(&status) {
                 Some(leader) if leader != target => candidates.insert(0, leader),
                 _ => {
@@ -180,7 +182,5 @@ pub async fn renew_certificate(
             },
         }
     }
-    Err(DaemonError::Join(format!(
-        "renewing the node certificate failed: {last}"
-    )))
+    Err(DaemonError::Join(format!("{what} failed: {last}")))
 }

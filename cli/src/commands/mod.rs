@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use anyhow::{bail, Result};
+use clap::Args;
 
 pub mod node;
 pub mod service;
@@ -52,4 +53,15 @@ pub fn failures(errors: Vec<anyhow::Error>) -> Result<()> {
     }
     let messages: Vec<String> = errors.iter().map(|e| format!("{e:#}")).collect();
     bail!("{}", messages.join("; "))
+}
+
+/// `ls` of nodes and services.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only display IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }

@@ -10,7 +10,7 @@ use shoal_proto::{
     NodeSpec, NodeState, RemoveNodeRequest, TaskState, UpdateNodeRequest,
 };
 
-use super::{failures, print, print_blocks, print_lines, Format};
+use super::{failures, print, print_blocks, print_lines, Format, LsArgs};
 use crate::client::Client;
 use crate::parse::{self, flag};
 use crate::{format, view};
@@ -96,16 +96,6 @@ pub struct RmArgs {
     /// Node ids, hostnames or id prefixes
     #[arg(value_name = "NODE", required = true)]
     nodes: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct LsArgs {
-    /// Only display IDs
-    #[arg(short, long)]
-    quiet: bool,
-    /// Output format
-    #[arg(long, value_enum, default_value_t)]
-    format: Format,
 }
 
 #[derive(Debug, Args)]

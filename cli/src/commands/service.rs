@@ -14,7 +14,7 @@ use shoal_proto::{
     UpdateServiceRequest,
 };
 
-use super::{failures, print, print_blocks, print_lines, Format};
+use super::{failures, print, print_blocks, print_lines, Format, LsArgs};
 use crate::client::Client;
 use crate::parse::{self, flag};
 use crate::{format, view};
@@ -124,16 +124,6 @@ pub struct CreateArgs {
         allow_hyphen_values = true
     )]
     args: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct LsArgs {
-    /// Only display IDs
-    #[arg(short, long)]
-    quiet: bool,
-    /// Output format
-    #[arg(long, value_enum, default_value_t)]
-    format: Format,
 }
 
 #[derive(Debug, Args)]
