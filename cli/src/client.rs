@@ -110,6 +110,7 @@ macro_rules! rpcs {
 rpcs! {
     control.create_service(CreateServiceRequest) -> CreateServiceResponse;
     control.update_service(UpdateServiceRequest) -> UpdateServiceResponse;
+    control.rollback_service(RollbackServiceRequest) -> RollbackServiceResponse;
     control.remove_service(RemoveServiceRequest) -> RemoveServiceResponse;
     control.get_service(GetServiceRequest) -> GetServiceResponse;
     control.list_services(ListServicesRequest) -> ListServicesResponse;

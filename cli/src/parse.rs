@@ -239,6 +239,15 @@ pub fn count(s: &str) -> Result<u64, Invalid> {
         .map_err(|_| Invalid::new("number", s, "use a whole number of 0 or more, e.g. 3"))
 }
 
+/// A ratio such as `--update-max-failure-ratio` (its range is checked with the flag's name).
+pub fn ratio(s: &str) -> Result<f32, Invalid> {
+    s.trim()
+        .parse::<f32>()
+        .ok()
+        .filter(|r| r.is_finite())
+        .ok_or_else(|| Invalid::new("ratio", s, "use a number between 0 and 1, e.g. 0.2"))
+}
+
 /// `SERVICE=REPLICAS` for `service scale`.
 pub fn scale(s: &str) -> Result<(String, u64), Invalid> {
     let bad = || Invalid::new("scale specifier", s, "use SERVICE=REPLICAS, e.g. web=5");

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use shoal_proto::{
-    Availability, ContainerSpec, Meta, Node, NodeState, Resources, RestartCondition, Service,
-    ServiceMode, ServiceSpec,
+    Availability, ContainerSpec, FailureAction, Meta, Node, NodeState, Resources, RestartCondition,
+    Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
 };
 
 use crate::format;
@@ -45,6 +45,91 @@ pub struct ServiceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_spec: Option<ServiceSpecView>,
     spec_version: VersionView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update_status: Option<UpdateStatusView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateStatusView {
+    state: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    started_at: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    completed_at: String,
+    message: String,
+}
+
+/// docker's `UpdateConfig` / `RollbackConfig`: durations in nanoseconds.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateConfigView {
+    parallelism: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    delay: i64,
+    failure_action: &'static str,
+    #[serde(skip_serializing_if = "is_zero")]
+    monitor: i64,
+    max_failure_ratio: f32,
+    order: &'static str,
+}
+
+/// docker's update state names.
+pub fn update_state_name(state: UpdateState) -> &'static str {
+    match state {
+        UpdateState::Unknown => "",
+        UpdateState::Updating => "updating",
+        UpdateState::Paused => "paused",
+        UpdateState::Completed => "completed",
+        UpdateState::RollbackStarted => "rollback_started",
+        UpdateState::RollbackPaused => "rollback_paused",
+        UpdateState::RollbackCompleted => "rollback_completed",
+    }
+}
+
+fn failure_action_name(c: &UpdateConfig) -> &'static str {
+    match FailureAction::try_from(c.failure_action).unwrap_or(FailureAction::Pause) {
+        FailureAction::Pause => "pause",
+        FailureAction::Continue => "continue",
+        FailureAction::Rollback => "rollback",
+    }
+}
+
+fn order_name(c: &UpdateConfig) -> &'static str {
+    match UpdateOrder::try_from(c.order).unwrap_or(UpdateOrder::StopFirst) {
+        UpdateOrder::StopFirst => "stop-first",
+        UpdateOrder::StartFirst => "start-first",
+    }
+}
+
+/// Swarm's default monitor period, shown when none is set.
+const DEFAULT_MONITOR_MS: i64 = 5_000;
+
+fn update_config_view(c: &UpdateConfig) -> UpdateConfigView {
+    UpdateConfigView {
+        parallelism: c.parallelism.unwrap_or(1),
+        delay: nanos(c.delay_ms),
+        failure_action: failure_action_name(c),
+        monitor: nanos(c.monitor_ms.unwrap_or(DEFAULT_MONITOR_MS)),
+        max_failure_ratio: c.max_failure_ratio,
+        order: order_name(c),
+    }
+}
+
+fn update_status_view(u: &UpdateStatus) -> UpdateStatusView {
+    let time = |ms: i64| {
+        if ms > 0 {
+            format::rfc3339(ms)
+        } else {
+            String::new()
+        }
+    };
+    UpdateStatusView {
+        state: update_state_name(u.state()),
+        started_at: time(u.started_at_ms),
+        completed_at: time(u.completed_at_ms),
+        message: u.message.clone(),
+    }
 }
 
 #[derive(Serialize)]
@@ -54,6 +139,10 @@ struct ServiceSpecView {
     labels: BTreeMap<String, String>,
     task_template: TaskTemplateView,
     mode: ModeView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update_config: Option<UpdateConfigView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_config: Option<UpdateConfigView>,
 }
 
 #[derive(Serialize)]
@@ -237,6 +326,8 @@ fn spec_view(spec: &ServiceSpec) -> ServiceSpecView {
                 global: Some(GlobalView {}),
             },
         },
+        update_config: spec.update.as_ref().map(update_config_view),
+        rollback_config: spec.rollback.as_ref().map(update_config_view),
     }
 }
 
@@ -261,6 +352,7 @@ pub fn service(s: &Service) -> ServiceView {
         spec_version: VersionView {
             index: s.spec_version,
         },
+        update_status: s.update_status.as_ref().map(update_status_view),
     }
 }
 
@@ -517,6 +609,37 @@ pub fn service_pretty(s: &Service) -> String {
             p.kv(" Window", duration_text(r.window_ms));
         }
     }
+    if let Some(u) = s.update_status.as_ref() {
+        let now = format::now_ms();
+        p.heading("UpdateStatus")
+            .kv(" State", update_state_name(u.state()));
+        if u.started_at_ms > 0 {
+            p.kv(" Started", format::ago(now, u.started_at_ms));
+        }
+        if u.completed_at_ms > 0 {
+            p.kv(" Completed", format::ago(now, u.completed_at_ms));
+        }
+        p.kv(" Message", &u.message);
+    }
+    for (heading, verb, config) in [
+        ("UpdateConfig", "Update", &spec.update),
+        ("RollbackConfig", "Rollback", &spec.rollback),
+    ] {
+        let c = config.unwrap_or_default();
+        let v = update_config_view(&c);
+        p.heading(heading)
+            .kv(" Parallelism", v.parallelism.to_string());
+        if c.delay_ms > 0 {
+            p.kv(" Delay", duration_text(c.delay_ms));
+        }
+        p.kv(" On failure", v.failure_action)
+            .kv(
+                " Monitor",
+                duration_text(c.monitor_ms.unwrap_or(DEFAULT_MONITOR_MS)),
+            )
+            .kv(" Max failure ratio", v.max_failure_ratio.to_string())
+            .kv(&format!(" {verb} order"), v.order);
+    }
     p.heading("ContainerSpec").kv(" Image", &container.image);
     if !container.command.is_empty() {
         p.kv(" Command", container.command.join(" "));
@@ -658,9 +781,11 @@ mod tests {
                 }),
                 mode: ServiceMode::Replicated as i32,
                 replicas: 3,
+                ..Default::default()
             }),
             spec_version: 2,
             previous_spec: None,
+            ..Default::default()
         }
     }
 
@@ -702,6 +827,75 @@ mod tests {
             "SpecVersion": {"Index": 2}
         });
         assert_eq!(v, want);
+    }
+
+    #[test]
+    fn update_status_and_policies_in_json_and_pretty() {
+        let mut s = web();
+        if let Some(spec) = s.spec.as_mut() {
+            spec.update = Some(UpdateConfig {
+                parallelism: Some(2),
+                delay_ms: 10_000,
+                order: UpdateOrder::StartFirst as i32,
+                failure_action: FailureAction::Rollback as i32,
+                monitor_ms: None,
+                max_failure_ratio: 0.5,
+            });
+        }
+        s.update_status = Some(UpdateStatus {
+            state: UpdateState::Paused as i32,
+            message: "update paused due to failure or early termination of task t1: exit status 1"
+                .into(),
+            started_at_ms: 1_000,
+            completed_at_ms: 0,
+        });
+        let v = serde_json::to_value(service(&s)).unwrap_or_default();
+        assert_eq!(
+            v["Spec"]["UpdateConfig"],
+            serde_json::json!({
+                "Parallelism": 2,
+                "Delay": 10_000_000_000_i64,
+                "FailureAction": "rollback",
+                "Monitor": 5_000_000_000_i64,
+                "MaxFailureRatio": 0.5,
+                "Order": "start-first"
+            })
+        );
+        assert_eq!(v["Spec"].get("RollbackConfig"), None);
+        assert_eq!(
+            v["UpdateStatus"],
+            serde_json::json!({
+                "State": "paused",
+                "StartedAt": "1970-01-01T00:00:01.000Z",
+                "Message": "update paused due to failure or early termination of task t1: exit status 1"
+            })
+        );
+        let text = service_pretty(&s);
+        for want in [
+            "UpdateStatus:",
+            " State:",
+            "paused",
+            " Started:",
+            " Message:",
+            "exit status 1",
+            "UpdateConfig:",
+            " Parallelism:",
+            " Delay:",
+            "10s",
+            " On failure:",
+            "rollback",
+            " Monitor:",
+            "5s",
+            " Max failure ratio:",
+            "0.5",
+            " Update order:",
+            "start-first",
+            "RollbackConfig:",
+            " Rollback order:",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from\n{text}");
+        }
+        assert!(!text.contains(" Completed:"), "{text}");
     }
 
     #[test]

@@ -42,6 +42,7 @@ fn service(id: &str, name: &str, mode: ServiceMode, replicas: u64) -> Service {
         }),
         spec_version: 1,
         previous_spec: None,
+        ..Default::default()
     }
 }
 
@@ -80,6 +81,7 @@ fn task(id: &str, slot: u64, age_ms: i64, desired: TaskState, state: TaskState, 
 struct Fake {
     created: Arc<Mutex<Vec<ServiceSpec>>>,
     updated: Arc<Mutex<Vec<UpdateServiceRequest>>>,
+    rollbacks: Arc<Mutex<Vec<RollbackServiceRequest>>>,
     node_updates: Arc<Mutex<Vec<UpdateNodeRequest>>>,
     removed: Arc<Mutex<Vec<RemoveNodeRequest>>>,
     joined: Arc<Mutex<Vec<JoinRequest>>>,
@@ -207,6 +209,24 @@ impl Control for Fake {
         self.updated.lock().unwrap().push(req.clone());
         Ok(Response::new(UpdateServiceResponse {
             service: Some(self.find(&req.service)?),
+        }))
+    }
+
+    async fn rollback_service(
+        &self,
+        request: Request<RollbackServiceRequest>,
+    ) -> Result<Response<RollbackServiceResponse>, Status> {
+        let req = request.into_inner();
+        self.rollbacks.lock().unwrap().push(req.clone());
+        let service = self.find(&req.service)?;
+        if service.name() != "web" {
+            return Err(Status::invalid_argument(format!(
+                "service {} has no previous spec to roll back to",
+                service.name()
+            )));
+        }
+        Ok(Response::new(RollbackServiceResponse {
+            service: Some(service),
         }))
     }
 
@@ -880,5 +900,166 @@ async fn service_create_sends_placement_preferences() {
         stderr(&out).contains("invalid placement preference \"zone\" for --placement-pref"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn service_update_applies_flags_to_the_read_spec() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(
+        &host,
+        &[
+            "service",
+            "update",
+            "--image",
+            "nginx:2",
+            "--env-add",
+            "A=1",
+            "--args",
+            "sleep  100",
+            "--replicas",
+            "5",
+            "--constraint-add",
+            "node.role==worker",
+            "--update-parallelism",
+            "2",
+            "--update-delay",
+            "10s",
+            "--update-order",
+            "start-first",
+            "--update-failure-action",
+            "rollback",
+            "--update-monitor",
+            "30s",
+            "--update-max-failure-ratio",
+            "0.25",
+            "--rollback-parallelism",
+            "0",
+            "--force",
+            "-d",
+            "web",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "web\n");
+    let updated = fake.updated.lock().unwrap().clone();
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0].version, 41, "guarded by the version read");
+    let spec = updated[0].spec.clone().unwrap();
+    assert_eq!(spec.replicas, 5);
+    assert_eq!(spec.force_update, 1);
+    let task = spec.task.clone().unwrap();
+    let container = task.container.unwrap();
+    assert_eq!(container.image, "nginx:2");
+    assert_eq!(container.env, ["A=1"]);
+    assert_eq!(container.args, ["sleep", "100"]);
+    assert_eq!(task.placement.unwrap().constraints, ["node.role==worker"]);
+    assert_eq!(
+        spec.update,
+        Some(UpdateConfig {
+            parallelism: Some(2),
+            delay_ms: 10_000,
+            order: UpdateOrder::StartFirst as i32,
+            failure_action: FailureAction::Rollback as i32,
+            monitor_ms: Some(30_000),
+            max_failure_ratio: 0.25,
+        })
+    );
+    assert_eq!(spec.rollback.and_then(|r| r.parallelism), Some(0));
+}
+
+#[tokio::test]
+async fn service_update_refuses_bad_values_before_asking() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--update-delay", "5x"],
+            r#"invalid duration "5x" for --update-delay: use a number with a unit, e.g. 5s or 1m30s"#,
+        ),
+        (
+            &["--update-max-failure-ratio", "1.5"],
+            "--update-max-failure-ratio must be between 0 and 1",
+        ),
+        (
+            &["--rollback-max-failure-ratio", "-0.1"],
+            "--rollback-max-failure-ratio must be between 0 and 1",
+        ),
+        (&["--update-order", "sideways"], "invalid value 'sideways'"),
+        (
+            &["--update-parallelism", "-1"],
+            r#"invalid number "-1" for --update-parallelism"#,
+        ),
+    ];
+    for (flags, want) in cases {
+        let mut argv = vec!["service", "update"];
+        argv.extend_from_slice(flags);
+        argv.push("web");
+        let out = shoal(&host, &argv).await;
+        assert!(!out.status.success(), "{flags:?}");
+        assert!(stderr(&out).contains(want), "{flags:?}: {}", stderr(&out));
+    }
+    assert!(fake.updated.lock().unwrap().is_empty());
+    let out = shoal(&host, &["service", "update", "--replicas", "2", "agent"]).await;
+    assert_eq!(
+        stderr(&out),
+        "Error: --replicas can only be used with replicated mode\n"
+    );
+}
+
+#[tokio::test]
+async fn service_rollback_and_restart() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(&host, &["service", "rollback", "web"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "web\n");
+    assert_eq!(fake.rollbacks.lock().unwrap()[0].service, "web");
+    let out = shoal(&host, &["service", "rollback", "agent"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "Error: service agent has no previous spec to roll back to\n"
+    );
+
+    let out = shoal(&host, &["service", "restart", "web"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "web\n");
+    let updated = fake.updated.lock().unwrap().clone();
+    assert_eq!(updated.len(), 1);
+    let spec = updated[0].spec.clone().unwrap();
+    assert_eq!(spec.force_update, 1, "a forced update");
+    assert_eq!(
+        spec.task.unwrap().container.unwrap().image,
+        "nginx:1",
+        "nothing else changes"
+    );
+}
+
+#[tokio::test]
+async fn service_create_takes_update_and_rollback_policies() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(
+        &host,
+        &[
+            "service",
+            "create",
+            "--update-parallelism",
+            "3",
+            "--rollback-failure-action",
+            "continue",
+            "nginx:1",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created = fake.created.lock().unwrap().clone();
+    assert_eq!(created[0].update.and_then(|u| u.parallelism), Some(3));
+    assert_eq!(
+        created[0].rollback.map(|r| r.failure_action),
+        Some(FailureAction::Continue as i32)
     );
 }

@@ -54,9 +54,11 @@ pub fn service(id: &str, replicas: u64) -> Service {
             }),
             mode: ServiceMode::Replicated as i32,
             replicas,
+            ..Default::default()
         }),
         spec_version: 1,
         previous_spec: None,
+        ..Default::default()
     }
 }
 

@@ -92,6 +92,13 @@ impl pb::Control for TestControl {
         Err(Status::unimplemented("not in this test"))
     }
 
+    async fn rollback_service(
+        &self,
+        _req: Request<pb::RollbackServiceRequest>,
+    ) -> Result<Response<pb::RollbackServiceResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
     async fn remove_service(
         &self,
         _req: Request<pb::RemoveServiceRequest>,

@@ -94,6 +94,7 @@ macro_rules! delegate {
 delegate! {
     create_service(CreateServiceRequest) -> CreateServiceResponse;
     update_service(UpdateServiceRequest) -> UpdateServiceResponse;
+    rollback_service(RollbackServiceRequest) -> RollbackServiceResponse;
     remove_service(RemoveServiceRequest) -> RemoveServiceResponse;
     get_service(GetServiceRequest) -> GetServiceResponse;
     list_services(ListServicesRequest) -> ListServicesResponse;

@@ -8,6 +8,7 @@ use clap::Args;
 pub mod node;
 pub mod service;
 pub mod swarm;
+pub mod update;
 
 /// `--format` of the list and inspect commands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

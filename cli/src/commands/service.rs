@@ -1,4 +1,4 @@
-//! `service create|ls|ps|inspect|scale|rm`.
+//! `service create|ls|ps|inspect|scale|rm` (update, rollback and restart: [`super::update`]).
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -14,6 +14,7 @@ use shoal_proto::{
     UpdateServiceRequest,
 };
 
+use super::update::{self, RollbackPolicyArgs, ServiceArg, UpdateArgs, UpdatePolicyArgs};
 use super::{failures, print, print_blocks, print_lines, Format, LsArgs};
 use crate::client::Client;
 use crate::parse::{self, flag};
@@ -34,9 +35,15 @@ pub enum ServiceCommand {
     /// Remove one or more services
     #[command(visible_alias = "remove")]
     Rm(RmArgs),
+    /// Restart a service's tasks (an update with --force)
+    Restart(ServiceArg),
+    /// Revert changes to a service's configuration
+    Rollback(ServiceArg),
     /// Scale one or more replicated services
     #[command(override_usage = "shoal service scale SERVICE=REPLICAS [SERVICE=REPLICAS...]")]
     Scale(ScaleArgs),
+    /// Update a service
+    Update(Box<UpdateArgs>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -111,6 +118,10 @@ pub struct CreateArgs {
     /// Limit memory, e.g. 512M (units b, k, m, g)
     #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = flag(parse::memory_bytes))]
     limit_memory: Option<i64>,
+    #[command(flatten)]
+    update: UpdatePolicyArgs,
+    #[command(flatten)]
+    rollback: RollbackPolicyArgs,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     detach: bool,
@@ -224,6 +235,9 @@ pub async fn run(host: &str, command: ServiceCommand) -> Result<()> {
             }
             failures(errors)
         }
+        ServiceCommand::Update(args) => update::update(host, &args).await,
+        ServiceCommand::Rollback(args) => update::rollback(host, &args).await,
+        ServiceCommand::Restart(args) => update::restart(host, &args).await,
         ServiceCommand::Scale(args) => {
             let mut client = Client::connect(host).await?;
             let mut errors = Vec::new();
@@ -302,6 +316,9 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
             Mode::Global => ServiceMode::Global,
         } as i32,
         replicas,
+        update: update::apply_policy("update", None, &args.update.flags())?,
+        rollback: update::apply_policy("rollback", None, &args.rollback.flags())?,
+        force_update: 0,
     })
 }
 
@@ -740,6 +757,7 @@ mod tests {
             }),
             mode: ServiceMode::Replicated as i32,
             replicas: 3,
+            ..Default::default()
         };
         assert!(create(&[]).is_err());
         assert_eq!(spec, Ok(want));

@@ -14,8 +14,9 @@ use shoal_proto::{
     GetNodeRequest, GetNodeResponse, GetServiceRequest, GetServiceResponse, ListNodesRequest,
     ListNodesResponse, ListServicesRequest, ListServicesResponse, ListTasksRequest,
     ListTasksResponse, RemoveNodeRequest, RemoveNodeResponse, RemoveServiceRequest,
-    RemoveServiceResponse, ReplicaCount, RotateJoinTokenRequest, Service, ServiceMode, TaskState,
-    UpdateNodeRequest, UpdateNodeResponse, UpdateServiceRequest, UpdateServiceResponse,
+    RemoveServiceResponse, ReplicaCount, RollbackServiceRequest, RollbackServiceResponse,
+    RotateJoinTokenRequest, Service, ServiceMode, TaskState, UpdateNodeRequest, UpdateNodeResponse,
+    UpdateServiceRequest, UpdateServiceResponse, UpdateState, UpdateStatus,
 };
 use std::collections::HashSet;
 
@@ -47,6 +48,8 @@ impl ControlApi {
             spec: Some(spec),
             spec_version: 1,
             previous_spec: None,
+            update_status: None,
+            previous_spec_version: 0,
         };
         let id = service.id.clone();
         self.store
@@ -93,11 +96,63 @@ impl ControlApi {
                 if service.mode() == ServiceMode::Global {
                     spec.replicas = 0;
                 }
-                let task_changed = service.spec.as_ref().map(|s| &s.task) != Some(&spec.task);
-                if task_changed {
-                    service.spec_version += 1;
+                let old = service.spec.clone().unwrap_or_default();
+                let state = service.update_status.as_ref().map_or(0, |s| s.state);
+                if old.task != spec.task || old.force_update != spec.force_update {
+                    // A new update: tasks of every other version are old. Versions only
+                    // grow (a rollback swaps two of them), so a new one is never reused.
+                    let version = service.spec_version.max(service.previous_spec_version) + 1;
+                    service.previous_spec_version = service.spec_version;
+                    service.spec_version = version;
+                    service.previous_spec = service.spec.replace(spec);
+                    // The rolling updater looks after replicated services only, so far.
+                    if service.mode() == ServiceMode::Replicated {
+                        service.update_status = Some(updating("update in progress"));
+                    }
+                } else {
+                    // Nothing to replace: the previous spec stays what a rollback returns
+                    // to (a scale in the middle of an update must not lose it).
+                    service.spec = Some(spec);
+                    if state == UpdateState::Paused as i32
+                        || state == UpdateState::RollbackPaused as i32
+                    {
+                        service.update_status = Some(updating("update resumed"));
+                    }
                 }
-                service.previous_spec = service.spec.replace(spec.clone());
+                let id = service.id.clone();
+                tx.update(Object::Service(service))?;
+                Ok(id)
+            })
+            .await?;
+        self.store
+            .view(|r| r.service(&id).cloned())
+            .ok_or(ControlError::ServiceNotFound(id))
+    }
+
+    /// `service rollback`: the previous spec comes back, and its tasks are rolled out again.
+    pub async fn rollback_service(
+        &self,
+        request: RollbackServiceRequest,
+    ) -> Result<Service, ControlError> {
+        let id = self
+            .store
+            .update(|tx| {
+                let mut service = find_service(tx.read(), &request.service)?.clone();
+                let Some(previous) = service.previous_spec.take() else {
+                    return Err(ControlError::Invalid(format!(
+                        "service {} has no previous spec to roll back to",
+                        service.name()
+                    )));
+                };
+                service.previous_spec = service.spec.replace(previous);
+                std::mem::swap(
+                    &mut service.spec_version,
+                    &mut service.previous_spec_version,
+                );
+                service.update_status = Some(UpdateStatus {
+                    state: UpdateState::RollbackStarted as i32,
+                    ..updating("manually requested rollback")
+                });
                 let id = service.id.clone();
                 tx.update(Object::Service(service))?;
                 Ok(id)
@@ -202,6 +257,15 @@ impl ControlApi {
     }
 }
 
+fn updating(message: &str) -> UpdateStatus {
+    UpdateStatus {
+        state: UpdateState::Updating as i32,
+        message: message.into(),
+        started_at_ms: crate::clock::now_ms(),
+        completed_at_ms: 0,
+    }
+}
+
 fn find_service<'a>(r: &ReadTx<'a>, key: &str) -> Result<&'a Service, ControlError> {
     match r.find_service(key) {
         Lookup::Found(s) => Ok(s),
@@ -244,6 +308,16 @@ impl shoal_proto::Control for ControlApi {
     ) -> Result<Response<UpdateServiceResponse>, Status> {
         let service = ControlApi::update_service(self, request.into_inner()).await?;
         Ok(Response::new(UpdateServiceResponse {
+            service: Some(service),
+        }))
+    }
+
+    async fn rollback_service(
+        &self,
+        request: Request<RollbackServiceRequest>,
+    ) -> Result<Response<RollbackServiceResponse>, Status> {
+        let service = ControlApi::rollback_service(self, request.into_inner()).await?;
+        Ok(Response::new(RollbackServiceResponse {
             service: Some(service),
         }))
     }

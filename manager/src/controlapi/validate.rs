@@ -1,7 +1,10 @@
 //! Checks on service and node specs before they reach the store, each error saying how to
 //! fix it.
 
-use shoal_proto::{Availability, NodeRole, NodeSpec, RestartCondition, ServiceMode, ServiceSpec};
+use shoal_proto::{
+    Availability, FailureAction, NodeRole, NodeSpec, RestartCondition, ServiceMode, ServiceSpec,
+    UpdateConfig, UpdateOrder,
+};
 
 use super::ControlError;
 use crate::ids::new_id;
@@ -70,6 +73,11 @@ pub fn service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError> 
             }
         }
     }
+    for (flag, config) in [("update", &spec.update), ("rollback", &spec.rollback)] {
+        if let Some(c) = config {
+            update_config(flag, c)?;
+        }
+    }
     if let Some(restart) = &task.restart {
         if RestartCondition::try_from(restart.condition).is_err() {
             return invalid("unknown restart condition: use any, on-failure or none".into());
@@ -115,6 +123,38 @@ pub fn node_spec(spec: NodeSpec) -> Result<NodeSpec, ControlError> {
         ));
     }
     Ok(spec)
+}
+
+/// An update or rollback policy; `flag` is "update" or "rollback", as the CLI's flags say.
+fn update_config(flag: &str, c: &UpdateConfig) -> Result<(), ControlError> {
+    let invalid = |m: String| Err(ControlError::Invalid(m));
+    if c.delay_ms < 0 {
+        return invalid(format!("--{flag}-delay cannot be negative"));
+    }
+    if c.monitor_ms.is_some_and(|ms| ms < 0) {
+        return invalid(format!("--{flag}-monitor cannot be negative"));
+    }
+    if !(0.0..=1.0).contains(&c.max_failure_ratio) {
+        return invalid(format!(
+            "--{flag}-max-failure-ratio must be between 0 and 1"
+        ));
+    }
+    if UpdateOrder::try_from(c.order).is_err() {
+        return invalid(format!(
+            "unknown --{flag}-order: use stop-first or start-first"
+        ));
+    }
+    if FailureAction::try_from(c.failure_action).is_err() {
+        return invalid(format!(
+            "unknown --{flag}-failure-action: use pause, continue or rollback"
+        ));
+    }
+    if flag == "rollback" && c.failure_action == FailureAction::Rollback as i32 {
+        return invalid(
+            "--rollback-failure-action cannot be rollback: use pause or continue".into(),
+        );
+    }
+    Ok(())
 }
 
 fn valid_name(name: &str) -> bool {

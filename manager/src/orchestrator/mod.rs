@@ -4,8 +4,10 @@
 //! services keep their numbered slots filled ([`replicated`]: tasks of down or removed
 //! nodes are replaced at once, tasks of drained nodes are replaced first and stopped once
 //! the replacement runs), global services keep one task per eligible node ([`global`]),
-//! and the restart supervisor ([`restart`]) replaces finished tasks under the service's
-//! restart policy. The task reaper ([`taskreaper`]) is a
+//! the restart supervisor ([`restart`]) replaces finished tasks under the service's
+//! restart policy, and the rolling updater ([`update`]) replaces the tasks of an older
+//! spec version in batches (it goes first for each replicated service; a pass in which it
+//! wrote leaves that service's reconciling to the next pass). The task reaper ([`taskreaper`]) is a
 //! loop of its own that bounds the history kept per slot.
 //!
 //! Architecture invariant: orchestrators read and write the store only; they never call
@@ -15,6 +17,7 @@ pub mod global;
 pub mod replicated;
 pub mod restart;
 pub mod taskreaper;
+pub mod update;
 
 use shoal_proto::{Service, ServiceMode, Task, TaskState, TaskStatus};
 use tokio::time::Instant;
@@ -25,6 +28,7 @@ use crate::ids::new_id;
 use crate::runloop::{self, Wake};
 use crate::store::{Event, Object, Store, StoreError};
 use restart::RestartSupervisor;
+use update::Updater;
 
 /// A fresh task for `slot` (replicated) or `node_id` (global) of `service`.
 pub fn new_task(service: &Service, slot: u64, node_id: &str, desired: TaskState) -> Task {
@@ -59,6 +63,7 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
 pub struct Orchestrator {
     store: Store,
     restart: RestartSupervisor,
+    updater: Updater,
 }
 
 impl Orchestrator {
@@ -66,6 +71,7 @@ impl Orchestrator {
         Self {
             store,
             restart: RestartSupervisor::default(),
+            updater: Updater::default(),
         }
     }
 
@@ -89,14 +95,26 @@ impl Orchestrator {
     pub async fn pass(&mut self) -> Result<Option<Instant>, StoreError> {
         let now = Instant::now();
         let restart = &mut self.restart;
+        let updater = &mut self.updater;
         self.store
             .update(|tx| {
                 let services: Vec<Service> = tx.read().services().cloned().collect();
+                updater.retain(|id| services.iter().any(|s| s.id == id));
                 let mut next = None;
                 for service in &services {
                     let due = match service.mode() {
                         ServiceMode::Replicated => {
-                            replicated::reconcile(tx, service, restart, now)?
+                            // The updater goes first; when it wrote, the reconciler waits
+                            // for the next pass to see its writes.
+                            let update = updater.update(tx, service, now)?;
+                            if update.acted {
+                                update.next
+                            } else {
+                                earliest(
+                                    update.next,
+                                    replicated::reconcile(tx, service, restart, now)?,
+                                )
+                            }
                         }
                         ServiceMode::Global => global::reconcile(tx, service, restart, now)?,
                     };
@@ -132,3 +150,5 @@ fn relevant(event: &Event) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod update_tests;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use shoal_proto::{Availability, NodeState, Service, Task, TaskState};
 use tokio::time::Instant;
 
-use super::{earliest, new_task, restart::RestartSupervisor};
+use super::{earliest, new_task, restart::RestartSupervisor, update};
 use crate::scheduler::constraint;
 use crate::store::{Object, ReadTx, StoreError, WriteTx};
 
@@ -110,8 +110,18 @@ fn reconcile_slot(
 ) -> Result<Option<Instant>, StoreError> {
     let mut staying = Vec::new();
     let mut leaving = Vec::new();
+    // A start-first update put a task of the current spec beside the old one: the old one
+    // leaves as from a drained node, once its replacement runs.
+    let updating = tasks.iter().any(|t| t.spec_version == service.spec_version)
+        && tasks.iter().any(|t| t.spec_version != service.spec_version);
     for task in tasks {
-        match standing(tx.read(), &task) {
+        let standing = match standing(tx.read(), &task) {
+            Standing::Fine if updating && task.spec_version != service.spec_version => {
+                Standing::Leaving
+            }
+            s => s,
+        };
+        match standing {
             Standing::Fine => staying.push(task),
             // Only a running task is worth keeping until its replacement runs.
             Standing::Leaving if task.state() == TaskState::Running => leaving.push(task),
@@ -140,6 +150,10 @@ fn reconcile_slot(
     }
     if current.version() == 0 {
         return Ok(None); // created in this pass
+    }
+    if current.desired() == TaskState::Ready && update::predecessor_up(tx.read(), &current) {
+        // A stop-first update's replacement starts once the task it replaces is down.
+        return Ok(None);
     }
     let next = restart.supervise(tx, service, &current, now)?;
     if !leaving.is_empty() {

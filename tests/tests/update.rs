@@ -1,0 +1,251 @@
+//! Rolling updates on `deploy/lab.sh` hosts with real containers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use shoal_tests::json_lines;
+use shoal_tests::lab::{lab_skip_reason, Lab};
+
+const WAIT: Duration = Duration::from_secs(180);
+
+macro_rules! require_lab {
+    () => {
+        if let Some(why) = lab_skip_reason() {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+
+fn tasks(lab: &Lab, host: usize, service: &str) -> Vec<Value> {
+    let run = lab.shoal(
+        host,
+        &["service", "ps", "--no-trunc", "--format", "json", service],
+    );
+    if run.ok() {
+        json_lines(&run.stdout)
+    } else {
+        Vec::new()
+    }
+}
+
+fn is_running(t: &Value) -> bool {
+    t["DesiredState"]
+        .as_str()
+        .unwrap_or_default()
+        .eq_ignore_ascii_case("running")
+        && t["CurrentState"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .starts_with("running")
+}
+
+/// Running tasks of `service`, and how many of them run `image`.
+fn running(lab: &Lab, host: usize, service: &str, image: &str) -> (usize, usize) {
+    let running: Vec<Value> = tasks(lab, host, service)
+        .into_iter()
+        .filter(is_running)
+        .collect();
+    let on_image = running.iter().filter(|t| t["Image"] == image).count();
+    (running.len(), on_image)
+}
+
+fn update_state(lab: &Lab, host: usize, service: &str) -> String {
+    let run = lab.shoal(host, &["service", "inspect", service]);
+    serde_json::from_str::<Value>(&run.stdout)
+        .ok()
+        .and_then(|v| v[0]["UpdateStatus"]["State"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn create_30(lab: &Lab) {
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "30",
+            "--stop-signal",
+            "KILL",
+            "shoal-test/busybox:a",
+            "sleep",
+            "1000000",
+        ],
+    );
+    lab.wait(1, "30 running on :a", WAIT, || {
+        (running(lab, 1, "web", "shoal-test/busybox:a") == (30, 30)).then_some(())
+    });
+}
+
+#[test]
+fn start_first_update_of_30_never_dips_and_ends_on_the_new_image() {
+    require_lab!();
+    let lab = Arc::new(Lab::up(1, 2).expect("lab comes up"));
+    create_30(&lab);
+    let done = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (lab, done) = (lab.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut lowest = usize::MAX;
+            while !done.load(Ordering::SeqCst) {
+                lowest = lowest.min(running(&lab, 1, "web", "").0);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            lowest
+        })
+    };
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--image",
+            "shoal-test/busybox:b",
+            "--update-parallelism",
+            "5",
+            "--update-order",
+            "start-first",
+            "web",
+        ],
+    );
+    lab.wait(1, "30 running on :b", WAIT, || {
+        (running(&lab, 1, "web", "shoal-test/busybox:b") == (30, 30)).then_some(())
+    });
+    lab.wait(1, "the update completed", WAIT, || {
+        (update_state(&lab, 1, "web") == "completed").then_some(())
+    });
+    done.store(true, Ordering::SeqCst);
+    let lowest = poller.join().expect("poller");
+    assert!(
+        lowest >= 30,
+        "running tasks dipped to {lowest} during a start-first update"
+    );
+}
+
+#[test]
+fn a_failing_update_pauses_then_rolls_back_on_its_own() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("lab comes up");
+    create_30(&lab);
+    // A command that exits 1 at once: the update pauses (Swarm's default) with the error.
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--args",
+            "sh -c 'exit 1'",
+            "--update-parallelism",
+            "5",
+            "web",
+        ],
+    );
+    lab.wait(1, "the update paused", WAIT, || {
+        (update_state(&lab, 1, "web") == "paused").then_some(())
+    });
+    let inspect = lab.shoal_ok(1, &["service", "inspect", "web"]);
+    assert!(
+        inspect.contains("non-zero exit"),
+        "the pause names the task's error: {inspect}"
+    );
+
+    // The same with --update-failure-action rollback: back to 30 running on the old spec.
+    lab.shoal_ok(1, &["service", "rollback", "web"]);
+    lab.wait(1, "30 running after the manual rollback", WAIT, || {
+        (running(&lab, 1, "web", "").0 == 30).then_some(())
+    });
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--args",
+            "sh -c 'exit 1'",
+            "--update-parallelism",
+            "5",
+            "--update-failure-action",
+            "rollback",
+            "web",
+        ],
+    );
+    lab.wait(1, "the automatic rollback completed", WAIT, || {
+        (update_state(&lab, 1, "web") == "rollback_completed").then_some(())
+    });
+    lab.wait(1, "30 running on the old spec", WAIT, || {
+        let all = tasks(&lab, 1, "web");
+        let running: Vec<&Value> = all.iter().filter(|t| is_running(t)).collect();
+        (running.len() == 30).then_some(())
+    });
+}
+
+fn leader_host(lab: &Lab, host: usize) -> Option<usize> {
+    let run = lab.shoal(host, &["node", "ls", "--format", "json"]);
+    json_lines(&run.stdout)
+        .into_iter()
+        .find(|n| n["ManagerStatus"] == "Leader")
+        .and_then(|n| {
+            n["Hostname"]
+                .as_str()
+                .and_then(|h| h.trim_start_matches('n').parse().ok())
+        })
+}
+
+#[test]
+fn a_new_leader_finishes_an_update_the_old_one_started() {
+    require_lab!();
+    let lab = Lab::up(3, 2).expect("lab comes up");
+    create_30(&lab);
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--image",
+            "shoal-test/busybox:b",
+            "--update-parallelism",
+            "5",
+            "--update-delay",
+            "1s",
+            "web",
+        ],
+    );
+    lab.wait(1, "the update under way", WAIT, || {
+        let (_, on_b) = running(&lab, 1, "web", "shoal-test/busybox:b");
+        (5..30).contains(&on_b).then_some(())
+    });
+    let old = leader_host(&lab, 1).expect("a leader");
+    lab.stop(old);
+    let other = (1..=3).find(|&h| h != old).expect("another manager");
+    lab.wait(other, "a new leader", WAIT, || {
+        leader_host(&lab, other).filter(|&l| l != old)
+    });
+    lab.wait(other, "30 running on :b", WAIT, || {
+        (running(&lab, other, "web", "shoal-test/busybox:b") == (30, 30)).then_some(())
+    });
+    lab.wait(other, "the update completed", WAIT, || {
+        (update_state(&lab, other, "web") == "completed").then_some(())
+    });
+    let desired_running = tasks(&lab, other, "web")
+        .iter()
+        .filter(|t| {
+            t["DesiredState"]
+                .as_str()
+                .unwrap_or_default()
+                .eq_ignore_ascii_case("running")
+        })
+        .count();
+    assert_eq!(
+        desired_running, 30,
+        "exactly 30 tasks, none doubled by two updaters"
+    );
+}
