@@ -132,7 +132,11 @@ async fn main() -> Result<()> {
         pct(&l, 0.99),
         pct(&l, 1.0),
         e.0,
-        if e.0 > 0 { format!(" (last: {})", e.1) } else { String::new() }
+        if e.0 > 0 {
+            format!(" (last: {})", e.1)
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
