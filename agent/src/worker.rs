@@ -245,7 +245,10 @@ async fn supervise(ctx: Ctx, mut rx: watch::Receiver<Assignment>, mut status: Ta
             break;
         }
         let state = TaskState::try_from(status.state).unwrap_or(TaskState::New);
-        let starting = state < TaskState::Running && task.desired() <= TaskState::Running;
+        // A started task waiting for its healthcheck gives its place to the next one.
+        let health_wait = state == TaskState::Starting && status.health == "starting";
+        let starting =
+            state < TaskState::Running && task.desired() <= TaskState::Running && !health_wait;
         if !starting {
             start_permit = None;
         } else if start_permit.is_none() {
@@ -285,7 +288,7 @@ async fn supervise(ctx: Ctx, mut rx: watch::Receiver<Assignment>, mut status: Ta
 
         // Only a wait is interrupted by the manager's changes; the other steps are short and
         // better finished than abandoned half-way.
-        let waiting = state == TaskState::Running;
+        let waiting = state == TaskState::Running || health_wait;
         let mut changed_meanwhile = false;
         let outcome = {
             let fut = step(&task, &status, ctl.as_mut());

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use shoal_proto::{
-    Availability, ContainerSpec, FailureAction, Meta, Node, NodeState, Resources, RestartCondition,
-    Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
+    Availability, ContainerSpec, FailureAction, HealthConfig, Meta, Node, NodeState, Resources,
+    RestartCondition, Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateOrder, UpdateState,
+    UpdateStatus,
 };
 
 use crate::format;
@@ -171,6 +172,34 @@ struct ContainerSpecView {
     stop_grace_period: Option<i64>,
     #[serde(skip_serializing_if = "String::is_empty")]
     stop_signal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<HealthcheckView>,
+}
+
+/// docker's `HealthConfig`: durations in nanoseconds, zero (docker's default) left out.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthcheckView {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    test: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    interval: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    timeout: i64,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    retries: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    start_period: i64,
+}
+
+fn healthcheck_view(h: &HealthConfig) -> HealthcheckView {
+    HealthcheckView {
+        test: h.test.clone(),
+        interval: nanos(h.interval_ms),
+        timeout: nanos(h.timeout_ms),
+        retries: h.retries,
+        start_period: nanos(h.start_period_ms),
+    }
 }
 
 #[derive(Serialize)]
@@ -226,13 +255,25 @@ struct SpreadView {
     spread_descriptor: String,
 }
 
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct ModeView {
     #[serde(skip_serializing_if = "Option::is_none")]
     replicated: Option<ReplicatedView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     global: Option<GlobalView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicated_job: Option<ReplicatedJobView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    global_job: Option<GlobalView>,
+}
+
+/// docker's `ReplicatedJob` mode object.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReplicatedJobView {
+    max_concurrent: u64,
+    total_completions: u64,
 }
 
 #[derive(Serialize)]
@@ -265,6 +306,8 @@ pub fn mode_name(mode: ServiceMode) -> &'static str {
     match mode {
         ServiceMode::Replicated => "replicated",
         ServiceMode::Global => "global",
+        ServiceMode::ReplicatedJob => "replicated job",
+        ServiceMode::GlobalJob => "global job",
     }
 }
 
@@ -284,6 +327,7 @@ fn spec_view(spec: &ServiceSpec) -> ServiceSpecView {
                 env: container.env.clone(),
                 stop_grace_period: container.stop_grace_period_ms.map(nanos),
                 stop_signal: container.stop_signal.clone(),
+                healthcheck: container.healthcheck.as_ref().map(healthcheck_view),
             },
             resources: ResourcesView {
                 limits: resource(task.limits.as_ref()),
@@ -319,11 +363,26 @@ fn spec_view(spec: &ServiceSpec) -> ServiceSpecView {
                 replicated: Some(ReplicatedView {
                     replicas: spec.replicas,
                 }),
-                global: None,
+                ..ModeView::default()
             },
             ServiceMode::Global => ModeView {
-                replicated: None,
                 global: Some(GlobalView {}),
+                ..ModeView::default()
+            },
+            ServiceMode::ReplicatedJob => ModeView {
+                replicated_job: Some(ReplicatedJobView {
+                    // As docker shows it: unset is as many as the completions.
+                    max_concurrent: match spec.max_concurrent {
+                        0 => spec.replicas,
+                        n => n,
+                    },
+                    total_completions: spec.replicas,
+                }),
+                ..ModeView::default()
+            },
+            ServiceMode::GlobalJob => ModeView {
+                global_job: Some(GlobalView {}),
+                ..ModeView::default()
             },
         },
         update_config: spec.update.as_ref().map(update_config_view),
@@ -577,6 +636,18 @@ pub fn service_pretty(s: &Service) -> String {
             p.kv("Service Mode", "Replicated")
                 .kv(" Replicas", spec.replicas.to_string());
         }
+        ServiceMode::ReplicatedJob => {
+            let max = match spec.max_concurrent {
+                0 => spec.replicas,
+                n => n,
+            };
+            p.kv("Service Mode", "Replicated Job")
+                .kv(" Max Concurrent", max.to_string())
+                .kv(" Total Completions", spec.replicas.to_string());
+        }
+        ServiceMode::GlobalJob => {
+            p.kv("Service Mode", "Global Job");
+        }
     }
     p.heading("Placement");
     let placement = task.placement.clone().unwrap_or_default();
@@ -655,6 +726,34 @@ pub fn service_pretty(s: &Service) -> String {
     }
     if let Some(grace) = container.stop_grace_period_ms {
         p.kv(" Stop Grace Period", duration_text(grace));
+    }
+    if let Some(h) = &container.healthcheck {
+        match h.test.as_slice() {
+            [none] if none == "NONE" => {
+                p.kv(" Healthcheck", "disabled");
+            }
+            test => {
+                p.heading(" Healthcheck");
+                match test {
+                    [] => p.kv("  Command", "(the image's)"),
+                    [shell, cmd] if shell == "CMD-SHELL" => p.kv("  Command", cmd.as_str()),
+                    [exec, rest @ ..] if exec == "CMD" => p.kv("  Command", rest.join(" ")),
+                    other => p.kv("  Command", other.join(" ")),
+                };
+                for (label, ms) in [
+                    ("  Interval", h.interval_ms),
+                    ("  Timeout", h.timeout_ms),
+                    ("  Start Period", h.start_period_ms),
+                ] {
+                    if ms > 0 {
+                        p.kv(label, duration_text(ms));
+                    }
+                }
+                if h.retries > 0 {
+                    p.kv("  Retries", h.retries.to_string());
+                }
+            }
+        }
     }
     let has = |r: &Option<Resources>| {
         r.as_ref()
@@ -898,6 +997,67 @@ mod tests {
         assert!(!text.contains(" Completed:"), "{text}");
     }
 
+    fn with_health(h: HealthConfig) -> Service {
+        let mut s = web();
+        if let Some(c) = s
+            .spec
+            .as_mut()
+            .and_then(|s| s.task.as_mut())
+            .and_then(|t| t.container.as_mut())
+        {
+            c.healthcheck = Some(h);
+        }
+        s
+    }
+
+    #[test]
+    fn healthcheck_in_json_and_pretty() {
+        let s = with_health(HealthConfig {
+            test: vec!["CMD-SHELL".into(), "test -f /tmp/ok".into()],
+            interval_ms: 1_000,
+            timeout_ms: 500,
+            retries: 3,
+            start_period_ms: 0,
+        });
+        let json = serde_json::to_value(service(&s)).expect("json");
+        assert_eq!(
+            json["Spec"]["TaskTemplate"]["ContainerSpec"]["Healthcheck"],
+            serde_json::json!({
+                "Test": ["CMD-SHELL", "test -f /tmp/ok"],
+                "Interval": 1_000_000_000_i64,
+                "Timeout": 500_000_000_i64,
+                "Retries": 3
+            })
+        );
+        let text = service_pretty(&s);
+        for want in [
+            " Healthcheck:",
+            "  Command:",
+            "test -f /tmp/ok",
+            "  Interval:",
+            "1s",
+            "  Retries:",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from\n{text}");
+        }
+        assert!(!text.contains("Start Period"), "{text}");
+
+        let none = with_health(HealthConfig {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        });
+        let json = serde_json::to_value(service(&none)).expect("json");
+        assert_eq!(
+            json["Spec"]["TaskTemplate"]["ContainerSpec"]["Healthcheck"],
+            serde_json::json!({ "Test": ["NONE"] })
+        );
+        assert!(service_pretty(&none).contains("disabled"));
+        let json = serde_json::to_value(service(&web())).expect("json");
+        assert!(json["Spec"]["TaskTemplate"]["ContainerSpec"]
+            .get("Healthcheck")
+            .is_none());
+    }
+
     #[test]
     fn global_mode_is_an_empty_object() {
         let mut s = web();
@@ -906,6 +1066,30 @@ mod tests {
         }
         let v = serde_json::to_value(service(&s)).unwrap_or_default();
         assert_eq!(v["Spec"]["Mode"], serde_json::json!({"Global": {}}));
+    }
+
+    #[test]
+    fn job_modes_as_docker_shows_them() {
+        let mut s = web();
+        if let Some(spec) = s.spec.as_mut() {
+            spec.mode = ServiceMode::ReplicatedJob as i32;
+            spec.replicas = 6;
+            spec.max_concurrent = 2;
+        }
+        let v = serde_json::to_value(service(&s)).unwrap_or_default();
+        assert_eq!(
+            v["Spec"]["Mode"],
+            serde_json::json!({"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 6}})
+        );
+        let text = service_pretty(&s);
+        assert!(text.contains("Replicated Job"), "{text}");
+        assert!(text.contains(" Total Completions:"), "{text}");
+        if let Some(spec) = s.spec.as_mut() {
+            spec.mode = ServiceMode::GlobalJob as i32;
+        }
+        let v = serde_json::to_value(service(&s)).unwrap_or_default();
+        assert_eq!(v["Spec"]["Mode"], serde_json::json!({"GlobalJob": {}}));
+        assert_eq!(mode_name(ServiceMode::GlobalJob), "global job");
     }
 
     #[test]

@@ -88,6 +88,8 @@ struct Fake {
     inits: Arc<Mutex<Vec<InitRequest>>>,
     /// How many times the tasks of a node were listed (a drain in progress).
     node_task_lists: Arc<Mutex<usize>>,
+    /// `service ls` also lists a replicated job, "batch" (6 completions, 4 done, 2 running).
+    with_job: bool,
 }
 
 /// The nodes `get_node` knows: node1 (n1, a manager), node2 (n2, a worker) and node3
@@ -251,7 +253,7 @@ impl Control for Fake {
         &self,
         _: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
-        Ok(Response::new(ListServicesResponse {
+        let mut resp = ListServicesResponse {
             services: vec![service(
                 "svc0123456789abcdef",
                 "web",
@@ -265,7 +267,28 @@ impl Control for Fake {
                     desired: 3,
                 },
             )]),
-        }))
+        };
+        if self.with_job {
+            let mut job = service(
+                "job0123456789abcdef",
+                "batch",
+                ServiceMode::ReplicatedJob,
+                6,
+            );
+            job.job_status = Some(JobStatus {
+                iteration: 2,
+                started_at_ms: 1_000,
+            });
+            resp.services.push(job);
+            resp.replicas.insert(
+                "job0123456789abcdef".into(),
+                ReplicaCount {
+                    running: 4,
+                    desired: 6,
+                },
+            );
+        }
+        Ok(Response::new(resp))
     }
 
     async fn list_tasks(
@@ -304,6 +327,28 @@ impl Control for Fake {
                 TaskState::Running,
                 "",
             ));
+            return Ok(Response::new(ListTasksResponse {
+                tasks,
+                node_names: HashMap::new(),
+            }));
+        }
+        if req.service == "job0123456789abcdef" {
+            // Two running tasks of this run, one of the previous run, four completions.
+            let mut tasks: Vec<Task> = (1..=6)
+                .map(|slot| {
+                    let state = if slot <= 4 {
+                        TaskState::Complete
+                    } else {
+                        TaskState::Running
+                    };
+                    let mut t = task(&format!("j{slot}"), slot, 0, TaskState::Running, state, "");
+                    t.job_iteration = 2;
+                    t
+                })
+                .collect();
+            let mut old = task("old", 1, 0, TaskState::Running, TaskState::Running, "");
+            old.job_iteration = 1;
+            tasks.push(old);
             return Ok(Response::new(ListTasksResponse {
                 tasks,
                 node_names: HashMap::new(),
@@ -486,6 +531,75 @@ async fn service_ls_prints_table_json_and_ids() {
 }
 
 #[tokio::test]
+async fn service_ls_shows_job_progress() {
+    let host = serve(Fake {
+        with_job: true,
+        ..Fake::default()
+    });
+    let out = shoal(&host, &["service", "ls"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "ID             NAME      MODE             REPLICAS                   IMAGE     PORTS\n\
+         job012345678   batch     replicated job   2 running, 4/6 completed   nginx:1\n\
+         svc012345678   web       replicated       2/3                        nginx:1\n"
+    );
+}
+
+#[tokio::test]
+async fn service_create_job_modes() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(
+        &host,
+        &[
+            "service",
+            "create",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "6",
+            "--max-concurrent",
+            "2",
+            "alpine",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = shoal(
+        &host,
+        &["service", "create", "--mode", "global-job", "alpine"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created = fake.created.lock().unwrap().clone();
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0].mode, ServiceMode::ReplicatedJob as i32);
+    assert_eq!((created[0].replicas, created[0].max_concurrent), (6, 2));
+    assert_eq!(created[1].mode, ServiceMode::GlobalJob as i32);
+    assert_eq!((created[1].replicas, created[1].max_concurrent), (0, 0));
+    // Refused before the daemon is asked.
+    let out = shoal(
+        &host,
+        &["service", "create", "--max-concurrent", "2", "alpine"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "Error: --max-concurrent can only be used with replicated-job mode\n"
+    );
+    let out = shoal(&host, &["service", "create", "--mode", "job", "alpine"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid value 'job'"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fake.created.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn service_ps_shows_history_and_errors() {
     let host = serve(Fake::default());
     let out = shoal(&host, &["service", "ps", "web"]).await;
@@ -581,7 +695,7 @@ async fn service_scale_updates_with_the_read_version() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),
-        "Error: agent: scale can only be used with replicated mode\n"
+        "Error: agent: scale can only be used with replicated or replicated-job mode\n"
     );
 }
 
@@ -1061,5 +1175,70 @@ async fn service_create_takes_update_and_rollback_policies() {
     assert_eq!(
         created[0].rollback.map(|r| r.failure_action),
         Some(FailureAction::Continue as i32)
+    );
+}
+
+#[tokio::test]
+async fn service_create_and_update_send_the_healthcheck() {
+    let fake = Fake::default();
+    let host = serve(fake.clone());
+    let out = shoal(
+        &host,
+        &[
+            "service",
+            "create",
+            "--health-cmd",
+            "test -f /tmp/ok",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "2",
+            "alpine",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created = fake.created.lock().unwrap().clone();
+    let h = created[0]
+        .task
+        .clone()
+        .unwrap()
+        .container
+        .unwrap()
+        .healthcheck
+        .expect("healthcheck");
+    assert_eq!(h.test, ["CMD-SHELL", "test -f /tmp/ok"]);
+    assert_eq!((h.interval_ms, h.retries), (1_000, 2));
+
+    let out = shoal(&host, &["service", "update", "--no-healthcheck", "web"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let updated = fake.updated.lock().unwrap().clone();
+    let h = updated[0]
+        .spec
+        .clone()
+        .and_then(|s| s.task)
+        .and_then(|t| t.container)
+        .and_then(|c| c.healthcheck)
+        .expect("healthcheck");
+    assert_eq!(h.test, ["NONE"]);
+
+    // --no-healthcheck with another health flag is a usage error.
+    let out = shoal(
+        &host,
+        &[
+            "service",
+            "create",
+            "--no-healthcheck",
+            "--health-cmd",
+            "true",
+            "alpine",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--no-healthcheck"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -249,3 +249,164 @@ fn a_new_leader_finishes_an_update_the_old_one_started() {
         "exactly 30 tasks, none doubled by two updaters"
     );
 }
+
+#[test]
+fn a_job_runs_six_completions_two_at_a_time() {
+    require_lab!();
+    let lab = Arc::new(Lab::up(1, 2).expect("lab comes up"));
+    let done = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (lab, done) = (lab.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !done.load(Ordering::SeqCst) {
+                // Job tasks show desired state Complete, as docker's do: count what runs.
+                let now = tasks(&lab, 1, "batch")
+                    .iter()
+                    .filter(|t| {
+                        t["CurrentState"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_ascii_lowercase()
+                            .starts_with("running")
+                    })
+                    .count();
+                most = most.max(now);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            most
+        })
+    };
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "batch",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "6",
+            "--max-concurrent",
+            "2",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            "sleep 1",
+        ],
+    );
+    lab.wait(1, "6 complete tasks", WAIT, || {
+        let complete = tasks(&lab, 1, "batch")
+            .iter()
+            .filter(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase()
+                    .starts_with("complete")
+            })
+            .count();
+        (complete == 6).then_some(())
+    });
+    done.store(true, Ordering::SeqCst);
+    let most = poller.join().expect("poller");
+    assert!(
+        most <= 2,
+        "{most} job tasks ran at once with --max-concurrent 2"
+    );
+    assert!(most >= 1, "the poller saw the job run");
+}
+
+#[test]
+fn unhealthy_tasks_are_replaced_and_an_update_that_never_gets_healthy_rolls_back() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("lab comes up");
+    // Healthy for 3 s, then not: the task turns unhealthy, fails and is replaced.
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "flaky",
+            "--replicas",
+            "1",
+            "--restart-delay",
+            "1s",
+            "--stop-signal",
+            "KILL",
+            "--health-cmd",
+            "test -f /tmp/ok",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            "touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 1000",
+        ],
+    );
+    lab.wait(
+        1,
+        "the task failed as unhealthy and a replacement",
+        WAIT,
+        || {
+            let all = tasks(&lab, 1, "flaky");
+            let unhealthy = all.iter().any(|t| {
+                t["Error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("unhealthy")
+            });
+            (unhealthy && all.len() >= 2).then_some(())
+        },
+    );
+
+    // An update whose new tasks never become healthy rolls back on its own.
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "4",
+            "--stop-signal",
+            "KILL",
+            "shoal-test/busybox:a",
+            "sleep",
+            "1000000",
+        ],
+    );
+    lab.wait(1, "4 running", WAIT, || {
+        (running(&lab, 1, "web", "").0 == 4).then_some(())
+    });
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+            "--update-failure-action",
+            "rollback",
+            "--update-parallelism",
+            "2",
+            "web",
+        ],
+    );
+    lab.wait(1, "the rollback completed", WAIT, || {
+        (update_state(&lab, 1, "web") == "rollback_completed").then_some(())
+    });
+    lab.wait(1, "4 running on the old spec", WAIT, || {
+        (running(&lab, 1, "web", "").0 == 4).then_some(())
+    });
+}

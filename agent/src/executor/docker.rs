@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{
+    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
     RemoveContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
@@ -23,10 +26,15 @@ use bollard::Docker;
 use futures::StreamExt;
 use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, Resources, Task};
 
-use super::{ContainerState, Controller, ExecError, Executor, ExitInfo};
+use super::{ContainerState, Controller, ExecError, Executor, ExitInfo, Health};
 
 /// Grace period between the stop signal and SIGKILL when the spec sets none (docker's).
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// First pause between two looks at a container's health; doubles up to
+/// [`HEALTH_POLL_MAX`].
+pub const HEALTH_POLL_MIN: Duration = Duration::from_millis(100);
+/// Longest pause between two looks at a container's health.
+pub const HEALTH_POLL_MAX: Duration = Duration::from_secs(2);
 
 /// Runs tasks as containers on one Docker engine, for one node.
 #[derive(Clone)]
@@ -134,6 +142,31 @@ pub fn stop_grace(spec: &ContainerSpec) -> Duration {
     }
 }
 
+/// docker's Healthcheck for a spec's: `None` keeps the image's own, `["NONE"]` disables it.
+/// Durations go from milliseconds to nanoseconds; zero means docker's default.
+pub fn health_config(spec: &ContainerSpec) -> Option<HealthConfig> {
+    let h = spec.healthcheck.as_ref()?;
+    let ns = |ms: i64| (ms > 0).then(|| ms.saturating_mul(1_000_000));
+    Some(HealthConfig {
+        test: (!h.test.is_empty()).then(|| h.test.clone()),
+        interval: ns(h.interval_ms),
+        timeout: ns(h.timeout_ms),
+        retries: (h.retries > 0).then(|| i64::try_from(h.retries).unwrap_or(i64::MAX)),
+        start_period: ns(h.start_period_ms),
+        start_interval: None,
+    })
+}
+
+/// Our word for docker's `State.Health.Status`; `None` for no healthcheck.
+fn health_of(status: Option<HealthStatusEnum>) -> Option<Health> {
+    match status? {
+        HealthStatusEnum::STARTING => Some(Health::Starting),
+        HealthStatusEnum::HEALTHY => Some(Health::Healthy),
+        HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
+        HealthStatusEnum::NONE | HealthStatusEnum::EMPTY => None,
+    }
+}
+
 /// The create body for a task's container.
 pub fn container_config(task: &Task, spec: &ContainerSpec, node_id: &str) -> ContainerCreateBody {
     let limits = task.spec.as_ref().and_then(|s| s.limits.as_ref());
@@ -147,6 +180,7 @@ pub fn container_config(task: &Task, spec: &ContainerSpec, node_id: &str) -> Con
         labels: Some(container_labels(task, spec, node_id)),
         stop_signal: (!spec.stop_signal.is_empty()).then(|| spec.stop_signal.clone()),
         stop_timeout: Some(grace_secs),
+        healthcheck: health_config(spec),
         host_config: Some(HostConfig {
             nano_cpus: limits.map(|l| l.nano_cpus).filter(|n| *n > 0),
             memory: limits.map(|l| l.memory_bytes).filter(|n| *n > 0),
@@ -554,7 +588,32 @@ impl Controller for DockerController {
             } else {
                 None
             },
+            // docker calls every stopped container with a healthcheck "unhealthy": the
+            // verdict only means something while the process runs.
+            health: if running {
+                health_of(state.health.and_then(|h| h.status))
+            } else {
+                None
+            },
         }))
+    }
+
+    async fn wait_health(&mut self, seen: Health) -> Result<Option<Health>, ExecError> {
+        // docker reports health changes only in events and inspect: look again after a
+        // pause that grows from HEALTH_POLL_MIN to HEALTH_POLL_MAX.
+        let mut pause = HEALTH_POLL_MIN;
+        loop {
+            let Some(c) = self.inspect().await? else {
+                return Ok(None);
+            };
+            match c.health {
+                None => return Ok(None),
+                Some(h) if h != seen => return Ok(Some(h)),
+                Some(_) => {}
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(HEALTH_POLL_MAX);
+        }
     }
 
     fn container_id(&self) -> Option<String> {

@@ -7,7 +7,9 @@
 //!
 //! What a fake container does is read from its task's spec: a container whose command is
 //! `["exit", "N"]` exits with code N as soon as it starts; any other runs until it is shut
-//! down (exit 143), terminated (137) or told to exit with [`FakeEngine::exit`]. Images are
+//! down (exit 143), terminated (137) or told to exit with [`FakeEngine::exit`]. A container
+//! whose spec has a healthcheck (other than `["NONE"]`) is "starting" once started, until a
+//! test says otherwise with [`FakeEngine::set_health`]. Images are
 //! all present except those named with [`FakeEngine::remove_image`]. While
 //! [`FakeEngine::set_down`] is on, every call fails with a temporary error.
 
@@ -18,7 +20,7 @@ use async_trait::async_trait;
 use shoal_proto::{NodeDescription, Platform, Resources, Task};
 use tokio::sync::watch;
 
-use super::{ContainerState, Controller, ExecError, Executor, ExitInfo};
+use super::{ContainerState, Controller, ExecError, Executor, ExitInfo, Health};
 
 /// Where a fake container's process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,10 @@ pub struct FakeContainer {
     pub run: FakeRun,
     /// Exit code the process ends with as soon as it starts (`["exit", "N"]`).
     pub exit_on_start: Option<i32>,
+    /// The spec has a healthcheck: health becomes "starting" when the container starts.
+    pub has_healthcheck: bool,
+    /// The healthcheck's verdict, once started (`None` without a healthcheck).
+    pub health: Option<Health>,
 }
 
 /// One recorded controller or executor call.
@@ -118,6 +124,19 @@ impl FakeEngine {
         self.bump();
     }
 
+    /// Sets the health of the containers of `task_id` that have a healthcheck.
+    pub fn set_health(&self, task_id: &str, health: Health) {
+        {
+            let mut s = self.lock();
+            for c in s.containers.values_mut() {
+                if c.task_id == task_id && c.has_healthcheck {
+                    c.health = Some(health);
+                }
+            }
+        }
+        self.bump();
+    }
+
     /// Every container, in creation order of their ids.
     pub fn containers(&self) -> Vec<FakeContainer> {
         self.lock().containers.values().cloned().collect()
@@ -162,6 +181,8 @@ impl FakeEngine {
                     image: String::new(),
                     run,
                     exit_on_start: None,
+                    has_healthcheck: false,
+                    health: None,
                 },
             );
             id
@@ -245,12 +266,17 @@ impl Executor for FakeExecutor {
             [exit, code] if exit == "exit" => code.parse().ok(),
             _ => None,
         };
+        let has_healthcheck = container
+            .healthcheck
+            .as_ref()
+            .is_some_and(|h| h.test.first().map(String::as_str) != Some("NONE"));
         Ok(Box::new(FakeController {
             engine: self.engine.clone(),
             node_id: self.node_id.clone(),
             task_id: task.id.clone(),
             image: container.image.clone(),
             exit_on_start,
+            has_healthcheck,
             container_id: None,
         }))
     }
@@ -295,6 +321,7 @@ pub struct FakeController {
     task_id: String,
     image: String,
     exit_on_start: Option<i32>,
+    has_healthcheck: bool,
     container_id: Option<String>,
 }
 
@@ -352,6 +379,8 @@ impl Controller for FakeController {
                     image: self.image.clone(),
                     run: FakeRun::Created,
                     exit_on_start: self.exit_on_start,
+                    has_healthcheck: self.has_healthcheck,
+                    health: None,
                 },
             );
             id
@@ -367,6 +396,11 @@ impl Controller for FakeController {
         let c = self.find().ok_or_else(|| self.not_found())?;
         if c.run == FakeRun::Created {
             let run = c.exit_on_start.map_or(FakeRun::Running, FakeRun::Exited);
+            if c.has_healthcheck {
+                if let Some(c) = self.engine.lock().containers.get_mut(&c.id) {
+                    c.health = Some(Health::Starting);
+                }
+            }
             self.set_run(&c.id, run);
         }
         Ok(())
@@ -438,8 +472,28 @@ impl Controller for FakeController {
                 running,
                 started,
                 exit_code,
+                // As docker's: a verdict only while the process runs.
+                health: c.health.filter(|_| running),
             }
         }))
+    }
+
+    async fn wait_health(&mut self, seen: Health) -> Result<Option<Health>, ExecError> {
+        self.engine.call("wait_health", &self.task_id)?;
+        let mut rx = self.engine.changed.subscribe();
+        loop {
+            let Some(c) = self.find() else {
+                return Ok(None);
+            };
+            match c.health.filter(|_| c.run == FakeRun::Running) {
+                None => return Ok(None),
+                Some(h) if h != seen => return Ok(Some(h)),
+                Some(_) => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(self.not_found());
+            }
+        }
     }
 
     fn container_id(&self) -> Option<String> {

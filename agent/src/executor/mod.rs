@@ -71,7 +71,37 @@ pub struct ContainerState {
     pub started: bool,
     /// Exit code, once the process has exited.
     pub exit_code: Option<i32>,
+    /// The healthcheck's verdict while the process runs; `None` when the container has no
+    /// healthcheck or is not running (docker calls every stopped container "unhealthy").
+    pub health: Option<Health>,
 }
+
+/// What a container's healthcheck (the image's or the spec's) says, as Docker reports it in
+/// `State.Health.Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Not yet healthy: within the start period, or not enough successes yet.
+    Starting,
+    Healthy,
+    /// `retries` checks in a row failed.
+    Unhealthy,
+}
+
+impl Health {
+    /// The word `TaskStatus.health` and `docker ps` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Status message of a started task whose healthcheck has not passed yet.
+pub const WAITING_FOR_HEALTH: &str = "starting: waiting for the healthcheck";
+/// `TaskStatus.err` of a task whose container turned unhealthy.
+pub const UNHEALTHY_ERR: &str = "task: container is unhealthy";
 
 /// The lifecycle of one task's container. Every call is idempotent: calling it again after
 /// it succeeded, or after an agent restart, does no harm (swarmkit's `ErrTaskPrepared` and
@@ -96,6 +126,14 @@ pub trait Controller: Send {
     /// The task's container as the engine sees it, `None` if none exists yet. This is how a
     /// restarted agent picks up where it left off.
     async fn inspect(&mut self) -> Result<Option<ContainerState>, ExecError>;
+    /// Waits until the container's health is no longer `seen` and returns it: `None` when
+    /// there is no verdict (no healthcheck, no container, or the process no longer runs).
+    /// Never busy-loops: engines without health events poll with backoff. Controllers whose
+    /// containers have no healthchecks keep the default, which answers `None` at once.
+    async fn wait_health(&mut self, seen: Health) -> Result<Option<Health>, ExecError> {
+        let _ = seen;
+        Ok(None)
+    }
     /// The container id once known (after `prepare`, `inspect` or an adoption). Used by
     /// [`step`] to report it; controllers without containers keep the default.
     fn container_id(&self) -> Option<String> {
@@ -159,6 +197,9 @@ fn state_of(status: &TaskStatus) -> TaskState {
 /// ```text
 /// NEW/PENDING/ASSIGNED -> ACCEPTED -> PREPARING -(prepare)-> READY -> STARTING
 ///   -(start)-> RUNNING -(wait)-> COMPLETE (exit 0) | FAILED ("task: non-zero exit (N)")
+/// with a healthcheck: STARTING -(start)-> STARTING (health "starting")
+///   -(wait_health)-> RUNNING (health "healthy") | FAILED ("task: container is unhealthy")
+/// RUNNING -(unhealthy)-> FAILED ("task: container is unhealthy"), the container stopped
 /// desired >= SHUTDOWN and not terminal: -(shutdown)-> SHUTDOWN
 /// ```
 ///
@@ -231,7 +272,25 @@ pub async fn step(
         match ctl.inspect().await {
             Ok(Some(c)) if c.running || c.started => {
                 next.container_id = c.container_id;
-                return transition(next, TaskState::Running, "adopted running container", ctl);
+                match c.health {
+                    Some(Health::Unhealthy) => return unhealthy(task, next, ctl).await,
+                    // Started, not healthy yet: the STARTING step below waits for it.
+                    Some(Health::Starting) if c.running => {
+                        if state != TaskState::Starting || status.health != "starting" {
+                            next.health = Health::Starting.as_str().to_string();
+                            return transition(next, TaskState::Starting, WAITING_FOR_HEALTH, ctl);
+                        }
+                    }
+                    h => {
+                        next.health = h.map(|h| h.as_str().to_string()).unwrap_or_default();
+                        return transition(
+                            next,
+                            TaskState::Running,
+                            "adopted running container",
+                            ctl,
+                        );
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) => return fatal(next, state, e),
@@ -253,13 +312,63 @@ pub async fn step(
                 Err(e) => fatal(next, state, e),
             };
         }
+        // Started, waiting for the healthcheck to pass.
+        TaskState::Starting if status.health == Health::Starting.as_str() => {
+            return match ctl.wait_health(Health::Starting).await {
+                Ok(Some(Health::Unhealthy)) => unhealthy(task, next, ctl).await,
+                Ok(Some(Health::Healthy)) => {
+                    next.health = Health::Healthy.as_str().to_string();
+                    transition(next, TaskState::Running, "started", ctl)
+                }
+                // Still starting (a controller that reports health after the process
+                // stopped): RUNNING, and the next step collects its exit.
+                Ok(Some(Health::Starting)) => transition(next, TaskState::Running, "started", ctl),
+                // No verdict: the process stopped before it became healthy (or the
+                // healthcheck is gone). RUNNING, and the next step collects its exit.
+                Ok(None) => {
+                    next.health.clear();
+                    transition(next, TaskState::Running, "started", ctl)
+                }
+                Err(e) => fatal(next, state, e),
+            };
+        }
         TaskState::Starting => {
-            return match ctl.start().await {
-                Ok(()) => transition(next, TaskState::Running, "started", ctl),
+            if let Err(e) = ctl.start().await {
+                return fatal(next, state, e);
+            }
+            // A container with a healthcheck (the image's or the spec's) counts as running
+            // only once healthy.
+            return match ctl.inspect().await {
+                Ok(Some(c)) => match c.health {
+                    Some(Health::Starting) if c.running => {
+                        next.health = Health::Starting.as_str().to_string();
+                        transition(next, TaskState::Starting, WAITING_FOR_HEALTH, ctl)
+                    }
+                    Some(Health::Unhealthy) => unhealthy(task, next, ctl).await,
+                    h => {
+                        next.health = h.map(|h| h.as_str().to_string()).unwrap_or_default();
+                        transition(next, TaskState::Running, "started", ctl)
+                    }
+                },
+                Ok(None) => transition(next, TaskState::Running, "started", ctl),
                 Err(e) => fatal(next, state, e),
             };
         }
         TaskState::Running => {
+            // With a healthcheck, an unhealthy container fails the task as an exit would.
+            if !status.health.is_empty() {
+                let seen = if status.health == Health::Starting.as_str() {
+                    Health::Starting
+                } else {
+                    Health::Healthy
+                };
+                match ctl.wait_health(seen).await {
+                    Ok(Some(Health::Unhealthy)) => return unhealthy(task, next, ctl).await,
+                    Ok(Some(h)) => next.health = h.as_str().to_string(),
+                    Ok(None) => {}
+                    Err(e) => return fatal(next, state, e),
+                }
+            }
             return match ctl.wait().await {
                 Ok(exit) => {
                     next.exit_code = exit.exit_code;
@@ -294,6 +403,33 @@ pub async fn step(
             state: state.docker_name(),
         }),
     }
+}
+
+/// The container turned unhealthy: stop it (with its grace period) and fail the task, so
+/// the orchestrator replaces it under the restart policy.
+async fn unhealthy(
+    task: &Task,
+    mut next: TaskStatus,
+    ctl: &mut dyn Controller,
+) -> Result<TaskStatus, StepError> {
+    if let Err(e) = ctl.shutdown().await {
+        if e.is_temporary() {
+            return Err(StepError::Retry {
+                task_id: task.id.clone(),
+                source: e,
+            });
+        }
+        tracing::warn!(task = %task.id, "stopping the unhealthy container: {e}");
+    }
+    next.state = TaskState::Failed as i32;
+    next.message = TaskState::Failed.docker_name().to_string();
+    next.err = UNHEALTHY_ERR.to_string();
+    next.health = Health::Unhealthy.as_str().to_string();
+    next.timestamp_ms = now_ms();
+    if let Some(id) = ctl.container_id() {
+        next.container_id = id;
+    }
+    Ok(next)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use shoal_proto::{Task, TaskState, TaskStatus};
 
 use super::fake::{test_task, FakeEngine, FakeRun};
-use super::{step, Controller, Executor, StepError};
+use super::{step, Controller, Executor, Health, StepError};
 
 fn status(state: TaskState) -> TaskStatus {
     TaskStatus {
@@ -252,4 +252,158 @@ async fn run_until(c: &mut Case, target: TaskState) -> TaskState {
         st = step(&c.task, &st, c.ctl.as_mut()).await.expect("step");
     }
     state(&st)
+}
+
+// ---- healthchecks ----
+
+fn health_case(test: &[&str]) -> Case {
+    let engine = FakeEngine::new();
+    let mut task = test_task("t1", 1, "img:1", &[]);
+    if let Some(c) = task.spec.as_mut().and_then(|s| s.container.as_mut()) {
+        c.healthcheck = Some(shoal_proto::HealthConfig {
+            test: test.iter().map(|s| s.to_string()).collect(),
+            interval_ms: 1_000,
+            retries: 1,
+            ..Default::default()
+        });
+    }
+    let ctl = engine.executor("n1").controller(&task).expect("controller");
+    Case { engine, task, ctl }
+}
+
+/// Steps from ASSIGNED to the STARTING status that waits for the healthcheck.
+async fn until_health_wait(c: &mut Case) -> TaskStatus {
+    let mut st = status(TaskState::Assigned);
+    while state(&st) < TaskState::Starting || st.health.is_empty() {
+        st = step(&c.task, &st, c.ctl.as_mut()).await.expect("step");
+        assert!(state(&st) <= TaskState::Starting, "{st:?}");
+    }
+    st
+}
+
+/// True if `step` from `st` is still waiting after a while.
+async fn still_waits(c: &mut Case, st: &TaskStatus) -> bool {
+    tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        step(&c.task, st, c.ctl.as_mut()),
+    )
+    .await
+    .is_err()
+}
+
+#[tokio::test]
+async fn a_healthcheck_holds_the_task_in_starting_until_healthy() {
+    let mut c = health_case(&["CMD-SHELL", "true"]);
+    let st = until_health_wait(&mut c).await;
+    assert_eq!(state(&st), TaskState::Starting);
+    assert_eq!(st.message, super::WAITING_FOR_HEALTH);
+    assert_eq!(st.health, "starting");
+    assert!(!st.container_id.is_empty());
+    assert_eq!(c.engine.containers_of("t1")[0].run, FakeRun::Running);
+
+    // Not healthy yet: the step waits.
+    assert!(still_waits(&mut c, &st).await);
+
+    c.engine.set_health("t1", Health::Healthy);
+    let st = step(&c.task, &st, c.ctl.as_mut()).await.expect("healthy");
+    assert_eq!(state(&st), TaskState::Running);
+    assert_eq!(st.health, "healthy");
+    assert!(st.err.is_empty());
+
+    // RUNNING waits for an exit (or unhealth) as usual.
+    assert!(still_waits(&mut c, &st).await);
+    c.engine.exit("t1", 0);
+    let st = step(&c.task, &st, c.ctl.as_mut()).await.expect("exit");
+    assert_eq!(state(&st), TaskState::Complete);
+}
+
+#[tokio::test]
+async fn unhealthy_while_starting_fails_and_stops_the_container() {
+    let mut c = health_case(&["CMD-SHELL", "false"]);
+    let st = until_health_wait(&mut c).await;
+    c.engine.set_health("t1", Health::Unhealthy);
+    let st = step(&c.task, &st, c.ctl.as_mut()).await.expect("unhealthy");
+    assert_eq!(state(&st), TaskState::Failed);
+    assert_eq!(st.err, "task: container is unhealthy");
+    assert_eq!(st.health, "unhealthy");
+    assert_eq!(c.engine.count("shutdown", "t1"), 1);
+    assert_eq!(c.engine.containers_of("t1")[0].run, FakeRun::Exited(143));
+}
+
+#[tokio::test]
+async fn unhealthy_after_running_fails_and_stops_the_container() {
+    let mut c = health_case(&["CMD-SHELL", "true"]);
+    let st = until_health_wait(&mut c).await;
+    c.engine.set_health("t1", Health::Healthy);
+    let st = step(&c.task, &st, c.ctl.as_mut()).await.expect("healthy");
+    assert_eq!(state(&st), TaskState::Running);
+
+    let fut = step(&c.task, &st, c.ctl.as_mut());
+    let engine = c.engine.clone();
+    let (r, ()) = tokio::join!(fut, async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        engine.set_health("t1", Health::Unhealthy);
+    });
+    let st = r.expect("unhealthy");
+    assert_eq!(state(&st), TaskState::Failed);
+    assert_eq!(st.err, "task: container is unhealthy");
+    assert_eq!(st.health, "unhealthy");
+    assert_eq!(c.engine.containers_of("t1")[0].run, FakeRun::Exited(143));
+}
+
+#[tokio::test]
+async fn an_exit_before_healthy_ends_with_the_exit_code() {
+    let mut c = health_case(&["CMD-SHELL", "true"]);
+    let st = until_health_wait(&mut c).await;
+    c.engine.exit("t1", 3);
+    let mut st = step(&c.task, &st, c.ctl.as_mut()).await.expect("exit");
+    while !state(&st).is_terminal() {
+        st = step(&c.task, &st, c.ctl.as_mut()).await.expect("step");
+    }
+    assert_eq!(state(&st), TaskState::Failed);
+    assert_eq!(st.err, "task: non-zero exit (3)");
+}
+
+#[tokio::test]
+async fn no_healthcheck_runs_at_once() {
+    let mut c = health_case(&["NONE"]);
+    assert_eq!(
+        run_until(&mut c, TaskState::Running).await,
+        TaskState::Running
+    );
+    assert_eq!(c.engine.count("wait_health", "t1"), 0);
+}
+
+#[tokio::test]
+async fn a_restarted_agent_keeps_waiting_for_the_health_of_its_container() {
+    let mut c = health_case(&["CMD-SHELL", "true"]);
+    let before = until_health_wait(&mut c).await;
+    let mut ctl = c
+        .engine
+        .executor("n1")
+        .controller(&c.task)
+        .expect("controller");
+    // The db said STARTING (before the health wait was stored): back to the wait.
+    let st = step(&c.task, &status(TaskState::Starting), ctl.as_mut())
+        .await
+        .expect("adopt");
+    assert_eq!(state(&st), TaskState::Starting);
+    assert_eq!(st.health, "starting");
+    assert_eq!(st.container_id, before.container_id);
+    assert_eq!(c.engine.count("start", "t1"), 1);
+
+    c.engine.set_health("t1", Health::Healthy);
+    let st = step(&c.task, &st, ctl.as_mut()).await.expect("healthy");
+    assert_eq!(state(&st), TaskState::Running);
+    // A healthy container is adopted as RUNNING.
+    let mut ctl = c
+        .engine
+        .executor("n1")
+        .controller(&c.task)
+        .expect("controller");
+    let st = step(&c.task, &status(TaskState::Preparing), ctl.as_mut())
+        .await
+        .expect("adopt");
+    assert_eq!(state(&st), TaskState::Running);
+    assert_eq!(st.health, "healthy");
 }

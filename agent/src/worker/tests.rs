@@ -314,3 +314,103 @@ async fn executor_errors_back_off_without_a_busy_loop() {
     h.wait_state("t1", TaskState::Running).await;
     h.worker.shutdown().await;
 }
+
+fn health_task(id: &str, slot: u64) -> Task {
+    let mut t = running_task(id, slot);
+    if let Some(c) = t.spec.as_mut().and_then(|s| s.container.as_mut()) {
+        c.healthcheck = Some(shoal_proto::HealthConfig {
+            test: vec!["CMD-SHELL".into(), "true".into()],
+            ..Default::default()
+        });
+    }
+    t
+}
+
+impl Harness {
+    /// Reads statuses until one of `task_id` satisfies `cond`.
+    async fn wait_status(
+        &mut self,
+        task_id: &str,
+        cond: impl Fn(&TaskStatus) -> bool,
+    ) -> TaskStatus {
+        if let Some(s) = self.latest.get(task_id).filter(|s| cond(s)) {
+            return s.clone();
+        }
+        let fut = async {
+            loop {
+                let (id, status) = self.rx.recv().await.expect("status channel closed");
+                self.latest.insert(id.clone(), status.clone());
+                if id == task_id && cond(&status) {
+                    return status;
+                }
+            }
+        };
+        tokio::time::timeout(LIMIT, fut)
+            .await
+            .unwrap_or_else(|_| panic!("task {task_id}: awaited status never came"))
+    }
+}
+
+#[tokio::test]
+async fn a_healthcheck_wait_is_reported_and_ends_running_once_healthy() {
+    use crate::executor::Health;
+    let mut h = Harness::new().await;
+    h.worker.assign(vec![health_task("t1", 1)]).await;
+    let st = h
+        .wait_status("t1", |s| {
+            state(s) == TaskState::Starting && s.health == "starting"
+        })
+        .await;
+    assert_eq!(st.message, crate::executor::WAITING_FOR_HEALTH);
+    // Waiting for health does not hold a start place: others start meanwhile.
+    let others: Vec<Task> = (2..=6).map(|i| running_task(&format!("t{i}"), i)).collect();
+    let mut all = vec![health_task("t1", 1)];
+    all.extend(others);
+    h.worker.assign(all).await;
+    for i in 2..=6 {
+        h.wait_status(&format!("t{i}"), |s| state(s) == TaskState::Running)
+            .await;
+    }
+    h.engine.set_health("t1", Health::Healthy);
+    let st = h
+        .wait_status("t1", |s| state(s) >= TaskState::Running)
+        .await;
+    assert_eq!(state(&st), TaskState::Running);
+    assert_eq!(st.health, "healthy");
+    h.worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn desired_shutdown_interrupts_the_healthcheck_wait() {
+    let mut h = Harness::new().await;
+    let t = health_task("t1", 1);
+    h.worker.assign(vec![t.clone()]).await;
+    h.wait_status("t1", |s| s.health == "starting").await;
+    h.worker
+        .assign(vec![with_desired(t, TaskState::Shutdown)])
+        .await;
+    let st = h
+        .wait_status("t1", |s| state(s) >= TaskState::Shutdown)
+        .await;
+    assert_eq!(state(&st), TaskState::Shutdown);
+    assert_eq!(h.engine.containers_of("t1")[0].run, FakeRun::Exited(143));
+    h.worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unhealthy_container_fails_its_running_task() {
+    use crate::executor::Health;
+    let mut h = Harness::new().await;
+    h.worker.assign(vec![health_task("t1", 1)]).await;
+    h.wait_status("t1", |s| s.health == "starting").await;
+    h.engine.set_health("t1", Health::Healthy);
+    h.wait_status("t1", |s| state(s) == TaskState::Running)
+        .await;
+    h.engine.set_health("t1", Health::Unhealthy);
+    let st = h.wait_status("t1", |s| state(s) > TaskState::Running).await;
+    assert_eq!(state(&st), TaskState::Failed);
+    assert_eq!(st.err, "task: container is unhealthy");
+    assert_eq!(st.health, "unhealthy");
+    assert_eq!(h.engine.containers_of("t1")[0].run, FakeRun::Exited(143));
+    h.worker.shutdown().await;
+}

@@ -50,6 +50,10 @@ pub enum ServiceCommand {
 pub enum Mode {
     Replicated,
     Global,
+    /// Run the tasks to completion: --replicas completions, --max-concurrent at a time
+    ReplicatedJob,
+    /// Run one task to completion on every node
+    GlobalJob,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -70,6 +74,9 @@ pub struct CreateArgs {
     /// Service mode
     #[arg(long, value_enum, default_value = "replicated")]
     mode: Mode,
+    /// Number of job tasks to run at once (default equal to --replicas)
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = flag(parse::count))]
+    max_concurrent: Option<u64>,
     /// Set environment variables
     #[arg(short, long = "env", value_name = "KEY=VALUE", value_parser = flag(parse::env_from_process))]
     env: Vec<String>,
@@ -122,6 +129,8 @@ pub struct CreateArgs {
     update: UpdatePolicyArgs,
     #[command(flatten)]
     rollback: RollbackPolicyArgs,
+    #[command(flatten)]
+    health: super::health::HealthArgs,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     detach: bool,
@@ -200,7 +209,8 @@ pub async fn run(host: &str, command: ServiceCommand) -> Result<()> {
         ServiceCommand::Ls(args) => {
             let mut client = Client::connect(host).await?;
             let resp = client.list_services(ListServicesRequest {}).await?;
-            let rows = service_rows(&resp);
+            let running = job_tasks_running(&mut client, &resp).await?;
+            let rows = service_rows(&resp, &running);
             if args.quiet {
                 return print_lines(&rows.into_iter().map(|r| r.id).collect::<Vec<_>>());
             }
@@ -259,11 +269,17 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
         (Mode::Global, Some(_)) => {
             bail!("--replicas can only be used with replicated mode")
         }
-        (Mode::Global, None) => 0,
-        (Mode::Replicated, n) => n.unwrap_or(1),
+        (Mode::GlobalJob, Some(_)) => {
+            bail!("--replicas can only be used with replicated-job mode")
+        }
+        (Mode::Global | Mode::GlobalJob, None) => 0,
+        (Mode::Replicated | Mode::ReplicatedJob, n) => n.unwrap_or(1),
     };
-    if args.mode == Mode::Global && args.replicas_max_per_node.is_some() {
+    if matches!(args.mode, Mode::Global | Mode::GlobalJob) && args.replicas_max_per_node.is_some() {
         bail!("--replicas-max-per-node can only be used with replicated mode");
+    }
+    if args.max_concurrent.is_some() && args.mode != Mode::ReplicatedJob {
+        bail!("--max-concurrent can only be used with replicated-job mode");
     }
     let max_replicas = args.replicas_max_per_node.unwrap_or(0);
     let restart = (args.restart_condition.is_some()
@@ -298,6 +314,7 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
                 labels: args.container_labels.iter().cloned().collect(),
                 stop_signal: args.stop_signal.clone().unwrap_or_default(),
                 stop_grace_period_ms: args.stop_grace_period,
+                healthcheck: args.health.healthcheck(),
             }),
             limits: resources(args.limit_cpu, args.limit_memory),
             reservations: resources(args.reserve_cpu, args.reserve_memory),
@@ -314,11 +331,14 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
         mode: match args.mode {
             Mode::Replicated => ServiceMode::Replicated,
             Mode::Global => ServiceMode::Global,
+            Mode::ReplicatedJob => ServiceMode::ReplicatedJob,
+            Mode::GlobalJob => ServiceMode::GlobalJob,
         } as i32,
         replicas,
         update: update::apply_policy("update", None, &args.update.flags())?,
         rollback: update::apply_policy("rollback", None, &args.rollback.flags())?,
         force_update: 0,
+        max_concurrent: args.max_concurrent.unwrap_or(0),
     })
 }
 
@@ -357,21 +377,67 @@ impl ServiceRow {
     }
 }
 
-/// `service ls` rows, by name.
-fn service_rows(resp: &ListServicesResponse) -> Vec<ServiceRow> {
+fn is_job(mode: ServiceMode) -> bool {
+    matches!(mode, ServiceMode::ReplicatedJob | ServiceMode::GlobalJob)
+}
+
+/// Jobs' tasks of the current iteration running now, by service id (`service ls` shows
+/// them beside the completions, which `ListServices` counts).
+async fn job_tasks_running(
+    client: &mut Client,
+    resp: &ListServicesResponse,
+) -> Result<HashMap<String, u64>> {
+    let mut running = HashMap::new();
+    for s in resp.services.iter().filter(|s| is_job(s.mode())) {
+        let iteration = s.job_status.as_ref().map_or(0, |j| j.iteration);
+        let tasks = client
+            .list_tasks(ListTasksRequest {
+                service: s.id.clone(),
+                node: String::new(),
+            })
+            .await?
+            .tasks;
+        let n = tasks
+            .iter()
+            .filter(|t| {
+                t.job_iteration == iteration
+                    && t.desired() == TaskState::Running
+                    && t.state() == TaskState::Running
+            })
+            .count();
+        running.insert(s.id.clone(), n as u64);
+    }
+    Ok(running)
+}
+
+/// `service ls` rows, by name. REPLICAS is "running/desired" for services and, for jobs,
+/// "R running, C/T completed": R tasks of the current run running now, C of its T
+/// completions done (T: --replicas, or the eligible nodes of a global job).
+fn service_rows(
+    resp: &ListServicesResponse,
+    job_running: &HashMap<String, u64>,
+) -> Vec<ServiceRow> {
     let mut services: Vec<&Service> = resp.services.iter().collect();
     services.sort_by(|a, b| format::natural_cmp(a.name(), b.name()).then(a.id.cmp(&b.id)));
     services
         .into_iter()
         .map(|s| {
             let desired = match s.mode() {
-                ServiceMode::Replicated => s.spec.as_ref().map_or(0, |spec| spec.replicas),
-                ServiceMode::Global => 0,
+                ServiceMode::Replicated | ServiceMode::ReplicatedJob => {
+                    s.spec.as_ref().map_or(0, |spec| spec.replicas)
+                }
+                ServiceMode::Global | ServiceMode::GlobalJob => 0,
             };
             let (running, desired) = resp
                 .replicas
                 .get(&s.id)
                 .map_or((0, desired), |r| (r.running, r.desired));
+            let replicas = if is_job(s.mode()) {
+                let now = job_running.get(&s.id).copied().unwrap_or(0);
+                format!("{now} running, {running}/{desired} completed")
+            } else {
+                format!("{running}/{desired}")
+            };
             ServiceRow {
                 id: short_id(&s.id).to_string(),
                 image: format::image(
@@ -382,7 +448,7 @@ fn service_rows(resp: &ListServicesResponse) -> Vec<ServiceRow> {
                 mode: view::mode_name(s.mode()).to_string(),
                 name: s.name().to_string(),
                 ports: String::new(),
-                replicas: format!("{running}/{desired}"),
+                replicas,
             }
         })
         .collect()
@@ -524,7 +590,12 @@ impl TaskView<'_> {
                         status.timestamp_ms,
                         self.now_ms,
                     ),
-                    desired_state: format::capitalize(t.desired().docker_name()),
+                    // A job's task is meant to complete, as docker shows it.
+                    desired_state: if t.job_iteration > 0 && t.desired() == TaskState::Running {
+                        "Complete".to_string()
+                    } else {
+                        format::capitalize(t.desired().docker_name())
+                    },
                     error: format::task_error(&status.err, self.no_trunc),
                     id: if self.no_trunc {
                         t.id.clone()
@@ -650,8 +721,8 @@ async fn scale(client: &mut Client, name: &str, replicas: u64) -> Result<()> {
         .await?
         .service
         .unwrap_or_default();
-    if service.mode() == ServiceMode::Global {
-        bail!("{name}: scale can only be used with replicated mode");
+    if matches!(service.mode(), ServiceMode::Global | ServiceMode::GlobalJob) {
+        bail!("{name}: scale can only be used with replicated or replicated-job mode");
     }
     let mut spec = service.spec.clone().unwrap_or_default();
     spec.replicas = replicas;
@@ -735,6 +806,7 @@ mod tests {
                     labels: HashMap::from([("c".into(), "d".into())]),
                     stop_signal: "SIGINT".into(),
                     stop_grace_period_ms: Some(20_000),
+                    healthcheck: None,
                 }),
                 limits: Some(Resources {
                     nano_cpus: 0,
@@ -884,7 +956,10 @@ mod tests {
                 },
             )]),
         };
-        let rows: Vec<Vec<String>> = service_rows(&resp).iter().map(ServiceRow::cells).collect();
+        let rows: Vec<Vec<String>> = service_rows(&resp, &HashMap::new())
+            .iter()
+            .map(ServiceRow::cells)
+            .collect();
         assert_eq!(
             rows,
             [
@@ -892,7 +967,7 @@ mod tests {
                 ["zzzzzzzzzzzz", "web", "replicated", "2/3", "nginx:1", ""],
             ]
         );
-        let json = format::json_line(&service_rows(&resp)[1]).unwrap_or_default();
+        let json = format::json_line(&service_rows(&resp, &HashMap::new())[1]).unwrap_or_default();
         assert_eq!(
             json,
             r#"{"ID":"zzzzzzzzzzzz","Image":"nginx:1","Mode":"replicated","Name":"web","Ports":"","Replicas":"2/3"}"#
@@ -1068,5 +1143,133 @@ mod tests {
         }
         assert!(filters(&[("desired-state", "sleeping")]).is_err());
         assert!(filters(&[("colour", "red")]).is_err());
+    }
+
+    #[test]
+    fn create_jobs() {
+        let job = create(&[
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "6",
+            "--max-concurrent",
+            "2",
+            "alpine",
+        ])
+        .unwrap_or_default();
+        assert_eq!(job.mode, ServiceMode::ReplicatedJob as i32);
+        assert_eq!((job.replicas, job.max_concurrent), (6, 2));
+        let one = create(&["--mode", "replicated-job", "alpine"]).unwrap_or_default();
+        assert_eq!(
+            (one.replicas, one.max_concurrent),
+            (1, 0),
+            "one completion by default"
+        );
+        let global = create(&["--mode", "global-job", "alpine"]).unwrap_or_default();
+        assert_eq!(global.mode, ServiceMode::GlobalJob as i32);
+        assert_eq!(global.replicas, 0);
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--max-concurrent", "2", "img"],
+                "--max-concurrent can only be used with replicated-job mode",
+            ),
+            (
+                &["--mode", "global-job", "--max-concurrent", "2", "img"],
+                "--max-concurrent can only be used with replicated-job mode",
+            ),
+            (
+                &["--mode", "global-job", "--replicas", "2", "img"],
+                "--replicas can only be used with replicated-job mode",
+            ),
+            (
+                &["--mode", "replicated-job", "--max-concurrent", "-1", "img"],
+                r#"invalid number "-1" for --max-concurrent"#,
+            ),
+            (&["--mode", "job", "img"], "invalid value 'job'"),
+        ];
+        for (argv, want) in cases {
+            let err = create(argv).err().unwrap_or_default();
+            assert!(err.contains(want), "{argv:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn service_ls_rows_of_jobs() {
+        let resp = ListServicesResponse {
+            services: vec![
+                service("jjjjjjjjjjjjjjjj", "batch", ServiceMode::ReplicatedJob, 6),
+                service("gggggggggggggggg", "sweep", ServiceMode::GlobalJob, 0),
+            ],
+            replicas: HashMap::from([
+                (
+                    "jjjjjjjjjjjjjjjj".to_string(),
+                    ReplicaCount {
+                        running: 4,
+                        desired: 6,
+                    },
+                ),
+                (
+                    "gggggggggggggggg".to_string(),
+                    ReplicaCount {
+                        running: 3,
+                        desired: 3,
+                    },
+                ),
+            ]),
+        };
+        let running = HashMap::from([("jjjjjjjjjjjjjjjj".to_string(), 2)]);
+        let rows: Vec<Vec<String>> = service_rows(&resp, &running)
+            .iter()
+            .map(ServiceRow::cells)
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                [
+                    "jjjjjjjjjjjj",
+                    "batch",
+                    "replicated job",
+                    "2 running, 4/6 completed",
+                    "nginx:1",
+                    ""
+                ],
+                [
+                    "gggggggggggg",
+                    "sweep",
+                    "global job",
+                    "0 running, 3/3 completed",
+                    "nginx:1",
+                    ""
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn service_ps_shows_completed_job_tasks() {
+        let mut tasks = vec![task(
+            "t-done-aaaaaaaaa",
+            1,
+            90_000,
+            TaskState::Running,
+            TaskState::Complete,
+            "",
+        )];
+        let node_names = HashMap::from([("node-1-id".to_string(), "n1".to_string())]);
+        let service_names = HashMap::new();
+        let view = TaskView {
+            node_names: &node_names,
+            service_names: &service_names,
+            no_trunc: false,
+            indent: true,
+            now_ms: 100_000,
+        };
+        view.sort(&mut tasks);
+        let rows: Vec<Vec<String>> = view.rows(&tasks).iter().map(TaskRow::cells).collect();
+        assert_eq!(rows[0][4], "Running", "not a job's task");
+        assert_eq!(rows[0][5], "Complete 10 seconds ago");
+        tasks[0].job_iteration = 1;
+        let rows: Vec<Vec<String>> = view.rows(&tasks).iter().map(TaskRow::cells).collect();
+        assert_eq!(rows[0][4], "Complete", "a job's task is meant to complete");
     }
 }

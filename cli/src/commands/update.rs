@@ -147,6 +147,9 @@ pub struct UpdateArgs {
     /// Number of tasks
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = flag(parse::replicas))]
     replicas: Option<u64>,
+    /// Number of job tasks to run at once (replicated-job mode)
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = flag(parse::count))]
+    max_concurrent: Option<u64>,
     /// Add or update a placement constraint
     #[arg(long = "constraint-add", value_name = "KEY==VALUE", value_parser = flag(parse::constraint))]
     constraint_add: Vec<String>,
@@ -169,6 +172,8 @@ pub struct UpdateArgs {
     update: UpdatePolicyArgs,
     #[command(flatten)]
     rollback: RollbackPolicyArgs,
+    #[command(flatten)]
+    health: super::health::HealthArgs,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     detach: bool,
@@ -198,7 +203,16 @@ pub fn apply(args: &UpdateArgs, mut spec: ServiceSpec) -> Result<ServiceSpec> {
         if spec.mode == ServiceMode::Global as i32 {
             bail!("--replicas can only be used with replicated mode");
         }
+        if spec.mode == ServiceMode::GlobalJob as i32 {
+            bail!("--replicas can only be used with replicated-job mode");
+        }
         spec.replicas = n;
+    }
+    if let Some(n) = args.max_concurrent {
+        if spec.mode != ServiceMode::ReplicatedJob as i32 {
+            bail!("--max-concurrent can only be used with replicated-job mode");
+        }
+        spec.max_concurrent = n;
     }
     for key in &args.label_rm {
         spec.labels.remove(key);
@@ -234,6 +248,7 @@ pub fn apply(args: &UpdateArgs, mut spec: ServiceSpec) -> Result<ServiceSpec> {
     if let Some(ms) = args.stop_grace_period {
         container.stop_grace_period_ms = Some(ms);
     }
+    container.healthcheck = args.health.apply(container.healthcheck.take());
     if !args.constraint_rm.is_empty() || !args.constraint_add.is_empty() {
         let placement = task.placement.get_or_insert_with(Placement::default);
         let removed: Vec<String> = args.constraint_rm.iter().map(|c| normalized(c)).collect();

@@ -11,18 +11,21 @@ pub mod validate;
 
 use shoal_proto::{
     CreateServiceRequest, CreateServiceResponse, GetJoinTokensRequest, GetJoinTokensResponse,
-    GetNodeRequest, GetNodeResponse, GetServiceRequest, GetServiceResponse, ListNodesRequest,
-    ListNodesResponse, ListServicesRequest, ListServicesResponse, ListTasksRequest,
-    ListTasksResponse, RemoveNodeRequest, RemoveNodeResponse, RemoveServiceRequest,
-    RemoveServiceResponse, ReplicaCount, RollbackServiceRequest, RollbackServiceResponse,
-    RotateJoinTokenRequest, Service, ServiceMode, TaskState, UpdateNodeRequest, UpdateNodeResponse,
-    UpdateServiceRequest, UpdateServiceResponse, UpdateState, UpdateStatus,
+    GetNodeRequest, GetNodeResponse, GetServiceRequest, GetServiceResponse, JobStatus,
+    ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
+    ListTasksRequest, ListTasksResponse, RemoveNodeRequest, RemoveNodeResponse,
+    RemoveServiceRequest, RemoveServiceResponse, ReplicaCount, RollbackServiceRequest,
+    RollbackServiceResponse, RotateJoinTokenRequest, Service, ServiceMode, TaskState,
+    UpdateNodeRequest, UpdateNodeResponse, UpdateServiceRequest, UpdateServiceResponse,
+    UpdateState, UpdateStatus,
 };
 use std::collections::HashSet;
 
 use tonic::{Request, Response, Status};
 
 use crate::ids::new_id;
+use crate::orchestrator::{is_job, jobs};
+use crate::scheduler::constraint;
 use crate::store::{Lookup, Object, ReadTx, Store};
 pub use error::ControlError;
 
@@ -42,6 +45,7 @@ impl ControlApi {
         request: CreateServiceRequest,
     ) -> Result<Service, ControlError> {
         let spec = validate::service_spec(request.spec.unwrap_or_default())?;
+        let mode = ServiceMode::try_from(spec.mode).unwrap_or(ServiceMode::Replicated);
         let service = Service {
             id: new_id(),
             meta: None,
@@ -50,6 +54,11 @@ impl ControlApi {
             previous_spec: None,
             update_status: None,
             previous_spec_version: 0,
+            // A job's first run.
+            job_status: is_job(mode).then(|| JobStatus {
+                iteration: 1,
+                started_at_ms: crate::clock::now_ms(),
+            }),
         };
         let id = service.id.clone();
         self.store
@@ -93,7 +102,7 @@ impl ControlApi {
                         "the mode of a service cannot change: remove it and create it again".into(),
                     ));
                 }
-                if service.mode() == ServiceMode::Global {
+                if matches!(service.mode(), ServiceMode::Global | ServiceMode::GlobalJob) {
                     spec.replicas = 0;
                 }
                 let old = service.spec.clone().unwrap_or_default();
@@ -105,9 +114,12 @@ impl ControlApi {
                     service.previous_spec_version = service.spec_version;
                     service.spec_version = version;
                     service.previous_spec = service.spec.replace(spec);
-                    // The rolling updater looks after replicated services only, so far.
+                    // The rolling updater looks after replicated services only, so far;
+                    // a job runs again instead, as a new iteration.
                     if service.mode() == ServiceMode::Replicated {
                         service.update_status = Some(updating("update in progress"));
+                    } else if is_job(service.mode()) {
+                        next_iteration(&mut service);
                     }
                 } else {
                     // Nothing to replace: the previous spec stays what a rollback returns
@@ -149,10 +161,15 @@ impl ControlApi {
                     &mut service.spec_version,
                     &mut service.previous_spec_version,
                 );
-                service.update_status = Some(UpdateStatus {
-                    state: UpdateState::RollbackStarted as i32,
-                    ..updating("manually requested rollback")
-                });
+                if is_job(service.mode()) {
+                    // A job runs again with the previous spec.
+                    next_iteration(&mut service);
+                } else {
+                    service.update_status = Some(UpdateStatus {
+                        state: UpdateState::RollbackStarted as i32,
+                        ..updating("manually requested rollback")
+                    });
+                }
                 let id = service.id.clone();
                 tx.update(Object::Service(service))?;
                 Ok(id)
@@ -190,32 +207,7 @@ impl ControlApi {
             let services: Vec<Service> = r.services().cloned().collect();
             let replicas = services
                 .iter()
-                .map(|s| {
-                    let mut count = ReplicaCount::default();
-                    // A slot (or a global task's node) counts once: while a drained node's
-                    // task hands over, the old and the new one both run.
-                    let mut running = HashSet::new();
-                    for t in r.tasks_of_service(&s.id) {
-                        if t.desired() == TaskState::Running && t.state() == TaskState::Running {
-                            running.insert((t.slot, t.node_id.as_str()));
-                        }
-                        if s.mode() == ServiceMode::Global && t.desired() == TaskState::Running {
-                            count.desired += 1;
-                        }
-                    }
-                    count.running = match s.mode() {
-                        ServiceMode::Replicated => running
-                            .iter()
-                            .map(|(slot, _)| slot)
-                            .collect::<HashSet<_>>()
-                            .len(),
-                        ServiceMode::Global => running.len(),
-                    } as u64;
-                    if s.mode() == ServiceMode::Replicated {
-                        count.desired = s.spec.as_ref().map_or(0, |spec| spec.replicas);
-                    }
-                    (s.id.clone(), count)
-                })
+                .map(|s| (s.id.clone(), replica_count(r, s)))
                 .collect();
             ListServicesResponse { services, replicas }
         })
@@ -255,6 +247,82 @@ impl ControlApi {
         let node = self.store.view(|r| find_node(r, &request.node).cloned())?;
         Ok(GetNodeResponse { node: Some(node) })
     }
+}
+
+/// `service ls`'s count. Services: tasks running (a slot, or a global task's node, counts
+/// once: while a drained node's task hands over, the old and the new one both run) over
+/// tasks wanted. Jobs: completions of the current iteration (a slot or node counts once)
+/// over completions wanted (`replicas`, or the eligible nodes of a global job).
+fn replica_count(r: &ReadTx<'_>, s: &Service) -> ReplicaCount {
+    let mut count = ReplicaCount::default();
+    let mode = s.mode();
+    if is_job(mode) {
+        let iteration = crate::orchestrator::job_iteration(s);
+        let mut done = HashSet::new();
+        for t in r.tasks_of_service(&s.id) {
+            if t.job_iteration == iteration && t.state() == TaskState::Complete {
+                done.insert((t.slot, t.node_id.as_str()));
+            }
+        }
+        if mode == ServiceMode::ReplicatedJob {
+            let total = s.spec.as_ref().map_or(0, |spec| spec.replicas);
+            count.desired = total;
+            count.running = done
+                .iter()
+                .filter(|(slot, _)| (1..=total).contains(slot))
+                .map(|(slot, _)| slot)
+                .collect::<HashSet<_>>()
+                .len() as u64;
+        } else {
+            let exprs = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.task.as_ref())
+                .and_then(|t| t.placement.as_ref())
+                .map(|p| p.constraints.clone())
+                .unwrap_or_default();
+            let constraints = constraint::parse_all(&exprs).unwrap_or_default();
+            // Eligible nodes, and nodes that completed it before they stopped being eligible.
+            let nodes: HashSet<&str> = r
+                .nodes()
+                .filter(|n| jobs::eligible(n, &constraints))
+                .map(|n| n.id.as_str())
+                .collect();
+            let done: HashSet<&str> = done.iter().map(|(_, n)| *n).collect();
+            count.running = done.len() as u64;
+            count.desired = nodes.union(&done).count() as u64;
+        }
+        return count;
+    }
+    let mut running = HashSet::new();
+    for t in r.tasks_of_service(&s.id) {
+        if t.desired() == TaskState::Running && t.state() == TaskState::Running {
+            running.insert((t.slot, t.node_id.as_str()));
+        }
+        if mode == ServiceMode::Global && t.desired() == TaskState::Running {
+            count.desired += 1;
+        }
+    }
+    if mode == ServiceMode::Global {
+        count.running = running.len() as u64;
+    } else {
+        count.running = running
+            .iter()
+            .map(|(slot, _)| slot)
+            .collect::<HashSet<_>>()
+            .len() as u64;
+        count.desired = s.spec.as_ref().map_or(0, |spec| spec.replicas);
+    }
+    count
+}
+
+/// A job's spec changed (or was forced, or rolled back): it runs again.
+fn next_iteration(service: &mut Service) {
+    let iteration = crate::orchestrator::job_iteration(service) + 1;
+    service.job_status = Some(JobStatus {
+        iteration,
+        started_at_ms: crate::clock::now_ms(),
+    });
 }
 
 fn updating(message: &str) -> UpdateStatus {

@@ -17,7 +17,7 @@ pub fn service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError> 
     let invalid = |m: String| Err(ControlError::Invalid(m));
     let mode = ServiceMode::try_from(spec.mode).map_err(|_| {
         ControlError::Invalid(format!(
-            "unknown service mode {}: use replicated or global",
+            "unknown service mode {}: use replicated, global, replicated-job or global-job",
             spec.mode
         ))
     })?;
@@ -90,13 +90,18 @@ pub fn service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError> 
         constraint::parse_all(&placement.constraints)
             .map_err(|e| ControlError::Invalid(e.to_string()))?;
         spread::parse_all(&placement.spread).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        if placement.max_replicas > 0 && mode == ServiceMode::Global {
+        if placement.max_replicas > 0
+            && matches!(mode, ServiceMode::Global | ServiceMode::GlobalJob)
+        {
             return invalid(
                 "a maximum of replicas per node can only be used with replicated mode".into(),
             );
         }
     }
-    if mode == ServiceMode::Global {
+    if spec.max_concurrent > 0 && mode != ServiceMode::ReplicatedJob {
+        return invalid("--max-concurrent can only be used with replicated-job mode".into());
+    }
+    if matches!(mode, ServiceMode::Global | ServiceMode::GlobalJob) {
         spec.replicas = 0;
     }
     Ok(spec)

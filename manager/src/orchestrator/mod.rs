@@ -7,13 +7,15 @@
 //! the restart supervisor ([`restart`]) replaces finished tasks under the service's
 //! restart policy, and the rolling updater ([`update`]) replaces the tasks of an older
 //! spec version in batches (it goes first for each replicated service; a pass in which it
-//! wrote leaves that service's reconciling to the next pass). The task reaper ([`taskreaper`]) is a
-//! loop of its own that bounds the history kept per slot.
+//! wrote leaves that service's reconciling to the next pass). Jobs ([`jobs`]) run their
+//! tasks to completion and re-run as a new iteration when their spec changes. The task
+//! reaper ([`taskreaper`]) is a loop of its own that bounds the history kept per slot.
 //!
 //! Architecture invariant: orchestrators read and write the store only; they never call
 //! the scheduler or the dispatcher, and never import tonic, Raft or the executor.
 
 pub mod global;
+pub mod jobs;
 pub mod replicated;
 pub mod restart;
 pub mod taskreaper;
@@ -49,7 +51,18 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str, desired: TaskState)
             timestamp_ms: now_ms(),
             ..Default::default()
         }),
+        job_iteration: job_iteration(service),
     }
+}
+
+/// The iteration a job's new tasks belong to (0 for services that are not jobs).
+pub fn job_iteration(service: &Service) -> u64 {
+    service.job_status.as_ref().map_or(0, |j| j.iteration)
+}
+
+/// Whether `mode` runs to completion (replicated-job, global-job).
+pub fn is_job(mode: ServiceMode) -> bool {
+    matches!(mode, ServiceMode::ReplicatedJob | ServiceMode::GlobalJob)
 }
 
 pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -117,6 +130,13 @@ impl Orchestrator {
                             }
                         }
                         ServiceMode::Global => global::reconcile(tx, service, restart, now)?,
+                        // Jobs re-run on a spec change (a new iteration): no rolling update.
+                        ServiceMode::ReplicatedJob => {
+                            jobs::reconcile_replicated(tx, service, restart, now)?
+                        }
+                        ServiceMode::GlobalJob => {
+                            jobs::reconcile_global(tx, service, restart, now)?
+                        }
                     };
                     next = earliest(next, due);
                 }
@@ -148,6 +168,8 @@ fn relevant(event: &Event) -> bool {
     }
 }
 
+#[cfg(test)]
+mod jobs_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -61,6 +61,12 @@ impl RestartSupervisor {
                 tx.update(Object::Task(started))?;
                 Ok(None)
             }
+            // A job's completed task is its result: never restarted, whatever the policy.
+            TaskState::Running
+                if task.state() == TaskState::Complete && super::is_job(service.mode()) =>
+            {
+                Ok(None)
+            }
             TaskState::Running if task.state().is_terminal() => {
                 if !self.should_restart(&policy, task, now) {
                     return Ok(None);
@@ -121,11 +127,20 @@ impl RestartSupervisor {
     }
 }
 
+/// The service's restart policy; unset, it is Swarm's default: condition any for services,
+/// on-failure for jobs.
 fn policy(service: &Service) -> RestartPolicy {
     service
         .spec
         .as_ref()
         .and_then(|s| s.task.as_ref())
         .and_then(|t| t.restart)
-        .unwrap_or_default()
+        .unwrap_or_else(|| RestartPolicy {
+            condition: if super::is_job(service.mode()) {
+                RestartCondition::OnFailure as i32
+            } else {
+                RestartCondition::Any as i32
+            },
+            ..Default::default()
+        })
 }

@@ -1,10 +1,11 @@
 //! The task reaper: keeps a bounded history of finished tasks per slot (the cluster's
 //! `task_history_limit`, default 5) and deletes the tasks of removed services once they
-//! have stopped. Deleting a task is what tells its node to remove the container.
+//! have stopped. A job's completed tasks of its current iteration are its record and stay.
+//! Deleting a task is what tells its node to remove the container.
 
 use std::collections::HashMap;
 
-use shoal_proto::{Task, TaskState};
+use shoal_proto::{Service, Task, TaskState};
 use tokio_util::sync::CancellationToken;
 
 use super::restart::{slot_key, SlotKey};
@@ -59,6 +60,13 @@ fn finished(r: &ReadTx<'_>, task: &Task) -> bool {
             || (!task.node_id.is_empty() && r.node(&task.node_id).is_none()))
 }
 
+/// A completed task of a job's current iteration: the job's record, never reaped.
+fn is_job_record(service: &Service, task: &Task) -> bool {
+    super::is_job(service.mode())
+        && task.state() == TaskState::Complete
+        && task.job_iteration == super::job_iteration(service)
+}
+
 /// The tasks to delete: finished tasks of services that are gone, and finished tasks beyond
 /// the history limit of their slot (oldest first).
 pub fn reapable(r: &ReadTx<'_>) -> Vec<Task> {
@@ -71,9 +79,11 @@ pub fn reapable(r: &ReadTx<'_>) -> Vec<Task> {
     let mut doomed = Vec::new();
     let mut history: HashMap<SlotKey, Vec<&Task>> = HashMap::new();
     for task in r.tasks().filter(|t| finished(r, t)) {
-        if r.service(&task.service_id).is_none() {
+        let Some(service) = r.service(&task.service_id) else {
             doomed.push(task.clone());
-        } else {
+            continue;
+        };
+        if !is_job_record(service, task) {
             history.entry(slot_key(task)).or_default().push(task);
         }
     }

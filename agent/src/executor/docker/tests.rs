@@ -390,3 +390,187 @@ fn container_names_are_dockers_and_always_valid() {
     t.service_name = "_we ird/".into();
     assert_eq!(container_name(&t), "shoal_we-ird-.node9.abc123");
 }
+
+// ---- healthchecks ----
+
+fn health_task(command: &[&str], test: &[&str], retries: u64) -> Task {
+    let mut t = task(command);
+    if let Some(c) = t.spec.as_mut().and_then(|s| s.container.as_mut()) {
+        c.stop_grace_period_ms = Some(1000);
+        c.healthcheck = Some(shoal_proto::HealthConfig {
+            test: test.iter().map(|s| s.to_string()).collect(),
+            interval_ms: 1000,
+            timeout_ms: 5000,
+            retries,
+            start_period_ms: 0,
+        });
+    }
+    t
+}
+
+/// Steps until `until` (or terminal), within 60 s; returns every status on the way.
+async fn drive_all(
+    task: &Task,
+    mut st: TaskStatus,
+    ctl: &mut dyn Controller,
+    until: TaskState,
+) -> Vec<TaskStatus> {
+    let mut seen = vec![];
+    let all = async {
+        while state(&st) < until {
+            match step(task, &st, ctl).await {
+                Ok(next) => {
+                    seen.push(next.clone());
+                    st = next;
+                }
+                Err(StepError::Finished { .. } | StepError::Paused { .. }) => break,
+                Err(e) => panic!("step: {e}"),
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .is_err()
+    {
+        panic!("no progress in 60 s: {seen:?}");
+    }
+    seen
+}
+
+async fn is_running(exec: &DockerExecutor, id: &str) -> bool {
+    exec.docker()
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .ok()
+        .and_then(|c| c.state)
+        .and_then(|s| s.running)
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_passing_healthcheck_runs_the_task_once_healthy() {
+    let Some((exec, _cleanup)) = executor("n-healthy").await else {
+        return;
+    };
+    let t = health_task(&["sleep", "1000"], &["CMD-SHELL", "true"], 3);
+    let mut ctl = exec.controller(&t).expect("controller");
+    let seen = drive_all(&t, assigned(), ctl.as_mut(), TaskState::Running).await;
+    let last = seen.last().expect("statuses");
+    assert_eq!(state(last), TaskState::Running, "{seen:?}");
+    assert_eq!(last.health, "healthy");
+    // It waited in STARTING, saying why.
+    assert!(
+        seen.iter().any(|s| state(s) == TaskState::Starting
+            && s.health == "starting"
+            && s.message == crate::executor::WAITING_FOR_HEALTH),
+        "{seen:?}"
+    );
+
+    // The container has docker's Healthcheck, durations in ns.
+    let c = exec
+        .docker()
+        .inspect_container(&last.container_id, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    let h = c.config.and_then(|c| c.healthcheck).expect("healthcheck");
+    assert_eq!(
+        h.test,
+        Some(vec!["CMD-SHELL".to_string(), "true".to_string()])
+    );
+    assert_eq!(h.interval, Some(1_000_000_000));
+    assert_eq!(h.timeout, Some(5_000_000_000));
+    assert_eq!(h.retries, Some(3));
+    ctl.remove().await.expect("remove");
+}
+
+#[tokio::test]
+async fn a_failing_healthcheck_fails_the_task() {
+    let Some((exec, _cleanup)) = executor("n-unhealthy").await else {
+        return;
+    };
+    let t = health_task(&["sleep", "1000"], &["CMD-SHELL", "false"], 1);
+    let mut ctl = exec.controller(&t).expect("controller");
+    let seen = drive_all(&t, assigned(), ctl.as_mut(), TaskState::Complete).await;
+    let last = seen.last().expect("statuses");
+    assert_eq!(state(last), TaskState::Failed, "{seen:?}");
+    assert_eq!(last.err, "task: container is unhealthy");
+    assert_eq!(last.health, "unhealthy");
+    assert!(
+        !seen.iter().any(|s| state(s) == TaskState::Running),
+        "{seen:?}"
+    );
+    assert!(
+        !is_running(&exec, &last.container_id).await,
+        "still running"
+    );
+    ctl.remove().await.expect("remove");
+}
+
+#[tokio::test]
+async fn a_healthcheck_that_starts_failing_fails_the_running_task() {
+    let Some((exec, _cleanup)) = executor("n-sick").await else {
+        return;
+    };
+    let t = health_task(
+        &["sh", "-c", "touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 1000"],
+        &["CMD-SHELL", "test -f /tmp/ok"],
+        1,
+    );
+    let mut ctl = exec.controller(&t).expect("controller");
+    let seen = drive_all(&t, assigned(), ctl.as_mut(), TaskState::Running).await;
+    let running = seen.last().expect("statuses").clone();
+    assert_eq!(state(&running), TaskState::Running, "{seen:?}");
+    assert_eq!(running.health, "healthy");
+
+    let seen = drive_all(&t, running, ctl.as_mut(), TaskState::Complete).await;
+    let last = seen.last().expect("statuses");
+    assert_eq!(state(last), TaskState::Failed, "{seen:?}");
+    assert_eq!(last.err, "task: container is unhealthy");
+    assert_eq!(last.health, "unhealthy");
+    assert!(
+        !is_running(&exec, &last.container_id).await,
+        "still running"
+    );
+    ctl.remove().await.expect("remove");
+}
+
+#[tokio::test]
+async fn no_healthcheck_disables_it_and_runs_at_once() {
+    let Some((exec, _cleanup)) = executor("n-nohealth").await else {
+        return;
+    };
+    let t = health_task(&["sleep", "1000"], &["NONE"], 0);
+    let mut ctl = exec.controller(&t).expect("controller");
+    let seen = drive_all(&t, assigned(), ctl.as_mut(), TaskState::Running).await;
+    let last = seen.last().expect("statuses");
+    assert_eq!(state(last), TaskState::Running, "{seen:?}");
+    assert!(last.health.is_empty(), "{last:?}");
+    let c = exec
+        .docker()
+        .inspect_container(&last.container_id, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    let h = c.config.and_then(|c| c.healthcheck).expect("healthcheck");
+    assert_eq!(h.test, Some(vec!["NONE".to_string()]));
+    ctl.shutdown().await.expect("shutdown");
+    ctl.remove().await.expect("remove");
+}
+
+#[tokio::test]
+async fn a_healthy_task_that_exits_reports_its_exit_code() {
+    let Some((exec, _cleanup)) = executor("n-healthy-exit").await else {
+        return;
+    };
+    let t = health_task(&["sh", "-c", "sleep 3; exit 3"], &["CMD-SHELL", "true"], 3);
+    let mut ctl = exec.controller(&t).expect("controller");
+    let seen = drive_all(&t, assigned(), ctl.as_mut(), TaskState::Running).await;
+    let running = seen.last().expect("statuses").clone();
+    assert_eq!(state(&running), TaskState::Running, "{seen:?}");
+    assert_eq!(running.health, "healthy");
+    let seen = drive_all(&t, running, ctl.as_mut(), TaskState::Complete).await;
+    let last = seen.last().expect("statuses");
+    assert_eq!(state(last), TaskState::Failed, "{seen:?}");
+    assert_eq!(last.err, "task: non-zero exit (3)");
+    assert_eq!(last.exit_code, 3);
+    ctl.remove().await.expect("remove");
+}
