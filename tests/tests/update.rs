@@ -158,7 +158,7 @@ fn a_failing_update_pauses_then_rolls_back_on_its_own() {
     );
 
     // The same with --update-failure-action rollback: back to 30 running on the old spec.
-    lab.shoal_ok(1, &["service", "rollback", "web"]);
+    lab.shoal_ok(1, &["service", "rollback", "--detach", "web"]);
     lab.wait(1, "30 running after the manual rollback", WAIT, || {
         (running(&lab, 1, "web", "").0 == 30).then_some(())
     });
