@@ -70,6 +70,11 @@ impl ControlApi {
                 Ok(())
             })
             .await?;
+        self.stored_service(id)
+    }
+
+    /// The service as stored now (after a write).
+    fn stored_service(&self, id: String) -> Result<Service, ControlError> {
         self.store
             .view(|r| r.service(&id).cloned())
             .ok_or(ControlError::ServiceNotFound(id))
@@ -136,9 +141,7 @@ impl ControlApi {
                 Ok(id)
             })
             .await?;
-        self.store
-            .view(|r| r.service(&id).cloned())
-            .ok_or(ControlError::ServiceNotFound(id))
+        self.stored_service(id)
     }
 
     /// `service rollback`: the previous spec comes back, and its tasks are rolled out again.
@@ -175,9 +178,7 @@ impl ControlApi {
                 Ok(id)
             })
             .await?;
-        self.store
-            .view(|r| r.service(&id).cloned())
-            .ok_or(ControlError::ServiceNotFound(id))
+        self.stored_service(id)
     }
 
     pub async fn remove_service(&self, request: RemoveServiceRequest) -> Result<(), ControlError> {
@@ -274,14 +275,7 @@ fn replica_count(r: &ReadTx<'_>, s: &Service) -> ReplicaCount {
                 .collect::<HashSet<_>>()
                 .len() as u64;
         } else {
-            let exprs = s
-                .spec
-                .as_ref()
-                .and_then(|s| s.task.as_ref())
-                .and_then(|t| t.placement.as_ref())
-                .map(|p| p.constraints.clone())
-                .unwrap_or_default();
-            let constraints = constraint::parse_all(&exprs).unwrap_or_default();
+            let constraints = constraint::of_service(s);
             // Eligible nodes, and nodes that completed it before they stopped being eligible.
             let nodes: HashSet<&str> = r
                 .nodes()

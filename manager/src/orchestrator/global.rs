@@ -20,15 +20,7 @@ pub fn reconcile(
     restart: &mut RestartSupervisor,
     now: Instant,
 ) -> Result<Option<Instant>, StoreError> {
-    let exprs = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.task.as_ref())
-        .and_then(|t| t.placement.as_ref())
-        .map(|p| p.constraints.clone())
-        .unwrap_or_default();
-    // Validated at create time; an unparsable one places nothing.
-    let constraints = constraint::parse_all(&exprs).unwrap_or_default();
+    let constraints = constraint::of_service(service);
     let mut current: HashMap<String, Vec<Task>> = HashMap::new();
     for task in tx.read().tasks_of_service(&service.id) {
         if task.desired() <= TaskState::Running {

@@ -161,14 +161,7 @@ pub fn reconcile_global(
     restart: &mut RestartSupervisor,
     now: Instant,
 ) -> Result<Option<Instant>, StoreError> {
-    let exprs = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.task.as_ref())
-        .and_then(|t| t.placement.as_ref())
-        .map(|p| p.constraints.clone())
-        .unwrap_or_default();
-    let constraints = constraint::parse_all(&exprs).unwrap_or_default();
+    let constraints = constraint::of_service(service);
     let mut by_node: HashMap<String, Vec<Task>> = HashMap::new();
     for task in current_tasks(tx, service)? {
         by_node.entry(task.node_id.clone()).or_default().push(task);

@@ -124,6 +124,19 @@ impl Constraint {
     }
 }
 
+/// A service's placement constraints. They were validated when the spec was written, so
+/// one that no longer parses places nothing rather than failing the caller.
+pub fn of_service(service: &shoal_proto::Service) -> Vec<Constraint> {
+    let exprs = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task.as_ref())
+        .and_then(|t| t.placement.as_ref())
+        .map(|p| p.constraints.clone())
+        .unwrap_or_default();
+    parse_all(&exprs).unwrap_or_default()
+}
+
 /// Parse every constraint of a spec; the first bad one is the error.
 pub fn parse_all(exprs: &[String]) -> Result<Vec<Constraint>, ConstraintError> {
     exprs.iter().map(|e| Constraint::parse(e)).collect()
