@@ -90,6 +90,10 @@ struct Fake {
     node_task_lists: Arc<Mutex<usize>>,
     /// `service ls` also lists a replicated job, "batch" (6 completions, 4 done, 2 running).
     with_job: bool,
+    /// web's tasks roll out: listing i (from 1) shows i-1 of its 3 new tasks running.
+    rollout: Option<Arc<Mutex<i64>>>,
+    /// web's update status says PAUSED.
+    paused: bool,
 }
 
 /// The nodes `get_node` knows: node1 (n1, a manager), node2 (n2, a worker) and node3
@@ -126,9 +130,18 @@ impl Fake {
             service("svc0123456789abcdef", "web", ServiceMode::Replicated, 3),
             service("glob0123456789abcdef", "agent", ServiceMode::Global, 0),
         ];
-        all.into_iter()
+        let mut found = all
+            .into_iter()
             .find(|s| s.name() == name || s.id.starts_with(name))
-            .ok_or_else(|| Status::not_found(format!("service {name} not found")))
+            .ok_or_else(|| Status::not_found(format!("service {name} not found")))?;
+        if self.paused {
+            found.update_status = Some(UpdateStatus {
+                state: UpdateState::Paused as i32,
+                message: "task web.1 failed: exit 1".into(),
+                ..Default::default()
+            });
+        }
+        Ok(found)
     }
 }
 
@@ -355,6 +368,44 @@ impl Control for Fake {
             }));
         }
         assert_eq!(req.service, "svc0123456789abcdef");
+        if let Some(looks) = &self.rollout {
+            let mut looks = looks.lock().unwrap();
+            *looks += 1;
+            let mut tasks: Vec<Task> = (1..=3)
+                .map(|slot| {
+                    let state = if (slot as i64) < *looks {
+                        TaskState::Running
+                    } else {
+                        TaskState::Starting
+                    };
+                    let mut t = task(
+                        &format!("new{slot}"),
+                        slot,
+                        0,
+                        TaskState::Running,
+                        state,
+                        "",
+                    );
+                    t.spec_version = 1;
+                    t
+                })
+                .collect();
+            // The old version's tasks, still running, do not count.
+            tasks.extend((1..=3).map(|slot| {
+                task(
+                    &format!("old{slot}"),
+                    slot,
+                    9,
+                    TaskState::Running,
+                    TaskState::Running,
+                    "",
+                )
+            }));
+            return Ok(Response::new(ListTasksResponse {
+                tasks,
+                node_names: HashMap::new(),
+            }));
+        }
         Ok(Response::new(ListTasksResponse {
             tasks: vec![
                 task(
@@ -555,6 +606,7 @@ async fn service_create_job_modes() {
         &[
             "service",
             "create",
+            "-d",
             "--mode",
             "replicated-job",
             "--replicas",
@@ -568,7 +620,7 @@ async fn service_create_job_modes() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = shoal(
         &host,
-        &["service", "create", "--mode", "global-job", "alpine"],
+        &["service", "create", "-d", "--mode", "global-job", "alpine"],
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -657,6 +709,7 @@ async fn service_create_sends_args_and_prints_the_id() {
         &[
             "service",
             "create",
+            "-d",
             "--name",
             "web",
             "--replicas",
@@ -683,7 +736,7 @@ async fn service_create_sends_args_and_prints_the_id() {
 async fn service_scale_updates_with_the_read_version() {
     let fake = Fake::default();
     let host = serve(fake.clone());
-    let out = shoal(&host, &["service", "scale", "web=5"]).await;
+    let out = shoal(&host, &["service", "scale", "-d", "web=5"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "web scaled to 5\n");
     let updated = fake.updated.lock().unwrap().clone();
@@ -991,6 +1044,7 @@ async fn service_create_sends_placement_preferences() {
         &[
             "service",
             "create",
+            "-d",
             "--placement-pref",
             "spread=node.labels.zone",
             "--replicas-max-per-node",
@@ -1127,7 +1181,7 @@ async fn service_update_refuses_bad_values_before_asking() {
 async fn service_rollback_and_restart() {
     let fake = Fake::default();
     let host = serve(fake.clone());
-    let out = shoal(&host, &["service", "rollback", "web"]).await;
+    let out = shoal(&host, &["service", "rollback", "-d", "web"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "web\n");
     assert_eq!(fake.rollbacks.lock().unwrap()[0].service, "web");
@@ -1138,7 +1192,7 @@ async fn service_rollback_and_restart() {
         "Error: service agent has no previous spec to roll back to\n"
     );
 
-    let out = shoal(&host, &["service", "restart", "web"]).await;
+    let out = shoal(&host, &["service", "restart", "-d", "web"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "web\n");
     let updated = fake.updated.lock().unwrap().clone();
@@ -1161,6 +1215,7 @@ async fn service_create_takes_update_and_rollback_policies() {
         &[
             "service",
             "create",
+            "-d",
             "--update-parallelism",
             "3",
             "--rollback-failure-action",
@@ -1187,6 +1242,7 @@ async fn service_create_and_update_send_the_healthcheck() {
         &[
             "service",
             "create",
+            "-d",
             "--health-cmd",
             "test -f /tmp/ok",
             "--health-interval",
@@ -1210,7 +1266,11 @@ async fn service_create_and_update_send_the_healthcheck() {
     assert_eq!(h.test, ["CMD-SHELL", "test -f /tmp/ok"]);
     assert_eq!((h.interval_ms, h.retries), (1_000, 2));
 
-    let out = shoal(&host, &["service", "update", "--no-healthcheck", "web"]).await;
+    let out = shoal(
+        &host,
+        &["service", "update", "-d", "--no-healthcheck", "web"],
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let updated = fake.updated.lock().unwrap().clone();
     let h = updated[0]
@@ -1241,4 +1301,45 @@ async fn service_create_and_update_send_the_healthcheck() {
         "{}",
         stderr(&out)
     );
+}
+
+#[tokio::test]
+async fn service_update_waits_for_the_new_tasks() {
+    let looks = Arc::new(Mutex::new(0));
+    let host = serve(Fake {
+        rollout: Some(looks.clone()),
+        ..Fake::default()
+    });
+    let out = shoal(&host, &["service", "update", "--image", "nginx:2", "web"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "web\n", "nothing else on a pipe");
+    assert_eq!(*looks.lock().unwrap(), 4, "until the three new tasks run");
+
+    // --timeout gives up.
+    *looks.lock().unwrap() = -10;
+    let out = shoal(&host, &["service", "restart", "--timeout", "300ms", "web"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("Error: service web did not converge within 300ms"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn service_update_fails_when_the_update_pauses() {
+    let fake = Fake {
+        rollout: Some(Arc::default()),
+        paused: true,
+        ..Fake::default()
+    };
+    let host = serve(fake.clone());
+    let out = shoal(&host, &["service", "update", "--image", "nginx:2", "web"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "web\n");
+    assert_eq!(
+        stderr(&out),
+        "Error: update paused: task web.1 failed: exit 1\n"
+    );
+    assert_eq!(fake.updated.lock().unwrap().len(), 1);
 }

@@ -206,7 +206,14 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     }
 
     // An image that is not on the node: the task is rejected, saying so.
-    node.shoal_ok(&["service", "create", "--detach", "--name", "ghost", "shoal-test/nope:1"]);
+    node.shoal_ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "ghost",
+        "shoal-test/nope:1",
+    ]);
     let want = format!("image shoal-test/nope:1 not found on node {}", node.name);
     node.wait("the task rejected for its missing image", WAIT, || {
         node.tasks("ghost")

@@ -7,6 +7,7 @@ use clap::Args;
 
 pub mod health;
 pub mod node;
+pub mod progress;
 pub mod service;
 pub mod swarm;
 pub mod update;

@@ -14,6 +14,7 @@ use shoal_proto::{
     UpdateServiceRequest,
 };
 
+use super::progress::{self, Op, WaitArgs};
 use super::update::{self, RollbackPolicyArgs, ServiceArg, UpdateArgs, UpdatePolicyArgs};
 use super::{failures, print, print_blocks, print_lines, Format, LsArgs};
 use crate::client::Client;
@@ -131,9 +132,8 @@ pub struct CreateArgs {
     rollback: RollbackPolicyArgs,
     #[command(flatten)]
     health: super::health::HealthArgs,
-    /// Exit immediately instead of waiting for the service to converge
-    #[arg(short, long)]
-    detach: bool,
+    #[command(flatten)]
+    wait: WaitArgs,
     /// Image to run
     #[arg(value_name = "IMAGE")]
     image: String,
@@ -190,9 +190,8 @@ pub struct ScaleArgs {
     /// SERVICE=REPLICAS pairs
     #[arg(value_name = "SERVICE=REPLICAS", required = true, value_parser = flag(parse::scale))]
     scales: Vec<(String, u64)>,
-    /// Exit immediately instead of waiting for the service to converge
-    #[arg(short, long)]
-    detach: bool,
+    #[command(flatten)]
+    wait: WaitArgs,
 }
 
 pub async fn run(host: &str, command: ServiceCommand) -> Result<()> {
@@ -204,7 +203,9 @@ pub async fn run(host: &str, command: ServiceCommand) -> Result<()> {
             let resp = client
                 .create_service(CreateServiceRequest { spec: Some(spec) })
                 .await?;
-            print(&resp.service.map(|s| s.id).unwrap_or_default())
+            let id = resp.service.map(|s| s.id).unwrap_or_default();
+            print(&id)?;
+            progress::wait(&mut client, &id, Op::Update, None, &args.wait).await
         }
         ServiceCommand::Ls(args) => {
             let mut client = Client::connect(host).await?;
@@ -251,10 +252,21 @@ pub async fn run(host: &str, command: ServiceCommand) -> Result<()> {
         ServiceCommand::Scale(args) => {
             let mut client = Client::connect(host).await?;
             let mut errors = Vec::new();
+            let mut scaled = Vec::new();
             for (name, replicas) in &args.scales {
                 match scale(&mut client, name, *replicas).await {
-                    Ok(()) => print(&format!("{name} scaled to {replicas}"))?,
+                    Ok(before) => {
+                        print(&format!("{name} scaled to {replicas}"))?;
+                        scaled.push((name, before));
+                    }
                     Err(e) => errors.push(e),
+                }
+            }
+            for (name, before) in scaled {
+                if let Err(e) =
+                    progress::wait(&mut client, name, Op::Update, before, &args.wait).await
+                {
+                    errors.push(e);
                 }
             }
             failures(errors)
@@ -713,7 +725,12 @@ async fn inspect(client: &mut Client, args: &InspectArgs) -> Result<()> {
 }
 
 /// `service scale NAME=N`: a read, then a write guarded by the version read.
-async fn scale(client: &mut Client, name: &str, replicas: u64) -> Result<()> {
+/// Sets the replicas; the update status before the write.
+async fn scale(
+    client: &mut Client,
+    name: &str,
+    replicas: u64,
+) -> Result<Option<shoal_proto::UpdateStatus>> {
     let service = client
         .get_service(GetServiceRequest {
             service: name.to_string(),
@@ -733,7 +750,7 @@ async fn scale(client: &mut Client, name: &str, replicas: u64) -> Result<()> {
             spec: Some(spec),
         })
         .await?;
-    Ok(())
+    Ok(service.update_status)
 }
 
 #[cfg(test)]

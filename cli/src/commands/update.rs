@@ -5,10 +5,11 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use shoal_proto::{
     FailureAction, GetServiceRequest, Placement, RollbackServiceRequest, ServiceMode, ServiceSpec,
-    UpdateConfig, UpdateOrder, UpdateServiceRequest,
+    UpdateConfig, UpdateOrder, UpdateServiceRequest, UpdateStatus,
 };
 
 use super::print;
+use super::progress::{self, Op, WaitArgs};
 use crate::client::Client;
 use crate::parse::{self, flag};
 
@@ -174,9 +175,8 @@ pub struct UpdateArgs {
     rollback: RollbackPolicyArgs,
     #[command(flatten)]
     health: super::health::HealthArgs,
-    /// Exit immediately instead of waiting for the service to converge
-    #[arg(short, long)]
-    detach: bool,
+    #[command(flatten)]
+    wait: WaitArgs,
     /// Service name, id or id prefix
     #[arg(value_name = "SERVICE")]
     service: String,
@@ -184,9 +184,8 @@ pub struct UpdateArgs {
 
 #[derive(Debug, Args)]
 pub struct ServiceArg {
-    /// Exit immediately instead of waiting for the service to converge
-    #[arg(short, long)]
-    detach: bool,
+    #[command(flatten)]
+    wait: WaitArgs,
     /// Service name, id or id prefix
     #[arg(value_name = "SERVICE")]
     service: String,
@@ -271,20 +270,21 @@ pub fn apply(args: &UpdateArgs, mut spec: ServiceSpec) -> Result<ServiceSpec> {
 /// `service update`: a read, then a write guarded by the version read.
 pub async fn update(host: &str, args: &UpdateArgs) -> Result<()> {
     let mut client = Client::connect(host).await?;
-    let _ = args.detach; // accepted; progress display is not there yet
-    rewrite(&mut client, &args.service, |spec| apply(args, spec)).await?;
-    print(&args.service)
+    let before = rewrite(&mut client, &args.service, |spec| apply(args, spec)).await?;
+    print(&args.service)?;
+    progress::wait(&mut client, &args.service, Op::Update, before, &args.wait).await
 }
 
 /// `service restart`: an update that replaces every task.
 pub async fn restart(host: &str, args: &ServiceArg) -> Result<()> {
     let mut client = Client::connect(host).await?;
-    rewrite(&mut client, &args.service, |mut spec| {
+    let before = rewrite(&mut client, &args.service, |mut spec| {
         spec.force_update += 1;
         Ok(spec)
     })
     .await?;
-    print(&args.service)
+    print(&args.service)?;
+    progress::wait(&mut client, &args.service, Op::Update, before, &args.wait).await
 }
 
 /// `service rollback`: the previous spec comes back.
@@ -295,14 +295,15 @@ pub async fn rollback(host: &str, args: &ServiceArg) -> Result<()> {
             service: args.service.clone(),
         })
         .await?;
-    print(&args.service)
+    print(&args.service)?;
+    progress::wait(&mut client, &args.service, Op::Rollback, None, &args.wait).await
 }
 
 async fn rewrite(
     client: &mut Client,
     name: &str,
     change: impl FnOnce(ServiceSpec) -> Result<ServiceSpec>,
-) -> Result<()> {
+) -> Result<Option<UpdateStatus>> {
     let service = client
         .get_service(GetServiceRequest {
             service: name.to_string(),
@@ -318,7 +319,7 @@ async fn rewrite(
             spec: Some(spec),
         })
         .await?;
-    Ok(())
+    Ok(service.update_status)
 }
 
 #[cfg(test)]
