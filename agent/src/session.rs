@@ -37,6 +37,15 @@ pub enum SessionError {
     Closed(String),
 }
 
+/// What a session heard that the daemon acts on, outside the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// The role the swarm wants this node to have.
+    Role(NodeRole),
+    /// The managers to fail over to changed: worth remembering across restarts.
+    Managers(Vec<String>),
+}
+
 /// What the agent tells the managers about itself.
 #[derive(Clone, Debug)]
 pub struct AgentIdentity {
@@ -53,7 +62,7 @@ pub async fn run(
     tls: NodeTls,
     worker: &Worker,
     mut statuses: mpsc::Receiver<(String, TaskStatus)>,
-    roles: mpsc::Sender<NodeRole>,
+    heard_tx: mpsc::Sender<Heard>,
     cancel: CancellationToken,
 ) {
     let mut pending: HashMap<String, TaskStatus> = HashMap::new();
@@ -73,7 +82,7 @@ pub async fn run(
             &mut statuses,
             &mut pending,
             &mut managers,
-            &roles,
+            &heard_tx,
             &cancel,
         )
         .await;
@@ -113,7 +122,7 @@ async fn session(
     statuses: &mut mpsc::Receiver<(String, TaskStatus)>,
     pending: &mut HashMap<String, TaskStatus>,
     managers: &mut Vec<String>,
-    roles: &mpsc::Sender<NodeRole>,
+    heard_tx: &mpsc::Sender<Heard>,
     cancel: &CancellationToken,
 ) -> Result<(), SessionError> {
     let rpc = |status| SessionError::Rpc {
@@ -142,7 +151,7 @@ async fn session(
         .ok_or_else(|| SessionError::Closed(addr.to_string()))?
         .map_err(rpc)?;
     let session_id = first.session_id.clone();
-    heard(&first, managers, roles);
+    heard(&first, managers, heard_tx);
     let period = Duration::from_millis(first.heartbeat_period_ms.max(100) as u64);
     tracing::info!(manager = addr, session = %session_id, "session open");
     pending.extend(worker.statuses());
@@ -188,7 +197,7 @@ async fn session(
                 None => return Err(SessionError::Closed(addr.to_string())),
             },
             message = session_stream.next() => match message {
-                Some(Ok(message)) => heard(&message, managers, roles),
+                Some(Ok(message)) => heard(&message, managers, heard_tx),
                 Some(Err(status)) => return Err(rpc(status)),
                 None => return Err(SessionError::Closed(addr.to_string())),
             },
@@ -207,12 +216,13 @@ async fn session(
 }
 
 /// Take in what a session message says: the managers to fail over to, and the node's role.
-fn heard(message: &SessionMessage, managers: &mut Vec<String>, roles: &mpsc::Sender<NodeRole>) {
-    if !message.managers.is_empty() {
+fn heard(message: &SessionMessage, managers: &mut Vec<String>, daemon: &mpsc::Sender<Heard>) {
+    // The daemon keeps the newest; a full queue means one is already pending.
+    if !message.managers.is_empty() && message.managers != *managers {
         *managers = message.managers.clone();
+        let _ = daemon.try_send(Heard::Managers(managers.clone()));
     }
     if let Ok(role) = NodeRole::try_from(message.role) {
-        // The daemon keeps the newest; a full queue means one is already pending.
-        let _ = roles.try_send(role);
+        let _ = daemon.try_send(Heard::Role(role));
     }
 }

@@ -85,7 +85,7 @@ pub async fn renew_loop(
     tls: NodeTls,
     managers: Vec<String>,
     manager: bool,
-    roles: mpsc::Sender<NodeRole>,
+    roles: mpsc::Sender<crate::session::Heard>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -114,13 +114,12 @@ pub async fn renew_loop(
             }
         };
         if (role == Role::Manager) != manager {
-            let _ = roles
-                .send(if role == Role::Manager {
-                    NodeRole::Manager
-                } else {
-                    NodeRole::Worker
-                })
-                .await;
+            let role = if role == Role::Manager {
+                NodeRole::Manager
+            } else {
+                NodeRole::Worker
+            };
+            let _ = roles.send(crate::session::Heard::Role(role)).await;
             return;
         }
         match tls.install(renewed) {

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::docker::DockerExecutor;
 use crate::executor::{ExecError, Executor};
-use crate::session::{self, AgentIdentity};
+use crate::session::{self, AgentIdentity, Heard};
 use crate::taskdb::{TaskDb, TaskDbError};
 use crate::tls::NodeTls;
 use crate::worker::{Worker, WorkerError};
@@ -109,7 +109,7 @@ struct Inner {
     control: ControlGate,
     member: Mutex<Option<Member>>,
     /// Roles the managers ask for, heard on the session; see [`Daemon::follow_roles`].
-    roles: tokio::sync::mpsc::Sender<NodeRole>,
+    roles: tokio::sync::mpsc::Sender<Heard>,
 }
 
 /// What runs while the node is in a swarm.
@@ -564,14 +564,34 @@ impl Daemon {
         })
     }
 
-    /// Act on the role the managers want this node to have (promote/demote), for the
-    /// daemon's whole life. Runs outside the member, since a role change restarts it.
-    async fn follow_roles(self, mut roles: tokio::sync::mpsc::Receiver<NodeRole>) {
-        while let Some(role) = roles.recv().await {
-            if let Err(e) = self.change_role(role == NodeRole::Manager).await {
-                tracing::warn!(error = %e, "changing role failed; will retry on the next session message");
+    /// Act on what sessions hear, for the daemon's whole life: the role the managers want
+    /// this node to have (promote/demote; this runs outside the member, since a role change
+    /// restarts it), and the managers to remember for the next start.
+    async fn follow_roles(self, mut heard: tokio::sync::mpsc::Receiver<Heard>) {
+        while let Some(news) = heard.recv().await {
+            let result = match news {
+                Heard::Role(role) => self.change_role(role == NodeRole::Manager).await,
+                Heard::Managers(managers) => self.remember_managers(managers).await,
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "acting on the session's news failed; will retry on the next message");
             }
         }
+    }
+
+    /// Keep the managers a session named in `node.json`, so a restart finds the swarm even
+    /// when the managers known at join time are gone.
+    async fn remember_managers(&self, managers: Vec<String>) -> Result<(), DaemonError> {
+        let mut member = self.inner.member.lock().await;
+        let Some(current) = member.as_mut() else {
+            return Ok(());
+        };
+        if current.record.managers == managers {
+            return Ok(());
+        }
+        current.record.managers = managers;
+        record::save(&self.inner.config.data_dir, &current.record)?;
+        Ok(())
     }
 
     /// Restart this member in its new role: a certificate for it, then manager (joining
