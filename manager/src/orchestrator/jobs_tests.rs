@@ -369,9 +369,7 @@ async fn run_loops_run_a_job_with_a_stand_in_agent() {
         vec![Object::Node(node("a")), Object::Node(node("b"))],
     )
     .await;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(Orchestrator::new(store.clone()).run(cancel.clone()));
-    tokio::spawn(Scheduler::new(store.clone()).run(cancel.clone()));
+    let cancel = crate::testutil::start_leader_loops(&store);
     // The agents: an assigned task starts, a running one completes (slot 3 fails once).
     let agents = {
         let store = store.clone();

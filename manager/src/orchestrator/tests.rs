@@ -313,9 +313,7 @@ async fn run_loops_place_a_new_service() {
         vec![Object::Node(node("a")), Object::Node(node("b"))],
     )
     .await;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(Orchestrator::new(store.clone()).run(cancel.clone()));
-    tokio::spawn(Scheduler::new(store.clone()).run(cancel.clone()));
+    let cancel = crate::testutil::start_leader_loops(&store);
     put(&store, vec![Object::Service(service("s", 4))]).await;
     wait_for(&store, "4 assigned tasks", |r| {
         r.tasks()
@@ -726,9 +724,7 @@ async fn run_loops_drain_a_node_without_downtime() {
         ],
     )
     .await;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(Orchestrator::new(store.clone()).run(cancel.clone()));
-    tokio::spawn(Scheduler::new(store.clone()).run(cancel.clone()));
+    let cancel = crate::testutil::start_leader_loops(&store);
     // A stand-in for the agents: every assigned task starts.
     let agents = {
         let store = store.clone();

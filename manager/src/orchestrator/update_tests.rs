@@ -642,9 +642,7 @@ async fn run_loops_roll_a_start_first_update_without_downtime() {
         ],
     )
     .await;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(Orchestrator::new(store.clone()).run(cancel.clone()));
-    tokio::spawn(Scheduler::new(store.clone()).run(cancel.clone()));
+    let cancel = crate::testutil::start_leader_loops(&store);
     // A stand-in for the agents: assigned tasks start, tasks told to stop stop.
     let agents = {
         let store = store.clone();
