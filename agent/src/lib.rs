@@ -3,7 +3,8 @@
 //! This crate owns everything that runs on a node: the executor boundary and the Docker
 //! engine executor (`executor`), the local task database (`taskdb`), and the worker that
 //! turns the manager's assignments into running containers (`worker`); the session with the
-//! managers' dispatcher (`session`); and the daemon's life: local socket, swarm init, leave,
+//! managers' dispatcher (`session`); the log publisher that answers `service logs` within a
+//! session (`logs`); and the daemon's life: local socket, swarm init, leave,
 //! and running the manager on manager nodes (`daemon`).
 //!
 //! Architecture invariant: the worker and executors know nothing of gRPC or sessions; they
@@ -11,6 +12,7 @@
 
 pub mod daemon;
 pub mod executor;
+pub mod logs;
 pub mod session;
 pub mod taskdb;
 pub mod tls;

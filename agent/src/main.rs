@@ -57,12 +57,13 @@ async fn main() -> anyhow::Result<()> {
     if daemon.resume().await.context("resuming swarm membership")? {
         tracing::info!("resumed swarm membership from {}", args.data_dir.display());
     }
-    let (admin, control) = daemon.local_services();
+    let (admin, control, logs) = daemon.local_services();
     let shutdown = shutdown_signal();
     tracing::info!(socket = %args.socket.display(), "shoald is serving");
     tonic::transport::Server::builder()
         .add_service(admin)
         .add_service(control)
+        .add_service(logs)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
         .context("serving the local socket")?;

@@ -3,7 +3,8 @@
 //! Opens a session, beats at the period the dispatcher asks for, hands every assignment set
 //! to the [`Worker`], and reports task status in batches. When anything breaks it reconnects
 //! with backoff, trying each known manager in turn; tasks keep running meanwhile and status
-//! reports wait (the newest per task) until a session is back.
+//! reports wait (the newest per task) until a session is back. While a session is open, the
+//! node also answers `service logs` subscriptions ([`crate::logs`]) on the same manager.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use crate::logs::Publisher;
 use crate::worker::Worker;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -135,7 +137,7 @@ async fn session(
             addr: addr.to_string(),
             source,
         })?;
-    let mut client = DispatcherClient::new(channel);
+    let mut client = DispatcherClient::new(channel.clone());
     let mut session_stream = client
         .session(SessionRequest {
             node_id: identity.node_id.clone(),
@@ -163,6 +165,17 @@ async fn session(
         .await
         .map_err(rpc)?
         .into_inner();
+    // `service logs` subscriptions ride on the same manager, for as long as this session.
+    let logs = cancel.child_token();
+    let _stop_logs = logs.clone().drop_guard();
+    let publisher = Publisher::new(
+        channel,
+        session_id.clone(),
+        identity.node_id.clone(),
+        worker.executor(),
+    );
+    tokio::spawn(publisher.serve(worker.feed(), logs));
+
     let mut heartbeat = tokio::time::interval(period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

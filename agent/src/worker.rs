@@ -68,6 +68,8 @@ struct Ctx {
     status_tx: mpsc::Sender<(String, TaskStatus)>,
     cancel: CancellationToken,
     starts: Arc<Semaphore>,
+    /// Bumped whenever a task's stored status changes; see [`TaskFeed`].
+    changes: Arc<watch::Sender<()>>,
 }
 
 /// Runs this node's tasks: one supervisor per task id.
@@ -108,6 +110,7 @@ impl Worker {
             status_tx,
             cancel: CancellationToken::new(),
             starts: Arc::new(Semaphore::new(MAX_CONCURRENT_STARTS)),
+            changes: Arc::new(watch::Sender::new(())),
         };
         let mut supervisors = HashMap::new();
         for (task, status) in stored {
@@ -180,6 +183,19 @@ impl Worker {
         }
     }
 
+    /// A live view of this node's tasks, for readers outside the worker (log publishers).
+    pub fn feed(&self) -> TaskFeed {
+        TaskFeed {
+            db: self.ctx.db.clone(),
+            changes: self.ctx.changes.subscribe(),
+        }
+    }
+
+    /// The executor the tasks run on.
+    pub fn executor(&self) -> Arc<dyn Executor> {
+        self.ctx.executor.clone()
+    }
+
     /// Stops every supervisor and waits for them. Containers keep running: a new worker over
     /// the same database adopts them.
     pub async fn shutdown(self) {
@@ -190,6 +206,29 @@ impl Worker {
                 tracing::warn!(task = %id, "supervisor ended abnormally: {e}");
             }
         }
+    }
+}
+
+/// The tasks this node holds and their stored statuses, with a signal when any changes.
+#[derive(Clone)]
+pub struct TaskFeed {
+    db: TaskDb,
+    changes: watch::Receiver<()>,
+}
+
+impl TaskFeed {
+    /// Every task the node holds now, with its last status.
+    pub fn tasks(&self) -> Vec<(Task, TaskStatus)> {
+        self.db.list().unwrap_or_else(|e| {
+            tracing::warn!("reading the task database: {e}");
+            Vec::new()
+        })
+    }
+
+    /// Waits until some task's status changed since the last call; false once the worker
+    /// is gone.
+    pub async fn changed(&mut self) -> bool {
+        self.changes.changed().await.is_ok()
     }
 }
 
@@ -367,6 +406,7 @@ async fn report(ctx: &Ctx, task: &Task, status: &TaskStatus) -> bool {
     if let Err(e) = ctx.db.put(task, status).await {
         tracing::error!(task = %task.id, "{e}");
     }
+    ctx.changes.send_replace(());
     tokio::select! {
         biased;
         _ = ctx.cancel.cancelled() => false,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use hyper_util::rt::TokioIo;
-use shoal_proto::{self as pb, ControlClient, NodeAdminClient};
+use shoal_proto::{self as pb, ControlClient, LogsClient, NodeAdminClient};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Response, Status};
@@ -45,11 +45,12 @@ pub fn parse_host(url: &str) -> Result<Target> {
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Clients of both services over one channel, plus the URL for messages.
+/// Clients of the daemon's services over one channel, plus the URL for messages.
 pub struct Client {
     url: String,
     control: ControlClient<Channel>,
     admin: NodeAdminClient<Channel>,
+    logs: LogsClient<Channel>,
 }
 
 impl Client {
@@ -81,7 +82,8 @@ impl Client {
         Ok(Self {
             url: url.to_string(),
             control: ControlClient::new(channel.clone()),
-            admin: NodeAdminClient::new(channel),
+            admin: NodeAdminClient::new(channel.clone()),
+            logs: LogsClient::new(channel),
         })
     }
 
@@ -89,6 +91,28 @@ impl Client {
     fn answer<T>(&self, result: Result<Response<T>, Status>) -> Result<T> {
         result
             .map(Response::into_inner)
+            .map_err(|s| status_error(&self.url, &s))
+    }
+}
+
+impl Client {
+    /// Starts a log subscription; read it with [`Client::next_logs`].
+    pub async fn subscribe_logs(
+        &mut self,
+        request: pb::SubscribeLogsRequest,
+    ) -> Result<tonic::Streaming<pb::SubscribeLogsMessage>> {
+        let result = self.logs.subscribe_logs(request).await;
+        self.answer(result)
+    }
+
+    /// The next message of a log subscription; `None` at its end.
+    pub async fn next_logs(
+        &self,
+        stream: &mut tonic::Streaming<pb::SubscribeLogsMessage>,
+    ) -> Result<Option<pb::SubscribeLogsMessage>> {
+        stream
+            .message()
+            .await
             .map_err(|s| status_error(&self.url, &s))
     }
 }

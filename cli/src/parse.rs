@@ -270,6 +270,61 @@ pub fn filter(s: &str) -> Result<(String, String), Invalid> {
     Ok((key.to_ascii_lowercase(), value.to_string()))
 }
 
+/// `--tail` of `service logs`: a number of lines, or "all" (`None`).
+pub fn tail(s: &str) -> Result<Option<u64>, Invalid> {
+    match s.trim() {
+        "all" => Ok(None),
+        n => n.parse().map(Some).map_err(|_| {
+            Invalid::new("line count", s, "use a whole number of 0 or more, or \"all\"")
+        }),
+    }
+}
+
+/// `--since` of `service logs`: a moment, or how long before now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// ns since the Unix epoch.
+    At(i64),
+    Ago(Duration),
+}
+
+impl Since {
+    /// ns since the Unix epoch, counting back from `now_ns` if relative.
+    pub fn at(self, now_ns: i64) -> i64 {
+        match self {
+            Since::At(ns) => ns,
+            Since::Ago(d) => now_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// "2013-01-02T13:23:37Z" (RFC 3339, UTC), "1700000000.5" (Unix time) or "42m" (before now).
+pub fn since(s: &str) -> Result<Since, Invalid> {
+    let t = s.trim();
+    let bad = || {
+        Invalid::new(
+            "time",
+            s,
+            "use a UTC time such as 2013-01-02T13:23:37Z, a Unix time, or a duration before now such as 42m",
+        )
+    };
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Since::At((secs * 1e9) as i64));
+        }
+        return Err(bad());
+    }
+    let at = humantime::parse_rfc3339(t).or_else(|_| humantime::parse_rfc3339_weak(t));
+    if let Ok(at) = at {
+        let ns = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| bad())?
+            .as_nanos();
+        return i64::try_from(ns).map(Since::At).map_err(|_| bad());
+    }
+    humantime::parse_duration(t).map(Since::Ago).map_err(|_| bad())
+}
+
 /// Adapts a parser to clap: the message names the flag and clap exits 2 with its usage.
 pub fn flag<T>(parse: fn(&str) -> Result<T, Invalid>) -> Flag<T> {
     Flag(parse)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{
-    Availability, CaServer, Cluster, ClusterSpec, ControlServer, DispatcherServer, ManagerStatus,
+    Availability, CaServer, Cluster, ClusterSpec, ControlServer, DispatcherServer, LogBrokerServer, ManagerStatus,
     Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, RaftMembershipServer, RootCa,
     StoreSnapshot,
 };
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ca::CaApi;
 use crate::controlapi::ControlApi;
 use crate::dispatcher::{Dispatcher, DispatcherApi, DEFAULT_HEARTBEAT_PERIOD};
+use crate::logbroker::{LogBroker, LogBrokerApi, LogsApi};
 use crate::membership::MembershipApi;
 use crate::orchestrator::taskreaper::{TaskReaper, DEFAULT_HISTORY_LIMIT};
 use crate::orchestrator::Orchestrator;
@@ -72,6 +73,7 @@ pub struct Manager {
     store: Store,
     raft: RaftNode,
     dispatcher: Dispatcher,
+    logs: LogBroker,
 }
 
 impl Manager {
@@ -89,11 +91,13 @@ impl Manager {
         let store = Store::new(state, Arc::new(RaftProposer::new(raft.clone())));
         let dispatcher = Dispatcher::new(store.clone(), config.heartbeat_period);
         dispatcher.set_managers(vec![config.addr.clone()]);
+        let logs = LogBroker::new(store.clone(), dispatcher.clone(), raft.leadership());
         Ok(Self {
             config: Arc::new(config),
             store,
             raft,
             dispatcher,
+            logs,
         })
     }
 
@@ -230,6 +234,15 @@ impl Manager {
 
     pub fn dispatcher_service(&self) -> DispatcherServer<DispatcherApi> {
         DispatcherServer::new(DispatcherApi::new(self.dispatcher.clone()))
+    }
+
+    /// The CLI's `service logs` API of this manager (it answers while leading).
+    pub fn logs_api(&self) -> LogsApi {
+        LogsApi::new(self.logs.clone())
+    }
+
+    pub fn log_broker_service(&self) -> LogBrokerServer<LogBrokerApi> {
+        LogBrokerServer::new(LogBrokerApi::new(self.logs.clone()))
     }
 
     /// Run the leader-only components whenever this manager leads, until `cancel`.

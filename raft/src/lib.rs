@@ -86,7 +86,7 @@ impl Default for RaftConfig {
 }
 
 /// Who leads, as this node currently sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Leadership {
     pub is_leader: bool,
     pub leader_id: Option<NodeId>,

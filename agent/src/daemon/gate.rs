@@ -1,11 +1,14 @@
-//! The Control service as shoald serves it, on the local socket and on the manager port:
-//! the local manager's Control API when it leads, a call forwarded to the leader over mTLS
-//! when it follows, and a clear refusal on a node that is no manager.
+//! The Control and Logs services as shoald serves them, on the local socket and on the
+//! manager port: the local manager's APIs when it leads, a call forwarded to the leader over
+//! mTLS when it follows (a log stream is relayed as it comes), and a clear refusal on a
+//! node that is no manager.
 
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::tls::NodeTls;
+use futures::StreamExt;
 use shoal_manager::controlapi::ControlApi;
+use shoal_manager::logbroker::LogsApi;
 use shoal_proto::*;
 use shoal_raft::RaftNode;
 use tonic::transport::Channel;
@@ -19,6 +22,7 @@ pub struct ControlGate {
 #[derive(Clone)]
 struct Target {
     api: ControlApi,
+    logs: LogsApi,
     raft: RaftNode,
     tls: NodeTls,
     /// The channel to the leader, by its address.
@@ -27,14 +31,15 @@ struct Target {
 
 /// Where one call goes.
 enum Route {
-    Local(ControlApi),
-    Leader(ControlClient<Channel>),
+    Local(Target),
+    Leader(Channel),
 }
 
 impl ControlGate {
-    pub fn open(&self, api: ControlApi, raft: RaftNode, tls: NodeTls) {
+    pub fn open(&self, api: ControlApi, logs: LogsApi, raft: RaftNode, tls: NodeTls) {
         *self.target.write().unwrap_or_else(|p| p.into_inner()) = Some(Target {
             api,
+            logs,
             raft,
             tls,
             leader: Arc::new(Mutex::new(None)),
@@ -54,7 +59,7 @@ impl ControlGate {
         let leadership = target.raft.leadership().borrow().clone();
         let leader_addr = match (leadership.is_leader, leadership.leader_addr) {
             // Leading, or no leader known yet: the local API answers (or says why not).
-            (true, _) | (false, None) => return Ok(Route::Local(target.api)),
+            (true, _) | (false, None) => return Ok(Route::Local(target)),
             (false, Some(addr)) => addr,
         };
         let mut cached = target.leader.lock().unwrap_or_else(|p| p.into_inner());
@@ -71,7 +76,7 @@ impl ControlGate {
                 channel
             }
         };
-        Ok(Route::Leader(ControlClient::new(channel)))
+        Ok(Route::Leader(channel))
     }
 }
 
@@ -82,8 +87,10 @@ macro_rules! delegate {
             $(
                 async fn $method(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
                     match self.route()? {
-                        Route::Local(api) => Control::$method(&api, request).await,
-                        Route::Leader(mut client) => client.$method(request.into_inner()).await,
+                        Route::Local(target) => Control::$method(&target.api, request).await,
+                        Route::Leader(channel) => {
+                            ControlClient::new(channel).$method(request.into_inner()).await
+                        }
                     }
                 }
             )*
@@ -105,4 +112,25 @@ delegate! {
     remove_node(RemoveNodeRequest) -> RemoveNodeResponse;
     get_join_tokens(GetJoinTokensRequest) -> GetJoinTokensResponse;
     rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
+}
+
+#[tonic::async_trait]
+impl Logs for ControlGate {
+    type SubscribeLogsStream = <LogsApi as Logs>::SubscribeLogsStream;
+
+    async fn subscribe_logs(
+        &self,
+        request: Request<SubscribeLogsRequest>,
+    ) -> Result<Response<Self::SubscribeLogsStream>, Status> {
+        match self.route()? {
+            Route::Local(target) => target.logs.subscribe_logs(request).await,
+            Route::Leader(channel) => {
+                let stream = LogsClient::new(channel)
+                    .subscribe_logs(request.into_inner())
+                    .await?
+                    .into_inner();
+                Ok(Response::new(Box::pin(stream.map(|m| m))))
+            }
+        }
+    }
 }

@@ -147,10 +147,12 @@ impl Daemon {
     ) -> (
         NodeAdminServer<admin::AdminApi>,
         shoal_proto::ControlServer<ControlGate>,
+        shoal_proto::LogsServer<ControlGate>,
     ) {
         (
             NodeAdminServer::new(admin::AdminApi::new(self.clone())),
             shoal_proto::ControlServer::new(self.inner.control.clone()),
+            shoal_proto::LogsServer::new(self.inner.control.clone()),
         )
     }
 
@@ -478,7 +480,9 @@ impl Daemon {
                 let router = tonic::transport::Server::builder()
                     .layer(AuthLayer::new(record.cluster_id.clone()))
                     .add_service(shoal_proto::ControlServer::new(self.inner.control.clone()))
+                    .add_service(shoal_proto::LogsServer::new(self.inner.control.clone()))
                     .add_service(manager.dispatcher_service())
+                    .add_service(manager.log_broker_service())
                     .add_service(manager.raft().grpc_service())
                     .add_service(manager.membership_service())
                     .add_service(manager.ca_service());
@@ -505,6 +509,7 @@ impl Daemon {
                 tasks.push(tokio::spawn(manager.clone().run(cancel.clone())));
                 self.inner.control.open(
                     ControlApi::new(manager.store().clone()),
+                    manager.logs_api(),
                     manager.raft().clone(),
                     node_tls.clone(),
                 );

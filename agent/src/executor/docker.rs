@@ -20,13 +20,16 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
+use bollard::container::LogOutput;
 use bollard::Docker;
 use futures::StreamExt;
 use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, Resources, Task};
 
-use super::{ContainerState, Controller, ExecError, Executor, ExitInfo, Health};
+use super::{
+    ContainerState, Controller, ExecError, Executor, ExitInfo, Health, LogLine, LogLines, LogRead,
+};
 
 /// Grace period between the stop signal and SIGKILL when the spec sets none (docker's).
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -347,6 +350,51 @@ impl Executor for DockerExecutor {
         }
         remove(&self.docker, container_id).await
     }
+
+    async fn logs(&self, container_id: &str, read: &LogRead) -> Result<LogLines, ExecError> {
+        let opts = LogsOptions {
+            follow: read.follow,
+            stdout: true,
+            stderr: true,
+            // The engine counts whole seconds; lines of the second before are dropped below.
+            since: i32::try_from(read.since_ns / 1_000_000_000).unwrap_or(0),
+            until: 0,
+            timestamps: true,
+            tail: read.tail.map_or_else(|| "all".to_string(), |n| n.to_string()),
+        };
+        let since_ns = read.since_ns;
+        let id = container_id.to_string();
+        let lines = self.docker.logs(container_id, Some(opts)).filter_map(move |item| {
+            let line = match item {
+                Ok(LogOutput::StdOut { message }) => log_line(&message, false),
+                Ok(LogOutput::StdErr { message }) => log_line(&message, true),
+                Ok(LogOutput::StdIn { .. } | LogOutput::Console { .. }) => None,
+                Err(e) => Some(Err(classify("read logs of container", &id, e))),
+            };
+            let line = line.filter(|l| l.as_ref().map_or(true, |l| l.timestamp_ns >= since_ns));
+            futures::future::ready(line)
+        });
+        Ok(lines.boxed())
+    }
+}
+
+/// One frame of `docker logs --timestamps`: `<RFC 3339 time> <line>\n`.
+fn log_line(frame: &[u8], stderr: bool) -> Option<Result<LogLine, ExecError>> {
+    let frame = frame.strip_suffix(b"\n").unwrap_or(frame);
+    let (stamp, data) = match frame.iter().position(|b| *b == b' ') {
+        Some(at) => (&frame[..at], &frame[at + 1..]),
+        None => (frame, &frame[frame.len()..]),
+    };
+    let timestamp_ns = std::str::from_utf8(stamp)
+        .ok()
+        .and_then(|s| humantime::parse_rfc3339(s).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    Some(Ok(LogLine {
+        timestamp_ns,
+        stderr,
+        data: data.to_vec(),
+    }))
 }
 
 async fn remove(docker: &Docker, container_id: &str) -> Result<(), ExecError> {

@@ -9,7 +9,8 @@
 //! `["exit", "N"]` exits with code N as soon as it starts; any other runs until it is shut
 //! down (exit 143), terminated (137) or told to exit with [`FakeEngine::exit`]. A container
 //! whose spec has a healthcheck (other than `["NONE"]`) is "starting" once started, until a
-//! test says otherwise with [`FakeEngine::set_health`]. Images are
+//! test says otherwise with [`FakeEngine::set_health`]. Its output is what a test writes
+//! with [`FakeEngine::print`]. Images are
 //! all present except those named with [`FakeEngine::remove_image`]. While
 //! [`FakeEngine::set_down`] is on, every call fails with a temporary error.
 
@@ -17,10 +18,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use shoal_proto::{NodeDescription, Platform, Resources, Task};
 use tokio::sync::watch;
 
-use super::{ContainerState, Controller, ExecError, Executor, ExitInfo, Health};
+use super::{
+    now_ms, ContainerState, Controller, ExecError, Executor, ExitInfo, Health, LogLine, LogLines,
+    LogRead,
+};
 
 /// Where a fake container's process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +49,8 @@ pub struct FakeContainer {
     pub has_healthcheck: bool,
     /// The healthcheck's verdict, once started (`None` without a healthcheck).
     pub health: Option<Health>,
+    /// What the "process" wrote, through [`FakeEngine::print`].
+    pub output: Vec<LogLine>,
 }
 
 /// One recorded controller or executor call.
@@ -137,6 +144,23 @@ impl FakeEngine {
         self.bump();
     }
 
+    /// Makes the containers of `task_id` write one line, stamped now.
+    pub fn print(&self, task_id: &str, stderr: bool, line: &str) {
+        {
+            let mut s = self.lock();
+            for c in s.containers.values_mut() {
+                if c.task_id == task_id {
+                    c.output.push(LogLine {
+                        timestamp_ns: now_ms() * 1_000_000,
+                        stderr,
+                        data: line.as_bytes().to_vec(),
+                    });
+                }
+            }
+        }
+        self.bump();
+    }
+
     /// Every container, in creation order of their ids.
     pub fn containers(&self) -> Vec<FakeContainer> {
         self.lock().containers.values().cloned().collect()
@@ -183,6 +207,7 @@ impl FakeEngine {
                     exit_on_start: None,
                     has_healthcheck: false,
                     health: None,
+                    output: Vec::new(),
                 },
             );
             id
@@ -312,6 +337,68 @@ impl Executor for FakeExecutor {
         self.engine.bump();
         Ok(())
     }
+
+    async fn logs(&self, container_id: &str, read: &LogRead) -> Result<LogLines, ExecError> {
+        let task_id = self
+            .engine
+            .lock()
+            .containers
+            .get(container_id)
+            .map(|c| c.task_id.clone())
+            .ok_or_else(|| ExecError::Engine {
+                op: "read logs of container",
+                object: container_id.to_string(),
+                message: "no such container".to_string(),
+            })?;
+        self.engine.call("logs", &task_id)?;
+        // Lines [seen..] of the container, then (following) new ones as the engine changes,
+        // until the container no longer runs.
+        let lines = |seen: usize| {
+            let s = self.engine.lock();
+            s.containers.get(container_id).map(|c| {
+                let running = c.run == FakeRun::Running;
+                (c.output[seen.min(c.output.len())..].to_vec(), running)
+            })
+        };
+        let (mut first, _) = lines(0).unwrap_or_default();
+        if let Some(tail) = read.tail {
+            let skip = first.len().saturating_sub(usize::try_from(tail).unwrap_or(usize::MAX));
+            first.drain(..skip);
+        }
+        let seen = lines(0).map_or(0, |(all, _)| all.len());
+        let since = read.since_ns;
+        let keep = move |l: &LogLine| l.timestamp_ns >= since;
+        let first: Vec<_> = first.into_iter().filter(|l| keep(l)).map(Ok).collect();
+        if !read.follow {
+            return Ok(futures::stream::iter(first).boxed());
+        }
+        let engine = self.engine.clone();
+        let id = container_id.to_string();
+        let rx = self.engine.changed.subscribe();
+        let rest = futures::stream::unfold((engine, id, rx, seen), move |(engine, id, mut rx, seen)| async move {
+            loop {
+                let now = {
+                    let s = engine.lock();
+                    s.containers.get(&id).map(|c| {
+                        (c.output[seen.min(c.output.len())..].to_vec(), c.run == FakeRun::Running, c.output.len())
+                    })
+                };
+                match now {
+                    Some((new, _, len)) if !new.is_empty() => {
+                        let batch: Vec<_> = new.into_iter().filter(|l| keep(l)).map(Ok).collect();
+                        return Some((futures::stream::iter(batch), (engine, id, rx, len)));
+                    }
+                    Some((_, true, _)) => {
+                        if rx.changed().await.is_err() {
+                            return None;
+                        }
+                    }
+                    _ => return None,
+                }
+            }
+        });
+        Ok(futures::stream::iter(first).chain(rest.flatten()).boxed())
+    }
 }
 
 /// The FAKE [`Controller`] of one task.
@@ -381,6 +468,7 @@ impl Controller for FakeController {
                     exit_on_start: self.exit_on_start,
                     has_healthcheck: self.has_healthcheck,
                     health: None,
+                    output: Vec::new(),
                 },
             );
             id

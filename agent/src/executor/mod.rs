@@ -141,6 +141,30 @@ pub trait Controller: Send {
     }
 }
 
+/// Which lines of a container's output to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogRead {
+    /// Keep reading new lines until the container stops.
+    pub follow: bool,
+    /// Only the last N lines; `None`: all.
+    pub tail: Option<u64>,
+    /// Only lines written at or after this time (ns since the Unix epoch); 0: all.
+    pub since_ns: i64,
+}
+
+/// One line of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When the container wrote it (ns since the Unix epoch).
+    pub timestamp_ns: i64,
+    pub stderr: bool,
+    /// The line without its newline.
+    pub data: Vec<u8>,
+}
+
+/// A container's output, line by line, as the engine gives it.
+pub type LogLines = futures::stream::BoxStream<'static, Result<LogLine, ExecError>>;
+
 /// A node's way of running tasks.
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
@@ -153,6 +177,10 @@ pub trait Executor: Send + Sync + 'static {
     async fn list_task_containers(&self) -> Result<Vec<(String, String)>, ExecError>;
     /// Removes one of this node's containers (refuses any other with [`ExecError::NotOurs`]).
     async fn remove_container(&self, container_id: &str) -> Result<(), ExecError>;
+    /// The output of one of this node's containers, stdout and stderr interleaved as
+    /// written. Without `follow` the stream ends at the last line written so far; with it,
+    /// when the container stops.
+    async fn logs(&self, container_id: &str, read: &LogRead) -> Result<LogLines, ExecError>;
 }
 
 /// Why [`step`] returned no new status.

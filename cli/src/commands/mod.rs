@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 pub mod health;
+pub mod logs;
 pub mod node;
 pub mod progress;
 pub mod service;

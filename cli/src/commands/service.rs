@@ -1,4 +1,5 @@
-//! `service create|ls|ps|inspect|scale|rm` (update, rollback and restart: [`super::update`]).
+//! `service create|ls|ps|inspect|scale|rm` (update, rollback and restart: [`super::update`];
+//! logs: [`super::logs`]).
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -14,6 +15,7 @@ use shoal_proto::{
     UpdateServiceRequest,
 };
 
+use super::logs::{self, LogsArgs};
 use super::progress::{self, Op, WaitArgs};
 use super::update::{self, RollbackPolicyArgs, ServiceArg, UpdateArgs, UpdatePolicyArgs};
 use super::{failures, print, print_blocks, print_lines, Format, LsArgs};
@@ -28,6 +30,8 @@ pub enum ServiceCommand {
     Create(Box<CreateArgs>),
     /// Display detailed information on one or more services
     Inspect(InspectArgs),
+    /// Fetch the logs of a service or task
+    Logs(LogsArgs),
     /// List services
     #[command(visible_alias = "list")]
     Ls(LsArgs),
@@ -246,6 +250,7 @@ pub async fn run(host: &str, command: ServiceCommand) -> Result<()> {
             }
             failures(errors)
         }
+        ServiceCommand::Logs(args) => logs::logs(host, &args).await,
         ServiceCommand::Update(args) => update::update(host, &args).await,
         ServiceCommand::Rollback(args) => update::rollback(host, &args).await,
         ServiceCommand::Restart(args) => update::restart(host, &args).await,

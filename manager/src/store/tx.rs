@@ -42,7 +42,7 @@ impl<'a> ReadTx<'a> {
         self.tables.services.values()
     }
 
-    pub fn tasks(&self) -> impl Iterator<Item = &'a Task> {
+    pub fn tasks(&self) -> impl Iterator<Item = &'a Task> + Clone {
         self.tables.tasks.values()
     }
 
@@ -68,6 +68,17 @@ impl<'a> ReadTx<'a> {
             self.services(),
             |s| s.name(),
             |s| s.id.as_str(),
+        )
+    }
+
+    /// A task by exact id, then unique id prefix.
+    pub fn find_task(&self, key: &str) -> Lookup<&'a Task> {
+        lookup(
+            key,
+            self.tables.tasks.get(key),
+            self.tasks(),
+            |_| "",
+            |t| t.id.as_str(),
         )
     }
 
