@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use shoal_proto::{
     ListenSubscriptionsRequest, LogBrokerClient, LogContext, LogMessage, LogStream,
-    LogSubscription, PublishLogsMessage, Task, TaskStatus,
+    LogSubscription, PublishLogsMessage, Task, TaskState, TaskStatus,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -155,7 +155,7 @@ impl Publisher {
             // Start readers for matching containers not read yet.
             if let Some(sender) = &lines_tx {
                 for (task, status) in feed.tasks() {
-                    if !wanted(&task) || status.container_id.is_empty() || reading.contains(&task.id) {
+                    if !wanted(&task) || !started(&status) || reading.contains(&task.id) {
                         continue;
                     }
                     reading.insert(task.id.clone());
@@ -206,6 +206,14 @@ impl Publisher {
             tracing::debug!(subscription = %subscription.id, error = %status, "publishing logs");
         }
     }
+}
+
+/// Whether the task's container has been started: before that, reading its logs would end
+/// at once, even when following.
+fn started(status: &TaskStatus) -> bool {
+    let state = TaskState::try_from(status.state).unwrap_or(TaskState::New);
+    let health_wait = state == TaskState::Starting && !status.health.is_empty();
+    !status.container_id.is_empty() && (state >= TaskState::Running || health_wait)
 }
 
 fn context(task: &Task, node_id: &str) -> LogContext {

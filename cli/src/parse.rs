@@ -270,11 +270,11 @@ pub fn filter(s: &str) -> Result<(String, String), Invalid> {
     Ok((key.to_ascii_lowercase(), value.to_string()))
 }
 
-/// `--tail` of `service logs`: a number of lines, or "all" (`None`).
-pub fn tail(s: &str) -> Result<Option<u64>, Invalid> {
+/// `--tail` of `service logs`: a number of lines, or "all" (-1, as the wire says it).
+pub fn tail(s: &str) -> Result<i64, Invalid> {
     match s.trim() {
-        "all" => Ok(None),
-        n => n.parse().map(Some).map_err(|_| {
+        "all" => Ok(-1),
+        n => n.parse::<u32>().map(i64::from).map_err(|_| {
             Invalid::new("line count", s, "use a whole number of 0 or more, or \"all\"")
         }),
     }

@@ -187,6 +187,16 @@ impl Lab {
         )
     }
 
+    /// The shoal CLI against `host`'s shoald, left running (`service logs -f`).
+    pub fn shoal_streaming(&self, host: usize, args: &[&str]) -> crate::Streaming {
+        let mut command = Command::new(bin_dir().join("shoal"));
+        command
+            .arg("-H")
+            .arg(format!("unix://{}", Self::shoald_socket(host).display()))
+            .args(args);
+        crate::Streaming::spawn(command)
+    }
+
     /// The shoal CLI against `host`, insisting it succeeds; its stdout.
     pub fn shoal_ok(&self, host: usize, args: &[&str]) -> String {
         let run = self.shoal(host, args);

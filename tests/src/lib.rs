@@ -248,6 +248,13 @@ impl Node {
         )
     }
 
+    /// Start the CLI against this node and leave it running (`service logs -f`).
+    pub fn shoal_streaming(&self, args: &[&str]) -> Streaming {
+        let mut command = Command::new(bin_dir().join("shoal"));
+        command.arg("-H").arg(self.host()).args(args);
+        Streaming::spawn(command)
+    }
+
     /// Run the CLI and insist it succeeds; its stdout.
     pub fn shoal_ok(&self, args: &[&str]) -> String {
         let run = self.shoal(args);
@@ -338,4 +345,69 @@ pub fn json_lines(text: &str) -> Vec<Value> {
         .filter(|l| !l.trim().is_empty())
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// A command left running (`service logs -f`), its output collected line by line as it
+/// comes. Killed when dropped.
+pub struct Streaming {
+    child: Child,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Streaming {
+    pub fn spawn(mut command: Command) -> Self {
+        use std::io::BufRead;
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+        let collect = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            if let Some(pipe) = pipe {
+                let sink = lines.clone();
+                std::thread::spawn(move || {
+                    for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                        sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                    }
+                });
+            }
+            lines
+        };
+        let stdout = collect(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = collect(child.stderr.take().map(|p| Box::new(p) as _));
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Every stdout line so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every stderr line so far.
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The exit code once the command ended.
+    pub fn exited(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|s| s.code().unwrap_or(-1))
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

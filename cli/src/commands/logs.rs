@@ -36,7 +36,7 @@ pub struct LogsArgs {
     pub since: Option<Since>,
     /// Number of lines to show from the end of each task's logs
     #[arg(short = 'n', long, default_value = "all", value_parser = flag(parse::tail))]
-    pub tail: Option<u64>,
+    pub tail: i64,
     /// Show timestamps
     #[arg(short, long)]
     pub timestamps: bool,
@@ -53,7 +53,7 @@ pub async fn logs(host: &str, args: &LogsArgs) -> Result<()> {
         target: args.target.clone(),
         options: Some(LogOptions {
             follow: args.follow,
-            tail: args.tail.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+            tail: args.tail,
             since_ns: args.since.map_or(0, |s| s.at(now_ns)),
         }),
     };
@@ -253,10 +253,10 @@ mod tests {
         );
         assert!(args(&[]).is_err());
         let a = args(&["-n", "5", "--since", "2013-01-02T13:23:37Z", "web"]).unwrap();
-        assert_eq!(a.tail, Some(5));
+        assert_eq!(a.tail, 5);
         assert_eq!(a.since, Some(Since::At(1_357_133_017_000_000_000)));
         assert_eq!(args(&["--since", "42m", "web"]).unwrap().since, Some(Since::Ago(std::time::Duration::from_secs(42 * 60))));
         assert_eq!(args(&["--since", "1700000000.5", "web"]).unwrap().since, Some(Since::At(1_700_000_000_500_000_000)));
-        assert_eq!(args(&["web"]).unwrap().tail, None);
+        assert_eq!(args(&["web"]).unwrap().tail, -1);
     }
 }

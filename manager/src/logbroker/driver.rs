@@ -214,7 +214,7 @@ impl Driver {
                     return;
                 }
                 if !clean {
-                    self.lose(&node_id, "stopped sending").await;
+                    self.lose(&node_id, "went away").await;
                     return;
                 }
                 self.peers.insert(node_id.clone(), Peer::Done);

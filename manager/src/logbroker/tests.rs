@@ -250,7 +250,7 @@ async fn a_broken_publish_stream_is_reported() {
     .unwrap();
     assert_eq!(
         drain(out).await.1,
-        ["node n1 stopped sending: its logs are not shown"]
+        ["node n1 went away: its logs are not shown"]
     );
 }
 
