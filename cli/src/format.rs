@@ -128,11 +128,22 @@ pub fn capitalize(s: &str) -> String {
 }
 
 /// docker's CURRENT STATE: "Running 5 seconds ago"; the state alone if never timestamped.
-pub fn current_state(state: &str, timestamp_ms: i64, now_ms: i64) -> String {
-    if timestamp_ms <= 0 {
-        return capitalize(state);
+/// A task with a healthcheck says how it is as `docker ps` does: "(healthy)",
+/// "(health: starting)", "(unhealthy)" (only while starting or running).
+pub fn current_state(state: &str, health: &str, timestamp_ms: i64, now_ms: i64) -> String {
+    let mut shown = if timestamp_ms <= 0 {
+        capitalize(state)
+    } else {
+        format!("{} {}", capitalize(state), ago(now_ms, timestamp_ms))
+    };
+    if matches!(state, "starting" | "running") {
+        match health {
+            "" => {}
+            "starting" => shown.push_str(" (health: starting)"),
+            other => shown.push_str(&format!(" ({other})")),
+        }
     }
-    format!("{} {}", capitalize(state), ago(now_ms, timestamp_ms))
+    shown
 }
 
 /// Cuts `s` to `max` characters, the last one an ellipsis.
@@ -316,16 +327,21 @@ abc123def456   web                  replicated   3/3        nginx:1
     #[test]
     fn current_states() {
         let now = 1_000_000;
-        let cases: &[(&str, i64, &str)] = &[
-            ("running", now - 5_000, "Running 5 seconds ago"),
-            ("rejected", now - 2_000, "Rejected 2 seconds ago"),
-            ("pending", now - 500, "Pending less than a second ago"),
-            ("running", now - 90_000, "Running about a minute ago"),
-            ("running", now + 3_000, "Running less than a second ago"),
-            ("new", 0, "New"),
+        let cases: &[(&str, &str, i64, &str)] = &[
+            ("running", "", now - 5_000, "Running 5 seconds ago"),
+            ("rejected", "", now - 2_000, "Rejected 2 seconds ago"),
+            ("pending", "", now - 500, "Pending less than a second ago"),
+            ("running", "", now - 90_000, "Running about a minute ago"),
+            ("running", "", now + 3_000, "Running less than a second ago"),
+            ("new", "", 0, "New"),
+            ("running", "healthy", now - 5_000, "Running 5 seconds ago (healthy)"),
+            ("starting", "starting", now - 1_000, "Starting 1 second ago (health: starting)"),
+            ("running", "unhealthy", now - 5_000, "Running 5 seconds ago (unhealthy)"),
+            // A finished task's last verdict is history, not state.
+            ("failed", "unhealthy", now - 5_000, "Failed 5 seconds ago"),
         ];
-        for (state, ts, want) in cases {
-            assert_eq!(current_state(state, *ts, now), *want);
+        for (state, health, ts, want) in cases {
+            assert_eq!(current_state(state, health, *ts, now), *want);
         }
     }
 

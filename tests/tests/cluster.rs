@@ -121,6 +121,29 @@ fn three_managers_two_workers_spread_and_survive_the_leader() {
     assert_eq!(spread.len(), 5, "{spread:?}");
     assert!(spread.values().all(|&n| n == 2), "{spread:?}");
 
+    // Logs come from every node, through a follower (which forwards to the leader).
+    let follower = (1..=3)
+        .find(|&h| leader(&lab, 1).is_some_and(|l| host_number(&l) != h))
+        .expect("a follower");
+    lab.shoal_ok(
+        follower,
+        &[
+            "service", "create", "--detach", "--name", "hello", "--mode", "global",
+            "shoal-test/busybox:a", "sh", "-c", "echo hello; exec sleep 1000000",
+        ],
+    );
+    let hosts = lab.wait(follower, "a hello from each of the 5 nodes", WAIT, || {
+        let run = lab.shoal(follower, &["service", "logs", "--no-task-ids", "hello"]);
+        let hosts: std::collections::BTreeSet<String> = run
+            .stdout
+            .lines()
+            .filter(|l| l.ends_with("| hello"))
+            .filter_map(|l| l.split_once('@').map(|(_, r)| r.split(' ').next().unwrap_or_default().to_string()))
+            .collect();
+        (run.ok() && run.stderr.is_empty() && hosts.len() == 5).then_some(hosts)
+    });
+    assert_eq!(hosts.into_iter().collect::<Vec<_>>(), ["n1", "n2", "n3", "n4", "n5"]);
+
     // An acknowledged change, then the leader dies.
     create(&lab, 2, "acked", &["--replicas", "1"]);
     let old = leader(&lab, 1).expect("a leader");

@@ -604,6 +604,7 @@ impl TaskView<'_> {
                 TaskRow {
                     current_state: format::current_state(
                         t.state().docker_name(),
+                        &status.health,
                         status.timestamp_ms,
                         self.now_ms,
                     ),
