@@ -115,7 +115,12 @@ impl Publisher {
     }
 
     /// One subscription's publish stream.
-    async fn publish(self, subscription: LogSubscription, mut feed: TaskFeed, token: CancellationToken) {
+    async fn publish(
+        self,
+        subscription: LogSubscription,
+        mut feed: TaskFeed,
+        token: CancellationToken,
+    ) {
         let id = subscription.id.clone();
         let (tx, rx) = mpsc::channel::<PublishLogsMessage>(4);
         let mut client = self.client.clone();
@@ -127,7 +132,7 @@ impl Publisher {
             close,
             error,
         };
-        let options = subscription.options.clone().unwrap_or_default();
+        let options = subscription.options.unwrap_or_default();
         let selector = subscription.selector.clone().unwrap_or_default();
         let wanted = |task: &Task| {
             selector.task_ids.contains(&task.id) || selector.service_ids.contains(&task.service_id)
@@ -147,7 +152,11 @@ impl Publisher {
         let mut reading: HashSet<String> = HashSet::new();
         let mut first_scan = true;
         let mut lines_tx = Some(lines_tx);
-        if tx.send(message(Vec::new(), false, String::new())).await.is_err() {
+        if tx
+            .send(message(Vec::new(), false, String::new()))
+            .await
+            .is_err()
+        {
             return;
         }
         let mut errors: Vec<String> = Vec::new();

@@ -334,9 +334,24 @@ abc123def456   web                  replicated   3/3        nginx:1
             ("running", "", now - 90_000, "Running about a minute ago"),
             ("running", "", now + 3_000, "Running less than a second ago"),
             ("new", "", 0, "New"),
-            ("running", "healthy", now - 5_000, "Running 5 seconds ago (healthy)"),
-            ("starting", "starting", now - 1_000, "Starting 1 second ago (health: starting)"),
-            ("running", "unhealthy", now - 5_000, "Running 5 seconds ago (unhealthy)"),
+            (
+                "running",
+                "healthy",
+                now - 5_000,
+                "Running 5 seconds ago (healthy)",
+            ),
+            (
+                "starting",
+                "starting",
+                now - 1_000,
+                "Starting 1 second ago (health: starting)",
+            ),
+            (
+                "running",
+                "unhealthy",
+                now - 5_000,
+                "Running 5 seconds ago (unhealthy)",
+            ),
             // A finished task's last verdict is history, not state.
             ("failed", "unhealthy", now - 5_000, "Failed 5 seconds ago"),
         ];

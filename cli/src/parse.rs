@@ -275,7 +275,11 @@ pub fn tail(s: &str) -> Result<i64, Invalid> {
     match s.trim() {
         "all" => Ok(-1),
         n => n.parse::<u32>().map(i64::from).map_err(|_| {
-            Invalid::new("line count", s, "use a whole number of 0 or more, or \"all\"")
+            Invalid::new(
+                "line count",
+                s,
+                "use a whole number of 0 or more, or \"all\"",
+            )
         }),
     }
 }
@@ -322,7 +326,9 @@ pub fn since(s: &str) -> Result<Since, Invalid> {
             .as_nanos();
         return i64::try_from(ns).map(Since::At).map_err(|_| bad());
     }
-    humantime::parse_duration(t).map(Since::Ago).map_err(|_| bad())
+    humantime::parse_duration(t)
+        .map(Since::Ago)
+        .map_err(|_| bad())
 }
 
 /// Adapts a parser to clap: the message names the flag and clap exits 2 with its usage.

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{
-    Availability, CaServer, Cluster, ClusterSpec, ControlServer, DispatcherServer, LogBrokerServer, ManagerStatus,
-    Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, RaftMembershipServer, RootCa,
-    StoreSnapshot,
+    Availability, CaServer, Cluster, ClusterSpec, ControlServer, DispatcherServer, LogBrokerServer,
+    ManagerStatus, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
+    RaftMembershipServer, RootCa, StoreSnapshot,
 };
 use shoal_raft::{PeerConnector, RaftConfig, RaftError, RaftNode};
 use tokio_util::sync::CancellationToken;

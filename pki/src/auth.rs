@@ -34,10 +34,9 @@ pub fn required_access(path: &str) -> Access {
         }
         (_, "/shoal.v1.Ca/RenewNodeCertificate") => Access::Node,
         ("shoal.v1.Dispatcher" | "shoal.v1.LogBroker", _) => Access::Node,
-        (
-            "shoal.v1.Control" | "shoal.v1.Logs" | "shoal.v1.Raft" | "shoal.v1.RaftMembership",
-            _,
-        ) => Access::Manager,
+        ("shoal.v1.Control" | "shoal.v1.Logs" | "shoal.v1.Raft" | "shoal.v1.RaftMembership", _) => {
+            Access::Manager
+        }
         _ => Access::Nobody,
     }
 }

@@ -387,12 +387,18 @@ impl Streaming {
 
     /// Every stdout line so far.
     pub fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.stdout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Every stderr line so far.
     pub fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The exit code once the command ended.

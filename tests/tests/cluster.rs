@@ -128,8 +128,17 @@ fn three_managers_two_workers_spread_and_survive_the_leader() {
     lab.shoal_ok(
         follower,
         &[
-            "service", "create", "--detach", "--name", "hello", "--mode", "global",
-            "shoal-test/busybox:a", "sh", "-c", "echo hello; exec sleep 1000000",
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "hello",
+            "--mode",
+            "global",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            "echo hello; exec sleep 1000000",
         ],
     );
     let hosts = lab.wait(follower, "a hello from each of the 5 nodes", WAIT, || {
@@ -138,11 +147,17 @@ fn three_managers_two_workers_spread_and_survive_the_leader() {
             .stdout
             .lines()
             .filter(|l| l.ends_with("| hello"))
-            .filter_map(|l| l.split_once('@').map(|(_, r)| r.split(' ').next().unwrap_or_default().to_string()))
+            .filter_map(|l| {
+                l.split_once('@')
+                    .map(|(_, r)| r.split(' ').next().unwrap_or_default().to_string())
+            })
             .collect();
         (run.ok() && run.stderr.is_empty() && hosts.len() == 5).then_some(hosts)
     });
-    assert_eq!(hosts.into_iter().collect::<Vec<_>>(), ["n1", "n2", "n3", "n4", "n5"]);
+    assert_eq!(
+        hosts.into_iter().collect::<Vec<_>>(),
+        ["n1", "n2", "n3", "n4", "n5"]
+    );
 
     // An acknowledged change, then the leader dies.
     create(&lab, 2, "acked", &["--replicas", "1"]);

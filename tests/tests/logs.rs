@@ -76,7 +76,10 @@ fn logs_of_a_service_and_a_task_with_dockers_flags() {
                 prefix == format!("{name}.{}@{node_name}", &id[..12])
             })
             .unwrap_or_else(|| panic!("{prefix:?} names no task of {tasks:?}"));
-        assert!(task["Name"].as_str().unwrap_or_default().starts_with("talk."));
+        assert!(task["Name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("talk."));
     }
 
     // --tail counts per task, stdout and stderr together (the engine may log the last
@@ -85,7 +88,10 @@ fn logs_of_a_service_and_a_task_with_dockers_flags() {
     assert!(tail.ok(), "{}", tail.stderr);
     let last: Vec<&str> = tail.stdout.lines().chain(tail.stderr.lines()).collect();
     assert_eq!(last.len(), 2, "{last:?}");
-    assert!(last.iter().all(|l| *l == "line 3" || *l == "oops"), "{last:?}");
+    assert!(
+        last.iter().all(|l| *l == "line 3" || *l == "oops"),
+        "{last:?}"
+    );
     let stamped = node.shoal_ok(&["service", "logs", "-t", "--no-task-ids", "talk"]);
     for line in stamped.lines() {
         let (time, rest) = line.split_once(' ').expect("a time first");
@@ -116,10 +122,17 @@ fn logs_of_a_service_and_a_task_with_dockers_flags() {
     // Bad input: a clear error, nothing else.
     let missing = node.shoal(&["service", "logs", "nope"]);
     assert_eq!(missing.code, 1);
-    assert_eq!(missing.stderr.trim(), "Error: no such service or task: nope");
+    assert_eq!(
+        missing.stderr.trim(),
+        "Error: no such service or task: nope"
+    );
     let bad = node.shoal(&["service", "logs", "--tail=-3", "talk"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("invalid line count \"-3\" for --tail"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("invalid line count \"-3\" for --tail"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[test]
@@ -192,7 +205,10 @@ fn a_node_that_is_down_is_reported_once_and_never_holds_the_command_up() {
     let hosts: Vec<String> = lab
         .shoal_ok(1, &["service", "logs", "talk"])
         .lines()
-        .filter_map(|l| l.split_once('@').map(|(_, rest)| rest.split(' ').next().unwrap_or_default().to_string()))
+        .filter_map(|l| {
+            l.split_once('@')
+                .map(|(_, rest)| rest.split(' ').next().unwrap_or_default().to_string())
+        })
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -205,22 +221,27 @@ fn a_node_that_is_down_is_reported_once_and_never_holds_the_command_up() {
     });
     lab.stop(3);
     let gone = lab.wait(1, "the follower to report n3", WAIT, || {
-        follow
-            .stderr()
-            .into_iter()
-            .find(|l| l.contains("node n3"))
+        follow.stderr().into_iter().find(|l| l.contains("node n3"))
     });
     assert_eq!(
         gone,
         "warning: node n3 went away: its logs stop here until it is back"
     );
-    assert_eq!(follow.exited(), None, "following goes on for the other nodes");
+    assert_eq!(
+        follow.exited(),
+        None,
+        "following goes on for the other nodes"
+    );
 
     // Without --follow: the two live nodes' lines, n3 reported once, and the command ends.
     let run = lab.shoal(1, &["service", "logs", "talk"]);
     assert!(run.ok(), "{}", run.stderr);
     assert_eq!(run.stdout.lines().count(), 6, "{}", run.stdout);
-    let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("warning:")).collect();
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
     assert_eq!(warnings.len(), 1, "{}", run.stderr);
     assert!(
         warnings[0].starts_with("warning: node n3 "),
@@ -238,5 +259,10 @@ fn a_node_that_is_down_is_reported_once_and_never_holds_the_command_up() {
             .then_some(())
     });
     let n3_lines = follow.stdout().iter().filter(|l| l.contains("@n3")).count();
-    assert_eq!(n3_lines, 3, "n3's lines were shown once: {:?}", follow.stdout());
+    assert_eq!(
+        n3_lines,
+        3,
+        "n3's lines were shown once: {:?}",
+        follow.stdout()
+    );
 }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, RestartPolicy,
@@ -20,9 +21,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
-use bollard::container::LogOutput;
 use bollard::Docker;
 use futures::StreamExt;
 use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, Resources, Task};
@@ -360,20 +361,25 @@ impl Executor for DockerExecutor {
             since: i32::try_from(read.since_ns / 1_000_000_000).unwrap_or(0),
             until: 0,
             timestamps: true,
-            tail: read.tail.map_or_else(|| "all".to_string(), |n| n.to_string()),
+            tail: read
+                .tail
+                .map_or_else(|| "all".to_string(), |n| n.to_string()),
         };
         let since_ns = read.since_ns;
         let id = container_id.to_string();
-        let lines = self.docker.logs(container_id, Some(opts)).filter_map(move |item| {
-            let line = match item {
-                Ok(LogOutput::StdOut { message }) => log_line(&message, false),
-                Ok(LogOutput::StdErr { message }) => log_line(&message, true),
-                Ok(LogOutput::StdIn { .. } | LogOutput::Console { .. }) => None,
-                Err(e) => Some(Err(classify("read logs of container", &id, e))),
-            };
-            let line = line.filter(|l| l.as_ref().map_or(true, |l| l.timestamp_ns >= since_ns));
-            futures::future::ready(line)
-        });
+        let lines = self
+            .docker
+            .logs(container_id, Some(opts))
+            .filter_map(move |item| {
+                let line = match item {
+                    Ok(LogOutput::StdOut { message }) => log_line(&message, false),
+                    Ok(LogOutput::StdErr { message }) => log_line(&message, true),
+                    Ok(LogOutput::StdIn { .. } | LogOutput::Console { .. }) => None,
+                    Err(e) => Some(Err(classify("read logs of container", &id, e))),
+                };
+                let line = line.filter(|l| l.as_ref().map_or(true, |l| l.timestamp_ns >= since_ns));
+                futures::future::ready(line)
+            });
         Ok(lines.boxed())
     }
 }

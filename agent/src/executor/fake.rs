@@ -362,7 +362,9 @@ impl Executor for FakeExecutor {
         };
         let (mut first, _) = lines(0).unwrap_or_default();
         if let Some(tail) = read.tail {
-            let skip = first.len().saturating_sub(usize::try_from(tail).unwrap_or(usize::MAX));
+            let skip = first
+                .len()
+                .saturating_sub(usize::try_from(tail).unwrap_or(usize::MAX));
             first.drain(..skip);
         }
         let seen = lines(0).map_or(0, |(all, _)| all.len());
@@ -375,28 +377,36 @@ impl Executor for FakeExecutor {
         let engine = self.engine.clone();
         let id = container_id.to_string();
         let rx = self.engine.changed.subscribe();
-        let rest = futures::stream::unfold((engine, id, rx, seen), move |(engine, id, mut rx, seen)| async move {
-            loop {
-                let now = {
-                    let s = engine.lock();
-                    s.containers.get(&id).map(|c| {
-                        (c.output[seen.min(c.output.len())..].to_vec(), c.run == FakeRun::Running, c.output.len())
-                    })
-                };
-                match now {
-                    Some((new, _, len)) if !new.is_empty() => {
-                        let batch: Vec<_> = new.into_iter().filter(|l| keep(l)).map(Ok).collect();
-                        return Some((futures::stream::iter(batch), (engine, id, rx, len)));
-                    }
-                    Some((_, true, _)) => {
-                        if rx.changed().await.is_err() {
-                            return None;
+        let rest = futures::stream::unfold(
+            (engine, id, rx, seen),
+            move |(engine, id, mut rx, seen)| async move {
+                loop {
+                    let now = {
+                        let s = engine.lock();
+                        s.containers.get(&id).map(|c| {
+                            (
+                                c.output[seen.min(c.output.len())..].to_vec(),
+                                c.run == FakeRun::Running,
+                                c.output.len(),
+                            )
+                        })
+                    };
+                    match now {
+                        Some((new, _, len)) if !new.is_empty() => {
+                            let batch: Vec<_> =
+                                new.into_iter().filter(|l| keep(l)).map(Ok).collect();
+                            return Some((futures::stream::iter(batch), (engine, id, rx, len)));
                         }
+                        Some((_, true, _)) => {
+                            if rx.changed().await.is_err() {
+                                return None;
+                            }
+                        }
+                        _ => return None,
                     }
-                    _ => return None,
                 }
-            }
-        });
+            },
+        );
         Ok(futures::stream::iter(first).chain(rest.flatten()).boxed())
     }
 }

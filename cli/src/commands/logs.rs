@@ -117,7 +117,9 @@ impl<'a> Lines<'a> {
         if !self.args.raw {
             let prefix = self.prefix(m);
             self.width = self.width.max(prefix.len());
-            line.extend_from_slice(format!("{prefix:<width$}    | ", width = self.width).as_bytes());
+            line.extend_from_slice(
+                format!("{prefix:<width$}    | ", width = self.width).as_bytes(),
+            );
         }
         line.extend_from_slice(&m.data);
         line.push(b'\n');
@@ -151,7 +153,8 @@ impl<'a> Lines<'a> {
 
 /// RFC 3339 with nanoseconds, UTC, as docker's `--timestamps`.
 fn timestamp(ns: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
     humantime::format_rfc3339_nanos(at).to_string()
 }
 
@@ -197,19 +200,28 @@ mod tests {
 
     #[test]
     fn lines_carry_task_and_node_as_docker_prints_them() {
-        let a = args(&["web"]).unwrap();
+        let a = args(&["web"]).expect("valid flags");
         let mut lines = Lines::new(&a);
         assert_eq!(
-            text(&mut lines, &message(1, "abcdefghijklmnopqrstuvwxy", "n1", "hello")),
+            text(
+                &mut lines,
+                &message(1, "abcdefghijklmnopqrstuvwxy", "n1", "hello")
+            ),
             "web.1.abcdefghijkl@n1    | hello\n"
         );
         // The column widens for a longer prefix and stays wide.
         assert_eq!(
-            text(&mut lines, &message(10, "zbcdefghijklmnopqrstuvwxy", "n1", "x")),
+            text(
+                &mut lines,
+                &message(10, "zbcdefghijklmnopqrstuvwxy", "n1", "x")
+            ),
             "web.10.zbcdefghijkl@n1    | x\n"
         );
         assert_eq!(
-            text(&mut lines, &message(2, "ybcdefghijklmnopqrstuvwxy", "n2", "y")),
+            text(
+                &mut lines,
+                &message(2, "ybcdefghijklmnopqrstuvwxy", "n2", "y")
+            ),
             "web.2.ybcdefghijkl@n2     | y\n"
         );
     }
@@ -218,45 +230,65 @@ mod tests {
     fn flags_change_the_prefix() {
         let m = message(3, "abcdefghijklmnopqrstuvwxy", "n1", "hi");
         let cases = [
-            (vec!["-t", "web"], "2023-11-14T22:13:20.123456789Z web.3.abcdefghijkl@n1    | hi\n"),
+            (
+                vec!["-t", "web"],
+                "2023-11-14T22:13:20.123456789Z web.3.abcdefghijkl@n1    | hi\n",
+            ),
             (vec!["--raw", "web"], "hi\n"),
-            (vec!["--raw", "-t", "web"], "2023-11-14T22:13:20.123456789Z hi\n"),
+            (
+                vec!["--raw", "-t", "web"],
+                "2023-11-14T22:13:20.123456789Z hi\n",
+            ),
             (vec!["--no-task-ids", "web"], "web.3@n1    | hi\n"),
-            (vec!["--no-trunc", "web"], "web.3.abcdefghijklmnopqrstuvwxy@n1    | hi\n"),
+            (
+                vec!["--no-trunc", "web"],
+                "web.3.abcdefghijklmnopqrstuvwxy@n1    | hi\n",
+            ),
             (
                 vec!["--no-resolve", "--no-task-ids", "web"],
                 "svc0123456789abcdef.3@n1-id0123456789    | hi\n",
             ),
         ];
         for (argv, want) in cases {
-            let a = args(&argv).unwrap();
+            let a = args(&argv).expect("valid flags");
             assert_eq!(text(&mut Lines::new(&a), &m), want, "{argv:?}");
         }
     }
 
     #[test]
     fn global_tasks_are_named_by_node() {
-        let a = args(&["--no-task-ids", "agent"]).unwrap();
+        let a = args(&["--no-task-ids", "agent"]).expect("valid flags");
         let m = message(0, "t1", "n2", "up");
-        assert_eq!(text(&mut Lines::new(&a), &m), "web.n2-id0123456789@n2    | up\n");
+        assert_eq!(
+            text(&mut Lines::new(&a), &m),
+            "web.n2-id0123456789@n2    | up\n"
+        );
     }
 
     #[test]
     fn bad_flags_are_refused_with_the_fix() {
         assert_eq!(
-            args(&["--tail", "ten", "web"]).err().unwrap(),
+            args(&["--tail", "ten", "web"]).expect_err("refused"),
             "error: invalid line count \"ten\" for --tail: use a whole number of 0 or more, or \"all\""
         );
         assert_eq!(
-            args(&["--since", "5x", "web"]).err().unwrap(),
+            args(&["--since", "5x", "web"]).expect_err("refused"),
             "error: invalid time \"5x\" for --since: use a UTC time such as 2013-01-02T13:23:37Z, a Unix time, or a duration before now such as 42m"
         );
         assert!(args(&[]).is_err());
-        let a = args(&["-n", "5", "--since", "2013-01-02T13:23:37Z", "web"]).unwrap();
+        let a = args(&["-n", "5", "--since", "2013-01-02T13:23:37Z", "web"]).expect("valid flags");
         assert_eq!(a.tail, 5);
         assert_eq!(a.since, Some(Since::At(1_357_133_017_000_000_000)));
-        assert_eq!(args(&["--since", "42m", "web"]).unwrap().since, Some(Since::Ago(std::time::Duration::from_secs(42 * 60))));
-        assert_eq!(args(&["--since", "1700000000.5", "web"]).unwrap().since, Some(Since::At(1_700_000_000_500_000_000)));
-        assert_eq!(args(&["web"]).unwrap().tail, -1);
+        assert_eq!(
+            args(&["--since", "42m", "web"]).expect("valid flags").since,
+            Some(Since::Ago(std::time::Duration::from_secs(42 * 60)))
+        );
+        assert_eq!(
+            args(&["--since", "1700000000.5", "web"])
+                .expect("valid flags")
+                .since,
+            Some(Since::At(1_700_000_000_500_000_000))
+        );
+        assert_eq!(args(&["web"]).expect("valid flags").tail, -1);
     }
 }

@@ -66,10 +66,7 @@ impl Driver {
     }
 
     fn follow(&self) -> bool {
-        self.subscription
-            .options
-            .as_ref()
-            .is_some_and(|o| o.follow)
+        self.subscription.options.as_ref().is_some_and(|o| o.follow)
     }
 
     pub(super) async fn run(
@@ -259,12 +256,10 @@ impl Driver {
             .filter(|(_, p)| p.pending())
             .map(|(n, _)| n.clone())
             .collect();
-        let down: Vec<String> = self.broker.store().view(|r| {
-            pending
-                .into_iter()
-                .filter(|n| is_down(r, n))
-                .collect()
-        });
+        let down: Vec<String> = self
+            .broker
+            .store()
+            .view(|r| pending.into_iter().filter(|n| is_down(r, n)).collect());
         for node in down {
             self.lose(&node, "is down").await;
         }

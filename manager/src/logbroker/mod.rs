@@ -43,7 +43,9 @@ const BACKLOG: usize = 64;
 pub enum LogsError {
     #[error("no such service or task: {0}")]
     NotFound(String),
-    #[error("{key:?} matches {count} services or tasks: give more of the id, or the service's name")]
+    #[error(
+        "{key:?} matches {count} services or tasks: give more of the id, or the service's name"
+    )]
     Ambiguous { key: String, count: usize },
     #[error("this manager is not the leader")]
     NotLeader { leader_addr: Option<String> },
@@ -113,7 +115,11 @@ struct Scope {
 }
 
 impl LogBroker {
-    pub fn new(store: Store, dispatcher: Dispatcher, leadership: watch::Receiver<Leadership>) -> Self {
+    pub fn new(
+        store: Store,
+        dispatcher: Dispatcher,
+        leadership: watch::Receiver<Leadership>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,

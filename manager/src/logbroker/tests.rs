@@ -142,7 +142,10 @@ async fn lines_of_every_node_arrive_named_and_the_stream_ends_when_all_closed() 
     let (_, mut n1) = f.broker.listen("n1");
     let (_, mut n2) = f.broker.listen("n2");
     let (_, mut n3) = f.broker.listen("n3");
-    let out = f.broker.subscribe(request("web-name", false)).unwrap();
+    let out = f
+        .broker
+        .subscribe(request("web-name", false))
+        .expect("subscribed");
     let s1 = next_subscription(&mut n1).await;
     let s2 = next_subscription(&mut n2).await;
     assert_eq!(s1.id, s2.id);
@@ -152,15 +155,29 @@ async fn lines_of_every_node_arrive_named_and_the_stream_ends_when_all_closed() 
     );
     // n3 holds no task of the service: not asked.
     assert!(n3.try_recv().is_err());
-    publish(&f.broker, &s1.id, "n1", vec![line("t1", 1, "one"), line("t1", 2, "two")], true).await;
+    publish(
+        &f.broker,
+        &s1.id,
+        "n1",
+        vec![line("t1", 1, "one"), line("t1", 2, "two")],
+        true,
+    )
+    .await;
     publish(&f.broker, &s2.id, "n2", vec![line("t2", 3, "three")], true).await;
     let (lines, warnings) = drain(out).await;
     assert_eq!(
         lines,
-        ["web-name.1@n1 one", "web-name.1@n1 two", "web-name.2@n2 three"]
+        [
+            "web-name.1@n1 one",
+            "web-name.1@n1 two",
+            "web-name.2@n2 three"
+        ]
     );
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert!(f.broker.publisher(&s1.id).is_none(), "the subscription is forgotten");
+    assert!(
+        f.broker.publisher(&s1.id).is_none(),
+        "the subscription is forgotten"
+    );
 }
 
 #[tokio::test]
@@ -173,7 +190,10 @@ async fn a_down_node_is_reported_once_and_not_waited_for() {
     })
     .await;
     let (_, mut n1) = f.broker.listen("n1");
-    let out = f.broker.subscribe(request("web", false)).unwrap();
+    let out = f
+        .broker
+        .subscribe(request("web", false))
+        .expect("subscribed");
     let s1 = next_subscription(&mut n1).await;
     publish(&f.broker, &s1.id, "n1", vec![line("t1", 1, "one")], true).await;
     let (lines, warnings) = drain(out).await;
@@ -185,7 +205,10 @@ async fn a_down_node_is_reported_once_and_not_waited_for() {
 async fn a_node_without_a_listener_is_reported() {
     let f = fixture().await;
     let (_, mut n1) = f.broker.listen("n1");
-    let out = f.broker.subscribe(request("t1", false)).unwrap();
+    let out = f
+        .broker
+        .subscribe(request("t1", false))
+        .expect("subscribed");
     let s1 = next_subscription(&mut n1).await;
     assert_eq!(
         s1.selector.map(|s| s.task_ids),
@@ -194,7 +217,10 @@ async fn a_node_without_a_listener_is_reported() {
     publish(&f.broker, &s1.id, "n1", vec![], true).await;
     assert_eq!(drain(out).await, (vec![], vec![]));
 
-    let out = f.broker.subscribe(request("t2", false)).unwrap();
+    let out = f
+        .broker
+        .subscribe(request("t2", false))
+        .expect("subscribed");
     assert_eq!(
         drain(out).await.1,
         ["node n2 is not connected: its logs are not shown"]
@@ -206,13 +232,19 @@ async fn a_silent_node_is_given_up_after_the_first_answer_deadline() {
     let f = fixture().await;
     let (_, mut n1) = f.broker.listen("n1");
     let (_, mut n2) = f.broker.listen("n2");
-    let out = f.broker.subscribe(request("web", false)).unwrap();
+    let out = f
+        .broker
+        .subscribe(request("web", false))
+        .expect("subscribed");
     let s1 = next_subscription(&mut n1).await;
     next_subscription(&mut n2).await;
     publish(&f.broker, &s1.id, "n1", vec![line("t1", 1, "one")], true).await;
     let (lines, warnings) = drain(out).await;
     assert_eq!(lines, ["web-name.1@n1 one"]);
-    assert_eq!(warnings, ["node n2 did not answer within 5s: its logs are not shown"]);
+    assert_eq!(
+        warnings,
+        ["node n2 did not answer within 5s: its logs are not shown"]
+    );
     // n2 is told to stop.
     let close = next_subscription(&mut n2).await;
     assert!(close.close);
@@ -223,10 +255,20 @@ async fn a_listener_that_drops_mid_stream_ends_the_wait_for_it() {
     let f = fixture().await;
     let (_, mut n1) = f.broker.listen("n1");
     let (n2_id, mut n2) = f.broker.listen("n2");
-    let out = f.broker.subscribe(request("web", false)).unwrap();
+    let out = f
+        .broker
+        .subscribe(request("web", false))
+        .expect("subscribed");
     let s1 = next_subscription(&mut n1).await;
     next_subscription(&mut n2).await;
-    publish(&f.broker, &s1.id, "n2", vec![line("t2", 1, "partial")], false).await;
+    publish(
+        &f.broker,
+        &s1.id,
+        "n2",
+        vec![line("t2", 1, "partial")],
+        false,
+    )
+    .await;
     f.broker.unlisten("n2", n2_id);
     publish(&f.broker, &s1.id, "n1", vec![], true).await;
     let (lines, warnings) = drain(out).await;
@@ -238,16 +280,19 @@ async fn a_listener_that_drops_mid_stream_ends_the_wait_for_it() {
 async fn a_broken_publish_stream_is_reported() {
     let f = fixture().await;
     let (_, mut n1) = f.broker.listen("n1");
-    let out = f.broker.subscribe(request("t1", false)).unwrap();
+    let out = f
+        .broker
+        .subscribe(request("t1", false))
+        .expect("subscribed");
     let s1 = next_subscription(&mut n1).await;
-    let tx = f.broker.publisher(&s1.id).unwrap();
+    let tx = f.broker.publisher(&s1.id).expect("as the test set up");
     tx.send(Published::Closed {
         node_id: "n1".into(),
         error: String::new(),
         clean: false,
     })
     .await
-    .unwrap();
+    .expect("as the test set up");
     assert_eq!(
         drain(out).await.1,
         ["node n1 went away: its logs are not shown"]
@@ -259,23 +304,40 @@ async fn following_resumes_a_node_that_comes_back_and_takes_in_new_nodes() {
     let f = fixture().await;
     let (_, mut n1) = f.broker.listen("n1");
     let (n2_id, mut n2) = f.broker.listen("n2");
-    let mut out = f.broker.subscribe(request("web", true)).unwrap();
+    let mut out = f
+        .broker
+        .subscribe(request("web", true))
+        .expect("subscribed");
     let s1 = next_subscription(&mut n1).await;
     next_subscription(&mut n2).await;
-    publish(&f.broker, &s1.id, "n2", vec![line("t2", 1_000, "before")], false).await;
-    let first = out.recv().await.unwrap().unwrap();
+    publish(
+        &f.broker,
+        &s1.id,
+        "n2",
+        vec![line("t2", 1_000, "before")],
+        false,
+    )
+    .await;
+    let first = out.recv().await.expect("a message").expect("no error");
     assert_eq!(first.messages.len(), 1);
 
     f.broker.unlisten("n2", n2_id);
-    let lost = out.recv().await.unwrap().unwrap();
-    assert_eq!(lost.warning, "node n2 went away: its logs stop here until it is back");
+    let lost = out.recv().await.expect("a message").expect("no error");
+    assert_eq!(
+        lost.warning,
+        "node n2 went away: its logs stop here until it is back"
+    );
 
     let (_, mut n2) = f.broker.listen("n2");
-    let back = out.recv().await.unwrap().unwrap();
+    let back = out.recv().await.expect("a message").expect("no error");
     assert_eq!(back.warning, "node n2 is back: following its logs again");
     let again = next_subscription(&mut n2).await;
-    let options = again.options.unwrap();
-    assert_eq!((options.since_ns, options.tail), (1_001, -1), "resumes after the last line");
+    let options = again.options.expect("as the test set up");
+    assert_eq!(
+        (options.since_ns, options.tail),
+        (1_001, -1),
+        "resumes after the last line"
+    );
 
     // A node that connects later (a task may land on it) is asked too.
     let (_, mut n3) = f.broker.listen("n3");
@@ -293,7 +355,10 @@ async fn a_following_stream_ends_with_an_error_when_leadership_is_lost() {
     let f = fixture().await;
     let (_, _n1) = f.broker.listen("n1");
     let (_, _n2) = f.broker.listen("n2");
-    let mut out = f.broker.subscribe(request("web", true)).unwrap();
+    let mut out = f
+        .broker
+        .subscribe(request("web", true))
+        .expect("subscribed");
     f.leader.send_replace(Leadership::default());
     let end = loop {
         match out.recv().await.expect("an error before the end") {
@@ -314,12 +379,21 @@ async fn a_following_stream_ends_with_an_error_when_leadership_is_lost() {
 async fn unknown_and_ambiguous_targets_are_refused() {
     let f = fixture().await;
     assert_eq!(
-        f.broker.subscribe(request("nope", false)).err().map(|e| e.to_string()),
+        f.broker
+            .subscribe(request("nope", false))
+            .err()
+            .map(|e| e.to_string()),
         Some("no such service or task: nope".to_string())
     );
     // "t" prefixes both tasks.
     assert_eq!(
-        f.broker.subscribe(request("t", false)).err().map(|e| e.to_string()),
-        Some("\"t\" matches 2 services or tasks: give more of the id, or the service's name".to_string())
+        f.broker
+            .subscribe(request("t", false))
+            .err()
+            .map(|e| e.to_string()),
+        Some(
+            "\"t\" matches 2 services or tasks: give more of the id, or the service's name"
+                .to_string()
+        )
     );
 }
