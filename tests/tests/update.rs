@@ -410,3 +410,65 @@ fn unhealthy_tasks_are_replaced_and_an_update_that_never_gets_healthy_rolls_back
         (running(&lab, 1, "web", "").0 == 4).then_some(())
     });
 }
+
+#[test]
+fn a_global_service_rolls_node_by_node_without_leaving_a_node_empty() {
+    require_lab!();
+    let lab = Arc::new(Lab::up(1, 2).expect("lab comes up"));
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "agent",
+            "--mode",
+            "global",
+            "--stop-signal",
+            "KILL",
+            "shoal-test/busybox:a",
+            "sleep",
+            "1000000",
+        ],
+    );
+    assert_eq!(running(&lab, 1, "agent", "shoal-test/busybox:a"), (3, 3));
+
+    // A poller watches every node keep a running task through a start-first update.
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (lab, stop) = (lab.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut fewest = usize::MAX;
+            while !stop.load(Ordering::Relaxed) {
+                let nodes: std::collections::BTreeSet<String> = tasks(&lab, 1, "agent")
+                    .iter()
+                    .filter(|t| is_running(t))
+                    .filter_map(|t| t["Node"].as_str().map(str::to_string))
+                    .collect();
+                fewest = fewest.min(nodes.len());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            fewest
+        })
+    };
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "update",
+            "--image",
+            "shoal-test/busybox:b",
+            "--update-order",
+            "start-first",
+            "agent",
+        ],
+    );
+    // The CLI returned once every node runs the new spec; "completed" follows the monitor.
+    assert_eq!(running(&lab, 1, "agent", "shoal-test/busybox:b"), (3, 3));
+    lab.wait(1, "the update completed", WAIT, || {
+        (update_state(&lab, 1, "agent") == "completed").then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let fewest = poller.join().expect("poller");
+    assert_eq!(fewest, 3, "a node was left without a running task");
+}

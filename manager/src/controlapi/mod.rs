@@ -119,9 +119,12 @@ impl ControlApi {
                     service.previous_spec_version = service.spec_version;
                     service.spec_version = version;
                     service.previous_spec = service.spec.replace(spec);
-                    // The rolling updater looks after replicated services only, so far;
-                    // a job runs again instead, as a new iteration.
-                    if service.mode() == ServiceMode::Replicated {
+                    // Services roll to the new spec; a job runs again instead, as a new
+                    // iteration.
+                    if matches!(
+                        service.mode(),
+                        ServiceMode::Replicated | ServiceMode::Global
+                    ) {
                         service.update_status = Some(updating("update in progress"));
                     } else if is_job(service.mode()) {
                         next_iteration(&mut service);

@@ -1,4 +1,5 @@
-//! Global services: one task on every eligible node.
+//! Global services: one task on every eligible node (two while a start-first update hands a
+//! node over from the old task to the new one).
 
 use std::collections::HashMap;
 
@@ -57,7 +58,17 @@ pub fn reconcile(
                 }
             }
             Some(task) => {
+                // A start-first update runs the node's new task beside its old one until the
+                // new one runs (the updater made it); then the old one goes.
+                let sv = service.spec_version;
+                let handing_over = task.spec_version == sv
+                    && task.desired() == TaskState::Running
+                    && task.state() != TaskState::Running
+                    && !task.state().is_terminal();
                 for extra in tasks {
+                    if handing_over && extra.spec_version != sv {
+                        continue;
+                    }
                     shut_down(tx, extra)?;
                 }
                 next = earliest(next, restart.supervise(tx, service, &task, now)?);

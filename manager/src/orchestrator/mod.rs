@@ -6,8 +6,9 @@
 //! the replacement runs), global services keep one task per eligible node ([`global`]),
 //! the restart supervisor ([`restart`]) replaces finished tasks under the service's
 //! restart policy, and the rolling updater ([`update`]) replaces the tasks of an older
-//! spec version in batches (it goes first for each replicated service; a pass in which it
-//! wrote leaves that service's reconciling to the next pass). Jobs ([`jobs`]) run their
+//! spec version in batches, slot by slot or node by node (it goes first for each
+//! replicated or global service; a pass in which it wrote leaves that service's
+//! reconciling to the next pass). Jobs ([`jobs`]) run their
 //! tasks to completion and re-run as a new iteration when their spec changes. The task
 //! reaper ([`taskreaper`]) is a loop of its own that bounds the history kept per slot.
 //!
@@ -116,12 +117,14 @@ impl Orchestrator {
                 let mut next = None;
                 for service in &services {
                     let due = match service.mode() {
-                        ServiceMode::Replicated => {
+                        mode @ (ServiceMode::Replicated | ServiceMode::Global) => {
                             // The updater goes first; when it wrote, the reconciler waits
                             // for the next pass to see its writes.
                             let update = updater.update(tx, service, now)?;
                             if update.acted {
                                 update.next
+                            } else if mode == ServiceMode::Global {
+                                earliest(update.next, global::reconcile(tx, service, restart, now)?)
                             } else {
                                 earliest(
                                     update.next,
@@ -129,7 +132,6 @@ impl Orchestrator {
                                 )
                             }
                         }
-                        ServiceMode::Global => global::reconcile(tx, service, restart, now)?,
                         // Jobs re-run on a spec change (a new iteration): no rolling update.
                         ServiceMode::ReplicatedJob => {
                             jobs::reconcile_replicated(tx, service, restart, now)?

@@ -1,9 +1,10 @@
-//! The rolling updater of replicated services.
+//! The rolling updater of replicated and global services.
 //!
 //! A task is old when its `spec_version` differs from its service's. While a service's
-//! `update_status` is UPDATING (or ROLLBACK_STARTED) and slots hold old tasks, the updater
+//! `update_status` is UPDATING (or ROLLBACK_STARTED) and places hold old tasks, the updater
 //! replaces them in batches of `parallelism` (0: all at once), the next batch once the
-//! previous batch's tasks run and `delay` has passed:
+//! previous batch's tasks run and `delay` has passed. A place is a slot of a replicated
+//! service, or a node of a global one ([`Place`]):
 //! - stop-first: the old task is shut down and its replacement created with desired READY;
 //!   it is raised to RUNNING once the old one is down (until then the replicated
 //!   reconciler leaves it waiting: [`predecessor_up`]);
@@ -21,7 +22,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use shoal_proto::{
-    FailureAction, Service, Task, TaskState, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
+    FailureAction, Service, ServiceMode, Task, TaskState, UpdateConfig, UpdateOrder, UpdateState,
+    UpdateStatus,
 };
 use tokio::time::Instant;
 
@@ -31,6 +33,23 @@ use crate::store::{Object, ReadTx, StoreError, WriteTx};
 
 /// Swarm's default monitor period.
 pub const DEFAULT_MONITOR: Duration = Duration::from_secs(5);
+
+/// Where a task belongs: its slot (replicated services), or its node (global services,
+/// whose tasks all have slot 0). A replacement takes its predecessor's place.
+type Place = (u64, String);
+
+fn place(service: &Service, task: &Task) -> Place {
+    if service.mode() == ServiceMode::Global {
+        (0, task.node_id.clone())
+    } else {
+        (task.slot, String::new())
+    }
+}
+
+/// Whether two tasks of one service hold the same place.
+fn same_place(a: &Task, b: &Task) -> bool {
+    a.slot == b.slot && (a.slot > 0 || a.node_id == b.node_id)
+}
 
 /// What one look at a service did.
 #[derive(Debug, Default)]
@@ -153,7 +172,7 @@ fn status(state: UpdateState, message: String, started_at_ms: i64) -> UpdateStat
 }
 
 impl Updater {
-    /// Look after the update of a replicated `service`, if one is under way.
+    /// Look after the update of a replicated or global `service`, if one is under way.
     pub fn update(
         &mut self,
         tx: &mut WriteTx<'_>,
@@ -167,10 +186,13 @@ impl Updater {
             });
         }
         let sv = service.spec_version;
-        let mut slots: BTreeMap<u64, Vec<Task>> = BTreeMap::new();
+        let mut slots: BTreeMap<Place, Vec<Task>> = BTreeMap::new();
         for task in tx.read().tasks_of_service(&service.id) {
             if task.desired() <= TaskState::Running {
-                slots.entry(task.slot).or_default().push(task.clone());
+                slots
+                    .entry(place(service, task))
+                    .or_default()
+                    .push(task.clone());
             }
         }
         let any_old = slots.values().flatten().any(|t| t.spec_version != sv);
@@ -306,10 +328,10 @@ impl Updater {
                         .any(|t| t.spec_version == sv && t.state() != TaskState::Running)
             })
             .count();
-        let todo: Vec<u64> = slots
+        let todo: Vec<Place> = slots
             .iter()
             .filter(|(_, ts)| ts.iter().all(|t| t.spec_version != sv))
-            .map(|(slot, _)| *slot)
+            .map(|(place, _)| place.clone())
             .collect();
         if in_flight > 0 {
             progress.idle_since = None;
@@ -350,8 +372,8 @@ impl Updater {
             0 => todo.len(),
             n => n.min(todo.len()),
         };
-        for slot in todo.into_iter().take(batch) {
-            let olds = slots.remove(&slot).unwrap_or_default();
+        for place in todo.into_iter().take(batch) {
+            let olds = slots.remove(&place).unwrap_or_default();
             let desired = match policy.order {
                 UpdateOrder::StartFirst => TaskState::Running,
                 UpdateOrder::StopFirst => {
@@ -366,7 +388,8 @@ impl Updater {
                     }
                 }
             };
-            let task = new_task(service, slot, "", desired);
+            let (slot, node_id) = place;
+            let task = new_task(service, slot, &node_id, desired);
             progress.watched.insert(task.id.clone(), Watch::Starting);
             if desired == TaskState::Ready {
                 self.waiting.insert(task.id.clone(), service.id.clone());
@@ -423,11 +446,11 @@ fn is_up(task: &Task) -> bool {
     task.state() >= TaskState::Assigned && !task.state().is_terminal()
 }
 
-/// Whether a task of `task`'s slot other than itself is still up while told to stop: a
+/// Whether a task of `task`'s place other than itself is still up while told to stop: a
 /// task desired READY waits for it (a stop-first replacement never runs beside the task it
 /// replaces).
 pub fn predecessor_up(r: &ReadTx<'_>, task: &Task) -> bool {
     r.tasks_of_service(&task.service_id).any(|t| {
-        t.slot == task.slot && t.id != task.id && t.desired() >= TaskState::Shutdown && is_up(t)
+        same_place(t, task) && t.id != task.id && t.desired() >= TaskState::Shutdown && is_up(t)
     })
 }

@@ -57,8 +57,25 @@ async fn set_status(store: &Store, id: &str, state: TaskState, err: &str) {
 
 impl Sim {
     async fn new(replicas: u64, update: UpdateConfig, rollback: Option<UpdateConfig>) -> Sim {
+        Self::with(service("s", replicas), replicas, update, rollback).await
+    }
+
+    /// A global service over the three nodes.
+    async fn global(update: UpdateConfig) -> Sim {
+        let mut svc = service("s", 0);
+        if let Some(spec) = svc.spec.as_mut() {
+            spec.mode = shoal_proto::ServiceMode::Global as i32;
+        }
+        Self::with(svc, 3, update, None).await
+    }
+
+    async fn with(
+        mut svc: Service,
+        replicas: u64,
+        update: UpdateConfig,
+        rollback: Option<UpdateConfig>,
+    ) -> Sim {
         let store = Store::in_memory();
-        let mut svc = service("s", replicas);
         let spec = svc.spec.as_mut().expect("spec");
         spec.update = Some(update);
         spec.rollback = rollback;
@@ -337,6 +354,66 @@ async fn start_first_keeps_every_replica_stop_first_one_batch_down() {
             }
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_global_service_rolls_node_by_node() {
+    for order in [UpdateOrder::StartFirst, UpdateOrder::StopFirst] {
+        let update = UpdateConfig {
+            order: order as i32,
+            ..config(1, 0, 0)
+        };
+        let mut sim = Sim::global(update).await;
+        sim.set_image(NEW).await;
+        sim.settle().await;
+        assert_eq!(sim.update_state(), UpdateState::Completed, "{order:?}");
+        // One live task per node, on the new image, each node replaced exactly once.
+        let per_node: BTreeMap<String, Vec<String>> = sim.store.view(|r| {
+            let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for t in r.tasks_of_service("s") {
+                if t.desired() <= TaskState::Running {
+                    m.entry(t.node_id.clone()).or_default().push(image_of(t));
+                }
+            }
+            m
+        });
+        assert_eq!(per_node.len(), 3, "{order:?}: {per_node:?}");
+        assert!(
+            per_node.values().all(|i| i == &[NEW]),
+            "{order:?}: {per_node:?}"
+        );
+        let version = sim.service().spec_version;
+        let created = sim.store.view(|r| {
+            r.tasks_of_service("s")
+                .filter(|t| t.spec_version == version)
+                .count()
+        });
+        assert_eq!(created, 3, "{order:?}: one new task per node");
+        match order {
+            UpdateOrder::StartFirst => {
+                assert_eq!(sim.fewest, 3, "never a node without a running task");
+                assert_eq!(sim.most, 4, "one node at a time");
+            }
+            UpdateOrder::StopFirst => {
+                assert_eq!(sim.fewest, 2, "one node down at a time");
+                assert_eq!(sim.most, 3);
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_global_update_that_fails_rolls_back() {
+    let update = UpdateConfig {
+        failure_action: FailureAction::Rollback as i32,
+        ..config(1, 0, 5)
+    };
+    let mut sim = Sim::global(update).await;
+    sim.set_image(BAD).await;
+    sim.wait(Duration::from_secs(10)).await;
+    assert_eq!(sim.update_state(), UpdateState::RollbackCompleted);
+    assert_eq!(sim.on_image(OLD), 3);
+    assert_eq!(sim.serving(), 3);
 }
 
 #[tokio::test(start_paused = true)]
