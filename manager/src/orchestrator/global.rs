@@ -45,7 +45,14 @@ pub fn reconcile(
             continue;
         }
         let mut tasks = tasks;
-        tasks.sort_by_key(|t| t.meta.as_ref().map_or(0, |m| m.created_at_ms));
+        // The task to keep goes last: of the current spec first, then the newest (two
+        // tasks made in the same millisecond tell apart by version alone).
+        tasks.sort_by_key(|t| {
+            (
+                t.spec_version == service.spec_version,
+                t.meta.as_ref().map_or(0, |m| m.created_at_ms),
+            )
+        });
         match tasks.pop() {
             None => {
                 if node.availability() == Availability::Active && node.state() == NodeState::Ready {

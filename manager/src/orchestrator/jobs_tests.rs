@@ -185,6 +185,35 @@ async fn a_failed_job_task_is_replaced_a_completed_one_is_not() {
 }
 
 #[tokio::test]
+async fn a_new_run_of_a_job_gets_its_restart_attempts_back() {
+    let store = Store::in_memory();
+    put(&store, vec![Object::Node(node("a"))]).await;
+    let mut spec = job_spec("batch", ServiceMode::ReplicatedJob, 1, 0);
+    if let Some(restart) = spec.task.as_mut().and_then(|t| t.restart.as_mut()) {
+        restart.max_attempts = 1;
+    }
+    let job = create(&store, spec).await;
+    let mut o = Orchestrator::new(store.clone());
+    let mut end = |_: &Task| TaskState::Failed;
+    for _ in 0..8 {
+        round(&store, &mut o, &mut end, &|_: &Store| {}).await;
+    }
+    let run = |n: u64| {
+        tasks_of(&store, &job.id)
+            .iter()
+            .filter(|t| t.job_iteration == n)
+            .count()
+    };
+    assert_eq!(run(1), 2, "the first task and its one restart");
+    // Run it again: the new run may restart once too.
+    update(&store, "batch", |s| s.force_update += 1).await;
+    for _ in 0..8 {
+        round(&store, &mut o, &mut end, &|_: &Store| {}).await;
+    }
+    assert_eq!(run(2), 2, "the new run's task and its one restart");
+}
+
+#[tokio::test]
 async fn updating_a_job_runs_it_again() {
     let store = Store::in_memory();
     put(

@@ -29,11 +29,20 @@ pub fn slot_key(task: &Task) -> SlotKey {
     (task.service_id.clone(), slot)
 }
 
+/// Whose restarts count together: one slot's tasks of one spec version and (jobs) one run.
+/// An update or a job's new run starts with no attempts used, as Swarm's restart history
+/// starts afresh with a new spec.
+type AttemptKey = (SlotKey, u64, u64);
+
+fn attempt_key(task: &Task) -> AttemptKey {
+    (slot_key(task), task.spec_version, task.job_iteration)
+}
+
 /// In-memory restart bookkeeping of the leader.
 #[derive(Default)]
 pub struct RestartSupervisor {
     delays: HashMap<String, Instant>,
-    attempts: HashMap<SlotKey, VecDeque<Instant>>,
+    attempts: HashMap<AttemptKey, VecDeque<Instant>>,
 }
 
 impl RestartSupervisor {
@@ -81,7 +90,7 @@ impl RestartSupervisor {
                 };
                 let replacement = new_task(service, task.slot, &task.node_id, desired);
                 self.attempts
-                    .entry(slot_key(task))
+                    .entry(attempt_key(task))
                     .or_default()
                     .push_back(now);
                 let next = if delay.is_zero() {
@@ -109,7 +118,7 @@ impl RestartSupervisor {
             return true;
         }
         let window = Duration::from_millis(policy.window_ms.max(0) as u64);
-        let attempts = self.attempts.entry(slot_key(task)).or_default();
+        let attempts = self.attempts.entry(attempt_key(task)).or_default();
         if !window.is_zero() {
             while attempts
                 .front()
@@ -123,7 +132,7 @@ impl RestartSupervisor {
 
     /// Forget slots and tasks that no longer exist.
     pub fn forget_service(&mut self, service_id: &str) {
-        self.attempts.retain(|(s, _), _| s != service_id);
+        self.attempts.retain(|((s, _), _, _), _| s != service_id);
     }
 }
 
