@@ -150,12 +150,9 @@ impl Orchestrator {
 
 fn relevant(event: &Event) -> bool {
     match event {
-        Event::Removed(Object::Service(s)) => {
-            // Handled by the reaper; nothing to reconcile.
-            let _ = s;
-            false
-        }
-        Event::Created(o) | Event::Updated(o) | Event::Removed(o) => match o {
+        // A removed service is the reaper's; nothing to reconcile.
+        Event::Removed(o) if matches!(**o, Object::Service(_)) => false,
+        Event::Created(o) | Event::Updated(o) | Event::Removed(o) => match &**o {
             Object::Service(_) | Object::Node(_) => true,
             // A task that ended or was shut down can leave a slot empty; one that runs or
             // cannot be placed ends the hand-over of a drained node's task.

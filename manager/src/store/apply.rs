@@ -1,6 +1,6 @@
 //! Applying committed batches to the tables: the half of the store that Raft drives.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use prost::Message;
 use shoal_proto::store_action::{Kind, Object as ActionObject};
@@ -60,14 +60,14 @@ impl StoreState {
                 let event = match Kind::try_from(action.kind) {
                     Ok(Kind::Create) => {
                         insert(&mut tables, object.clone());
-                        Event::Created(object)
+                        Event::Created(Arc::new(object))
                     }
                     Ok(Kind::Update) => {
                         insert(&mut tables, object.clone());
-                        Event::Updated(object)
+                        Event::Updated(Arc::new(object))
                     }
                     Ok(Kind::Remove) | Err(_) => match remove(&mut tables, &object) {
-                        Some(old) => Event::Removed(old),
+                        Some(old) => Event::Removed(Arc::new(old)),
                         None => continue,
                     },
                 };

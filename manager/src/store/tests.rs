@@ -126,11 +126,11 @@ async fn watch_sees_changes_in_order() {
         .expect("remove");
     assert!(matches!(
         watch.recv().await,
-        Ok(Event::Created(Object::Service(_)))
+        Ok(Event::Created(o)) if matches!(*o, Object::Service(_))
     ));
     assert!(matches!(
         watch.recv().await,
-        Ok(Event::Removed(Object::Service(_)))
+        Ok(Event::Removed(o)) if matches!(*o, Object::Service(_))
     ));
 }
 
