@@ -10,6 +10,7 @@
 //! carry this node's `shoal.node.id` label; every lookup filters on it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,17 +29,13 @@ use bollard::Docker;
 use futures::StreamExt;
 use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, Resources, Task};
 
+use super::docker_health::{self, HealthEvents};
 use super::{
     ContainerState, Controller, ExecError, Executor, ExitInfo, Health, LogLine, LogLines, LogRead,
 };
 
 /// Grace period between the stop signal and SIGKILL when the spec sets none (docker's).
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
-/// First pause between two looks at a container's health; doubles up to
-/// [`HEALTH_POLL_MAX`].
-pub const HEALTH_POLL_MIN: Duration = Duration::from_millis(100);
-/// Longest pause between two looks at a container's health.
-pub const HEALTH_POLL_MAX: Duration = Duration::from_secs(2);
 
 /// Runs tasks as containers on one Docker engine, for one node.
 #[derive(Clone)]
@@ -46,6 +43,7 @@ pub struct DockerExecutor {
     docker: Docker,
     node_id: String,
     node_name: String,
+    health: Arc<HealthEvents>,
 }
 
 impl std::fmt::Debug for DockerExecutor {
@@ -71,10 +69,12 @@ impl DockerExecutor {
             .negotiate_version()
             .await
             .map_err(|e| classify("negotiate the api version with", docker_host, e))?;
+        let health = HealthEvents::follow(docker.clone(), node_id.clone());
         Ok(Self {
             docker,
             node_id,
             node_name,
+            health,
         })
     }
 
@@ -307,6 +307,7 @@ impl Executor for DockerExecutor {
         }
         Ok(Box::new(DockerController {
             docker: self.docker.clone(),
+            health: self.health.clone(),
             node_id: self.node_id.clone(),
             node_name: self.node_name.clone(),
             task: task.clone(),
@@ -421,6 +422,7 @@ async fn remove(docker: &Docker, container_id: &str) -> Result<(), ExecError> {
 /// The [`Controller`] of one task on a Docker engine.
 pub struct DockerController {
     docker: Docker,
+    health: Arc<HealthEvents>,
     node_id: String,
     node_name: String,
     task: Task,
@@ -653,9 +655,8 @@ impl Controller for DockerController {
     }
 
     async fn wait_health(&mut self, seen: Health) -> Result<Option<Health>, ExecError> {
-        // docker reports health changes only in events and inspect: look again after a
-        // pause that grows from HEALTH_POLL_MIN to HEALTH_POLL_MAX.
-        let mut pause = HEALTH_POLL_MIN;
+        // Subscribe first, then look: a change after the look is an event in the queue.
+        let mut events = self.health.subscribe();
         loop {
             let Some(c) = self.inspect().await? else {
                 return Ok(None);
@@ -665,8 +666,7 @@ impl Controller for DockerController {
                 Some(h) if h != seen => return Ok(Some(h)),
                 Some(_) => {}
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(HEALTH_POLL_MAX);
+            docker_health::changed(&mut events, &c.container_id).await;
         }
     }
 

@@ -10,6 +10,7 @@
 //! task database and status reporting belong to the worker (`crate::worker`).
 
 pub mod docker;
+mod docker_health;
 pub mod fake;
 
 use async_trait::async_trait;
