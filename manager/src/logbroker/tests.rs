@@ -116,6 +116,29 @@ async fn publish(broker: &LogBroker, sub: &str, node: &str, lines: Vec<LogMessag
     }
 }
 
+/// A subscription to "web" (following or not) that both nodes have, and n2's first line
+/// (stamped `ns`) already relayed.
+struct Streaming {
+    id: String,
+    out: Out,
+    n1: mpsc::UnboundedReceiver<LogSubscription>,
+    n2_id: u64,
+}
+
+async fn streaming(f: &Fixture, follow: bool, ns: i64) -> Streaming {
+    let (_, mut n1) = f.broker.listen("n1");
+    let (n2_id, mut n2) = f.broker.listen("n2");
+    let mut out = subscribe(f, "web", follow);
+    let id = next_subscription(&mut n1).await.id;
+    next_subscription(&mut n2).await;
+    publish(&f.broker, &id, "n2", vec![line("t2", ns, "first")], false).await;
+    let first = out.recv().await.expect("a message").expect("no error");
+    assert_eq!(first.messages.len(), 1);
+    // n2's listener is dropped by the caller, or kept by the broker alone.
+    drop(n2);
+    Streaming { id, out, n1, n2_id }
+}
+
 /// Everything the stream carries until it ends: (lines as "node task text", warnings).
 async fn drain(mut out: Out) -> (Vec<String>, Vec<String>) {
     let mut lines = Vec::new();
@@ -244,24 +267,10 @@ async fn a_silent_node_is_given_up_after_the_first_answer_deadline() {
 #[tokio::test]
 async fn a_listener_that_drops_mid_stream_ends_the_wait_for_it() {
     let f = fixture().await;
-    let (_, mut n1) = f.broker.listen("n1");
-    let (n2_id, mut n2) = f.broker.listen("n2");
-    let mut out = subscribe(&f, "web", false);
-    let s1 = next_subscription(&mut n1).await;
-    next_subscription(&mut n2).await;
-    publish(
-        &f.broker,
-        &s1.id,
-        "n2",
-        vec![line("t2", 1, "partial")],
-        false,
-    )
-    .await;
-    // The line is relayed before the listener drops.
-    let first = out.recv().await.expect("a message").expect("no error");
-    assert_eq!(first.messages.len(), 1);
-    f.broker.unlisten("n2", n2_id);
-    publish(&f.broker, &s1.id, "n1", vec![], true).await;
+    let s = streaming(&f, false, 1).await;
+    f.broker.unlisten("n2", s.n2_id);
+    publish(&f.broker, &s.id, "n1", vec![], true).await;
+    let out = s.out;
     let (lines, warnings) = drain(out).await;
     assert!(lines.is_empty(), "{lines:?}");
     assert_eq!(warnings, ["node n2 went away: its logs may be incomplete"]);
@@ -290,22 +299,13 @@ async fn a_broken_publish_stream_is_reported() {
 #[tokio::test]
 async fn following_resumes_a_node_that_comes_back_and_takes_in_new_nodes() {
     let f = fixture().await;
-    let (_, mut n1) = f.broker.listen("n1");
-    let (n2_id, mut n2) = f.broker.listen("n2");
-    let mut out = subscribe(&f, "web", true);
-    let s1 = next_subscription(&mut n1).await;
-    next_subscription(&mut n2).await;
-    publish(
-        &f.broker,
-        &s1.id,
-        "n2",
-        vec![line("t2", 1_000, "before")],
-        false,
-    )
-    .await;
-    let first = out.recv().await.expect("a message").expect("no error");
-    assert_eq!(first.messages.len(), 1);
-
+    let Streaming {
+        id: s1,
+        mut out,
+        mut n1,
+        n2_id,
+        ..
+    } = streaming(&f, true, 1_000).await;
     f.broker.unlisten("n2", n2_id);
     let lost = out.recv().await.expect("a message").expect("no error");
     assert_eq!(
@@ -326,7 +326,7 @@ async fn following_resumes_a_node_that_comes_back_and_takes_in_new_nodes() {
 
     // A node that connects later (a task may land on it) is asked too.
     let (_, mut n3) = f.broker.listen("n3");
-    assert_eq!(next_subscription(&mut n3).await.id, s1.id);
+    assert_eq!(next_subscription(&mut n3).await.id, s1);
 
     // The reader goes away: every node is told to stop.
     drop(out);
