@@ -53,6 +53,9 @@ pub struct Line {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Waiting,
+    /// Every slot runs the current spec, and the update's monitor window is still open:
+    /// a task that fails now still pauses or rolls the update back (docker's "verify").
+    Verifying,
     Converged,
     Failed(String),
 }
@@ -216,7 +219,17 @@ pub fn assess(
     let outcome = if let Some(why) = failure(op, service.update_status.as_ref(), before) {
         Outcome::Failed(why)
     } else if done >= total && (total > 0 || mode == ServiceMode::Replicated) {
-        Outcome::Converged
+        let updating = service.update_status.as_ref().is_some_and(|u| {
+            matches!(
+                UpdateState::try_from(u.state),
+                Ok(UpdateState::Updating | UpdateState::RollbackStarted)
+            )
+        });
+        if updating {
+            Outcome::Verifying
+        } else {
+            Outcome::Converged
+        }
     } else {
         Outcome::Waiting
     };
@@ -293,6 +306,11 @@ impl Display {
         }
     }
 
+    fn verifying(&self) {
+        self.overall
+            .set_message("verify: Waiting for the update's monitor window to pass");
+    }
+
     fn finish(&self, verdict: &str) {
         for (_, bar) in &self.slots {
             bar.abandon();
@@ -357,6 +375,11 @@ pub async fn wait(
                     d.finish("");
                 }
                 bail!("{why}");
+            }
+            Outcome::Verifying => {
+                if let Some(d) = &display {
+                    d.verifying();
+                }
             }
             Outcome::Waiting => {}
         }
@@ -481,6 +504,30 @@ mod tests {
                 Op::Update,
                 Outcome::Converged,
                 (0, 0),
+            ),
+            (
+                "every slot new, the update still monitoring: verify",
+                svc(
+                    ServiceMode::Replicated,
+                    1,
+                    Some((UpdateState::Updating, "update in progress")),
+                ),
+                vec![t(1, "n1", 2, Running, Running, "")],
+                Op::Update,
+                Outcome::Verifying,
+                (1, 1),
+            ),
+            (
+                "a rollback verifies too",
+                svc(
+                    ServiceMode::Global,
+                    0,
+                    Some((UpdateState::RollbackStarted, "manually requested rollback")),
+                ),
+                vec![t(0, "n1", 2, Running, Running, "")],
+                Op::Rollback,
+                Outcome::Verifying,
+                (1, 1),
             ),
             (
                 "paused update fails",
