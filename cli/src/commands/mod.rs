@@ -11,6 +11,7 @@ pub mod node;
 pub mod progress;
 pub mod service;
 pub mod swarm;
+pub mod taskflags;
 pub mod update;
 
 /// `--format` of the list and inspect commands.

@@ -10,13 +10,13 @@ use serde::Serialize;
 use shoal_proto::names::{short_id, task_name};
 use shoal_proto::{
     ContainerSpec, CreateServiceRequest, GetServiceRequest, ListServicesRequest,
-    ListServicesResponse, ListTasksRequest, Placement, RemoveServiceRequest, Resources,
-    RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState,
-    UpdateServiceRequest,
+    ListServicesResponse, ListTasksRequest, Placement, RemoveServiceRequest, Service, ServiceMode,
+    ServiceSpec, Task, TaskSpec, TaskState, UpdateServiceRequest,
 };
 
 use super::logs::{self, LogsArgs};
 use super::progress::{self, Op, WaitArgs};
+use super::taskflags::{ResourceArgs, RestartArgs};
 use super::update::{self, RollbackPolicyArgs, ServiceArg, UpdateArgs, UpdatePolicyArgs};
 use super::{failures, print, print_blocks, print_lines, Format, LsArgs};
 use crate::client::Client;
@@ -61,13 +61,6 @@ pub enum Mode {
     GlobalJob,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Condition {
-    Any,
-    OnFailure,
-    None,
-}
-
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Service name
@@ -100,36 +93,16 @@ pub struct CreateArgs {
     /// Maximum number of tasks per node (default 0 = unlimited)
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = flag(parse::count))]
     replicas_max_per_node: Option<u64>,
-    /// Restart when condition is met (default any)
-    #[arg(long, value_enum, value_name = "CONDITION")]
-    restart_condition: Option<Condition>,
-    /// Delay between restart attempts, e.g. 5s (default 5s)
-    #[arg(long, value_name = "DURATION", value_parser = flag(parse::duration_ms))]
-    restart_delay: Option<i64>,
-    /// Maximum number of restarts before giving up (default: no limit)
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = flag(parse::count))]
-    restart_max_attempts: Option<u64>,
-    /// Window used to evaluate the restart policy, e.g. 1m
-    #[arg(long, value_name = "DURATION", value_parser = flag(parse::duration_ms))]
-    restart_window: Option<i64>,
+    #[command(flatten)]
+    restart: RestartArgs,
     /// Signal to stop the container
     #[arg(long, value_name = "SIGNAL")]
     stop_signal: Option<String>,
     /// Time to wait before force killing a container, e.g. 10s
     #[arg(long, value_name = "DURATION", value_parser = flag(parse::duration_ms))]
     stop_grace_period: Option<i64>,
-    /// Reserve CPUs, e.g. 0.5
-    #[arg(long, value_name = "CPUS", allow_negative_numbers = true, value_parser = flag(parse::nano_cpus))]
-    reserve_cpu: Option<i64>,
-    /// Reserve memory, e.g. 64M (units b, k, m, g)
-    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = flag(parse::memory_bytes))]
-    reserve_memory: Option<i64>,
-    /// Limit CPUs, e.g. 1.5
-    #[arg(long, value_name = "CPUS", allow_negative_numbers = true, value_parser = flag(parse::nano_cpus))]
-    limit_cpu: Option<i64>,
-    /// Limit memory, e.g. 512M (units b, k, m, g)
-    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = flag(parse::memory_bytes))]
-    limit_memory: Option<i64>,
+    #[command(flatten)]
+    resources: ResourceArgs,
     #[command(flatten)]
     update: UpdatePolicyArgs,
     #[command(flatten)]
@@ -299,26 +272,6 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
         bail!("--max-concurrent can only be used with replicated-job mode");
     }
     let max_replicas = args.replicas_max_per_node.unwrap_or(0);
-    let restart = (args.restart_condition.is_some()
-        || args.restart_delay.is_some()
-        || args.restart_max_attempts.is_some()
-        || args.restart_window.is_some())
-    .then(|| RestartPolicy {
-        condition: match args.restart_condition.unwrap_or(Condition::Any) {
-            Condition::Any => RestartCondition::Any,
-            Condition::OnFailure => RestartCondition::OnFailure,
-            Condition::None => RestartCondition::None,
-        } as i32,
-        delay_ms: args.restart_delay,
-        max_attempts: args.restart_max_attempts.unwrap_or(0),
-        window_ms: args.restart_window.unwrap_or(0),
-    });
-    let resources = |cpu: Option<i64>, memory: Option<i64>| {
-        (cpu.is_some() || memory.is_some()).then(|| Resources {
-            nano_cpus: cpu.unwrap_or(0),
-            memory_bytes: memory.unwrap_or(0),
-        })
-    };
     Ok(ServiceSpec {
         name: args.name.clone().unwrap_or_default(),
         labels: args.labels.iter().cloned().collect(),
@@ -333,9 +286,9 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
                 stop_grace_period_ms: args.stop_grace_period,
                 healthcheck: args.health.healthcheck(),
             }),
-            limits: resources(args.limit_cpu, args.limit_memory),
-            reservations: resources(args.reserve_cpu, args.reserve_memory),
-            restart,
+            limits: args.resources.limits(None),
+            reservations: args.resources.reservations(None),
+            restart: args.restart.apply(None),
             placement: (!args.constraints.is_empty()
                 || !args.placement_prefs.is_empty()
                 || max_replicas > 0)
@@ -765,6 +718,7 @@ mod tests {
     use crate::Cli;
     use clap::Parser;
     use shoal_proto::{Meta, ReplicaCount, TaskStatus};
+    use shoal_proto::{Resources, RestartCondition, RestartPolicy};
 
     fn create(argv: &[&str]) -> Result<ServiceSpec, String> {
         let mut full = vec!["shoal", "service", "create"];
