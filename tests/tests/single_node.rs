@@ -45,6 +45,16 @@ fn services_run_scale_restart_survive_a_crash_and_go() {
     node.wait("5 running containers", WAIT, || {
         (running_containers(&node).len() == 5).then_some(())
     });
+    // `node ps` (this node by default, or by name) lists the same tasks.
+    for args in [vec!["node", "ps"], vec!["node", "ps", node.name.as_str()]] {
+        let mut args = args;
+        args.extend(["--filter", "desired-state=running", "--format", "json"]);
+        let listed = shoal_tests::json_lines(&node.shoal_ok(&args));
+        assert_eq!(listed.len(), 5, "{args:?}: {listed:?}");
+        assert!(listed.iter().all(|t| t["Node"] == node.name.as_str()));
+    }
+    let missing = node.shoal(&["node", "ps", "nope"]);
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
 
     // A container killed behind Shoal's back is replaced by a new task and container.
     let before = running_containers(&node);

@@ -1,4 +1,4 @@
-//! `node ls|inspect|update|promote|demote|rm`.
+//! `node ls|inspect|ps|update|promote|demote|rm`.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use shoal_proto::{
     NodeSpec, NodeState, RemoveNodeRequest, TaskState, UpdateNodeRequest,
 };
 
+use super::service::{print_tasks, Filters, TaskListArgs};
 use super::{failures, print, print_blocks, print_lines, Format, LsArgs};
 use crate::client::Client;
 use crate::parse::{self, flag};
@@ -22,6 +23,8 @@ pub enum NodeCommand {
     Ls(LsArgs),
     /// Display detailed information on one or more nodes
     Inspect(InspectArgs),
+    /// List tasks running on one or more nodes, defaults to the current node
+    Ps(PsArgs),
     /// Update a node
     Update(UpdateArgs),
     /// Promote one or more nodes to manager in the swarm
@@ -111,10 +114,20 @@ pub struct InspectArgs {
     format: Option<Format>,
 }
 
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Node names, ids or id prefixes ("self": this node)
+    #[arg(value_name = "NODE", default_value = "self")]
+    nodes: Vec<String>,
+    #[command(flatten)]
+    list: TaskListArgs,
+}
+
 pub async fn run(host: &str, command: NodeCommand) -> Result<()> {
     let mut client = Client::connect(host).await?;
     match command {
         NodeCommand::Ls(args) => ls(&mut client, args).await,
+        NodeCommand::Ps(args) => ps(&mut client, &args).await,
         NodeCommand::Inspect(args) => inspect(&mut client, args).await,
         NodeCommand::Update(args) => update(&mut client, args).await,
         NodeCommand::Promote(args) => set_roles(&mut client, &args.nodes, NodeRole::Manager).await,
@@ -395,6 +408,49 @@ async fn inspect(client: &mut Client, args: InspectArgs) -> Result<()> {
         print(&format::json_pretty(&views)?)?;
     }
     failures(errors)
+}
+
+/// `node ps`: the tasks of the nodes named ("self" is the node the CLI talks to).
+async fn ps(client: &mut Client, args: &PsArgs) -> Result<()> {
+    let filters = Filters::new(&args.list.filters)?;
+    let mut tasks = Vec::new();
+    let mut node_names = std::collections::HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for name in &args.nodes {
+        let key = if name == "self" {
+            let info = client.info(InfoRequest {}).await?;
+            if info.node_id.is_empty() {
+                bail!("this node is not part of a swarm: name a node, or run `shoal swarm init`");
+            }
+            info.node_id
+        } else {
+            name.clone()
+        };
+        // Resolves the name first, so a missing node is an error and not an empty list.
+        let node = client
+            .get_node(GetNodeRequest { node: key })
+            .await?
+            .node
+            .unwrap_or_default();
+        if !seen.insert(node.id.clone()) {
+            continue;
+        }
+        let resp = client
+            .list_tasks(ListTasksRequest {
+                service: String::new(),
+                node: node.id.clone(),
+            })
+            .await?;
+        tasks.extend(resp.tasks);
+        node_names.extend(resp.node_names);
+    }
+    print_tasks(
+        tasks,
+        &node_names,
+        &Default::default(),
+        &args.list,
+        &filters,
+    )
 }
 
 #[cfg(test)]

@@ -128,6 +128,13 @@ pub struct PsArgs {
     /// Service names, ids or id prefixes
     #[arg(value_name = "SERVICE", required = true)]
     services: Vec<String>,
+    #[command(flatten)]
+    list: TaskListArgs,
+}
+
+/// How `service ps` and `node ps` list tasks.
+#[derive(Debug, Args)]
+pub struct TaskListArgs {
     /// Do not truncate output
     #[arg(long)]
     no_trunc: bool,
@@ -136,7 +143,7 @@ pub struct PsArgs {
     quiet: bool,
     /// Filter output: desired-state=running|shutdown|accepted, id=, name=, node=
     #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = flag(parse::filter))]
-    filters: Vec<(String, String)>,
+    pub filters: Vec<(String, String)>,
     /// Output format
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -201,7 +208,7 @@ pub async fn run(host: &str, command: ServiceCommand) -> Result<()> {
             }
         }
         ServiceCommand::Ps(args) => {
-            let filters = Filters::new(&args.filters)?;
+            let filters = Filters::new(&args.list.filters)?;
             let mut client = Client::connect(host).await?;
             ps(&mut client, &args, &filters).await
         }
@@ -426,7 +433,7 @@ fn service_rows(
 
 /// `service ps --filter`: values of one key are alternatives, keys must all match.
 #[derive(Debug, Default)]
-struct Filters {
+pub struct Filters {
     desired: Vec<TaskState>,
     ids: Vec<String>,
     names: Vec<String>,
@@ -434,7 +441,7 @@ struct Filters {
 }
 
 impl Filters {
-    fn new(pairs: &[(String, String)]) -> Result<Self> {
+    pub fn new(pairs: &[(String, String)]) -> Result<Self> {
         let mut f = Self::default();
         for (key, value) in pairs {
             match key.as_str() {
@@ -626,10 +633,22 @@ async fn ps(client: &mut Client, args: &PsArgs, filters: &Filters) -> Result<()>
         tasks.extend(resp.tasks);
         node_names.extend(resp.node_names);
     }
+    print_tasks(tasks, &node_names, &service_names, &args.list, filters)
+}
+
+/// Prints tasks as `service ps` and `node ps` do: filtered, sorted by name with each
+/// slot's history under it, as a table, JSON lines, or ids.
+pub fn print_tasks(
+    mut tasks: Vec<Task>,
+    node_names: &HashMap<String, String>,
+    service_names: &HashMap<String, String>,
+    args: &TaskListArgs,
+    filters: &Filters,
+) -> Result<()> {
     let table = args.format == Format::Table && !args.quiet;
     let view = TaskView {
-        node_names: &node_names,
-        service_names: &service_names,
+        node_names,
+        service_names,
         no_trunc: args.no_trunc,
         indent: table,
         now_ms: format::now_ms(),
