@@ -29,6 +29,9 @@ use crate::worker::TaskFeed;
 
 /// Lines sent in one publish message at most.
 const BATCH: usize = 256;
+/// Bytes of lines in one publish message at most (past the first line): gRPC refuses
+/// messages over 4 MiB, and docker splits long lines at 16 KiB.
+const BATCH_BYTES: usize = 512 * 1024;
 /// First wait before listening again after the listener broke; doubles up to 2 s.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -189,10 +192,14 @@ impl Publisher {
                 changed = feed.changed(), if lines_tx.is_some() => if !changed { break },
                 line = lines_rx.recv() => match line {
                     Some(Ok(first)) => {
+                        let mut bytes = first.data.len();
                         let mut batch = vec![first];
-                        while batch.len() < BATCH {
+                        while batch.len() < BATCH && bytes < BATCH_BYTES {
                             match lines_rx.try_recv() {
-                                Ok(Ok(m)) => batch.push(m),
+                                Ok(Ok(m)) => {
+                                    bytes += m.data.len();
+                                    batch.push(m);
+                                }
                                 Ok(Err(e)) => errors.push(e),
                                 Err(_) => break,
                             }

@@ -136,6 +136,29 @@ fn logs_of_a_service_and_a_task_with_dockers_flags() {
 }
 
 #[test]
+fn megabytes_of_long_lines_arrive_whole() {
+    require_env!();
+    let node = Node::start("logsbig").expect("shoald starts");
+    node.init();
+    // 200 lines of 40000 characters (~8 MB): the engine cuts each into 16 KiB frames, and
+    // the whole is more than one gRPC message may carry.
+    create(
+        &node,
+        "big",
+        "1",
+        "i=0; while [ $i -lt 200 ]; do printf '%040000d\\n' $i; i=$((i+1)); done; exec sleep 100000",
+    );
+    let run = node.wait("all 200 long lines", WAIT, || {
+        let run = node.shoal(&["service", "logs", "--raw", "big"]);
+        (run.ok() && run.stdout.lines().count() == 200).then_some(run)
+    });
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines.iter().all(|l| l.len() == 40000), "every line whole");
+    assert_eq!(lines[199].trim_start_matches('0'), "199");
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+}
+
+#[test]
 fn following_streams_new_lines_and_new_tasks() {
     require_env!();
     let node = Node::start("logsf").expect("shoald starts");

@@ -368,13 +368,14 @@ impl Executor for DockerExecutor {
         };
         let since_ns = read.since_ns;
         let id = container_id.to_string();
+        let mut joiner = Joiner::default();
         let lines = self
             .docker
             .logs(container_id, Some(opts))
             .filter_map(move |item| {
                 let line = match item {
-                    Ok(LogOutput::StdOut { message }) => log_line(&message, false),
-                    Ok(LogOutput::StdErr { message }) => log_line(&message, true),
+                    Ok(LogOutput::StdOut { message }) => joiner.frame(&message, false).map(Ok),
+                    Ok(LogOutput::StdErr { message }) => joiner.frame(&message, true).map(Ok),
                     Ok(LogOutput::StdIn { .. } | LogOutput::Console { .. }) => None,
                     Err(e) => Some(Err(classify("read logs of container", &id, e))),
                 };
@@ -385,23 +386,53 @@ impl Executor for DockerExecutor {
     }
 }
 
-/// One frame of `docker logs --timestamps`: `<RFC 3339 time> <line>\n`.
-fn log_line(frame: &[u8], stderr: bool) -> Option<Result<LogLine, ExecError>> {
-    let frame = frame.strip_suffix(b"\n").unwrap_or(frame);
-    let (stamp, data) = match frame.iter().position(|b| *b == b' ') {
-        Some(at) => (&frame[..at], &frame[at + 1..]),
-        None => (frame, &frame[frame.len()..]),
-    };
-    let timestamp_ns = std::str::from_utf8(stamp)
+/// Joins the frames of `docker logs --timestamps` into lines. A frame is
+/// `<RFC 3339 time> <text>`; the engine cuts lines longer than 16 KiB into frames that do
+/// not end in a newline, each with its own time: the line is their texts joined, stamped
+/// with the first one's time.
+#[derive(Default)]
+struct Joiner {
+    /// The unfinished line of stdout and of stderr.
+    partial: [Option<LogLine>; 2],
+}
+
+impl Joiner {
+    fn frame(&mut self, frame: &[u8], stderr: bool) -> Option<LogLine> {
+        let (text, complete) = match frame.strip_suffix(b"\n") {
+            Some(text) => (text, true),
+            None => (frame, false),
+        };
+        let (stamp, data) = match text.iter().position(|b| *b == b' ') {
+            Some(at) => (&text[..at], &text[at + 1..]),
+            None => (text, &text[text.len()..]),
+        };
+        let slot = &mut self.partial[usize::from(stderr)];
+        let line = match slot.as_mut() {
+            Some(line) => {
+                line.data.extend_from_slice(data);
+                slot.take()?
+            }
+            None => LogLine {
+                timestamp_ns: timestamp_ns(stamp),
+                stderr,
+                data: data.to_vec(),
+            },
+        };
+        if complete {
+            Some(line)
+        } else {
+            *slot = Some(line);
+            None
+        }
+    }
+}
+
+fn timestamp_ns(stamp: &[u8]) -> i64 {
+    std::str::from_utf8(stamp)
         .ok()
         .and_then(|s| humantime::parse_rfc3339(s).ok())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    Some(Ok(LogLine {
-        timestamp_ns,
-        stderr,
-        data: data.to_vec(),
-    }))
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 async fn remove(docker: &Docker, container_id: &str) -> Result<(), ExecError> {

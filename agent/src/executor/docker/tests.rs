@@ -574,3 +574,32 @@ async fn a_healthy_task_that_exits_reports_its_exit_code() {
     assert_eq!(last.exit_code, 3);
     ctl.remove().await.expect("remove");
 }
+
+#[test]
+fn frames_of_a_long_line_join_into_one_and_streams_stay_apart() {
+    let mut j = super::Joiner::default();
+    let t1 = "2026-11-25T15:00:00.000000001Z";
+    let t2 = "2026-11-25T15:00:00.000000002Z";
+    let frame = |t: &str, text: &str| format!("{t} {text}").into_bytes();
+    // Two stdout fragments around a complete stderr line, then the end of the stdout line.
+    assert_eq!(j.frame(&frame(t1, "aaa"), false), None);
+    let err = j
+        .frame(&frame(t2, "oops\n"), true)
+        .expect("a whole stderr line");
+    assert_eq!((err.data.as_slice(), err.stderr), (&b"oops"[..], true));
+    assert_eq!(j.frame(&frame(t2, "bbb"), false), None);
+    let out = j
+        .frame(&frame(t2, "ccc\n"), false)
+        .expect("the joined line");
+    assert_eq!(out.data, b"aaabbbccc");
+    assert_eq!(
+        out.timestamp_ns, 1_795_618_800_000_000_001,
+        "the first fragment's time"
+    );
+    assert!(!out.stderr);
+    // An empty line is a line.
+    assert_eq!(
+        j.frame(&frame(t1, "\n"), false).map(|l| l.data),
+        Some(Vec::new())
+    );
+}
