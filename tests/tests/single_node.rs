@@ -233,6 +233,60 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     });
     node.shoal_ok(&["service", "rm", "ghost"]);
 
+    // Updates that cannot work: refused before anything changes, or paused with the reason.
+    let keep_before = node.running_tasks("keep");
+    for (args, want) in [
+        (
+            vec!["service", "update", "--update-parallelism", "-1", "keep"],
+            "-1",
+        ),
+        (
+            vec![
+                "service",
+                "update",
+                "--update-max-failure-ratio",
+                "1.5",
+                "keep",
+            ],
+            "between 0 and 1",
+        ),
+        (
+            vec!["service", "update", "--update-delay", "5x", "keep"],
+            "5x",
+        ),
+        (vec!["service", "rollback", "keep"], "has no previous spec"),
+    ] {
+        let run = node.shoal(&args);
+        assert_ne!(run.code, 0, "{args:?} must fail");
+        assert!(run.stderr.contains(want), "{args:?}: {:?}", run.stderr);
+    }
+    let run = node.shoal(&["service", "update", "--image", "shoal-test/nope:1", "keep"]);
+    assert_eq!(
+        run.code, 1,
+        "an update no node can run fails: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("update paused")
+            && run
+                .stderr
+                .contains("image shoal-test/nope:1 not found on node"),
+        "{}",
+        run.stderr
+    );
+    // Stop-first stops the old task only once its replacement is prepared, and this one
+    // never was: the service runs on as it was (Swarm stops it first and leaves it down).
+    let during = node.running_tasks("keep");
+    assert_eq!(during.len(), keep_before.len(), "{during:?}");
+    assert_eq!(during[0]["ID"], keep_before[0]["ID"], "the very same task");
+    node.shoal_ok(&["service", "rollback", "keep"]);
+    let keep_after = node.running_tasks("keep");
+    assert_eq!(keep_after.len(), keep_before.len());
+    assert_eq!(
+        keep_after[0]["ID"], keep_before[0]["ID"],
+        "still the same task"
+    );
+
     let services_after = node.shoal_ok(&["service", "ls", "--format", "json"]);
     let services_after: BTreeSet<String> = shoal_tests::json_lines(&services_after)
         .iter()

@@ -7,7 +7,7 @@ use shoal_proto::{Availability, NodeState, Service, Task, TaskState};
 use tokio::time::Instant;
 
 use super::replicated::shut_down;
-use super::{earliest, new_task, restart::RestartSupervisor};
+use super::{earliest, new_task, restart::RestartSupervisor, update};
 use crate::scheduler::constraint;
 use crate::store::{Object, StoreError, WriteTx};
 
@@ -42,6 +42,10 @@ pub fn reconcile(
             for task in tasks {
                 shut_down(tx, task)?;
             }
+            continue;
+        }
+        if update::handing_over(service, &tasks) {
+            // A stop-first update hands this node over: the updater owns it.
             continue;
         }
         let mut tasks = tasks;

@@ -53,6 +53,7 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str, desired: TaskState)
             ..Default::default()
         }),
         job_iteration: job_iteration(service),
+        stop_first: false,
     }
 }
 
@@ -155,11 +156,13 @@ fn relevant(event: &Event) -> bool {
         Event::Created(o) | Event::Updated(o) | Event::Removed(o) => match &**o {
             Object::Service(_) | Object::Node(_) => true,
             // A task that ended or was shut down can leave a slot empty; one that runs or
-            // cannot be placed ends the hand-over of a drained node's task.
+            // cannot be placed ends the hand-over of a drained node's task; a stop-first
+            // replacement that is prepared lets its predecessor stop.
             Object::Task(t) => {
                 t.state().is_terminal()
                     || t.desired() >= TaskState::Shutdown
                     || matches!(t.state(), TaskState::Running | TaskState::Pending)
+                    || (t.stop_first && t.state() == TaskState::Ready)
             }
             Object::Cluster(_) => false,
         },

@@ -108,6 +108,15 @@ fn reconcile_slot(
     restart: &mut RestartSupervisor,
     now: Instant,
 ) -> Result<Option<Instant>, StoreError> {
+    // A stop-first update is handing this slot over: the updater owns it, unless the
+    // replacement's node went away.
+    let owned = tasks.iter().any(|t| {
+        update::handing_over(service, std::slice::from_ref(t))
+            && standing(tx.read(), t) == Standing::Fine
+    });
+    if owned {
+        return Ok(None);
+    }
     let mut staying = Vec::new();
     let mut leaving = Vec::new();
     // A start-first update put a task of the current spec beside the old one: the old one

@@ -5,9 +5,12 @@
 //! replaces them in batches of `parallelism` (0: all at once), the next batch once the
 //! previous batch's tasks run and `delay` has passed. A place is a slot of a replicated
 //! service, or a node of a global one ([`Place`]):
-//! - stop-first: the old task is shut down and its replacement created with desired READY;
-//!   it is raised to RUNNING once the old one is down (until then the replicated
-//!   reconciler leaves it waiting: [`predecessor_up`]);
+//! - stop-first: the replacement is created desired READY (`stop_first`) beside the old
+//!   task, which keeps running while the replacement's node prepares it; once it is READY
+//!   (image there, container created) the old task is shut down, and once that is down the
+//!   replacement is raised to RUNNING ([`Updater::hand_over`], read from the store, so a
+//!   new leader carries on). A replacement that cannot be prepared (no such image) ends
+//!   before the old task was touched: the update fails with the service as it was;
 //! - start-first: the replacement is created desired RUNNING beside the old task, which the
 //!   replicated reconciler shuts down once the replacement runs (as it does on a drain).
 //!
@@ -22,8 +25,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use shoal_proto::{
-    FailureAction, Service, ServiceMode, Task, TaskState, UpdateConfig, UpdateOrder, UpdateState,
-    UpdateStatus,
+    FailureAction, NodeState, Service, ServiceMode, Task, TaskState, UpdateConfig, UpdateOrder,
+    UpdateState, UpdateStatus,
 };
 use tokio::time::Instant;
 
@@ -96,14 +99,10 @@ impl Progress {
     }
 }
 
-/// The updater's in-memory bookkeeping; the store holds the rest.
+/// The updater's in-memory bookkeeping (timers, failure counts); the store holds the rest.
 #[derive(Debug, Default)]
 pub struct Updater {
     progress: HashMap<String, Progress>,
-    /// Stop-first replacements (task id -> service id) waiting, desired READY, for the
-    /// task they replace to stop. A new leader does not know them: the restart supervisor
-    /// then raises them after its delay.
-    waiting: HashMap<String, String>,
 }
 
 /// The policy an update of `service` runs with, defaults filled in as Swarm's.
@@ -179,7 +178,7 @@ impl Updater {
         service: &Service,
         now: Instant,
     ) -> Result<Outcome, StoreError> {
-        if self.raise_replacements(tx, service)? {
+        if Self::hand_over(tx, service)? {
             return Ok(Outcome {
                 acted: true,
                 next: Some(now),
@@ -317,15 +316,19 @@ impl Updater {
             });
         }
 
+        // A place is in flight while its new task has not ended and either an old task is
+        // still there or the new one does not run yet. (A new task that ended is a failure,
+        // counted above; its place keeps its old task if it still has one.)
         let in_flight = slots
             .values()
             .filter(|ts| {
-                let new = ts.iter().any(|t| t.spec_version == sv);
+                let live_new = ts.iter().any(|t| t.spec_version == sv && !ended(t));
                 let old = ts.iter().any(|t| t.spec_version != sv);
-                (new && old)
-                    || ts
-                        .iter()
-                        .any(|t| t.spec_version == sv && t.state() != TaskState::Running)
+                live_new
+                    && (old
+                        || ts
+                            .iter()
+                            .any(|t| t.spec_version == sv && t.state() != TaskState::Running))
             })
             .count();
         let todo: Vec<Place> = slots
@@ -374,26 +377,22 @@ impl Updater {
         };
         for place in todo.into_iter().take(batch) {
             let olds = slots.remove(&place).unwrap_or_default();
-            let desired = match policy.order {
-                UpdateOrder::StartFirst => TaskState::Running,
-                UpdateOrder::StopFirst => {
-                    let up = olds.iter().any(is_up);
+            let (slot, node_id) = place;
+            let task = match policy.order {
+                UpdateOrder::StartFirst => new_task(service, slot, &node_id, TaskState::Running),
+                // Nothing of the old runs: nothing to hand over.
+                UpdateOrder::StopFirst if !olds.iter().any(is_up) => {
                     for old in olds {
                         shut_down(tx, old)?;
                     }
-                    if up {
-                        TaskState::Ready
-                    } else {
-                        TaskState::Running
-                    }
+                    new_task(service, slot, &node_id, TaskState::Running)
                 }
+                UpdateOrder::StopFirst => Task {
+                    stop_first: true,
+                    ..new_task(service, slot, &node_id, TaskState::Ready)
+                },
             };
-            let (slot, node_id) = place;
-            let task = new_task(service, slot, &node_id, desired);
             progress.watched.insert(task.id.clone(), Watch::Starting);
-            if desired == TaskState::Ready {
-                self.waiting.insert(task.id.clone(), service.id.clone());
-            }
             tx.create(Object::Task(task))?;
         }
         Ok(Outcome {
@@ -402,30 +401,34 @@ impl Updater {
         })
     }
 
-    /// Raise the service's stop-first replacements whose predecessor is down. Returns
-    /// whether it wrote.
-    fn raise_replacements(
-        &mut self,
-        tx: &mut WriteTx<'_>,
-        service: &Service,
-    ) -> Result<bool, StoreError> {
-        let mine: Vec<String> = self
-            .waiting
-            .iter()
-            .filter(|(_, s)| **s == service.id)
-            .map(|(t, _)| t.clone())
-            .collect();
+    /// The stop-first hand-overs of `service`, as the store has them: a replacement that is
+    /// prepared (READY) has the live tasks of its place shut down; once none of them is up
+    /// it is raised to RUNNING. One that is still preparing, or ended (could not be
+    /// prepared), is left as it is, and so are the tasks it was to replace. Returns whether
+    /// it wrote.
+    fn hand_over(tx: &mut WriteTx<'_>, service: &Service) -> Result<bool, StoreError> {
+        let tasks: Vec<Task> = tx.read().tasks_of_service(&service.id).cloned().collect();
         let mut wrote = false;
-        for id in mine {
-            let Some(task) = tx.read().task(&id).cloned() else {
-                self.waiting.remove(&id);
-                continue;
-            };
-            if task.desired() != TaskState::Ready {
-                self.waiting.remove(&id);
-            } else if !predecessor_up(tx.read(), &task) {
-                self.waiting.remove(&id);
-                let mut started = task;
+        let replacements = tasks.iter().filter(|t| {
+            t.stop_first
+                && t.desired() == TaskState::Ready
+                && t.spec_version == service.spec_version
+                && t.state() == TaskState::Ready
+        });
+        for new in replacements {
+            let live: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| {
+                    t.id != new.id && same_place(t, new) && t.desired() <= TaskState::Running
+                })
+                .collect();
+            if !live.is_empty() {
+                for old in live {
+                    shut_down(tx, old.clone())?;
+                }
+                wrote = true;
+            } else if !predecessor_up(tx.read(), new) {
+                let mut started = new.clone();
                 started.desired_state = TaskState::Running as i32;
                 tx.update(Object::Task(started))?;
                 wrote = true;
@@ -437,7 +440,6 @@ impl Updater {
     /// Forget services that no longer exist.
     pub fn retain(&mut self, alive: impl Fn(&str) -> bool) {
         self.progress.retain(|id, _| alive(id));
-        self.waiting.retain(|_, s| alive(s));
     }
 }
 
@@ -447,10 +449,22 @@ fn is_up(task: &Task) -> bool {
 }
 
 /// Whether a task of `task`'s place other than itself is still up while told to stop: a
-/// task desired READY waits for it (a stop-first replacement never runs beside the task it
-/// replaces).
+/// stop-first replacement waits for it (it never runs beside the task it replaces).
 pub fn predecessor_up(r: &ReadTx<'_>, task: &Task) -> bool {
     r.tasks_of_service(&task.service_id).any(|t| {
-        same_place(t, task) && t.id != task.id && t.desired() >= TaskState::Shutdown && is_up(t)
+        same_place(t, task)
+            && t.id != task.id
+            && t.desired() >= TaskState::Shutdown
+            && is_up(t)
+            // A task on a node that is down never reports stopping: do not wait for it.
+            && r.node(&t.node_id).is_some_and(|n| n.state() != NodeState::Down)
+    })
+}
+
+/// Whether `tasks` (one place's) hold a stop-first replacement of the current spec still
+/// waiting to be started: the updater hands the place over, the reconcilers leave it alone.
+pub fn handing_over(service: &Service, tasks: &[Task]) -> bool {
+    tasks.iter().any(|t| {
+        t.stop_first && t.desired() == TaskState::Ready && t.spec_version == service.spec_version
     })
 }
