@@ -450,6 +450,12 @@ async fn unhealthy(
         }
         tracing::warn!(task = %task.id, "stopping the unhealthy container: {e}");
     }
+    // How the stopped process ended (SIGTERM: 143, killed after the grace: 137).
+    if let Ok(Some(c)) = ctl.inspect().await {
+        if let Some(code) = c.exit_code {
+            next.exit_code = code;
+        }
+    }
     next.state = TaskState::Failed as i32;
     next.message = TaskState::Failed.docker_name().to_string();
     next.err = UNHEALTHY_ERR.to_string();

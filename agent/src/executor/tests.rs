@@ -349,6 +349,7 @@ async fn unhealthy_after_running_fails_and_stops_the_container() {
     assert_eq!(st.err, "task: container is unhealthy");
     assert_eq!(st.health, "unhealthy");
     assert_eq!(c.engine.containers_of("t1")[0].run, FakeRun::Exited(143));
+    assert_eq!(st.exit_code, 143, "the stopped process's exit code");
 }
 
 #[tokio::test]

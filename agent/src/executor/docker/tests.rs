@@ -527,6 +527,10 @@ async fn a_healthcheck_that_starts_failing_fails_the_running_task() {
     assert_eq!(state(last), TaskState::Failed, "{seen:?}");
     assert_eq!(last.err, "task: container is unhealthy");
     assert_eq!(last.health, "unhealthy");
+    assert_ne!(
+        last.exit_code, 0,
+        "the stopped process's exit code: {last:?}"
+    );
     assert!(
         !is_running(&exec, &last.container_id).await,
         "still running"
