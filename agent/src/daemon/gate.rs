@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::tls::NodeTls;
-use futures::StreamExt;
 use shoal_manager::controlapi::ControlApi;
 use shoal_manager::logbroker::LogsApi;
 use shoal_proto::*;
@@ -129,7 +128,7 @@ impl Logs for ControlGate {
                     .subscribe_logs(request.into_inner())
                     .await?
                     .into_inner();
-                Ok(Response::new(Box::pin(stream.map(|m| m))))
+                Ok(Response::new(Box::pin(stream)))
             }
         }
     }
