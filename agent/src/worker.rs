@@ -171,16 +171,10 @@ impl Worker {
     /// The last status of every task this node holds, as stored: a new session reports them
     /// all, so nothing reported while no manager listened is lost.
     pub fn statuses(&self) -> Vec<(String, TaskStatus)> {
-        match self.ctx.db.list() {
-            Ok(all) => all
-                .into_iter()
-                .map(|(task, status)| (task.id, status))
-                .collect(),
-            Err(e) => {
-                tracing::warn!("reading the task database: {e}");
-                Vec::new()
-            }
-        }
+        stored(&self.ctx.db)
+            .into_iter()
+            .map(|(task, status)| (task.id, status))
+            .collect()
     }
 
     /// A live view of this node's tasks, for readers outside the worker (log publishers).
@@ -219,10 +213,7 @@ pub struct TaskFeed {
 impl TaskFeed {
     /// Every task the node holds now, with its last status.
     pub fn tasks(&self) -> Vec<(Task, TaskStatus)> {
-        self.db.list().unwrap_or_else(|e| {
-            tracing::warn!("reading the task database: {e}");
-            Vec::new()
-        })
+        stored(&self.db)
     }
 
     /// Waits until some task's status changed since the last call; false once the worker
@@ -230,6 +221,14 @@ impl TaskFeed {
     pub async fn changed(&mut self) -> bool {
         self.changes.changed().await.is_ok()
     }
+}
+
+/// Every stored task with its last status; none (and a warning) if the database fails.
+fn stored(db: &TaskDb) -> Vec<(Task, TaskStatus)> {
+    db.list().unwrap_or_else(|e| {
+        tracing::warn!("reading the task database: {e}");
+        Vec::new()
+    })
 }
 
 fn spawn(ctx: &Ctx, task: Task, status: TaskStatus) -> Supervisor {

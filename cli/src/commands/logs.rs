@@ -12,6 +12,7 @@ use shoal_proto::names::{short_id, task_name};
 use shoal_proto::{LogMessage, LogOptions, LogStream, SubscribeLogsRequest};
 
 use crate::client::Client;
+use crate::format;
 use crate::parse::{self, flag, Since};
 
 #[derive(Debug, Args)]
@@ -46,9 +47,7 @@ pub struct LogsArgs {
 }
 
 pub async fn logs(host: &str, args: &LogsArgs) -> Result<()> {
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let now_ns = format::now_ms().saturating_mul(1_000_000);
     let request = SubscribeLogsRequest {
         target: args.target.clone(),
         options: Some(LogOptions {

@@ -44,7 +44,7 @@ pub fn reconcile(
             }
             continue;
         }
-        if update::handing_over(service, &tasks) {
+        if tasks.iter().any(|t| update::is_handover(service, t)) {
             // A stop-first update hands this node over: the updater owns it.
             continue;
         }

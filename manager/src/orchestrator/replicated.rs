@@ -110,10 +110,9 @@ fn reconcile_slot(
 ) -> Result<Option<Instant>, StoreError> {
     // A stop-first update is handing this slot over: the updater owns it, unless the
     // replacement's node went away.
-    let owned = tasks.iter().any(|t| {
-        update::handing_over(service, std::slice::from_ref(t))
-            && standing(tx.read(), t) == Standing::Fine
-    });
+    let owned = tasks
+        .iter()
+        .any(|t| update::is_handover(service, t) && standing(tx.read(), t) == Standing::Fine);
     if owned {
         return Ok(None);
     }

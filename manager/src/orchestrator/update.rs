@@ -30,6 +30,7 @@ use shoal_proto::{
 };
 use tokio::time::Instant;
 
+use super::restart::slot_key;
 use super::{earliest, new_task, replicated::shut_down};
 use crate::clock::now_ms;
 use crate::store::{Object, ReadTx, StoreError, WriteTx};
@@ -51,7 +52,7 @@ fn place(service: &Service, task: &Task) -> Place {
 
 /// Whether two tasks of one service hold the same place.
 fn same_place(a: &Task, b: &Task) -> bool {
-    a.slot == b.slot && (a.slot > 0 || a.node_id == b.node_id)
+    slot_key(a) == slot_key(b)
 }
 
 /// What one look at a service did.
@@ -407,28 +408,30 @@ impl Updater {
     /// prepared), is left as it is, and so are the tasks it was to replace. Returns whether
     /// it wrote.
     fn hand_over(tx: &mut WriteTx<'_>, service: &Service) -> Result<bool, StoreError> {
-        let tasks: Vec<Task> = tx.read().tasks_of_service(&service.id).cloned().collect();
+        // Every pass looks at every service: only clone what is being handed over.
+        let prepared: Vec<Task> = tx
+            .read()
+            .tasks_of_service(&service.id)
+            .filter(|t| is_handover(service, t) && t.state() == TaskState::Ready)
+            .cloned()
+            .collect();
         let mut wrote = false;
-        let replacements = tasks.iter().filter(|t| {
-            t.stop_first
-                && t.desired() == TaskState::Ready
-                && t.spec_version == service.spec_version
-                && t.state() == TaskState::Ready
-        });
-        for new in replacements {
-            let live: Vec<&Task> = tasks
-                .iter()
+        for new in prepared {
+            let live: Vec<Task> = tx
+                .read()
+                .tasks_of_service(&service.id)
                 .filter(|t| {
-                    t.id != new.id && same_place(t, new) && t.desired() <= TaskState::Running
+                    t.id != new.id && same_place(t, &new) && t.desired() <= TaskState::Running
                 })
+                .cloned()
                 .collect();
             if !live.is_empty() {
                 for old in live {
-                    shut_down(tx, old.clone())?;
+                    shut_down(tx, old)?;
                 }
                 wrote = true;
-            } else if !predecessor_up(tx.read(), new) {
-                let mut started = new.clone();
+            } else if !predecessor_up(tx.read(), &new) {
+                let mut started = new;
                 started.desired_state = TaskState::Running as i32;
                 tx.update(Object::Task(started))?;
                 wrote = true;
@@ -461,10 +464,10 @@ pub fn predecessor_up(r: &ReadTx<'_>, task: &Task) -> bool {
     })
 }
 
-/// Whether `tasks` (one place's) hold a stop-first replacement of the current spec still
-/// waiting to be started: the updater hands the place over, the reconcilers leave it alone.
-pub fn handing_over(service: &Service, tasks: &[Task]) -> bool {
-    tasks.iter().any(|t| {
-        t.stop_first && t.desired() == TaskState::Ready && t.spec_version == service.spec_version
-    })
+/// Whether `task` is a stop-first replacement of the current spec still waiting to be
+/// started: the updater hands its place over, the reconcilers leave the place alone.
+pub fn is_handover(service: &Service, task: &Task) -> bool {
+    task.stop_first
+        && task.desired() == TaskState::Ready
+        && task.spec_version == service.spec_version
 }
