@@ -40,7 +40,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Publisher {
     client: LogBrokerClient<Channel>,
-    session_id: String,
     node_id: String,
     executor: Arc<dyn Executor>,
 }
@@ -48,13 +47,11 @@ pub struct Publisher {
 impl Publisher {
     pub fn new(
         channel: Channel,
-        session_id: String,
         node_id: String,
         executor: Arc<dyn Executor>,
     ) -> Self {
         Self {
             client: LogBrokerClient::new(channel),
-            session_id,
             node_id,
             executor,
         }
@@ -86,7 +83,7 @@ impl Publisher {
             .client
             .clone()
             .listen_subscriptions(ListenSubscriptionsRequest {
-                session_id: self.session_id.clone(),
+                node_id: self.node_id.clone(),
             })
             .await?
             .into_inner();
@@ -129,7 +126,7 @@ impl Publisher {
         let mut client = self.client.clone();
         let call = tokio::spawn(async move { client.publish_logs(ReceiverStream::new(rx)).await });
         let message = |messages: Vec<LogMessage>, close: bool, error: String| PublishLogsMessage {
-            session_id: self.session_id.clone(),
+            node_id: self.node_id.clone(),
             subscription_id: id.clone(),
             messages,
             close,

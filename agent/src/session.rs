@@ -170,7 +170,6 @@ async fn session(
     let _stop_logs = logs.clone().drop_guard();
     let publisher = Publisher::new(
         channel,
-        session_id.clone(),
         identity.node_id.clone(),
         worker.executor(),
     );

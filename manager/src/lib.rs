@@ -10,6 +10,7 @@
 //! reads back their status, nothing more. Components talk through the store only.
 
 pub mod ca;
+pub mod caller;
 pub mod clock;
 pub mod controlapi;
 pub mod dispatcher;

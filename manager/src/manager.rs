@@ -91,7 +91,7 @@ impl Manager {
         let store = Store::new(state, Arc::new(RaftProposer::new(raft.clone())));
         let dispatcher = Dispatcher::new(store.clone(), config.heartbeat_period);
         dispatcher.set_managers(vec![config.addr.clone()]);
-        let logs = LogBroker::new(store.clone(), dispatcher.clone(), raft.leadership());
+        let logs = LogBroker::new(store.clone(), raft.leadership());
         Ok(Self {
             config: Arc::new(config),
             store,

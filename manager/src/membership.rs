@@ -13,6 +13,7 @@ use shoal_proto::{
 use shoal_raft::{RaftError, RaftNode};
 use tonic::{Request, Response, Status};
 
+use crate::caller;
 use crate::store::{Object, Store, StoreError};
 
 /// Metadata key carrying the leader's address on a "not the leader" refusal.
@@ -106,10 +107,13 @@ impl shoal_proto::RaftMembership for MembershipApi {
         &self,
         request: Request<RaftJoinRequest>,
     ) -> Result<Response<RaftJoinResponse>, Status> {
-        let request = request.into_inner();
-        if request.raft_id == 0 || request.addr.is_empty() || request.node_id.is_empty() {
+        let caller = caller::identity(&request)?;
+        let mut request = request.into_inner();
+        caller::must_name(&caller, &request.node_id, "a raft join")?;
+        request.node_id = caller.node_id;
+        if request.raft_id == 0 || request.addr.is_empty() {
             return Err(Status::invalid_argument(
-                "a raft join needs a raft id, an address and a node id",
+                "a raft join needs a raft id and an address",
             ));
         }
         require_leader(&self.raft)?;
@@ -154,8 +158,21 @@ impl shoal_proto::RaftMembership for MembershipApi {
         &self,
         request: Request<RaftLeaveRequest>,
     ) -> Result<Response<RaftLeaveResponse>, Status> {
+        let caller = caller::identity(&request)?;
         let raft_id = request.into_inner().raft_id;
         require_leader(&self.raft)?;
+        // A manager takes only itself out of Raft.
+        let own = self.store.view(|r| {
+            r.node(&caller.node_id)
+                .and_then(|n| n.manager_status.as_ref())
+                .is_some_and(|m| m.raft_id == raft_id)
+        });
+        if !own {
+            return Err(Status::permission_denied(format!(
+                "permission denied: raft member {raft_id} is not the caller's (node {}): a manager leaves raft only for itself",
+                caller.node_id
+            )));
+        }
         let mut voters = voters(&self.raft);
         if !voters.remove(&raft_id) {
             return Ok(Response::new(RaftLeaveResponse {}));

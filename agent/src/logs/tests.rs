@@ -37,7 +37,7 @@ impl shoal_proto::LogBroker for FakeBroker {
         &self,
         request: Request<ListenSubscriptionsRequest>,
     ) -> Result<Response<Self::ListenSubscriptionsStream>, Status> {
-        assert_eq!(request.into_inner().session_id, "session-1");
+        assert_eq!(request.into_inner().node_id, "n1");
         let mut rx = self
             .subscriptions
             .lock()
@@ -110,7 +110,7 @@ impl Harness {
             .expect("endpoint")
             .connect_lazy();
         let cancel = CancellationToken::new();
-        let publisher = Publisher::new(channel, "session-1".into(), "n1".into(), worker.executor());
+        let publisher = Publisher::new(channel, "n1".into(), worker.executor());
         tokio::spawn(publisher.serve(worker.feed(), cancel.clone()));
         Self {
             engine,
@@ -182,7 +182,7 @@ async fn lines(stream: &mut Published, n: usize) -> (Vec<String>, bool) {
     tokio::time::timeout(LIMIT, async {
         while lines.len() < n && !closed {
             let Some(m) = stream.recv().await else { break };
-            assert_eq!(m.session_id, "session-1");
+            assert_eq!(m.node_id, "n1");
             for l in m.messages {
                 let task = l.context.map(|c| c.task_id).unwrap_or_default();
                 lines.push(format!("{task}:{}", String::from_utf8_lossy(&l.data)));

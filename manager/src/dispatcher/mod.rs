@@ -32,8 +32,8 @@ const GRACE_PERIODS: u32 = 3;
 pub enum DispatcherError {
     #[error("unknown session {0}: open a new session")]
     UnknownSession(String),
-    #[error("a session needs a node id")]
-    NoNodeId,
+    #[error("node {0} is not part of the swarm")]
+    NotInSwarm(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the dispatcher is shutting down")]

@@ -4,8 +4,8 @@ use std::pin::Pin;
 
 use futures::Stream;
 use shoal_proto::{
-    AssignmentsMessage, AssignmentsRequest, Availability, HeartbeatRequest, HeartbeatResponse,
-    Node, NodeRole, NodeSpec, NodeState, NodeStatus, SessionMessage, SessionRequest,
+    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, NodeState,
+    NodeStatus, SessionMessage, SessionRequest,
     UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use tokio::sync::mpsc;
@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{assignments, Dispatcher, DispatcherError};
+use crate::caller;
 use crate::ids::new_id;
 use crate::runloop::{self, Wake};
 use crate::store::{Event, Object, StoreError};
@@ -28,13 +29,22 @@ impl DispatcherApi {
     pub fn new(dispatcher: Dispatcher) -> Self {
         Self { dispatcher }
     }
+
+    /// The node of `session_id`, which must be the caller's own: a session id is no
+    /// credential, the certificate is.
+    fn session_node<T>(&self, request: &Request<T>, session_id: &str) -> Result<String, Status> {
+        let caller = caller::identity(request)?;
+        let node_id = self.dispatcher.node_of(session_id)?;
+        caller::must_name(&caller, &node_id, "a session")?;
+        Ok(node_id)
+    }
 }
 
 impl From<DispatcherError> for Status {
     fn from(e: DispatcherError) -> Self {
         match e {
             DispatcherError::UnknownSession(_) => Status::not_found(e.to_string()),
-            DispatcherError::NoNodeId => Status::invalid_argument(e.to_string()),
+            DispatcherError::NotInSwarm(node_id) => caller::not_in_swarm(&node_id),
             DispatcherError::Store(StoreError::NotLeader { leader_addr }) => {
                 crate::membership::not_leader(leader_addr.as_deref())
             }
@@ -54,18 +64,17 @@ impl shoal_proto::Dispatcher for DispatcherApi {
         &self,
         request: Request<SessionRequest>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let caller = caller::identity(&request)?;
         let request = request.into_inner();
-        if request.node_id.is_empty() {
-            return Err(DispatcherError::NoNodeId.into());
-        }
-        register(&self.dispatcher, &request).await?;
+        caller::must_name(&caller, &request.node_id, "a session")?;
+        let node_id = caller.node_id;
+        register(&self.dispatcher, &node_id, &request).await?;
         let session_id = new_id();
         self.dispatcher
-            .open_session(session_id.clone(), request.node_id.clone());
-        tracing::info!(node = %request.node_id, session = %session_id, "session opened");
+            .open_session(session_id.clone(), node_id.clone());
+        tracing::info!(node = %node_id, session = %session_id, "session opened");
         let (tx, rx) = mpsc::channel(1);
         let dispatcher = self.dispatcher.clone();
-        let node_id = request.node_id.clone();
         tokio::spawn(async move {
             // The first message, then a new one whenever the node's role or the set of
             // managers changes, until the agent goes away.
@@ -75,8 +84,12 @@ impl shoal_proto::Dispatcher for DispatcherApi {
             loop {
                 let role = dispatcher
                     .store()
-                    .view(|r| r.node(&node_id).map(|n| n.role() as i32))
-                    .unwrap_or_default();
+                    .view(|r| r.node(&node_id).map(|n| n.role() as i32));
+                let Some(role) = role else {
+                    // Removed from the swarm: the session ends now, not at the next beat.
+                    let _ = tx.send(Err(caller::not_in_swarm(&node_id))).await;
+                    break;
+                };
                 let message = SessionMessage {
                     session_id: session_id.clone(),
                     heartbeat_period_ms: dispatcher.period().as_millis() as i64,
@@ -105,7 +118,7 @@ impl shoal_proto::Dispatcher for DispatcherApi {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let node_id = self.dispatcher.node_of(&request.into_inner().session_id)?;
+        let node_id = self.session_node(&request, &request.get_ref().session_id)?;
         self.dispatcher.beat(&node_id);
         let down = self.dispatcher.store().view(|r| {
             r.node(&node_id)
@@ -123,7 +136,7 @@ impl shoal_proto::Dispatcher for DispatcherApi {
         &self,
         request: Request<AssignmentsRequest>,
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
-        let node_id = self.dispatcher.node_of(&request.into_inner().session_id)?;
+        let node_id = self.session_node(&request, &request.get_ref().session_id)?;
         let (tx, rx) = mpsc::channel(4);
         let store = self.dispatcher.store().clone();
         tokio::spawn(async move {
@@ -168,8 +181,8 @@ impl shoal_proto::Dispatcher for DispatcherApi {
         &self,
         request: Request<UpdateTaskStatusRequest>,
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+        let node_id = self.session_node(&request, &request.get_ref().session_id)?;
         let request = request.into_inner();
-        let node_id = self.dispatcher.node_of(&request.session_id)?;
         self.dispatcher
             .statuses()
             .submit(node_id, request.updates)
@@ -178,12 +191,14 @@ impl shoal_proto::Dispatcher for DispatcherApi {
     }
 }
 
-/// Create the node on its first session, or refresh its description; either way it is ready.
+/// Refresh the node's description and address from its session; it is ready. The node
+/// must be in the store already (joining put it there): a session never creates one.
 async fn register(
     dispatcher: &Dispatcher,
+    node_id: &str,
     request: &SessionRequest,
 ) -> Result<(), DispatcherError> {
-    mark_ready(dispatcher, &request.node_id, Some(request)).await
+    mark_ready(dispatcher, node_id, Some(request)).await
 }
 
 async fn mark_ready(
@@ -194,16 +209,9 @@ async fn mark_ready(
     dispatcher
         .store()
         .update(|tx| {
-            let mut node = tx.node(node_id).unwrap_or_else(|| Node {
-                id: node_id.to_string(),
-                spec: Some(NodeSpec {
-                    role: NodeRole::Worker as i32,
-                    availability: Availability::Active as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
-            let exists = node.meta.is_some();
+            let Some(mut node) = tx.node(node_id) else {
+                return Err(DispatcherError::NotInSwarm(node_id.to_string()));
+            };
             let mut addr = node
                 .status
                 .as_ref()
@@ -220,12 +228,8 @@ async fn mark_ready(
                 message: String::new(),
                 addr,
             });
-            if exists {
-                tx.update(Object::Node(node))
-            } else {
-                tx.create(Object::Node(node))
-            }
+            tx.update(Object::Node(node))?;
+            Ok(())
         })
-        .await?;
-    Ok(())
+        .await
 }

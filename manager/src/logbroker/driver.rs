@@ -41,8 +41,9 @@ pub(super) struct Driver {
     peers: HashMap<String, Peer>,
     /// The newest line relayed per node: where a following subscription resumes.
     last_ns: HashMap<String, i64>,
-    /// Task id -> (service name, slot), filled as lines arrive.
-    names: HashMap<String, (String, u64)>,
+    /// Task id -> its service, slot and node (`None`: not in the store), filled as lines
+    /// arrive.
+    names: HashMap<String, Option<TaskName>>,
     node_names: HashMap<String, String>,
 }
 
@@ -181,11 +182,15 @@ impl Driver {
     async fn published(&mut self, p: Published) {
         match p {
             Published::Lines { node_id, messages } => {
-                if let Some(peer) = self.peers.get_mut(&node_id) {
-                    if matches!(peer, Peer::Asked(_)) {
-                        *peer = Peer::Streaming;
-                    }
+                // Only a node this subscription asked may answer it.
+                let Some(peer) = self.peers.get_mut(&node_id) else {
+                    tracing::warn!(node = %node_id, "refused log lines from a node that was not asked");
+                    return;
+                };
+                if matches!(peer, Peer::Asked(_)) {
+                    *peer = Peer::Streaming;
                 }
+                let messages = self.name(&node_id, messages);
                 if messages.is_empty() {
                     return;
                 }
@@ -193,7 +198,6 @@ impl Driver {
                     let newest = self.last_ns.entry(node_id.clone()).or_insert(last);
                     *newest = (*newest).max(last);
                 }
-                let messages = self.name(&node_id, messages);
                 let _ = self
                     .out
                     .send(Ok(SubscribeLogsMessage {
@@ -322,7 +326,8 @@ impl Driver {
     }
 
     /// Fills in what the agent does not know: service and node names, slots. The node id is
-    /// the publishing session's, whatever the agent wrote.
+    /// the publishing certificate's, whatever the agent wrote, and a line of a task the
+    /// store does not hold on that node is dropped: a node speaks only for its own tasks.
     fn name(&mut self, node_id: &str, mut messages: Vec<LogMessage>) -> Vec<LogMessage> {
         let node_name = self.node_name(node_id);
         let unknown: Vec<String> = messages
@@ -334,31 +339,47 @@ impl Driver {
         if !unknown.is_empty() {
             self.broker.store().view(|r| {
                 for task_id in unknown {
-                    let named = r
-                        .task(&task_id)
-                        .map(|t| {
-                            let service = r
-                                .service(&t.service_id)
-                                .map(|s| s.name().to_string())
-                                .unwrap_or_else(|| t.service_name.clone());
-                            (service, t.slot)
-                        })
-                        .unwrap_or_default();
+                    let named = r.task(&task_id).map(|t| {
+                        let service = r
+                            .service(&t.service_id)
+                            .map(|s| s.name().to_string())
+                            .unwrap_or_else(|| t.service_name.clone());
+                        TaskName {
+                            service,
+                            slot: t.slot,
+                            node_id: t.node_id.clone(),
+                        }
+                    });
                     self.names.insert(task_id, named);
                 }
             });
         }
+        messages.retain(|m| {
+            let task_id = m.context.as_ref().map(|c| c.task_id.as_str()).unwrap_or("");
+            let own = matches!(self.names.get(task_id), Some(Some(t)) if t.node_id == node_id);
+            if !own {
+                tracing::warn!(node = %node_id, task = %task_id, "refused a log line for a task not on the publishing node");
+            }
+            own
+        });
         for m in &mut messages {
             let context = m.context.get_or_insert_with(LogContext::default);
             context.node_id = node_id.to_string();
             context.node_name = node_name.clone();
-            if let Some((service, slot)) = self.names.get(&context.task_id) {
-                if !service.is_empty() {
-                    context.service_name = service.clone();
+            if let Some(Some(task)) = self.names.get(&context.task_id) {
+                if !task.service.is_empty() {
+                    context.service_name = task.service.clone();
                 }
-                context.slot = *slot;
+                context.slot = task.slot;
             }
         }
         messages
     }
+}
+
+/// What the store says of a task whose lines are relayed.
+struct TaskName {
+    service: String,
+    slot: u64,
+    node_id: String,
 }

@@ -28,7 +28,6 @@ use shoal_proto::{LogMessage, LogSelector, LogSubscription, NodeState, Subscribe
 use shoal_raft::Leadership;
 use tokio::sync::{mpsc, watch};
 
-use crate::dispatcher::Dispatcher;
 use crate::store::{Lookup, ReadTx, Store};
 
 pub use service::{LogBrokerApi, LogsApi};
@@ -49,9 +48,7 @@ pub enum LogsError {
     Ambiguous { key: String, count: usize },
     #[error("this manager is not the leader")]
     NotLeader { leader_addr: Option<String> },
-    #[error("unknown session {0}: open a new session")]
-    UnknownSession(String),
-    #[error("a log stream must name its subscription and session in its first message")]
+    #[error("a log stream must name its subscription in its first message")]
     NoSubscription,
 }
 
@@ -95,7 +92,6 @@ pub struct LogBroker {
 
 struct Inner {
     store: Store,
-    dispatcher: Dispatcher,
     leadership: watch::Receiver<Leadership>,
     next_id: AtomicU64,
     /// Node id -> the listener its agent holds open.
@@ -115,15 +111,10 @@ struct Scope {
 }
 
 impl LogBroker {
-    pub fn new(
-        store: Store,
-        dispatcher: Dispatcher,
-        leadership: watch::Receiver<Leadership>,
-    ) -> Self {
+    pub fn new(store: Store, leadership: watch::Receiver<Leadership>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
-                dispatcher,
                 leadership,
                 next_id: AtomicU64::new(1),
                 listeners: Mutex::new(HashMap::new()),
@@ -134,6 +125,11 @@ impl LogBroker {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Whether the store holds `node_id` (a removed node's agent is not listened to).
+    fn has_node(&self, node_id: &str) -> bool {
+        self.store().view(|r| r.node(node_id).is_some())
     }
 
     fn next_id(&self) -> u64 {

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{LogBroker, LogsError, Published};
+use crate::caller;
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -22,7 +23,6 @@ impl From<LogsError> for Status {
             LogsError::NotLeader { leader_addr } => {
                 crate::membership::not_leader(leader_addr.as_deref())
             }
-            LogsError::UnknownSession(_) => Status::not_found(e.to_string()),
             LogsError::NoSubscription => Status::invalid_argument(e.to_string()),
         }
     }
@@ -85,13 +85,12 @@ impl shoal_proto::LogBroker for LogBrokerApi {
         &self,
         request: Request<ListenSubscriptionsRequest>,
     ) -> Result<Response<Self::ListenSubscriptionsStream>, Status> {
-        let session_id = request.into_inner().session_id;
-        let node_id = self
-            .broker
-            .inner
-            .dispatcher
-            .node_of(&session_id)
-            .map_err(|_| LogsError::UnknownSession(session_id))?;
+        let caller = caller::identity(&request)?;
+        caller::must_name(&caller, &request.get_ref().node_id, "a log listener")?;
+        let node_id = caller.node_id;
+        if !self.broker.has_node(&node_id) {
+            return Err(caller::not_in_swarm(&node_id));
+        }
         let (id, rx) = self.broker.listen(&node_id);
         tracing::debug!(node = %node_id, "log listener open");
         let guard = Unlisten {
@@ -110,6 +109,7 @@ impl shoal_proto::LogBroker for LogBrokerApi {
         &self,
         request: Request<Streaming<PublishLogsMessage>>,
     ) -> Result<Response<PublishLogsResponse>, Status> {
+        let caller = caller::identity(&request)?;
         let mut stream = request.into_inner();
         let Some(first) = stream.message().await? else {
             return Ok(Response::new(PublishLogsResponse {}));
@@ -117,12 +117,8 @@ impl shoal_proto::LogBroker for LogBrokerApi {
         if first.subscription_id.is_empty() {
             return Err(LogsError::NoSubscription.into());
         }
-        let node_id = self
-            .broker
-            .inner
-            .dispatcher
-            .node_of(&first.session_id)
-            .map_err(|_| LogsError::UnknownSession(first.session_id.clone()))?;
+        caller::must_name(&caller, &first.node_id, "a log stream")?;
+        let node_id = caller.node_id.clone();
         // The reader is gone: nothing to relay, and the agent stops when this returns.
         let Some(driver) = self.broker.publisher(&first.subscription_id) else {
             return Ok(Response::new(PublishLogsResponse {}));
@@ -132,8 +128,9 @@ impl shoal_proto::LogBroker for LogBrokerApi {
             let message = match next.take() {
                 Some(m) => m,
                 None => match stream.message().await {
-                    Ok(Some(m)) => m,
-                    Ok(None) | Err(_) => {
+                    Ok(Some(m)) if caller::must_name(&caller, &m.node_id, "a log stream").is_ok() => m,
+                    // The end, a broken stream, or a message naming another node.
+                    _ => {
                         let _ = driver
                             .send(Published::Closed {
                                 node_id: node_id.clone(),

@@ -48,13 +48,12 @@ async fn fixture() -> Fixture {
         ],
     )
     .await;
-    let dispatcher = Dispatcher::new(store.clone(), Duration::from_secs(5));
     let (leader, leadership) = watch::channel(Leadership {
         is_leader: true,
         ..Default::default()
     });
     Fixture {
-        broker: LogBroker::new(store, dispatcher, leadership),
+        broker: LogBroker::new(store, leadership),
         leader,
     }
 }
@@ -204,6 +203,35 @@ async fn lines_of_every_node_arrive_named_and_the_stream_ends_when_all_closed() 
         f.broker.publisher(&s1.id).is_none(),
         "the subscription is forgotten"
     );
+}
+
+#[tokio::test]
+async fn a_node_speaks_only_for_its_own_tasks_and_only_when_asked() {
+    let f = fixture().await;
+    let (_, mut n1) = f.broker.listen("n1");
+    let (_, mut n2) = f.broker.listen("n2");
+    let (_, _n3) = f.broker.listen("n3");
+    let out = subscribe(&f, "web-name", false);
+    let id = next_subscription(&mut n1).await.id;
+    next_subscription(&mut n2).await;
+    // n3 was not asked: whatever it publishes into the subscription is dropped.
+    publish(&f.broker, &id, "n3", vec![line("t1", 1, "forged by n3")], true).await;
+    // n1 publishing a line of n2's task, or of a task the store does not hold: dropped.
+    publish(
+        &f.broker,
+        &id,
+        "n1",
+        vec![
+            line("t2", 2, "forged by n1"),
+            line("t9", 3, "no such task"),
+            line("t1", 4, "own"),
+        ],
+        true,
+    )
+    .await;
+    publish(&f.broker, &id, "n2", vec![line("t2", 5, "two")], true).await;
+    let (lines, _) = drain(out).await;
+    assert_eq!(lines, ["web-name.1@n1 own", "web-name.2@n2 two"]);
 }
 
 #[tokio::test]

@@ -1,0 +1,156 @@
+//! Trust, on loopback: a node's identity is its certificate, never what a message says.
+//!
+//! The attack a read of the code found (issue 11): a worker holding its own certificate
+//! asked the manager for a session as another node and got that node's assignments, their
+//! environment included, and blanked its description so the constraint enforcer shut its
+//! tasks down. Every such request is refused now; this test keeps the attack.
+
+use std::time::Duration;
+
+use shoal_proto::{
+    DispatcherClient, HeartbeatRequest, ListenSubscriptionsRequest, LogBrokerClient,
+    SessionRequest,
+};
+use shoal_tests::{json_lines, require_env, Node};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn join_worker(manager: &Node, prefix: &str) -> Node {
+    let worker = Node::start(prefix).expect("shoald starts");
+    let token = manager.shoal_ok(&["swarm", "join-token", "-q", "worker"]);
+    let out = worker.shoal(&[
+        "swarm",
+        "join",
+        "--token",
+        token.trim(),
+        "--listen-addr",
+        "127.0.0.1:0",
+        &manager.addr(),
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, worker.log_tail());
+    worker
+}
+
+fn hostname_of(manager: &Node, node_id: &str) -> String {
+    json_lines(&manager.shoal_ok(&["node", "ls", "--format", "json"]))
+        .iter()
+        .find(|n| n["ID"].as_str().is_some_and(|id| node_id.starts_with(id)))
+        .map(|n| n["Hostname"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_worker_cannot_speak_for_another_node() {
+    require_env!();
+    let m = Node::start("m").expect("shoald starts");
+    m.init();
+    let w2 = join_worker(&m, "w2");
+    let w3 = join_worker(&m, "w3");
+    let w3_id = w3.node_id();
+    m.shoal_ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "pinned",
+        "--replicas",
+        "2",
+        "--env",
+        "TOKEN=s3cret-of-w3",
+        "--constraint",
+        &format!("node.hostname=={}", w3.name),
+        "shoal-test/busybox:a",
+        "sleep",
+        "100000",
+    ]);
+    m.wait("both tasks running on w3", LONG, || {
+        let running = m.running_tasks("pinned");
+        (running.len() == 2 && running.iter().all(|t| t["Node"] == w3.name.as_str()))
+            .then_some(())
+    });
+
+    let certs = shoal_pki::NodeCerts::load(&w2.data_dir().join("certificates"))
+        .expect("readable")
+        .expect("w2 has certificates");
+    let manager_addr = m.addr();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = shoal_pki::TlsClient::new(&certs).expect("client");
+        let channel = shoal_pki::channel(&manager_addr, &tls)
+            .await
+            .expect("w2's certificate is valid");
+        let mut dispatcher = DispatcherClient::new(channel.clone());
+
+        // A session as w3, with an empty description: refused, naming both nodes.
+        let err = dispatcher
+            .session(SessionRequest {
+                node_id: w3_id.clone(),
+                description: None,
+                addr: String::new(),
+            })
+            .await
+            .expect_err("a session for another node");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+        assert!(err.message().contains(&w3_id), "{err}");
+
+        // Its own session works, and carries none of w3's assignments.
+        let mut session = dispatcher
+            .session(SessionRequest {
+                node_id: String::new(),
+                description: None,
+                addr: String::new(),
+            })
+            .await
+            .expect("w2's own session")
+            .into_inner();
+        let first = session
+            .message()
+            .await
+            .expect("no error")
+            .expect("a first message");
+        let mut assignments = dispatcher
+            .assignments(shoal_proto::AssignmentsRequest {
+                session_id: first.session_id.clone(),
+            })
+            .await
+            .expect("w2's assignments")
+            .into_inner();
+        let mine = assignments
+            .message()
+            .await
+            .expect("no error")
+            .expect("a first set");
+        assert!(
+            mine.tasks.iter().all(|t| t.node_id != w3_id),
+            "w3's tasks handed to w2: {:?}",
+            mine.tasks
+        );
+        assert!(!format!("{mine:?}").contains("s3cret-of-w3"));
+
+        // A session id is no credential: one that is not w2's is refused.
+        let err = dispatcher
+            .heartbeat(HeartbeatRequest {
+                session_id: "not-a-session".into(),
+            })
+            .await
+            .expect_err("an unknown session");
+        assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+
+        // The log broker takes the node from the certificate too.
+        let err = LogBrokerClient::new(channel)
+            .listen_subscriptions(ListenSubscriptionsRequest {
+                node_id: w3_id.clone(),
+            })
+            .await
+            .expect_err("a log listener for another node");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    });
+
+    // w3 is untouched: its name, its tasks (still the same two, running).
+    assert_eq!(hostname_of(&m, &w3_id), w3.name);
+    let running = m.running_tasks("pinned");
+    assert_eq!(running.len(), 2, "{running:?}");
+    let all = m.tasks("pinned");
+    assert_eq!(all.len(), 2, "no task was replaced: {all:?}");
+}
