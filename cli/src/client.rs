@@ -145,6 +145,10 @@ rpcs! {
     control.remove_node(RemoveNodeRequest) -> RemoveNodeResponse;
     control.get_join_tokens(GetJoinTokensRequest) -> GetJoinTokensResponse;
     control.rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
+    control.create_network(CreateNetworkRequest) -> CreateNetworkResponse;
+    control.get_network(GetNetworkRequest) -> GetNetworkResponse;
+    control.list_networks(ListNetworksRequest) -> ListNetworksResponse;
+    control.remove_network(RemoveNetworkRequest) -> RemoveNetworkResponse;
     admin.init(InitRequest) -> InitResponse;
     admin.join(JoinRequest) -> JoinResponse;
     admin.leave(LeaveRequest) -> LeaveResponse;

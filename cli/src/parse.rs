@@ -186,6 +186,31 @@ pub fn label_key(s: &str) -> Result<String, Invalid> {
     Ok(s.to_string())
 }
 
+/// `--network NAME`, or the long form `name=NAME,alias=A[,alias=B]` (docker's `target=`
+/// for `name=` too): a network and the extra names the service answers to on it.
+pub fn network(s: &str) -> Result<shoal_proto::NetworkAttachmentConfig, Invalid> {
+    const HINT: &str = "use NAME, or name=NAME,alias=ALIAS";
+    let mut config = shoal_proto::NetworkAttachmentConfig::default();
+    if !s.contains('=') {
+        if s.trim().is_empty() || s.contains(',') {
+            return Err(Invalid::new("network", s, HINT));
+        }
+        config.target = s.trim().to_string();
+        return Ok(config);
+    }
+    for field in s.split(',') {
+        match field.split_once('=') {
+            Some(("name" | "target", v)) if !v.is_empty() => config.target = v.to_string(),
+            Some(("alias", v)) if !v.is_empty() => config.aliases.push(v.to_string()),
+            _ => return Err(Invalid::new("network", s, HINT)),
+        }
+    }
+    if config.target.is_empty() {
+        return Err(Invalid::new("network", s, HINT));
+    }
+    Ok(config)
+}
+
 /// `KEY=VALUE`, or `KEY` alone for an empty value, as docker's `--label` takes it.
 pub fn key_value(s: &str) -> Result<(String, String), Invalid> {
     let (key, value) = s.split_once('=').unwrap_or((s, ""));

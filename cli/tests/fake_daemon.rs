@@ -304,6 +304,34 @@ impl Control for Fake {
         Ok(Response::new(resp))
     }
 
+    async fn create_network(
+        &self,
+        _request: Request<shoal_proto::CreateNetworkRequest>,
+    ) -> Result<Response<shoal_proto::CreateNetworkResponse>, Status> {
+        Err(Status::unimplemented("the fake daemon has no networks"))
+    }
+
+    async fn get_network(
+        &self,
+        _request: Request<shoal_proto::GetNetworkRequest>,
+    ) -> Result<Response<shoal_proto::GetNetworkResponse>, Status> {
+        Err(Status::unimplemented("the fake daemon has no networks"))
+    }
+
+    async fn list_networks(
+        &self,
+        _request: Request<shoal_proto::ListNetworksRequest>,
+    ) -> Result<Response<shoal_proto::ListNetworksResponse>, Status> {
+        Err(Status::unimplemented("the fake daemon has no networks"))
+    }
+
+    async fn remove_network(
+        &self,
+        _request: Request<shoal_proto::RemoveNetworkRequest>,
+    ) -> Result<Response<shoal_proto::RemoveNetworkResponse>, Status> {
+        Err(Status::unimplemented("the fake daemon has no networks"))
+    }
+
     async fn list_tasks(
         &self,
         request: Request<ListTasksRequest>,

@@ -1,14 +1,15 @@
 //! Shoal's manager: the replicated store and every component that runs on it.
 //!
 //! It owns the in-memory object store ([`store`]) whose writes commit through Raft, the
-//! Control API ([`controlapi`]), the orchestrators ([`orchestrator`]), the scheduler
-//! ([`scheduler`]), the dispatcher that agents hold sessions with ([`dispatcher`]), the log
+//! Control API ([`controlapi`]), the orchestrators ([`orchestrator`]), the overlay address
+//! allocator ([`allocator`]), the scheduler ([`scheduler`]), the dispatcher that agents hold sessions with ([`dispatcher`]), the log
 //! broker that relays `service logs` from agents ([`logbroker`]), and the leadership switch
 //! that runs the leader-only loops ([`manager`]).
 //!
 //! It must not know about Docker, containers or the CLI: it hands tasks to agents and
 //! reads back their status, nothing more. Components talk through the store only.
 
+pub mod allocator;
 pub mod ca;
 pub mod caller;
 pub mod clock;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use shoal_proto::{
     Availability, CaServer, Cluster, ClusterSpec, ControlServer, DispatcherServer, LogBrokerServer,
-    ManagerStatus, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
+    ManagerStatus, Network, NetworkSpec, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
     RaftMembershipServer, RootCa, StoreSnapshot,
 };
 use shoal_raft::{PeerConnector, RaftConfig, RaftError, RaftNode};
@@ -22,6 +22,8 @@ use crate::dispatcher::{Dispatcher, DispatcherApi, DEFAULT_HEARTBEAT_PERIOD};
 use crate::logbroker::{LogBroker, LogBrokerApi, LogsApi};
 use crate::membership::MembershipApi;
 use crate::orchestrator::taskreaper::{TaskReaper, DEFAULT_HISTORY_LIMIT};
+use crate::allocator::ipam::Pools;
+use crate::allocator::{allocate_network, AddrPool, Allocator};
 use crate::orchestrator::Orchestrator;
 use crate::raft_proposer::RaftProposer;
 use crate::roles::RoleManager;
@@ -36,6 +38,8 @@ pub enum ManagerError {
     Store(#[from] StoreError),
     #[error("this manager did not become leader within {0:?}")]
     NoLeadership(Duration),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 #[derive(Clone, Debug)]
@@ -146,7 +150,10 @@ impl Manager {
         description: NodeDescription,
         root_ca: RootCa,
         cert_expiry: Duration,
+        addr_pool: AddrPool,
     ) -> Result<(), ManagerError> {
+        let pools = Pools::new(&addr_pool.cidrs, addr_pool.subnet_size)
+            .map_err(|e| ManagerError::Invalid(format!("invalid --default-addr-pool: {e}")))?;
         self.raft.initialize(self.config.addr.clone()).await?;
         self.wait_for_leadership(Duration::from_secs(10)).await?;
         let node = Node {
@@ -180,6 +187,8 @@ impl Manager {
             }),
             tokens: Some(crate::ca::new_tokens(&root_ca.digest)),
             root_ca: Some(root_ca),
+            default_addr_pool: addr_pool.cidrs,
+            subnet_size: addr_pool.subnet_size,
         };
         self.store
             .update(|tx| {
@@ -189,7 +198,19 @@ impl Manager {
                 if tx.node(&node.id).is_none() {
                     tx.create(Object::Node(node))?;
                 }
-                Ok::<_, StoreError>(())
+                // The routing mesh's network, as Swarm makes at init.
+                if !tx.read().networks().any(|n| n.is_ingress()) {
+                    let spec = ingress_spec();
+                    let allocation = allocate_network(tx.read(), &spec, &pools)
+                        .map_err(|e| ManagerError::Invalid(format!("the ingress network: {e}")))?;
+                    tx.create(Object::Network(Network {
+                        id: crate::ids::new_id(),
+                        meta: None,
+                        spec: Some(spec),
+                        allocation: Some(allocation),
+                    }))?;
+                }
+                Ok::<_, ManagerError>(())
             })
             .await?;
         Ok(())
@@ -277,6 +298,7 @@ impl Manager {
 
     fn start_leader_loops(&self, token: CancellationToken) {
         tokio::spawn(Orchestrator::new(self.store.clone()).run(token.clone()));
+        tokio::spawn(Allocator::new(self.store.clone()).run(token.clone()));
         tokio::spawn(Scheduler::new(self.store.clone()).run(token.clone()));
         tokio::spawn(TaskReaper::new(self.store.clone()).run(token.clone()));
         tokio::spawn(self.dispatcher.clone().run_liveness(token.clone()));
@@ -293,6 +315,16 @@ impl Manager {
     pub async fn shutdown(&self) -> Result<(), ManagerError> {
         self.raft.shutdown().await?;
         Ok(())
+    }
+}
+
+/// The routing mesh's network, made at `swarm init` (Swarm's: `ingress`, overlay).
+fn ingress_spec() -> NetworkSpec {
+    NetworkSpec {
+        name: "ingress".into(),
+        driver: "overlay".into(),
+        ingress: true,
+        ..Default::default()
     }
 }
 

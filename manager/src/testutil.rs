@@ -130,11 +130,12 @@ pub fn serving(r: &ReadTx<'_>, service_id: &str) -> usize {
         .count()
 }
 
-/// Run the orchestrator and scheduler loops on `store`, as a leader does; cancel the token
+/// Run the orchestrator, allocator and scheduler loops on `store`, as a leader does; cancel the token
 /// to stop them.
 pub fn start_leader_loops(store: &Store) -> tokio_util::sync::CancellationToken {
     let cancel = tokio_util::sync::CancellationToken::new();
     tokio::spawn(crate::orchestrator::Orchestrator::new(store.clone()).run(cancel.clone()));
+    tokio::spawn(crate::allocator::Allocator::new(store.clone()).run(cancel.clone()));
     tokio::spawn(crate::scheduler::Scheduler::new(store.clone()).run(cancel.clone()));
     cancel
 }

@@ -78,6 +78,34 @@ impl pb::Control for TestControl {
         }
     }
 
+    async fn create_network(
+        &self,
+        _: Request<pb::CreateNetworkRequest>,
+    ) -> Result<Response<pb::CreateNetworkResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_network(
+        &self,
+        _: Request<pb::GetNetworkRequest>,
+    ) -> Result<Response<pb::GetNetworkResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn list_networks(
+        &self,
+        _: Request<pb::ListNetworksRequest>,
+    ) -> Result<Response<pb::ListNetworksResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn remove_network(
+        &self,
+        _: Request<pb::RemoveNetworkRequest>,
+    ) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
     async fn create_service(
         &self,
         _req: Request<pb::CreateServiceRequest>,

@@ -73,6 +73,43 @@ impl Task {
     pub fn version(&self) -> u64 {
         self.meta.as_ref().map_or(0, |m| m.version)
     }
+
+    /// The networks its spec joins (network ids).
+    pub fn spec_networks(&self) -> impl Iterator<Item = &NetworkAttachmentConfig> {
+        self.spec.iter().flat_map(|s| s.networks.iter())
+    }
+
+    /// Whether it has an address on every network of its spec: only then may it be placed
+    /// (a task never starts unwired).
+    pub fn is_attached(&self) -> bool {
+        self.spec_networks().all(|config| {
+            self.networks
+                .iter()
+                .any(|a| a.network_id == config.target && !a.addresses.is_empty())
+        })
+    }
+
+    /// Whether its addresses are still in use: until its container has stopped for good,
+    /// or, for a task never placed, until it is no longer wanted.
+    pub fn holds_addresses(&self) -> bool {
+        let state = self.state();
+        !(state.is_terminal()
+            || (self.desired() > TaskState::Running && state <= TaskState::Pending))
+    }
+}
+
+impl Network {
+    pub fn name(&self) -> &str {
+        self.spec.as_ref().map_or("", |s| s.name.as_str())
+    }
+
+    pub fn version(&self) -> u64 {
+        self.meta.as_ref().map_or(0, |m| m.version)
+    }
+
+    pub fn is_ingress(&self) -> bool {
+        self.spec.as_ref().is_some_and(|s| s.ingress)
+    }
 }
 
 impl Service {
@@ -82,6 +119,22 @@ impl Service {
 
     pub fn version(&self) -> u64 {
         self.meta.as_ref().map_or(0, |m| m.version)
+    }
+
+    /// The networks its tasks join (network ids).
+    pub fn networks(&self) -> impl Iterator<Item = &NetworkAttachmentConfig> {
+        self.spec
+            .iter()
+            .flat_map(|s| s.task.iter())
+            .flat_map(|t| t.networks.iter())
+    }
+
+    pub fn endpoint_mode(&self) -> EndpointMode {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.endpoint.as_ref())
+            .and_then(|e| EndpointMode::try_from(e.mode).ok())
+            .unwrap_or(EndpointMode::Vip)
     }
 
     pub fn mode(&self) -> ServiceMode {

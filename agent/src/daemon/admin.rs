@@ -18,6 +18,9 @@ impl AdminApi {
     }
 }
 
+use shoal_manager::allocator::ipam::Pools;
+use shoal_manager::allocator::AddrPool;
+
 impl From<DaemonError> for Status {
     fn from(e: DaemonError) -> Self {
         let message = e.to_string();
@@ -46,9 +49,16 @@ impl shoal_proto::NodeAdmin for AdminApi {
         }
         let expiry = (request.cert_expiry_ms > 0)
             .then(|| std::time::Duration::from_millis(request.cert_expiry_ms as u64));
+        let addr_pool = AddrPool {
+            cidrs: request.default_addr_pool,
+            subnet_size: request.default_addr_pool_mask_length,
+        };
+        // Checked before anything is made, so a bad pool leaves the node as it was.
+        Pools::new(&addr_pool.cidrs, addr_pool.subnet_size)
+            .map_err(|e| Status::invalid_argument(format!("invalid --default-addr-pool: {e}")))?;
         let record = self
             .daemon
-            .init(&request.listen_addr, &request.advertise_addr, expiry)
+            .init(&request.listen_addr, &request.advertise_addr, expiry, addr_pool)
             .await?;
         Ok(Response::new(InitResponse {
             node_id: record.node_id,

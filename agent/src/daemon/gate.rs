@@ -111,6 +111,10 @@ delegate! {
     remove_node(RemoveNodeRequest) -> RemoveNodeResponse;
     get_join_tokens(GetJoinTokensRequest) -> GetJoinTokensResponse;
     rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
+    create_network(CreateNetworkRequest) -> CreateNetworkResponse;
+    get_network(GetNetworkRequest) -> GetNetworkResponse;
+    list_networks(ListNetworksRequest) -> ListNetworksResponse;
+    remove_network(RemoveNetworkRequest) -> RemoveNetworkResponse;
 }
 
 #[tonic::async_trait]

@@ -22,6 +22,7 @@ use std::time::Duration;
 use shoal_manager::controlapi::ControlApi;
 use shoal_manager::ids::new_id;
 use shoal_manager::{Manager, ManagerConfig, ManagerError};
+use shoal_manager::allocator::AddrPool;
 use shoal_pki::{AuthLayer, Identity, NodeCerts, NodeKey, PkiError, Role, RootCa};
 use shoal_proto::{
     InfoResponse, NodeAdminServer, NodeDescription, NodeRole, RootCa as RootCaObject,
@@ -176,6 +177,7 @@ impl Daemon {
         listen_addr: &str,
         advertise_addr: &str,
         cert_expiry: Option<Duration>,
+        addr_pool: AddrPool,
     ) -> Result<NodeRecord, DaemonError> {
         let mut member = self.inner.member.lock().await;
         if member.is_some() || record::load(&self.inner.config.data_dir)?.is_some() {
@@ -218,6 +220,7 @@ impl Daemon {
                 digest: root.digest(),
             },
             expiry,
+            addr_pool,
         };
         self.enter(&mut member, record, Some(listener), start).await
     }
@@ -469,9 +472,19 @@ impl Daemon {
                 let manager = Manager::open(manager_config).await?;
                 let join_raft = matches!(how, Start::JoinRaft);
                 match how {
-                    Start::Bootstrap { root, expiry } => {
+                    Start::Bootstrap {
+                        root,
+                        expiry,
+                        addr_pool,
+                    } => {
                         manager
-                            .bootstrap(&record.cluster_id, description.clone(), root, expiry)
+                            .bootstrap(
+                                &record.cluster_id,
+                                description.clone(),
+                                root,
+                                expiry,
+                                addr_pool,
+                            )
                             .await?
                     }
                     Start::ForceNewCluster(state) => manager.bootstrap_from(*state).await?,
@@ -683,6 +696,7 @@ enum Start {
     Bootstrap {
         root: RootCaObject,
         expiry: Duration,
+        addr_pool: AddrPool,
     },
     /// As a manager new to Raft: ask the leader to add it.
     JoinRaft,

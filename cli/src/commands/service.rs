@@ -61,6 +61,24 @@ pub enum Mode {
     GlobalJob,
 }
 
+/// `--endpoint-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EndpointModeArg {
+    Vip,
+    Dnsrr,
+}
+
+impl EndpointModeArg {
+    pub fn spec(self) -> shoal_proto::EndpointSpec {
+        shoal_proto::EndpointSpec {
+            mode: match self {
+                EndpointModeArg::Vip => shoal_proto::EndpointMode::Vip,
+                EndpointModeArg::Dnsrr => shoal_proto::EndpointMode::Dnsrr,
+            } as i32,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Service name
@@ -93,6 +111,12 @@ pub struct CreateArgs {
     /// Maximum number of tasks per node (default 0 = unlimited)
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = flag(parse::count))]
     replicas_max_per_node: Option<u64>,
+    /// Network attachments: NAME, or name=NAME,alias=ALIAS (repeatable)
+    #[arg(long = "network", value_name = "NETWORK", value_parser = flag(parse::network))]
+    networks: Vec<shoal_proto::NetworkAttachmentConfig>,
+    /// Endpoint mode: vip (one virtual IP) or dnsrr (DNS round robin)
+    #[arg(long, value_enum, default_value = "vip")]
+    endpoint_mode: EndpointModeArg,
     #[command(flatten)]
     restart: RestartArgs,
     /// Signal to stop the container
@@ -304,6 +328,7 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
                     max_replicas,
                     spread: args.placement_prefs.clone(),
                 }),
+            networks: args.networks.clone(),
         }),
         mode: match args.mode {
             Mode::Replicated => ServiceMode::Replicated,
@@ -316,6 +341,7 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
         rollback: update::apply_policy("rollback", None, &args.rollback.flags())?,
         force_update: 0,
         max_concurrent: args.max_concurrent.unwrap_or(0),
+        endpoint: Some(args.endpoint_mode.spec()),
     })
 }
 
@@ -784,6 +810,12 @@ mod tests {
             "64M",
             "--limit-memory",
             "1g",
+            "--network",
+            "front",
+            "--network",
+            "name=back,alias=api,alias=v1",
+            "--endpoint-mode",
+            "dnsrr",
             "-d",
             "nginx:1",
             "sleep",
@@ -822,9 +854,22 @@ mod tests {
                     constraints: vec!["node.role==manager".into()],
                     ..Default::default()
                 }),
+                networks: vec![
+                    shoal_proto::NetworkAttachmentConfig {
+                        target: "front".into(),
+                        aliases: vec![],
+                    },
+                    shoal_proto::NetworkAttachmentConfig {
+                        target: "back".into(),
+                        aliases: vec!["api".into(), "v1".into()],
+                    },
+                ],
             }),
             mode: ServiceMode::Replicated as i32,
             replicas: 3,
+            endpoint: Some(shoal_proto::EndpointSpec {
+                mode: shoal_proto::EndpointMode::Dnsrr as i32,
+            }),
             ..Default::default()
         };
         assert!(create(&[]).is_err());

@@ -82,6 +82,12 @@ pub struct InitArgs {
     /// Validity period for node certificates, e.g. 2160h (default 90 days)
     #[arg(long, value_name = "DURATION", value_parser = flag(parse::duration_ms))]
     cert_expiry: Option<i64>,
+    /// Address pool overlay subnets come from, in CIDR form (repeatable; default 10.0.0.0/8)
+    #[arg(long, value_name = "CIDR")]
+    default_addr_pool: Vec<String>,
+    /// Prefix length of each network's subnet from the pool (default 24)
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    default_addr_pool_mask_length: u32,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +107,8 @@ pub async fn run(host: &str, command: SwarmCommand) -> Result<()> {
                     listen_addr: args.listen_addr.unwrap_or_default(),
                     force_new_cluster: args.force_new_cluster,
                     cert_expiry_ms: args.cert_expiry.unwrap_or(0),
+                    default_addr_pool: args.default_addr_pool,
+                    default_addr_pool_mask_length: args.default_addr_pool_mask_length,
                 })
                 .await?;
             print(&format!(

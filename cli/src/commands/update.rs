@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use shoal_proto::{
-    FailureAction, GetServiceRequest, Placement, RollbackServiceRequest, ServiceMode, ServiceSpec,
+    FailureAction, GetNetworkRequest, GetServiceRequest, Placement, RollbackServiceRequest, ServiceMode, ServiceSpec,
     UpdateConfig, UpdateOrder, UpdateServiceRequest, UpdateStatus,
 };
 
@@ -173,6 +173,15 @@ pub struct UpdateArgs {
     /// Remove a container label by its key
     #[arg(long = "container-label-rm", value_name = "KEY", value_parser = flag(parse::label_key))]
     container_label_rm: Vec<String>,
+    /// Add a network: NAME, or name=NAME,alias=ALIAS
+    #[arg(long = "network-add", value_name = "NETWORK", value_parser = flag(parse::network))]
+    network_add: Vec<shoal_proto::NetworkAttachmentConfig>,
+    /// Remove a network by name or id
+    #[arg(long = "network-rm", value_name = "NETWORK")]
+    network_rm: Vec<String>,
+    /// Endpoint mode: vip or dnsrr
+    #[arg(long, value_enum)]
+    endpoint_mode: Option<super::service::EndpointModeArg>,
     #[command(flatten)]
     restart: RestartArgs,
     #[command(flatten)]
@@ -259,7 +268,12 @@ pub fn apply(args: &UpdateArgs, mut spec: ServiceSpec) -> Result<ServiceSpec> {
     {
         bail!("--replicas-max-per-node can only be used with replicated mode");
     }
+    if let Some(mode) = args.endpoint_mode {
+        spec.endpoint = Some(mode.spec());
+    }
     let task = spec.task.get_or_insert_with(Default::default);
+    // `--network-rm` is applied by `update`, which knows the networks' ids.
+    task.networks.extend(args.network_add.iter().cloned());
     task.restart = args.restart.apply(task.restart.take());
     task.limits = args.resources.limits(task.limits.take());
     task.reservations = args.resources.reservations(task.reservations.take());
@@ -345,7 +359,26 @@ pub async fn update(host: &str, args: &UpdateArgs) -> Result<()> {
         return rollback_service(host, &args.service, &args.wait).await;
     }
     let mut client = Client::connect(host).await?;
-    let before = rewrite(&mut client, &args.service, |spec| apply(args, spec)).await?;
+    // The spec holds network ids: `--network-rm` takes names too.
+    let mut network_rm = Vec::new();
+    for key in &args.network_rm {
+        let network = client
+            .get_network(GetNetworkRequest {
+                network: key.clone(),
+            })
+            .await?
+            .network
+            .unwrap_or_default();
+        network_rm.push(network.id);
+    }
+    let before = rewrite(&mut client, &args.service, |spec| {
+        let mut spec = apply(args, spec)?;
+        if let Some(task) = spec.task.as_mut() {
+            task.networks.retain(|n| !network_rm.contains(&n.target));
+        }
+        Ok(spec)
+    })
+    .await?;
     print(&args.service)?;
     progress::wait(&mut client, &args.service, Op::Update, before, &args.wait).await
 }

@@ -12,6 +12,8 @@ pub enum ControlError {
     ServiceNotFound(String),
     #[error("node {0} not found")]
     NodeNotFound(String),
+    #[error("network {0} not found")]
+    NetworkNotFound(String),
     #[error("{kind} {key} is ambiguous: it matches {count} objects; use more of the id")]
     Ambiguous {
         kind: &'static str,
@@ -56,9 +58,9 @@ impl From<ControlError> for Status {
         let message = e.to_string();
         match e {
             ControlError::Invalid(_) => Status::invalid_argument(message),
-            ControlError::ServiceNotFound(_) | ControlError::NodeNotFound(_) => {
-                Status::not_found(message)
-            }
+            ControlError::ServiceNotFound(_)
+            | ControlError::NodeNotFound(_)
+            | ControlError::NetworkNotFound(_) => Status::not_found(message),
             ControlError::Ambiguous { .. } => Status::failed_precondition(message),
             ControlError::NameTaken(_) => Status::already_exists(message),
             ControlError::OutOfSequence { .. } => Status::aborted(message),

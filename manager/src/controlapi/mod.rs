@@ -6,10 +6,13 @@
 //! forwarding lands with multi-manager clusters.
 
 mod error;
+mod networks;
 mod nodes;
 pub mod validate;
 
 use shoal_proto::{
+    CreateNetworkRequest, CreateNetworkResponse, GetNetworkRequest, GetNetworkResponse,
+    ListNetworksRequest, ListNetworksResponse, RemoveNetworkRequest, RemoveNetworkResponse,
     CreateServiceRequest, CreateServiceResponse, GetJoinTokensRequest, GetJoinTokensResponse,
     GetNodeRequest, GetNodeResponse, GetServiceRequest, GetServiceResponse, JobStatus,
     ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
@@ -59,12 +62,17 @@ impl ControlApi {
                 iteration: 1,
                 started_at_ms: crate::clock::now_ms(),
             }),
+            vips: Vec::new(),
         };
         let id = service.id.clone();
         self.store
             .update(|tx| {
                 if tx.read().services().any(|s| s.name() == service.name()) {
                     return Err(ControlError::NameTaken(service.name().to_string()));
+                }
+                let mut service = service;
+                if let Some(spec) = service.spec.as_mut() {
+                    networks::resolve(tx.read(), spec)?;
                 }
                 tx.create(Object::Service(service))?;
                 Ok(())
@@ -89,6 +97,7 @@ impl ControlApi {
             .store
             .update(|tx| {
                 let mut service = find_service(tx.read(), &request.service)?.clone();
+                networks::resolve(tx.read(), &mut spec)?;
                 if request.version != service.version() {
                     return Err(ControlError::OutOfSequence {
                         kind: "service",
@@ -466,6 +475,45 @@ impl shoal_proto::Control for ControlApi {
         _request: Request<GetJoinTokensRequest>,
     ) -> Result<Response<GetJoinTokensResponse>, Status> {
         Ok(Response::new(crate::ca::join_tokens(&self.store)?))
+    }
+
+    async fn create_network(
+        &self,
+        request: Request<CreateNetworkRequest>,
+    ) -> Result<Response<CreateNetworkResponse>, Status> {
+        let spec = request.into_inner().spec.unwrap_or_default();
+        let network = ControlApi::create_network(self, spec).await?;
+        Ok(Response::new(CreateNetworkResponse {
+            network: Some(network),
+        }))
+    }
+
+    async fn get_network(
+        &self,
+        request: Request<GetNetworkRequest>,
+    ) -> Result<Response<GetNetworkResponse>, Status> {
+        let (network, services) = ControlApi::get_network(self, &request.into_inner().network)?;
+        Ok(Response::new(GetNetworkResponse {
+            network: Some(network),
+            services,
+        }))
+    }
+
+    async fn list_networks(
+        &self,
+        _request: Request<ListNetworksRequest>,
+    ) -> Result<Response<ListNetworksResponse>, Status> {
+        Ok(Response::new(ListNetworksResponse {
+            networks: ControlApi::list_networks(self),
+        }))
+    }
+
+    async fn remove_network(
+        &self,
+        request: Request<RemoveNetworkRequest>,
+    ) -> Result<Response<RemoveNetworkResponse>, Status> {
+        ControlApi::remove_network(self, &request.into_inner().network).await?;
+        Ok(Response::new(RemoveNetworkResponse {}))
     }
 
     async fn rotate_join_token(

@@ -54,6 +54,7 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str, desired: TaskState)
         }),
         job_iteration: job_iteration(service),
         stop_first: false,
+        networks: Vec::new(),
     }
 }
 
@@ -164,7 +165,7 @@ fn relevant(event: &Event) -> bool {
                     || matches!(t.state(), TaskState::Running | TaskState::Pending)
                     || (t.stop_first && t.state() == TaskState::Ready)
             }
-            Object::Cluster(_) => false,
+            Object::Cluster(_) | Object::Network(_) => false,
         },
         Event::Resync => true,
     }

@@ -109,10 +109,12 @@ fn occupies(task: &Task) -> bool {
     !task.node_id.is_empty() && task.desired() <= TaskState::Running && !task.state().is_terminal()
 }
 
-/// Whether a task waits for the scheduler.
+/// Whether a task waits for the scheduler: not placed yet, and attached to its networks
+/// (the allocator gives it an address on each first; a task never starts unwired).
 fn unplaced(task: &Task) -> bool {
     task.desired() <= TaskState::Running
         && matches!(task.state(), TaskState::New | TaskState::Pending)
+        && task.is_attached()
 }
 
 /// Decide a node (or the reason there is none) for every task that waits for one.

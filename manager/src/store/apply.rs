@@ -66,7 +66,9 @@ impl StoreState {
                         insert(&mut tables, object.clone());
                         Event::Updated(Arc::new(object))
                     }
-                    Ok(Kind::Remove) | Err(_) => match remove(&mut tables, &object) {
+                    // `check` refused the batch already; never guess what a newer kind means.
+                    Err(_) => return Err(StoreError::UnknownAction(action.kind)),
+                    Ok(Kind::Remove) => match remove(&mut tables, &object) {
                         Some(old) => Event::Removed(Arc::new(old)),
                         None => continue,
                     },
@@ -89,6 +91,7 @@ impl StoreState {
             services: tables.services.values().cloned().collect(),
             tasks: tables.tasks.values().cloned().collect(),
             clusters: tables.clusters.values().cloned().collect(),
+            networks: tables.networks.values().cloned().collect(),
         }
     }
 
@@ -117,6 +120,11 @@ impl StoreState {
                 .collect(),
             clusters: snapshot
                 .clusters
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect(),
+            networks: snapshot
+                .networks
                 .into_iter()
                 .map(|o| (o.id.clone(), o))
                 .collect(),
@@ -163,6 +171,9 @@ pub fn decode_response(response: &[u8]) -> Result<(), String> {
 }
 
 fn check(tables: &Tables, kind: i32, object: Option<&ActionObject>) -> Result<(), StoreError> {
+    if Kind::try_from(kind).is_err() {
+        return Err(StoreError::UnknownAction(kind));
+    }
     let Some(object) = object else { return Ok(()) };
     let (what, id, version, stored) = match object {
         ActionObject::Node(o) => (
@@ -188,6 +199,12 @@ fn check(tables: &Tables, kind: i32, object: Option<&ActionObject>) -> Result<()
             &o.id,
             version_of(&o.meta),
             tables.clusters.get(&o.id).map(|s| version_of(&s.meta)),
+        ),
+        ActionObject::Network(o) => (
+            "network",
+            &o.id,
+            version_of(&o.meta),
+            tables.networks.get(&o.id).map(|s| version_of(&s.meta)),
         ),
     };
     match (Kind::try_from(kind), stored) {
@@ -219,6 +236,7 @@ fn set_version(object: &mut Object, index: u64) {
         Object::Service(o) => &mut o.meta,
         Object::Task(o) => &mut o.meta,
         Object::Cluster(o) => &mut o.meta,
+        Object::Network(o) => &mut o.meta,
     };
     meta.get_or_insert_with(Meta::default).version = index;
 }
@@ -237,6 +255,9 @@ fn insert(tables: &mut Tables, object: Object) {
         Object::Cluster(o) => {
             tables.clusters.insert(o.id.clone(), o);
         }
+        Object::Network(o) => {
+            tables.networks.insert(o.id.clone(), o);
+        }
     }
 }
 
@@ -246,5 +267,6 @@ fn remove(tables: &mut Tables, object: &Object) -> Option<Object> {
         Object::Service(o) => tables.services.remove(&o.id).map(Object::Service),
         Object::Task(o) => tables.tasks.remove(&o.id).map(Object::Task),
         Object::Cluster(o) => tables.clusters.remove(&o.id).map(Object::Cluster),
+        Object::Network(o) => tables.networks.remove(&o.id).map(Object::Network),
     }
 }

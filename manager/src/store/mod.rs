@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
-use shoal_proto::{Cluster, Node, Service, StoreActionBatch, Task};
+use shoal_proto::{Cluster, Network, Node, Service, StoreActionBatch, Task};
 use tokio::sync::{broadcast, Mutex};
 
 pub use apply::{decode_response as apply_response, StoreState};
@@ -47,6 +47,10 @@ pub enum StoreError {
         expected: u64,
         found: u64,
     },
+    /// A batch holds an action this manager's version does not know (a newer leader's):
+    /// refused whole rather than guessed at.
+    #[error("unknown store action kind {0}: this manager runs an older version than the leader; upgrade it")]
+    UnknownAction(i32),
     #[error("proposing the change failed: {0}")]
     Propose(String),
 }
@@ -59,6 +63,7 @@ pub enum Object {
     Service(Service),
     Task(Task),
     Cluster(Cluster),
+    Network(Network),
 }
 
 impl Object {
@@ -68,6 +73,7 @@ impl Object {
             Object::Service(_) => "service",
             Object::Task(_) => "task",
             Object::Cluster(_) => "cluster",
+            Object::Network(_) => "network",
         }
     }
 }
@@ -105,6 +111,7 @@ pub struct Tables {
     pub services: BTreeMap<String, Service>,
     pub tasks: BTreeMap<String, Task>,
     pub clusters: BTreeMap<String, Cluster>,
+    pub networks: BTreeMap<String, Network>,
 }
 
 /// Where committed batches go. Raft in a real manager; [`LocalProposer`] in tests.

@@ -162,3 +162,32 @@ fn lookup_by_name_and_prefix() {
     assert_eq!(r.find_service("ab").map_found(), Err(2));
     assert!(matches!(r.find_service("nope"), tx::Lookup::Missing));
 }
+
+#[tokio::test]
+async fn an_unknown_action_kind_is_refused_not_taken_for_a_removal() {
+    let store = Store::in_memory();
+    store
+        .update(|tx| tx.create(Object::Service(service("s1", "web"))))
+        .await
+        .expect("create");
+    let stored = store.view(|r| r.service("s1").cloned()).expect("stored");
+    // A newer leader's kind 7, in a batch with a change this version knows.
+    let batch = StoreActionBatch {
+        actions: vec![
+            shoal_proto::StoreAction {
+                kind: shoal_proto::store_action::Kind::Create as i32,
+                object: Some(shoal_proto::store_action::Object::Service(service(
+                    "s2", "api",
+                ))),
+            },
+            shoal_proto::StoreAction {
+                kind: 7,
+                object: Some(shoal_proto::store_action::Object::Service(stored)),
+            },
+        ],
+    };
+    let err = store.state().apply_batch(99, batch).expect_err("unknown kind");
+    assert!(matches!(err, StoreError::UnknownAction(7)), "{err}");
+    assert!(store.view(|r| r.service("s1").is_some()), "nothing removed");
+    assert!(store.view(|r| r.service("s2").is_none()), "nothing applied");
+}

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use shoal_proto::store_action::{Kind, Object as ActionObject};
-use shoal_proto::{Cluster, Meta, Node, Service, StoreAction, StoreActionBatch, Task};
+use shoal_proto::{Cluster, Meta, Network, Node, Service, StoreAction, StoreActionBatch, Task};
 
 use super::{Object, StoreError, Tables};
 use crate::clock::now_ms;
@@ -58,6 +58,25 @@ impl<'a> ReadTx<'a> {
 
     pub fn cluster(&self) -> Option<&'a Cluster> {
         self.tables.clusters.values().next()
+    }
+
+    pub fn network(&self, id: &str) -> Option<&'a Network> {
+        self.tables.networks.get(id)
+    }
+
+    pub fn networks(&self) -> impl Iterator<Item = &'a Network> + Clone {
+        self.tables.networks.values()
+    }
+
+    /// A network by exact id, then exact name, then unique id prefix (docker's lookup).
+    pub fn find_network(&self, key: &str) -> Lookup<&'a Network> {
+        lookup(
+            key,
+            self.tables.networks.get(key),
+            self.networks(),
+            |n| n.name(),
+            |n| n.id.as_str(),
+        )
     }
 
     /// A service by exact id, then exact name, then unique id prefix (docker's lookup).
@@ -194,6 +213,15 @@ impl<'a> WriteTx<'a> {
         }
     }
 
+    /// A network as this transaction sees it (staged write first).
+    pub fn network(&self, id: &str) -> Option<Network> {
+        match self.staged_object("network", id) {
+            Some(Some(ActionObject::Network(n))) => Some(n.clone()),
+            Some(_) => None,
+            None => self.base.network(id).cloned(),
+        }
+    }
+
     pub fn create(&mut self, object: Object) -> Result<(), StoreError> {
         self.check_absent(&object)?;
         let object = stamp(object, self.now_ms, true);
@@ -215,6 +243,7 @@ impl<'a> WriteTx<'a> {
             Object::Service(_) => self.service(id).is_some(),
             Object::Task(_) => self.task(id).is_some(),
             Object::Cluster(_) => self.base.tables.clusters.contains_key(id),
+            Object::Network(_) => self.network(id).is_some(),
         }
     }
 
@@ -290,6 +319,7 @@ fn key(object: &Object) -> (&'static str, String) {
         Object::Service(s) => s.id.clone(),
         Object::Task(t) => t.id.clone(),
         Object::Cluster(c) => c.id.clone(),
+        Object::Network(n) => n.id.clone(),
     };
     (object.kind(), id)
 }
@@ -300,6 +330,7 @@ fn stamp(mut object: Object, now: i64, created: bool) -> Object {
         Object::Service(s) => &mut s.meta,
         Object::Task(t) => &mut t.meta,
         Object::Cluster(c) => &mut c.meta,
+        Object::Network(n) => &mut n.meta,
     };
     let meta = meta.get_or_insert_with(Meta::default);
     if created {
@@ -316,6 +347,7 @@ pub(crate) fn to_action_object(object: Object) -> ActionObject {
         Object::Service(s) => ActionObject::Service(s),
         Object::Task(t) => ActionObject::Task(t),
         Object::Cluster(c) => ActionObject::Cluster(c),
+        Object::Network(n) => ActionObject::Network(n),
     }
 }
 
@@ -325,5 +357,6 @@ pub(crate) fn from_action_object(object: ActionObject) -> Object {
         ActionObject::Service(s) => Object::Service(s),
         ActionObject::Task(t) => Object::Task(t),
         ActionObject::Cluster(c) => Object::Cluster(c),
+        ActionObject::Network(n) => Object::Network(n),
     }
 }
