@@ -22,6 +22,7 @@ mod format;
 mod parse;
 mod view;
 
+use commands::network::NetworkCommand;
 use commands::node::NodeCommand;
 use commands::service::ServiceCommand;
 use commands::swarm::SwarmCommand;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Manage services
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Manage overlay networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Display swarm-wide information
     Info,
 }
@@ -62,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info => commands::swarm::info(&cli.host).await,
         Command::Node(command) => commands::node::run(&cli.host, command).await,
         Command::Service(command) => commands::service::run(&cli.host, command).await,
+        Command::Network(command) => commands::network::run(&cli.host, command).await,
     }
 }
 

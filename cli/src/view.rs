@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use shoal_proto::{
-    Availability, ContainerSpec, FailureAction, HealthConfig, Meta, Node, NodeState, Resources,
+    Availability, ContainerSpec, EndpointMode, FailureAction, HealthConfig, Meta, Node, NodeState, Resources,
     RestartCondition, Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateOrder, UpdateState,
     UpdateStatus,
 };
@@ -48,6 +48,38 @@ pub struct ServiceView {
     spec_version: VersionView,
     #[serde(skip_serializing_if = "Option::is_none")]
     update_status: Option<UpdateStatusView>,
+    endpoint: EndpointView,
+}
+
+/// docker's `Endpoint`: the endpoint spec and the VIPs the leader allocated.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointView {
+    spec: EndpointSpecView,
+    #[serde(rename = "VirtualIPs", skip_serializing_if = "Vec::is_empty")]
+    virtual_ips: Vec<VirtualIpView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointSpecView {
+    mode: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct VirtualIpView {
+    #[serde(rename = "NetworkID")]
+    network_id: String,
+    addr: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct NetworkAttachmentConfigView {
+    target: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -144,6 +176,7 @@ struct ServiceSpecView {
     update_config: Option<UpdateConfigView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rollback_config: Option<UpdateConfigView>,
+    endpoint_spec: EndpointSpecView,
 }
 
 #[derive(Serialize)]
@@ -154,6 +187,8 @@ struct TaskTemplateView {
     #[serde(skip_serializing_if = "Option::is_none")]
     restart_policy: Option<RestartPolicyView>,
     placement: PlacementView,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    networks: Vec<NetworkAttachmentConfigView>,
 }
 
 #[derive(Serialize)]
@@ -357,6 +392,14 @@ fn spec_view(spec: &ServiceSpec) -> ServiceSpecView {
                     max_replicas: p.max_replicas,
                 }
             },
+            networks: task
+                .networks
+                .iter()
+                .map(|n| NetworkAttachmentConfigView {
+                    target: n.target.clone(),
+                    aliases: n.aliases.clone(),
+                })
+                .collect(),
         },
         mode: match mode {
             ServiceMode::Replicated => ModeView {
@@ -387,6 +430,21 @@ fn spec_view(spec: &ServiceSpec) -> ServiceSpecView {
         },
         update_config: spec.update.as_ref().map(update_config_view),
         rollback_config: spec.rollback.as_ref().map(update_config_view),
+        endpoint_spec: endpoint_spec_view(spec),
+    }
+}
+
+fn endpoint_spec_view(spec: &ServiceSpec) -> EndpointSpecView {
+    let mode = spec
+        .endpoint
+        .as_ref()
+        .and_then(|e| EndpointMode::try_from(e.mode).ok())
+        .unwrap_or(EndpointMode::Vip);
+    EndpointSpecView {
+        mode: match mode {
+            EndpointMode::Vip => "vip",
+            EndpointMode::Dnsrr => "dnsrr",
+        },
     }
 }
 
@@ -412,6 +470,17 @@ pub fn service(s: &Service) -> ServiceView {
             index: s.spec_version,
         },
         update_status: s.update_status.as_ref().map(update_status_view),
+        endpoint: EndpointView {
+            spec: endpoint_spec_view(&s.spec.clone().unwrap_or_default()),
+            virtual_ips: s
+                .vips
+                .iter()
+                .map(|v| VirtualIpView {
+                    network_id: v.network_id.clone(),
+                    addr: v.addr.clone(),
+                })
+                .collect(),
+        },
     }
 }
 

@@ -7,6 +7,7 @@ use clap::Args;
 
 pub mod health;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod progress;
 pub mod service;

@@ -515,6 +515,17 @@ struct TaskRow {
     name: String,
     node: String,
     ports: String,
+    /// Its addresses, as Swarm's task `NetworksAttachments` (JSON only).
+    #[serde(rename = "NetworksAttachments", skip_serializing_if = "Vec::is_empty")]
+    networks: Vec<AttachmentRow>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+struct AttachmentRow {
+    #[serde(rename = "NetworkID")]
+    network_id: String,
+    addresses: Vec<String>,
 }
 
 impl TaskRow {
@@ -610,6 +621,14 @@ impl TaskView<'_> {
                     name: shown,
                     node: self.node(t),
                     ports: String::new(),
+                    networks: t
+                        .networks
+                        .iter()
+                        .map(|a| AttachmentRow {
+                            network_id: a.network_id.clone(),
+                            addresses: a.addresses.clone(),
+                        })
+                        .collect(),
                 }
             })
             .collect()
