@@ -1,14 +1,30 @@
-//! Shoal's node data plane: overlay networks spanning nodes (VXLAN devices, bridges, veths
-//! into task namespaces, static FDB entries, service load balancing).
+//! Shoal's node data plane: the overlay networks a node carries.
 //!
-//! In this first slice the crate holds only the boundary the agent will call; tasks run on
-//! the engine's default bridge network until the overlay lands. It must not know about the
-//! store, Raft or the scheduler: it is told which endpoints exist and wires them.
+//! This crate owns, per overlay network and node, a network namespace of the network's own
+//! holding a bridge (with the gateway address) and a VXLAN device on the node's underlay;
+//! static neighbour and forwarding entries for every task of the network on other nodes
+//! (no multicast, no MAC learning: the managers' endpoint sets are the one source of truth);
+//! and the Docker remote network/IPAM driver through which a task's container gets its
+//! interface before its process starts ([`plugin`]).
+//!
+//! Shape: a pure planner ([`plan`]: what the kernel holds and what it should hold in,
+//! changes out), the kernel behind the [`Dataplane`] trait (real: [`IpCommands`];
+//! recording fake: [`Recording`]), and one thread that applies changes ([`DataplaneThread`]).
+//!
+//! It must not know the store, Raft, gRPC or Shoal's wire types: the agent turns its
+//! assignments into [`NetworkState`]s.
 
-/// Errors from wiring the data plane.
-#[derive(Debug, thiserror::Error)]
-pub enum OverlayError {
-    /// The requested network driver is not available on this node.
-    #[error("network driver {0} is not available on this node")]
-    UnsupportedDriver(String),
-}
+pub mod dataplane;
+pub mod ipcmd;
+pub mod model;
+pub mod plan;
+pub mod plugin;
+pub mod thread;
+
+pub use dataplane::{reconcile, Dataplane, DataplaneError, Recording};
+pub use ipcmd::{underlay_mtu, IpCommands};
+pub use model::{
+    mac_of, namespace_of, namespace_prefix, Network, NetworkState, Remote, VXLAN_OVERHEAD,
+};
+pub use plugin::{plugin_name, Plugin, Registry, NETWORK_OPTION};
+pub use thread::DataplaneThread;
