@@ -13,6 +13,7 @@
 pub mod daemon;
 pub mod executor;
 pub mod logs;
+pub mod network;
 pub mod session;
 pub mod taskdb;
 pub mod tls;

@@ -28,6 +28,9 @@ struct Args {
     /// This node's name in the swarm (default: the hostname).
     #[arg(long, env = "SHOALD_NODE_NAME")]
     node_name: Option<String>,
+    /// Where the Docker Engine finds network plugins: shoald serves its network driver here.
+    #[arg(long, default_value = "/run/docker/plugins", env = "SHOALD_PLUGIN_DIR")]
+    plugin_dir: PathBuf,
 }
 
 #[tokio::main]
@@ -52,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         socket: args.socket.clone(),
         docker_host: args.docker_host.clone(),
         node_name,
+        plugin_dir: args.plugin_dir.clone(),
     });
     let listener = listen(&args.socket)?;
     if daemon.resume().await.context("resuming swarm membership")? {

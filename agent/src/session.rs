@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::logs::Publisher;
+use crate::network::Networks;
 use crate::worker::Worker;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -57,12 +58,20 @@ pub struct AgentIdentity {
     pub addr: String,
 }
 
+/// What a session hands its news to on this node: the worker (tasks) and the overlay
+/// networks (their views).
+#[derive(Clone, Copy)]
+pub struct Local<'a> {
+    pub worker: &'a Worker,
+    pub networks: Option<&'a Networks>,
+}
+
 /// Hold a session with some manager until `cancel`.
 pub async fn run(
     identity: AgentIdentity,
     mut managers: Vec<String>,
     tls: NodeTls,
-    worker: &Worker,
+    local: Local<'_>,
     mut statuses: mpsc::Receiver<(String, TaskStatus)>,
     heard_tx: mpsc::Sender<Heard>,
     cancel: CancellationToken,
@@ -80,7 +89,7 @@ pub async fn run(
             &identity,
             &addr,
             &tls,
-            worker,
+            local,
             &mut statuses,
             &mut pending,
             &mut managers,
@@ -120,7 +129,7 @@ async fn session(
     identity: &AgentIdentity,
     addr: &str,
     tls: &NodeTls,
-    worker: &Worker,
+    local: Local<'_>,
     statuses: &mut mpsc::Receiver<(String, TaskStatus)>,
     pending: &mut HashMap<String, TaskStatus>,
     managers: &mut Vec<String>,
@@ -131,6 +140,7 @@ async fn session(
         addr: addr.to_string(),
         status,
     };
+    let worker = local.worker;
     let channel: Channel = shoal_pki::channel(addr, &tls.client())
         .await
         .map_err(|source| SessionError::Connect {
@@ -204,7 +214,13 @@ async fn session(
                     .map_err(rpc)?;
             }
             message = assignments.next() => match message {
-                Some(Ok(set)) => worker.assign(set.tasks).await,
+                Some(Ok(set)) => {
+                    // Networks first: a task's container joins them when it is made.
+                    if let Some(networks) = local.networks {
+                        networks.apply(&set.networks).await;
+                    }
+                    worker.assign(set.tasks).await
+                }
                 Some(Err(status)) => return Err(rpc(status)),
                 None => return Err(SessionError::Closed(addr.to_string())),
             },

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::docker::DockerExecutor;
 use crate::executor::{ExecError, Executor};
+use crate::network::Networks;
 use crate::session::{self, AgentIdentity, Heard};
 use crate::taskdb::{TaskDb, TaskDbError};
 use crate::tls::NodeTls;
@@ -55,6 +56,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     pub docker_host: String,
     pub node_name: String,
+    /// Where the engine looks for network plugins (`/run/docker/plugins`).
+    pub plugin_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +91,8 @@ pub enum DaemonError {
     Worker(#[from] WorkerError),
     #[error("certificates: {0}")]
     Pki(#[from] PkiError),
+    #[error("overlay networks: {0}")]
+    Network(String),
     #[error("this node's certificates are missing from {0}: leave the swarm with `shoal swarm leave --force` and join again")]
     NoCertificates(PathBuf),
     #[error("{0}")]
@@ -444,6 +449,27 @@ impl Daemon {
             host: config.docker_host.clone(),
             source,
         })?;
+        let cancel = CancellationToken::new();
+        let networks = match underlay_of(&record.advertise_addr) {
+            Some(underlay) => Some(
+                Networks::start(
+                    &record.node_id,
+                    underlay,
+                    executor.docker().clone(),
+                    &config.plugin_dir,
+                    cancel.clone(),
+                )
+                .map_err(|e| DaemonError::Network(e.to_string()))?,
+            ),
+            None => {
+                tracing::warn!(addr = %record.advertise_addr, "no IPv4 underlay address: overlay networks are off on this node");
+                None
+            }
+        };
+        let executor = match &networks {
+            Some(n) => executor.with_networks(Arc::new(n.clone())),
+            None => executor,
+        };
         let executor = Arc::new(executor);
         let mut description: NodeDescription =
             executor
@@ -454,7 +480,6 @@ impl Daemon {
                     source,
                 })?;
         description.hostname = config.node_name.clone();
-        let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
 
         let manager = match (record.manager, listener) {
@@ -567,7 +592,16 @@ impl Daemon {
         let stop = cancel.clone();
         tasks.push(tokio::spawn(async move {
             session::run(
-                identity, managers, node_tls, &worker, status_rx, role_tx, stop,
+                identity,
+                managers,
+                node_tls,
+                session::Local {
+                    worker: &worker,
+                    networks: networks.as_ref(),
+                },
+                status_rx,
+                role_tx,
+                stop,
             )
             .await;
             worker.shutdown().await;
@@ -702,6 +736,15 @@ enum Start {
     JoinRaft,
     /// As the only manager of a fresh Raft that takes over this state (lost quorum).
     ForceNewCluster(Box<shoal_proto::StoreSnapshot>),
+}
+
+/// The IPv4 underlay address of an advertise address ("10.78.0.12:4242").
+fn underlay_of(advertise_addr: &str) -> Option<std::net::Ipv4Addr> {
+    advertise_addr
+        .rsplit_once(':')
+        .map_or(advertise_addr, |(host, _)| host)
+        .parse()
+        .ok()
 }
 
 /// Bind the listen address (default 0.0.0.0:4242); returns the bound address too.

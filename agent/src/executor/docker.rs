@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
+    EndpointIpamConfig, EndpointSettings, NetworkConnectRequest, NetworkingConfig,
     ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, RestartPolicy,
     RestartPolicyNameEnum,
 };
@@ -30,6 +31,7 @@ use futures::StreamExt;
 use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, Resources, Task};
 
 use super::docker_health::{self, HealthEvents};
+use crate::network::NetworkProvider;
 use super::{
     ContainerState, Controller, ExecError, Executor, ExitInfo, Health, LogLine, LogLines, LogRead,
 };
@@ -44,6 +46,8 @@ pub struct DockerExecutor {
     node_id: String,
     node_name: String,
     health: Arc<HealthEvents>,
+    /// Where tasks' overlay networks come from (none: tasks with networks are refused).
+    networks: Option<Arc<dyn NetworkProvider>>,
 }
 
 impl std::fmt::Debug for DockerExecutor {
@@ -75,7 +79,14 @@ impl DockerExecutor {
             node_id,
             node_name,
             health,
+            networks: None,
         })
+    }
+
+    /// Join tasks to their overlay networks through `networks`.
+    pub fn with_networks(mut self, networks: Arc<dyn NetworkProvider>) -> Self {
+        self.networks = Some(networks);
+        self
     }
 
     pub fn node_id(&self) -> &str {
@@ -313,6 +324,7 @@ impl Executor for DockerExecutor {
             task: task.clone(),
             spec,
             container_id: None,
+            networks: self.networks.clone(),
         }))
     }
 
@@ -459,9 +471,48 @@ pub struct DockerController {
     task: Task,
     spec: ContainerSpec,
     container_id: Option<String>,
+    networks: Option<Arc<dyn NetworkProvider>>,
 }
 
 impl DockerController {
+    /// The Docker network and endpoint settings of each of the task's overlay networks, in
+    /// the task's order: the container is created on the first and connected to the others
+    /// before it starts, each with the address the leader allocated.
+    async fn endpoints(&self) -> Result<Vec<(String, EndpointSettings)>, ExecError> {
+        if self.task.networks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let provider = self.networks.as_ref().ok_or_else(|| {
+            ExecError::Network("this node's agent runs without overlay networks".into())
+        })?;
+        let mut endpoints = Vec::new();
+        for attachment in &self.task.networks {
+            let name = provider.docker_network(&attachment.network_id).await?;
+            let address = attachment
+                .addresses
+                .first()
+                .and_then(|a| a.split('/').next())
+                .unwrap_or_default()
+                .to_string();
+            let mut aliases = attachment.aliases.clone();
+            if !self.task.service_name.is_empty() {
+                aliases.insert(0, self.task.service_name.clone());
+            }
+            endpoints.push((
+                name,
+                EndpointSettings {
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(address),
+                        ..Default::default()
+                    }),
+                    aliases: Some(aliases),
+                    ..Default::default()
+                },
+            ));
+        }
+        Ok(endpoints)
+    }
+
     /// The task's container on this node: the one already known, else found by labels.
     async fn container(&mut self) -> Result<Option<String>, ExecError> {
         if let Some(id) = &self.container_id {
@@ -525,7 +576,16 @@ impl Controller for DockerController {
             Err(e) => return Err(classify("inspect image", &self.spec.image, e)),
         }
         let name = container_name(&self.task);
-        let config = container_config(&self.task, &self.spec, &self.node_id);
+        let mut config = container_config(&self.task, &self.spec, &self.node_id);
+        let mut endpoints = self.endpoints().await?.into_iter();
+        if let Some((network, settings)) = endpoints.next() {
+            if let Some(host) = config.host_config.as_mut() {
+                host.network_mode = Some(network.clone());
+            }
+            config.networking_config = Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network, settings)])),
+            });
+        }
         let opts = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
@@ -534,6 +594,18 @@ impl Controller for DockerController {
             Ok(created) => {
                 for w in created.warnings {
                     tracing::warn!(task = %self.task.id, "docker: {w}");
+                }
+                // The other networks, before the process starts.
+                for (network, settings) in endpoints {
+                    let request = NetworkConnectRequest {
+                        container: created.id.clone(),
+                        endpoint_config: Some(settings),
+                    };
+                    if let Err(e) = self.docker.connect_network(&network, request).await {
+                        // Never left behind half-wired: the next prepare makes it again.
+                        let _ = remove(&self.docker, &created.id).await;
+                        return Err(classify("connect to network", &network, e));
+                    }
                 }
                 self.container_id = Some(created.id);
                 Ok(())

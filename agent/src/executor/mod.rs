@@ -44,6 +44,9 @@ pub enum ExecError {
         object: String,
         message: String,
     },
+    /// The task's overlay networks cannot be joined on this node.
+    #[error("network: {0}")]
+    Network(String),
 }
 
 impl ExecError {

@@ -4,14 +4,15 @@ use std::pin::Pin;
 
 use futures::Stream;
 use shoal_proto::{
-    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, NodeState,
-    NodeStatus, SessionMessage, SessionRequest,
+    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, NetworkView,
+    NodeState, NodeStatus, SessionMessage, SessionRequest,
     UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::networks::network_views;
 use super::{assignments, Dispatcher, DispatcherError};
 use crate::caller;
 use crate::ids::new_id;
@@ -150,22 +151,29 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                 })
             };
             let mut events = store.watch();
-            let mut sent: Option<Vec<(String, i32, u64)>> = None;
+            type Sent = (Vec<(String, i32, u64)>, Vec<NetworkView>);
+            let mut sent: Option<Sent> = None;
             loop {
-                let tasks = store.view(|r| assignments(r, &node_id));
+                let (tasks, networks) =
+                    store.view(|r| (assignments(r, &node_id), network_views(r, &node_id)));
                 let mut fingerprint: Vec<(String, i32, u64)> = tasks
                     .iter()
                     .map(|t| (t.id.clone(), t.desired_state, t.spec_version))
                     .collect();
                 fingerprint.sort();
-                if sent.as_ref() != Some(&fingerprint) {
-                    if tx.send(Ok(AssignmentsMessage { tasks })).await.is_err() {
+                let now = (fingerprint, networks.clone());
+                if sent.as_ref() != Some(&now) {
+                    if tx.send(Ok(AssignmentsMessage { tasks, networks })).await.is_err() {
                         break;
                     }
-                    sent = Some(fingerprint);
+                    sent = Some(now);
                 }
+                // Its own tasks, and anything another node's task, a service, a network or a
+                // node changes in the networks it carries.
                 let mine = |e: &Event| match e.object() {
-                    Some(Object::Task(t)) => t.node_id == node_id,
+                    Some(Object::Task(t)) => t.node_id == node_id || !t.networks.is_empty(),
+                    Some(Object::Service(s)) => s.networks().next().is_some(),
+                    Some(Object::Network(_) | Object::Node(_)) => true,
                     _ => false,
                 };
                 if runloop::next(&mut events, mine, None, &cancel).await == Wake::Shutdown {

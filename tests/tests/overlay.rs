@@ -1,0 +1,134 @@
+//! Overlay networks across lab hosts, with real containers: a task on n2 reaches a task on
+//! n3 over the network's VXLAN, and the data plane goes away with the network's last task.
+
+use std::time::Duration;
+
+use shoal_tests::lab::Lab;
+use shoal_tests::{json_lines, require_lab, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The id of the running container of `service`'s task on host `host`.
+fn container_of(lab: &Lab, host: usize, service: &str) -> Option<String> {
+    let label = format!("label=shoal.service.name={service}");
+    let out = lab.docker(host, &["ps", "-q", "--filter", &label]);
+    out.stdout.lines().next().map(str::to_string)
+}
+
+/// The overlay address (no prefix) of `service`'s first running task.
+fn address_of(lab: &Lab, service: &str) -> Option<String> {
+    let tasks = json_lines(&lab.shoal_ok(1, &["service", "ps", "--format", "json", service]));
+    let task = tasks
+        .iter()
+        .find(|t| t["CurrentState"].as_str().is_some_and(|s| s.starts_with("Running")))?;
+    let addr = task["NetworksAttachments"][0]["Addresses"][0].as_str()?;
+    Some(addr.split('/').next()?.to_string())
+}
+
+/// Packets n2 sent to n3's VXLAN port, counted by a rule in n2's own namespace.
+fn vxlan_packets(lab: &Lab) -> u64 {
+    let out = lab.exec(2, &["nft", "-j", "list", "table", "ip", "shoaltest"]);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+    json["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["rule"]["expr"].as_array())
+        .flatten()
+        .filter_map(|e| e["counter"]["packets"].as_u64())
+        .sum()
+}
+
+#[test]
+fn a_task_on_n2_reaches_a_task_on_n3_over_vxlan() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("the lab comes up");
+    let network_id = lab
+        .shoal_ok(1, &["network", "create", "-d", "overlay", "front"])
+        .trim()
+        .to_string();
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "srv",
+            "--network",
+            "front",
+            "--constraint",
+            "node.hostname==n3",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            "echo hello-from-n3 > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+        ],
+    );
+    lab.shoal_ok(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "cli",
+            "--network",
+            "front",
+            "--constraint",
+            "node.hostname==n2",
+            "shoal-test/busybox:a",
+            "sleep",
+            "100000",
+        ],
+    );
+    let srv = wait_until("srv running with an address", WAIT, || address_of(&lab, "srv"))
+        .expect("srv runs");
+    let cli = wait_until("cli's container on n2", WAIT, || container_of(&lab, 2, "cli"))
+        .expect("cli runs");
+
+    // Count what n2 sends to n3's VXLAN port from here on.
+    for rule in [
+        vec!["nft", "add", "table", "ip", "shoaltest"],
+        vec![
+            "nft", "add", "chain", "ip", "shoaltest", "out",
+            "{ type filter hook output priority 0 ; }",
+        ],
+        vec![
+            "nft", "add", "rule", "ip", "shoaltest", "out", "ip", "saddr", "10.78.0.12", "ip",
+            "daddr", "10.78.0.13", "udp", "dport", "4789", "counter",
+        ],
+    ] {
+        let out = lab.exec(2, &rule);
+        assert!(out.ok(), "{rule:?}: {}", out.stderr);
+    }
+
+    // The container on n2 has its overlay address from before its process ran, and
+    // fetches the page from n3.
+    let url = format!("http://{srv}/");
+    let page = wait_until("the page from n3", WAIT, || {
+        let out = lab.docker(2, &["exec", &cli, "wget", "-qO-", &url]);
+        out.ok().then_some(out.stdout)
+    })
+    .expect("the page loads across nodes");
+    assert_eq!(page.trim(), "hello-from-n3");
+    assert!(vxlan_packets(&lab) > 0, "no VXLAN packet from n2 to n3");
+    let _ = lab.exec(2, &["nft", "delete", "table", "ip", "shoaltest"]);
+
+    // The network's data plane leaves each node with its last task there.
+    lab.shoal_ok(1, &["service", "rm", "srv", "cli"]);
+    let prefix: String = network_id.chars().take(12).collect();
+    wait_until("no namespace of the network left", WAIT, || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        (!out.contains(&prefix)).then_some(())
+    })
+    .expect("namespaces removed");
+    wait_until("the network removable", WAIT, || {
+        lab.shoal(1, &["network", "rm", "front"]).ok().then_some(())
+    })
+    .expect("network removed");
+}
