@@ -16,7 +16,9 @@
 #       -H unix:///run/shoal-lab/nK/docker.sock    --pidfile /run/shoal-lab/nK/docker.pid
 #       --bip 172.(30+K).0.1/24, address pool 172.(30+K).0.0/16, cgroup parent /shoal-lab-nK
 #       log /var/lib/shoal-lab/nK/dockerd.log
-#   * its own shoald: --data-dir /var/lib/shoal-lab/nK/shoald
+#   * its own shoald, in its dockerd's namespaces (as on a real host, where the two share a
+#     mount namespace and shoald sees the engine's container namespace files):
+#       --data-dir /var/lib/shoal-lab/nK/shoald
 #       --socket /run/shoal-lab/nK/shoald.sock --docker-host unix:///run/shoal-lab/nK/docker.sock
 #       --node-name nK, log /var/lib/shoal-lab/nK/shoald.log; it listens for other nodes on
 #       10.78.0.(10+K):4242 once it is in a swarm.
@@ -148,6 +150,23 @@ cmd_enter() {
   exec "$@"
 }
 
+# Run CMD in host K's engine's own namespaces (network, mount, UTS): what shoald and
+# `lab.sh exec` use, so they see the engine's mounts (its containers' network namespace
+# files under the exec root) as on a real host, where the two share a mount namespace.
+# Falls back to a fresh host view (cmd_host) when K's dockerd is not running.
+cmd_in_engine() {
+  local k; k=$(host_num "$1"); shift
+  require_host "$k"
+  local pid
+  if ! pid=$(dockerd_pid "$k"); then cmd_host "$k" "$@"; fi
+  if [ -n "${LAB_PIDFILE:-}" ]; then echo $$ >"$LAB_PIDFILE"; fi
+  unset LAB_PIDFILE
+  if ! command -v "$1" >/dev/null && command -v busybox >/dev/null && busybox --list | grep -x "$1" >/dev/null; then
+    set -- busybox "$@"
+  fi
+  exec nsenter --target "$pid" --net --mount --uts -- "$@"
+}
+
 # Run a command inside host K (same view as its daemons).
 in_host() { local k=$1; shift; "$SELF" __host "$k" "$@"; }
 
@@ -254,7 +273,7 @@ start_shoald() {
   if ! shoald_pid "$k" >/dev/null; then
     mkdir -p "$dir/shoald"
     log "n$k: starting shoald"
-    LAB_PIDFILE="$run/shoald.pid" NO_COLOR=1 setsid "$SELF" __host "$k" "$BIN_DIR/shoald" \
+    LAB_PIDFILE="$run/shoald.pid" NO_COLOR=1 setsid "$SELF" __engine "$k" "$BIN_DIR/shoald" \
       --data-dir "$dir/shoald" --socket "$(shoald_sock "$k")" \
       --docker-host "unix://$(docker_sock "$k")" --node-name "n$k" \
       >>"$dir/shoald.log" 2>&1 </dev/null &
@@ -555,7 +574,7 @@ main() {
            exec "$BIN_DIR/shoal" -H "unix://$(shoald_sock "$k")" "$@" ;;
     docker) local k; k=$(host_num "${1:?usage: lab.sh docker nK ARGS...}"); shift
             exec docker -H "unix://$(docker_sock "$k")" "$@" ;;
-    exec) [ $# -ge 2 ] || die "usage: lab.sh exec nK CMD [ARGS...]"; cmd_host "$@" ;;
+    exec) [ $# -ge 2 ] || die "usage: lab.sh exec nK CMD [ARGS...]"; cmd_in_engine "$@" ;;
     ip) local k; k=$(host_num "${1:?usage: lab.sh ip nK}"); host_ip "$k" ;;
     stop) local k; k=$(host_num "${1:?usage: lab.sh stop nK}"); require_host "$k"; stop_shoald "$k" ;;
     start) local k; k=$(host_num "${1:?usage: lab.sh start nK}"); require_host "$k"
@@ -566,6 +585,7 @@ main() {
     add-worker) cmd_add_worker ;;
     remove) cmd_remove "$@" ;;
     __host) cmd_host "$@" ;;
+    __engine) cmd_in_engine "$@" ;;
     __enter) cmd_enter "$@" ;;
     help | -h | --help) usage ;;
     *) usage >&2; die "unknown command '$cmd'" ;;

@@ -7,17 +7,19 @@
 //! process never runs unwired ([`NetworkProvider`] is how the executor asks for them).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bollard::errors::Error as DockerError;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::Docker;
+use shoal_overlay::dns::{self, NetworkNames, Names, ServiceNames, SharedNames};
 use shoal_overlay::{
     namespace_of, namespace_prefix, plugin_name, reconcile, DataplaneThread, IpCommands,
-    Network, NetworkState, Plugin, Registry, Remote, NETWORK_OPTION, VXLAN_OVERHEAD,
+    Network, NetworkState, Op, Plugin, Registry, Remote, Vip, NETWORK_OPTION, VXLAN_OVERHEAD,
 };
+use shoal_proto::EndpointMode;
 use shoal_proto::NetworkView;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -42,11 +44,19 @@ pub enum NetworkError {
     Thread(std::io::Error),
 }
 
+/// A Docker network a task's container joins, and the resolver it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerNetwork {
+    pub name: String,
+    /// The network's resolver (its gateway address): the container's DNS server.
+    pub resolver: Ipv4Addr,
+}
+
 /// How the executor asks for a task's networks: the Docker network to join for a Shoal
 /// network, made on the engine if it is not there yet.
 #[async_trait::async_trait]
 pub trait NetworkProvider: Send + Sync {
-    async fn docker_network(&self, network_id: &str) -> Result<String, ExecError>;
+    async fn docker_network(&self, network_id: &str) -> Result<DockerNetwork, ExecError>;
 }
 
 /// The node's networks; cheap to clone.
@@ -65,6 +75,13 @@ struct Inner {
     driver: String,
     /// Serialises the making of Docker networks (two tasks may need one at once).
     making: Mutex<()>,
+    /// The names every network's resolver answers.
+    names: SharedNames,
+    /// The node's own resolvers, for every other name.
+    upstream: Arc<Vec<SocketAddr>>,
+    /// Network id -> its resolver's stop switch.
+    resolvers: Mutex<HashMap<String, CancellationToken>>,
+    cancel: CancellationToken,
 }
 
 impl Networks {
@@ -82,7 +99,7 @@ impl Networks {
         let registry = Registry::new();
         let driver = plugin_name(node_id);
         Plugin::new(registry.clone(), dataplane.clone())
-            .serve(plugin_dir, &driver, cancel)
+            .serve(plugin_dir, &driver, cancel.clone())
             .map_err(|source| NetworkError::Plugin {
                 dir: plugin_dir.display().to_string(),
                 source,
@@ -97,6 +114,12 @@ impl Networks {
                 docker,
                 driver,
                 making: Mutex::new(()),
+                names: Arc::new(RwLock::new(Names::new())),
+                upstream: Arc::new(dns::upstream_resolvers(
+                    &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                )),
+                resolvers: Mutex::new(HashMap::new()),
+                cancel,
             }),
         })
     }
@@ -105,24 +128,157 @@ impl Networks {
     /// task address on them). Errors are logged: the next assignments message retries.
     pub async fn apply(&self, views: &[NetworkView]) {
         let states = self.states(views);
-        self.inner
-            .registry
-            .set_networks(states.iter().map(|s| s.network.clone()));
+        let networks: Vec<Network> = states.iter().map(|s| s.network.clone()).collect();
+        self.inner.registry.set_networks(networks.clone());
+        self.inner.registry.set_vips(vips_of(views));
+        *self.inner.names.write().unwrap_or_else(|p| p.into_inner()) = names_of(views);
         let result = self
             .inner
             .dataplane
             .run(move |dp| reconcile(dp, &states))
             .await;
-        match result {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(changes = n, "overlay data plane updated"),
-            Err(e) => tracing::warn!("overlay data plane: {e}"),
+        let remade: Vec<String> = match result {
+            Ok(ops) => {
+                if !ops.is_empty() {
+                    tracing::debug!(changes = ops.len(), "overlay data plane updated");
+                }
+                ops.iter()
+                    .filter_map(|op| match op {
+                        Op::CreateNetwork(n) => Some(n.id.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                tracing::warn!("overlay data plane: {e}");
+                Vec::new()
+            }
+        };
+        self.run_resolvers(&networks, &remade).await;
+        self.program_sandboxes().await;
+    }
+
+    /// Every local task's namespace gets the VIP rules of its networks as they are now.
+    async fn program_sandboxes(&self) {
+        for (sandbox, rules) in self.inner.registry.stale_sandboxes() {
+            let (target, ruleset) = (sandbox.clone(), rules.clone());
+            let result = self
+                .inner
+                .dataplane
+                .run(move |dp| dp.program_sandbox(&target, &ruleset))
+                .await;
+            match result {
+                Ok(()) => self.inner.registry.programmed(&sandbox, &rules),
+                // Its container is gone: the engine's Leave forgets it.
+                Err(e) => tracing::debug!(sandbox = %sandbox, "VIP rules not updated: {e}"),
+            }
+        }
+    }
+
+    /// After a restart: which Docker networks are Shoal's, and which task containers sit on
+    /// them in which namespace (their VIP rules must keep following).
+    pub async fn recover(&self) {
+        let docker = &self.inner.docker;
+        let filters = HashMap::from([("label".to_string(), vec![NETWORK_LABEL.to_string()])]);
+        let networks = docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .unwrap_or_default();
+        for network in networks {
+            let shoal_id = network
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(NETWORK_LABEL))
+                .cloned();
+            if let (Some(docker_id), Some(shoal_id)) = (network.id, shoal_id) {
+                self.inner.registry.map_docker(&docker_id, &shoal_id);
+            }
+        }
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}={}", shoal_proto::names::LABEL_NODE_ID, self.inner.node_id)],
+        )]);
+        let containers = docker
+            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_or_default();
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            let Ok(inspected) = docker.inspect_container(&id, None).await else {
+                continue;
+            };
+            let Some(settings) = inspected.network_settings else {
+                continue;
+            };
+            let Some(sandbox) = settings.sandbox_key.filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            for endpoint in settings.networks.unwrap_or_default().into_values() {
+                let shoal_id = endpoint
+                    .network_id
+                    .as_deref()
+                    .and_then(|d| self.inner.registry.docker_to_shoal(d));
+                if let (Some(endpoint_id), Some(shoal_id)) = (endpoint.endpoint_id, shoal_id) {
+                    self.inner.registry.join(&endpoint_id, &shoal_id, &sandbox);
+                }
+            }
+        }
+    }
+
+    /// A resolver on every network's gateway; a network made anew gets a new one (its
+    /// namespace, and the old socket with it, is gone).
+    async fn run_resolvers(&self, networks: &[Network], remade: &[String]) {
+        let mut resolvers = self.inner.resolvers.lock().await;
+        resolvers.retain(|id, stop| {
+            let keep = networks.iter().any(|n| n.id == *id) && !remade.contains(id);
+            if !keep {
+                stop.cancel();
+            }
+            keep
+        });
+        for network in networks {
+            if resolvers.contains_key(&network.id) {
+                continue;
+            }
+            let target = network.clone();
+            let bound = self
+                .inner
+                .dataplane
+                .run(move |dp| dp.bind_udp(&target, 53))
+                .await
+                .and_then(|socket| {
+                    tokio::net::UdpSocket::from_std(socket).map_err(|e| {
+                        shoal_overlay::DataplaneError::Command {
+                            command: "tokio socket".into(),
+                            message: e.to_string(),
+                        }
+                    })
+                });
+            match bound {
+                Ok(socket) => {
+                    let stop = self.inner.cancel.child_token();
+                    tokio::spawn(dns::serve(
+                        socket,
+                        network.id.clone(),
+                        self.inner.names.clone(),
+                        self.inner.upstream.clone(),
+                        stop.clone(),
+                    ));
+                    resolvers.insert(network.id.clone(), stop);
+                }
+                Err(e) => tracing::warn!(network = %network.id, "no resolver on the network: {e}"),
+            }
         }
     }
 
     /// Remove every network this node carries (leaving the swarm).
     pub async fn clear(&self) -> Result<(), NetworkError> {
         self.inner.registry.set_networks([]);
+        self.run_resolvers(&[], &[]).await;
         self.inner.dataplane.run(|dp| reconcile(dp, &[])).await?;
         Ok(())
     }
@@ -179,19 +335,23 @@ impl Networks {
         format!("{}-{}", self.inner.driver, id.chars().take(12).collect::<String>())
     }
 
-    async fn ensure_docker_network(&self, id: &str) -> Result<String, ExecError> {
+    async fn ensure_docker_network(&self, id: &str) -> Result<DockerNetwork, ExecError> {
         let name = self.docker_name(id);
         let network = self.inner.registry.network(id).ok_or_else(|| ExecError::Network(format!(
             "network {id} is not among the networks this node carries: its assignments have not named it yet"
         )))?;
         let _making = self.inner.making.lock().await;
         let docker = &self.inner.docker;
+        let found = DockerNetwork {
+            name: name.clone(),
+            resolver: network.gateway,
+        };
         match docker.inspect_network(&name, None).await {
-            Ok(found) => {
-                if let Some(docker_id) = found.id {
+            Ok(inspected) => {
+                if let Some(docker_id) = inspected.id {
                     self.inner.registry.map_docker(&docker_id, id);
                 }
-                return Ok(name);
+                return Ok(found);
             }
             Err(e) if status_of(&e) == Some(404) => {}
             Err(e) => return Err(ExecError::Network(format!("inspecting docker network {name}: {e}"))),
@@ -218,13 +378,13 @@ impl Networks {
             .map_err(|e| ExecError::Network(format!("creating docker network {name}: {e}")))?;
         self.inner.registry.map_docker(&created.id, id);
         tracing::info!(network = %id, docker = %name, "docker network made");
-        Ok(name)
+        Ok(found)
     }
 }
 
 #[async_trait::async_trait]
 impl NetworkProvider for Networks {
-    async fn docker_network(&self, network_id: &str) -> Result<String, ExecError> {
+    async fn docker_network(&self, network_id: &str) -> Result<DockerNetwork, ExecError> {
         self.ensure_docker_network(network_id).await
     }
 }
@@ -234,6 +394,66 @@ fn status_of(e: &DockerError) -> Option<u16> {
         DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
+}
+
+/// Every network's VIPs and the serving tasks each leads to, from the managers' views.
+fn vips_of(views: &[NetworkView]) -> HashMap<String, Vec<Vip>> {
+    views
+        .iter()
+        .filter_map(|view| {
+            let id = view.network.as_ref()?.id.clone();
+            let vips = view
+                .services
+                .iter()
+                .filter(|s| s.mode != EndpointMode::Dnsrr as i32)
+                .filter_map(|s| {
+                    Some(Vip {
+                        vip: host(&s.vip)?,
+                        backends: view
+                            .peers
+                            .iter()
+                            .filter(|p| p.service_id == s.service_id && p.serving)
+                            .filter_map(|p| host(&p.addr))
+                            .collect(),
+                    })
+                })
+                .collect();
+            Some((id, vips))
+        })
+        .collect()
+}
+
+/// What every network's resolver answers, from the managers' views.
+fn names_of(views: &[NetworkView]) -> Names {
+    views
+        .iter()
+        .filter_map(|view| {
+            let id = view.network.as_ref()?.id.clone();
+            let services = view
+                .services
+                .iter()
+                .map(|s| ServiceNames {
+                    name: s.name.clone(),
+                    aliases: s.aliases.clone(),
+                    vip: (s.mode != EndpointMode::Dnsrr as i32)
+                        .then(|| host(&s.vip))
+                        .flatten(),
+                    tasks: view
+                        .peers
+                        .iter()
+                        .filter(|p| p.service_id == s.service_id && p.serving)
+                        .filter_map(|p| host(&p.addr))
+                        .collect(),
+                })
+                .collect();
+            let tasks = view
+                .peers
+                .iter()
+                .filter_map(|p| Some((host(&p.addr)?, p.task_id.clone())))
+                .collect();
+            Some((id, NetworkNames { services, tasks }))
+        })
+        .collect()
 }
 
 /// "10.0.1.5/24" -> 10.0.1.5.

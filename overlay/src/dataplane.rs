@@ -28,6 +28,13 @@ pub trait Dataplane: Send {
     fn attach(&mut self, network: &Network, endpoint: &str) -> Result<String, DataplaneError>;
     /// Remove an endpoint's veth pair (a no-op when it is gone already).
     fn detach(&mut self, endpoint: &str) -> Result<(), DataplaneError>;
+    /// A UDP socket bound to `network`'s gateway address and `port`, inside the network's
+    /// namespace (the network's resolver listens there).
+    fn bind_udp(&mut self, network: &Network, port: u16)
+        -> Result<std::net::UdpSocket, DataplaneError>;
+    /// Replace the nftables ruleset `ruleset` ([`crate::lb::ruleset`]) in the network
+    /// namespace at `sandbox` (a task container's).
+    fn program_sandbox(&mut self, sandbox: &str, ruleset: &str) -> Result<(), DataplaneError>;
 }
 
 /// The host-side name of an endpoint's veth (15 characters at most, as the kernel wants).
@@ -42,18 +49,18 @@ pub fn bridge_veth(endpoint: &str) -> String {
 
 /// Bring the kernel to `desired`: read it back, plan, apply every change. Goes on past a
 /// failed change and returns the first error after trying the rest (the next reconcile
-/// retries), with how many changes were applied.
+/// retries); on success, the changes applied.
 pub fn reconcile(
     dataplane: &mut dyn Dataplane,
     desired: &[NetworkState],
-) -> Result<usize, DataplaneError> {
+) -> Result<Vec<Op>, DataplaneError> {
     let observed = dataplane.observe()?;
     let ops = plan(&observed, desired);
     let mut first_error = None;
-    let mut applied = 0;
-    for op in &ops {
-        match dataplane.apply(op) {
-            Ok(()) => applied += 1,
+    let mut applied = Vec::new();
+    for op in ops {
+        match dataplane.apply(&op) {
+            Ok(()) => applied.push(op),
             Err(e) => {
                 tracing::warn!(?op, "data plane change failed: {e}");
                 first_error.get_or_insert(e);
@@ -145,6 +152,33 @@ impl Dataplane for Recording {
         self.lock().calls.push(format!("detach {endpoint}"));
         Ok(())
     }
+
+    fn program_sandbox(&mut self, sandbox: &str, ruleset: &str) -> Result<(), DataplaneError> {
+        let rules: Vec<&str> = ruleset
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("ip daddr"))
+            .collect();
+        self.lock()
+            .calls
+            .push(format!("program {sandbox} [{}]", rules.join("; ")));
+        Ok(())
+    }
+
+    /// On loopback, any port: the fake has no namespaces.
+    fn bind_udp(
+        &mut self,
+        network: &Network,
+        port: u16,
+    ) -> Result<std::net::UdpSocket, DataplaneError> {
+        self.lock()
+            .calls
+            .push(format!("bind {}:{port} {}", network.gateway, network.namespace()));
+        std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| DataplaneError::Command {
+            command: "bind".into(),
+            message: e.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -173,8 +207,8 @@ mod tests {
             }],
         }];
         let mut fake = Recording::new();
-        assert_eq!(reconcile(&mut fake, &desired).expect("applied"), 2);
-        assert_eq!(reconcile(&mut fake, &desired).expect("applied"), 0);
+        assert_eq!(reconcile(&mut fake, &desired).expect("applied").len(), 2);
+        assert!(reconcile(&mut fake, &desired).expect("applied").is_empty());
         assert_eq!(
             fake.calls(),
             [
@@ -182,7 +216,7 @@ mod tests {
                 "add shoal-node1-n1abcdefabcd 10.0.1.3 via 10.78.0.13"
             ]
         );
-        assert_eq!(reconcile(&mut fake, &[]).expect("applied"), 1);
+        assert_eq!(reconcile(&mut fake, &[]).expect("applied").len(), 1);
         assert!(fake.state().is_empty(), "nothing left behind");
     }
 }

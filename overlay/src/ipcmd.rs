@@ -219,6 +219,84 @@ impl Dataplane for IpCommands {
         }
         Ok(())
     }
+
+    fn program_sandbox(&mut self, sandbox: &str, ruleset: &str) -> Result<(), DataplaneError> {
+        nft_in(sandbox, ruleset)
+    }
+
+    fn bind_udp(
+        &mut self,
+        network: &Network,
+        port: u16,
+    ) -> Result<std::net::UdpSocket, DataplaneError> {
+        let path = format!("/run/netns/{}", network.namespace());
+        let addr = std::net::SocketAddr::from((network.gateway, port));
+        // A thread of its own enters the namespace and ends with it: no thread of the
+        // runtime, nor the data plane's, ever changes namespace. The socket keeps the
+        // namespace it was made in.
+        let made = std::thread::spawn(move || -> Result<std::net::UdpSocket, String> {
+            let ns = std::fs::File::open(&path).map_err(|e| format!("opening {path}: {e}"))?;
+            enter_netns(&ns).map_err(|e| format!("entering {path}: {e}"))?;
+            std::net::UdpSocket::bind(addr).map_err(|e| format!("binding {addr}: {e}"))
+        })
+        .join()
+        .map_err(|_| "the namespace thread panicked".to_string())
+        .and_then(|r| r);
+        let socket = made.map_err(|message| DataplaneError::Command {
+            command: format!("bind udp {addr} in {}", network.namespace()),
+            message,
+        })?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| DataplaneError::Command {
+                command: "set_nonblocking".into(),
+                message: e.to_string(),
+            })?;
+        Ok(socket)
+    }
+}
+
+/// `nsenter --net=<sandbox> nft -f -` with `ruleset` on its input.
+fn nft_in(sandbox: &str, ruleset: &str) -> Result<(), DataplaneError> {
+    use std::io::Write;
+    let command = format!("nsenter --net={sandbox} nft -f -");
+    let failed = |message: String| DataplaneError::Command {
+        command: command.clone(),
+        message,
+    };
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={sandbox}"))
+        .args(["nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(ruleset.as_bytes())
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
+    if !output.status.success() {
+        return Err(failed(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+    }
+    Ok(())
+}
+
+/// Move the calling thread into the network namespace `ns` (an open /run/netns file).
+#[allow(unsafe_code)]
+fn enter_netns(ns: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns takes a file descriptor we hold open for the call's duration and a
+    // namespace type constant; it changes only the calling thread's network namespace,
+    // and this thread ends right after binding its socket.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// The MTU of the interface holding `addr` on this node (1500 when none is found).

@@ -15,7 +15,9 @@
 //! assignments into [`NetworkState`]s.
 
 pub mod dataplane;
+pub mod dns;
 pub mod ipcmd;
+pub mod lb;
 pub mod model;
 pub mod plan;
 pub mod plugin;
@@ -23,6 +25,8 @@ pub mod thread;
 
 pub use dataplane::{reconcile, Dataplane, DataplaneError, Recording};
 pub use ipcmd::{underlay_mtu, IpCommands};
+pub use lb::Vip;
+pub use plan::Op;
 pub use model::{
     mac_of, namespace_of, namespace_prefix, Network, NetworkState, Remote, VXLAN_OVERHEAD,
 };

@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::lb::{ruleset, Vip};
 use crate::model::{mac_of, Network};
 use crate::thread::DataplaneThread;
 
@@ -42,6 +43,12 @@ struct RegistryState {
     networks: HashMap<String, Network>,
     /// Docker network id -> Shoal network id.
     docker: HashMap<String, String>,
+    /// Shoal network id -> its services' VIPs and where they lead.
+    vips: HashMap<String, Vec<Vip>>,
+    /// Docker endpoint id -> (Shoal network id, the container's namespace).
+    endpoints: HashMap<String, (String, String)>,
+    /// Container namespace -> the ruleset last put there.
+    programmed: HashMap<String, String>,
 }
 
 impl Registry {
@@ -74,6 +81,74 @@ impl Registry {
 
     pub fn network(&self, shoal_id: &str) -> Option<Network> {
         self.lock().networks.get(shoal_id).cloned()
+    }
+
+    /// The Shoal network id of Docker's network `docker_id`, if known.
+    pub fn docker_to_shoal(&self, docker_id: &str) -> Option<String> {
+        self.lock().docker.get(docker_id).cloned()
+    }
+
+    /// Every network's VIPs now (replaces the previous set).
+    pub fn set_vips(&self, vips: HashMap<String, Vec<Vip>>) {
+        self.lock().vips = vips;
+    }
+
+    /// Endpoint `endpoint` of network `shoal_id` is in the container namespace `sandbox`.
+    pub fn join(&self, endpoint: &str, shoal_id: &str, sandbox: &str) {
+        self.lock().endpoints.insert(
+            endpoint.to_string(),
+            (shoal_id.to_string(), sandbox.to_string()),
+        );
+    }
+
+    pub fn leave(&self, endpoint: &str) {
+        let mut state = self.lock();
+        if let Some((_, sandbox)) = state.endpoints.remove(endpoint) {
+            if !state.endpoints.values().any(|(_, s)| *s == sandbox) {
+                state.programmed.remove(&sandbox);
+            }
+        }
+    }
+
+    /// The ruleset container namespace `sandbox` must hold: the VIPs of every network it
+    /// joins.
+    pub fn ruleset(&self, sandbox: &str) -> String {
+        let state = self.lock();
+        let mut vips: Vec<Vip> = state
+            .endpoints
+            .values()
+            .filter(|(_, s)| s == sandbox)
+            .flat_map(|(network, _)| state.vips.get(network).cloned().unwrap_or_default())
+            .collect();
+        vips.sort();
+        vips.dedup();
+        ruleset(&vips)
+    }
+
+    /// Container namespaces whose ruleset differs from the one last put there, with it.
+    pub fn stale_sandboxes(&self) -> Vec<(String, String)> {
+        let sandboxes: Vec<String> = {
+            let state = self.lock();
+            let mut s: Vec<String> = state.endpoints.values().map(|(_, s)| s.clone()).collect();
+            s.sort();
+            s.dedup();
+            s
+        };
+        sandboxes
+            .into_iter()
+            .filter_map(|sandbox| {
+                let rules = self.ruleset(&sandbox);
+                let same = self.lock().programmed.get(&sandbox) == Some(&rules);
+                (!same).then_some((sandbox, rules))
+            })
+            .collect()
+    }
+
+    /// `ruleset` is in `sandbox` now.
+    pub fn programmed(&self, sandbox: &str, ruleset: &str) {
+        self.lock()
+            .programmed
+            .insert(sandbox.to_string(), ruleset.to_string());
     }
 }
 
@@ -224,17 +299,31 @@ impl Plugin {
                 let network = self.registry.network_of(&docker_id).ok_or_else(|| {
                     format!("docker network {docker_id} is not a network this node carries now")
                 })?;
+                let sandbox = text("SandboxKey");
+                let network_id = network.id.clone();
+                let joined = endpoint.clone();
                 let name = self
                     .dataplane
                     .run(move |dp| dp.attach(&network, &endpoint))
                     .await
                     .map_err(|e| e.to_string())?;
+                if !sandbox.is_empty() {
+                    self.registry.join(&joined, &network_id, &sandbox);
+                    tokio::spawn(program_when_made(
+                        self.registry.clone(),
+                        self.dataplane.clone(),
+                        sandbox,
+                    ));
+                }
                 Ok(json!({
                     "InterfaceName": { "SrcName": name, "DstPrefix": "eth" },
                     "DisableGatewayService": false,
                 }))
             }
-            "NetworkDriver.Leave" => Ok(json!({})),
+            "NetworkDriver.Leave" => {
+                self.registry.leave(&text("EndpointID"));
+                Ok(json!({}))
+            }
             "NetworkDriver.DeleteEndpoint" => {
                 let endpoint = text("EndpointID");
                 self.dataplane
@@ -249,6 +338,35 @@ impl Plugin {
             | "NetworkDriver.DiscoverNew"
             | "NetworkDriver.DiscoverDelete" => Ok(json!({})),
             other => Err(format!("{other} is not supported by Shoal's network driver")),
+        }
+    }
+}
+
+/// How long after its Join a container's namespace may take to appear.
+const SANDBOX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const SANDBOX_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The engine makes a container's namespace after Join (runc's prestart hook): put the VIP
+/// rules there as soon as it exists, which is before or within milliseconds of the
+/// process's start.
+async fn program_when_made(registry: Registry, dataplane: DataplaneThread, sandbox: String) {
+    let deadline = tokio::time::Instant::now() + SANDBOX_WAIT;
+    loop {
+        let rules = registry.ruleset(&sandbox);
+        let (target, ruleset) = (sandbox.clone(), rules.clone());
+        match dataplane
+            .run(move |dp| dp.program_sandbox(&target, &ruleset))
+            .await
+        {
+            Ok(()) => {
+                registry.programmed(&sandbox, &rules);
+                return;
+            }
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                tracing::warn!(sandbox = %sandbox, "VIP rules not set: {e}");
+                return;
+            }
+            Err(_) => tokio::time::sleep(SANDBOX_POLL).await,
         }
     }
 }
@@ -342,12 +460,24 @@ mod tests {
         assert!(ask("NetworkDriver.Join", json!({ "NetworkID": "unknown", "EndpointID": "e2" }))
             .await
             .is_err());
+        // The namespace's rules go in once it exists (at once, for the fake).
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while !fake.calls().iter().any(|c| c.starts_with("program")) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("programmed");
         ask("NetworkDriver.DeleteEndpoint", json!({ "EndpointID": "e1abcdefabcdefabcdef" }))
             .await
             .expect("deleted");
         assert_eq!(
             fake.calls(),
-            ["attach e1abcdefabcdefabcdef shoal-node1-net1", "detach e1abcdefabcdefabcdef"]
+            [
+                "attach e1abcdefabcdefabcdef shoal-node1-net1",
+                "program /x []",
+                "detach e1abcdefabcdefabcdef"
+            ]
         );
     }
 }

@@ -467,7 +467,10 @@ impl Daemon {
             }
         };
         let executor = match &networks {
-            Some(n) => executor.with_networks(Arc::new(n.clone())),
+            Some(n) => {
+                n.recover().await;
+                executor.with_networks(Arc::new(n.clone()))
+            }
             None => executor,
         };
         let executor = Arc::new(executor);

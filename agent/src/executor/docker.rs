@@ -31,7 +31,7 @@ use futures::StreamExt;
 use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, Resources, Task};
 
 use super::docker_health::{self, HealthEvents};
-use crate::network::NetworkProvider;
+use crate::network::{DockerNetwork, NetworkProvider};
 use super::{
     ContainerState, Controller, ExecError, Executor, ExitInfo, Health, LogLine, LogLines, LogRead,
 };
@@ -478,7 +478,7 @@ impl DockerController {
     /// The Docker network and endpoint settings of each of the task's overlay networks, in
     /// the task's order: the container is created on the first and connected to the others
     /// before it starts, each with the address the leader allocated.
-    async fn endpoints(&self) -> Result<Vec<(String, EndpointSettings)>, ExecError> {
+    async fn endpoints(&self) -> Result<Vec<(DockerNetwork, EndpointSettings)>, ExecError> {
         if self.task.networks.is_empty() {
             return Ok(Vec::new());
         }
@@ -487,25 +487,22 @@ impl DockerController {
         })?;
         let mut endpoints = Vec::new();
         for attachment in &self.task.networks {
-            let name = provider.docker_network(&attachment.network_id).await?;
+            let network = provider.docker_network(&attachment.network_id).await?;
             let address = attachment
                 .addresses
                 .first()
                 .and_then(|a| a.split('/').next())
                 .unwrap_or_default()
                 .to_string();
-            let mut aliases = attachment.aliases.clone();
-            if !self.task.service_name.is_empty() {
-                aliases.insert(0, self.task.service_name.clone());
-            }
+            // No aliases for the engine: its resolver would answer service names with its
+            // own local containers. Shoal's resolver answers them, swarm-wide.
             endpoints.push((
-                name,
+                network,
                 EndpointSettings {
                     ipam_config: Some(EndpointIpamConfig {
                         ipv4_address: Some(address),
                         ..Default::default()
                     }),
-                    aliases: Some(aliases),
                     ..Default::default()
                 },
             ));
@@ -580,10 +577,13 @@ impl Controller for DockerController {
         let mut endpoints = self.endpoints().await?.into_iter();
         if let Some((network, settings)) = endpoints.next() {
             if let Some(host) = config.host_config.as_mut() {
-                host.network_mode = Some(network.clone());
+                host.network_mode = Some(network.name.clone());
+                // The engine's resolver in the container relays the names it does not
+                // know (all of the swarm's) to the network's resolver.
+                host.dns = Some(vec![network.resolver.to_string()]);
             }
             config.networking_config = Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(network, settings)])),
+                endpoints_config: Some(HashMap::from([(network.name, settings)])),
             });
         }
         let opts = CreateContainerOptions {
@@ -601,10 +601,10 @@ impl Controller for DockerController {
                         container: created.id.clone(),
                         endpoint_config: Some(settings),
                     };
-                    if let Err(e) = self.docker.connect_network(&network, request).await {
+                    if let Err(e) = self.docker.connect_network(&network.name, request).await {
                         // Never left behind half-wired: the next prepare makes it again.
                         let _ = remove(&self.docker, &created.id).await;
-                        return Err(classify("connect to network", &network, e));
+                        return Err(classify("connect to network", &network.name, e));
                     }
                 }
                 self.container_id = Some(created.id);

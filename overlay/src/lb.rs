@@ -1,0 +1,78 @@
+//! VIP load balancing, in the kernel of each task's own network namespace: an nftables NAT
+//! rule per service VIP on the task's networks rewrites a new connection's destination to
+//! one of the service's serving tasks, in turn (numgen). Replies are translated back by the
+//! task's own connection tracking, so no address translation happens anywhere else and
+//! the serving task sees the client's real address.
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+/// The nftables table Shoal keeps in every task's namespace.
+pub const TABLE: &str = "shoal";
+
+/// One VIP and the addresses it spreads new connections over (none: no rule, nothing
+/// answers the VIP).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Vip {
+    pub vip: Ipv4Addr,
+    pub backends: Vec<Ipv4Addr>,
+}
+
+/// The whole table for one namespace, replacing whatever it held (one `nft -f` run: atomic).
+pub fn ruleset(vips: &[Vip]) -> String {
+    let mut out = String::new();
+    // Made if missing, so the delete never fails; then made again whole.
+    let _ = writeln!(out, "table ip {TABLE}");
+    let _ = writeln!(out, "delete table ip {TABLE}");
+    let _ = writeln!(out, "table ip {TABLE} {{");
+    let _ = writeln!(out, "  chain vips {{");
+    let _ = writeln!(out, "    type nat hook output priority -100; policy accept;");
+    for vip in vips.iter().filter(|v| !v.backends.is_empty()) {
+        let map: Vec<String> = vip
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("{i} : {b}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "    ip daddr {} dnat to numgen inc mod {} map {{ {} }}",
+            vip.vip,
+            vip.backends.len(),
+            map.join(", ")
+        );
+    }
+    let _ = writeln!(out, "  }}");
+    let _ = writeln!(out, "}}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vip_spreads_over_its_backends_and_an_empty_one_has_no_rule() {
+        let rules = ruleset(&[
+            Vip {
+                vip: Ipv4Addr::new(10, 0, 1, 2),
+                backends: vec![Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 0, 1, 6)],
+            },
+            Vip {
+                vip: Ipv4Addr::new(10, 0, 1, 9),
+                backends: vec![],
+            },
+        ]);
+        assert_eq!(
+            rules,
+            "table ip shoal\n\
+             delete table ip shoal\n\
+             table ip shoal {\n  \
+               chain vips {\n    \
+                 type nat hook output priority -100; policy accept;\n    \
+                 ip daddr 10.0.1.2 dnat to numgen inc mod 2 map { 0 : 10.0.1.5, 1 : 10.0.1.6 }\n  \
+               }\n\
+             }\n"
+        );
+    }
+}
