@@ -132,3 +132,141 @@ fn a_task_on_n2_reaches_a_task_on_n3_over_vxlan() {
     })
     .expect("network removed");
 }
+
+/// The addresses `nslookup NAME` gives in `container` on host 2 (the resolver's own
+/// address left out).
+fn lookup(lab: &Lab, container: &str, name: &str) -> Option<Vec<String>> {
+    let out = lab.docker(2, &["exec", container, "nslookup", name]);
+    if !out.ok() {
+        return None;
+    }
+    let mut addrs: Vec<String> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Address:"))
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.contains(':') && a != "127.0.0.11")
+        .collect();
+    addrs.sort();
+    Some(addrs)
+}
+
+/// The page (a task's hostname) behind `url`, fetched from `container` on host 2.
+fn fetch(lab: &Lab, container: &str, url: &str) -> Option<String> {
+    let out = lab.docker(2, &["exec", container, "wget", "-qO-", url]);
+    out.ok().then(|| out.stdout.trim().to_string())
+}
+
+fn create(lab: &Lab, args: &[&str]) {
+    let mut all = vec!["service", "create", "--detach"];
+    all.extend_from_slice(args);
+    lab.shoal_ok(1, &all);
+}
+
+const HOSTNAME_PAGE: &str =
+    "hostname > /tmp/index.html; exec httpd -f -p 80 -h /tmp";
+
+#[test]
+fn names_and_vips_follow_the_running_tasks() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("the lab comes up");
+    lab.shoal_ok(1, &["network", "create", "back"]);
+    create(
+        &lab,
+        &[
+            "--name", "web", "--replicas", "3", "--network", "name=back,alias=www",
+            "--replicas-max-per-node", "1", "shoal-test/busybox:a", "sh", "-c", HOSTNAME_PAGE,
+        ],
+    );
+    create(
+        &lab,
+        &[
+            "--name", "rr", "--replicas", "2", "--endpoint-mode", "dnsrr", "--network",
+            "back", "shoal-test/busybox:a", "sh", "-c", HOSTNAME_PAGE,
+        ],
+    );
+    create(
+        &lab,
+        &[
+            "--name", "cli", "--network", "back", "--constraint", "node.hostname==n2",
+            "shoal-test/busybox:a", "sleep", "100000",
+        ],
+    );
+    let cli = wait_until("cli's container on n2", WAIT, || container_of(&lab, 2, "cli"))
+        .expect("cli runs");
+    let vip = {
+        let out = lab.shoal_ok(1, &["service", "inspect", "web"]);
+        let web: serde_json::Value = serde_json::from_str(&out).expect("json");
+        web[0]["Endpoint"]["VirtualIPs"][0]["Addr"]
+            .as_str()
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(!vip.is_empty());
+
+    // The name and its alias give the VIP; tasks.NAME every task; dnsrr its tasks.
+    let tasks = wait_until("three tasks named", WAIT, || {
+        lookup(&lab, &cli, "tasks.web").filter(|a| a.len() == 3)
+    })
+    .expect("tasks.web");
+    assert_eq!(lookup(&lab, &cli, "web"), Some(vec![vip.clone()]));
+    assert_eq!(lookup(&lab, &cli, "www"), Some(vec![vip.clone()]));
+    let rr = wait_until("two dnsrr tasks", WAIT, || {
+        lookup(&lab, &cli, "rr").filter(|a| a.len() == 2)
+    })
+    .expect("rr");
+    assert!(rr.iter().all(|a| !tasks.contains(a)));
+
+    // The VIP spreads new connections over every replica.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..9 {
+        if let Some(page) = fetch(&lab, &cli, "http://web/") {
+            seen.insert(page);
+        }
+    }
+    assert_eq!(seen.len(), 3, "replicas answering through the VIP: {seen:?}");
+
+    // A killed replica: the VIP stops sending it connections, its name goes.
+    let victim_host = 3;
+    let victim = container_of(&lab, victim_host, "web").expect("a web task on n3");
+    let victim_name = lab
+        .docker(victim_host, &["inspect", "-f", "{{.Config.Hostname}}", &victim])
+        .stdout
+        .trim()
+        .to_string();
+    lab.docker(victim_host, &["kill", &victim]);
+    let started = std::time::Instant::now();
+    wait_until("the killed replica out of tasks.web", WAIT, || {
+        lookup(&lab, &cli, "tasks.web").filter(|a| a.len() == 2)
+    })
+    .expect("dropped from DNS");
+    eprintln!("killed replica gone from DNS after {:?}", started.elapsed());
+    wait_until("nine fetches, none from the killed replica", WAIT, || {
+        let pages: Vec<Option<String>> =
+            (0..9).map(|_| fetch(&lab, &cli, "http://web/")).collect();
+        pages
+            .iter()
+            .all(|p| p.as_ref().is_some_and(|p| *p != victim_name))
+            .then_some(())
+    })
+    .expect("the VIP avoids the killed replica");
+    eprintln!("killed replica out of the VIP after {:?}", started.elapsed());
+
+    // Scale 3 -> 1: two addresses leave tasks.web.
+    wait_until("web back to three", WAIT, || {
+        lookup(&lab, &cli, "tasks.web").filter(|a| a.len() == 3)
+    })
+    .expect("replaced");
+    lab.shoal_ok(1, &["service", "scale", "--detach", "web=1"]);
+    let started = std::time::Instant::now();
+    wait_until("one task named", WAIT, || {
+        lookup(&lab, &cli, "tasks.web").filter(|a| a.len() == 1)
+    })
+    .expect("scaled down in DNS");
+    eprintln!("scale 3 -> 1 reflected in DNS after {:?}", started.elapsed());
+    assert_eq!(lookup(&lab, &cli, "web"), Some(vec![vip]));
+    // Other names still reach the node's resolvers (an answer, not a timeout).
+    let other = lab.docker(2, &["exec", &cli, "nslookup", "no-such-name.invalid"]);
+    assert!(!other.stdout.is_empty() || !other.stderr.is_empty());
+}

@@ -250,11 +250,11 @@ fn vips_settled(service: &Service) -> bool {
             .all(|(w, v)| *w == v.network_id && !v.addr.is_empty())
 }
 
-/// Whether `task` waits for the allocator: not yet placed, still wanted, not attached.
+/// Whether `task` waits for the allocator: not yet placed (a restart may have named its
+/// node already), still wanted, not attached.
 fn waits(task: &Task) -> bool {
     task.desired() <= TaskState::Running
         && matches!(task.state(), TaskState::New | TaskState::Pending)
-        && task.node_id.is_empty()
         && !task.is_attached()
 }
 

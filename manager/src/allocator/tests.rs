@@ -155,6 +155,19 @@ async fn services_get_a_vip_per_network_and_tasks_an_address_each() {
 }
 
 #[tokio::test]
+async fn a_replacement_already_bound_to_its_node_is_attached_too() {
+    let store = Store::in_memory();
+    create_network(&store, "front", network_spec("front", "10.5.0.0/24")).await.expect("front");
+    let web = on_networks("web", 1, &["front"]);
+    // A restart's replacement keeps its slot's node before the scheduler sees it.
+    let task = new_task(&web, 1, "n3", TaskState::Running);
+    put(&store, vec![Object::Service(web), Object::Task(task.clone())]).await;
+    Allocator::new(store.clone()).pass().await.expect("pass");
+    let got = store.view(|r| r.task(&task.id).cloned()).expect("task");
+    assert!(got.is_attached(), "{got:?}");
+}
+
+#[tokio::test]
 async fn an_address_is_free_again_once_its_holder_is_gone_and_a_new_leader_agrees() {
     let store = Store::in_memory();
     create_network(&store, "tiny", network_spec("tiny", "10.3.0.0/29")).await.expect("tiny");

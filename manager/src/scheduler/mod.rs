@@ -104,9 +104,13 @@ fn relevant(event: &Event) -> bool {
     matches!(event.object(), Some(Object::Task(_) | Object::Node(_)))
 }
 
-/// Whether a task holds resources on its node.
+/// Whether a task holds resources on its node: once assigned there (a replacement that
+/// waits for its slot's node does not count against itself).
 fn occupies(task: &Task) -> bool {
-    !task.node_id.is_empty() && task.desired() <= TaskState::Running && !task.state().is_terminal()
+    !task.node_id.is_empty()
+        && task.desired() <= TaskState::Running
+        && task.state() >= TaskState::Assigned
+        && !task.state().is_terminal()
 }
 
 /// Whether a task waits for the scheduler: not placed yet, and attached to its networks

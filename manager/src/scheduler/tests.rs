@@ -235,3 +235,42 @@ async fn placement_table() {
         assert_eq!(pending, *want_pending, "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_replacement_waiting_for_its_node_does_not_count_against_itself() {
+    let store = Store::in_memory();
+    let svc = with_placement(
+        service("s", 2),
+        Placement {
+            max_replicas: 1,
+            ..Default::default()
+        },
+    );
+    let mut running = new_task(&svc, 1, "a", TaskState::Running);
+    running.status = Some(shoal_proto::TaskStatus {
+        state: TaskState::Running as i32,
+        ..Default::default()
+    });
+    // A restart keeps slot 2 on node b, where its failed task was.
+    let replacement = new_task(&svc, 2, "b", TaskState::Running);
+    let id = replacement.id.clone();
+    put(
+        &store,
+        vec![
+            Object::Node(node("a")),
+            Object::Node(node("b")),
+            Object::Service(svc),
+            Object::Task(running),
+            Object::Task(replacement),
+        ],
+    )
+    .await;
+    Scheduler::new(store.clone()).pass().await.expect("pass");
+    let placed = store.view(|r| r.task(&id).cloned()).expect("task");
+    assert_eq!(
+        (placed.state(), placed.node_id.as_str()),
+        (TaskState::Assigned, "b"),
+        "{:?}",
+        placed.status
+    );
+}
