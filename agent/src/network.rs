@@ -81,6 +81,8 @@ struct Inner {
     upstream: Arc<Vec<SocketAddr>>,
     /// Network id -> its resolver's stop switch.
     resolvers: Mutex<HashMap<String, CancellationToken>>,
+    /// The networks the last views named: Docker networks are pruned when this changes.
+    carried: Mutex<Vec<String>>,
     cancel: CancellationToken,
 }
 
@@ -119,6 +121,7 @@ impl Networks {
                     &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
                 )),
                 resolvers: Mutex::new(HashMap::new()),
+                carried: Mutex::new(Vec::new()),
                 cancel,
             }),
         })
@@ -156,6 +159,42 @@ impl Networks {
         };
         self.run_resolvers(&networks, &remade).await;
         self.program_sandboxes().await;
+        let mut ids: Vec<String> = networks.iter().map(|n| n.id.clone()).collect();
+        ids.sort();
+        let changed = *self.inner.carried.lock().await != ids;
+        if changed {
+            self.prune_docker_networks(&ids).await;
+            *self.inner.carried.lock().await = ids;
+        }
+    }
+
+    /// Remove this node's Docker networks for Shoal networks it no longer carries (the
+    /// engine refuses while a container is still on one: the next change retries).
+    async fn prune_docker_networks(&self, keep: &[String]) {
+        let filters = HashMap::from([("label".to_string(), vec![NETWORK_LABEL.to_string()])]);
+        let found = self
+            .inner
+            .docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .unwrap_or_default();
+        let prefix = format!("{}-", self.inner.driver);
+        for network in found {
+            let (Some(name), Some(labels)) = (network.name, network.labels) else {
+                continue;
+            };
+            let Some(id) = labels.get(NETWORK_LABEL) else {
+                continue;
+            };
+            if name.starts_with(&prefix) && !keep.contains(id) {
+                match self.inner.docker.remove_network(&name).await {
+                    Ok(()) => tracing::info!(docker = %name, "docker network removed"),
+                    Err(e) => tracing::debug!(docker = %name, "docker network kept: {e}"),
+                }
+            }
+        }
     }
 
     /// Every local task's namespace gets the VIP rules of its networks as they are now.
@@ -279,6 +318,7 @@ impl Networks {
     pub async fn clear(&self) -> Result<(), NetworkError> {
         self.inner.registry.set_networks([]);
         self.run_resolvers(&[], &[]).await;
+        self.prune_docker_networks(&[]).await;
         self.inner.dataplane.run(|dp| reconcile(dp, &[])).await?;
         Ok(())
     }

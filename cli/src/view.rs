@@ -990,11 +990,49 @@ mod tests {
                         "MaxReplicas": 2
                     }
                 },
-                "Mode": {"Replicated": {"Replicas": 3}}
+                "Mode": {"Replicated": {"Replicas": 3}},
+                "EndpointSpec": {"Mode": "vip"}
             },
-            "SpecVersion": {"Index": 2}
+            "SpecVersion": {"Index": 2},
+            "Endpoint": {"Spec": {"Mode": "vip"}}
         });
         assert_eq!(v, want);
+    }
+
+    #[test]
+    fn networks_and_vips_show_as_dockers() {
+        let service = Service {
+            id: "svc1".into(),
+            spec: Some(ServiceSpec {
+                name: "web".into(),
+                task: Some(shoal_proto::TaskSpec {
+                    networks: vec![shoal_proto::NetworkAttachmentConfig {
+                        target: "net1".into(),
+                        aliases: vec!["www".into()],
+                    }],
+                    ..Default::default()
+                }),
+                endpoint: Some(shoal_proto::EndpointSpec {
+                    mode: EndpointMode::Dnsrr as i32,
+                }),
+                ..Default::default()
+            }),
+            vips: vec![shoal_proto::EndpointVip {
+                network_id: "net1".into(),
+                addr: "10.0.1.2/24".into(),
+            }],
+            ..Default::default()
+        };
+        let v = serde_json::to_value(super::service(&service)).expect("json");
+        assert_eq!(
+            v["Spec"]["TaskTemplate"]["Networks"],
+            serde_json::json!([{"Target": "net1", "Aliases": ["www"]}])
+        );
+        assert_eq!(v["Spec"]["EndpointSpec"]["Mode"], "dnsrr");
+        assert_eq!(
+            v["Endpoint"]["VirtualIPs"],
+            serde_json::json!([{"NetworkID": "net1", "Addr": "10.0.1.2/24"}])
+        );
     }
 
     #[test]

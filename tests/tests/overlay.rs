@@ -131,6 +131,17 @@ fn a_task_on_n2_reaches_a_task_on_n3_over_vxlan() {
         lab.shoal(1, &["network", "rm", "front"]).ok().then_some(())
     })
     .expect("network removed");
+    // Nor does any engine keep a Docker network of it.
+    for host in [2, 3] {
+        wait_until("no docker network of Shoal's left", WAIT, || {
+            let out = lab.docker(
+                host,
+                &["network", "ls", "-q", "--filter", "label=com.shoal.network.id"],
+            );
+            (out.ok() && out.stdout.trim().is_empty()).then_some(())
+        })
+        .expect("docker networks removed");
+    }
 }
 
 /// The addresses `nslookup NAME` gives in `container` on host 2 (the resolver's own

@@ -123,6 +123,7 @@ struct Member {
     record: NodeRecord,
     manager: Option<Manager>,
     executor: Arc<DockerExecutor>,
+    networks: Option<Networks>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -363,6 +364,7 @@ impl Daemon {
             return Err(DaemonError::NotInSwarm);
         };
         let executor = current.executor.clone();
+        let networks = current.networks.clone();
         self.stop(current).await;
         match executor.list_task_containers().await {
             Ok(containers) => {
@@ -373,6 +375,12 @@ impl Daemon {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "listing task containers on leave failed"),
+        }
+        // Nothing of the overlay stays behind: namespaces, devices, Docker networks.
+        if let Some(networks) = networks {
+            if let Err(e) = networks.clear().await {
+                tracing::warn!(error = %e, "removing the overlay networks on leave failed");
+            }
         }
         self.wipe().await
     }
@@ -593,6 +601,7 @@ impl Daemon {
         )));
         let role_tx = self.inner.roles.clone();
         let stop = cancel.clone();
+        let session_networks = networks.clone();
         tasks.push(tokio::spawn(async move {
             session::run(
                 identity,
@@ -600,7 +609,7 @@ impl Daemon {
                 node_tls,
                 session::Local {
                     worker: &worker,
-                    networks: networks.as_ref(),
+                    networks: session_networks.as_ref(),
                 },
                 status_rx,
                 role_tx,
@@ -614,6 +623,7 @@ impl Daemon {
             record,
             manager,
             executor,
+            networks,
             cancel,
             tasks,
         })
