@@ -71,6 +71,8 @@ def iperf_image():
     with tempfile.TemporaryDirectory() as root:
         os.makedirs(f"{root}/usr/bin")
         os.makedirs(f"{root}/bin")
+        os.makedirs(f"{root}/tmp")
+        os.chmod(f"{root}/tmp", 0o1777)
         run(["cp", iperf, f"{root}/usr/bin/iperf3"])
         run(["cp", "/bin/busybox", f"{root}/bin/busybox"])
         for applet in ("sh", "sleep", "cat"):
@@ -149,7 +151,7 @@ def name_time(cli):
     # The poller starts first, then the task; both stamp /proc/uptime.
     poller = subprocess.Popen(
         ["bash", LAB, "docker", "n2", "exec", cli, "sh", "-c",
-         "until nslookup tasks.late >/dev/null 2>&1; do :; done; cat /proc/uptime"],
+         "until nslookup tasks.late 2>/dev/null | grep -q 'Address: *10[.]'; do :; done; cat /proc/uptime"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(0.3)
     shoal("service", "create", "--detach", "--name", "late", "--network", "benchnet",
@@ -166,7 +168,7 @@ def name_time(cli):
 def swarm_overlay(secs):
     out = run(["python3", os.path.join(PEER, "bench_overlay.py"), "--runs", "1", "--time",
                str(secs)], timeout=600)
-    m = re.search(r"underlay ([\d.]+) Gbit/s.*overlay ([\d.]+) Gbit/s", out)
+    m = re.search(r"underlay median=([\d.]+).*overlay median=([\d.]+)", out)
     if not m:
         raise RuntimeError(f"no RESULT from the peer's bench_overlay.py:\n{out[-600:]}")
     return float(m.group(1)), float(m.group(2))
