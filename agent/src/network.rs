@@ -362,6 +362,7 @@ impl Networks {
             prefix: prefix.parse().ok()?,
             gateway: allocation.gateway.parse().ok()?,
             mtu,
+            internal: n.spec.as_ref().is_some_and(|s| s.internal),
         })
     }
 

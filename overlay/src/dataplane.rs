@@ -198,6 +198,7 @@ mod tests {
             prefix: 24,
             gateway: Ipv4Addr::new(10, 0, 1, 1),
             mtu: 1450,
+            internal: false,
         };
         let desired = [NetworkState {
             network,

@@ -23,6 +23,8 @@ pub struct Network {
     /// MTU inside the overlay: the network's option, or the underlay's minus VXLAN's
     /// overhead.
     pub mtu: u32,
+    /// No way out of the network: its tasks get no default gateway from it.
+    pub internal: bool,
 }
 
 impl Network {

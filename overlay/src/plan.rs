@@ -94,6 +94,7 @@ mod tests {
             prefix: 24,
             gateway: Ipv4Addr::new(10, 0, 1, 1),
             mtu: 1450,
+            internal: false,
         }
     }
 

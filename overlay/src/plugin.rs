@@ -301,6 +301,7 @@ impl Plugin {
                 })?;
                 let sandbox = text("SandboxKey");
                 let network_id = network.id.clone();
+                let internal = network.internal;
                 let joined = endpoint.clone();
                 let name = self
                     .dataplane
@@ -315,9 +316,11 @@ impl Plugin {
                         sandbox,
                     ));
                 }
+                // A network with a way out lets the engine give the container its gateway
+                // bridge for traffic leaving the swarm; an internal one does not.
                 Ok(json!({
                     "InterfaceName": { "SrcName": name, "DstPrefix": "eth" },
-                    "DisableGatewayService": false,
+                    "DisableGatewayService": internal,
                 }))
             }
             "NetworkDriver.Leave" => {
@@ -398,6 +401,7 @@ mod tests {
             prefix: 24,
             gateway: Ipv4Addr::new(10, 0, 1, 1),
             mtu: 1450,
+            internal: false,
         }]);
         (Plugin::new(registry, thread), fake)
     }

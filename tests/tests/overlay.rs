@@ -281,3 +281,95 @@ fn names_and_vips_follow_the_running_tasks() {
     let other = lab.docker(2, &["exec", &cli, "nslookup", "no-such-name.invalid"]);
     assert!(!other.stdout.is_empty() || !other.stderr.is_empty());
 }
+
+/// Network namespaces (by name) of host `host`'s data plane.
+fn namespaces_of(lab: &Lab, host: usize) -> Vec<String> {
+    let out = lab.shoal_ok(1, &["node", "inspect", &format!("n{host}")]);
+    let node: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let id = node[0]["ID"].as_str().unwrap_or_default().to_string();
+    let prefix = format!("shoal-{}-", id.chars().take(8).collect::<String>());
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_restarted_node_keeps_its_data_plane_and_a_leaving_one_clears_it() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("the lab comes up");
+    lab.shoal_ok(1, &["network", "create", "front"]);
+    lab.shoal_ok(1, &["network", "create", "--internal", "inner"]);
+    create(
+        &lab,
+        &[
+            "--name", "srv", "--network", "front", "--constraint", "node.hostname==n3",
+            "shoal-test/busybox:a", "sh", "-c", HOSTNAME_PAGE,
+        ],
+    );
+    create(
+        &lab,
+        &[
+            "--name", "cli", "--network", "front", "--constraint", "node.hostname==n2",
+            "shoal-test/busybox:a", "sleep", "100000",
+        ],
+    );
+    create(
+        &lab,
+        &[
+            "--name", "shut", "--network", "inner", "--constraint", "node.hostname==n2",
+            "shoal-test/busybox:a", "sleep", "100000",
+        ],
+    );
+    let cli = wait_until("cli's container on n2", WAIT, || container_of(&lab, 2, "cli"))
+        .expect("cli runs");
+    wait_until("a page through the VIP", WAIT, || fetch(&lab, &cli, "http://srv/"))
+        .expect("the VIP answers");
+    // An internal network gives its tasks no way out: no default route.
+    let shut = wait_until("shut's container", WAIT, || container_of(&lab, 2, "shut"))
+        .expect("shut runs");
+    let routes = lab.docker(2, &["exec", &shut, "ip", "route"]).stdout;
+    assert!(!routes.contains("default"), "{routes}");
+    assert_eq!(namespaces_of(&lab, 2).len(), 2);
+
+    // kill -9 and a restart: the same namespaces (none twice), the VIP still answers, and
+    // a change made meanwhile reaches the running container's names and VIP rules.
+    lab.stop(2);
+    lab.shoal_ok(1, &["service", "scale", "--detach", "srv=2"]);
+    lab.start(2);
+    wait_until("tasks.srv with two addresses", WAIT, || {
+        lookup(&lab, &cli, "tasks.srv").filter(|a| a.len() == 2)
+    })
+    .expect("names follow after a restart");
+    let sandbox = lab
+        .docker(2, &["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", &cli])
+        .stdout
+        .trim()
+        .to_string();
+    wait_until("the VIP rule over two tasks", WAIT, || {
+        let rules = lab.exec(2, &["nsenter", &format!("--net={sandbox}"), "nft", "list", "table", "ip", "shoal"]);
+        rules.stdout.contains("mod 2").then_some(())
+    })
+    .expect("VIP rules follow after a restart");
+    assert_eq!(namespaces_of(&lab, 2).len(), 2, "no namespace made twice");
+    let front = namespaces_of(&lab, 2)
+        .into_iter()
+        .find(|ns| {
+            let links = lab.exec(2, &["ip", "-n", ns, "-d", "link", "show"]).stdout;
+            links.matches("vxlan id").count() == 1
+        });
+    assert!(front.is_some(), "each namespace holds one VXLAN device");
+    assert!(fetch(&lab, &cli, "http://srv/").is_some());
+
+    // Leaving the swarm leaves nothing of the overlay on the node.
+    lab.shoal_ok(2, &["swarm", "leave"]);
+    assert!(namespaces_of(&lab, 2).is_empty(), "namespaces left behind");
+    let networks = lab.docker(2, &["network", "ls", "-q", "--filter", "label=com.shoal.network.id"]);
+    assert!(networks.stdout.trim().is_empty(), "docker networks left: {}", networks.stdout);
+}

@@ -124,6 +124,9 @@ struct Member {
     manager: Option<Manager>,
     executor: Arc<DockerExecutor>,
     networks: Option<Networks>,
+    /// Stops the network driver: apart from `cancel`, since removing containers on leave
+    /// needs the driver to answer the engine.
+    network_stop: CancellationToken,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -365,7 +368,9 @@ impl Daemon {
         };
         let executor = current.executor.clone();
         let networks = current.networks.clone();
-        self.stop(current).await;
+        let network_stop = current.network_stop.clone();
+        // The driver keeps answering the engine while the containers go.
+        self.stop_keeping_networks(current).await;
         match executor.list_task_containers().await {
             Ok(containers) => {
                 for (task_id, container_id) in containers {
@@ -382,6 +387,7 @@ impl Daemon {
                 tracing::warn!(error = %e, "removing the overlay networks on leave failed");
             }
         }
+        network_stop.cancel();
         self.wipe().await
     }
 
@@ -458,6 +464,7 @@ impl Daemon {
             source,
         })?;
         let cancel = CancellationToken::new();
+        let network_stop = CancellationToken::new();
         let networks = match underlay_of(&record.advertise_addr) {
             Some(underlay) => Some(
                 Networks::start(
@@ -465,7 +472,7 @@ impl Daemon {
                     underlay,
                     executor.docker().clone(),
                     &config.plugin_dir,
-                    cancel.clone(),
+                    network_stop.clone(),
                 )
                 .map_err(|e| DaemonError::Network(e.to_string()))?,
             ),
@@ -624,6 +631,7 @@ impl Daemon {
             manager,
             executor,
             networks,
+            network_stop,
             cancel,
             tasks,
         })
@@ -707,6 +715,12 @@ impl Daemon {
     }
 
     async fn stop(&self, member: Member) {
+        member.network_stop.cancel();
+        self.stop_keeping_networks(member).await;
+    }
+
+    /// [`Daemon::stop`], leaving the network driver serving (its token is the caller's).
+    async fn stop_keeping_networks(&self, member: Member) {
         self.inner.control.close();
         member.cancel.cancel();
         for task in member.tasks {
