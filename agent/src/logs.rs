@@ -45,11 +45,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(
-        channel: Channel,
-        node_id: String,
-        executor: Arc<dyn Executor>,
-    ) -> Self {
+    pub fn new(channel: Channel, node_id: String, executor: Arc<dyn Executor>) -> Self {
         Self {
             client: LogBrokerClient::new(channel),
             node_id,

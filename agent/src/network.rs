@@ -14,10 +14,10 @@ use std::sync::{Arc, RwLock};
 use bollard::errors::Error as DockerError;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::Docker;
-use shoal_overlay::dns::{self, NetworkNames, Names, ServiceNames, SharedNames};
+use shoal_overlay::dns::{self, Names, NetworkNames, ServiceNames, SharedNames};
 use shoal_overlay::{
-    namespace_of, namespace_prefix, plugin_name, reconcile, DataplaneThread, IpCommands,
-    Network, NetworkState, Op, Plugin, Registry, Remote, Vip, NETWORK_OPTION, VXLAN_OVERHEAD,
+    namespace_of, namespace_prefix, plugin_name, reconcile, DataplaneThread, IpCommands, Network,
+    NetworkState, Op, Plugin, Registry, Remote, Vip, NETWORK_OPTION, VXLAN_OVERHEAD,
 };
 use shoal_proto::EndpointMode;
 use shoal_proto::NetworkView;
@@ -36,10 +36,7 @@ pub enum NetworkError {
     #[error("the data plane: {0}")]
     Dataplane(#[from] shoal_overlay::DataplaneError),
     #[error("serving the network driver at {dir}: {source}")]
-    Plugin {
-        dir: String,
-        source: std::io::Error,
-    },
+    Plugin { dir: String, source: std::io::Error },
     #[error("starting the data plane's thread: {0}")]
     Thread(std::io::Error),
 }
@@ -237,7 +234,11 @@ impl Networks {
         }
         let filters = HashMap::from([(
             "label".to_string(),
-            vec![format!("{}={}", shoal_proto::names::LABEL_NODE_ID, self.inner.node_id)],
+            vec![format!(
+                "{}={}",
+                shoal_proto::names::LABEL_NODE_ID,
+                self.inner.node_id
+            )],
         )]);
         let containers = docker
             .list_containers(Some(bollard::query_parameters::ListContainersOptions {
@@ -373,7 +374,11 @@ impl Networks {
 
     /// Docker's name for Shoal network `id` on this node's engine.
     fn docker_name(&self, id: &str) -> String {
-        format!("{}-{}", self.inner.driver, id.chars().take(12).collect::<String>())
+        format!(
+            "{}-{}",
+            self.inner.driver,
+            id.chars().take(12).collect::<String>()
+        )
     }
 
     async fn ensure_docker_network(&self, id: &str) -> Result<DockerNetwork, ExecError> {
@@ -395,7 +400,11 @@ impl Networks {
                 return Ok(found);
             }
             Err(e) if status_of(&e) == Some(404) => {}
-            Err(e) => return Err(ExecError::Network(format!("inspecting docker network {name}: {e}"))),
+            Err(e) => {
+                return Err(ExecError::Network(format!(
+                    "inspecting docker network {name}: {e}"
+                )))
+            }
         }
         let request = NetworkCreateRequest {
             name: name.clone(),
@@ -409,7 +418,10 @@ impl Networks {
                 }]),
                 options: None,
             }),
-            options: Some(HashMap::from([(NETWORK_OPTION.to_string(), id.to_string())])),
+            options: Some(HashMap::from([(
+                NETWORK_OPTION.to_string(),
+                id.to_string(),
+            )])),
             labels: Some(HashMap::from([(NETWORK_LABEL.to_string(), id.to_string())])),
             ..Default::default()
         };
@@ -437,6 +449,15 @@ fn status_of(e: &DockerError) -> Option<u16> {
     }
 }
 
+/// The addresses of `service_id`'s serving tasks on a view's network.
+fn serving(view: &NetworkView, service_id: &str) -> Vec<Ipv4Addr> {
+    view.peers
+        .iter()
+        .filter(|p| p.service_id == service_id && p.serving)
+        .filter_map(|p| host(&p.addr))
+        .collect()
+}
+
 /// Every network's VIPs and the serving tasks each leads to, from the managers' views.
 fn vips_of(views: &[NetworkView]) -> HashMap<String, Vec<Vip>> {
     views
@@ -450,12 +471,7 @@ fn vips_of(views: &[NetworkView]) -> HashMap<String, Vec<Vip>> {
                 .filter_map(|s| {
                     Some(Vip {
                         vip: host(&s.vip)?,
-                        backends: view
-                            .peers
-                            .iter()
-                            .filter(|p| p.service_id == s.service_id && p.serving)
-                            .filter_map(|p| host(&p.addr))
-                            .collect(),
+                        backends: serving(view, &s.service_id),
                     })
                 })
                 .collect();
@@ -479,12 +495,7 @@ fn names_of(views: &[NetworkView]) -> Names {
                     vip: (s.mode != EndpointMode::Dnsrr as i32)
                         .then(|| host(&s.vip))
                         .flatten(),
-                    tasks: view
-                        .peers
-                        .iter()
-                        .filter(|p| p.service_id == s.service_id && p.serving)
-                        .filter_map(|p| host(&p.addr))
-                        .collect(),
+                    tasks: serving(view, &s.service_id),
                 })
                 .collect();
             let tasks = view

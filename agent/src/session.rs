@@ -178,11 +178,7 @@ async fn session(
     // `service logs` subscriptions ride on the same manager, for as long as this session.
     let logs = cancel.child_token();
     let _stop_logs = logs.clone().drop_guard();
-    let publisher = Publisher::new(
-        channel,
-        identity.node_id.clone(),
-        worker.executor(),
-    );
+    let publisher = Publisher::new(channel, identity.node_id.clone(), worker.executor());
     tokio::spawn(publisher.serve(worker.feed(), logs));
 
     let mut heartbeat = tokio::time::interval(period);

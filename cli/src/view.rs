@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use shoal_proto::{
-    Availability, ContainerSpec, EndpointMode, FailureAction, HealthConfig, Meta, Node, NodeState, Resources,
-    RestartCondition, Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateOrder, UpdateState,
-    UpdateStatus,
+    Availability, ContainerSpec, EndpointMode, FailureAction, HealthConfig, Meta, Node, NodeState,
+    Resources, RestartCondition, Service, ServiceMode, ServiceSpec, UpdateConfig, UpdateOrder,
+    UpdateState, UpdateStatus,
 };
 
 use crate::format;

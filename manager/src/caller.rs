@@ -69,6 +69,9 @@ mod tests {
         );
         let anonymous = identity(&request_from(None)).expect_err("no certificate");
         assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
-        assert!(identity(&Request::new(())).is_err(), "not served through TLS");
+        assert!(
+            identity(&Request::new(())).is_err(),
+            "not served through TLS"
+        );
     }
 }

@@ -10,20 +10,20 @@ use std::time::Duration;
 
 use shoal_proto::{
     Availability, CaServer, Cluster, ClusterSpec, ControlServer, DispatcherServer, LogBrokerServer,
-    ManagerStatus, Network, NetworkSpec, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
-    RaftMembershipServer, RootCa, StoreSnapshot,
+    ManagerStatus, Network, NetworkSpec, Node, NodeDescription, NodeRole, NodeSpec, NodeState,
+    NodeStatus, RaftMembershipServer, RootCa, StoreSnapshot,
 };
 use shoal_raft::{PeerConnector, RaftConfig, RaftError, RaftNode};
 use tokio_util::sync::CancellationToken;
 
+use crate::allocator::ipam::Pools;
+use crate::allocator::{allocate_network, AddrPool, Allocator};
 use crate::ca::CaApi;
 use crate::controlapi::ControlApi;
 use crate::dispatcher::{Dispatcher, DispatcherApi, DEFAULT_HEARTBEAT_PERIOD};
 use crate::logbroker::{LogBroker, LogBrokerApi, LogsApi};
 use crate::membership::MembershipApi;
 use crate::orchestrator::taskreaper::{TaskReaper, DEFAULT_HISTORY_LIMIT};
-use crate::allocator::ipam::Pools;
-use crate::allocator::{allocate_network, AddrPool, Allocator};
 use crate::orchestrator::Orchestrator;
 use crate::raft_proposer::RaftProposer;
 use crate::roles::RoleManager;

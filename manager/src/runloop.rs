@@ -7,7 +7,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Event;
+use crate::store::{Event, Store};
 
 /// Why a run loop woke up.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,6 +55,31 @@ pub async fn next(
         tokio::select! {
             _ = &mut settle => return Wake::Changed,
             event = events.recv() => if let Err(RecvError::Closed) = event { return Wake::Shutdown },
+        }
+    }
+}
+
+/// The whole life of a component that acts on the entire state: one pass now, then one
+/// after each burst of relevant events, until `cancel`. A failed pass is logged (naming
+/// `what`) and retried on the next change.
+pub async fn run_passes<T, E, F, Fut>(
+    store: &Store,
+    what: &str,
+    relevant: impl Fn(&Event) -> bool,
+    cancel: &CancellationToken,
+    mut pass: F,
+) where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut events = store.watch();
+    loop {
+        if let Err(e) = pass().await {
+            tracing::warn!(error = %e, "{what} pass failed; retrying on the next change");
+        }
+        if next(&mut events, &relevant, None, cancel).await == Wake::Shutdown {
+            return;
         }
     }
 }

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use shoal_proto::{
-    Availability, ContainerSpec, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
-    Resources, RestartPolicy, Service, ServiceMode, ServiceSpec, TaskSpec, TaskState, TaskStatus,
+    Availability, ContainerSpec, IpamConfig, NetworkSpec, Node, NodeDescription, NodeRole,
+    NodeSpec, NodeState, NodeStatus, Resources, RestartPolicy, Service, ServiceMode, ServiceSpec,
+    TaskSpec, TaskState, TaskStatus,
 };
 
 use crate::store::{Object, ReadTx, Store, StoreError};
@@ -138,4 +139,17 @@ pub fn start_leader_loops(store: &Store) -> tokio_util::sync::CancellationToken 
     tokio::spawn(crate::allocator::Allocator::new(store.clone()).run(cancel.clone()));
     tokio::spawn(crate::scheduler::Scheduler::new(store.clone()).run(cancel.clone()));
     cancel
+}
+
+/// An overlay network's spec, with `subnet` ("" for one from the pool).
+pub fn network_spec(name: &str, subnet: &str) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        driver: "overlay".into(),
+        ipam: Some(IpamConfig {
+            subnet: subnet.into(),
+            gateway: String::new(),
+        }),
+        ..Default::default()
+    }
 }

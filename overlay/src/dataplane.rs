@@ -30,8 +30,11 @@ pub trait Dataplane: Send {
     fn detach(&mut self, endpoint: &str) -> Result<(), DataplaneError>;
     /// A UDP socket bound to `network`'s gateway address and `port`, inside the network's
     /// namespace (the network's resolver listens there).
-    fn bind_udp(&mut self, network: &Network, port: u16)
-        -> Result<std::net::UdpSocket, DataplaneError>;
+    fn bind_udp(
+        &mut self,
+        network: &Network,
+        port: u16,
+    ) -> Result<std::net::UdpSocket, DataplaneError>;
     /// Replace the nftables ruleset `ruleset` ([`crate::lb::ruleset`]) in the network
     /// namespace at `sandbox` (a task container's).
     fn program_sandbox(&mut self, sandbox: &str, ruleset: &str) -> Result<(), DataplaneError>;
@@ -128,7 +131,12 @@ impl Dataplane for Recording {
                 let entry = state.observed.entry(network.namespace()).or_default();
                 entry.remotes.retain(|r| r.addr != remote.addr);
                 entry.remotes.insert(*remote);
-                format!("add {} {} via {}", network.namespace(), remote.addr, remote.node)
+                format!(
+                    "add {} {} via {}",
+                    network.namespace(),
+                    remote.addr,
+                    remote.node
+                )
             }
             Op::DeleteRemote { network, remote } => {
                 if let Some(entry) = state.observed.get_mut(&network.namespace()) {
@@ -171,9 +179,11 @@ impl Dataplane for Recording {
         network: &Network,
         port: u16,
     ) -> Result<std::net::UdpSocket, DataplaneError> {
-        self.lock()
-            .calls
-            .push(format!("bind {}:{port} {}", network.gateway, network.namespace()));
+        self.lock().calls.push(format!(
+            "bind {}:{port} {}",
+            network.gateway,
+            network.namespace()
+        ));
         std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| DataplaneError::Command {
             command: "bind".into(),
             message: e.to_string(),
@@ -190,16 +200,7 @@ mod tests {
 
     #[test]
     fn reconciling_twice_changes_nothing_the_second_time() {
-        let network = Network {
-            id: "n1abcdefabcdef".into(),
-            namespace: crate::model::namespace_of("node1", "n1abcdefabcdef"),
-            vni: 4097,
-            subnet: Ipv4Addr::new(10, 0, 1, 0),
-            prefix: 24,
-            gateway: Ipv4Addr::new(10, 0, 1, 1),
-            mtu: 1450,
-            internal: false,
-        };
+        let network = crate::model::test_network("n1abcdefabcdef");
         let desired = [NetworkState {
             network,
             remotes: vec![Remote {

@@ -31,13 +31,14 @@ impl IpCommands {
 }
 
 fn run(program: &str, args: &[&str]) -> Result<String, DataplaneError> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| DataplaneError::Command {
-            command: format!("{program} {}", args.join(" ")),
-            message: e.to_string(),
-        })?;
+    let output =
+        Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|e| DataplaneError::Command {
+                command: format!("{program} {}", args.join(" ")),
+                message: e.to_string(),
+            })?;
     if !output.status.success() {
         return Err(DataplaneError::Command {
             command: format!("{program} {}", args.join(" ")),
@@ -77,13 +78,16 @@ fn observe_network(ns: &str) -> Result<ObservedNetwork, DataplaneError> {
     let links = json("links", &ip_in(ns, &["-j", "-d", "link", "show"])?)?;
     let has_bridge = links.iter().any(|l| l["ifname"] == BRIDGE);
     let vxlan = links.iter().find(|l| {
-        l["linkinfo"]["info_kind"] == "vxlan" && l["ifname"].as_str().is_some_and(|n| n.starts_with("shvx"))
+        l["linkinfo"]["info_kind"] == "vxlan"
+            && l["ifname"].as_str().is_some_and(|n| n.starts_with("shvx"))
     });
     let Some(vxlan) = vxlan.filter(|_| has_bridge) else {
         return Ok(ObservedNetwork::default());
     };
     let device = vxlan["ifname"].as_str().unwrap_or_default().to_string();
-    let vni = vxlan["linkinfo"]["info_data"]["id"].as_u64().map(|v| v as u32);
+    let vni = vxlan["linkinfo"]["info_data"]["id"]
+        .as_u64()
+        .map(|v| v as u32);
     let neighbours = json(
         "neighbours",
         &ip_in(ns, &["-j", "neigh", "show", "dev", &device])?,
@@ -130,7 +134,16 @@ fn create_network(n: &Network) -> Result<(), DataplaneError> {
     let vni = n.vni.to_string();
     let port = VXLAN_PORT.to_string();
     ip(&[
-        "link", "add", &device, "type", "vxlan", "id", &vni, "dstport", &port, "proxy",
+        "link",
+        "add",
+        &device,
+        "type",
+        "vxlan",
+        "id",
+        &vni,
+        "dstport",
+        &port,
+        "proxy",
         "nolearning",
     ])?;
     ip(&["link", "set", &device, "mtu", &mtu])?;
@@ -167,13 +180,36 @@ impl Dataplane for IpCommands {
                 let mac = mac_of(remote.addr);
                 let addr = remote.addr.to_string();
                 let node = remote.node.to_string();
-                ip_in(&ns, &[
-                    "neigh", "replace", &addr, "lladdr", &mac, "dev", &device, "nud", "permanent",
-                ])?;
-                run("bridge", &[
-                    "-n", &ns, "fdb", "replace", &mac, "dev", &device, "dst", &node, "self",
-                    "permanent",
-                ])
+                ip_in(
+                    &ns,
+                    &[
+                        "neigh",
+                        "replace",
+                        &addr,
+                        "lladdr",
+                        &mac,
+                        "dev",
+                        &device,
+                        "nud",
+                        "permanent",
+                    ],
+                )?;
+                run(
+                    "bridge",
+                    &[
+                        "-n",
+                        &ns,
+                        "fdb",
+                        "replace",
+                        &mac,
+                        "dev",
+                        &device,
+                        "dst",
+                        &node,
+                        "self",
+                        "permanent",
+                    ],
+                )
                 .map(drop)
             }
             Op::DeleteRemote { network, remote } => {
@@ -183,7 +219,10 @@ impl Dataplane for IpCommands {
                 let addr = remote.addr.to_string();
                 // Either may be gone already.
                 let neigh = ip_in(&ns, &["neigh", "del", &addr, "dev", &device]);
-                let fdb = run("bridge", &["-n", &ns, "fdb", "del", &mac, "dev", &device, "self"]);
+                let fdb = run(
+                    "bridge",
+                    &["-n", &ns, "fdb", "del", &mac, "dev", &device, "self"],
+                );
                 neigh.and(fdb).map(drop).or_else(|e| match e {
                     DataplaneError::Command { ref message, .. }
                         if message.contains("No such file") || message.contains("not found") =>
@@ -277,9 +316,13 @@ fn nft_in(sandbox: &str, ruleset: &str) -> Result<(), DataplaneError> {
             .write_all(ruleset.as_bytes())
             .map_err(|e| failed(e.to_string()))?;
     }
-    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| failed(e.to_string()))?;
     if !output.status.success() {
-        return Err(failed(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+        return Err(failed(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
     }
     Ok(())
 }

@@ -26,7 +26,10 @@ pub fn ruleset(vips: &[Vip]) -> String {
     let _ = writeln!(out, "delete table ip {TABLE}");
     let _ = writeln!(out, "table ip {TABLE} {{");
     let _ = writeln!(out, "  chain vips {{");
-    let _ = writeln!(out, "    type nat hook output priority -100; policy accept;");
+    let _ = writeln!(
+        out,
+        "    type nat hook output priority -100; policy accept;"
+    );
     for vip in vips.iter().filter(|v| !v.backends.is_empty()) {
         let map: Vec<String> = vip
             .backends

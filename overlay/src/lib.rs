@@ -26,9 +26,9 @@ pub mod thread;
 pub use dataplane::{reconcile, Dataplane, DataplaneError, Recording};
 pub use ipcmd::{underlay_mtu, IpCommands};
 pub use lb::Vip;
-pub use plan::Op;
 pub use model::{
     mac_of, namespace_of, namespace_prefix, Network, NetworkState, Remote, VXLAN_OVERHEAD,
 };
+pub use plan::Op;
 pub use plugin::{plugin_name, Plugin, Registry, NETWORK_OPTION};
 pub use thread::DataplaneThread;

@@ -77,3 +77,18 @@ pub fn mac_of(addr: Ipv4Addr) -> String {
     let o = addr.octets();
     format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
+
+/// A network for tests: `id` on node "node1", 10.0.1.0/24, VNI 4097.
+#[cfg(test)]
+pub(crate) fn test_network(id: &str) -> Network {
+    Network {
+        id: id.into(),
+        namespace: namespace_of("node1", id),
+        vni: 4097,
+        subnet: Ipv4Addr::new(10, 0, 1, 0),
+        prefix: 24,
+        gateway: Ipv4Addr::new(10, 0, 1, 1),
+        mtu: 1450,
+        internal: false,
+    }
+}

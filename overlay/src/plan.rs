@@ -24,20 +24,26 @@ pub enum Op {
     /// device, made from nothing (whatever half-made state was there is removed first).
     CreateNetwork(Network),
     /// The namespace and everything in it.
-    DeleteNetwork { namespace: String },
+    DeleteNetwork {
+        namespace: String,
+    },
     /// A remote endpoint's neighbour (answered by the VXLAN device's ARP proxy) and its
     /// forwarding entry to its node; replaces an entry to another node.
-    AddRemote { network: Network, remote: Remote },
-    DeleteRemote { network: Network, remote: Remote },
+    AddRemote {
+        network: Network,
+        remote: Remote,
+    },
+    DeleteRemote {
+        network: Network,
+        remote: Remote,
+    },
 }
 
 /// The changes that turn `observed` into `desired`, deletions of stale networks first.
 pub fn plan(observed: &Observed, desired: &[NetworkState]) -> Vec<Op> {
     let mut ops = Vec::new();
-    let wanted: BTreeMap<String, &NetworkState> = desired
-        .iter()
-        .map(|s| (s.network.namespace(), s))
-        .collect();
+    let wanted: BTreeMap<String, &NetworkState> =
+        desired.iter().map(|s| (s.network.namespace(), s)).collect();
     for namespace in observed.keys() {
         if !wanted.contains_key(namespace) {
             ops.push(Op::DeleteNetwork {
@@ -87,14 +93,8 @@ mod tests {
 
     fn net(id: &str, vni: u32) -> Network {
         Network {
-            id: id.into(),
-            namespace: crate::model::namespace_of("node1", id),
             vni,
-            subnet: Ipv4Addr::new(10, 0, 1, 0),
-            prefix: 24,
-            gateway: Ipv4Addr::new(10, 0, 1, 1),
-            mtu: 1450,
-            internal: false,
+            ..crate::model::test_network(id)
         }
     }
 
@@ -151,7 +151,10 @@ mod tests {
             4097,
             &[remote(3, 12), remote(4, 12), remote(5, 13)],
         )]);
-        let want = [state(front.clone(), &[remote(3, 12), remote(4, 13), remote(6, 13)])];
+        let want = [state(
+            front.clone(),
+            &[remote(3, 12), remote(4, 13), remote(6, 13)],
+        )];
         let ops = plan(&have, &want);
         assert_eq!(
             ops,
@@ -170,9 +173,10 @@ mod tests {
                 },
             ]
         );
-        assert!(plan(&observed(&[("shoal-node1-front0000000", 4097, &[remote(3, 12)])]), &[
-            state(net("front000000001", 4097), &[remote(3, 12)])
-        ])
+        assert!(plan(
+            &observed(&[("shoal-node1-front0000000", 4097, &[remote(3, 12)])]),
+            &[state(net("front000000001", 4097), &[remote(3, 12)])]
+        )
         .is_empty());
     }
 
@@ -181,7 +185,10 @@ mod tests {
         let front = net("front000000001", 4097);
         let mut have = observed(&[("shoal-node1-gone00000000", 4098, &[])]);
         // Left half-made by a crash: no VXLAN device.
-        have.insert("shoal-node1-front0000000".into(), ObservedNetwork::default());
+        have.insert(
+            "shoal-node1-front0000000".into(),
+            ObservedNetwork::default(),
+        );
         let ops = plan(&have, &[state(front.clone(), &[])]);
         assert_eq!(
             ops,

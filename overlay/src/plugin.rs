@@ -242,7 +242,9 @@ impl Plugin {
         let text = |key: &str| r[key].as_str().unwrap_or_default().to_string();
         match call {
             "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver", "IpamDriver"] })),
-            "NetworkDriver.GetCapabilities" => Ok(json!({ "Scope": "local", "ConnectivityScope": "global" })),
+            "NetworkDriver.GetCapabilities" => {
+                Ok(json!({ "Scope": "local", "ConnectivityScope": "global" }))
+            }
             "IpamDriver.GetCapabilities" => Ok(json!({ "RequiresMACAddress": false })),
             "IpamDriver.GetDefaultAddressSpaces" => Ok(json!({
                 "LocalDefaultAddressSpace": "shoal",
@@ -251,7 +253,10 @@ impl Plugin {
             "IpamDriver.RequestPool" => {
                 let pool = text("Pool");
                 if pool.is_empty() {
-                    return Err("a Shoal network needs its subnet: Shoal creates these networks itself".into());
+                    return Err(
+                        "a Shoal network needs its subnet: Shoal creates these networks itself"
+                            .into(),
+                    );
                 }
                 Ok(json!({ "PoolID": pool, "Pool": pool, "Data": {} }))
             }
@@ -287,7 +292,11 @@ impl Plugin {
                     .and_then(|a| a.parse().ok())
                     .ok_or_else(|| format!("endpoint has no IPv4 address ({address:?})"))?;
                 // The MAC follows from the address, so other nodes know it without asking.
-                if r["Interface"]["MacAddress"].as_str().unwrap_or_default().is_empty() {
+                if r["Interface"]["MacAddress"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .is_empty()
+                {
                     Ok(json!({ "Interface": { "MacAddress": mac_of(addr) } }))
                 } else {
                     Ok(json!({ "Interface": {} }))
@@ -340,7 +349,9 @@ impl Plugin {
             | "NetworkDriver.RevokeExternalConnectivity"
             | "NetworkDriver.DiscoverNew"
             | "NetworkDriver.DiscoverDelete" => Ok(json!({})),
-            other => Err(format!("{other} is not supported by Shoal's network driver")),
+            other => Err(format!(
+                "{other} is not supported by Shoal's network driver"
+            )),
         }
     }
 }
@@ -377,15 +388,15 @@ async fn program_when_made(registry: Registry, dataplane: DataplaneThread, sandb
 fn reply(value: Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
     if let Ok(v) = hyper::header::HeaderValue::from_str(CONTENT_TYPE) {
-        response.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, v);
     }
     response
 }
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use super::*;
     use crate::dataplane::Recording;
 
@@ -393,16 +404,7 @@ mod tests {
         let fake = Recording::new();
         let thread = DataplaneThread::spawn(Box::new(fake.clone())).expect("thread");
         let registry = Registry::new();
-        registry.set_networks([Network {
-            id: "net1".into(),
-            namespace: "shoal-node1-net1".into(),
-            vni: 4097,
-            subnet: Ipv4Addr::new(10, 0, 1, 0),
-            prefix: 24,
-            gateway: Ipv4Addr::new(10, 0, 1, 1),
-            mtu: 1450,
-            internal: false,
-        }]);
+        registry.set_networks([crate::model::test_network("net1")]);
         (Plugin::new(registry, thread), fake)
     }
 
@@ -429,13 +431,18 @@ mod tests {
             .await,
             Ok(json!({ "Address": "10.0.1.7/24", "Data": {} }))
         );
-        assert!(ask("IpamDriver.RequestAddress", json!({ "PoolID": "10.0.1.0/24" }))
-            .await
-            .is_err());
-        assert!(ask("NetworkDriver.CreateNetwork", json!({ "NetworkID": "d1" }))
-            .await
-            .expect_err("no shoal id")
-            .contains(NETWORK_OPTION));
+        assert!(ask(
+            "IpamDriver.RequestAddress",
+            json!({ "PoolID": "10.0.1.0/24" })
+        )
+        .await
+        .is_err());
+        assert!(
+            ask("NetworkDriver.CreateNetwork", json!({ "NetworkID": "d1" }))
+                .await
+                .expect_err("no shoal id")
+                .contains(NETWORK_OPTION)
+        );
         ask(
             "NetworkDriver.CreateNetwork",
             json!({ "NetworkID": "d1", "Options": { "com.docker.network.generic": { "shoal.network": "net1" } } }),
@@ -461,9 +468,12 @@ mod tests {
                 "DisableGatewayService": false,
             }))
         );
-        assert!(ask("NetworkDriver.Join", json!({ "NetworkID": "unknown", "EndpointID": "e2" }))
-            .await
-            .is_err());
+        assert!(ask(
+            "NetworkDriver.Join",
+            json!({ "NetworkID": "unknown", "EndpointID": "e2" })
+        )
+        .await
+        .is_err());
         // The namespace's rules go in once it exists (at once, for the fake).
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
             while !fake.calls().iter().any(|c| c.starts_with("program")) {
@@ -472,9 +482,12 @@ mod tests {
         })
         .await
         .expect("programmed");
-        ask("NetworkDriver.DeleteEndpoint", json!({ "EndpointID": "e1abcdefabcdefabcdef" }))
-            .await
-            .expect("deleted");
+        ask(
+            "NetworkDriver.DeleteEndpoint",
+            json!({ "EndpointID": "e1abcdefabcdefabcdef" }),
+        )
+        .await
+        .expect("deleted");
         assert_eq!(
             fake.calls(),
             [

@@ -5,13 +5,15 @@
 use std::net::Ipv4Addr;
 
 use shoal_overlay::{
-    namespace_of, namespace_prefix, reconcile, Dataplane, IpCommands, Network, NetworkState,
-    Remote,
+    namespace_of, namespace_prefix, reconcile, Dataplane, IpCommands, Network, NetworkState, Remote,
 };
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -47,7 +49,9 @@ fn a_network_is_made_read_back_and_removed() {
     let ours = &observed[&network.namespace()];
     assert_eq!(ours.vni, Some(network.vni));
     assert_eq!(ours.remotes.len(), 2, "{ours:?}");
-    assert!(reconcile(&mut dp, &desired).expect("nothing to do").is_empty());
+    assert!(reconcile(&mut dp, &desired)
+        .expect("nothing to do")
+        .is_empty());
 
     // A remote moves to another node, one goes away.
     let moved = vec![NetworkState {
@@ -57,7 +61,11 @@ fn a_network_is_made_read_back_and_removed() {
     reconcile(&mut dp, &moved).expect("changed");
     let observed = dp.observe().expect("observed");
     assert_eq!(
-        observed[&network.namespace()].remotes.iter().copied().collect::<Vec<_>>(),
+        observed[&network.namespace()]
+            .remotes
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
         [remote(3, 14)]
     );
 
@@ -66,5 +74,8 @@ fn a_network_is_made_read_back_and_removed() {
     dp.detach("ep0123456789abcdef").expect("detached");
 
     assert_eq!(reconcile(&mut dp, &[]).expect("removed").len(), 1);
-    assert!(dp.observe().expect("observed").is_empty(), "nothing left behind");
+    assert!(
+        dp.observe().expect("observed").is_empty(),
+        "nothing left behind"
+    );
 }

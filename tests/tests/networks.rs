@@ -35,7 +35,15 @@ fn networks_are_allocated_attached_and_refused_with_reasons() {
     assert_eq!(ingress["IPAM"]["Config"][0]["Subnet"], "10.96.0.0/26");
 
     let front_id = node
-        .shoal_ok(&["network", "create", "-d", "overlay", "--subnet", "10.20.0.0/24", "front"])
+        .shoal_ok(&[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.20.0.0/24",
+            "front",
+        ])
         .trim()
         .to_string();
     let overlap = node.shoal(&["network", "create", "--subnet", "10.20.0.0/16", "back"]);
@@ -59,10 +67,20 @@ fn networks_are_allocated_attached_and_refused_with_reasons() {
 
     // A service on a network that does not exist changes nothing.
     let missing = node.shoal(&[
-        "service", "create", "--name", "lost", "--network", "nope", "shoal-test/busybox:a",
+        "service",
+        "create",
+        "--name",
+        "lost",
+        "--network",
+        "nope",
+        "shoal-test/busybox:a",
     ]);
     assert_eq!(missing.code, 1);
-    assert!(missing.stderr.contains("network nope not found"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("network nope not found"),
+        "{}",
+        missing.stderr
+    );
 
     node.shoal_ok(&[
         "service",
@@ -83,7 +101,10 @@ fn networks_are_allocated_attached_and_refused_with_reasons() {
         (node.running_tasks("web").len() == 2).then_some(())
     });
     let web = inspect(&node, "service", "web");
-    let vips = web["Endpoint"]["VirtualIPs"].as_array().cloned().unwrap_or_default();
+    let vips = web["Endpoint"]["VirtualIPs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(vips.len(), 2, "{web}");
     assert_eq!(vips[0]["NetworkID"], front_id.as_str());
     assert_eq!(vips[0]["Addr"], "10.20.0.2/24");
@@ -96,7 +117,10 @@ fn networks_are_allocated_attached_and_refused_with_reasons() {
         .map(|v| v["Addr"].as_str().unwrap_or_default().to_string())
         .collect();
     for task in node.running_tasks("web") {
-        let attachments = task["NetworksAttachments"].as_array().cloned().unwrap_or_default();
+        let attachments = task["NetworksAttachments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(attachments.len(), 2, "{task}");
         for a in attachments {
             let addr = a["Addresses"][0].as_str().unwrap_or_default().to_string();
@@ -109,13 +133,22 @@ fn networks_are_allocated_attached_and_refused_with_reasons() {
     let in_use = node.shoal(&["network", "rm", "front"]);
     assert_eq!(in_use.code, 1);
     assert!(
-        in_use.stderr.contains("network front is in use by service web"),
+        in_use
+            .stderr
+            .contains("network front is in use by service web"),
         "{}",
         in_use.stderr
     );
     // Detached from one network: the service keeps the other, a rolling update replaces
     // the tasks.
-    node.shoal_ok(&["service", "update", "--detach", "--network-rm", "back", "web"]);
+    node.shoal_ok(&[
+        "service",
+        "update",
+        "--detach",
+        "--network-rm",
+        "back",
+        "web",
+    ]);
     node.wait("web off network back", WAIT, || {
         let web = inspect(&node, "service", "web");
         (web["Endpoint"]["VirtualIPs"].as_array().map(Vec::len) == Some(1)).then_some(())

@@ -18,9 +18,11 @@ fn container_of(lab: &Lab, host: usize, service: &str) -> Option<String> {
 /// The overlay address (no prefix) of `service`'s first running task.
 fn address_of(lab: &Lab, service: &str) -> Option<String> {
     let tasks = json_lines(&lab.shoal_ok(1, &["service", "ps", "--format", "json", service]));
-    let task = tasks
-        .iter()
-        .find(|t| t["CurrentState"].as_str().is_some_and(|s| s.starts_with("Running")))?;
+    let task = tasks.iter().find(|t| {
+        t["CurrentState"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Running"))
+    })?;
     let addr = task["NetworksAttachments"][0]["Addresses"][0].as_str()?;
     Some(addr.split('/').next()?.to_string())
 }
@@ -65,38 +67,41 @@ fn a_task_on_n2_reaches_a_task_on_n3_over_vxlan() {
             "echo hello-from-n3 > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
         ],
     );
-    lab.shoal_ok(
-        1,
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            "cli",
-            "--network",
-            "front",
-            "--constraint",
-            "node.hostname==n2",
-            "shoal-test/busybox:a",
-            "sleep",
-            "100000",
-        ],
-    );
-    let srv = wait_until("srv running with an address", WAIT, || address_of(&lab, "srv"))
-        .expect("srv runs");
-    let cli = wait_until("cli's container on n2", WAIT, || container_of(&lab, 2, "cli"))
-        .expect("cli runs");
+    let cli = sleeper_on_n2(&lab, "cli", "front");
+    let srv = wait_until("srv running with an address", WAIT, || {
+        address_of(&lab, "srv")
+    })
+    .expect("srv runs");
 
     // Count what n2 sends to n3's VXLAN port from here on.
     for rule in [
         vec!["nft", "add", "table", "ip", "shoaltest"],
         vec![
-            "nft", "add", "chain", "ip", "shoaltest", "out",
+            "nft",
+            "add",
+            "chain",
+            "ip",
+            "shoaltest",
+            "out",
             "{ type filter hook output priority 0 ; }",
         ],
         vec![
-            "nft", "add", "rule", "ip", "shoaltest", "out", "ip", "saddr", "10.78.0.12", "ip",
-            "daddr", "10.78.0.13", "udp", "dport", "4789", "counter",
+            "nft",
+            "add",
+            "rule",
+            "ip",
+            "shoaltest",
+            "out",
+            "ip",
+            "saddr",
+            "10.78.0.12",
+            "ip",
+            "daddr",
+            "10.78.0.13",
+            "udp",
+            "dport",
+            "4789",
+            "counter",
         ],
     ] {
         let out = lab.exec(2, &rule);
@@ -136,7 +141,13 @@ fn a_task_on_n2_reaches_a_task_on_n3_over_vxlan() {
         wait_until("no docker network of Shoal's left", WAIT, || {
             let out = lab.docker(
                 host,
-                &["network", "ls", "-q", "--filter", "label=com.shoal.network.id"],
+                &[
+                    "network",
+                    "ls",
+                    "-q",
+                    "--filter",
+                    "label=com.shoal.network.id",
+                ],
             );
             (out.ok() && out.stdout.trim().is_empty()).then_some(())
         })
@@ -174,8 +185,29 @@ fn create(lab: &Lab, args: &[&str]) {
     lab.shoal_ok(1, &all);
 }
 
-const HOSTNAME_PAGE: &str =
-    "hostname > /tmp/index.html; exec httpd -f -p 80 -h /tmp";
+/// A `sleep` task named `name` on `network`, pinned to n2; its container's id.
+fn sleeper_on_n2(lab: &Lab, name: &str, network: &str) -> String {
+    create(
+        lab,
+        &[
+            "--name",
+            name,
+            "--network",
+            network,
+            "--constraint",
+            "node.hostname==n2",
+            "shoal-test/busybox:a",
+            "sleep",
+            "100000",
+        ],
+    );
+    wait_until("the sleeper's container on n2", WAIT, || {
+        container_of(lab, 2, name)
+    })
+    .expect("the sleeper runs")
+}
+
+const HOSTNAME_PAGE: &str = "hostname > /tmp/index.html; exec httpd -f -p 80 -h /tmp";
 
 #[test]
 fn names_and_vips_follow_the_running_tasks() {
@@ -185,26 +217,38 @@ fn names_and_vips_follow_the_running_tasks() {
     create(
         &lab,
         &[
-            "--name", "web", "--replicas", "3", "--network", "name=back,alias=www",
-            "--replicas-max-per-node", "1", "shoal-test/busybox:a", "sh", "-c", HOSTNAME_PAGE,
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--network",
+            "name=back,alias=www",
+            "--replicas-max-per-node",
+            "1",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            HOSTNAME_PAGE,
         ],
     );
     create(
         &lab,
         &[
-            "--name", "rr", "--replicas", "2", "--endpoint-mode", "dnsrr", "--network",
-            "back", "shoal-test/busybox:a", "sh", "-c", HOSTNAME_PAGE,
+            "--name",
+            "rr",
+            "--replicas",
+            "2",
+            "--endpoint-mode",
+            "dnsrr",
+            "--network",
+            "back",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            HOSTNAME_PAGE,
         ],
     );
-    create(
-        &lab,
-        &[
-            "--name", "cli", "--network", "back", "--constraint", "node.hostname==n2",
-            "shoal-test/busybox:a", "sleep", "100000",
-        ],
-    );
-    let cli = wait_until("cli's container on n2", WAIT, || container_of(&lab, 2, "cli"))
-        .expect("cli runs");
+    let cli = sleeper_on_n2(&lab, "cli", "back");
     let vip = {
         let out = lab.shoal_ok(1, &["service", "inspect", "web"]);
         let web: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -236,13 +280,20 @@ fn names_and_vips_follow_the_running_tasks() {
             seen.insert(page);
         }
     }
-    assert_eq!(seen.len(), 3, "replicas answering through the VIP: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        3,
+        "replicas answering through the VIP: {seen:?}"
+    );
 
     // A killed replica: the VIP stops sending it connections, its name goes.
     let victim_host = 3;
     let victim = container_of(&lab, victim_host, "web").expect("a web task on n3");
     let victim_name = lab
-        .docker(victim_host, &["inspect", "-f", "{{.Config.Hostname}}", &victim])
+        .docker(
+            victim_host,
+            &["inspect", "-f", "{{.Config.Hostname}}", &victim],
+        )
         .stdout
         .trim()
         .to_string();
@@ -254,15 +305,17 @@ fn names_and_vips_follow_the_running_tasks() {
     .expect("dropped from DNS");
     eprintln!("killed replica gone from DNS after {:?}", started.elapsed());
     wait_until("nine fetches, none from the killed replica", WAIT, || {
-        let pages: Vec<Option<String>> =
-            (0..9).map(|_| fetch(&lab, &cli, "http://web/")).collect();
+        let pages: Vec<Option<String>> = (0..9).map(|_| fetch(&lab, &cli, "http://web/")).collect();
         pages
             .iter()
             .all(|p| p.as_ref().is_some_and(|p| *p != victim_name))
             .then_some(())
     })
     .expect("the VIP avoids the killed replica");
-    eprintln!("killed replica out of the VIP after {:?}", started.elapsed());
+    eprintln!(
+        "killed replica out of the VIP after {:?}",
+        started.elapsed()
+    );
 
     // Scale 3 -> 1: two addresses leave tasks.web.
     wait_until("web back to three", WAIT, || {
@@ -275,7 +328,10 @@ fn names_and_vips_follow_the_running_tasks() {
         lookup(&lab, &cli, "tasks.web").filter(|a| a.len() == 1)
     })
     .expect("scaled down in DNS");
-    eprintln!("scale 3 -> 1 reflected in DNS after {:?}", started.elapsed());
+    eprintln!(
+        "scale 3 -> 1 reflected in DNS after {:?}",
+        started.elapsed()
+    );
     assert_eq!(lookup(&lab, &cli, "web"), Some(vec![vip]));
     // Other names still reach the node's resolvers (an answer, not a timeout).
     let other = lab.docker(2, &["exec", &cli, "nslookup", "no-such-name.invalid"]);
@@ -309,31 +365,25 @@ fn a_restarted_node_keeps_its_data_plane_and_a_leaving_one_clears_it() {
     create(
         &lab,
         &[
-            "--name", "srv", "--network", "front", "--constraint", "node.hostname==n3",
-            "shoal-test/busybox:a", "sh", "-c", HOSTNAME_PAGE,
+            "--name",
+            "srv",
+            "--network",
+            "front",
+            "--constraint",
+            "node.hostname==n3",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            HOSTNAME_PAGE,
         ],
     );
-    create(
-        &lab,
-        &[
-            "--name", "cli", "--network", "front", "--constraint", "node.hostname==n2",
-            "shoal-test/busybox:a", "sleep", "100000",
-        ],
-    );
-    create(
-        &lab,
-        &[
-            "--name", "shut", "--network", "inner", "--constraint", "node.hostname==n2",
-            "shoal-test/busybox:a", "sleep", "100000",
-        ],
-    );
-    let cli = wait_until("cli's container on n2", WAIT, || container_of(&lab, 2, "cli"))
-        .expect("cli runs");
-    wait_until("a page through the VIP", WAIT, || fetch(&lab, &cli, "http://srv/"))
-        .expect("the VIP answers");
+    let cli = sleeper_on_n2(&lab, "cli", "front");
+    let shut = sleeper_on_n2(&lab, "shut", "inner");
+    wait_until("a page through the VIP", WAIT, || {
+        fetch(&lab, &cli, "http://srv/")
+    })
+    .expect("the VIP answers");
     // An internal network gives its tasks no way out: no default route.
-    let shut = wait_until("shut's container", WAIT, || container_of(&lab, 2, "shut"))
-        .expect("shut runs");
     let routes = lab.docker(2, &["exec", &shut, "ip", "route"]).stdout;
     assert!(!routes.contains("default"), "{routes}");
     assert_eq!(namespaces_of(&lab, 2).len(), 2);
@@ -348,28 +398,53 @@ fn a_restarted_node_keeps_its_data_plane_and_a_leaving_one_clears_it() {
     })
     .expect("names follow after a restart");
     let sandbox = lab
-        .docker(2, &["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", &cli])
+        .docker(
+            2,
+            &["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", &cli],
+        )
         .stdout
         .trim()
         .to_string();
     wait_until("the VIP rule over two tasks", WAIT, || {
-        let rules = lab.exec(2, &["nsenter", &format!("--net={sandbox}"), "nft", "list", "table", "ip", "shoal"]);
+        let rules = lab.exec(
+            2,
+            &[
+                "nsenter",
+                &format!("--net={sandbox}"),
+                "nft",
+                "list",
+                "table",
+                "ip",
+                "shoal",
+            ],
+        );
         rules.stdout.contains("mod 2").then_some(())
     })
     .expect("VIP rules follow after a restart");
     assert_eq!(namespaces_of(&lab, 2).len(), 2, "no namespace made twice");
-    let front = namespaces_of(&lab, 2)
-        .into_iter()
-        .find(|ns| {
-            let links = lab.exec(2, &["ip", "-n", ns, "-d", "link", "show"]).stdout;
-            links.matches("vxlan id").count() == 1
-        });
+    let front = namespaces_of(&lab, 2).into_iter().find(|ns| {
+        let links = lab.exec(2, &["ip", "-n", ns, "-d", "link", "show"]).stdout;
+        links.matches("vxlan id").count() == 1
+    });
     assert!(front.is_some(), "each namespace holds one VXLAN device");
     assert!(fetch(&lab, &cli, "http://srv/").is_some());
 
     // Leaving the swarm leaves nothing of the overlay on the node.
     lab.shoal_ok(2, &["swarm", "leave"]);
     assert!(namespaces_of(&lab, 2).is_empty(), "namespaces left behind");
-    let networks = lab.docker(2, &["network", "ls", "-q", "--filter", "label=com.shoal.network.id"]);
-    assert!(networks.stdout.trim().is_empty(), "docker networks left: {}", networks.stdout);
+    let networks = lab.docker(
+        2,
+        &[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            "label=com.shoal.network.id",
+        ],
+    );
+    assert!(
+        networks.stdout.trim().is_empty(),
+        "docker networks left: {}",
+        networks.stdout
+    );
 }

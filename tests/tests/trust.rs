@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use shoal_proto::{
-    DispatcherClient, HeartbeatRequest, ListenSubscriptionsRequest, LogBrokerClient,
-    SessionRequest,
+    DispatcherClient, HeartbeatRequest, ListenSubscriptionsRequest, LogBrokerClient, SessionRequest,
 };
 use shoal_tests::{json_lines, require_env, Node};
 
@@ -65,8 +64,7 @@ fn a_worker_cannot_speak_for_another_node() {
     ]);
     m.wait("both tasks running on w3", LONG, || {
         let running = m.running_tasks("pinned");
-        (running.len() == 2 && running.iter().all(|t| t["Node"] == w3.name.as_str()))
-            .then_some(())
+        (running.len() == 2 && running.iter().all(|t| t["Node"] == w3.name.as_str())).then_some(())
     });
 
     let certs = shoal_pki::NodeCerts::load(&w2.data_dir().join("certificates"))

@@ -58,7 +58,12 @@ impl shoal_proto::NodeAdmin for AdminApi {
             .map_err(|e| Status::invalid_argument(format!("invalid --default-addr-pool: {e}")))?;
         let record = self
             .daemon
-            .init(&request.listen_addr, &request.advertise_addr, expiry, addr_pool)
+            .init(
+                &request.listen_addr,
+                &request.advertise_addr,
+                expiry,
+                addr_pool,
+            )
             .await?;
         Ok(Response::new(InitResponse {
             node_id: record.node_id,

@@ -19,10 +19,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_manager::allocator::AddrPool;
 use shoal_manager::controlapi::ControlApi;
 use shoal_manager::ids::new_id;
 use shoal_manager::{Manager, ManagerConfig, ManagerError};
-use shoal_manager::allocator::AddrPool;
 use shoal_pki::{AuthLayer, Identity, NodeCerts, NodeKey, PkiError, Role, RootCa};
 use shoal_proto::{
     InfoResponse, NodeAdminServer, NodeDescription, NodeRole, RootCa as RootCaObject,

@@ -17,9 +17,8 @@ use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    EndpointIpamConfig, EndpointSettings, NetworkConnectRequest, NetworkingConfig,
-    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum,
+    HostConfig, NetworkConnectRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
@@ -31,10 +30,10 @@ use futures::StreamExt;
 use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, Resources, Task};
 
 use super::docker_health::{self, HealthEvents};
-use crate::network::{DockerNetwork, NetworkProvider};
 use super::{
     ContainerState, Controller, ExecError, Executor, ExitInfo, Health, LogLine, LogLines, LogRead,
 };
+use crate::network::{DockerNetwork, NetworkProvider};
 
 /// Grace period between the stop signal and SIGKILL when the spec sets none (docker's).
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);

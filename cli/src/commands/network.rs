@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use shoal_proto::{
-    CreateNetworkRequest, GetNetworkRequest, IpamConfig, ListNetworksRequest, Network,
-    NetworkSpec, RemoveNetworkRequest,
+    CreateNetworkRequest, GetNetworkRequest, IpamConfig, ListNetworksRequest, Network, NetworkSpec,
+    RemoveNetworkRequest,
 };
 
 use super::{failures, print, print_lines, Format, LsArgs};
@@ -91,10 +91,7 @@ pub async fn run(host: &str, command: NetworkCommand) -> Result<()> {
             print(&network.id)
         }
         NetworkCommand::Ls(args) => {
-            let mut networks = client
-                .list_networks(ListNetworksRequest {})
-                .await?
-                .networks;
+            let mut networks = client.list_networks(ListNetworksRequest {}).await?.networks;
             networks.sort_by(|a, b| a.name().cmp(b.name()));
             if args.quiet {
                 let ids: Vec<String> = networks.iter().map(|n| short_id(&n.id)).collect();

@@ -4,8 +4,8 @@
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use shoal_proto::{
-    FailureAction, GetNetworkRequest, GetServiceRequest, Placement, RollbackServiceRequest, ServiceMode, ServiceSpec,
-    UpdateConfig, UpdateOrder, UpdateServiceRequest, UpdateStatus,
+    FailureAction, GetNetworkRequest, GetServiceRequest, Placement, RollbackServiceRequest,
+    ServiceMode, ServiceSpec, UpdateConfig, UpdateOrder, UpdateServiceRequest, UpdateStatus,
 };
 
 use super::print;

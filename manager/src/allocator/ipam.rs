@@ -204,7 +204,12 @@ impl Pools {
                     base: pool.base + offset as u32,
                     prefix: self.size,
                 };
-                match taken.iter().filter(|t| t.overlaps(&candidate)).map(Subnet::last).max() {
+                match taken
+                    .iter()
+                    .filter(|t| t.overlaps(&candidate))
+                    .map(Subnet::last)
+                    .max()
+                {
                     None => return Ok(candidate),
                     // Skip past the overlapping subnet, aligned to our size.
                     Some(last) => {

@@ -27,7 +27,7 @@ use shoal_proto::{
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::runloop::{self, Wake};
+use crate::runloop;
 use crate::store::{Event, Object, ReadTx, Store, StoreError};
 use ipam::{AddressSpace, IpamError, Pools, Subnet};
 
@@ -109,18 +109,17 @@ impl Ipam {
             let Some(allocation) = network.allocation.as_ref() else {
                 continue;
             };
-            let space = allocation
-                .subnet
-                .parse()
-                .and_then(|subnet| {
-                    let gateway = ipam::parse_addr(&allocation.gateway)?;
-                    AddressSpace::new(network.name(), subnet, gateway)
-                });
+            let space = allocation.subnet.parse().and_then(|subnet| {
+                let gateway = ipam::parse_addr(&allocation.gateway)?;
+                AddressSpace::new(network.name(), subnet, gateway)
+            });
             match space {
                 Ok(space) => {
                     spaces.insert(network.id.clone(), space);
                 }
-                Err(e) => tracing::error!(network = %network.name(), "stored allocation unusable: {e}"),
+                Err(e) => {
+                    tracing::error!(network = %network.name(), "stored allocation unusable: {e}")
+                }
             }
         }
         let mut ipam = Ipam { spaces };
@@ -140,8 +139,7 @@ impl Ipam {
     }
 
     fn take(&mut self, network_id: &str, addr: &str) {
-        if let (Some(space), Ok(addr)) = (self.spaces.get_mut(network_id), ipam::parse_addr(addr))
-        {
+        if let (Some(space), Ok(addr)) = (self.spaces.get_mut(network_id), ipam::parse_addr(addr)) {
             // Already taken means two objects share it: keep going, the data plane reports.
             if let Err(e) = space.reserve(addr) {
                 tracing::warn!(network = %network_id, "stored address: {e}");
@@ -185,7 +183,10 @@ pub fn plan_vips(
     let mut wanted = Vec::new();
     if service.endpoint_mode() == EndpointMode::Vip {
         for config in service.networks() {
-            if wanted.iter().any(|v: &EndpointVip| v.network_id == config.target) {
+            if wanted
+                .iter()
+                .any(|v: &EndpointVip| v.network_id == config.target)
+            {
                 continue;
             }
             let vip = match service.vips.iter().find(|v| v.network_id == config.target) {
@@ -269,16 +270,7 @@ impl Allocator {
     }
 
     pub async fn run(self, cancel: CancellationToken) {
-        let mut events = self.store.watch();
-        loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "allocation pass failed; retrying on the next change");
-            }
-            match runloop::next(&mut events, relevant, None, &cancel).await {
-                Wake::Shutdown => return,
-                Wake::Changed | Wake::Timer => {}
-            }
-        }
+        runloop::run_passes(&self.store, "allocation", relevant, &cancel, || self.pass()).await
     }
 
     /// One pass: VIPs for services, then addresses for waiting tasks; returns how many

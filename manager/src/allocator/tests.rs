@@ -5,25 +5,12 @@ use std::collections::HashSet;
 
 use proptest::prelude::*;
 use shoal_proto::{
-    Cluster, EndpointSpec, IpamConfig, Network, NetworkAttachmentConfig, NetworkSpec, Task,
-    TaskState,
+    Cluster, EndpointSpec, Network, NetworkAttachmentConfig, NetworkSpec, Task, TaskState,
 };
 
 use super::*;
 use crate::orchestrator::new_task;
-use crate::testutil::{put, report, service};
-
-fn network_spec(name: &str, subnet: &str) -> NetworkSpec {
-    NetworkSpec {
-        name: name.into(),
-        driver: "overlay".into(),
-        ipam: Some(IpamConfig {
-            subnet: subnet.into(),
-            gateway: String::new(),
-        }),
-        ..Default::default()
-    }
-}
+use crate::testutil::{network_spec, put, report, service};
 
 /// Create a network as the Control API does: allocated inside the create transaction.
 async fn create_network(store: &Store, id: &str, spec: NetworkSpec) -> Result<Network, String> {
@@ -70,9 +57,15 @@ fn tasks_of(service: &Service, n: u64) -> Vec<Object> {
 #[tokio::test]
 async fn networks_take_the_next_free_subnet_and_vni_and_refuse_overlaps() {
     let store = Store::in_memory();
-    let a = create_network(&store, "na", network_spec("a", "")).await.expect("a");
-    let b = create_network(&store, "nb", network_spec("b", "")).await.expect("b");
-    let c = create_network(&store, "nc", network_spec("c", "10.0.5.0/24")).await.expect("c");
+    let a = create_network(&store, "na", network_spec("a", ""))
+        .await
+        .expect("a");
+    let b = create_network(&store, "nb", network_spec("b", ""))
+        .await
+        .expect("b");
+    let c = create_network(&store, "nc", network_spec("c", "10.0.5.0/24"))
+        .await
+        .expect("c");
     let alloc = |n: &Network| {
         let a = n.allocation.clone().expect("allocated");
         (a.subnet, a.gateway, a.vni)
@@ -104,8 +97,12 @@ async fn the_pool_of_the_cluster_is_used_and_its_end_is_an_error() {
         })],
     )
     .await;
-    create_network(&store, "n1", network_spec("one", "")).await.expect("one");
-    let two = create_network(&store, "n2", network_spec("two", "")).await.expect("two");
+    create_network(&store, "n1", network_spec("one", ""))
+        .await
+        .expect("one");
+    let two = create_network(&store, "n2", network_spec("two", ""))
+        .await
+        .expect("two");
     assert_eq!(two.allocation.expect("allocated").subnet, "10.50.1.0/24");
     assert_eq!(
         create_network(&store, "n3", network_spec("three", "")).await,
@@ -116,8 +113,12 @@ async fn the_pool_of_the_cluster_is_used_and_its_end_is_an_error() {
 #[tokio::test]
 async fn services_get_a_vip_per_network_and_tasks_an_address_each() {
     let store = Store::in_memory();
-    create_network(&store, "front", network_spec("front", "10.1.0.0/24")).await.expect("front");
-    create_network(&store, "back", network_spec("back", "10.2.0.0/24")).await.expect("back");
+    create_network(&store, "front", network_spec("front", "10.1.0.0/24"))
+        .await
+        .expect("front");
+    create_network(&store, "back", network_spec("back", "10.2.0.0/24"))
+        .await
+        .expect("back");
     let web = on_networks("web", 3, &["front", "back"]);
     let mut dns = on_networks("dns", 1, &["back"]);
     dns.spec.as_mut().expect("spec").endpoint = Some(EndpointSpec {
@@ -139,14 +140,20 @@ async fn services_get_a_vip_per_network_and_tasks_an_address_each() {
             .map(|v| (v.network_id.as_str(), v.addr.as_str()))
             .collect();
         assert_eq!(vips, [("front", "10.1.0.2/24"), ("back", "10.2.0.2/24")]);
-        assert!(r.service("dns").expect("dns").vips.is_empty(), "dnsrr has no VIP");
+        assert!(
+            r.service("dns").expect("dns").vips.is_empty(),
+            "dnsrr has no VIP"
+        );
         let mut seen = HashSet::new();
         for task in r.tasks() {
             assert!(task.is_attached(), "{task:?}");
             for a in &task.networks {
                 assert_eq!(a.aliases, [format!("{}-alias", task.service_id)]);
                 for addr in &a.addresses {
-                    assert!(seen.insert((a.network_id.clone(), addr.clone())), "{addr} twice");
+                    assert!(
+                        seen.insert((a.network_id.clone(), addr.clone())),
+                        "{addr} twice"
+                    );
                 }
             }
         }
@@ -157,11 +164,17 @@ async fn services_get_a_vip_per_network_and_tasks_an_address_each() {
 #[tokio::test]
 async fn a_replacement_already_bound_to_its_node_is_attached_too() {
     let store = Store::in_memory();
-    create_network(&store, "front", network_spec("front", "10.5.0.0/24")).await.expect("front");
+    create_network(&store, "front", network_spec("front", "10.5.0.0/24"))
+        .await
+        .expect("front");
     let web = on_networks("web", 1, &["front"]);
     // A restart's replacement keeps its slot's node before the scheduler sees it.
     let task = new_task(&web, 1, "n3", TaskState::Running);
-    put(&store, vec![Object::Service(web), Object::Task(task.clone())]).await;
+    put(
+        &store,
+        vec![Object::Service(web), Object::Task(task.clone())],
+    )
+    .await;
     Allocator::new(store.clone()).pass().await.expect("pass");
     let got = store.view(|r| r.task(&task.id).cloned()).expect("task");
     assert!(got.is_attached(), "{got:?}");
@@ -170,7 +183,9 @@ async fn a_replacement_already_bound_to_its_node_is_attached_too() {
 #[tokio::test]
 async fn an_address_is_free_again_once_its_holder_is_gone_and_a_new_leader_agrees() {
     let store = Store::in_memory();
-    create_network(&store, "tiny", network_spec("tiny", "10.3.0.0/29")).await.expect("tiny");
+    create_network(&store, "tiny", network_spec("tiny", "10.3.0.0/29"))
+        .await
+        .expect("tiny");
     // /29: 6 hosts, the gateway takes one, the VIP one: 4 for tasks.
     let web = on_networks("web", 5, &["tiny"]);
     let mut objects = vec![Object::Service(web.clone())];
@@ -178,9 +193,8 @@ async fn an_address_is_free_again_once_its_holder_is_gone_and_a_new_leader_agree
     put(&store, objects).await;
     let allocator = Allocator::new(store.clone());
     allocator.pass().await.expect("pass");
-    let (attached, waiting): (Vec<Task>, Vec<Task>) = store.view(|r| {
-        r.tasks().cloned().partition(|t| t.is_attached())
-    });
+    let (attached, waiting): (Vec<Task>, Vec<Task>) =
+        store.view(|r| r.tasks().cloned().partition(|t| t.is_attached()));
     assert_eq!(attached.len(), 4);
     assert_eq!(waiting.len(), 1);
     let why = waiting[0].status.clone().expect("status").err;
@@ -197,8 +211,10 @@ async fn an_address_is_free_again_once_its_holder_is_gone_and_a_new_leader_agree
     let freed = attached[0].networks[0].addresses[0].clone();
     report(&store, &attached[0].id, TaskState::Failed).await;
     allocator.pass().await.expect("pass");
-    let got = store.view(|r| r.task(&waiting[0].id).cloned()).expect("task");
-    assert_eq!(got.networks[0].addresses, [freed.clone()]);
+    let got = store
+        .view(|r| r.task(&waiting[0].id).cloned())
+        .expect("task");
+    assert_eq!(got.networks[0].addresses, std::slice::from_ref(&freed));
 
     // A new leader rebuilds the same picture from the store alone.
     let ipam = store.view(Ipam::load);
@@ -270,5 +286,10 @@ proptest! {
 }
 
 fn tasks_of_slot(service: &Service, slot: u64) -> Vec<Object> {
-    vec![Object::Task(new_task(service, slot, "", TaskState::Running))]
+    vec![Object::Task(new_task(
+        service,
+        slot,
+        "",
+        TaskState::Running,
+    ))]
 }

@@ -11,12 +11,12 @@ mod nodes;
 pub mod validate;
 
 use shoal_proto::{
-    CreateNetworkRequest, CreateNetworkResponse, GetNetworkRequest, GetNetworkResponse,
-    ListNetworksRequest, ListNetworksResponse, RemoveNetworkRequest, RemoveNetworkResponse,
-    CreateServiceRequest, CreateServiceResponse, GetJoinTokensRequest, GetJoinTokensResponse,
+    CreateNetworkRequest, CreateNetworkResponse, CreateServiceRequest, CreateServiceResponse,
+    GetJoinTokensRequest, GetJoinTokensResponse, GetNetworkRequest, GetNetworkResponse,
     GetNodeRequest, GetNodeResponse, GetServiceRequest, GetServiceResponse, JobStatus,
-    ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
-    ListTasksRequest, ListTasksResponse, RemoveNodeRequest, RemoveNodeResponse,
+    ListNetworksRequest, ListNetworksResponse, ListNodesRequest, ListNodesResponse,
+    ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
+    RemoveNetworkRequest, RemoveNetworkResponse, RemoveNodeRequest, RemoveNodeResponse,
     RemoveServiceRequest, RemoveServiceResponse, ReplicaCount, RollbackServiceRequest,
     RollbackServiceResponse, RotateJoinTokenRequest, Service, ServiceMode, TaskState,
     UpdateNodeRequest, UpdateNodeResponse, UpdateServiceRequest, UpdateServiceResponse,

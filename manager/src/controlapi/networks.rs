@@ -221,19 +221,9 @@ fn validate(mut spec: NetworkSpec) -> Result<NetworkSpec, ControlError> {
 mod tests {
     use super::*;
     use crate::store::Store;
-    use shoal_proto::{IpamConfig, NetworkAttachmentConfig, ServiceSpec, TaskSpec};
+    use shoal_proto::{NetworkAttachmentConfig, ServiceSpec, TaskSpec};
 
-    fn spec(name: &str, subnet: &str) -> NetworkSpec {
-        NetworkSpec {
-            name: name.into(),
-            driver: "overlay".into(),
-            ipam: Some(IpamConfig {
-                subnet: subnet.into(),
-                gateway: String::new(),
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::testutil::network_spec as spec;
 
     fn on(networks: &[&str]) -> ServiceSpec {
         ServiceSpec {
@@ -263,7 +253,10 @@ mod tests {
         let err = |r: Result<Network, ControlError>| r.expect_err("refused").to_string();
         assert_eq!(
             err(api.create_network(spec("front", "")).await),
-            format!("network front already exists (id {}): choose another name", front.id)
+            format!(
+                "network front already exists (id {}): choose another name",
+                front.id
+            )
         );
         assert_eq!(
             err(api.create_network(spec("back", "10.0.0.128/25")).await),
@@ -289,7 +282,10 @@ mod tests {
         // A service's targets become ids; a missing network and the ingress are refused.
         let mut web = on(&["front"]);
         api.store.view(|r| resolve(r, &mut web)).expect("resolved");
-        assert_eq!(web.task.as_ref().expect("task").networks[0].target, front.id);
+        assert_eq!(
+            web.task.as_ref().expect("task").networks[0].target,
+            front.id
+        );
         let mut missing = on(&["nope"]);
         assert_eq!(
             api.store
@@ -342,7 +338,10 @@ mod tests {
         api.remove_network("front").await.expect("removed");
         assert!(api.list_networks().is_empty());
         assert_eq!(
-            api.remove_network("front").await.expect_err("gone").to_string(),
+            api.remove_network("front")
+                .await
+                .expect_err("gone")
+                .to_string(),
             "network front not found"
         );
     }

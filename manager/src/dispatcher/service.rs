@@ -5,8 +5,8 @@ use std::pin::Pin;
 use futures::Stream;
 use shoal_proto::{
     AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, NetworkView,
-    NodeState, NodeStatus, SessionMessage, SessionRequest,
-    UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+    NodeState, NodeStatus, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
+    UpdateTaskStatusResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -163,7 +163,11 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                 fingerprint.sort();
                 let now = (fingerprint, networks.clone());
                 if sent.as_ref() != Some(&now) {
-                    if tx.send(Ok(AssignmentsMessage { tasks, networks })).await.is_err() {
+                    if tx
+                        .send(Ok(AssignmentsMessage { tasks, networks }))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                     sent = Some(now);

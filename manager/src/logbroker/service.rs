@@ -128,7 +128,11 @@ impl shoal_proto::LogBroker for LogBrokerApi {
             let message = match next.take() {
                 Some(m) => m,
                 None => match stream.message().await {
-                    Ok(Some(m)) if caller::must_name(&caller, &m.node_id, "a log stream").is_ok() => m,
+                    Ok(Some(m))
+                        if caller::must_name(&caller, &m.node_id, "a log stream").is_ok() =>
+                    {
+                        m
+                    }
                     // The end, a broken stream, or a message naming another node.
                     _ => {
                         let _ = driver

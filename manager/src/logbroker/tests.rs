@@ -215,7 +215,14 @@ async fn a_node_speaks_only_for_its_own_tasks_and_only_when_asked() {
     let id = next_subscription(&mut n1).await.id;
     next_subscription(&mut n2).await;
     // n3 was not asked: whatever it publishes into the subscription is dropped.
-    publish(&f.broker, &id, "n3", vec![line("t1", 1, "forged by n3")], true).await;
+    publish(
+        &f.broker,
+        &id,
+        "n3",
+        vec![line("t1", 1, "forged by n3")],
+        true,
+    )
+    .await;
     // n1 publishing a line of n2's task, or of a task the store does not hold: dropped.
     publish(
         &f.broker,

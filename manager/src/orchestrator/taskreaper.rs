@@ -9,7 +9,7 @@ use shoal_proto::{Service, Task, TaskState};
 use tokio_util::sync::CancellationToken;
 
 use super::restart::{slot_key, SlotKey};
-use crate::runloop::{self, Wake};
+use crate::runloop;
 use crate::store::{Event, Object, ReadTx, Store, StoreError};
 
 /// Swarm's default history per slot.
@@ -25,15 +25,10 @@ impl TaskReaper {
     }
 
     pub async fn run(self, cancel: CancellationToken) {
-        let mut events = self.store.watch();
-        loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "task reaper pass failed; retrying on the next change");
-            }
-            if runloop::next(&mut events, Event::is_task, None, &cancel).await == Wake::Shutdown {
-                return;
-            }
-        }
+        runloop::run_passes(&self.store, "task reaper", Event::is_task, &cancel, || {
+            self.pass()
+        })
+        .await
     }
 
     /// Delete what should go; returns how many tasks were deleted.

@@ -21,7 +21,7 @@ use shoal_proto::{Node, Task, TaskState, TaskStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::runloop::{self, Wake};
+use crate::runloop;
 use crate::store::{Event, Object, ReadTx, Store, StoreError};
 use constraint::Constraint;
 use filter::{Explanation, NodeLoad};
@@ -45,16 +45,7 @@ impl Scheduler {
     }
 
     pub async fn run(self, cancel: CancellationToken) {
-        let mut events = self.store.watch();
-        loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "scheduling pass failed; retrying on the next change");
-            }
-            match runloop::next(&mut events, relevant, None, &cancel).await {
-                Wake::Shutdown => return,
-                Wake::Changed | Wake::Timer => {}
-            }
-        }
+        runloop::run_passes(&self.store, "scheduling", relevant, &cancel, || self.pass()).await
     }
 
     /// One scheduling pass over the whole store.

@@ -186,7 +186,10 @@ async fn an_unknown_action_kind_is_refused_not_taken_for_a_removal() {
             },
         ],
     };
-    let err = store.state().apply_batch(99, batch).expect_err("unknown kind");
+    let err = store
+        .state()
+        .apply_batch(99, batch)
+        .expect_err("unknown kind");
     assert!(matches!(err, StoreError::UnknownAction(7)), "{err}");
     assert!(store.view(|r| r.service("s1").is_some()), "nothing removed");
     assert!(store.view(|r| r.service("s2").is_none()), "nothing applied");

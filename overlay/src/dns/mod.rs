@@ -5,5 +5,5 @@ pub mod names;
 pub mod server;
 pub mod wire;
 
-pub use names::{resolve, NetworkNames, Names, Resolution, ServiceNames};
+pub use names::{resolve, Names, NetworkNames, Resolution, ServiceNames};
 pub use server::{serve, upstream_resolvers, SharedNames};

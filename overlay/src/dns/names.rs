@@ -18,7 +18,8 @@ pub struct ServiceNames {
 
 impl ServiceNames {
     fn is_called(&self, name: &str) -> bool {
-        self.name.eq_ignore_ascii_case(name) || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+        self.name.eq_ignore_ascii_case(name)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
     }
 }
 
@@ -142,7 +143,10 @@ mod tests {
         assert_eq!(ask("idle"), Resolution::Known(vec![]));
         assert_eq!(ask("example.com"), Resolution::Unknown);
         // The client joins back too: its names resolve from a query on front.
-        assert_eq!(ask("db"), Resolution::Known(vec![Ipv4Addr::new(10, 0, 2, 2)]));
+        assert_eq!(
+            ask("db"),
+            Resolution::Known(vec![Ipv4Addr::new(10, 0, 2, 2)])
+        );
         // A task only on front does not see back's names.
         assert_eq!(resolve(&names, "front", ip(5), "db"), Resolution::Unknown);
     }

@@ -87,7 +87,11 @@ async fn handle(
     };
     match resolution {
         Resolution::Known(addrs) => {
-            let addrs = if query.qtype == TYPE_A { addrs } else { Vec::new() };
+            let addrs = if query.qtype == TYPE_A {
+                addrs
+            } else {
+                Vec::new()
+            };
             Some(wire::answer(message, &query, RCODE_NOERROR, &addrs, TTL))
         }
         Resolution::Unknown => match relay(message, upstream).await {
@@ -168,17 +172,27 @@ mod tests {
         let ask = |name: &'static str| {
             let client = &client;
             async move {
-                client.send_to(&query(9, name, TYPE_A), server).await.expect("send");
-                let mut buf = vec![0u8; 512];
-                let (len, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+                client
+                    .send_to(&query(9, name, TYPE_A), server)
                     .await
-                    .expect("an answer in time")
-                    .expect("recv");
+                    .expect("send");
+                let mut buf = vec![0u8; 512];
+                let (len, _) =
+                    tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+                        .await
+                        .expect("an answer in time")
+                        .expect("recv");
                 read_answer(&buf[..len]).expect("readable")
             }
         };
-        assert_eq!(ask("web").await, (RCODE_NOERROR, vec![Ipv4Addr::new(10, 0, 1, 2)]));
-        assert_eq!(ask("tasks.web").await, (RCODE_NOERROR, vec![Ipv4Addr::new(10, 0, 1, 5)]));
+        assert_eq!(
+            ask("web").await,
+            (RCODE_NOERROR, vec![Ipv4Addr::new(10, 0, 1, 2)])
+        );
+        assert_eq!(
+            ask("tasks.web").await,
+            (RCODE_NOERROR, vec![Ipv4Addr::new(10, 0, 1, 5)])
+        );
         assert_eq!(ask("example.org").await, (RCODE_NXDOMAIN, vec![]));
         // A change to the table shows in the next answer.
         names.write().expect("lock").clear();

@@ -13,11 +13,17 @@ fn subnet(s: &str) -> Subnet {
 fn subnets_parse_and_say_what_is_wrong() {
     assert_eq!(subnet("10.1.2.0/24").to_string(), "10.1.2.0/24");
     assert_eq!(
-        "10.1.2.3/24".parse::<Subnet>().expect_err("host bits").to_string(),
+        "10.1.2.3/24"
+            .parse::<Subnet>()
+            .expect_err("host bits")
+            .to_string(),
         "subnet 10.1.2.3/24 has host bits set: did you mean 10.1.2.0/24?"
     );
     for bad in ["10.1.2.0", "10.1.2.0/33", "ten/8", "", "10.1.2.0/x"] {
-        assert!(matches!(bad.parse::<Subnet>(), Err(IpamError::InvalidSubnet(_))), "{bad}");
+        assert!(
+            matches!(bad.parse::<Subnet>(), Err(IpamError::InvalidSubnet(_))),
+            "{bad}"
+        );
     }
     assert!(subnet("10.0.0.0/8").overlaps(&subnet("10.200.0.0/16")));
     assert!(!subnet("10.0.0.0/24").overlaps(&subnet("10.0.1.0/24")));
@@ -75,8 +81,14 @@ fn an_address_space_keeps_the_network_broadcast_and_gateway() {
         space.reserve(Ipv4Addr::new(10, 0, 9, 4)),
         Err(IpamError::InUse(Ipv4Addr::new(10, 0, 9, 4), "front".into()))
     );
-    assert!(matches!(gateway(net, "10.0.10.1"), Err(IpamError::GatewayOutside { .. })));
-    assert!(matches!(gateway(net, "10.0.9.7"), Err(IpamError::GatewayOutside { .. })));
+    assert!(matches!(
+        gateway(net, "10.0.10.1"),
+        Err(IpamError::GatewayOutside { .. })
+    ));
+    assert!(matches!(
+        gateway(net, "10.0.9.7"),
+        Err(IpamError::GatewayOutside { .. })
+    ));
     assert!(matches!(
         AddressSpace::new("tiny", subnet("10.0.9.0/31"), Ipv4Addr::new(10, 0, 9, 0)),
         Err(IpamError::TooSmall(_))
