@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::tls::NodeTls;
+use shoal_manager::caller::is_not_in_swarm;
 use shoal_manager::membership::leader_of;
 use shoal_proto::{
     AssignmentsRequest, DispatcherClient, HeartbeatRequest, NodeDescription, NodeRole,
@@ -47,6 +48,8 @@ pub enum Heard {
     Role(NodeRole),
     /// The managers to fail over to changed: worth remembering across restarts.
     Managers(Vec<String>),
+    /// The swarm removed this node: its certificate is refused from now on.
+    Removed,
 }
 
 /// What the agent tells the managers about itself.
@@ -99,6 +102,14 @@ pub async fn run(
         .await;
         match result {
             Ok(()) => return,
+            Err(SessionError::Rpc { status, .. }) if is_not_in_swarm(&status) => {
+                // Removed from the swarm: say so once, stop its tasks, stop trying.
+                tracing::error!("{}", status.message());
+                local.worker.assign(Vec::new()).await;
+                let _ = heard_tx.try_send(Heard::Removed);
+                cancel.cancelled().await;
+                return;
+            }
             Err(SessionError::Rpc { status, .. }) if leader_of(&status).is_some() => {
                 // A follower named the leader: go there next, at once.
                 let leader = leader_of(&status).unwrap_or_default();

@@ -32,12 +32,19 @@ pub fn must_name(caller: &Identity, named: &str, what: &str) -> Result<(), Statu
     )))
 }
 
+const NOT_IN_SWARM: &str = "is not part of the swarm";
+
 /// "This node is not part of the swarm", for a certificate whose node the store does not
 /// hold (removed, or never joined).
 pub fn not_in_swarm(node_id: &str) -> Status {
     Status::permission_denied(format!(
-        "node {node_id} is not part of the swarm (it was removed): join it again with a token from `shoal swarm join-token`"
+        "node {node_id} {NOT_IN_SWARM} (it was removed): leave with `shoal swarm leave --force`, then join again with a token from `shoal swarm join-token`"
     ))
+}
+
+/// Whether `status` is [`not_in_swarm`]: the node was removed and must stop trying.
+pub fn is_not_in_swarm(status: &Status) -> bool {
+    status.code() == tonic::Code::PermissionDenied && status.message().contains(NOT_IN_SWARM)
 }
 
 #[cfg(test)]
@@ -67,6 +74,8 @@ mod tests {
             refused.message(),
             "permission denied: a session for node w3 needs that node's certificate (the caller's certificate is node w2)"
         );
+        assert!(is_not_in_swarm(&not_in_swarm("w9")));
+        assert!(!is_not_in_swarm(&refused));
         let anonymous = identity(&request_from(None)).expect_err("no certificate");
         assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
         assert!(

@@ -52,7 +52,17 @@ fn networks_are_allocated_attached_and_refused_with_reasons() {
         overlap.stderr.trim(),
         "Error: network back: subnet 10.20.0.0/16 overlaps subnet 10.20.0.0/24 of network front"
     );
-    node.shoal_ok(&["network", "create", "--opt", "encrypted", "back"]);
+    let encrypted = node.shoal(&["network", "create", "--opt", "encrypted", "back"]);
+    assert_eq!(
+        encrypted.code, 1,
+        "an encrypted network is refused until it is real"
+    );
+    assert!(
+        encrypted.stderr.contains("not available yet"),
+        "{}",
+        encrypted.stderr
+    );
+    node.shoal_ok(&["network", "create", "back"]);
     let back = inspect(&node, "network", "back");
     assert_eq!(back["IPAM"]["Config"][0]["Subnet"], "10.96.0.64/26");
     assert_ne!(

@@ -108,15 +108,13 @@ fn a_task_on_n2_reaches_a_task_on_n3_over_vxlan() {
         assert!(out.ok(), "{rule:?}: {}", out.stderr);
     }
 
-    // The container on n2 has its overlay address from before its process ran, and
-    // fetches the page from n3.
-    let url = format!("http://{srv}/");
-    let page = wait_until("the page from n3", WAIT, || {
-        let out = lab.docker(2, &["exec", &cli, "wget", "-qO-", &url]);
-        out.ok().then_some(out.stdout)
-    })
-    .expect("the page loads across nodes");
-    assert_eq!(page.trim(), "hello-from-n3");
+    // The container on n2 fetches the page from n3 by the service's name (through its VIP),
+    // and by the task's own address.
+    for url in ["http://srv/".to_string(), format!("http://{srv}/")] {
+        let page = wait_until("the page from n3", WAIT, || fetch(&lab, &cli, &url))
+            .expect("the page loads across nodes");
+        assert_eq!(page, "hello-from-n3", "{url}");
+    }
     assert!(vxlan_packets(&lab) > 0, "no VXLAN packet from n2 to n3");
     let _ = lab.exec(2, &["nft", "delete", "table", "ip", "shoaltest"]);
 

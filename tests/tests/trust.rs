@@ -152,3 +152,88 @@ fn a_worker_cannot_speak_for_another_node() {
     let all = m.tasks("pinned");
     assert_eq!(all.len(), 2, "no task was replaced: {all:?}");
 }
+
+#[test]
+fn a_removed_worker_stays_out_even_after_a_restart() {
+    require_env!();
+    let m = Node::start("m").expect("shoald starts");
+    m.init();
+    let mut w = join_worker(&m, "w");
+    let w_id = w.node_id();
+    let certs = shoal_pki::NodeCerts::load(&w.data_dir().join("certificates"))
+        .expect("readable")
+        .expect("w has certificates");
+    m.shoal_ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "on-w",
+        "--constraint",
+        &format!("node.hostname=={}", w.name),
+        "shoal-test/busybox:a",
+        "sleep",
+        "100000",
+    ]);
+    m.wait("the task running on w", LONG, || {
+        (m.running_tasks("on-w").len() == 1).then_some(())
+    });
+
+    // Removed while it runs: its session ends, it says so, and its containers go.
+    m.shoal_ok(&["node", "rm", "--force", &w.name]);
+    w.wait("w to know it was removed", LONG, || {
+        w.shoal_ok(&["info"]).contains("removed").then_some(())
+    });
+    w.wait("w's containers gone", LONG, || {
+        w.containers(true).is_empty().then_some(())
+    });
+    assert!(
+        w.log_tail().contains("is not part of the swarm"),
+        "{}",
+        w.log_tail()
+    );
+
+    // Restarted, it is still out, and never shows in `node ls` again.
+    w.kill9();
+    w.spawn().expect("shoald restarts");
+    w.wait("w refused again after its restart", LONG, || {
+        w.shoal_ok(&["info"]).contains("removed").then_some(())
+    });
+    let listed = m.shoal_ok(&["node", "ls", "--format", "json"]);
+    assert!(!listed.contains(&w.name), "{listed}");
+
+    // Its certificate opens nothing.
+    let manager_addr = m.addr();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = shoal_pki::TlsClient::new(&certs).expect("client");
+        let channel = shoal_pki::channel(&manager_addr, &tls)
+            .await
+            .expect("the handshake itself");
+        let err = DispatcherClient::new(channel)
+            .session(SessionRequest {
+                node_id: w_id.clone(),
+                description: None,
+                addr: String::new(),
+            })
+            .await
+            .expect_err("a removed node's session");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    });
+
+    // Only leaving and joining again with a token brings it back, as a new node.
+    w.shoal_ok(&["swarm", "leave", "--force"]);
+    let token = m.shoal_ok(&["swarm", "join-token", "-q", "worker"]);
+    let out = w.shoal(&[
+        "swarm",
+        "join",
+        "--token",
+        token.trim(),
+        "--listen-addr",
+        "127.0.0.1:0",
+        &m.addr(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_ne!(w.node_id(), w_id, "a new node");
+}

@@ -116,6 +116,8 @@ struct Inner {
     member: Mutex<Option<Member>>,
     /// Roles the managers ask for, heard on the session; see [`Daemon::follow_roles`].
     roles: tokio::sync::mpsc::Sender<Heard>,
+    /// The swarm removed this node (its session was refused as not part of the swarm).
+    removed: std::sync::atomic::AtomicBool,
 }
 
 /// What runs while the node is in a swarm.
@@ -141,6 +143,7 @@ impl Daemon {
                 control: ControlGate::default(),
                 member: Mutex::new(None),
                 roles,
+                removed: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         tokio::spawn(daemon.clone().follow_roles(heard));
@@ -388,6 +391,9 @@ impl Daemon {
             }
         }
         network_stop.cancel();
+        self.inner
+            .removed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.wipe().await
     }
 
@@ -411,7 +417,15 @@ impl Daemon {
         let Some(member) = member.as_ref() else {
             return info;
         };
-        info.swarm_state = "active".into();
+        info.swarm_state = if self
+            .inner
+            .removed
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            "removed (this node was removed from the swarm: `shoal swarm leave --force`, then join again with a new token)".into()
+        } else {
+            "active".into()
+        };
         info.node_id = member.record.node_id.clone();
         info.cluster_id = member.record.cluster_id.clone();
         info.is_manager = member.record.manager;
@@ -645,6 +659,12 @@ impl Daemon {
             let result = match news {
                 Heard::Role(role) => self.change_role(role == NodeRole::Manager).await,
                 Heard::Managers(managers) => self.remember_managers(managers).await,
+                Heard::Removed => {
+                    self.inner
+                        .removed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                }
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "acting on the session's news failed; will retry on the next message");
