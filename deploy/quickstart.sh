@@ -45,9 +45,10 @@ for _ in $(seq 1 600); do
 done
 if [ -n "$client" ]; then
   log "from a task on n2, over the overlay: web's VIP, its tasks, and a page through the VIP"
-  ./deploy/lab.sh docker n2 exec "$client" nslookup web | sed -n 's/^Address: //p' | grep -v ':53$' || true
-  ./deploy/lab.sh docker n2 exec "$client" nslookup tasks.web | sed -n 's/^Address: //p' | grep -v ':53$' || true
-  ./deploy/lab.sh docker n2 exec "$client" wget -qO- http://web:8080/ || true
+  addrs() { ./deploy/lab.sh docker n2 exec "$client" nslookup "$1" | sed -n 's/^Address: //p' | grep -v ':53$' | tr '\n' ' '; }
+  echo "web       -> $(addrs web)"
+  echo "tasks.web -> $(addrs tasks.web)"
+  echo "GET http://web:8080/ -> $(./deploy/lab.sh docker n2 exec "$client" wget -qO- http://web:8080/ || true)"
 fi
 echo
 log "try: deploy/lab.sh shoal n1 service scale web=9 | deploy/lab.sh shoal n1 node update --availability drain n2 | deploy/lab.sh down"
