@@ -211,6 +211,75 @@ pub fn network(s: &str) -> Result<shoal_proto::NetworkAttachmentConfig, Invalid>
     Ok(config)
 }
 
+/// `--publish`: the long form `published=[IP:]8080,target=80[,protocol=tcp|udp]
+/// [,mode=ingress|host][,host_ip=IP]`, or docker's short form `[IP:]8080:80[/udp]` (mode
+/// ingress, as docker's).
+pub fn publish(s: &str) -> Result<shoal_proto::PortConfig, Invalid> {
+    use shoal_proto::{PortConfig, PortProtocol, PublishMode};
+    const HINT: &str = "use published=8080,target=80[,protocol=udp][,mode=host] or 8080:80[/udp]";
+    let bad = || Invalid::new("port", s, HINT);
+    let number = |v: &str| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 65_535)
+            .ok_or_else(bad)
+    };
+    let protocol_of = |v: &str| match v {
+        "tcp" => Ok(PortProtocol::Tcp as i32),
+        "udp" => Ok(PortProtocol::Udp as i32),
+        _ => Err(bad()),
+    };
+    // "[IP:]PORT" -> (IP, PORT)
+    let published_of = |v: &str| -> Result<(String, u32), Invalid> {
+        match v.rsplit_once(':') {
+            Some((ip, port)) => Ok((ip.to_string(), number(port)?)),
+            None => Ok((String::new(), number(v)?)),
+        }
+    };
+    let mut port = PortConfig::default();
+    if s.contains('=') {
+        for field in s.split(',') {
+            let (key, value) = field.split_once('=').ok_or_else(bad)?;
+            match key {
+                "published" => {
+                    let (ip, published) = published_of(value)?;
+                    port.published_port = published;
+                    if !ip.is_empty() {
+                        port.host_ip = ip;
+                    }
+                }
+                "target" => port.target_port = number(value)?,
+                "protocol" => port.protocol = protocol_of(value)?,
+                "mode" => {
+                    port.publish_mode = match value {
+                        "ingress" => PublishMode::Ingress,
+                        "host" => PublishMode::Host,
+                        _ => return Err(bad()),
+                    } as i32
+                }
+                "host_ip" => port.host_ip = value.to_string(),
+                _ => return Err(bad()),
+            }
+        }
+    } else {
+        let (ports, protocol) = s.split_once('/').unwrap_or((s, "tcp"));
+        port.protocol = protocol_of(protocol)?;
+        match ports.rsplit_once(':') {
+            Some((published, target)) => {
+                let (ip, published) = published_of(published)?;
+                port.host_ip = ip;
+                port.published_port = published;
+                port.target_port = number(target)?;
+            }
+            None => port.target_port = number(ports)?,
+        }
+    }
+    if port.target_port == 0 {
+        return Err(bad());
+    }
+    Ok(port)
+}
+
 /// `KEY=VALUE`, or `KEY` alone for an empty value, as docker's `--label` takes it.
 pub fn key_value(s: &str) -> Result<(String, String), Invalid> {
     let (key, value) = s.split_once('=').unwrap_or((s, ""));
@@ -389,6 +458,42 @@ impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Flag<
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ports_in_long_and_short_form() {
+        use shoal_proto::{PortProtocol, PublishMode};
+        let p = super::publish("published=10.78.0.12:8080,target=80,protocol=udp,mode=host")
+            .expect("long");
+        assert_eq!(
+            (p.host_ip.as_str(), p.published_port, p.target_port),
+            ("10.78.0.12", 8080, 80)
+        );
+        assert_eq!(
+            (p.protocol, p.publish_mode),
+            (PortProtocol::Udp as i32, PublishMode::Host as i32)
+        );
+        let p = super::publish("8080:80").expect("short");
+        assert_eq!(
+            (p.published_port, p.target_port, p.publish_mode),
+            (8080, 80, PublishMode::Ingress as i32)
+        );
+        let p = super::publish("10.0.0.5:53:53/udp").expect("short with ip");
+        assert_eq!(
+            (p.host_ip.as_str(), p.protocol),
+            ("10.0.0.5", PortProtocol::Udp as i32)
+        );
+        for bad in [
+            "",
+            "x:80",
+            "8080:80/sctp",
+            "published=8080",
+            "target=99999",
+            "mode=bridge,target=80",
+            "8080:",
+        ] {
+            assert!(super::publish(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

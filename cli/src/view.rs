@@ -1014,6 +1014,7 @@ mod tests {
                 }),
                 endpoint: Some(shoal_proto::EndpointSpec {
                     mode: EndpointMode::Dnsrr as i32,
+                    ports: vec![],
                 }),
                 ..Default::default()
             }),

@@ -446,3 +446,87 @@ fn a_restarted_node_keeps_its_data_plane_and_a_leaving_one_clears_it() {
         networks.stdout
     );
 }
+
+/// A CGI page that prints the client's address as the task sees it.
+const REMOTE_ADDR_PAGE: &str = "mkdir -p /w/cgi-bin; \
+    printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /w/cgi-bin/ip; \
+    chmod +x /w/cgi-bin/ip; exec httpd -f -p 80 -h /w";
+
+#[test]
+fn a_host_mode_port_answers_where_its_task_runs_with_the_clients_address() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("the lab comes up");
+    lab.shoal_ok(1, &["network", "create", "front"]);
+    // The routing mesh is refused with the way to publish that works.
+    let ingress = lab.shoal(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "mesh",
+            "-p",
+            "8080:80",
+            "shoal-test/busybox:a",
+        ],
+    );
+    assert_eq!(ingress.code, 1);
+    assert!(ingress.stderr.contains("mode=host"), "{}", ingress.stderr);
+
+    // One task on n2, bound on n2's underlay address only.
+    create(
+        &lab,
+        &[
+            "--name",
+            "ip",
+            "--network",
+            "front",
+            "--constraint",
+            "node.hostname==n2",
+            "--publish",
+            "mode=host,published=10.78.0.12:8080,target=80",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            REMOTE_ADDR_PAGE,
+        ],
+    );
+    let url = "http://10.78.0.12:8080/cgi-bin/ip";
+    let seen = wait_until("the page on n2's port", WAIT, || {
+        let out = lab.exec(1, &["wget", "-qO-", url]);
+        out.ok().then(|| out.stdout.trim().to_string())
+    })
+    .expect("n2 answers on its port");
+    // The task sees the client's own underlay address (n1's), not a translated one.
+    assert!(seen.contains("10.78.0.11"), "REMOTE_ADDR was {seen}");
+    let seen = lab.exec(3, &["wget", "-qO-", url]).stdout;
+    assert!(seen.contains("10.78.0.13"), "REMOTE_ADDR was {seen}");
+    // Nothing answers on a node without the task.
+    let elsewhere = lab.exec(1, &["wget", "-qO-", "http://10.78.0.13:8080/cgi-bin/ip"]);
+    assert!(!elsewhere.ok(), "n3 answered: {}", elsewhere.stdout);
+    let ps = lab.shoal_ok(1, &["service", "ps", "ip"]);
+    assert!(ps.contains("10.78.0.12:8080->80/tcp"), "{ps}");
+
+    // A second task publishing the same port cannot land on n2: it stays pending, saying why.
+    create(
+        &lab,
+        &[
+            "--name",
+            "ip2",
+            "--constraint",
+            "node.hostname==n2",
+            "--publish",
+            "mode=host,published=8080,target=80",
+            "shoal-test/busybox:a",
+            "sleep",
+            "100000",
+        ],
+    );
+    wait_until("ip2 pending on the port", WAIT, || {
+        let out = lab.shoal_ok(1, &["service", "ps", "--no-trunc", "ip2"]);
+        out.contains("host-mode port 8080/tcp already in use")
+            .then_some(())
+    })
+    .expect("the port clash is explained");
+}

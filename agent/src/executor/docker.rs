@@ -18,7 +18,8 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum,
-    HostConfig, NetworkConnectRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
+    HostConfig, NetworkConnectRequest, NetworkingConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
@@ -27,7 +28,9 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::StreamExt;
-use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, Resources, Task};
+use shoal_proto::{
+    names, ContainerSpec, NodeDescription, Platform, PortConfig, PortProtocol, Resources, Task,
+};
 
 use super::docker_health::{self, HealthEvents};
 use super::{
@@ -181,6 +184,37 @@ fn health_of(status: Option<HealthStatusEnum>) -> Option<Health> {
     }
 }
 
+/// The engine's key of a container port: "80/tcp".
+fn port_key(p: &PortConfig) -> String {
+    let protocol = if p.protocol == PortProtocol::Udp as i32 {
+        "udp"
+    } else {
+        "tcp"
+    };
+    format!("{}/{protocol}", p.target_port)
+}
+
+/// Host-mode ports: the engine binds them on this node (on one address when given), and
+/// the connection reaches the task with the client's own address.
+fn port_bindings(task: &Task) -> HashMap<String, Option<Vec<PortBinding>>> {
+    let mut map: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &task.ports {
+        let binding = PortBinding {
+            host_ip: (!p.host_ip.is_empty()).then(|| p.host_ip.clone()),
+            host_port: Some(if p.published_port == 0 {
+                String::new()
+            } else {
+                p.published_port.to_string()
+            }),
+        };
+        map.entry(port_key(p))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+    map
+}
+
 /// The create body for a task's container.
 pub fn container_config(task: &Task, spec: &ContainerSpec, node_id: &str) -> ContainerCreateBody {
     let limits = task.spec.as_ref().and_then(|s| s.limits.as_ref());
@@ -195,7 +229,9 @@ pub fn container_config(task: &Task, spec: &ContainerSpec, node_id: &str) -> Con
         stop_signal: (!spec.stop_signal.is_empty()).then(|| spec.stop_signal.clone()),
         stop_timeout: Some(grace_secs),
         healthcheck: health_config(spec),
+        exposed_ports: (!task.ports.is_empty()).then(|| task.ports.iter().map(port_key).collect()),
         host_config: Some(HostConfig {
+            port_bindings: (!task.ports.is_empty()).then(|| port_bindings(task)),
             nano_cpus: limits.map(|l| l.nano_cpus).filter(|n| *n > 0),
             memory: limits.map(|l| l.memory_bytes).filter(|n| *n > 0),
             restart_policy: Some(RestartPolicy {

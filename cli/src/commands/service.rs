@@ -69,13 +69,12 @@ pub enum EndpointModeArg {
 }
 
 impl EndpointModeArg {
-    pub fn spec(self) -> shoal_proto::EndpointSpec {
-        shoal_proto::EndpointSpec {
-            mode: match self {
-                EndpointModeArg::Vip => shoal_proto::EndpointMode::Vip,
-                EndpointModeArg::Dnsrr => shoal_proto::EndpointMode::Dnsrr,
-            } as i32,
-        }
+    pub fn mode(self) -> i32 {
+        let mode = match self {
+            EndpointModeArg::Vip => shoal_proto::EndpointMode::Vip,
+            EndpointModeArg::Dnsrr => shoal_proto::EndpointMode::Dnsrr,
+        };
+        mode as i32
     }
 }
 
@@ -117,6 +116,9 @@ pub struct CreateArgs {
     /// Endpoint mode: vip (one virtual IP) or dnsrr (DNS round robin)
     #[arg(long, value_enum, default_value = "vip")]
     endpoint_mode: EndpointModeArg,
+    /// Publish a port: published=8080,target=80[,protocol=udp][,mode=host] or 8080:80
+    #[arg(short = 'p', long = "publish", value_name = "PORT", value_parser = flag(parse::publish))]
+    publish: Vec<shoal_proto::PortConfig>,
     #[command(flatten)]
     restart: RestartArgs,
     /// Signal to stop the container
@@ -341,8 +343,32 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
         rollback: update::apply_policy("rollback", None, &args.rollback.flags())?,
         force_update: 0,
         max_concurrent: args.max_concurrent.unwrap_or(0),
-        endpoint: Some(args.endpoint_mode.spec()),
+        endpoint: Some(shoal_proto::EndpointSpec {
+            mode: args.endpoint_mode.mode(),
+            ports: args.publish.clone(),
+        }),
     })
+}
+
+/// docker's PORTS cell: `*:8080->80/tcp`, `10.0.0.5:53->53/udp`, comma-separated.
+fn ports_of(ports: &[shoal_proto::PortConfig]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            let ip = if p.host_ip.is_empty() {
+                "*"
+            } else {
+                p.host_ip.as_str()
+            };
+            let protocol = if p.protocol == shoal_proto::PortProtocol::Udp as i32 {
+                "udp"
+            } else {
+                "tcp"
+            };
+            format!("{ip}:{}->{}/{protocol}", p.published_port, p.target_port)
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn json_lines<T: Serialize>(rows: &[T]) -> Result<Vec<String>> {
@@ -620,7 +646,7 @@ impl TaskView<'_> {
                     image: format::image(image_of(t.spec.as_ref()), self.no_trunc).to_string(),
                     name: shown,
                     node: self.node(t),
-                    ports: String::new(),
+                    ports: ports_of(&t.ports),
                     networks: t
                         .networks
                         .iter()
@@ -888,6 +914,7 @@ mod tests {
             replicas: 3,
             endpoint: Some(shoal_proto::EndpointSpec {
                 mode: shoal_proto::EndpointMode::Dnsrr as i32,
+                ports: vec![],
             }),
             ..Default::default()
         };

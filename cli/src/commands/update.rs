@@ -182,6 +182,12 @@ pub struct UpdateArgs {
     /// Endpoint mode: vip or dnsrr
     #[arg(long, value_enum)]
     endpoint_mode: Option<super::service::EndpointModeArg>,
+    /// Add or update a published port: published=8080,target=80[,protocol=udp],mode=host
+    #[arg(long = "publish-add", value_name = "PORT", value_parser = flag(parse::publish))]
+    publish_add: Vec<shoal_proto::PortConfig>,
+    /// Remove a published port by its published port: 8080 or 8080/udp
+    #[arg(long = "publish-rm", value_name = "PORT[/PROTOCOL]")]
+    publish_rm: Vec<String>,
     #[command(flatten)]
     restart: RestartArgs,
     #[command(flatten)]
@@ -269,7 +275,29 @@ pub fn apply(args: &UpdateArgs, mut spec: ServiceSpec) -> Result<ServiceSpec> {
         bail!("--replicas-max-per-node can only be used with replicated mode");
     }
     if let Some(mode) = args.endpoint_mode {
-        spec.endpoint = Some(mode.spec());
+        spec.endpoint.get_or_insert_with(Default::default).mode = mode.mode();
+    }
+    if !args.publish_add.is_empty() || !args.publish_rm.is_empty() {
+        let endpoint = spec.endpoint.get_or_insert_with(Default::default);
+        let key = |p: &shoal_proto::PortConfig| {
+            let protocol = if p.protocol == shoal_proto::PortProtocol::Udp as i32 {
+                "udp"
+            } else {
+                "tcp"
+            };
+            (p.published_port.to_string(), protocol)
+        };
+        endpoint.ports.retain(|p| {
+            let (port, protocol) = key(p);
+            !args
+                .publish_rm
+                .iter()
+                .any(|rm| *rm == port || *rm == format!("{port}/{protocol}"))
+        });
+        for add in &args.publish_add {
+            endpoint.ports.retain(|p| key(p) != key(add));
+            endpoint.ports.push(add.clone());
+        }
     }
     let task = spec.task.get_or_insert_with(Default::default);
     // `--network-rm` is applied by `update`, which knows the networks' ids.

@@ -123,6 +123,7 @@ async fn services_get_a_vip_per_network_and_tasks_an_address_each() {
     let mut dns = on_networks("dns", 1, &["back"]);
     dns.spec.as_mut().expect("spec").endpoint = Some(EndpointSpec {
         mode: EndpointMode::Dnsrr as i32,
+        ports: vec![],
     });
     let mut objects = vec![Object::Service(web.clone()), Object::Service(dns.clone())];
     objects.extend(tasks_of(&web, 3));

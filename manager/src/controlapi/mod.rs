@@ -121,7 +121,12 @@ impl ControlApi {
                 }
                 let old = service.spec.clone().unwrap_or_default();
                 let state = service.update_status.as_ref().map_or(0, |s| s.state);
-                if old.task != spec.task || old.force_update != spec.force_update {
+                let ports =
+                    |s: &shoal_proto::ServiceSpec| s.endpoint.as_ref().map(|e| e.ports.clone());
+                if old.task != spec.task
+                    || old.force_update != spec.force_update
+                    || ports(&old) != ports(&spec)
+                {
                     // A new update: tasks of every other version are old. Versions only
                     // grow (a rollback swaps two of them), so a new one is never reused.
                     let version = service.spec_version.max(service.previous_spec_version) + 1;

@@ -21,6 +21,9 @@ pub fn service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError> 
             spec.mode
         ))
     })?;
+    if let Some(endpoint) = spec.endpoint.as_ref() {
+        ports(&endpoint.ports)?;
+    }
     let task = spec.task.get_or_insert_with(Default::default);
     let container = task.container.get_or_insert_with(Default::default);
     if container.image.trim().is_empty() {
@@ -206,6 +209,52 @@ fn valid_signal(s: &str) -> bool {
     NAMES.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX")
 }
 
+/// Published ports: real port numbers, a host address that is one, each binding once; the
+/// routing mesh (ingress mode) is refused until it is built.
+pub fn ports(ports: &[shoal_proto::PortConfig]) -> Result<(), ControlError> {
+    use shoal_proto::{PortProtocol, PublishMode};
+    let mut seen = std::collections::HashSet::new();
+    for p in ports {
+        let protocol = if p.protocol == PortProtocol::Udp as i32 {
+            "udp"
+        } else {
+            "tcp"
+        };
+        if p.target_port == 0 || p.target_port > 65_535 {
+            return Err(ControlError::Invalid(format!(
+                "invalid target port {}: give the container's port, 1 to 65535",
+                p.target_port
+            )));
+        }
+        if p.published_port > 65_535 {
+            return Err(ControlError::Invalid(format!(
+                "invalid published port {}: give a port from 1 to 65535",
+                p.published_port
+            )));
+        }
+        if p.publish_mode != PublishMode::Host as i32 {
+            return Err(ControlError::Invalid(format!(
+                "publishing {}:{}/{protocol} through the routing mesh (mode=ingress, the default) is not available yet in this version of Shoal: publish on the nodes that run a task with --publish mode=host,published={},target={}",
+                p.published_port, p.target_port, p.published_port, p.target_port
+            )));
+        }
+        if !p.host_ip.is_empty() && p.host_ip.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(ControlError::Invalid(format!(
+                "invalid host address {:?} for port {}: give an IPv4 address of the node, e.g. published=10.0.0.5:{}",
+                p.host_ip, p.published_port, p.published_port
+            )));
+        }
+        if p.published_port != 0 && !seen.insert((p.host_ip.clone(), p.published_port, p.protocol))
+        {
+            return Err(ControlError::Invalid(format!(
+                "port {}/{protocol} is published twice: publish each port once",
+                p.published_port
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +376,33 @@ mod tests {
         for bad in ["", "SIGNOPE", "0", "99"] {
             assert!(!valid_signal(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn published_ports() {
+        use shoal_proto::{PortConfig, PublishMode};
+        let host = |published: u32, target: u32, ip: &str| PortConfig {
+            published_port: published,
+            target_port: target,
+            publish_mode: PublishMode::Host as i32,
+            host_ip: ip.into(),
+            ..Default::default()
+        };
+        assert!(ports(&[
+            host(8080, 80, ""),
+            host(8081, 80, "10.0.0.5"),
+            host(0, 81, "")
+        ])
+        .is_ok());
+        let err = |p: &[PortConfig]| ports(p).expect_err("refused").to_string();
+        assert!(err(&[PortConfig {
+            published_port: 8080,
+            target_port: 80,
+            ..Default::default()
+        }])
+        .contains("routing mesh (mode=ingress, the default) is not available yet"));
+        assert!(err(&[host(8080, 0, "")]).contains("invalid target port 0"));
+        assert!(err(&[host(8080, 80, "nope")]).contains("invalid host address"));
+        assert!(err(&[host(8080, 80, ""), host(8080, 81, "")]).contains("published twice"));
     }
 }

@@ -55,6 +55,11 @@ pub fn new_task(service: &Service, slot: u64, node_id: &str, desired: TaskState)
         job_iteration: job_iteration(service),
         stop_first: false,
         networks: Vec::new(),
+        ports: spec
+            .endpoint
+            .as_ref()
+            .map(|e| e.ports.clone())
+            .unwrap_or_default(),
     }
 }
 

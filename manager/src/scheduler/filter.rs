@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use shoal_proto::{Availability, Node, NodeState, Task};
+use std::collections::HashSet;
+
+use shoal_proto::{Availability, Node, NodeState, PortProtocol, PublishMode, Task};
 
 use super::constraint::Constraint;
 
@@ -14,10 +16,30 @@ pub struct NodeLoad {
     pub by_service: HashMap<String, usize>,
     pub nano_cpus: i64,
     pub memory_bytes: i64,
+    /// Host-mode ports bound on the node: (host address, port, protocol).
+    pub host_ports: HashSet<HostPort>,
+}
+
+/// A port a task binds on its node (host mode): address ("" = all), port, protocol.
+pub type HostPort = (String, u32, i32);
+
+/// The host-mode ports `task` binds (an engine-chosen port, 0, never clashes).
+pub fn host_ports(task: &Task) -> impl Iterator<Item = HostPort> + '_ {
+    task.ports
+        .iter()
+        .filter(|p| p.publish_mode == PublishMode::Host as i32 && p.published_port != 0)
+        .map(|p| (p.host_ip.clone(), p.published_port, p.protocol))
+}
+
+/// Whether two host bindings clash: same port and protocol, and one of them on every
+/// address or both on the same one.
+fn clashes(a: &HostPort, b: &HostPort) -> bool {
+    a.1 == b.1 && a.2 == b.2 && (a.0.is_empty() || b.0.is_empty() || a.0 == b.0)
 }
 
 impl NodeLoad {
     pub fn add(&mut self, task: &Task) {
+        self.host_ports.extend(host_ports(task));
         self.tasks += 1;
         *self.by_service.entry(task.service_id.clone()).or_default() += 1;
         let (cpu, mem) = reservations(task);
@@ -35,6 +57,8 @@ pub enum Rejection {
     Constraint(String),
     /// The node already runs `Placement.max_replicas` tasks of the service (the limit).
     MaxReplicas(u64),
+    /// A host-mode port the task publishes is bound there already ("8080/tcp").
+    Port(String),
     Cpu,
     Memory,
 }
@@ -55,6 +79,16 @@ pub fn check(
     let max = max_replicas(task);
     if max > 0 && load.by_service.get(&task.service_id).copied().unwrap_or(0) as u64 >= max {
         return Err(Rejection::MaxReplicas(max));
+    }
+    if let Some(port) =
+        host_ports(task).find(|want| load.host_ports.iter().any(|have| clashes(want, have)))
+    {
+        let protocol = if port.2 == PortProtocol::Udp as i32 {
+            "udp"
+        } else {
+            "tcp"
+        };
+        return Err(Rejection::Port(format!("{}/{protocol}", port.1)));
     }
     let (cpu, mem) = reservations(task);
     let (cpu_total, mem_total) = node
@@ -99,6 +133,9 @@ pub struct Explanation {
     /// Nodes at the service's per-node limit, and that limit.
     pub max_replicas: usize,
     pub max_replicas_limit: u64,
+    /// Nodes where a host-mode port is taken, and that port.
+    pub ports: usize,
+    pub port: String,
     pub cpu: usize,
     pub memory: usize,
 }
@@ -112,6 +149,10 @@ impl Explanation {
             Rejection::MaxReplicas(limit) => {
                 self.max_replicas += 1;
                 self.max_replicas_limit = *limit;
+            }
+            Rejection::Port(port) => {
+                self.ports += 1;
+                self.port.clone_from(port);
             }
             Rejection::Cpu => self.cpu += 1,
             Rejection::Memory => self.memory += 1,
@@ -164,6 +205,13 @@ impl fmt::Display for Explanation {
                     "run"
                 },
                 if limit == 1 { "task" } else { "tasks" },
+            ));
+        }
+        if self.ports > 0 {
+            parts.push(format!(
+                "host-mode port {} already in use on {}",
+                self.port,
+                nodes(self.ports)
             ));
         }
         if self.cpu > 0 {

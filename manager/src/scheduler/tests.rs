@@ -274,3 +274,42 @@ async fn a_replacement_waiting_for_its_node_does_not_count_against_itself() {
         placed.status
     );
 }
+
+#[tokio::test]
+async fn host_mode_ports_keep_two_tasks_off_one_node() {
+    let store = Store::in_memory();
+    let mut svc = service("s", 3);
+    svc.spec.as_mut().expect("spec").endpoint = Some(shoal_proto::EndpointSpec {
+        mode: 0,
+        ports: vec![shoal_proto::PortConfig {
+            published_port: 8080,
+            target_port: 80,
+            publish_mode: shoal_proto::PublishMode::Host as i32,
+            ..Default::default()
+        }],
+    });
+    let mut objects: Vec<Object> = vec![Object::Node(node("a")), Object::Node(node("b"))];
+    for slot in 1..=3 {
+        objects.push(Object::Task(new_task(&svc, slot, "", TaskState::Running)));
+    }
+    objects.push(Object::Service(svc));
+    put(&store, objects).await;
+    Scheduler::new(store.clone()).pass().await.expect("pass");
+    let (per_node, pending) = store.view(|r| {
+        let mut per_node: HashMap<String, usize> = HashMap::new();
+        let mut pending = Vec::new();
+        for t in r.tasks() {
+            if t.state() == TaskState::Pending {
+                pending.push(t.status.as_ref().map(|s| s.err.clone()).unwrap_or_default());
+            } else {
+                *per_node.entry(t.node_id.clone()).or_default() += 1;
+            }
+        }
+        (per_node, pending)
+    });
+    assert_eq!(per_node, HashMap::from([("a".into(), 1), ("b".into(), 1)]));
+    assert_eq!(
+        pending,
+        ["no suitable node (host-mode port 8080/tcp already in use on 2 nodes)"]
+    );
+}
