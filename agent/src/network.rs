@@ -512,3 +512,70 @@ fn names_of(views: &[NetworkView]) -> Names {
 pub fn host(addr: &str) -> Option<Ipv4Addr> {
     addr.split('/').next()?.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use shoal_proto::{Network as ProtoNetwork, NetworkPeer, ServiceEndpoint};
+
+    use super::*;
+
+    fn peer(task: &str, service: &str, addr: &str, serving: bool) -> NetworkPeer {
+        NetworkPeer {
+            task_id: task.into(),
+            service_id: service.into(),
+            addr: addr.into(),
+            node_id: "n2".into(),
+            node_addr: "10.78.0.12".into(),
+            serving,
+        }
+    }
+
+    fn view() -> NetworkView {
+        NetworkView {
+            network: Some(ProtoNetwork {
+                id: "net".into(),
+                ..Default::default()
+            }),
+            peers: vec![
+                peer("t1", "web", "10.0.1.3/24", true),
+                peer("t2", "web", "10.0.1.4/24", false),
+                peer("t3", "rr", "10.0.1.5/24", true),
+            ],
+            services: vec![
+                ServiceEndpoint {
+                    service_id: "web".into(),
+                    name: "web".into(),
+                    aliases: vec!["www".into()],
+                    mode: EndpointMode::Vip as i32,
+                    vip: "10.0.1.2/24".into(),
+                },
+                ServiceEndpoint {
+                    service_id: "rr".into(),
+                    name: "rr".into(),
+                    aliases: vec![],
+                    mode: EndpointMode::Dnsrr as i32,
+                    vip: String::new(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn views_become_names_and_vips_of_serving_tasks_only() {
+        let ip = |last: u8| Ipv4Addr::new(10, 0, 1, last);
+        let names = names_of(&[view()]);
+        let net = &names["net"];
+        assert_eq!(net.services[0].vip, Some(ip(2)));
+        assert_eq!(net.services[0].tasks, [ip(3)], "t2 is not serving");
+        assert_eq!(net.services[1].vip, None, "dnsrr has no VIP");
+        assert_eq!(net.tasks.len(), 3, "every address names its task");
+        let vips = vips_of(&[view()]);
+        assert_eq!(
+            vips["net"],
+            [Vip {
+                vip: ip(2),
+                backends: vec![ip(3)]
+            }]
+        );
+    }
+}

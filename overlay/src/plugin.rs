@@ -408,6 +408,52 @@ mod tests {
         (Plugin::new(registry, thread), fake)
     }
 
+    #[test]
+    fn a_sandbox_is_reprogrammed_only_when_its_vips_change() {
+        use std::net::Ipv4Addr;
+        let registry = Registry::new();
+        registry.join("e1", "net1", "/ns/a");
+        registry.join("e2", "net2", "/ns/a");
+        registry.join("e3", "net2", "/ns/b");
+        let vip = |last: u8, backends: &[u8]| Vip {
+            vip: Ipv4Addr::new(10, 0, 1, last),
+            backends: backends
+                .iter()
+                .map(|b| Ipv4Addr::new(10, 0, 1, *b))
+                .collect(),
+        };
+        registry.set_vips(HashMap::from([
+            ("net1".to_string(), vec![vip(2, &[5, 6])]),
+            ("net2".to_string(), vec![vip(9, &[7])]),
+        ]));
+        let stale = registry.stale_sandboxes();
+        assert_eq!(stale.len(), 2);
+        // A sandbox on both networks gets both VIPs.
+        let a = &stale.iter().find(|(s, _)| s == "/ns/a").expect("a").1;
+        assert!(a.contains("10.0.1.2") && a.contains("10.0.1.9"), "{a}");
+        for (sandbox, rules) in &stale {
+            registry.programmed(sandbox, rules);
+        }
+        assert!(registry.stale_sandboxes().is_empty());
+        // A backend leaves net2: only the sandboxes on net2 change... both are.
+        registry.set_vips(HashMap::from([
+            ("net1".to_string(), vec![vip(2, &[5, 6])]),
+            ("net2".to_string(), vec![vip(9, &[])]),
+        ]));
+        assert_eq!(registry.stale_sandboxes().len(), 2);
+        registry.leave("e3");
+        let stale: Vec<String> = registry
+            .stale_sandboxes()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(
+            stale,
+            ["/ns/a"],
+            "a sandbox with no endpoint left is forgotten"
+        );
+    }
+
     #[tokio::test]
     async fn a_container_start_is_answered_in_docker_order() {
         let (plugin, fake) = plugin();

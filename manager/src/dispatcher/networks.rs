@@ -94,3 +94,104 @@ fn node_addr(r: &ReadTx<'_>, node_id: &str) -> String {
         _ => addr.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use shoal_proto::{
+        EndpointVip, Network, NetworkAllocation, NetworkAttachment, NetworkAttachmentConfig,
+        NodeStatus, TaskState, TaskStatus,
+    };
+
+    use super::*;
+    use crate::orchestrator::new_task;
+    use crate::store::{Object, Store};
+    use crate::testutil::{node, put, service};
+
+    fn attached(task: &mut Task, addr: &str, state: TaskState) {
+        task.networks = vec![NetworkAttachment {
+            network_id: "net".into(),
+            addresses: vec![addr.into()],
+            aliases: vec![],
+        }];
+        task.status = Some(TaskStatus {
+            state: state as i32,
+            ..Default::default()
+        });
+    }
+
+    #[tokio::test]
+    async fn a_node_gets_the_networks_of_its_tasks_with_every_address_on_them() {
+        let store = Store::in_memory();
+        let mut web = service("web", 2);
+        web.spec
+            .as_mut()
+            .and_then(|s| s.task.as_mut())
+            .expect("task")
+            .networks = vec![NetworkAttachmentConfig {
+            target: "net".into(),
+            aliases: vec!["www".into()],
+        }];
+        web.vips = vec![EndpointVip {
+            network_id: "net".into(),
+            addr: "10.0.1.2/24".into(),
+        }];
+        let mut on_a = new_task(&web, 1, "a", TaskState::Running);
+        attached(&mut on_a, "10.0.1.3/24", TaskState::Running);
+        let mut on_b = new_task(&web, 2, "b", TaskState::Running);
+        attached(&mut on_b, "10.0.1.4/24", TaskState::Starting);
+        let mut dead = new_task(&web, 2, "b", TaskState::Shutdown);
+        attached(&mut dead, "10.0.1.9/24", TaskState::Failed);
+        let with_addr = |id: &str, addr: &str| {
+            let mut n = node(id);
+            n.status = Some(NodeStatus {
+                addr: addr.into(),
+                ..n.status.unwrap_or_default()
+            });
+            n
+        };
+        put(
+            &store,
+            vec![
+                Object::Node(with_addr("a", "10.78.0.11:4242")),
+                Object::Node(with_addr("b", "10.78.0.12:4242")),
+                Object::Node(with_addr("c", "10.78.0.13:4242")),
+                Object::Network(Network {
+                    id: "net".into(),
+                    allocation: Some(NetworkAllocation {
+                        subnet: "10.0.1.0/24".into(),
+                        gateway: "10.0.1.1".into(),
+                        vni: 4097,
+                    }),
+                    ..Default::default()
+                }),
+                Object::Service(web),
+                Object::Task(on_a),
+                Object::Task(on_b),
+                Object::Task(dead),
+            ],
+        )
+        .await;
+        let views = store.view(|r| network_views(r, "a"));
+        assert_eq!(views.len(), 1);
+        let peers: Vec<(&str, &str, bool)> = views[0]
+            .peers
+            .iter()
+            .map(|p| (p.addr.as_str(), p.node_addr.as_str(), p.serving))
+            .collect();
+        // The dead task's address is free again: not a peer.
+        assert_eq!(
+            peers,
+            [
+                ("10.0.1.3/24", "10.78.0.11", true),
+                ("10.0.1.4/24", "10.78.0.12", false)
+            ]
+        );
+        let svc = &views[0].services[0];
+        assert_eq!(
+            (svc.name.as_str(), svc.vip.as_str(), svc.aliases.clone()),
+            ("web-name", "10.0.1.2/24", vec!["www".to_string()])
+        );
+        // A node without a task on the network does not carry it.
+        assert!(store.view(|r| network_views(r, "c")).is_empty());
+    }
+}
