@@ -28,6 +28,9 @@ use crate::executor::ExecError;
 
 /// The MTU option of a network, as docker's.
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+/// How often, and how many times, a Docker network still in use is tried again.
+const PRUNE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const PRUNE_RETRIES: usize = 60;
 /// Label on the Docker networks Shoal makes.
 const NETWORK_LABEL: &str = "com.shoal.network.id";
 
@@ -160,14 +163,26 @@ impl Networks {
         ids.sort();
         let changed = *self.inner.carried.lock().await != ids;
         if changed {
-            self.prune_docker_networks(&ids).await;
-            *self.inner.carried.lock().await = ids;
+            *self.inner.carried.lock().await = ids.clone();
+            if !self.prune_docker_networks(&ids).await {
+                // A container still on one is going: try again once it is gone.
+                let this = self.clone();
+                tokio::spawn(async move {
+                    for _ in 0..PRUNE_RETRIES {
+                        tokio::time::sleep(PRUNE_RETRY).await;
+                        let carried = this.inner.carried.lock().await.clone();
+                        if carried != ids || this.prune_docker_networks(&ids).await {
+                            return;
+                        }
+                    }
+                });
+            }
         }
     }
 
-    /// Remove this node's Docker networks for Shoal networks it no longer carries (the
-    /// engine refuses while a container is still on one: the next change retries).
-    async fn prune_docker_networks(&self, keep: &[String]) {
+    /// Remove this node's Docker networks for Shoal networks it no longer carries; whether
+    /// every one went (the engine refuses while a container is still on one).
+    async fn prune_docker_networks(&self, keep: &[String]) -> bool {
         let filters = HashMap::from([("label".to_string(), vec![NETWORK_LABEL.to_string()])]);
         let found = self
             .inner
@@ -178,6 +193,7 @@ impl Networks {
             .await
             .unwrap_or_default();
         let prefix = format!("{}-", self.inner.driver);
+        let mut all = true;
         for network in found {
             let (Some(name), Some(labels)) = (network.name, network.labels) else {
                 continue;
@@ -188,10 +204,14 @@ impl Networks {
             if name.starts_with(&prefix) && !keep.contains(id) {
                 match self.inner.docker.remove_network(&name).await {
                     Ok(()) => tracing::info!(docker = %name, "docker network removed"),
-                    Err(e) => tracing::debug!(docker = %name, "docker network kept: {e}"),
+                    Err(e) => {
+                        tracing::debug!(docker = %name, "docker network kept for now: {e}");
+                        all = false;
+                    }
                 }
             }
         }
+        all
     }
 
     /// Every local task's namespace gets the VIP rules of its networks as they are now.

@@ -169,6 +169,12 @@ fn networks_are_allocated_attached_and_refused_with_reasons() {
     });
     let gone = node.shoal(&["network", "inspect", "front"]);
     assert_eq!(gone.stderr.trim(), "Error: network front not found");
+    // Nor does the engine keep a Docker network the node made for one.
+    let prefix = format!("shoal-{}-", &node.node_id()[..12]);
+    node.wait("the node's Docker networks gone", WAIT, || {
+        let names = shoal_tests::docker(&["network", "ls", "--format", "{{.Name}}"]).stdout;
+        (!names.lines().any(|n| n.starts_with(&prefix))).then_some(())
+    });
 }
 
 #[test]
