@@ -433,6 +433,7 @@ host_destroy() {
     fi
   fi
   kill_leftovers "$k"
+  remove_overlay_namespaces "$k"
   if have_ns "$(host_ns "$k")"; then ip netns del "$(host_ns "$k")"; fi
   if have_ns "$UL_NS"; then ip -n "$UL_NS" link del "n$k" 2>/dev/null || true; fi
   remove_cgroups /sys/fs/cgroup/*/"$(cgroup_parent "$k")" "/sys/fs/cgroup/$(cgroup_parent "$k")"
@@ -487,6 +488,20 @@ cmd_up() {
   fi
   cmd_status
   log "lab up: $n hosts (CLI: lab.sh shoal nK ..., docker: lab.sh docker nK ...)"
+}
+
+# The overlay namespaces host K's shoald made (shoal-<node id prefix>-<network>): named
+# namespaces outlive the processes that made them. Read from K's node record, so run it
+# after K's shoald is stopped and before its data dir goes.
+remove_overlay_namespaces() {
+  local k=$1 record id ns
+  record="$(host_dir "$k")/shoald/node.json"
+  [ -f "$record" ] || return 0
+  id=$(sed -n 's/.*"node_id"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$record" | head -n1)
+  [ -n "$id" ] || return 0
+  for ns in $(ip netns list 2>/dev/null | awk -v p="shoal-${id:0:8}-" 'index($1, p) == 1 {print $1}'); do
+    ip netns del "$ns" 2>/dev/null || true
+  done
 }
 
 cmd_down() {
