@@ -336,6 +336,19 @@ impl Drop for Node {
                 args.extend(ids);
                 docker(&args);
             }
+            // The overlay namespaces it made (named ones outlive their process).
+            let prefix = format!("shoal-{}-", id.chars().take(8).collect::<String>());
+            let listed = Command::new("ip").args(["netns", "list"]).output();
+            let names = listed
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for ns in names
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|n| n.starts_with(&prefix))
+            {
+                let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            }
         }
     }
 }
