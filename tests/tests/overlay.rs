@@ -49,23 +49,10 @@ fn a_task_on_n2_reaches_a_task_on_n3_over_vxlan() {
         .shoal_ok(1, &["network", "create", "-d", "overlay", "front"])
         .trim()
         .to_string();
-    lab.shoal_ok(
-        1,
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            "srv",
-            "--network",
-            "front",
-            "--constraint",
-            "node.hostname==n3",
-            "shoal-test/busybox:a",
-            "sh",
-            "-c",
-            "echo hello-from-n3 > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
-        ],
+    server_on_n3(
+        &lab,
+        "front",
+        "echo hello-from-n3 > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
     );
     let cli = sleeper_on_n2(&lab, "cli", "front");
     let srv = wait_until("srv running with an address", WAIT, || {
@@ -181,6 +168,25 @@ fn create(lab: &Lab, args: &[&str]) {
     let mut all = vec!["service", "create", "--detach"];
     all.extend_from_slice(args);
     lab.shoal_ok(1, &all);
+}
+
+/// A task of service `srv` on `network`, pinned to n3, running `script` (a web server).
+fn server_on_n3(lab: &Lab, network: &str, script: &str) {
+    create(
+        lab,
+        &[
+            "--name",
+            "srv",
+            "--network",
+            network,
+            "--constraint",
+            "node.hostname==n3",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
 }
 
 /// A `sleep` task named `name` on `network`, pinned to n2; its container's id.
@@ -360,21 +366,7 @@ fn a_restarted_node_keeps_its_data_plane_and_a_leaving_one_clears_it() {
     let lab = Lab::up(1, 2).expect("the lab comes up");
     lab.shoal_ok(1, &["network", "create", "front"]);
     lab.shoal_ok(1, &["network", "create", "--internal", "inner"]);
-    create(
-        &lab,
-        &[
-            "--name",
-            "srv",
-            "--network",
-            "front",
-            "--constraint",
-            "node.hostname==n3",
-            "shoal-test/busybox:a",
-            "sh",
-            "-c",
-            HOSTNAME_PAGE,
-        ],
-    );
+    server_on_n3(&lab, "front", HOSTNAME_PAGE);
     let cli = sleeper_on_n2(&lab, "cli", "front");
     let shut = sleeper_on_n2(&lab, "shut", "inner");
     wait_until("a page through the VIP", WAIT, || {

@@ -16,6 +16,12 @@ const LONG: Duration = Duration::from_secs(60);
 
 fn join_worker(manager: &Node, prefix: &str) -> Node {
     let worker = Node::start(prefix).expect("shoald starts");
+    join(&worker, manager);
+    worker
+}
+
+/// `swarm join` with the manager's current worker token; it must succeed.
+fn join(worker: &Node, manager: &Node) {
     let token = manager.shoal_ok(&["swarm", "join-token", "-q", "worker"]);
     let out = worker.shoal(&[
         "swarm",
@@ -27,7 +33,6 @@ fn join_worker(manager: &Node, prefix: &str) -> Node {
         &manager.addr(),
     ]);
     assert_eq!(out.code, 0, "{}\n{}", out.stderr, worker.log_tail());
-    worker
 }
 
 fn hostname_of(manager: &Node, node_id: &str) -> String {
@@ -224,16 +229,6 @@ fn a_removed_worker_stays_out_even_after_a_restart() {
 
     // Only leaving and joining again with a token brings it back, as a new node.
     w.shoal_ok(&["swarm", "leave", "--force"]);
-    let token = m.shoal_ok(&["swarm", "join-token", "-q", "worker"]);
-    let out = w.shoal(&[
-        "swarm",
-        "join",
-        "--token",
-        token.trim(),
-        "--listen-addr",
-        "127.0.0.1:0",
-        &m.addr(),
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    join(&w, &m);
     assert_ne!(w.node_id(), w_id, "a new node");
 }

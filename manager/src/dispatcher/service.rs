@@ -69,7 +69,8 @@ impl shoal_proto::Dispatcher for DispatcherApi {
         let request = request.into_inner();
         caller::must_name(&caller, &request.node_id, "a session")?;
         let node_id = caller.node_id;
-        register(&self.dispatcher, &node_id, &request).await?;
+        // The node's description and address as its session gives them; it is ready.
+        mark_ready(&self.dispatcher, &node_id, Some(&request)).await?;
         let session_id = new_id();
         self.dispatcher
             .open_session(session_id.clone(), node_id.clone());
@@ -203,16 +204,9 @@ impl shoal_proto::Dispatcher for DispatcherApi {
     }
 }
 
-/// Refresh the node's description and address from its session; it is ready. The node
-/// must be in the store already (joining put it there): a session never creates one.
-async fn register(
-    dispatcher: &Dispatcher,
-    node_id: &str,
-    request: &SessionRequest,
-) -> Result<(), DispatcherError> {
-    mark_ready(dispatcher, node_id, Some(request)).await
-}
-
+/// Mark `node_id` ready, refreshing its description and address from `session` when one
+/// opens. The node must be in the store already (joining put it there): a session never
+/// creates one.
 async fn mark_ready(
     dispatcher: &Dispatcher,
     node_id: &str,

@@ -132,8 +132,16 @@ async fn place(
     replicas: u64,
     placement: Placement,
 ) -> (HashMap<String, usize>, Vec<String>) {
+    place_service(nodes, with_placement(service("s", replicas), placement)).await
+}
+
+/// [`place`] for a service made by the caller: its `replicas` new tasks in one pass.
+async fn place_service(
+    nodes: &[(&str, &str)],
+    svc: Service,
+) -> (HashMap<String, usize>, Vec<String>) {
     let store = Store::in_memory();
-    let svc = with_placement(service("s", replicas), placement);
+    let replicas = svc.spec.as_ref().map_or(0, |s| s.replicas);
     let mut objects: Vec<Object> = nodes
         .iter()
         .map(|(id, zone)| {
@@ -277,7 +285,6 @@ async fn a_replacement_waiting_for_its_node_does_not_count_against_itself() {
 
 #[tokio::test]
 async fn host_mode_ports_keep_two_tasks_off_one_node() {
-    let store = Store::in_memory();
     let mut svc = service("s", 3);
     svc.spec.as_mut().expect("spec").endpoint = Some(shoal_proto::EndpointSpec {
         mode: 0,
@@ -288,25 +295,7 @@ async fn host_mode_ports_keep_two_tasks_off_one_node() {
             ..Default::default()
         }],
     });
-    let mut objects: Vec<Object> = vec![Object::Node(node("a")), Object::Node(node("b"))];
-    for slot in 1..=3 {
-        objects.push(Object::Task(new_task(&svc, slot, "", TaskState::Running)));
-    }
-    objects.push(Object::Service(svc));
-    put(&store, objects).await;
-    Scheduler::new(store.clone()).pass().await.expect("pass");
-    let (per_node, pending) = store.view(|r| {
-        let mut per_node: HashMap<String, usize> = HashMap::new();
-        let mut pending = Vec::new();
-        for t in r.tasks() {
-            if t.state() == TaskState::Pending {
-                pending.push(t.status.as_ref().map(|s| s.err.clone()).unwrap_or_default());
-            } else {
-                *per_node.entry(t.node_id.clone()).or_default() += 1;
-            }
-        }
-        (per_node, pending)
-    });
+    let (per_node, pending) = place_service(&[("a", ""), ("b", "")], svc).await;
     assert_eq!(per_node, HashMap::from([("a".into(), 1), ("b".into(), 1)]));
     assert_eq!(
         pending,
