@@ -60,12 +60,13 @@ pub fn lab_skip_reason() -> Option<String> {
     crate::binaries_missing()
 }
 
-/// Skip the calling test (return early) with a printed reason when the lab can't run here.
+/// Skip the calling test (return early) with a printed reason when the lab can't run here
+/// (fails instead under [`crate::E2E_REQUIRED`]).
 #[macro_export]
 macro_rules! require_lab {
     () => {
         if let Some(why) = $crate::lab::lab_skip_reason() {
-            eprintln!("SKIPPED: {why}");
+            $crate::skipping(&why);
             return;
         }
     };

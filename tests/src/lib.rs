@@ -60,12 +60,25 @@ pub fn skip_reason() -> Option<String> {
     binaries_missing()
 }
 
-/// Skip the calling test (return early) with a printed reason when the machine can't run it.
+/// Set (to anything) where every end-to-end test must run: a test that would skip fails
+/// instead, so a broken machine setup cannot pass. `.ci/run` sets it.
+pub const E2E_REQUIRED: &str = "SHOAL_E2E_REQUIRED";
+
+/// Report why a test cannot run here: a printed skip, or a failure under [`E2E_REQUIRED`].
+pub fn skipping(why: &str) {
+    if std::env::var_os(E2E_REQUIRED).is_some() {
+        panic!("{E2E_REQUIRED} is set, and this end-to-end test cannot run here: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// Skip the calling test (return early) with a printed reason when the machine can't run it
+/// (fails instead under [`E2E_REQUIRED`]).
 #[macro_export]
 macro_rules! require_env {
     () => {
         if let Some(why) = $crate::skip_reason() {
-            eprintln!("SKIPPED: {why}");
+            $crate::skipping(&why);
             return;
         }
     };

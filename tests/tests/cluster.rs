@@ -8,18 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shoal_tests::json_lines;
-use shoal_tests::lab::{lab_skip_reason, Lab};
+use shoal_tests::lab::Lab;
+use shoal_tests::require_lab;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-macro_rules! require_lab {
-    () => {
-        if let Some(why) = lab_skip_reason() {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
-}
 
 fn nodes(lab: &Lab, host: usize) -> Vec<Value> {
     json_lines(&lab.shoal_ok(host, &["node", "ls", "--format", "json"]))

@@ -6,18 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shoal_tests::json_lines;
-use shoal_tests::lab::{lab_skip_reason, Lab};
+use shoal_tests::lab::Lab;
+use shoal_tests::require_lab;
 
 const WAIT: Duration = Duration::from_secs(180);
-
-macro_rules! require_lab {
-    () => {
-        if let Some(why) = lab_skip_reason() {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
-}
 
 fn tasks(lab: &Lab, host: usize, service: &str) -> Vec<Value> {
     let run = lab.shoal(
