@@ -179,6 +179,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_node_address_gives_its_host() {
+        assert_eq!(names::host_of("10.78.0.12:4242"), "10.78.0.12");
+        assert_eq!(names::host_of("10.78.0.12"), "10.78.0.12");
+        assert_eq!(names::host_of("n1:"), "n1:");
+    }
+
+    #[test]
     fn terminal_states_are_the_tail_of_the_order() {
         assert!(!TaskState::Running.is_terminal());
         assert!(TaskState::Complete.is_terminal());

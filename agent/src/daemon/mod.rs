@@ -787,11 +787,7 @@ enum Start {
 
 /// The IPv4 underlay address of an advertise address ("10.78.0.12:4242").
 fn underlay_of(advertise_addr: &str) -> Option<std::net::Ipv4Addr> {
-    advertise_addr
-        .rsplit_once(':')
-        .map_or(advertise_addr, |(host, _)| host)
-        .parse()
-        .ok()
+    shoal_proto::names::host_of(advertise_addr).parse().ok()
 }
 
 /// Bind the listen address (default 0.0.0.0:4242); returns the bound address too.

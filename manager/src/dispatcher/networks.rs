@@ -89,10 +89,7 @@ fn node_addr(r: &ReadTx<'_>, node_id: &str) -> String {
         .and_then(|n| n.status.as_ref())
         .map(|s| s.addr.as_str())
         .unwrap_or_default();
-    match addr.rsplit_once(':') {
-        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host.to_string(),
-        _ => addr.to_string(),
-    }
+    shoal_proto::names::host_of(addr).to_string()
 }
 
 #[cfg(test)]
