@@ -16,8 +16,9 @@ use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::Docker;
 use shoal_overlay::dns::{self, Names, NetworkNames, ServiceNames, SharedNames};
 use shoal_overlay::{
-    namespace_of, namespace_prefix, plugin_name, reconcile, DataplaneThread, IpCommands, Network,
-    NetworkState, Op, Plugin, Registry, Remote, Vip, NETWORK_OPTION, VXLAN_OVERHEAD,
+    namespace_of, namespace_prefix, plugin_name, reconcile, DataplaneThread, IpCommands, Mesh,
+    MeshPort, Network, NetworkState, Op, Plugin, Registry, Remote, Vip, NETWORK_OPTION,
+    VXLAN_OVERHEAD,
 };
 use shoal_proto::EndpointMode;
 use shoal_proto::NetworkView;
@@ -83,6 +84,8 @@ struct Inner {
     resolvers: Mutex<HashMap<String, CancellationToken>>,
     /// The networks the last views named: Docker networks are pruned when this changes.
     carried: Mutex<Vec<String>>,
+    /// The routing mesh as last put in the kernel (`None`: not yet since the start).
+    mesh: Mutex<Option<Option<Mesh>>>,
     cancel: CancellationToken,
 }
 
@@ -122,6 +125,7 @@ impl Networks {
                 )),
                 resolvers: Mutex::new(HashMap::new()),
                 carried: Mutex::new(Vec::new()),
+                mesh: Mutex::new(None),
                 cancel,
             }),
         })
@@ -134,7 +138,9 @@ impl Networks {
         let networks: Vec<Network> = states.iter().map(|s| s.network.clone()).collect();
         self.inner.registry.set_networks(networks.clone());
         self.inner.registry.set_vips(vips_of(views));
+        self.inner.registry.set_routers(routers_of(views));
         *self.inner.names.write().unwrap_or_else(|p| p.into_inner()) = names_of(views);
+        let mesh = self.mesh(views);
         let result = self
             .inner
             .dataplane
@@ -158,6 +164,7 @@ impl Networks {
             }
         };
         self.run_resolvers(&networks, &remade).await;
+        self.program_mesh(mesh, &remade).await;
         self.program_sandboxes().await;
         let mut ids: Vec<String> = networks.iter().map(|n| n.id.clone()).collect();
         ids.sort();
@@ -214,17 +221,45 @@ impl Networks {
         all
     }
 
+    /// The node's routing mesh brought to `mesh` when it changed, or when the ingress
+    /// network was made anew (its namespace held the rest).
+    async fn program_mesh(&self, mesh: Option<Mesh>, remade: &[String]) {
+        let mut last = self.inner.mesh.lock().await;
+        let remade = mesh.as_ref().is_some_and(|m| remade.contains(&m.network.id));
+        if last.as_ref() == Some(&mesh) && !remade {
+            return;
+        }
+        let wanted = mesh.clone();
+        match self
+            .inner
+            .dataplane
+            .run(move |dp| dp.program_mesh(wanted.as_ref()))
+            .await
+        {
+            Ok(()) => {
+                if let Some(m) = &mesh {
+                    tracing::info!(router = %m.router, ports = m.ports.len(), "routing mesh updated");
+                }
+                *last = Some(mesh);
+            }
+            Err(e) => {
+                tracing::warn!("routing mesh: {e}");
+                *last = None;
+            }
+        }
+    }
+
     /// Every local task's namespace gets the VIP rules of its networks as they are now.
     async fn program_sandboxes(&self) {
-        for (sandbox, rules) in self.inner.registry.stale_sandboxes() {
-            let (target, ruleset) = (sandbox.clone(), rules.clone());
+        for (sandbox, program) in self.inner.registry.stale_sandboxes() {
+            let (target, wanted) = (sandbox.clone(), program.clone());
             let result = self
                 .inner
                 .dataplane
-                .run(move |dp| dp.program_sandbox(&target, &ruleset))
+                .run(move |dp| dp.program_sandbox(&target, &wanted))
                 .await;
             match result {
-                Ok(()) => self.inner.registry.programmed(&sandbox, &rules),
+                Ok(()) => self.inner.registry.programmed(&sandbox, &program),
                 // Its container is gone: the engine's Leave forgets it.
                 Err(e) => tracing::debug!(sandbox = %sandbox, "VIP rules not updated: {e}"),
             }
@@ -339,6 +374,7 @@ impl Networks {
     pub async fn clear(&self) -> Result<(), NetworkError> {
         self.inner.registry.set_networks([]);
         self.run_resolvers(&[], &[]).await;
+        self.program_mesh(None, &[]).await;
         self.prune_docker_networks(&[]).await;
         self.inner.dataplane.run(|dp| reconcile(dp, &[])).await?;
         Ok(())
@@ -349,14 +385,17 @@ impl Networks {
             .iter()
             .filter_map(|view| {
                 let network = self.network(view)?;
-                let remotes = view
-                    .peers
-                    .iter()
-                    .filter(|p| p.node_id != self.inner.node_id)
-                    .filter_map(|p| {
+                // Other nodes' tasks, and (on ingress) their routers: replies of mesh
+                // connections go back to the router they came in by.
+                let peers = view.peers.iter().map(|p| (&p.node_id, &p.addr, &p.node_addr));
+                let routers = view.routers.iter().map(|r| (&r.node_id, &r.addr, &r.node_addr));
+                let remotes = peers
+                    .chain(routers)
+                    .filter(|(node, ..)| **node != self.inner.node_id)
+                    .filter_map(|(_, addr, node_addr)| {
                         Some(Remote {
-                            addr: host(&p.addr)?,
-                            node: p.node_addr.parse().ok()?,
+                            addr: host(addr)?,
+                            node: node_addr.parse().ok()?,
                         })
                     })
                     .collect();
@@ -384,6 +423,23 @@ impl Networks {
             gateway: allocation.gateway.parse().ok()?,
             mtu,
             internal: n.spec.as_ref().is_some_and(|s| s.internal),
+        })
+    }
+
+    /// This node's part of the routing mesh, from the ingress network's view: its router
+    /// and every mesh port with the serving tasks it leads to. None while no port is
+    /// published through the mesh (or this node has no router yet).
+    fn mesh(&self, views: &[NetworkView]) -> Option<Mesh> {
+        let view = views.iter().find(|v| !v.ports.is_empty())?;
+        let router = view
+            .routers
+            .iter()
+            .find(|r| r.node_id == self.inner.node_id)
+            .and_then(|r| host(&r.addr))?;
+        Some(Mesh {
+            network: self.network(view)?,
+            router,
+            ports: mesh_ports(view),
         })
     }
 
@@ -500,6 +556,36 @@ fn vips_of(views: &[NetworkView]) -> HashMap<String, Vec<Vip>> {
         .collect()
 }
 
+/// The mesh ports of the ingress network's view, each with its service's serving tasks.
+fn mesh_ports(view: &NetworkView) -> Vec<MeshPort> {
+    let mut ports: Vec<MeshPort> = view
+        .ports
+        .iter()
+        .filter_map(|p| {
+            Some(MeshPort {
+                protocol: shoal_proto::protocol_name(p.protocol),
+                published: u16::try_from(p.published_port).ok()?,
+                target: u16::try_from(p.target_port).ok()?,
+                backends: serving(view, &p.service_id),
+            })
+        })
+        .collect();
+    ports.sort();
+    ports
+}
+
+/// The routing mesh's routers on each network (the ingress network's only).
+fn routers_of(views: &[NetworkView]) -> HashMap<String, Vec<Ipv4Addr>> {
+    views
+        .iter()
+        .filter(|v| !v.routers.is_empty())
+        .filter_map(|view| {
+            let id = view.network.as_ref()?.id.clone();
+            Some((id, view.routers.iter().filter_map(|r| host(&r.addr)).collect()))
+        })
+        .collect()
+}
+
 /// What every network's resolver answers, from the managers' views.
 fn names_of(views: &[NetworkView]) -> Names {
     views
@@ -577,7 +663,36 @@ mod tests {
                     vip: String::new(),
                 },
             ],
+            routers: vec![shoal_proto::MeshRouter {
+                node_id: "n1".into(),
+                addr: "10.0.1.250/24".into(),
+                node_addr: "10.78.0.11".into(),
+            }],
+            ports: vec![shoal_proto::MeshPort {
+                service_id: "web".into(),
+                protocol: shoal_proto::PortProtocol::Udp as i32,
+                published_port: 5353,
+                target_port: 53,
+            }],
         }
+    }
+
+    #[test]
+    fn a_mesh_port_leads_to_its_services_serving_tasks_and_routers_reach_sandboxes() {
+        let ports = mesh_ports(&view());
+        assert_eq!(
+            ports,
+            [MeshPort {
+                protocol: "udp",
+                published: 5353,
+                target: 53,
+                backends: vec![Ipv4Addr::new(10, 0, 1, 3)],
+            }]
+        );
+        assert_eq!(
+            routers_of(&[view()])["net"],
+            [Ipv4Addr::new(10, 0, 1, 250)]
+        );
     }
 
     #[test]

@@ -175,6 +175,7 @@ impl shoal_proto::Ca for CaApi {
                 addr: request.addr.clone(),
             }),
             manager_status: None,
+            attachments: Vec::new(),
         };
         self.store
             .update(|tx| tx.create(Object::Node(node)))

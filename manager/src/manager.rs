@@ -175,6 +175,7 @@ impl Manager {
                 addr: self.config.addr.clone(),
                 leader: true,
             }),
+            attachments: Vec::new(),
         };
         let cluster = Cluster {
             id: cluster_id.to_string(),

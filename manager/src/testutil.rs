@@ -32,6 +32,7 @@ pub fn node(id: &str) -> Node {
             ..Default::default()
         }),
         manager_status: None,
+        attachments: Vec::new(),
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::lb::SandboxProgram;
+use crate::mesh::Mesh;
 use crate::model::{Network, NetworkState};
 use crate::plan::{plan, Observed, Op};
 
@@ -35,9 +37,19 @@ pub trait Dataplane: Send {
         network: &Network,
         port: u16,
     ) -> Result<std::net::UdpSocket, DataplaneError>;
-    /// Replace the nftables ruleset `ruleset` ([`crate::lb::ruleset`]) in the network
-    /// namespace at `sandbox` (a task container's).
-    fn program_sandbox(&mut self, sandbox: &str, ruleset: &str) -> Result<(), DataplaneError>;
+    /// Put `program` in the network namespace at `sandbox` (a task container's): its
+    /// nftables table replaced ([`crate::lb::ruleset`]), and a policy route back through
+    /// each of its routing-mesh routers, no other ([`crate::mesh::rule_changes`]).
+    fn program_sandbox(
+        &mut self,
+        sandbox: &str,
+        program: &SandboxProgram,
+    ) -> Result<(), DataplaneError>;
+    /// Bring the node's routing mesh to `mesh` (none: remove it from the node's namespace;
+    /// the ingress namespace goes with its network): the link into the ingress namespace,
+    /// the router address on its bridge, and the nftables tables of both namespaces
+    /// ([`crate::mesh`]). Idempotent; the ingress network must be made already.
+    fn program_mesh(&mut self, mesh: Option<&Mesh>) -> Result<(), DataplaneError>;
 }
 
 /// The host-side name of an endpoint's veth (15 characters at most, as the kernel wants).
@@ -161,15 +173,48 @@ impl Dataplane for Recording {
         Ok(())
     }
 
-    fn program_sandbox(&mut self, sandbox: &str, ruleset: &str) -> Result<(), DataplaneError> {
-        let rules: Vec<&str> = ruleset
+    fn program_sandbox(
+        &mut self,
+        sandbox: &str,
+        program: &SandboxProgram,
+    ) -> Result<(), DataplaneError> {
+        let rules: Vec<&str> = program
+            .ruleset
             .lines()
             .map(str::trim)
             .filter(|l| l.starts_with("ip daddr"))
             .collect();
-        self.lock()
-            .calls
-            .push(format!("program {sandbox} [{}]", rules.join("; ")));
+        let mut call = format!("program {sandbox} [{}]", rules.join("; "));
+        if !program.routers.is_empty() {
+            let routers: Vec<String> = program.routers.iter().map(|r| r.to_string()).collect();
+            call.push_str(&format!(" routers [{}]", routers.join(", ")));
+        }
+        self.lock().calls.push(call);
+        Ok(())
+    }
+
+    fn program_mesh(&mut self, mesh: Option<&Mesh>) -> Result<(), DataplaneError> {
+        let call = match mesh {
+            None => "mesh none".to_string(),
+            Some(m) => {
+                let ports: Vec<String> = m
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        let backends: Vec<String> =
+                            p.backends.iter().map(|b| b.to_string()).collect();
+                        format!("{}/{}->[{}]", p.published, p.protocol, backends.join(" "))
+                    })
+                    .collect();
+                format!(
+                    "mesh {} router {} ports {}",
+                    m.network.namespace(),
+                    m.router,
+                    ports.join(", ")
+                )
+            }
+        };
+        self.lock().calls.push(call);
         Ok(())
     }
 

@@ -12,6 +12,8 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::dataplane::{bridge_veth, host_veth, Dataplane, DataplaneError};
+use crate::lb::SandboxProgram;
+use crate::mesh::{self, Mesh, NS_DEVICE, RULE_PRIORITY};
 use crate::model::{mac_of, Network, Remote, BRIDGE, VXLAN_PORT};
 use crate::plan::{Observed, ObservedNetwork, Op};
 
@@ -259,8 +261,101 @@ impl Dataplane for IpCommands {
         Ok(())
     }
 
-    fn program_sandbox(&mut self, sandbox: &str, ruleset: &str) -> Result<(), DataplaneError> {
-        nft_in(sandbox, ruleset)
+    fn program_sandbox(
+        &mut self,
+        sandbox: &str,
+        program: &SandboxProgram,
+    ) -> Result<(), DataplaneError> {
+        nft_in(sandbox, &program.ruleset)?;
+        if program.routers.is_empty() {
+            // Not on the ingress network, and a container never joins it later.
+            return Ok(());
+        }
+        let rules = json("rules", &ip_at(sandbox, &["-j", "rule", "show"])?)?;
+        let have = rules
+            .iter()
+            .filter(|r| r["priority"].as_u64() == Some(u64::from(RULE_PRIORITY)))
+            .filter_map(|r| r["fwmark"].as_str())
+            .filter_map(|m| u32::from_str_radix(m.trim_start_matches("0x"), 16).ok())
+            .collect();
+        let (drop, add) = mesh::rule_changes(&have, &program.routers);
+        let priority = RULE_PRIORITY.to_string();
+        for mark in drop {
+            let mark = mark.to_string();
+            let args = ["rule", "del", "priority", &priority, "fwmark", &mark];
+            ip_at(sandbox, &args)?;
+        }
+        for router in &program.routers {
+            let table = mesh::mark_of(*router).to_string();
+            let via = router.to_string();
+            let args = ["route", "replace", "default", "via", &via, "table", &table];
+            ip_at(sandbox, &args)?;
+        }
+        for router in add {
+            let mark = mesh::mark_of(router).to_string();
+            let args = [
+                "rule", "add", "priority", &priority, "fwmark", &mark, "lookup", &mark,
+            ];
+            ip_at(sandbox, &args)?;
+        }
+        Ok(())
+    }
+
+    fn program_mesh(&mut self, wanted: Option<&Mesh>) -> Result<(), DataplaneError> {
+        let device = mesh::host_device(&self.prefix);
+        let table = mesh::host_table(&self.prefix);
+        let Some(m) = wanted else {
+            let _ = run("nft", &["delete", "table", "ip", &table]);
+            forward_rules(&device, false);
+            if host_link_exists(&device) {
+                ip(&["link", "del", "dev", &device])?;
+            }
+            return Ok(());
+        };
+        let ns = m.network.namespace();
+        let (host_end, ingress_end) = mesh::link(m.router);
+        let host_addr = format!("{host_end}/30");
+        let ingress_addr = format!("{ingress_end}/30");
+        if ip_in(&ns, &["link", "show", "dev", NS_DEVICE]).is_err() || !host_link_exists(&device)
+        {
+            if host_link_exists(&device) {
+                ip(&["link", "del", "dev", &device])?;
+            }
+            let _ = ip_in(&ns, &["link", "del", "dev", NS_DEVICE]);
+            ip(&[
+                "link", "add", &device, "type", "veth", "peer", "name", NS_DEVICE, "netns", &ns,
+            ])?;
+        }
+        ip(&["addr", "replace", &host_addr, "dev", &device])?;
+        ip(&["link", "set", &device, "up"])?;
+        ip_in(&ns, &["addr", "replace", &ingress_addr, "dev", NS_DEVICE])?;
+        ip_in(&ns, &["link", "set", NS_DEVICE, "up"])?;
+        ip_in(&ns, &["route", "replace", "default", "via", &host_end.to_string()])?;
+        // The router: its address on the bridge, whose MAC tells tasks which router a
+        // connection came in by.
+        let router = format!("{}/{}", m.router, m.network.prefix);
+        let addrs = json(
+            "bridge addresses",
+            &ip_in(&ns, &["-j", "-4", "addr", "show", "dev", BRIDGE])?,
+        )?;
+        for a in addrs.iter().flat_map(|l| l["addr_info"].as_array().into_iter().flatten()) {
+            let (Some(local), Some(len)) = (a["local"].as_str(), a["prefixlen"].as_u64()) else {
+                continue;
+            };
+            if local != m.network.gateway.to_string() && local != m.router.to_string() {
+                ip_in(&ns, &["addr", "del", &format!("{local}/{len}"), "dev", BRIDGE])?;
+            }
+        }
+        ip_in(&ns, &["addr", "replace", &router, "dev", BRIDGE])?;
+        ip_in(&ns, &["link", "set", BRIDGE, "address", &mac_of(m.router)])?;
+        run(
+            "ip",
+            &["netns", "exec", &ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        )?;
+        nft_in(&format!("/run/netns/{ns}"), &mesh::ingress_ruleset(m))?;
+        nft_here(&mesh::host_ruleset(&self.prefix, m))?;
+        forward_rules(&device, true);
+        Ok(())
     }
 
     fn bind_udp(
@@ -295,17 +390,55 @@ impl Dataplane for IpCommands {
     }
 }
 
+/// `ip` in the network namespace at path `sandbox` (a container's).
+fn ip_at(sandbox: &str, args: &[&str]) -> Result<String, DataplaneError> {
+    let net = format!("--net={sandbox}");
+    let mut all = vec![net.as_str(), "ip"];
+    all.extend_from_slice(args);
+    run("nsenter", &all)
+}
+
+/// Accept forwarding to and from the mesh's link in the node's `FORWARD` chain (Docker's
+/// engine drops forwarded traffic it does not know), or stop accepting it. Best effort: a
+/// node without iptables has no such chain to pass.
+fn forward_rules(device: &str, present: bool) {
+    for direction in ["-i", "-o"] {
+        let rule = ["FORWARD", direction, device, "-j", "ACCEPT"];
+        let there = run("iptables", &[&["-C"], &rule[..]].concat()).is_ok();
+        let change = match (present, there) {
+            (true, false) => run("iptables", &[&["-I"], &rule[..]].concat()),
+            (false, true) => run("iptables", &[&["-D"], &rule[..]].concat()),
+            _ => Ok(String::new()),
+        };
+        if let Err(e) = change {
+            tracing::debug!("forwarding rule for {device}: {e}");
+        }
+    }
+}
+
+/// `nft -f -` in the node's own namespace.
+fn nft_here(ruleset: &str) -> Result<(), DataplaneError> {
+    nft_with(&[], ruleset)
+}
+
 /// `nsenter --net=<sandbox> nft -f -` with `ruleset` on its input.
 fn nft_in(sandbox: &str, ruleset: &str) -> Result<(), DataplaneError> {
+    nft_with(&["nsenter", &format!("--net={sandbox}")], ruleset)
+}
+
+/// `nft -f -` with `ruleset` on its input, after `prefix` (a command that enters a
+/// namespace, or nothing).
+fn nft_with(prefix: &[&str], ruleset: &str) -> Result<(), DataplaneError> {
     use std::io::Write;
-    let command = format!("nsenter --net={sandbox} nft -f -");
+    let mut argv: Vec<&str> = prefix.to_vec();
+    argv.extend(["nft", "-f", "-"]);
+    let command = argv.join(" ");
     let failed = |message: String| DataplaneError::Command {
         command: command.clone(),
         message,
     };
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net={sandbox}"))
-        .args(["nft", "-f", "-"])
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -18,8 +18,18 @@ pub struct Vip {
     pub backends: Vec<Ipv4Addr>,
 }
 
-/// The whole table for one namespace, replacing whatever it held (one `nft -f` run: atomic).
-pub fn ruleset(vips: &[Vip]) -> String {
+/// What one task namespace must hold: its table, and the routers of the routing mesh
+/// whose policy routes it needs (when it is on the ingress network).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxProgram {
+    pub ruleset: String,
+    pub routers: Vec<Ipv4Addr>,
+}
+
+/// The whole table for one namespace, replacing whatever it held (one `nft -f` run:
+/// atomic): the VIPs, and the mesh's marking when `routers` is not empty
+/// ([`crate::mesh::sandbox_chains`]).
+pub fn ruleset(vips: &[Vip], routers: &[Ipv4Addr]) -> String {
     let mut out = String::new();
     // Made if missing, so the delete never fails; then made again whole.
     let _ = writeln!(out, "table ip {TABLE}");
@@ -46,6 +56,7 @@ pub fn ruleset(vips: &[Vip]) -> String {
         );
     }
     let _ = writeln!(out, "  }}");
+    out.push_str(&crate::mesh::sandbox_chains(routers));
     let _ = writeln!(out, "}}");
     out
 }
@@ -56,7 +67,8 @@ mod tests {
 
     #[test]
     fn a_vip_spreads_over_its_backends_and_an_empty_one_has_no_rule() {
-        let rules = ruleset(&[
+        let rules = ruleset(
+            &[
             Vip {
                 vip: Ipv4Addr::new(10, 0, 1, 2),
                 backends: vec![Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 0, 1, 6)],
@@ -65,7 +77,9 @@ mod tests {
                 vip: Ipv4Addr::new(10, 0, 1, 9),
                 backends: vec![],
             },
-        ]);
+        ],
+            &[],
+        );
         assert_eq!(
             rules,
             "table ip shoal\n\

@@ -5,7 +5,9 @@
 //! static neighbour and forwarding entries for every task of the network on other nodes
 //! (no multicast, no MAC learning: the managers' endpoint sets are the one source of truth);
 //! and the Docker remote network/IPAM driver through which a task's container gets its
-//! interface before its process starts ([`plugin`]).
+//! interface before its process starts ([`plugin`]); service names ([`dns`]), VIPs
+//! ([`lb`]) and the routing mesh ([`mesh`]: published ports on every node, the client's
+//! address kept).
 //!
 //! Shape: a pure planner ([`plan`]: what the kernel holds and what it should hold in,
 //! changes out), the kernel behind the [`Dataplane`] trait (real: [`IpCommands`];
@@ -18,6 +20,7 @@ pub mod dataplane;
 pub mod dns;
 pub mod ipcmd;
 pub mod lb;
+pub mod mesh;
 pub mod model;
 pub mod plan;
 pub mod plugin;
@@ -25,7 +28,8 @@ pub mod thread;
 
 pub use dataplane::{reconcile, Dataplane, DataplaneError, Recording};
 pub use ipcmd::{underlay_mtu, IpCommands};
-pub use lb::Vip;
+pub use lb::{SandboxProgram, Vip};
+pub use mesh::{Mesh, MeshPort};
 pub use model::{
     mac_of, namespace_of, namespace_prefix, Network, NetworkState, Remote, VXLAN_OVERHEAD,
 };

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::lb::{ruleset, Vip};
+use crate::lb::{ruleset, SandboxProgram, Vip};
 use crate::model::{mac_of, Network};
 use crate::thread::DataplaneThread;
 
@@ -45,10 +45,12 @@ struct RegistryState {
     docker: HashMap<String, String>,
     /// Shoal network id -> its services' VIPs and where they lead.
     vips: HashMap<String, Vec<Vip>>,
+    /// Shoal network id -> the routing mesh's routers on it (the ingress network's only).
+    routers: HashMap<String, Vec<std::net::Ipv4Addr>>,
     /// Docker endpoint id -> (Shoal network id, the container's namespace).
     endpoints: HashMap<String, (String, String)>,
-    /// Container namespace -> the ruleset last put there.
-    programmed: HashMap<String, String>,
+    /// Container namespace -> what was last put there.
+    programmed: HashMap<String, SandboxProgram>,
 }
 
 impl Registry {
@@ -93,6 +95,11 @@ impl Registry {
         self.lock().vips = vips;
     }
 
+    /// The routing mesh's routers on each network now (replaces the previous set).
+    pub fn set_routers(&self, routers: HashMap<String, Vec<std::net::Ipv4Addr>>) {
+        self.lock().routers = routers;
+    }
+
     /// Endpoint `endpoint` of network `shoal_id` is in the container namespace `sandbox`.
     pub fn join(&self, endpoint: &str, shoal_id: &str, sandbox: &str) {
         self.lock().endpoints.insert(
@@ -110,23 +117,35 @@ impl Registry {
         }
     }
 
-    /// The ruleset container namespace `sandbox` must hold: the VIPs of every network it
-    /// joins.
-    pub fn ruleset(&self, sandbox: &str) -> String {
+    /// What container namespace `sandbox` must hold: the VIPs of every network it joins,
+    /// and the routers of the routing mesh when it is on the ingress network.
+    pub fn program(&self, sandbox: &str) -> SandboxProgram {
         let state = self.lock();
-        let mut vips: Vec<Vip> = state
+        let joined: Vec<&String> = state
             .endpoints
             .values()
             .filter(|(_, s)| s == sandbox)
-            .flat_map(|(network, _)| state.vips.get(network).cloned().unwrap_or_default())
+            .map(|(network, _)| network)
             .collect();
-        vips.sort();
-        vips.dedup();
-        ruleset(&vips)
+        fn gather<T: Clone + Ord>(joined: &[&String], of: &HashMap<String, Vec<T>>) -> Vec<T> {
+            let mut all: Vec<T> = joined
+                .iter()
+                .flat_map(|n| of.get(*n).cloned().unwrap_or_default())
+                .collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+        let vips = gather(&joined, &state.vips);
+        let routers = gather(&joined, &state.routers);
+        SandboxProgram {
+            ruleset: ruleset(&vips, &routers),
+            routers,
+        }
     }
 
-    /// Container namespaces whose ruleset differs from the one last put there, with it.
-    pub fn stale_sandboxes(&self) -> Vec<(String, String)> {
+    /// Container namespaces whose program differs from the one last put there, with it.
+    pub fn stale_sandboxes(&self) -> Vec<(String, SandboxProgram)> {
         let sandboxes: Vec<String> = {
             let state = self.lock();
             let mut s: Vec<String> = state.endpoints.values().map(|(_, s)| s.clone()).collect();
@@ -137,18 +156,18 @@ impl Registry {
         sandboxes
             .into_iter()
             .filter_map(|sandbox| {
-                let rules = self.ruleset(&sandbox);
-                let same = self.lock().programmed.get(&sandbox) == Some(&rules);
-                (!same).then_some((sandbox, rules))
+                let program = self.program(&sandbox);
+                let same = self.lock().programmed.get(&sandbox) == Some(&program);
+                (!same).then_some((sandbox, program))
             })
             .collect()
     }
 
-    /// `ruleset` is in `sandbox` now.
-    pub fn programmed(&self, sandbox: &str, ruleset: &str) {
+    /// `program` is in `sandbox` now.
+    pub fn programmed(&self, sandbox: &str, program: &SandboxProgram) {
         self.lock()
             .programmed
-            .insert(sandbox.to_string(), ruleset.to_string());
+            .insert(sandbox.to_string(), program.clone());
     }
 }
 
@@ -366,14 +385,14 @@ const SANDBOX_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 async fn program_when_made(registry: Registry, dataplane: DataplaneThread, sandbox: String) {
     let deadline = tokio::time::Instant::now() + SANDBOX_WAIT;
     loop {
-        let rules = registry.ruleset(&sandbox);
-        let (target, ruleset) = (sandbox.clone(), rules.clone());
+        let program = registry.program(&sandbox);
+        let (target, wanted) = (sandbox.clone(), program.clone());
         match dataplane
-            .run(move |dp| dp.program_sandbox(&target, &ruleset))
+            .run(move |dp| dp.program_sandbox(&target, &wanted))
             .await
         {
             Ok(()) => {
-                registry.programmed(&sandbox, &rules);
+                registry.programmed(&sandbox, &program);
                 return;
             }
             Err(e) if tokio::time::Instant::now() > deadline => {
@@ -429,8 +448,9 @@ mod tests {
         let stale = registry.stale_sandboxes();
         assert_eq!(stale.len(), 2);
         // A sandbox on both networks gets both VIPs.
-        let a = &stale.iter().find(|(s, _)| s == "/ns/a").expect("a").1;
+        let a = &stale.iter().find(|(s, _)| s == "/ns/a").expect("a").1.ruleset;
         assert!(a.contains("10.0.1.2") && a.contains("10.0.1.9"), "{a}");
+        assert!(!a.contains("mesh_in"), "not on the ingress network: {a}");
         for (sandbox, rules) in &stale {
             registry.programmed(sandbox, rules);
         }
@@ -452,6 +472,16 @@ mod tests {
             ["/ns/a"],
             "a sandbox with no endpoint left is forgotten"
         );
+        // The mesh's routers reach the sandboxes on the ingress network only.
+        for (sandbox, program) in registry.stale_sandboxes() {
+            registry.programmed(&sandbox, &program);
+        }
+        let router = Ipv4Addr::new(10, 0, 0, 3);
+        registry.set_routers(HashMap::from([("net1".to_string(), vec![router])]));
+        let stale = registry.stale_sandboxes();
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].1.routers, [router]);
+        assert!(stale[0].1.ruleset.contains("mesh_in"));
     }
 
     #[tokio::test]

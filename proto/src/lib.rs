@@ -79,14 +79,21 @@ impl Task {
         self.spec.iter().flat_map(|s| s.networks.iter())
     }
 
-    /// Whether it has an address on every network of its spec: only then may it be placed
-    /// (a task never starts unwired).
+    /// Whether it has an address on every network of its spec, and on the ingress network
+    /// when it publishes a port through the routing mesh: only then may it be placed (a
+    /// task never starts unwired).
     pub fn is_attached(&self) -> bool {
+        let has = |a: &NetworkAttachment| !a.addresses.is_empty();
         self.spec_networks().all(|config| {
             self.networks
                 .iter()
-                .any(|a| a.network_id == config.target && !a.addresses.is_empty())
-        })
+                .any(|a| a.network_id == config.target && has(a))
+        }) && (!self.publishes_ingress() || self.networks.iter().any(|a| a.ingress && has(a)))
+    }
+
+    /// Whether it publishes a port through the routing mesh (and so joins ingress).
+    pub fn publishes_ingress(&self) -> bool {
+        self.ports.iter().any(PortConfig::is_ingress)
     }
 
     /// Whether its addresses are still in use: until its container has stopped for good,
@@ -142,6 +149,46 @@ impl Service {
             .as_ref()
             .and_then(|s| ServiceMode::try_from(s.mode).ok())
             .unwrap_or(ServiceMode::Replicated)
+    }
+
+    /// The ports its spec publishes.
+    pub fn ports(&self) -> &[PortConfig] {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.endpoint.as_ref())
+            .map_or(&[], |e| e.ports.as_slice())
+    }
+}
+
+impl PortConfig {
+    /// Published through the routing mesh (every node answers), not on the task's node.
+    pub fn is_ingress(&self) -> bool {
+        self.publish_mode == PublishMode::Ingress as i32
+    }
+
+    /// "tcp" or "udp".
+    pub fn protocol_name(&self) -> &'static str {
+        protocol_name(self.protocol)
+    }
+}
+
+/// "tcp" or "udp", for a [`PortProtocol`] as stored.
+pub fn protocol_name(protocol: i32) -> &'static str {
+    if protocol == PortProtocol::Udp as i32 {
+        "udp"
+    } else {
+        "tcp"
+    }
+}
+
+impl Node {
+    /// Its router address on the ingress network, when the leader has allocated one.
+    pub fn ingress_addr(&self) -> Option<&str> {
+        self.attachments
+            .iter()
+            .find(|a| a.ingress)
+            .and_then(|a| a.addresses.first())
+            .map(String::as_str)
     }
 }
 

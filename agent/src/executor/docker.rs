@@ -29,7 +29,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 use shoal_proto::{
-    names, ContainerSpec, NodeDescription, Platform, PortConfig, PortProtocol, Resources, Task,
+    names, ContainerSpec, NodeDescription, Platform, PortConfig, Resources, Task,
 };
 
 use super::docker_health::{self, HealthEvents};
@@ -186,19 +186,15 @@ fn health_of(status: Option<HealthStatusEnum>) -> Option<Health> {
 
 /// The engine's key of a container port: "80/tcp".
 fn port_key(p: &PortConfig) -> String {
-    let protocol = if p.protocol == PortProtocol::Udp as i32 {
-        "udp"
-    } else {
-        "tcp"
-    };
-    format!("{}/{protocol}", p.target_port)
+    format!("{}/{}", p.target_port, p.protocol_name())
 }
 
 /// Host-mode ports: the engine binds them on this node (on one address when given), and
 /// the connection reaches the task with the client's own address.
 fn port_bindings(task: &Task) -> HashMap<String, Option<Vec<PortBinding>>> {
     let mut map: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for p in &task.ports {
+    // Ingress-mode ports are the routing mesh's: the node answers them, not the engine.
+    for p in task.ports.iter().filter(|p| !p.is_ingress()) {
         let binding = PortBinding {
             host_ip: (!p.host_ip.is_empty()).then(|| p.host_ip.clone()),
             host_port: Some(if p.published_port == 0 {
@@ -231,7 +227,11 @@ pub fn container_config(task: &Task, spec: &ContainerSpec, node_id: &str) -> Con
         healthcheck: health_config(spec),
         exposed_ports: (!task.ports.is_empty()).then(|| task.ports.iter().map(port_key).collect()),
         host_config: Some(HostConfig {
-            port_bindings: (!task.ports.is_empty()).then(|| port_bindings(task)),
+            port_bindings: task
+                .ports
+                .iter()
+                .any(|p| !p.is_ingress())
+                .then(|| port_bindings(task)),
             nano_cpus: limits.map(|l| l.nano_cpus).filter(|n| *n > 0),
             memory: limits.map(|l| l.memory_bytes).filter(|n| *n > 0),
             restart_policy: Some(RestartPolicy {

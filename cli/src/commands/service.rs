@@ -360,12 +360,12 @@ fn ports_of(ports: &[shoal_proto::PortConfig]) -> String {
             } else {
                 p.host_ip.as_str()
             };
-            let protocol = if p.protocol == shoal_proto::PortProtocol::Udp as i32 {
-                "udp"
-            } else {
-                "tcp"
-            };
-            format!("{ip}:{}->{}/{protocol}", p.published_port, p.target_port)
+            format!(
+                "{ip}:{}->{}/{}",
+                p.published_port,
+                p.target_port,
+                p.protocol_name()
+            )
         })
         .collect::<Vec<_>>()
         .join(",")

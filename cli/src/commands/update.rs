@@ -279,14 +279,7 @@ pub fn apply(args: &UpdateArgs, mut spec: ServiceSpec) -> Result<ServiceSpec> {
     }
     if !args.publish_add.is_empty() || !args.publish_rm.is_empty() {
         let endpoint = spec.endpoint.get_or_insert_with(Default::default);
-        let key = |p: &shoal_proto::PortConfig| {
-            let protocol = if p.protocol == shoal_proto::PortProtocol::Udp as i32 {
-                "udp"
-            } else {
-                "tcp"
-            };
-            (p.published_port.to_string(), protocol)
-        };
+        let key = |p: &shoal_proto::PortConfig| (p.published_port.to_string(), p.protocol_name());
         endpoint.ports.retain(|p| {
             let (port, protocol) = key(p);
             !args

@@ -5,8 +5,11 @@
 //!   Control API's create transaction, so an overlapping subnet or an exhausted pool is the
 //!   caller's error, at once.
 //! - A service in VIP mode gets one virtual IP per network; a task gets an address on each
-//!   network of its spec before the scheduler may place it ([`shoal_proto::Task::is_attached`]).
-//!   Both come from the [`Allocator`] loop, one transaction per pass.
+//!   network of its spec, and on the ingress network when it publishes a port through the
+//!   routing mesh, before the scheduler may place it ([`shoal_proto::Task::is_attached`]);
+//!   every node gets its router address on the ingress network (where the mesh's
+//!   connections enter and leave). All come from the [`Allocator`] loop, one transaction
+//!   per pass.
 //!
 //! Nothing is remembered between passes: each pass rebuilds the address spaces from the
 //! store ([`Ipam::load`]), so a new leader starts from exactly what is committed and an
@@ -21,8 +24,8 @@ pub mod ipam;
 use std::collections::{BTreeSet, HashMap};
 
 use shoal_proto::{
-    EndpointMode, EndpointVip, NetworkAllocation, NetworkAttachment, NetworkSpec, Service, Task,
-    TaskState, TaskStatus,
+    EndpointMode, EndpointVip, NetworkAllocation, NetworkAttachment, NetworkSpec, Node, Service,
+    Task, TaskState, TaskStatus,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -128,11 +131,14 @@ impl Ipam {
                 ipam.take(&vip.network_id, &vip.addr);
             }
         }
-        for task in r.tasks().filter(|t| t.holds_addresses()) {
-            for attachment in &task.networks {
-                for addr in &attachment.addresses {
-                    ipam.take(&attachment.network_id, addr);
-                }
+        let held = r
+            .tasks()
+            .filter(|t| t.holds_addresses())
+            .flat_map(|t| t.networks.iter())
+            .chain(r.nodes().flat_map(|n| n.attachments.iter()));
+        for attachment in held {
+            for addr in &attachment.addresses {
+                ipam.take(&attachment.network_id, addr);
             }
         }
         ipam
@@ -202,35 +208,84 @@ pub fn plan_vips(
     Ok((wanted != service.vips).then_some(wanted))
 }
 
-/// The attachments `task` needs: its address on every network of its spec (kept where it
-/// has one). `None` when it has them all.
+/// The attachments `task` needs: its address on every network of its spec, then on the
+/// ingress network (`ingress`, its id) when it publishes a port through the routing mesh;
+/// each kept where it has one. `None` when it has them all.
 pub fn plan_attachments(
     ipam: &mut Ipam,
     task: &Task,
+    ingress: Option<&str>,
 ) -> Result<Option<Vec<NetworkAttachment>>, AllocateError> {
-    if task.is_attached() && task.networks.len() == task.spec_networks().count() {
-        return Ok(None);
+    let mut wanted: Vec<(&str, &[String], bool)> = Vec::new();
+    for config in task.spec_networks() {
+        if !wanted.iter().any(|(id, ..)| *id == config.target) {
+            wanted.push((&config.target, &config.aliases, false));
+        }
+    }
+    if task.publishes_ingress() {
+        let ingress = ingress.ok_or_else(|| AllocateError::NoNetwork("ingress".into()))?;
+        wanted.push((ingress, &[], true));
     }
     let mut attachments: Vec<NetworkAttachment> = Vec::new();
-    for config in task.spec_networks() {
-        if attachments.iter().any(|a| a.network_id == config.target) {
-            continue;
-        }
+    for (network_id, aliases, is_ingress) in wanted {
         let addresses = match task
             .networks
             .iter()
-            .find(|a| a.network_id == config.target && !a.addresses.is_empty())
+            .find(|a| a.network_id == network_id && !a.addresses.is_empty())
         {
             Some(existing) => existing.addresses.clone(),
-            None => vec![ipam.allocate(&config.target)?],
+            None => vec![ipam.allocate(network_id)?],
         };
         attachments.push(NetworkAttachment {
-            network_id: config.target.clone(),
+            network_id: network_id.to_string(),
             addresses,
-            aliases: config.aliases.clone(),
+            aliases: aliases.to_vec(),
+            ingress: is_ingress,
         });
     }
     Ok((attachments != task.networks).then_some(attachments))
+}
+
+/// `node`'s attachments with its router address on the ingress network (`ingress`, its
+/// id; none: no router). `None` when it has it already.
+pub fn plan_router(
+    ipam: &mut Ipam,
+    node: &Node,
+    ingress: Option<&str>,
+) -> Result<Option<Vec<NetworkAttachment>>, AllocateError> {
+    let has = |a: &NetworkAttachment| {
+        a.ingress && Some(a.network_id.as_str()) == ingress && !a.addresses.is_empty()
+    };
+    if node.attachments.iter().any(has) || (ingress.is_none() && node.attachments.is_empty()) {
+        return Ok(None);
+    }
+    let mut attachments: Vec<NetworkAttachment> =
+        node.attachments.iter().filter(|a| !a.ingress).cloned().collect();
+    if let Some(ingress) = ingress {
+        attachments.push(NetworkAttachment {
+            network_id: ingress.to_string(),
+            addresses: vec![ipam.allocate(ingress)?],
+            aliases: Vec::new(),
+            ingress: true,
+        });
+    }
+    Ok((attachments != node.attachments).then_some(attachments))
+}
+
+/// The ingress network's id, when there is one.
+pub fn ingress_id(r: &ReadTx<'_>) -> Option<String> {
+    r.networks().find(|n| n.is_ingress()).map(|n| n.id.clone())
+}
+
+/// Whether `node`'s router address is where it should be (cheap: no address space).
+fn router_settled(node: &Node, ingress: Option<&str>) -> bool {
+    match ingress {
+        Some(id) => node
+            .attachments
+            .iter()
+            .any(|a| a.ingress && a.network_id == id && !a.addresses.is_empty()),
+        None => !node.attachments.iter().any(|a| a.ingress),
+    }
 }
 
 /// Whether `service` has exactly one VIP per network of its spec in VIP mode, and none in
@@ -273,11 +328,19 @@ impl Allocator {
         runloop::run_passes(&self.store, "allocation", relevant, &cancel, || self.pass()).await
     }
 
-    /// One pass: VIPs for services, then addresses for waiting tasks; returns how many
-    /// objects it wrote.
+    /// One pass: routers for nodes, VIPs for services, then addresses for waiting tasks;
+    /// returns how many objects it wrote.
     pub async fn pass(&self) -> Result<usize, StoreError> {
         self.store
             .update(|tx| {
+                let ingress = ingress_id(tx.read());
+                let ingress = ingress.as_deref();
+                let nodes: Vec<Node> = tx
+                    .read()
+                    .nodes()
+                    .filter(|n| !router_settled(n, ingress))
+                    .cloned()
+                    .collect();
                 let services: Vec<Service> = tx
                     .read()
                     .services()
@@ -285,11 +348,24 @@ impl Allocator {
                     .cloned()
                     .collect();
                 let waiting: Vec<Task> = tx.read().tasks().filter(|t| waits(t)).cloned().collect();
-                if services.is_empty() && waiting.is_empty() {
+                if nodes.is_empty() && services.is_empty() && waiting.is_empty() {
                     return Ok(0);
                 }
                 let mut ipam = Ipam::load(tx.read());
                 let mut written = 0;
+                for mut node in nodes {
+                    match plan_router(&mut ipam, &node, ingress) {
+                        Ok(None) => {}
+                        Ok(Some(attachments)) => {
+                            node.attachments = attachments;
+                            tx.update(Object::Node(node))?;
+                            written += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!(node = %node.id, "no routing-mesh router address: {e}");
+                        }
+                    }
+                }
                 for mut service in services {
                     match plan_vips(&mut ipam, &service) {
                         Ok(None) => {}
@@ -304,7 +380,7 @@ impl Allocator {
                     }
                 }
                 for mut task in waiting {
-                    let (attachments, why) = match plan_attachments(&mut ipam, &task) {
+                    let (attachments, why) = match plan_attachments(&mut ipam, &task, ingress) {
                         Ok(Some(a)) => (Some(a), None),
                         Ok(None) => (None, None),
                         Err(e) => (None, Some(format!("waiting for an overlay address: {e}"))),
@@ -337,7 +413,7 @@ impl Allocator {
 fn relevant(event: &Event) -> bool {
     matches!(
         event.object(),
-        Some(Object::Task(_) | Object::Service(_) | Object::Network(_))
+        Some(Object::Task(_) | Object::Service(_) | Object::Network(_) | Object::Node(_))
     )
 }
 

@@ -163,6 +163,74 @@ async fn services_get_a_vip_per_network_and_tasks_an_address_each() {
 }
 
 #[tokio::test]
+async fn mesh_publishers_join_ingress_and_every_node_gets_a_router_until_it_goes() {
+    let store = Store::in_memory();
+    let mut spec = network_spec("ingress", "10.255.0.0/24");
+    spec.ingress = true;
+    create_network(&store, "ing", spec).await.expect("ingress");
+    create_network(&store, "front", network_spec("front", "10.1.0.0/24"))
+        .await
+        .expect("front");
+    let mut web = on_networks("web", 2, &["front"]);
+    web.spec.as_mut().expect("spec").endpoint = Some(EndpointSpec {
+        mode: EndpointMode::Vip as i32,
+        ports: vec![shoal_proto::PortConfig {
+            published_port: 8080,
+            target_port: 80,
+            ..Default::default()
+        }],
+    });
+    let mut objects = vec![
+        Object::Node(crate::testutil::node("n1")),
+        Object::Node(crate::testutil::node("n2")),
+        Object::Service(web.clone()),
+    ];
+    objects.extend(tasks_of(&web, 2));
+    put(&store, objects).await;
+    // Not placeable before the allocator has given them ingress too.
+    assert!(store.view(|r| r.tasks().all(|t| t.publishes_ingress() && !t.is_attached())));
+    let allocator = Allocator::new(store.clone());
+    allocator.pass().await.expect("pass");
+    assert_eq!(allocator.pass().await.expect("pass"), 0, "settled");
+    let routers: Vec<String> = store.view(|r| {
+        for task in r.tasks() {
+            assert!(task.is_attached(), "{task:?}");
+            let ids: Vec<(&str, bool)> = task
+                .networks
+                .iter()
+                .map(|a| (a.network_id.as_str(), a.ingress))
+                .collect();
+            // The spec's networks first, ingress last.
+            assert_eq!(ids, [("front", false), ("ing", true)]);
+        }
+        r.nodes()
+            .map(|n| n.ingress_addr().expect("a router").to_string())
+            .collect()
+    });
+    assert_eq!(routers.len(), 2);
+    let ipam = store.view(Ipam::load);
+    assert!(routers.iter().all(|a| ipam.is_used("ing", a)));
+    assert!(!routers.iter().any(|a| store.view(|r| r
+        .tasks()
+        .any(|t| t.networks.iter().any(|n| n.addresses.contains(a))))));
+    // A node removed: its router address is free again.
+    store
+        .update(|tx| {
+            let n2 = tx.read().node("n2").cloned().expect("n2");
+            tx.remove(Object::Node(n2));
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("removed");
+    let ipam = store.view(Ipam::load);
+    let n2 = routers
+        .iter()
+        .filter(|a| !ipam.is_used("ing", a))
+        .count();
+    assert_eq!(n2, 1);
+}
+
+#[tokio::test]
 async fn a_replacement_already_bound_to_its_node_is_attached_too() {
     let store = Store::in_memory();
     create_network(&store, "front", network_spec("front", "10.5.0.0/24"))

@@ -8,6 +8,7 @@
 mod error;
 mod networks;
 mod nodes;
+pub mod ports;
 pub mod validate;
 
 use shoal_proto::{
@@ -73,6 +74,7 @@ impl ControlApi {
                 let mut service = service;
                 if let Some(spec) = service.spec.as_mut() {
                     networks::resolve(tx.read(), spec)?;
+                    ports::claim(tx.read(), spec, None)?;
                 }
                 tx.create(Object::Service(service))?;
                 Ok(())
@@ -98,6 +100,7 @@ impl ControlApi {
             .update(|tx| {
                 let mut service = find_service(tx.read(), &request.service)?.clone();
                 networks::resolve(tx.read(), &mut spec)?;
+                ports::claim(tx.read(), &mut spec, Some(&service.id))?;
                 if request.version != service.version() {
                     return Err(ControlError::OutOfSequence {
                         kind: "service",

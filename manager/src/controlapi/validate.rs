@@ -209,17 +209,13 @@ fn valid_signal(s: &str) -> bool {
     NAMES.contains(&name) || name.starts_with("RTMIN") || name.starts_with("RTMAX")
 }
 
-/// Published ports: real port numbers, a host address that is one, each binding once; the
-/// routing mesh (ingress mode) is refused until it is built.
+/// Published ports: real port numbers, a host address only in host mode and one that is
+/// an address, each binding once. Whether another service holds a port is the store's
+/// question ([`super::ports`]).
 pub fn ports(ports: &[shoal_proto::PortConfig]) -> Result<(), ControlError> {
-    use shoal_proto::{PortProtocol, PublishMode};
     let mut seen = std::collections::HashSet::new();
     for p in ports {
-        let protocol = if p.protocol == PortProtocol::Udp as i32 {
-            "udp"
-        } else {
-            "tcp"
-        };
+        let protocol = p.protocol_name();
         if p.target_port == 0 || p.target_port > 65_535 {
             return Err(ControlError::Invalid(format!(
                 "invalid target port {}: give the container's port, 1 to 65535",
@@ -232,10 +228,10 @@ pub fn ports(ports: &[shoal_proto::PortConfig]) -> Result<(), ControlError> {
                 p.published_port
             )));
         }
-        if p.publish_mode != PublishMode::Host as i32 {
+        if !p.host_ip.is_empty() && p.is_ingress() {
             return Err(ControlError::Invalid(format!(
-                "publishing {}:{}/{protocol} through the routing mesh (mode=ingress, the default) is not available yet in this version of Shoal: publish on the nodes that run a task with --publish mode=host,published={},target={}",
-                p.published_port, p.target_port, p.published_port, p.target_port
+                "port {}:{}/{protocol} names a host address ({}), which only host mode can bind: add mode=host, or drop the address to publish on every node through the routing mesh",
+                p.published_port, p.target_port, p.host_ip
             )));
         }
         if !p.host_ip.is_empty() && p.host_ip.parse::<std::net::Ipv4Addr>().is_err() {
@@ -244,8 +240,13 @@ pub fn ports(ports: &[shoal_proto::PortConfig]) -> Result<(), ControlError> {
                 p.host_ip, p.published_port, p.published_port
             )));
         }
-        if p.published_port != 0 && !seen.insert((p.host_ip.clone(), p.published_port, p.protocol))
-        {
+        let key = if p.is_ingress() {
+            // The mesh binds every address.
+            (String::new(), p.published_port, p.protocol)
+        } else {
+            (p.host_ip.clone(), p.published_port, p.protocol)
+        };
+        if p.published_port != 0 && !seen.insert(key) {
             return Err(ControlError::Invalid(format!(
                 "port {}/{protocol} is published twice: publish each port once",
                 p.published_port
@@ -394,13 +395,19 @@ mod tests {
             host(0, 81, "")
         ])
         .is_ok());
+        let mesh = |published: u32, target: u32| PortConfig {
+            published_port: published,
+            target_port: target,
+            ..Default::default()
+        };
+        assert!(ports(&[mesh(8080, 80), mesh(0, 81)]).is_ok());
         let err = |p: &[PortConfig]| ports(p).expect_err("refused").to_string();
         assert!(err(&[PortConfig {
-            published_port: 8080,
-            target_port: 80,
-            ..Default::default()
+            host_ip: "10.0.0.5".into(),
+            ..mesh(8080, 80)
         }])
-        .contains("routing mesh (mode=ingress, the default) is not available yet"));
+        .contains("only host mode can bind"));
+        assert!(err(&[mesh(8080, 80), mesh(8080, 81)]).contains("published twice"));
         assert!(err(&[host(8080, 0, "")]).contains("invalid target port 0"));
         assert!(err(&[host(8080, 80, "nope")]).contains("invalid host address"));
         assert!(err(&[host(8080, 80, ""), host(8080, 81, "")]).contains("published twice"));

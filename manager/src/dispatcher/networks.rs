@@ -2,26 +2,78 @@
 //! network its tasks join, with every task address on it (from all nodes) and the services
 //! on it. Derived from the store on each change: the managers are the one source of truth
 //! for forwarding entries, names and VIPs (no gossip between nodes).
+//!
+//! While any service publishes a port through the routing mesh, every node with a router
+//! address carries the ingress network too, with every node's router and every mesh port:
+//! each node answers those ports.
 
 use std::collections::BTreeSet;
 
-use shoal_proto::{NetworkPeer, NetworkView, ServiceEndpoint, Task, TaskState};
+use shoal_proto::{MeshPort, MeshRouter, NetworkPeer, NetworkView, ServiceEndpoint, Task, TaskState};
 
 use crate::store::ReadTx;
 
-/// The networks `node_id`'s tasks join (tasks that still hold their addresses).
+/// The networks `node_id`'s tasks join (tasks that still hold their addresses), and the
+/// ingress network when the node must answer mesh ports.
 pub fn network_views(r: &ReadTx<'_>, node_id: &str) -> Vec<NetworkView> {
-    let ids: BTreeSet<&str> = r
+    let mut ids: BTreeSet<&str> = r
         .tasks()
         .filter(|t| t.node_id == node_id && t.holds_addresses())
         .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
         .collect();
+    let ports = mesh_ports(r);
+    let router = r.node(node_id).and_then(|n| {
+        let a = n.attachments.iter().find(|a| a.ingress)?;
+        Some(a.network_id.as_str())
+    });
+    if let Some(ingress) = router.filter(|_| !ports.is_empty()) {
+        ids.insert(ingress);
+    }
     ids.into_iter()
         .filter_map(|id| r.network(id))
-        .map(|network| NetworkView {
-            peers: peers(r, &network.id),
-            services: services(r, &network.id),
-            network: Some(network.clone()),
+        .map(|network| {
+            let mesh = network.is_ingress();
+            NetworkView {
+                peers: peers(r, &network.id),
+                services: services(r, &network.id),
+                routers: if mesh { routers(r, &network.id) } else { Vec::new() },
+                ports: if mesh { ports.clone() } else { Vec::new() },
+                network: Some(network.clone()),
+            }
+        })
+        .collect()
+}
+
+/// Every port published through the routing mesh, by service.
+fn mesh_ports(r: &ReadTx<'_>) -> Vec<MeshPort> {
+    r.services()
+        .flat_map(|s| {
+            s.ports()
+                .iter()
+                .filter(|p| p.is_ingress() && p.published_port != 0)
+                .map(|p| MeshPort {
+                    service_id: s.id.clone(),
+                    protocol: p.protocol,
+                    published_port: p.published_port,
+                    target_port: p.target_port,
+                })
+        })
+        .collect()
+}
+
+/// Every node's router on the ingress network `network_id`.
+fn routers(r: &ReadTx<'_>, network_id: &str) -> Vec<MeshRouter> {
+    r.nodes()
+        .flat_map(|n| {
+            n.attachments
+                .iter()
+                .filter(|a| a.ingress && a.network_id == network_id)
+                .flat_map(|a| a.addresses.first())
+                .map(|addr| MeshRouter {
+                    node_id: n.id.clone(),
+                    addr: addr.clone(),
+                    node_addr: node_addr(r, &n.id),
+                })
         })
         .collect()
 }
@@ -109,6 +161,7 @@ mod tests {
             network_id: "net".into(),
             addresses: vec![addr.into()],
             aliases: vec![],
+            ingress: false,
         }];
         task.status = Some(TaskStatus {
             state: state as i32,
@@ -190,5 +243,76 @@ mod tests {
         );
         // A node without a task on the network does not carry it.
         assert!(store.view(|r| network_views(r, "c")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn while_a_port_is_published_through_the_mesh_every_node_carries_ingress() {
+        let store = Store::in_memory();
+        let router = |id: &str, last: u8| {
+            let mut n = node(id);
+            n.status = Some(NodeStatus {
+                addr: format!("10.78.0.{last}:4242"),
+                ..n.status.unwrap_or_default()
+            });
+            n.attachments = vec![NetworkAttachment {
+                network_id: "ing".into(),
+                addresses: vec![format!("10.255.0.{last}/24")],
+                aliases: vec![],
+                ingress: true,
+            }];
+            n
+        };
+        let ingress = Network {
+            id: "ing".into(),
+            spec: Some(shoal_proto::NetworkSpec {
+                name: "ingress".into(),
+                ingress: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        put(
+            &store,
+            vec![
+                Object::Node(router("a", 11)),
+                Object::Node(router("c", 13)),
+                Object::Network(ingress),
+            ],
+        )
+        .await;
+        assert!(
+            store.view(|r| network_views(r, "c")).is_empty(),
+            "nothing published: no mesh"
+        );
+        let mut web = service("web", 1);
+        web.spec.as_mut().expect("spec").endpoint = Some(shoal_proto::EndpointSpec {
+            mode: 0,
+            ports: vec![shoal_proto::PortConfig {
+                published_port: 8080,
+                target_port: 80,
+                ..Default::default()
+            }],
+        });
+        put(&store, vec![Object::Service(web)]).await;
+        let views = store.view(|r| network_views(r, "c"));
+        assert_eq!(views.len(), 1, "c runs no task but answers the port");
+        let routers: Vec<(&str, &str, &str)> = views[0]
+            .routers
+            .iter()
+            .map(|r| (r.node_id.as_str(), r.addr.as_str(), r.node_addr.as_str()))
+            .collect();
+        assert_eq!(
+            routers,
+            [
+                ("a", "10.255.0.11/24", "10.78.0.11"),
+                ("c", "10.255.0.13/24", "10.78.0.13")
+            ]
+        );
+        let ports: Vec<(u32, u32, &str)> = views[0]
+            .ports
+            .iter()
+            .map(|p| (p.published_port, p.target_port, p.service_id.as_str()))
+            .collect();
+        assert_eq!(ports, [(8080, 80, "web")]);
     }
 }

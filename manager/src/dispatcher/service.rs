@@ -177,7 +177,9 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                 // node changes in the networks it carries.
                 let mine = |e: &Event| match e.object() {
                     Some(Object::Task(t)) => t.node_id == node_id || !t.networks.is_empty(),
-                    Some(Object::Service(s)) => s.networks().next().is_some(),
+                    Some(Object::Service(s)) => {
+                        s.networks().next().is_some() || s.ports().iter().any(|p| p.is_ingress())
+                    }
                     Some(Object::Network(_) | Object::Node(_)) => true,
                     _ => false,
                 };

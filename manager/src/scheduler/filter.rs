@@ -5,7 +5,7 @@ use std::fmt;
 
 use std::collections::HashSet;
 
-use shoal_proto::{Availability, Node, NodeState, PortProtocol, PublishMode, Task};
+use shoal_proto::{Availability, Node, NodeState, PublishMode, Task};
 
 use super::constraint::Constraint;
 
@@ -83,12 +83,11 @@ pub fn check(
     if let Some(port) =
         host_ports(task).find(|want| load.host_ports.iter().any(|have| clashes(want, have)))
     {
-        let protocol = if port.2 == PortProtocol::Udp as i32 {
-            "udp"
-        } else {
-            "tcp"
-        };
-        return Err(Rejection::Port(format!("{}/{protocol}", port.1)));
+        return Err(Rejection::Port(format!(
+            "{}/{}",
+            port.1,
+            shoal_proto::protocol_name(port.2)
+        )));
     }
     let (cpu, mem) = reservations(task);
     let (cpu_total, mem_total) = node
