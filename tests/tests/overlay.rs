@@ -449,23 +449,6 @@ fn a_host_mode_port_answers_where_its_task_runs_with_the_clients_address() {
     require_lab!();
     let lab = Lab::up(1, 2).expect("the lab comes up");
     lab.shoal_ok(1, &["network", "create", "front"]);
-    // The routing mesh is refused with the way to publish that works.
-    let ingress = lab.shoal(
-        1,
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            "mesh",
-            "-p",
-            "8080:80",
-            "shoal-test/busybox:a",
-        ],
-    );
-    assert_eq!(ingress.code, 1);
-    assert!(ingress.stderr.contains("mode=host"), "{}", ingress.stderr);
-
     // One task on n2, bound on n2's underlay address only.
     create(
         &lab,
@@ -521,4 +504,123 @@ fn a_host_mode_port_answers_where_its_task_runs_with_the_clients_address() {
             .then_some(())
     })
     .expect("the port clash is explained");
+}
+
+/// The page at `url`, fetched with wget in host `host`'s own namespace.
+fn page_from(lab: &Lab, host: usize, url: &str) -> Option<String> {
+    let out = lab.exec(host, &["wget", "-qO-", url]);
+    out.ok().then(|| out.stdout.trim().to_string())
+}
+
+/// The names of the nftables tables in host `host`'s own namespace.
+fn tables_of(lab: &Lab, host: usize) -> String {
+    lab.exec(host, &["nft", "list", "tables"]).stdout
+}
+
+#[test]
+fn a_mesh_port_answers_on_every_node_and_the_task_sees_the_client() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("the lab comes up");
+    // One task, on n2 only; the port is published through the routing mesh (the default).
+    create(
+        &lab,
+        &[
+            "--name",
+            "ip",
+            "--constraint",
+            "node.hostname==n2",
+            "-p",
+            "8080:80",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            REMOTE_ADDR_PAGE,
+        ],
+    );
+    // n1 runs no task: a client on n3 reaches the task on n2 through n1's address, and the
+    // task sees n3's own address.
+    let seen = wait_until("the page through n1", WAIT, || {
+        page_from(&lab, 3, "http://10.78.0.11:8080/cgi-bin/ip")
+    })
+    .expect("n1 answers the mesh port");
+    // (busybox httpd prints it IPv4-mapped: "[::ffff:10.78.0.13]".)
+    assert!(seen.contains("10.78.0.13"), "REMOTE_ADDR through n1 was {seen}");
+    // Through n3 (no task either) from n1, and through n2 itself.
+    let seen = wait_until("the page through n3", WAIT, || {
+        page_from(&lab, 1, "http://10.78.0.13:8080/cgi-bin/ip")
+    })
+    .expect("n3 answers the mesh port");
+    assert!(seen.contains("10.78.0.11"), "REMOTE_ADDR through n3 was {seen}");
+    let seen = page_from(&lab, 3, "http://10.78.0.12:8080/cgi-bin/ip").unwrap_or_default();
+    assert!(seen.contains("10.78.0.13"), "REMOTE_ADDR through n2 was {seen}");
+    // A node's own client, on its own address.
+    let seen = page_from(&lab, 1, "http://10.78.0.11:8080/cgi-bin/ip").unwrap_or_default();
+    assert!(seen.contains("10.78.0.11"), "REMOTE_ADDR from n1 to itself was {seen}");
+
+    // The port is taken: another service is refused, naming the holder, in either mode.
+    for publish in ["8080:80", "mode=host,published=8080,target=80"] {
+        let taken = lab.shoal(
+            1,
+            &[
+                "service",
+                "create",
+                "--detach",
+                "--name",
+                "other",
+                "--publish",
+                publish,
+                "shoal-test/busybox:a",
+                "sleep",
+                "100000",
+            ],
+        );
+        assert_eq!(taken.code, 1, "{publish}: {}", taken.stdout);
+        assert!(
+            taken.stderr.contains("already published by service ip"),
+            "{publish}: {}",
+            taken.stderr
+        );
+    }
+    let ls = lab.shoal_ok(1, &["service", "ls"]);
+    assert!(!ls.contains("other"), "nothing was created: {ls}");
+
+    // Two replicas, one on each worker: n1's port spreads connections over both.
+    create(
+        &lab,
+        &[
+            "--name",
+            "spread",
+            "--replicas",
+            "2",
+            "--replicas-max-per-node",
+            "1",
+            "--constraint",
+            "node.role==worker",
+            "-p",
+            "8081:80",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            HOSTNAME_PAGE,
+        ],
+    );
+    let hosts = wait_until("both replicas answering through n1", WAIT, || {
+        let seen: std::collections::BTreeSet<String> = (0..8)
+            .filter_map(|_| page_from(&lab, 1, "http://10.78.0.11:8081/"))
+            .collect();
+        (seen.len() == 2).then_some(seen)
+    })
+    .expect("n1 spreads over both replicas");
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    lab.shoal_ok(1, &["service", "rm", "spread"]);
+
+    // The service goes: no node answers, and no node keeps the mesh's rules.
+    lab.shoal_ok(1, &["service", "rm", "ip"]);
+    wait_until("the mesh gone from every node", WAIT, || {
+        (1..=3)
+            .all(|host| !tables_of(&lab, host).contains("-mesh"))
+            .then_some(())
+    })
+    .expect("the mesh's tables are removed");
+    assert!(page_from(&lab, 3, "http://10.78.0.11:8080/cgi-bin/ip").is_none());
 }
