@@ -141,6 +141,10 @@ impl Networks {
         self.inner.registry.set_routers(routers_of(views));
         *self.inner.names.write().unwrap_or_else(|p| p.into_inner()) = names_of(views);
         let mesh = self.mesh(views);
+        if mesh.is_none() {
+            // Before its namespace goes: the router's device holds what names its rules.
+            self.program_mesh(None, &[]).await;
+        }
         let result = self
             .inner
             .dataplane
@@ -164,7 +168,9 @@ impl Networks {
             }
         };
         self.run_resolvers(&networks, &remade).await;
-        self.program_mesh(mesh, &remade).await;
+        if mesh.is_some() {
+            self.program_mesh(mesh, &remade).await;
+        }
         self.program_sandboxes().await;
         let mut ids: Vec<String> = networks.iter().map(|n| n.id.clone()).collect();
         ids.sort();

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::dataplane::{bridge_veth, host_veth, Dataplane, DataplaneError};
 use crate::lb::SandboxProgram;
-use crate::mesh::{self, Mesh, NS_DEVICE, RULE_PRIORITY};
+use crate::mesh::{self, Mesh, BRIDGE_DEVICE, HOST_RULE_PRIORITY, RULE_PRIORITY};
 use crate::model::{mac_of, Network, Remote, BRIDGE, VXLAN_PORT};
 use crate::plan::{Observed, ObservedNetwork, Op};
 
@@ -126,6 +126,13 @@ fn create_network(n: &Network) -> Result<(), DataplaneError> {
     }
     ip(&["netns", "add", &ns])?;
     ip_in(&ns, &["link", "set", "lo", "up"])?;
+    // Frames the bridge switches (task to task, task to VXLAN) skip netfilter: nothing here
+    // filters them, and conntrack on every bridged packet costs throughput. Routed traffic
+    // (the mesh's router) is still tracked. Absent without br_netfilter: nothing to do.
+    for table in ["iptables", "ip6tables", "arptables"] {
+        let key = format!("net.bridge.bridge-nf-call-{table}=0");
+        let _ = run("ip", &["netns", "exec", &ns, "sysctl", "-qw", &key]);
+    }
     ip_in(&ns, &["link", "add", BRIDGE, "type", "bridge"])?;
     let gateway = format!("{}/{}", n.gateway, n.prefix);
     ip_in(&ns, &["addr", "add", &gateway, "dev", BRIDGE])?;
@@ -272,12 +279,7 @@ impl Dataplane for IpCommands {
             return Ok(());
         }
         let rules = json("rules", &ip_at(sandbox, &["-j", "rule", "show"])?)?;
-        let have = rules
-            .iter()
-            .filter(|r| r["priority"].as_u64() == Some(u64::from(RULE_PRIORITY)))
-            .filter_map(|r| r["fwmark"].as_str())
-            .filter_map(|m| u32::from_str_radix(m.trim_start_matches("0x"), 16).ok())
-            .collect();
+        let have = marks_at(&rules, RULE_PRIORITY);
         let (drop, add) = mesh::rule_changes(&have, &program.routers);
         let priority = RULE_PRIORITY.to_string();
         for mark in drop {
@@ -304,55 +306,65 @@ impl Dataplane for IpCommands {
     fn program_mesh(&mut self, wanted: Option<&Mesh>) -> Result<(), DataplaneError> {
         let device = mesh::host_device(&self.prefix);
         let table = mesh::host_table(&self.prefix);
+        let old = host_link_exists(&device)
+            .then(|| router_of(&device))
+            .flatten();
         let Some(m) = wanted else {
             let _ = run("nft", &["delete", "table", "ip", &table]);
             forward_rules(&device, false);
+            if let Some(old) = old {
+                drop_router_route(old)?;
+            }
             if host_link_exists(&device) {
                 ip(&["link", "del", "dev", &device])?;
             }
             return Ok(());
         };
         let ns = m.network.namespace();
-        let (host_end, ingress_end) = mesh::link(m.router);
-        let host_addr = format!("{host_end}/30");
-        let ingress_addr = format!("{ingress_end}/30");
-        if ip_in(&ns, &["link", "show", "dev", NS_DEVICE]).is_err() || !host_link_exists(&device)
+        let mac = mac_of(m.router);
+        let mtu = m.network.mtu.to_string();
+        if ip_in(&ns, &["link", "show", "dev", BRIDGE_DEVICE]).is_err()
+            || !host_link_exists(&device)
         {
             if host_link_exists(&device) {
                 ip(&["link", "del", "dev", &device])?;
             }
-            let _ = ip_in(&ns, &["link", "del", "dev", NS_DEVICE]);
+            let _ = ip_in(&ns, &["link", "del", "dev", BRIDGE_DEVICE]);
             ip(&[
-                "link", "add", &device, "type", "veth", "peer", "name", NS_DEVICE, "netns", &ns,
+                "link", "add", &device, "mtu", &mtu, "type", "veth", "peer", "name",
+                BRIDGE_DEVICE, "netns", &ns, "mtu", &mtu,
             ])?;
         }
-        ip(&["addr", "replace", &host_addr, "dev", &device])?;
-        ip(&["link", "set", &device, "up"])?;
-        ip_in(&ns, &["addr", "replace", &ingress_addr, "dev", NS_DEVICE])?;
-        ip_in(&ns, &["link", "set", NS_DEVICE, "up"])?;
-        ip_in(&ns, &["route", "replace", "default", "via", &host_end.to_string()])?;
-        // The router: its address on the bridge, whose MAC tells tasks which router a
-        // connection came in by.
-        let router = format!("{}/{}", m.router, m.network.prefix);
-        let addrs = json(
-            "bridge addresses",
-            &ip_in(&ns, &["-j", "-4", "addr", "show", "dev", BRIDGE])?,
-        )?;
-        for a in addrs.iter().flat_map(|l| l["addr_info"].as_array().into_iter().flatten()) {
-            let (Some(local), Some(len)) = (a["local"].as_str(), a["prefixlen"].as_u64()) else {
-                continue;
-            };
-            if local != m.network.gateway.to_string() && local != m.router.to_string() {
-                ip_in(&ns, &["addr", "del", &format!("{local}/{len}"), "dev", BRIDGE])?;
-            }
+        ip_in(&ns, &["link", "set", BRIDGE_DEVICE, "master", BRIDGE, "up"])?;
+        ip(&["link", "set", &device, "address", &mac, "up"])?;
+        if let Some(old) = old.filter(|o| *o != m.router) {
+            drop_router_route(old)?;
+            ip(&["addr", "flush", "dev", &device])?;
         }
-        ip_in(&ns, &["addr", "replace", &router, "dev", BRIDGE])?;
-        ip_in(&ns, &["link", "set", BRIDGE, "address", &mac_of(m.router)])?;
-        run(
-            "ip",
-            &["netns", "exec", &ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
-        )?;
-        nft_in(&format!("/run/netns/{ns}"), &mesh::ingress_ruleset(m))?;
+        // The router's address without a route in the main table: only marked traffic
+        // (the mesh's) takes the ingress subnet's route, from the router's own table.
+        let router = format!("{}/{}", m.router, m.network.prefix);
+        ip(&["addr", "replace", &router, "dev", &device, "noprefixroute"])?;
+        let mark = mesh::mark_of(m.router).to_string();
+        let subnet = format!("{}/{}", m.network.subnet, m.network.prefix);
+        let src = m.router.to_string();
+        ip(&[
+            "route", "replace", &subnet, "dev", &device, "src", &src, "table", &mark,
+        ])?;
+        if !host_rule_marks()?.contains(&mesh::mark_of(m.router)) {
+            let priority = HOST_RULE_PRIORITY.to_string();
+            ip(&[
+                "rule", "add", "priority", &priority, "fwmark", &mark, "lookup", &mark,
+            ])?;
+        }
+        std::fs::write(
+            format!("/proc/sys/net/ipv4/conf/{device}/src_valid_mark"),
+            "1",
+        )
+        .map_err(|e| DataplaneError::Command {
+            command: format!("sysctl net.ipv4.conf.{device}.src_valid_mark=1"),
+            message: e.to_string(),
+        })?;
         nft_here(&mesh::host_ruleset(&self.prefix, m))?;
         forward_rules(&device, true);
         Ok(())
@@ -396,6 +408,43 @@ fn ip_at(sandbox: &str, args: &[&str]) -> Result<String, DataplaneError> {
     let mut all = vec![net.as_str(), "ip"];
     all.extend_from_slice(args);
     run("nsenter", &all)
+}
+
+/// The router address on the node's mesh device, if it has one.
+fn router_of(device: &str) -> Option<Ipv4Addr> {
+    let text = ip(&["-j", "-4", "addr", "show", "dev", device]).ok()?;
+    let links = json("router address", &text).ok()?;
+    links
+        .iter()
+        .flat_map(|l| l["addr_info"].as_array().into_iter().flatten())
+        .find_map(|a| a["local"].as_str()?.parse().ok())
+}
+
+/// The marks of the router rules in the node's namespace ([`HOST_RULE_PRIORITY`]).
+fn host_rule_marks() -> Result<BTreeSet<u32>, DataplaneError> {
+    let rules = json("rules", &ip(&["-j", "rule", "show"])?)?;
+    Ok(marks_at(&rules, HOST_RULE_PRIORITY))
+}
+
+/// The fwmarks of the rules at `priority` in an `ip -j rule show` listing.
+fn marks_at(rules: &[Value], priority: u32) -> BTreeSet<u32> {
+    rules
+        .iter()
+        .filter(|r| r["priority"].as_u64() == Some(u64::from(priority)))
+        .filter_map(|r| r["fwmark"].as_str())
+        .filter_map(|m| u32::from_str_radix(m.trim_start_matches("0x"), 16).ok())
+        .collect()
+}
+
+/// Remove router `router`'s policy rule and table from the node's namespace.
+fn drop_router_route(router: Ipv4Addr) -> Result<(), DataplaneError> {
+    let mark = mesh::mark_of(router);
+    if host_rule_marks()?.contains(&mark) {
+        let (priority, mark) = (HOST_RULE_PRIORITY.to_string(), mark.to_string());
+        ip(&["rule", "del", "priority", &priority, "fwmark", &mark])?;
+    }
+    let _ = ip(&["route", "flush", "table", &mark.to_string()]);
+    Ok(())
 }
 
 /// Accept forwarding to and from the mesh's link in the node's `FORWARD` chain (Docker's

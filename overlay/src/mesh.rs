@@ -2,20 +2,23 @@
 //! reaches the service's serving tasks on any node, and the task sees the client's own
 //! address (no source translation anywhere, unlike Swarm's: moby#25526).
 //!
-//! The path of a connection to node X's port 8080:
+//! The node's own namespace is a member of the ingress network: a veth pair joins it to the
+//! network's bridge ([`host_device`]), holding the node's router address, whose MAC is
+//! fixed by it ([`crate::model::mac_of`]). The path of a connection to node X's port 8080:
 //!
-//! 1. X's namespace: `fib daddr type local tcp dport 8080` is translated to the ingress
-//!    namespace's end of a veth pair ([`link`]), port unchanged.
-//! 2. X's ingress namespace (the ingress network's, where its bridge is): the connection is
-//!    translated to one of the service's serving tasks (numgen, as the VIPs) and target
-//!    port, and routed onto the bridge from X's router address ([`Mesh::router`]), whose
-//!    MAC is the bridge's ([`crate::model::mac_of`]). VXLAN carries it if the task is on
-//!    another node.
-//! 3. The task's namespace: a new connection from a router's MAC gets that router's mark
-//!    in its conntrack entry ([`sandbox_chains`]); replies carry the mark and a policy
-//!    route per router ([`rule_changes`]) sends them back through the router they came in
-//!    by, whatever the task's default route is. Each namespace's conntrack undoes its own
-//!    translation on the way back.
+//! 1. X's namespace: `fib daddr type local tcp dport 8080` is translated, once, to one of
+//!    the service's serving tasks (numgen, as the VIPs) and its target port, and marked:
+//!    the mark's policy route ([`mark_of`], [`HOST_RULE_PRIORITY`]) sends it out of the
+//!    router onto the ingress bridge (the ingress subnet never enters the node's main
+//!    table). VXLAN carries it if the task is on another node.
+//! 2. The task's namespace: a new connection from a router's MAC gets that router's mark
+//!    in its conntrack entry ([`sandbox_chains`]); replies carry the mark, and a policy
+//!    route per router ([`rule_changes`]) sends them back to the router they came in by,
+//!    whatever the task's default route is.
+//! 3. Back in X's namespace, conntrack undoes the translation and the reply leaves for
+//!    the client. The connection's mark is in conntrack: every later packet, either way,
+//!    gets it back before routing (so a strict reverse-path check finds the router's
+//!    route too: `src_valid_mark`).
 //!
 //! Everything here is text and sets: the kernel work is the data plane's
 //! ([`crate::Dataplane::program_mesh`]).
@@ -26,10 +29,12 @@ use std::net::Ipv4Addr;
 
 use crate::model::{mac_of, Network};
 
-/// The ingress namespace's end of the veth pair to the node's namespace.
-pub const NS_DEVICE: &str = "host0";
+/// The bridge-side end, in the ingress namespace, of the node's veth pair.
+pub const BRIDGE_DEVICE: &str = "mesh0";
 /// Where the policy routes of the mesh sit in a task's namespace: before the main table.
 pub const RULE_PRIORITY: u32 = 100;
+/// Where the router's policy route sits in the node's own namespace.
+pub const HOST_RULE_PRIORITY: u32 = 5300;
 
 /// One published port on this node, and the serving tasks it spreads connections over.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,7 +50,7 @@ pub struct MeshPort {
 /// The routing mesh as one node carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mesh {
-    /// The ingress network (its namespace holds the node's router).
+    /// The ingress network (the node's router joins its bridge).
     pub network: Network,
     /// This node's router address on it.
     pub router: Ipv4Addr,
@@ -58,7 +63,8 @@ pub fn host_table(namespace_prefix: &str) -> String {
     format!("{namespace_prefix}mesh")
 }
 
-/// The node-side end of the veth pair into the ingress namespace (15 characters at most).
+/// The node-side end of the veth pair onto the ingress bridge: the router (15 characters
+/// at most).
 pub fn host_device(namespace_prefix: &str) -> String {
     let tag: String = namespace_prefix
         .trim_start_matches("shoal-")
@@ -69,14 +75,8 @@ pub fn host_device(namespace_prefix: &str) -> String {
     format!("shm{tag}")
 }
 
-/// The link between the node's namespace and the ingress namespace: a link-local /30
-/// (node side, ingress side) derived from the router address, so routers never share one.
-pub fn link(router: Ipv4Addr) -> (Ipv4Addr, Ipv4Addr) {
-    let base = u32::from(Ipv4Addr::new(169, 254, 0, 0)) + (u32::from(router) & 0x3fff) * 4;
-    (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
-}
-
-/// A router's mark (and policy-routing table) in task namespaces: its address as a number.
+/// A router's mark (and policy-routing table), in task namespaces and in its node's own:
+/// its address as a number.
 pub fn mark_of(router: Ipv4Addr) -> u32 {
     u32::from(router)
 }
@@ -88,10 +88,11 @@ fn header(out: &mut String, table: &str) {
     let _ = writeln!(out, "delete table ip {table}");
 }
 
-/// The node namespace's table: its local addresses' mesh ports go to the ingress namespace.
+/// The node namespace's table: its local addresses' mesh ports are translated to the
+/// serving tasks, and every packet of such a connection is marked for the router's route.
 pub fn host_ruleset(namespace_prefix: &str, mesh: &Mesh) -> String {
     let table = host_table(namespace_prefix);
-    let (_, ingress_end) = link(mesh.router);
+    let mark = format!("{:#010x}", mark_of(mesh.router));
     let mut out = String::new();
     header(&mut out, &table);
     let _ = writeln!(out, "table ip {table} {{");
@@ -102,58 +103,36 @@ pub fn host_ruleset(namespace_prefix: &str, mesh: &Mesh) -> String {
     ] {
         let _ = writeln!(out, "  chain {chain} {{");
         let _ = writeln!(out, "    type nat hook {hook} priority -100; policy accept;");
-        for protocol in ["tcp", "udp"] {
-            let ports: BTreeSet<u16> = mesh
-                .ports
+        for port in mesh.ports.iter().filter(|p| !p.backends.is_empty()) {
+            let map: Vec<String> = port
+                .backends
                 .iter()
-                .filter(|p| p.protocol == protocol)
-                .map(|p| p.published)
+                .enumerate()
+                .map(|(i, b)| format!("{i} : {b}"))
                 .collect();
-            if ports.is_empty() {
-                continue;
-            }
-            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
             let _ = writeln!(
                 out,
-                "    {guard}fib daddr type local {protocol} dport {{ {} }} dnat to {ingress_end}",
-                list.join(", ")
+                "    {guard}fib daddr type local {} dport {} meta mark set {mark} ct mark set {mark} dnat to numgen inc mod {} map {{ {} }} : {}",
+                port.protocol,
+                port.published,
+                port.backends.len(),
+                map.join(", "),
+                port.target
             );
         }
         let _ = writeln!(out, "  }}");
     }
-    let _ = writeln!(out, "}}");
-    out
-}
-
-/// The ingress namespace's table: each port's connections spread over its serving tasks.
-pub fn ingress_ruleset(mesh: &Mesh) -> String {
-    let table = "shoal-mesh";
-    let mut out = String::new();
-    header(&mut out, table);
-    let _ = writeln!(out, "table ip {table} {{");
-    let _ = writeln!(out, "  chain prerouting {{");
-    let _ = writeln!(
-        out,
-        "    type nat hook prerouting priority -100; policy accept;"
-    );
-    for port in mesh.ports.iter().filter(|p| !p.backends.is_empty()) {
-        let map: Vec<String> = port
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!("{i} : {b}"))
-            .collect();
+    // Every later packet of a mesh connection, either way, carries the mark too (only the
+    // first one passes the translation rules).
+    for (chain, kind, hook) in [("marks", "filter", "prerouting"), ("own_marks", "route", "output")] {
+        let _ = writeln!(out, "  chain {chain} {{");
         let _ = writeln!(
             out,
-            "    iifname \"{NS_DEVICE}\" {} dport {} dnat to numgen inc mod {} map {{ {} }} : {}",
-            port.protocol,
-            port.published,
-            port.backends.len(),
-            map.join(", "),
-            port.target
+            "    type {kind} hook {hook} priority -150; policy accept;"
         );
+        let _ = writeln!(out, "    ct mark {mark} meta mark set {mark}");
+        let _ = writeln!(out, "  }}");
     }
-    let _ = writeln!(out, "  }}");
     let _ = writeln!(out, "}}");
     out
 }
@@ -234,32 +213,21 @@ mod tests {
     }
 
     #[test]
-    fn the_node_sends_its_mesh_ports_to_the_ingress_namespace() {
+    fn the_node_translates_its_mesh_ports_once_to_the_serving_tasks() {
         assert_eq!(host_device("shoal-abcdefgh-"), "shmabcdefgh");
-        assert_eq!(
-            link(ip(3)),
-            (Ipv4Addr::new(169, 254, 0, 13), Ipv4Addr::new(169, 254, 0, 14))
-        );
         let rules = host_ruleset("shoal-abcdefgh-", &mesh());
         assert!(rules.starts_with(
             "table ip shoal-abcdefgh-mesh\ndelete table ip shoal-abcdefgh-mesh\n"
         ));
         assert!(rules.contains(
-            "    fib daddr type local tcp dport { 8080 } dnat to 169.254.0.14\n"
+            "    fib daddr type local tcp dport 8080 meta mark set 0x0a000003 ct mark set 0x0a000003 dnat to numgen inc mod 2 map { 0 : 10.0.0.7, 1 : 10.0.0.9 } : 80\n"
         ));
-        // A port with no serving task still reaches the ingress namespace (refused there).
         assert!(rules.contains(
-            "    ip daddr != 127.0.0.0/8 fib daddr type local udp dport { 5353 } dnat to 169.254.0.14\n"
+            "    ip daddr != 127.0.0.0/8 fib daddr type local tcp dport 8080 meta mark set 0x0a000003"
         ));
-    }
-
-    #[test]
-    fn the_ingress_namespace_spreads_each_port_over_its_serving_tasks() {
-        let rules = ingress_ruleset(&mesh());
-        assert!(rules.contains(
-            "    iifname \"host0\" tcp dport 8080 dnat to numgen inc mod 2 map { 0 : 10.0.0.7, 1 : 10.0.0.9 } : 80\n"
-        ));
-        assert!(!rules.contains("5353"), "no serving task: no rule");
+        assert!(rules.contains("    ct mark 0x0a000003 meta mark set 0x0a000003\n"));
+        // A port with no serving task has no rule: the node refuses the connection.
+        assert!(!rules.contains("5353"), "{rules}");
     }
 
     #[test]

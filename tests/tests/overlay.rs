@@ -506,9 +506,10 @@ fn a_host_mode_port_answers_where_its_task_runs_with_the_clients_address() {
     .expect("the port clash is explained");
 }
 
-/// The page at `url`, fetched with wget in host `host`'s own namespace.
+/// The page at `url`, fetched with wget in host `host`'s own namespace (given up after
+/// 5 s: a dropped connection must fail the wait, not hang it).
 fn page_from(lab: &Lab, host: usize, url: &str) -> Option<String> {
-    let out = lab.exec(host, &["wget", "-qO-", url]);
+    let out = lab.exec(host, &["timeout", "5", "wget", "-qO-", url]);
     out.ok().then(|| out.stdout.trim().to_string())
 }
 
