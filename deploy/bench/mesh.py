@@ -76,8 +76,10 @@ def swarm(secs, conns):
     if line is None:
         raise RuntimeError(f"no RESULT from the peer's bench_mesh.py:\n{out[-600:]}")
     def figure(label):
-        m = re.search(re.escape(label) + r"[^:]*: (FAILED[^;]*|[\d.]+)", line)
-        return m.group(1) if m else "?"
+        m = re.search(re.escape(label) + r"[^:]*: (FAILED \(curl: \(\d+\)|median=[\d.]+)", line)
+        if not m:
+            return "?"
+        return m.group(1).replace("median=", "") + (" req/s" if "median" in m.group(1) else ")")
     return figure("mesh-node3"), figure("hostport")
 
 

@@ -76,14 +76,20 @@ impl ControlApi {
                 let network = find_network(r, key)?.clone();
                 let services = users(r, &network.id);
                 if !services.is_empty() {
+                    let them = if services.len() == 1 { "it" } else { "them" };
+                    let how = if network.is_ingress() {
+                        format!("unpublish {them} with `shoal service update --publish-rm PORT`")
+                    } else {
+                        format!(
+                            "detach {them} with `shoal service update --network-rm {}`",
+                            network.name()
+                        )
+                    };
                     return Err(ControlError::Refused(format!(
-                        "network {} is in use by service{} {}: remove {} or detach {} with `shoal service update --network-rm {}` first",
+                        "network {} is in use by service{} {}: remove {them} or {how} first",
                         network.name(),
                         if services.len() == 1 { "" } else { "s" },
                         services.join(", "),
-                        if services.len() == 1 { "it" } else { "them" },
-                        if services.len() == 1 { "it" } else { "them" },
-                        network.name()
                     )));
                 }
                 let attached = r
@@ -105,10 +111,15 @@ impl ControlApi {
     }
 }
 
-/// Names of the services whose tasks join `network_id`.
+/// Names of the services whose tasks join `network_id` (the ingress network: those that
+/// publish a port through the routing mesh).
 fn users(r: &ReadTx<'_>, network_id: &str) -> Vec<String> {
+    let ingress = r.network(network_id).is_some_and(|n| n.is_ingress());
     r.services()
-        .filter(|s| s.networks().any(|n| n.target == network_id))
+        .filter(|s| {
+            s.networks().any(|n| n.target == network_id)
+                || (ingress && s.ports().iter().any(|p| p.is_ingress()))
+        })
         .map(|s| s.name().to_string())
         .collect()
 }
@@ -353,6 +364,37 @@ mod tests {
                 .expect_err("gone")
                 .to_string(),
             "network front not found"
+        );
+
+        // The ingress network is in use by the services publishing through the mesh.
+        let mut ingress = spec("ingress", "");
+        ingress.ingress = true;
+        api.create_network(ingress).await.expect("ingress");
+        let mut published = on(&[]);
+        published.name = "edge".into();
+        published.endpoint = Some(shoal_proto::EndpointSpec {
+            mode: 0,
+            ports: vec![shoal_proto::PortConfig {
+                published_port: 8080,
+                target_port: 80,
+                ..Default::default()
+            }],
+        });
+        published.task = Some(TaskSpec {
+            container: Some(shoal_proto::ContainerSpec {
+                image: "img".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        api.create_service(shoal_proto::CreateServiceRequest {
+            spec: Some(published),
+        })
+        .await
+        .expect("edge");
+        assert_eq!(
+            api.remove_network("ingress").await.expect_err("in use").to_string(),
+            "network ingress is in use by service edge: remove it or unpublish it with `shoal service update --publish-rm PORT` first"
         );
     }
 }

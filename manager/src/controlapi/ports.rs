@@ -33,6 +33,15 @@ pub fn claim(
     let Some(endpoint) = spec.endpoint.as_mut() else {
         return Ok(());
     };
+    if let Some(p) = endpoint.ports.iter().find(|p| p.is_ingress()) {
+        if !r.networks().any(|n| n.is_ingress()) {
+            return Err(ControlError::Invalid(format!(
+                "port {}/{} goes through the routing mesh, which needs the ingress network, and this swarm has none: create it with `shoal network create --ingress ingress`, or publish with mode=host",
+                p.target_port,
+                p.protocol_name()
+            )));
+        }
+    }
     let mut taken: BTreeSet<(u32, i32)> = others
         .iter()
         .map(|(_, p)| (p.published_port, p.protocol))
@@ -121,12 +130,38 @@ mod tests {
         publishing("new", ports).spec.expect("spec")
     }
 
+    fn ingress() -> Object {
+        Object::Network(shoal_proto::Network {
+            id: "ing".into(),
+            spec: Some(shoal_proto::NetworkSpec {
+                name: "ingress".into(),
+                ingress: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn without_an_ingress_network_the_mesh_is_refused_with_the_way_out() {
+        let store = Store::in_memory();
+        let mut s = spec(vec![port(8080, 80, PublishMode::Ingress)]);
+        let err = store
+            .view(|r| claim(r, &mut s, None))
+            .expect_err("no ingress")
+            .to_string();
+        assert!(err.contains("create it with `shoal network create --ingress ingress`"), "{err}");
+        let mut s = spec(vec![port(8080, 80, PublishMode::Host)]);
+        store.view(|r| claim(r, &mut s, None)).expect("host mode needs none");
+    }
+
     #[tokio::test]
     async fn a_port_held_by_another_service_is_refused_naming_it() {
         let store = Store::in_memory();
         put(
             &store,
             vec![
+                ingress(),
                 Object::Service(publishing("web", vec![port(8080, 80, PublishMode::Ingress)])),
                 Object::Service(publishing("edge", vec![port(9090, 80, PublishMode::Host)])),
             ],
@@ -162,10 +197,13 @@ mod tests {
         let store = Store::in_memory();
         put(
             &store,
-            vec![Object::Service(publishing(
-                "web",
-                vec![port(30_000, 80, PublishMode::Ingress)],
-            ))],
+            vec![
+                ingress(),
+                Object::Service(publishing(
+                    "web",
+                    vec![port(30_000, 80, PublishMode::Ingress)],
+                )),
+            ],
         )
         .await;
         let mut s = spec(vec![
