@@ -17,8 +17,8 @@ use bollard::Docker;
 use shoal_overlay::dns::{self, Names, NetworkNames, ServiceNames, SharedNames};
 use shoal_overlay::{
     namespace_of, namespace_prefix, plugin_name, reconcile, DataplaneThread, IpCommands, Mesh,
-    MeshPort, Network, NetworkState, Op, Plugin, Registry, Remote, Vip, NETWORK_OPTION,
-    VXLAN_OVERHEAD,
+    MeshPort, Network, NetworkState, Op, Peer, Plugin, Registry, Remote, Routes, Tunnel,
+    TunnelConfig, Vip, ENCRYPTED_OVERHEAD, NETWORK_OPTION, VXLAN_OVERHEAD,
 };
 use shoal_proto::EndpointMode;
 use shoal_proto::NetworkView;
@@ -29,6 +29,19 @@ use crate::executor::ExecError;
 
 /// The MTU option of a network, as docker's.
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+/// The option that makes a network encrypted, as docker's.
+const ENCRYPTED_OPTION: &str = "encrypted";
+/// How often the encrypted tunnels' traffic keys are replaced.
+const KEY_UPDATE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What the node's encrypted tunnels are made from, asked when the first encrypted
+/// network arrives (so the node's current certificate is used).
+pub type TunnelTls = Arc<dyn Fn() -> Result<shoal_pki::TunnelTls, String> + Send + Sync>;
+
+/// The tunnels' TLS from the node's certificates as they are when asked.
+pub fn tunnel_tls(tls: crate::tls::NodeTls) -> TunnelTls {
+    Arc::new(move || shoal_pki::TunnelTls::new(&tls.certs()).map_err(|e| e.to_string()))
+}
 /// How often, and how many times, a Docker network still in use is tried again.
 const PRUNE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 const PRUNE_RETRIES: usize = 60;
@@ -86,16 +99,24 @@ struct Inner {
     carried: Mutex<Vec<String>>,
     /// The routing mesh as last put in the kernel (`None`: not yet since the start).
     mesh: Mutex<Option<Option<Mesh>>>,
+    /// The encrypted networks' tunnel: started with the first encrypted network; its
+    /// error, if it could not be (tasks on encrypted networks are then refused).
+    tunnel: Mutex<Option<Result<Tunnel, String>>>,
+    tunnel_tls: Option<TunnelTls>,
+    /// The encrypted VNIs last guarded (`None`: not yet since the start).
+    guarded: Mutex<Option<std::collections::BTreeSet<u32>>>,
     cancel: CancellationToken,
 }
 
 impl Networks {
     /// Start the data plane's thread and serve the driver in `plugin_dir` until `cancel`.
+    /// Encrypted networks get their tunnels' TLS from `tunnel_tls` (none: refused).
     pub fn start(
         node_id: &str,
         underlay: Ipv4Addr,
         docker: Docker,
         plugin_dir: &Path,
+        tunnel_tls: Option<TunnelTls>,
         cancel: CancellationToken,
     ) -> Result<Self, NetworkError> {
         let dataplane =
@@ -126,6 +147,9 @@ impl Networks {
                 resolvers: Mutex::new(HashMap::new()),
                 carried: Mutex::new(Vec::new()),
                 mesh: Mutex::new(None),
+                tunnel: Mutex::new(None),
+                tunnel_tls,
+                guarded: Mutex::new(None),
                 cancel,
             }),
         })
@@ -141,6 +165,7 @@ impl Networks {
         self.inner.registry.set_routers(routers_of(views));
         *self.inner.names.write().unwrap_or_else(|p| p.into_inner()) = names_of(views);
         let mesh = self.mesh(views);
+        self.carry_encrypted(views, &networks).await;
         if mesh.is_none() {
             // Before its namespace goes: the router's device holds what names its rules.
             self.program_mesh(None, &[]).await;
@@ -225,6 +250,103 @@ impl Networks {
             }
         }
         all
+    }
+
+    /// The encrypted networks among `networks`: the tunnel started (once), told where each
+    /// remote task lives, and plain VXLAN of their VNIs kept off the underlay.
+    async fn carry_encrypted(&self, views: &[NetworkView], networks: &[Network]) {
+        let vnis: std::collections::BTreeSet<u32> = networks
+            .iter()
+            .filter(|n| n.encrypted)
+            .map(|n| n.vni)
+            .collect();
+        if !vnis.is_empty() {
+            if let Some(Ok(tunnel)) = self.tunnel().await.as_ref() {
+                tunnel.set_routes(self.routes(views, &vnis));
+            }
+        }
+        let mut guarded = self.inner.guarded.lock().await;
+        if guarded.as_ref() != Some(&vnis) {
+            let wanted = vnis.clone();
+            match self
+                .inner
+                .dataplane
+                .run(move |dp| dp.guard_encrypted(&wanted))
+                .await
+            {
+                Ok(()) => *guarded = Some(vnis),
+                Err(e) => tracing::warn!("encrypted networks' guard: {e}"),
+            }
+        }
+    }
+
+    /// The tunnel, started on first use.
+    async fn tunnel(&self) -> tokio::sync::MutexGuard<'_, Option<Result<Tunnel, String>>> {
+        let mut tunnel = self.inner.tunnel.lock().await;
+        if tunnel.is_none() {
+            let started = match &self.inner.tunnel_tls {
+                None => Err("this node's agent runs without tunnel certificates".to_string()),
+                Some(tls) => match tls() {
+                    Err(e) => Err(e),
+                    Ok(tls) => Tunnel::start(
+                        TunnelConfig {
+                            server: tls.server,
+                            client: tls.client,
+                            server_name: shoal_pki::NODE_SAN.to_string(),
+                            identify: Arc::new(|der| {
+                                shoal_pki::identity_of_cert_der(der).ok().map(|i| i.node_id)
+                            }),
+                            underlay: self.inner.underlay,
+                            underlay_mtu: self.inner.underlay_mtu,
+                            port: shoal_overlay::tunnel::TUNNEL_PORT,
+                            device: shoal_overlay::tunnel::tun_device(&namespace_prefix(
+                                &self.inner.node_id,
+                            )),
+                            vxlan_port: shoal_overlay::VXLAN_PORT,
+                            key_update: KEY_UPDATE,
+                        },
+                        self.inner.cancel.child_token(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
+                },
+            };
+            if let Err(e) = &started {
+                tracing::error!("encrypted overlay networks cannot be carried on this node: {e}");
+            }
+            *tunnel = Some(started);
+        }
+        tunnel
+    }
+
+    /// Where every remote task of the encrypted networks (`vnis`) lives.
+    fn routes(&self, views: &[NetworkView], vnis: &std::collections::BTreeSet<u32>) -> Routes {
+        let mut routes = Routes {
+            vnis: vnis.clone(),
+            ..Routes::default()
+        };
+        for view in views {
+            let encrypted = view
+                .network
+                .as_ref()
+                .and_then(|n| n.allocation.as_ref())
+                .is_some_and(|a| vnis.contains(&a.vni));
+            if !encrypted {
+                continue;
+            }
+            for p in view.peers.iter().filter(|p| p.node_id != self.inner.node_id) {
+                if let (Some(addr), Ok(node)) = (host(&p.addr), p.node_addr.parse()) {
+                    routes.add(
+                        addr,
+                        Peer {
+                            node_id: p.node_id.clone(),
+                            addr: node,
+                        },
+                    );
+                }
+            }
+        }
+        routes
     }
 
     /// The node's routing mesh brought to `mesh` when it changed, or when the ingress
@@ -401,7 +523,12 @@ impl Networks {
                     .filter_map(|(_, addr, node_addr)| {
                         Some(Remote {
                             addr: host(addr)?,
-                            node: node_addr.parse().ok()?,
+                            // An encrypted network's frames go to the node's own relay.
+                            node: if network.encrypted {
+                                shoal_overlay::tunnel::RELAY_ADDR
+                            } else {
+                                node_addr.parse().ok()?
+                            },
                         })
                     })
                     .collect();
@@ -414,12 +541,21 @@ impl Networks {
         let n = view.network.as_ref()?;
         let allocation = n.allocation.as_ref()?;
         let (subnet, prefix) = allocation.subnet.split_once('/')?;
+        let encrypted = n
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.driver_opts.contains_key(ENCRYPTED_OPTION));
+        let overhead = if encrypted {
+            ENCRYPTED_OVERHEAD
+        } else {
+            VXLAN_OVERHEAD
+        };
         let mtu = n
             .spec
             .as_ref()
             .and_then(|s| s.driver_opts.get(MTU_OPTION))
             .and_then(|m| m.parse().ok())
-            .unwrap_or(self.inner.underlay_mtu.saturating_sub(VXLAN_OVERHEAD));
+            .unwrap_or(self.inner.underlay_mtu.saturating_sub(overhead));
         Some(Network {
             id: n.id.clone(),
             namespace: namespace_of(&self.inner.node_id, &n.id),
@@ -429,6 +565,7 @@ impl Networks {
             gateway: allocation.gateway.parse().ok()?,
             mtu,
             internal: n.spec.as_ref().is_some_and(|s| s.internal),
+            encrypted,
         })
     }
 
@@ -468,6 +605,13 @@ impl Networks {
         let network = self.inner.registry.network(id).ok_or_else(|| ExecError::Network(format!(
             "network {id} is not among the networks this node carries: its assignments have not named it yet"
         )))?;
+        if network.encrypted {
+            if let Some(Err(e)) = self.inner.tunnel.lock().await.as_ref() {
+                return Err(ExecError::Network(format!(
+                    "encrypted network {id} cannot be carried on this node: {e}"
+                )));
+            }
+        }
         let _making = self.inner.making.lock().await;
         let docker = &self.inner.docker;
         let found = DockerNetwork {

@@ -50,6 +50,12 @@ pub trait Dataplane: Send {
     /// the router address on its bridge, and the nftables tables of both namespaces
     /// ([`crate::mesh`]). Idempotent; the ingress network must be made already.
     fn program_mesh(&mut self, mesh: Option<&Mesh>) -> Result<(), DataplaneError>;
+    /// Drop VXLAN packets of the encrypted networks' VNIs `vnis` on every interface but
+    /// loopback, both ways ([`crate::tunnel::guard_ruleset`]); none: no guard.
+    fn guard_encrypted(
+        &mut self,
+        vnis: &std::collections::BTreeSet<u32>,
+    ) -> Result<(), DataplaneError>;
 }
 
 /// The host-side name of an endpoint's veth (15 characters at most, as the kernel wants).
@@ -190,6 +196,17 @@ impl Dataplane for Recording {
             call.push_str(&format!(" routers [{}]", routers.join(", ")));
         }
         self.lock().calls.push(call);
+        Ok(())
+    }
+
+    fn guard_encrypted(
+        &mut self,
+        vnis: &std::collections::BTreeSet<u32>,
+    ) -> Result<(), DataplaneError> {
+        let vnis: Vec<String> = vnis.iter().map(u32::to_string).collect();
+        self.lock()
+            .calls
+            .push(format!("guard [{}]", vnis.join(", ")));
         Ok(())
     }
 

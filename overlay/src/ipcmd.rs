@@ -15,6 +15,7 @@ use crate::dataplane::{bridge_veth, host_veth, Dataplane, DataplaneError};
 use crate::lb::SandboxProgram;
 use crate::mesh::{self, Mesh, BRIDGE_DEVICE, HOST_RULE_PRIORITY, RULE_PRIORITY};
 use crate::model::{mac_of, Network, Remote, BRIDGE, VXLAN_PORT};
+use crate::tunnel;
 use crate::plan::{Observed, ObservedNetwork, Op};
 
 /// The kernel, through iproute2. It sees and touches only namespaces whose names start
@@ -206,16 +207,7 @@ impl Dataplane for IpCommands {
                 run(
                     "bridge",
                     &[
-                        "-n",
-                        &ns,
-                        "fdb",
-                        "replace",
-                        &mac,
-                        "dev",
-                        &device,
-                        "dst",
-                        &node,
-                        "self",
+                        "-n", &ns, "fdb", "replace", &mac, "dev", &device, "dst", &node, "self",
                         "permanent",
                     ],
                 )
@@ -370,6 +362,12 @@ impl Dataplane for IpCommands {
         Ok(())
     }
 
+    fn guard_encrypted(&mut self, vnis: &BTreeSet<u32>) -> Result<(), DataplaneError> {
+        let table = format!("{}crypt", self.prefix);
+        let device = tunnel::tun_device(&self.prefix);
+        nft_here(&tunnel::guard_ruleset(&table, &device, vnis))
+    }
+
     fn bind_udp(
         &mut self,
         network: &Network,
@@ -408,6 +406,12 @@ fn ip_at(sandbox: &str, args: &[&str]) -> Result<String, DataplaneError> {
     let mut all = vec![net.as_str(), "ip"];
     all.extend_from_slice(args);
     run("nsenter", &all)
+}
+
+/// Bring `device` up and route `addr` (a /32) into it, in the node's namespace.
+pub(crate) fn route_into(device: &str, addr: Ipv4Addr) -> Result<(), DataplaneError> {
+    ip(&["link", "set", device, "up"])?;
+    ip(&["route", "replace", &format!("{addr}/32"), "dev", device]).map(drop)
 }
 
 /// The router address on the node's mesh device, if it has one.

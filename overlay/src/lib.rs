@@ -7,7 +7,8 @@
 //! and the Docker remote network/IPAM driver through which a task's container gets its
 //! interface before its process starts ([`plugin`]); service names ([`dns`]), VIPs
 //! ([`lb`]) and the routing mesh ([`mesh`]: published ports on every node, the client's
-//! address kept).
+//! address kept); and encrypted networks' tunnels between nodes ([`tunnel`]: QUIC in user
+//! space, as this kernel has no ESP or WireGuard).
 //!
 //! Shape: a pure planner ([`plan`]: what the kernel holds and what it should hold in,
 //! changes out), the kernel behind the [`Dataplane`] trait (real: [`IpCommands`];
@@ -25,6 +26,8 @@ pub mod model;
 pub mod plan;
 pub mod plugin;
 pub mod thread;
+pub mod tun;
+pub mod tunnel;
 
 pub use dataplane::{reconcile, Dataplane, DataplaneError, Recording};
 pub use ipcmd::{underlay_mtu, IpCommands};
@@ -32,7 +35,9 @@ pub use lb::{SandboxProgram, Vip};
 pub use mesh::{Mesh, MeshPort};
 pub use model::{
     mac_of, namespace_of, namespace_prefix, Network, NetworkState, Remote, VXLAN_OVERHEAD,
+    VXLAN_PORT,
 };
 pub use plan::Op;
 pub use plugin::{plugin_name, Plugin, Registry, NETWORK_OPTION};
 pub use thread::DataplaneThread;
+pub use tunnel::{Peer, Routes, Tunnel, TunnelConfig, ENCRYPTED_OVERHEAD};

@@ -66,13 +66,7 @@ pub fn host_table(namespace_prefix: &str) -> String {
 /// The node-side end of the veth pair onto the ingress bridge: the router (15 characters
 /// at most).
 pub fn host_device(namespace_prefix: &str) -> String {
-    let tag: String = namespace_prefix
-        .trim_start_matches("shoal-")
-        .trim_end_matches('-')
-        .chars()
-        .take(8)
-        .collect();
-    format!("shm{tag}")
+    format!("shm{}", crate::model::node_tag(namespace_prefix))
 }
 
 /// A router's mark (and policy-routing table), in task namespaces and in its node's own:

@@ -25,6 +25,9 @@ pub struct Network {
     pub mtu: u32,
     /// No way out of the network: its tasks get no default gateway from it.
     pub internal: bool,
+    /// Its frames cross the underlay only inside the node's encrypted tunnels
+    /// ([`crate::tunnel`]): its remote entries point at the node's own relay.
+    pub encrypted: bool,
 }
 
 impl Network {
@@ -47,6 +50,17 @@ pub fn namespace_of(node_id: &str, id: &str) -> String {
 /// Every namespace node `node_id` makes starts with this; nothing else is ever touched.
 pub fn namespace_prefix(node_id: &str) -> String {
     format!("shoal-{}-", prefix(node_id, 8))
+}
+
+/// The short tag of a node in device names made in its own namespace (15 characters at
+/// most per name): the node-id part of its namespace prefix.
+pub fn node_tag(namespace_prefix: &str) -> String {
+    namespace_prefix
+        .trim_start_matches("shoal-")
+        .trim_end_matches('-')
+        .chars()
+        .take(8)
+        .collect()
 }
 
 fn prefix(id: &str, n: usize) -> String {
@@ -90,5 +104,6 @@ pub(crate) fn test_network(id: &str) -> Network {
         gateway: Ipv4Addr::new(10, 0, 1, 1),
         mtu: 1450,
         internal: false,
+        encrypted: false,
     }
 }

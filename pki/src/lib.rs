@@ -46,5 +46,6 @@ pub use tls::client::{
 pub use tls::server::{
     incoming, peer_identity, peer_info, PeerInfo, TlsConn, TlsServer, HANDSHAKE_TIMEOUT,
 };
+pub use tls::tunnel::{TunnelTls, ALPN_TUNNEL};
 pub use tls::MANAGER_SERVER_NAME;
 pub use token::{random_id, JoinToken};

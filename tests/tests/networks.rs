@@ -52,15 +52,12 @@ fn networks_are_allocated_attached_and_refused_with_reasons() {
         overlap.stderr.trim(),
         "Error: network back: subnet 10.20.0.0/16 overlaps subnet 10.20.0.0/24 of network front"
     );
-    let encrypted = node.shoal(&["network", "create", "--opt", "encrypted", "back"]);
-    assert_eq!(
-        encrypted.code, 1,
-        "an encrypted network is refused until it is real"
-    );
+    let falsely = node.shoal(&["network", "create", "--opt", "encrypted=false", "back"]);
+    assert_eq!(falsely.code, 1, "an ambiguous encryption option is refused");
     assert!(
-        encrypted.stderr.contains("not available yet"),
+        falsely.stderr.contains("give --opt encrypted"),
         "{}",
-        encrypted.stderr
+        falsely.stderr
     );
     node.shoal_ok(&["network", "create", "back"]);
     let back = inspect(&node, "network", "back");
@@ -74,6 +71,14 @@ fn networks_are_allocated_attached_and_refused_with_reasons() {
         .map(|n| n["Name"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(names, ["back", "front", "ingress"]);
+    node.shoal_ok(&["network", "create", "--opt", "encrypted", "sec"]);
+    let sec = inspect(&node, "network", "sec");
+    assert!(
+        sec["Options"].get("encrypted").is_some(),
+        "{}",
+        sec["Options"]
+    );
+    node.shoal_ok(&["network", "rm", "sec"]);
 
     // A service on a network that does not exist changes nothing.
     let missing = node.shoal(&[

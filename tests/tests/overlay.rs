@@ -625,3 +625,99 @@ fn a_mesh_port_answers_on_every_node_and_the_task_sees_the_client() {
     .expect("the mesh's tables are removed");
     assert!(page_from(&lab, 3, "http://10.78.0.11:8080/cgi-bin/ip").is_none());
 }
+
+/// What host `host`'s underlay (eth0) carried as UDP while `during` ran: tcpdump's capture
+/// file (`file`, in the host's namespace), read back whole.
+fn capture_underlay(lab: &Lab, host: usize, file: &str, during: impl FnOnce()) -> String {
+    // A file left by an earlier run would pass for this capture having started.
+    lab.exec(host, &["rm", "-f", file]);
+    std::thread::scope(|scope| {
+        let capture = scope.spawn(|| {
+            lab.exec(
+                host,
+                &[
+                    "timeout",
+                    "60",
+                    "tcpdump",
+                    "--immediate-mode",
+                    "-i",
+                    "eth0",
+                    "-U",
+                    "-w",
+                    file,
+                    "udp",
+                ],
+            )
+        });
+        let size = || {
+            let out = lab.exec(host, &["stat", "-c", "%s", file]).stdout;
+            out.trim().parse::<u64>().unwrap_or(0)
+        };
+        // The file's header (24 bytes) is written once the capture runs.
+        wait_until("tcpdump writing", WAIT, || (size() >= 24).then_some(()))
+            .expect("tcpdump starts");
+        during();
+        wait_until("packets in the capture", WAIT, || (size() > 24).then_some(()))
+            .expect("the capture saw traffic");
+        lab.exec(host, &["pkill", "-INT", "-f", file]);
+        let _ = capture.join();
+    });
+    lab.exec(host, &["cat", file]).stdout
+}
+
+#[test]
+fn an_encrypted_network_carries_the_page_and_the_underlay_never_sees_it() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("the lab comes up");
+    const PAGE: &str = "shoal-page-in-the-clear-7f3a";
+    let script = format!("echo {PAGE} > /tmp/index.html; exec httpd -f -p 80 -h /tmp");
+    // A plain network first: the capture finds the page, so the check below can fail.
+    lab.shoal_ok(1, &["network", "create", "plain"]);
+    server_on_n3(&lab, "plain", &script);
+    let cli = sleeper_on_n2(&lab, "cli", "plain");
+    wait_until("the page over the plain network", WAIT, || {
+        fetch(&lab, &cli, "http://srv/").filter(|p| p.contains(PAGE))
+    })
+    .expect("srv answers");
+    let clear = capture_underlay(&lab, 2, "/tmp/plain.pcap", || {
+        assert!(fetch(&lab, &cli, "http://srv/").is_some_and(|p| p.contains(PAGE)));
+    });
+    assert!(clear.contains(PAGE), "a plain network's page is visible on the underlay");
+    lab.shoal_ok(1, &["service", "rm", "srv", "cli"]);
+
+    // New names: the plain network's containers may take their grace period to go.
+    lab.shoal_ok(1, &["network", "create", "--opt", "encrypted", "sec"]);
+    create(
+        &lab,
+        &[
+            "--name",
+            "ssrv",
+            "--network",
+            "sec",
+            "--constraint",
+            "node.hostname==n3",
+            "shoal-test/busybox:a",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    let cli = sleeper_on_n2(&lab, "scli", "sec");
+    wait_until("the page over the encrypted network", WAIT, || {
+        fetch(&lab, &cli, "http://ssrv/").filter(|p| p.contains(PAGE))
+    })
+    .expect("srv answers over the encrypted network");
+    let captured = capture_underlay(&lab, 2, "/tmp/sec.pcap", || {
+        for _ in 0..3 {
+            assert!(fetch(&lab, &cli, "http://ssrv/").is_some_and(|p| p.contains(PAGE)));
+        }
+    });
+    assert!(!captured.contains(PAGE), "the page crossed the underlay in the clear");
+    let tunnel = lab.exec(2, &["tcpdump", "-nr", "/tmp/sec.pcap", "udp port 4790"]).stdout;
+    assert!(
+        tunnel.lines().count() >= 6,
+        "the fetches went through the tunnel: {tunnel}"
+    );
+    let vxlan = lab.exec(2, &["tcpdump", "-nr", "/tmp/sec.pcap", "udp port 4789"]).stdout;
+    assert_eq!(vxlan.trim(), "", "no plain VXLAN left n2");
+}

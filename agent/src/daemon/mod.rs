@@ -486,6 +486,7 @@ impl Daemon {
                     underlay,
                     executor.docker().clone(),
                     &config.plugin_dir,
+                    Some(crate::network::tunnel_tls(node_tls.clone())),
                     network_stop.clone(),
                 )
                 .map_err(|e| DaemonError::Network(e.to_string()))?,

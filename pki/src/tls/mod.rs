@@ -3,6 +3,7 @@
 
 pub(crate) mod client;
 pub(crate) mod server;
+pub(crate) mod tunnel;
 
 use std::sync::Arc;
 
