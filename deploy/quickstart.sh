@@ -2,8 +2,9 @@
 # Shoal on this machine in one command: installs what is missing, builds Shoal, brings up
 # a 3-node lab cluster (deploy/lab.sh: n1 manager, n2 and n3 workers, each a network
 # namespace with its own dockerd and shoald, joined over mTLS), deploys a web service
-# spread over the three nodes on an overlay network, prints `shoal node ls` and `shoal
-# service ps web`, and shows a task on n2 reaching web by name over the overlay.
+# spread over the three nodes on an overlay network with port 8000 published through the
+# routing mesh, prints `shoal node ls` and `shoal service ps web`, and shows a task on n2
+# reaching web by name over the overlay and n3 reaching it through n1's published port.
 # Idempotent: re-running keeps what is there. Run as root on Debian 12.
 # Afterwards: deploy/lab.sh shoal n1 service ls   ...   deploy/lab.sh down
 set -euo pipefail
@@ -22,6 +23,7 @@ if ! shoal network inspect front >/dev/null 2>&1; then
 fi
 if ! shoal service inspect web >/dev/null 2>&1; then
   shoal service create --name web --replicas 6 --network front \
+    --publish published=8000,target=8080 \
     shoal-test/busybox:a httpd -f -p 8080 -h /var/www >/dev/null
 fi
 if ! shoal service inspect client >/dev/null 2>&1; then
@@ -50,5 +52,7 @@ if [ -n "$client" ]; then
   echo "tasks.web -> $(addrs tasks.web)"
   echo "GET http://web:8080/ -> $(./deploy/lab.sh docker n2 exec "$client" wget -qO- http://web:8080/ || true)"
 fi
+log "from host n3, through the routing mesh on n1's address (any node answers)"
+echo "GET http://10.78.0.11:8000/ -> $(./deploy/lab.sh exec n3 timeout 5 wget -qO- http://10.78.0.11:8000/ || true)"
 echo
 log "try: deploy/lab.sh shoal n1 service scale web=9 | deploy/lab.sh shoal n1 node update --availability drain n2 | deploy/lab.sh down"

@@ -31,16 +31,33 @@ use crate::executor::ExecError;
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
 /// The option that makes a network encrypted, as docker's.
 const ENCRYPTED_OPTION: &str = "encrypted";
-/// How often the encrypted tunnels' traffic keys are replaced.
+/// How often the encrypted tunnels' traffic keys are replaced, unless
+/// `SHOAL_TUNNEL_KEY_UPDATE_MS` says otherwise (tests shorten it).
 const KEY_UPDATE: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// What the node's encrypted tunnels are made from, asked when the first encrypted
-/// network arrives (so the node's current certificate is used).
-pub type TunnelTls = Arc<dyn Fn() -> Result<shoal_pki::TunnelTls, String> + Send + Sync>;
+fn key_update() -> std::time::Duration {
+    std::env::var("SHOAL_TUNNEL_KEY_UPDATE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(KEY_UPDATE, std::time::Duration::from_millis)
+}
+
+/// What the node's encrypted tunnels are made from: given the certificate (PEM) last
+/// used, the node's current one and its TLS when they differ. Asked when the first
+/// encrypted network arrives and on every change after, so a renewal reaches the tunnels.
+pub type TunnelTls =
+    Arc<dyn Fn(&str) -> Result<Option<(String, shoal_pki::TunnelTls)>, String> + Send + Sync>;
 
 /// The tunnels' TLS from the node's certificates as they are when asked.
 pub fn tunnel_tls(tls: crate::tls::NodeTls) -> TunnelTls {
-    Arc::new(move || shoal_pki::TunnelTls::new(&tls.certs()).map_err(|e| e.to_string()))
+    Arc::new(move |last: &str| {
+        let certs = tls.certs();
+        if certs.cert_pem == last {
+            return Ok(None);
+        }
+        let made = shoal_pki::TunnelTls::new(&certs).map_err(|e| e.to_string())?;
+        Ok(Some((certs.cert_pem, made)))
+    })
 }
 /// How often, and how many times, a Docker network still in use is tried again.
 const PRUNE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -103,6 +120,8 @@ struct Inner {
     /// error, if it could not be (tasks on encrypted networks are then refused).
     tunnel: Mutex<Option<Result<Tunnel, String>>>,
     tunnel_tls: Option<TunnelTls>,
+    /// The certificate the tunnel runs with.
+    tunnel_cert: Mutex<String>,
     /// The encrypted VNIs last guarded (`None`: not yet since the start).
     guarded: Mutex<Option<std::collections::BTreeSet<u32>>>,
     cancel: CancellationToken,
@@ -149,6 +168,7 @@ impl Networks {
                 mesh: Mutex::new(None),
                 tunnel: Mutex::new(None),
                 tunnel_tls,
+                tunnel_cert: Mutex::new(String::new()),
                 guarded: Mutex::new(None),
                 cancel,
             }),
@@ -263,6 +283,7 @@ impl Networks {
         if !vnis.is_empty() {
             if let Some(Ok(tunnel)) = self.tunnel().await.as_ref() {
                 tunnel.set_routes(self.routes(views, &vnis));
+                self.renew_tunnel(tunnel).await;
             }
         }
         let mut guarded = self.inner.guarded.lock().await;
@@ -280,15 +301,37 @@ impl Networks {
         }
     }
 
+    /// A renewed node certificate goes to the tunnel's next handshakes.
+    async fn renew_tunnel(&self, tunnel: &Tunnel) {
+        let Some(tls) = &self.inner.tunnel_tls else {
+            return;
+        };
+        let mut cert = self.inner.tunnel_cert.lock().await;
+        match tls(&cert) {
+            Ok(None) => {}
+            Ok(Some((pem, made))) => match tunnel.reload(made.server, made.client) {
+                Ok(()) => {
+                    tracing::info!("encrypted tunnels use the renewed certificate");
+                    *cert = pem;
+                }
+                Err(e) => tracing::warn!("encrypted tunnels keep the old certificate: {e}"),
+            },
+            Err(e) => tracing::warn!("encrypted tunnels keep the old certificate: {e}"),
+        }
+    }
+
     /// The tunnel, started on first use.
     async fn tunnel(&self) -> tokio::sync::MutexGuard<'_, Option<Result<Tunnel, String>>> {
         let mut tunnel = self.inner.tunnel.lock().await;
         if tunnel.is_none() {
             let started = match &self.inner.tunnel_tls {
                 None => Err("this node's agent runs without tunnel certificates".to_string()),
-                Some(tls) => match tls() {
+                Some(tls) => match tls("") {
                     Err(e) => Err(e),
-                    Ok(tls) => Tunnel::start(
+                    Ok(None) => Err("no node certificate for the tunnels".to_string()),
+                    Ok(Some((pem, tls))) => {
+                        *self.inner.tunnel_cert.lock().await = pem;
+                        Tunnel::start(
                         TunnelConfig {
                             server: tls.server,
                             client: tls.client,
@@ -303,12 +346,13 @@ impl Networks {
                                 &self.inner.node_id,
                             )),
                             vxlan_port: shoal_overlay::VXLAN_PORT,
-                            key_update: KEY_UPDATE,
+                            key_update: key_update(),
                         },
                         self.inner.cancel.child_token(),
                     )
                     .await
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| e.to_string())
+                    }
                 },
             };
             if let Err(e) = &started {
@@ -503,6 +547,10 @@ impl Networks {
         self.inner.registry.set_networks([]);
         self.run_resolvers(&[], &[]).await;
         self.program_mesh(None, &[]).await;
+        let none = std::collections::BTreeSet::new();
+        if let Err(e) = self.inner.dataplane.run(move |dp| dp.guard_encrypted(&none)).await {
+            tracing::warn!("encrypted networks' guard left behind: {e}");
+        }
         self.prune_docker_networks(&[]).await;
         self.inner.dataplane.run(|dp| reconcile(dp, &[])).await?;
         Ok(())

@@ -15,6 +15,9 @@ Items (per round, Shoal then the peer's own bench_overlay.py --runs 1, order rot
               veth-bridge-veth) and overlay (a task on n2 -> a task on n1, over the
               network's VXLAN); the ratio overlay / underlay. Swarm: the same two figures
               from its harness.
+  encrypted   (--encrypted) the same overlay run on a network made with --opt encrypted
+              (Shoal: QUIC between the nodes, in user space); the ratio encrypted / plain
+              per round. Swarm: its harness's --encrypted figure (IPsec ESP, absent here).
   names       time from a task's process starting on n3 to its name (tasks.NAME) answering
               in a task on n2, both read from /proc/uptime in the containers (one kernel
               clock), --names times.
@@ -128,14 +131,15 @@ def shoal_underlay(secs):
     return gbps(out)
 
 
-def shoal_overlay_setup():
-    shoal("network", "create", "-d", "overlay", "benchnet", check=False)
-    shoal("service", "create", "--detach", "--name", "iperf-srv", "--network", "benchnet",
+def shoal_overlay_setup(suffix="", opts=()):
+    net = f"benchnet{suffix}"
+    shoal("network", "create", "-d", "overlay", *opts, net, check=False)
+    shoal("service", "create", "--detach", "--name", f"iperf-srv{suffix}", "--network", net,
           "--constraint", "node.hostname==n1", IPERF_IMAGE, "iperf3", "-s")
-    shoal("service", "create", "--detach", "--name", "iperf-cli", "--network", "benchnet",
+    shoal("service", "create", "--detach", "--name", f"iperf-cli{suffix}", "--network", net,
           "--constraint", "node.hostname==n2", IPERF_IMAGE, "sleep", "1000000")
-    srv = wait("iperf-srv running", lambda: address_of("iperf-srv"))
-    cli = wait("iperf-cli's container", lambda: container_of(2, "iperf-cli"))
+    srv = wait(f"iperf-srv{suffix} running", lambda: address_of(f"iperf-srv{suffix}"))
+    cli = wait(f"iperf-cli{suffix}'s container", lambda: container_of(2, f"iperf-cli{suffix}"))
     return srv, cli
 
 
@@ -165,13 +169,14 @@ def name_time(cli):
     return answered - started
 
 
-def swarm_overlay(secs):
+def swarm_overlay(secs, encrypted=False):
     out = run(["python3", os.path.join(PEER, "bench_overlay.py"), "--runs", "1", "--time",
-               str(secs)], timeout=600)
+               str(secs)] + (["--encrypted"] if encrypted else []), timeout=600)
     m = re.search(r"underlay median=([\d.]+).*overlay median=([\d.]+)", out)
     if not m:
         raise RuntimeError(f"no RESULT from the peer's bench_overlay.py:\n{out[-600:]}")
-    return float(m.group(1)), float(m.group(2))
+    e = re.search(r"encrypted overlay (FAILED|median=[\d.]+)", out)
+    return float(m.group(1)), float(m.group(2)), (e.group(1) if e else "-")
 
 
 def main():
@@ -180,10 +185,14 @@ def main():
     ap.add_argument("--time", type=int, default=5)
     ap.add_argument("--names", type=int, default=10)
     ap.add_argument("--no-swarm", action="store_true")
+    ap.add_argument("--encrypted", action="store_true")
     a = ap.parse_args()
     iperf_image()
     srv, cli = shoal_overlay_setup()
-    res = {"shoal_under": [], "shoal_over": [], "swarm_under": [], "swarm_over": [], "names": []}
+    if a.encrypted:
+        esrv, ecli = shoal_overlay_setup("-enc", ("--opt", "encrypted"))
+    res = {"shoal_under": [], "shoal_over": [], "swarm_under": [], "swarm_over": [], "names": [],
+           "shoal_enc": [], "swarm_enc": []}
     for r in range(a.runs):
         order = ["shoal", "swarm"] if r % 2 == 0 else ["swarm", "shoal"]
         for who in order:
@@ -193,8 +202,13 @@ def main():
                 res["shoal_under"].append(u)
                 res["shoal_over"].append(o)
                 say(f"round {r+1} shoal: underlay {u:.2f}, overlay {o:.2f} Gbit/s ({o/u:.2f})")
+                if a.encrypted:
+                    e = shoal_overlay(esrv, ecli, a.time)
+                    res["shoal_enc"].append(e)
+                    say(f"round {r+1} shoal: encrypted overlay {e:.2f} Gbit/s ({e/o:.2f} of plain)")
             elif not a.no_swarm:
-                u, o = swarm_overlay(a.time)
+                u, o, e = swarm_overlay(a.time, a.encrypted)
+                res["swarm_enc"].append(e)
                 res["swarm_under"].append(u)
                 res["swarm_over"].append(o)
                 say(f"round {r+1} swarm: underlay {u:.2f}, overlay {o:.2f} Gbit/s ({o/u:.2f})")
@@ -202,7 +216,8 @@ def main():
         t = name_time(cli)
         res["names"].append(t)
         say(f"name {i+1}: {t*1000:.0f} ms")
-    shoal("service", "rm", "iperf-srv", "iperf-cli", check=False)
+    shoal("service", "rm", "iperf-srv", "iperf-cli", "iperf-srv-enc", "iperf-cli-enc",
+          check=False)
     ratio = lambda u, o: [x / y for x, y in zip(o, u)]
     say("")
     say("| item | Shoal | Swarm |")
@@ -210,6 +225,9 @@ def main():
     say(f"| iperf3 underlay, 1 stream {a.time}s | {fmt(res['shoal_under'], 'Gbit/s')} | {fmt(res['swarm_under'], 'Gbit/s')} |")
     say(f"| iperf3 overlay, task n2 -> task n1 | {fmt(res['shoal_over'], 'Gbit/s')} | {fmt(res['swarm_over'], 'Gbit/s')} |")
     say(f"| overlay / underlay (per round) | {fmt(ratio(res['shoal_under'], res['shoal_over']), '')} | {fmt(ratio(res['swarm_under'], res['swarm_over']), '')} |")
+    if a.encrypted:
+        say(f"| iperf3 encrypted overlay, task n2 -> task n1 | {fmt(res['shoal_enc'], 'Gbit/s')} | {'; '.join(res['swarm_enc']) or '-'} |")
+        say(f"| encrypted / plain overlay (per round) | {fmt(ratio(res['shoal_over'], res['shoal_enc']), '')} | - |")
     say(f"| task start on n3 -> tasks.NAME answers on n2 | {fmt([t*1000 for t in res['names']], 'ms', 0)} | - |")
 
 

@@ -167,6 +167,37 @@ pub fn guard_ruleset(table: &str, device: &str, vnis: &BTreeSet<u32>) -> String 
     out
 }
 
+/// QUIC's transport settings for tunnels over an underlay of MTU `underlay_mtu`: datagrams
+/// as large as the underlay carries (no discovery: the MTU is known), kept alive.
+fn transport(underlay_mtu: u32) -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    let mtu = u16::try_from(underlay_mtu.saturating_sub(28)).unwrap_or(1472);
+    transport
+        .initial_mtu(mtu.max(1200))
+        .mtu_discovery_config(None)
+        .keep_alive_interval(Some(Duration::from_secs(5)))
+        .datagram_receive_buffer_size(Some(8 << 20))
+        .datagram_send_buffer_size(8 << 20);
+    Arc::new(transport)
+}
+
+/// quinn's server and client configurations from rustls's.
+fn quic_configs(
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+    transport: &Arc<quinn::TransportConfig>,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TunnelError> {
+    let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
+        .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+    server.transport_config(transport.clone());
+    let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
+        .map_err(|e| TunnelError::Tls(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(client));
+    client.transport_config(transport.clone());
+    Ok((server, client))
+}
+
 /// A node's tunnel endpoint and relay; cheap to clone.
 #[derive(Clone)]
 pub struct Tunnel {
@@ -175,6 +206,8 @@ pub struct Tunnel {
 
 struct Inner {
     endpoint: quinn::Endpoint,
+    client: RwLock<quinn::ClientConfig>,
+    transport: Arc<quinn::TransportConfig>,
     server_name: String,
     identify: Identify,
     port: u16,
@@ -193,27 +226,11 @@ struct Inner {
 impl Tunnel {
     /// Listen on the underlay and the relay port, until `cancel`.
     pub async fn start(config: TunnelConfig, cancel: CancellationToken) -> Result<Self, TunnelError> {
-        let mut transport = quinn::TransportConfig::default();
-        let mtu = u16::try_from(config.underlay_mtu.saturating_sub(28)).unwrap_or(1472);
-        transport
-            .initial_mtu(mtu.max(1200))
-            .mtu_discovery_config(None)
-            .keep_alive_interval(Some(Duration::from_secs(5)))
-            .datagram_receive_buffer_size(Some(8 << 20))
-            .datagram_send_buffer_size(8 << 20);
-        let transport = Arc::new(transport);
-        let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(config.server)
-            .map_err(|e| TunnelError::Tls(e.to_string()))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport.clone());
-        let client_crypto = quinn::crypto::rustls::QuicClientConfig::try_from(config.client)
-            .map_err(|e| TunnelError::Tls(e.to_string()))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client.transport_config(transport);
+        let transport = transport(config.underlay_mtu);
+        let (server, client) = quic_configs(config.server, config.client, &transport)?;
         let addr = SocketAddr::from((config.underlay, config.port));
-        let mut endpoint =
+        let endpoint =
             quinn::Endpoint::server(server, addr).map_err(|source| TunnelError::Bind { addr, source })?;
-        endpoint.set_default_client_config(client);
         let tun = Tun::open(&config.device).map_err(TunnelError::Tun)?;
         crate::ipcmd::route_into(&config.device, RELAY_ADDR)
             .map_err(|e| TunnelError::Route(e.to_string()))?;
@@ -227,6 +244,8 @@ impl Tunnel {
         let tunnel = Tunnel {
             inner: Arc::new(Inner {
                 endpoint,
+                client: RwLock::new(client),
+                transport,
                 server_name: config.server_name,
                 identify: config.identify,
                 port: config.port,
@@ -244,6 +263,19 @@ impl Tunnel {
         tokio::spawn(tunnel.clone().update_keys(config.key_update));
         tracing::info!(%addr, "encrypted overlay tunnel listening");
         Ok(tunnel)
+    }
+
+    /// New certificates: every handshake from now on presents and checks with them (open
+    /// tunnels keep their keys, which they update anyway).
+    pub fn reload(
+        &self,
+        server: Arc<rustls::ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+    ) -> Result<(), TunnelError> {
+        let (server, client) = quic_configs(server, client, &self.inner.transport)?;
+        self.inner.endpoint.set_server_config(Some(server));
+        *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        Ok(())
     }
 
     /// The routes now (replaces the previous ones).
@@ -296,8 +328,14 @@ impl Tunnel {
             };
             let conn = self.lock_conns().get(&peer.node_id).cloned();
             match conn {
+                // Waits while the connection's send buffer is full: the kernel's TUN queue
+                // holds the rest (and drops past it), rather than quinn dropping what it
+                // had queued.
                 Some(conn) => {
-                    if let Err(e) = conn.send_datagram(Bytes::copy_from_slice(packet)) {
+                    let sent = conn
+                        .send_datagram_wait(Bytes::copy_from_slice(packet))
+                        .await;
+                    if let Err(e) = sent {
                         tracing::debug!(node = %peer.node_id, "tunnel send: {e}");
                     }
                 }
@@ -320,7 +358,17 @@ impl Tunnel {
         let this = self.clone();
         tokio::spawn(async move {
             let addr = SocketAddr::from((peer.addr, this.inner.port));
-            let result = match this.inner.endpoint.connect(addr, &this.inner.server_name) {
+            let client = this
+                .inner
+                .client
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let result = match this
+                .inner
+                .endpoint
+                .connect_with(client, addr, &this.inner.server_name)
+            {
                 Ok(connecting) => connecting.await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };

@@ -668,9 +668,13 @@ fn capture_underlay(lab: &Lab, host: usize, file: &str, during: impl FnOnce()) -
 #[test]
 fn an_encrypted_network_carries_the_page_and_the_underlay_never_sees_it() {
     require_lab!();
+    // Keys updated five times a second: a long transfer must ride through several.
+    std::env::set_var("SHOAL_TUNNEL_KEY_UPDATE_MS", "200");
     let lab = Lab::up(1, 2).expect("the lab comes up");
     const PAGE: &str = "shoal-page-in-the-clear-7f3a";
-    let script = format!("echo {PAGE} > /tmp/index.html; exec httpd -f -p 80 -h /tmp");
+    let script = format!(
+        "echo {PAGE} > /tmp/index.html; head -c 40000000 /dev/zero > /tmp/big; exec httpd -f -p 80 -h /tmp"
+    );
     // A plain network first: the capture finds the page, so the check below can fail.
     lab.shoal_ok(1, &["network", "create", "plain"]);
     server_on_n3(&lab, "plain", &script);
@@ -720,4 +724,19 @@ fn an_encrypted_network_carries_the_page_and_the_underlay_never_sees_it() {
     );
     let vxlan = lab.exec(2, &["tcpdump", "-nr", "/tmp/sec.pcap", "udp port 4789"]).stdout;
     assert_eq!(vxlan.trim(), "", "no plain VXLAN left n2");
+
+    // 40 MB through the tunnel while its keys change every 200 ms: nothing is dropped.
+    let size = lab.docker(
+        2,
+        &["exec", &cli, "sh", "-c", "wget -qO- http://ssrv/big | wc -c"],
+    );
+    assert_eq!(size.stdout.trim(), "40000000", "{}", size.stderr);
+
+    // Leaving the swarm takes the guard and the TUN device with it.
+    lab.shoal_ok(2, &["swarm", "leave"]);
+    wait_until("n2's tunnel gone", WAIT, || {
+        let links = lab.exec(2, &["ip", "-br", "link"]).stdout;
+        (!tables_of(&lab, 2).contains("-crypt") && !links.contains("sht")).then_some(())
+    })
+    .expect("no guard table and no TUN device left on n2");
 }
