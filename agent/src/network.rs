@@ -332,26 +332,26 @@ impl Networks {
                     Ok(Some((pem, tls))) => {
                         *self.inner.tunnel_cert.lock().await = pem;
                         Tunnel::start(
-                        TunnelConfig {
-                            server: tls.server,
-                            client: tls.client,
-                            server_name: shoal_pki::NODE_SAN.to_string(),
-                            identify: Arc::new(|der| {
-                                shoal_pki::identity_of_cert_der(der).ok().map(|i| i.node_id)
-                            }),
-                            underlay: self.inner.underlay,
-                            underlay_mtu: self.inner.underlay_mtu,
-                            port: shoal_overlay::tunnel::TUNNEL_PORT,
-                            device: shoal_overlay::tunnel::tun_device(&namespace_prefix(
-                                &self.inner.node_id,
-                            )),
-                            vxlan_port: shoal_overlay::VXLAN_PORT,
-                            key_update: key_update(),
-                        },
-                        self.inner.cancel.child_token(),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())
+                            TunnelConfig {
+                                server: tls.server,
+                                client: tls.client,
+                                server_name: shoal_pki::NODE_SAN.to_string(),
+                                identify: Arc::new(|der| {
+                                    shoal_pki::identity_of_cert_der(der).ok().map(|i| i.node_id)
+                                }),
+                                underlay: self.inner.underlay,
+                                underlay_mtu: self.inner.underlay_mtu,
+                                port: shoal_overlay::tunnel::TUNNEL_PORT,
+                                device: shoal_overlay::tunnel::tun_device(&namespace_prefix(
+                                    &self.inner.node_id,
+                                )),
+                                vxlan_port: shoal_overlay::VXLAN_PORT,
+                                key_update: key_update(),
+                            },
+                            self.inner.cancel.child_token(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
                     }
                 },
             };
@@ -378,7 +378,11 @@ impl Networks {
             if !encrypted {
                 continue;
             }
-            for p in view.peers.iter().filter(|p| p.node_id != self.inner.node_id) {
+            for p in view
+                .peers
+                .iter()
+                .filter(|p| p.node_id != self.inner.node_id)
+            {
                 if let (Some(addr), Ok(node)) = (host(&p.addr), p.node_addr.parse()) {
                     routes.add(
                         addr,
@@ -397,7 +401,9 @@ impl Networks {
     /// network was made anew (its namespace held the rest).
     async fn program_mesh(&self, mesh: Option<Mesh>, remade: &[String]) {
         let mut last = self.inner.mesh.lock().await;
-        let remade = mesh.as_ref().is_some_and(|m| remade.contains(&m.network.id));
+        let remade = mesh
+            .as_ref()
+            .is_some_and(|m| remade.contains(&m.network.id));
         if last.as_ref() == Some(&mesh) && !remade {
             return;
         }
@@ -548,7 +554,12 @@ impl Networks {
         self.run_resolvers(&[], &[]).await;
         self.program_mesh(None, &[]).await;
         let none = std::collections::BTreeSet::new();
-        if let Err(e) = self.inner.dataplane.run(move |dp| dp.guard_encrypted(&none)).await {
+        if let Err(e) = self
+            .inner
+            .dataplane
+            .run(move |dp| dp.guard_encrypted(&none))
+            .await
+        {
             tracing::warn!("encrypted networks' guard left behind: {e}");
         }
         self.prune_docker_networks(&[]).await;
@@ -563,8 +574,14 @@ impl Networks {
                 let network = self.network(view)?;
                 // Other nodes' tasks, and (on ingress) their routers: replies of mesh
                 // connections go back to the router they came in by.
-                let peers = view.peers.iter().map(|p| (&p.node_id, &p.addr, &p.node_addr));
-                let routers = view.routers.iter().map(|r| (&r.node_id, &r.addr, &r.node_addr));
+                let peers = view
+                    .peers
+                    .iter()
+                    .map(|p| (&p.node_id, &p.addr, &p.node_addr));
+                let routers = view
+                    .routers
+                    .iter()
+                    .map(|r| (&r.node_id, &r.addr, &r.node_addr));
                 let remotes = peers
                     .chain(routers)
                     .filter(|(node, ..)| **node != self.inner.node_id)
@@ -779,7 +796,10 @@ fn routers_of(views: &[NetworkView]) -> HashMap<String, Vec<Ipv4Addr>> {
         .filter(|v| !v.routers.is_empty())
         .filter_map(|view| {
             let id = view.network.as_ref()?.id.clone();
-            Some((id, view.routers.iter().filter_map(|r| host(&r.addr)).collect()))
+            Some((
+                id,
+                view.routers.iter().filter_map(|r| host(&r.addr)).collect(),
+            ))
         })
         .collect()
 }
@@ -887,10 +907,7 @@ mod tests {
                 backends: vec![Ipv4Addr::new(10, 0, 1, 3)],
             }]
         );
-        assert_eq!(
-            routers_of(&[view()])["net"],
-            [Ipv4Addr::new(10, 0, 1, 250)]
-        );
+        assert_eq!(routers_of(&[view()])["net"], [Ipv4Addr::new(10, 0, 1, 250)]);
     }
 
     #[test]

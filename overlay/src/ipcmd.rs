@@ -15,8 +15,8 @@ use crate::dataplane::{bridge_veth, host_veth, Dataplane, DataplaneError};
 use crate::lb::SandboxProgram;
 use crate::mesh::{self, Mesh, BRIDGE_DEVICE, HOST_RULE_PRIORITY, RULE_PRIORITY};
 use crate::model::{mac_of, Network, Remote, BRIDGE, VXLAN_PORT};
-use crate::tunnel;
 use crate::plan::{Observed, ObservedNetwork, Op};
+use crate::tunnel;
 
 /// The kernel, through iproute2. It sees and touches only namespaces whose names start
 /// with its prefix ([`crate::model::namespace_prefix`]).
@@ -207,7 +207,16 @@ impl Dataplane for IpCommands {
                 run(
                     "bridge",
                     &[
-                        "-n", &ns, "fdb", "replace", &mac, "dev", &device, "dst", &node, "self",
+                        "-n",
+                        &ns,
+                        "fdb",
+                        "replace",
+                        &mac,
+                        "dev",
+                        &device,
+                        "dst",
+                        &node,
+                        "self",
                         "permanent",
                     ],
                 )
@@ -323,8 +332,20 @@ impl Dataplane for IpCommands {
             }
             let _ = ip_in(&ns, &["link", "del", "dev", BRIDGE_DEVICE]);
             ip(&[
-                "link", "add", &device, "mtu", &mtu, "type", "veth", "peer", "name",
-                BRIDGE_DEVICE, "netns", &ns, "mtu", &mtu,
+                "link",
+                "add",
+                &device,
+                "mtu",
+                &mtu,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                BRIDGE_DEVICE,
+                "netns",
+                &ns,
+                "mtu",
+                &mtu,
             ])?;
         }
         ip_in(&ns, &["link", "set", BRIDGE_DEVICE, "master", BRIDGE, "up"])?;

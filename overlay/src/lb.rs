@@ -69,15 +69,15 @@ mod tests {
     fn a_vip_spreads_over_its_backends_and_an_empty_one_has_no_rule() {
         let rules = ruleset(
             &[
-            Vip {
-                vip: Ipv4Addr::new(10, 0, 1, 2),
-                backends: vec![Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 0, 1, 6)],
-            },
-            Vip {
-                vip: Ipv4Addr::new(10, 0, 1, 9),
-                backends: vec![],
-            },
-        ],
+                Vip {
+                    vip: Ipv4Addr::new(10, 0, 1, 2),
+                    backends: vec![Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 0, 1, 6)],
+                },
+                Vip {
+                    vip: Ipv4Addr::new(10, 0, 1, 9),
+                    backends: vec![],
+                },
+            ],
             &[],
         );
         assert_eq!(

@@ -96,7 +96,10 @@ pub fn host_ruleset(namespace_prefix: &str, mesh: &Mesh) -> String {
         ("output", "output", "ip daddr != 127.0.0.0/8 "),
     ] {
         let _ = writeln!(out, "  chain {chain} {{");
-        let _ = writeln!(out, "    type nat hook {hook} priority -100; policy accept;");
+        let _ = writeln!(
+            out,
+            "    type nat hook {hook} priority -100; policy accept;"
+        );
         for port in mesh.ports.iter().filter(|p| !p.backends.is_empty()) {
             let map: Vec<String> = port
                 .backends
@@ -118,7 +121,10 @@ pub fn host_ruleset(namespace_prefix: &str, mesh: &Mesh) -> String {
     }
     // Every later packet of a mesh connection, either way, carries the mark too (only the
     // first one passes the translation rules).
-    for (chain, kind, hook) in [("marks", "filter", "prerouting"), ("own_marks", "route", "output")] {
+    for (chain, kind, hook) in [
+        ("marks", "filter", "prerouting"),
+        ("own_marks", "route", "output"),
+    ] {
         let _ = writeln!(out, "  chain {chain} {{");
         let _ = writeln!(
             out,
@@ -210,9 +216,8 @@ mod tests {
     fn the_node_translates_its_mesh_ports_once_to_the_serving_tasks() {
         assert_eq!(host_device("shoal-abcdefgh-"), "shmabcdefgh");
         let rules = host_ruleset("shoal-abcdefgh-", &mesh());
-        assert!(rules.starts_with(
-            "table ip shoal-abcdefgh-mesh\ndelete table ip shoal-abcdefgh-mesh\n"
-        ));
+        assert!(rules
+            .starts_with("table ip shoal-abcdefgh-mesh\ndelete table ip shoal-abcdefgh-mesh\n"));
         assert!(rules.contains(
             "    fib daddr type local tcp dport 8080 meta mark set 0x0a000003 ct mark set 0x0a000003 dnat to numgen inc mod 2 map { 0 : 10.0.0.7, 1 : 10.0.0.9 } : 80\n"
         ));

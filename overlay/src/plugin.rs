@@ -448,7 +448,12 @@ mod tests {
         let stale = registry.stale_sandboxes();
         assert_eq!(stale.len(), 2);
         // A sandbox on both networks gets both VIPs.
-        let a = &stale.iter().find(|(s, _)| s == "/ns/a").expect("a").1.ruleset;
+        let a = &stale
+            .iter()
+            .find(|(s, _)| s == "/ns/a")
+            .expect("a")
+            .1
+            .ruleset;
         assert!(a.contains("10.0.1.2") && a.contains("10.0.1.9"), "{a}");
         assert!(!a.contains("mesh_in"), "not on the ingress network: {a}");
         for (sandbox, rules) in &stale {

@@ -45,7 +45,10 @@ impl Tun {
         };
         if raw < 0 {
             let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("opening /dev/net/tun: {e}")));
+            return Err(io::Error::new(
+                e.kind(),
+                format!("opening /dev/net/tun: {e}"),
+            ));
         }
         // SAFETY: `raw` was just opened by us and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -60,7 +63,10 @@ impl Tun {
         let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) };
         if rc < 0 {
             let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("creating TUN device {name}: {e}")));
+            return Err(io::Error::new(
+                e.kind(),
+                format!("creating TUN device {name}: {e}"),
+            ));
         }
         // SAFETY: `fd` is an open descriptor that the AsyncFd owns from here on, so it stays
         // open and the same for the AsyncFd's whole life.
@@ -82,9 +88,7 @@ impl Tun {
             let mut ready = self.fd.readable().await?;
             let read = ready.try_io(|fd| {
                 // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
-                let n = unsafe {
-                    libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
-                };
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {

@@ -104,7 +104,8 @@ impl Routes {
     /// The remote task address `addr` lives on `peer`.
     pub fn add(&mut self, addr: Ipv4Addr, peer: Peer) {
         let o = addr.octets();
-        self.by_mac.insert([0x02, 0x42, o[0], o[1], o[2], o[3]], peer);
+        self.by_mac
+            .insert([0x02, 0x42, o[0], o[1], o[2], o[3]], peer);
     }
 
     fn knows(&self, node_id: &str) -> bool {
@@ -155,7 +156,10 @@ pub fn guard_ruleset(table: &str, device: &str, vnis: &BTreeSet<u32>) -> String 
         ("outbound", "output", "oifname", allowed_out.as_str()),
     ] {
         let _ = writeln!(out, "  chain {chain} {{");
-        let _ = writeln!(out, "    type filter hook {hook} priority -10; policy accept;");
+        let _ = writeln!(
+            out,
+            "    type filter hook {hook} priority -10; policy accept;"
+        );
         let _ = writeln!(
             out,
             "    {side} != {allowed} udp dport {VXLAN_PORT} @th,96,24 {{ {} }} drop",
@@ -225,12 +229,15 @@ struct Inner {
 
 impl Tunnel {
     /// Listen on the underlay and the relay port, until `cancel`.
-    pub async fn start(config: TunnelConfig, cancel: CancellationToken) -> Result<Self, TunnelError> {
+    pub async fn start(
+        config: TunnelConfig,
+        cancel: CancellationToken,
+    ) -> Result<Self, TunnelError> {
         let transport = transport(config.underlay_mtu);
         let (server, client) = quic_configs(config.server, config.client, &transport)?;
         let addr = SocketAddr::from((config.underlay, config.port));
-        let endpoint =
-            quinn::Endpoint::server(server, addr).map_err(|source| TunnelError::Bind { addr, source })?;
+        let endpoint = quinn::Endpoint::server(server, addr)
+            .map_err(|source| TunnelError::Bind { addr, source })?;
         let tun = Tun::open(&config.device).map_err(TunnelError::Tun)?;
         crate::ipcmd::route_into(&config.device, RELAY_ADDR)
             .map_err(|e| TunnelError::Route(e.to_string()))?;
@@ -364,14 +371,15 @@ impl Tunnel {
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            let result = match this
-                .inner
-                .endpoint
-                .connect_with(client, addr, &this.inner.server_name)
-            {
-                Ok(connecting) => connecting.await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
+            let result =
+                match this
+                    .inner
+                    .endpoint
+                    .connect_with(client, addr, &this.inner.server_name)
+                {
+                    Ok(connecting) => connecting.await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
             this.inner
                 .dialing
                 .lock()
@@ -450,7 +458,10 @@ impl Tunnel {
                 }
             }
             let mut conns = this.lock_conns();
-            if conns.get(&id).is_some_and(|c| c.stable_id() == conn.stable_id()) {
+            if conns
+                .get(&id)
+                .is_some_and(|c| c.stable_id() == conn.stable_id())
+            {
                 conns.remove(&id);
             }
         });
@@ -512,9 +523,9 @@ mod tests {
     #[test]
     fn the_guard_drops_encrypted_vnis_off_loopback_both_ways() {
         let rules = guard_ruleset("shoal-x-crypt", "shtx", &[4097, 4099].into());
-        assert!(rules.contains(
-            "    iifname != \"lo\" udp dport 4789 @th,96,24 { 4097, 4099 } drop\n"
-        ));
+        assert!(
+            rules.contains("    iifname != \"lo\" udp dport 4789 @th,96,24 { 4097, 4099 } drop\n")
+        );
         assert!(rules.contains(
             "    oifname != { \"lo\", \"shtx\" } udp dport 4789 @th,96,24 { 4097, 4099 } drop\n"
         ));

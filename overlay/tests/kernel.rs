@@ -35,6 +35,7 @@ fn a_network_is_made_read_back_and_removed() {
         gateway: Ipv4Addr::new(10, 231, 0, 1),
         mtu: 1450,
         internal: false,
+        encrypted: false,
     };
     let remote = |last: u8, node: u8| Remote {
         addr: Ipv4Addr::new(10, 231, 0, last),

@@ -545,18 +545,30 @@ fn a_mesh_port_answers_on_every_node_and_the_task_sees_the_client() {
     })
     .expect("n1 answers the mesh port");
     // (busybox httpd prints it IPv4-mapped: "[::ffff:10.78.0.13]".)
-    assert!(seen.contains("10.78.0.13"), "REMOTE_ADDR through n1 was {seen}");
+    assert!(
+        seen.contains("10.78.0.13"),
+        "REMOTE_ADDR through n1 was {seen}"
+    );
     // Through n3 (no task either) from n1, and through n2 itself.
     let seen = wait_until("the page through n3", WAIT, || {
         page_from(&lab, 1, "http://10.78.0.13:8080/cgi-bin/ip")
     })
     .expect("n3 answers the mesh port");
-    assert!(seen.contains("10.78.0.11"), "REMOTE_ADDR through n3 was {seen}");
+    assert!(
+        seen.contains("10.78.0.11"),
+        "REMOTE_ADDR through n3 was {seen}"
+    );
     let seen = page_from(&lab, 3, "http://10.78.0.12:8080/cgi-bin/ip").unwrap_or_default();
-    assert!(seen.contains("10.78.0.13"), "REMOTE_ADDR through n2 was {seen}");
+    assert!(
+        seen.contains("10.78.0.13"),
+        "REMOTE_ADDR through n2 was {seen}"
+    );
     // A node's own client, on its own address.
     let seen = page_from(&lab, 1, "http://10.78.0.11:8080/cgi-bin/ip").unwrap_or_default();
-    assert!(seen.contains("10.78.0.11"), "REMOTE_ADDR from n1 to itself was {seen}");
+    assert!(
+        seen.contains("10.78.0.11"),
+        "REMOTE_ADDR from n1 to itself was {seen}"
+    );
 
     // The port is taken: another service is refused, naming the holder, in either mode.
     for publish in ["8080:80", "mode=host,published=8080,target=80"] {
@@ -657,8 +669,10 @@ fn capture_underlay(lab: &Lab, host: usize, file: &str, during: impl FnOnce()) -
         wait_until("tcpdump writing", WAIT, || (size() >= 24).then_some(()))
             .expect("tcpdump starts");
         during();
-        wait_until("packets in the capture", WAIT, || (size() > 24).then_some(()))
-            .expect("the capture saw traffic");
+        wait_until("packets in the capture", WAIT, || {
+            (size() > 24).then_some(())
+        })
+        .expect("the capture saw traffic");
         lab.exec(host, &["pkill", "-INT", "-f", file]);
         let _ = capture.join();
     });
@@ -686,7 +700,10 @@ fn an_encrypted_network_carries_the_page_and_the_underlay_never_sees_it() {
     let clear = capture_underlay(&lab, 2, "/tmp/plain.pcap", || {
         assert!(fetch(&lab, &cli, "http://srv/").is_some_and(|p| p.contains(PAGE)));
     });
-    assert!(clear.contains(PAGE), "a plain network's page is visible on the underlay");
+    assert!(
+        clear.contains(PAGE),
+        "a plain network's page is visible on the underlay"
+    );
     lab.shoal_ok(1, &["service", "rm", "srv", "cli"]);
 
     // New names: the plain network's containers may take their grace period to go.
@@ -716,19 +733,32 @@ fn an_encrypted_network_carries_the_page_and_the_underlay_never_sees_it() {
             assert!(fetch(&lab, &cli, "http://ssrv/").is_some_and(|p| p.contains(PAGE)));
         }
     });
-    assert!(!captured.contains(PAGE), "the page crossed the underlay in the clear");
-    let tunnel = lab.exec(2, &["tcpdump", "-nr", "/tmp/sec.pcap", "udp port 4790"]).stdout;
+    assert!(
+        !captured.contains(PAGE),
+        "the page crossed the underlay in the clear"
+    );
+    let tunnel = lab
+        .exec(2, &["tcpdump", "-nr", "/tmp/sec.pcap", "udp port 4790"])
+        .stdout;
     assert!(
         tunnel.lines().count() >= 6,
         "the fetches went through the tunnel: {tunnel}"
     );
-    let vxlan = lab.exec(2, &["tcpdump", "-nr", "/tmp/sec.pcap", "udp port 4789"]).stdout;
+    let vxlan = lab
+        .exec(2, &["tcpdump", "-nr", "/tmp/sec.pcap", "udp port 4789"])
+        .stdout;
     assert_eq!(vxlan.trim(), "", "no plain VXLAN left n2");
 
     // 40 MB through the tunnel while its keys change every 200 ms: nothing is dropped.
     let size = lab.docker(
         2,
-        &["exec", &cli, "sh", "-c", "wget -qO- http://ssrv/big | wc -c"],
+        &[
+            "exec",
+            &cli,
+            "sh",
+            "-c",
+            "wget -qO- http://ssrv/big | wc -c",
+        ],
     );
     assert_eq!(size.stdout.trim(), "40000000", "{}", size.stderr);
 

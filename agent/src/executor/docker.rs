@@ -28,9 +28,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::StreamExt;
-use shoal_proto::{
-    names, ContainerSpec, NodeDescription, Platform, PortConfig, Resources, Task,
-};
+use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, PortConfig, Resources, Task};
 
 use super::docker_health::{self, HealthEvents};
 use super::{

@@ -259,8 +259,12 @@ pub fn plan_router(
     if node.attachments.iter().any(has) || (ingress.is_none() && node.attachments.is_empty()) {
         return Ok(None);
     }
-    let mut attachments: Vec<NetworkAttachment> =
-        node.attachments.iter().filter(|a| !a.ingress).cloned().collect();
+    let mut attachments: Vec<NetworkAttachment> = node
+        .attachments
+        .iter()
+        .filter(|a| !a.ingress)
+        .cloned()
+        .collect();
     if let Some(ingress) = ingress {
         attachments.push(NetworkAttachment {
             network_id: ingress.to_string(),

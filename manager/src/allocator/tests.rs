@@ -223,10 +223,7 @@ async fn mesh_publishers_join_ingress_and_every_node_gets_a_router_until_it_goes
         .await
         .expect("removed");
     let ipam = store.view(Ipam::load);
-    let n2 = routers
-        .iter()
-        .filter(|a| !ipam.is_used("ing", a))
-        .count();
+    let n2 = routers.iter().filter(|a| !ipam.is_used("ing", a)).count();
     assert_eq!(n2, 1);
 }
 

@@ -63,7 +63,11 @@ pub fn claim(
                         && !taken.contains(&(b.published_port, b.protocol))
                 })
                 .map(|b| b.published_port)
-                .or_else(|| DYNAMIC.clone().find(|n| !taken.contains(&(*n, port.protocol))))
+                .or_else(|| {
+                    DYNAMIC
+                        .clone()
+                        .find(|n| !taken.contains(&(*n, port.protocol)))
+                })
                 .ok_or_else(|| {
                     ControlError::Invalid(format!(
                         "no free port left in {}-{} for {}/{}: publish it with published=PORT",
@@ -119,10 +123,7 @@ mod tests {
 
     fn publishing(name: &str, ports: Vec<PortConfig>) -> shoal_proto::Service {
         let mut s = service(name, 1);
-        s.spec.as_mut().expect("spec").endpoint = Some(EndpointSpec {
-            mode: 0,
-            ports,
-        });
+        s.spec.as_mut().expect("spec").endpoint = Some(EndpointSpec { mode: 0, ports });
         s
     }
 
@@ -150,9 +151,14 @@ mod tests {
             .view(|r| claim(r, &mut s, None))
             .expect_err("no ingress")
             .to_string();
-        assert!(err.contains("create it with `shoal network create --ingress ingress`"), "{err}");
+        assert!(
+            err.contains("create it with `shoal network create --ingress ingress`"),
+            "{err}"
+        );
         let mut s = spec(vec![port(8080, 80, PublishMode::Host)]);
-        store.view(|r| claim(r, &mut s, None)).expect("host mode needs none");
+        store
+            .view(|r| claim(r, &mut s, None))
+            .expect("host mode needs none");
     }
 
     #[tokio::test]
@@ -162,7 +168,10 @@ mod tests {
             &store,
             vec![
                 ingress(),
-                Object::Service(publishing("web", vec![port(8080, 80, PublishMode::Ingress)])),
+                Object::Service(publishing(
+                    "web",
+                    vec![port(8080, 80, PublishMode::Ingress)],
+                )),
                 Object::Service(publishing("edge", vec![port(9090, 80, PublishMode::Host)])),
             ],
         )
@@ -175,7 +184,10 @@ mod tests {
         };
         let err = claim_for(spec(vec![port(8080, 80, PublishMode::Host)]), None)
             .expect_err("8080 is web's");
-        assert!(err.contains("already published by service web-name"), "{err}");
+        assert!(
+            err.contains("already published by service web-name"),
+            "{err}"
+        );
         assert!(err.contains("routing mesh"), "{err}");
         // The mesh binds every node: a host-mode port elsewhere is in its way.
         let err = claim_for(spec(vec![port(9090, 80, PublishMode::Ingress)]), None)
@@ -211,14 +223,26 @@ mod tests {
             port(0, 81, PublishMode::Ingress),
         ]);
         store.view(|r| claim(r, &mut s, None)).expect("numbered");
-        let numbers: Vec<u32> = s.endpoint.as_ref().expect("endpoint").ports.iter().map(|p| p.published_port).collect();
+        let numbers: Vec<u32> = s
+            .endpoint
+            .as_ref()
+            .expect("endpoint")
+            .ports
+            .iter()
+            .map(|p| p.published_port)
+            .collect();
         assert_eq!(numbers, [30_001, 30_002]);
         // An update that leaves the number out again keeps the one it had.
         let web = store.view(|r| r.services().find(|s| s.name() == "web-name").cloned());
         let web = web.expect("web");
         let mut again = web.spec.clone().expect("spec");
         again.endpoint.as_mut().expect("endpoint").ports[0].published_port = 0;
-        store.view(|r| claim(r, &mut again, Some(&web.id))).expect("kept");
-        assert_eq!(again.endpoint.expect("endpoint").ports[0].published_port, 30_000);
+        store
+            .view(|r| claim(r, &mut again, Some(&web.id)))
+            .expect("kept");
+        assert_eq!(
+            again.endpoint.expect("endpoint").ports[0].published_port,
+            30_000
+        );
     }
 }

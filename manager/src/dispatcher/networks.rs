@@ -9,7 +9,9 @@
 
 use std::collections::BTreeSet;
 
-use shoal_proto::{MeshPort, MeshRouter, NetworkPeer, NetworkView, ServiceEndpoint, Task, TaskState};
+use shoal_proto::{
+    MeshPort, MeshRouter, NetworkPeer, NetworkView, ServiceEndpoint, Task, TaskState,
+};
 
 use crate::store::ReadTx;
 
@@ -36,7 +38,11 @@ pub fn network_views(r: &ReadTx<'_>, node_id: &str) -> Vec<NetworkView> {
             NetworkView {
                 peers: peers(r, &network.id),
                 services: services(r, &network.id),
-                routers: if mesh { routers(r, &network.id) } else { Vec::new() },
+                routers: if mesh {
+                    routers(r, &network.id)
+                } else {
+                    Vec::new()
+                },
                 ports: if mesh { ports.clone() } else { Vec::new() },
                 network: Some(network.clone()),
             }

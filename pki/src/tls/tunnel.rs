@@ -26,7 +26,8 @@ impl TunnelTls {
     /// TLS 1.3 only (QUIC's), mutual, under `certs`' root.
     pub fn new(certs: &NodeCerts) -> Result<Self, PkiError> {
         let provider = provider();
-        let general = |e: &dyn std::fmt::Display| PkiError::Tls(rustls::Error::General(e.to_string()));
+        let general =
+            |e: &dyn std::fmt::Display| PkiError::Tls(rustls::Error::General(e.to_string()));
         let roots = root_store(&certs.root_pem)?;
         let clients = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
