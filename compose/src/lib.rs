@@ -10,6 +10,7 @@
 
 pub mod env;
 pub mod interpolate;
+pub mod yaml;
 
 pub use env::{parse_env_file, EnvError};
 pub use interpolate::{interpolate, InterpolateError, Interpolated};
