@@ -1,16 +1,20 @@
 //! Shoal's compose-file loader (issue 10): compose and stack files as people write them,
 //! read into what `stack config` prints and `stack deploy` applies.
 //!
-//! Built so far: variable interpolation ([`interpolate`]: every form compose accepts,
-//! with the variables left unset reported) and `.env` files ([`env`]). Next: the serde
-//! model with located errors, merging several `-c` files, `extends` and `profiles`.
+//! Built so far: a located YAML tree ([`yaml`]), variable interpolation ([`interpolate`]:
+//! every form compose accepts, with the variables left unset reported) over that tree
+//! with `file:line` in every problem ([`resolve`]), and `.env` files ([`env`]). Next: the
+//! typed model with located errors and warnings for keys Shoal does not apply, merging
+//! several `-c` files, `extends`, `profiles`, and `stack config` on top.
 //!
 //! It owns the reading of compose files only: it must not know gRPC, the store, the
 //! cluster or the CLI's output formats.
 
 pub mod env;
 pub mod interpolate;
+pub mod resolve;
 pub mod yaml;
 
 pub use env::{parse_env_file, EnvError};
 pub use interpolate::{interpolate, InterpolateError, Interpolated};
+pub use resolve::{interpolate_tree, Place, ResolveError, Unset};
