@@ -1,7 +1,8 @@
 //! Shoal's compose-file loader (issue 10): compose and stack files as people write them,
 //! read into what `stack config` prints and `stack deploy` applies.
 //!
-//! Built so far: a located YAML tree ([`yaml`]), variable interpolation ([`interpolate`]:
+//! Built so far: a located YAML tree ([`yaml`]), which keys Shoal applies, ignores (a
+//! warning) or refuses (an error with a hint) ([`keys`]), variable interpolation ([`interpolate`]:
 //! every form compose accepts, with the variables left unset reported) over that tree
 //! with `file:line` in every problem ([`resolve`]), and `.env` files ([`env`]). Next: the
 //! typed model with located errors and warnings for keys Shoal does not apply, merging
@@ -12,6 +13,7 @@
 
 pub mod env;
 pub mod interpolate;
+pub mod keys;
 pub mod resolve;
 pub mod yaml;
 

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use shoal_compose::keys::check_keys;
 use shoal_compose::yaml::{parse, Node, Value};
 use shoal_compose::{interpolate, InterpolateError};
 
@@ -60,6 +61,10 @@ fn every_corpus_file_parses_or_fails_with_a_line_and_interpolates_or_names_its_v
             }
         };
         parsed += 1;
+        let name = file.display().to_string();
+        if let Err(e) = check_keys(&doc, &name) {
+            panic!("a valid compose key refused: {e}");
+        }
         let mut found = Vec::new();
         strings(&doc, &mut found);
         for (line, s) in found {
