@@ -25,6 +25,7 @@ mod view;
 use commands::network::NetworkCommand;
 use commands::node::NodeCommand;
 use commands::service::ServiceCommand;
+use commands::stack::StackCommand;
 use commands::swarm::SwarmCommand;
 
 const DEFAULT_HOST: &str = "unix:///run/shoal/shoald.sock";
@@ -56,6 +57,9 @@ pub enum Command {
     /// Manage overlay networks
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage stacks (compose files)
+    #[command(subcommand)]
+    Stack(StackCommand),
     /// Display swarm-wide information
     Info,
 }
@@ -67,6 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(command) => commands::node::run(&cli.host, command).await,
         Command::Service(command) => commands::service::run(&cli.host, command).await,
         Command::Network(command) => commands::network::run(&cli.host, command).await,
+        Command::Stack(command) => commands::stack::run(command),
     }
 }
 

@@ -17,10 +17,10 @@ use crate::interpolate::{interpolate, InterpolateError};
 pub enum EnvError {
     #[error("line {line}: {reason}")]
     Line { line: usize, reason: String },
-    #[error("line {line}: {source}")]
+    #[error("line {line}: {error}")]
     Interpolate {
         line: usize,
-        source: InterpolateError,
+        error: InterpolateError,
     },
 }
 
@@ -160,7 +160,7 @@ fn expand(
     };
     interpolate(value, &find)
         .map(|i| i.value)
-        .map_err(|source| EnvError::Interpolate { line, source })
+        .map_err(|error| EnvError::Interpolate { line, error })
 }
 
 #[cfg(test)]

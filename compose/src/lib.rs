@@ -14,9 +14,11 @@
 pub mod env;
 pub mod interpolate;
 pub mod keys;
+pub mod load;
 pub mod resolve;
 pub mod yaml;
 
 pub use env::{parse_env_file, EnvError};
 pub use interpolate::{interpolate, InterpolateError, Interpolated};
+pub use load::{load, to_yaml, LoadError, Loaded, Request};
 pub use resolve::{interpolate_tree, Place, ResolveError, Unset};

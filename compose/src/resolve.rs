@@ -42,10 +42,10 @@ impl fmt::Display for Unset {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{place}: {source}")]
+#[error("{place}: {error}")]
 pub struct ResolveError {
     pub place: Place,
-    pub source: InterpolateError,
+    pub error: InterpolateError,
 }
 
 /// `node` (of `file`) with every string value interpolated, and the unset variables met.
@@ -71,9 +71,9 @@ fn walk(
     };
     let value = match &node.value {
         Value::Str(s) => {
-            let done = interpolate(s, lookup).map_err(|source| ResolveError {
+            let done = interpolate(s, lookup).map_err(|error| ResolveError {
                 place: place(),
-                source,
+                error,
             })?;
             unset.extend(done.unset.into_iter().map(|name| Unset {
                 name,

@@ -85,3 +85,44 @@ fn every_corpus_file_parses_or_fails_with_a_line_and_interpolates_or_names_its_v
         files.len()
     );
 }
+
+/// What `shoal stack config -c FILE` does with each corpus file, with no variable set:
+/// resolved, or refused with the file and line first.
+#[test]
+fn stack_config_resolves_every_corpus_file_or_refuses_it_with_file_and_line() {
+    let Some(dir) = corpus() else {
+        eprintln!("SKIPPED: no compose corpus (set SHOAL_COMPOSE_CORPUS)");
+        return;
+    };
+    let mut resolved = 0;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("corpus readable")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    entries.sort();
+    for file in &entries {
+        let files = [file.clone()];
+        let environment = |_: &str| None;
+        match shoal_compose::load(&shoal_compose::Request {
+            files: &files,
+            env_file: None,
+            profiles: &[],
+            environment: &environment,
+        }) {
+            Ok(loaded) => {
+                resolved += 1;
+                shoal_compose::to_yaml(&loaded.document).expect("printable");
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let located = text
+                    .strip_prefix(&format!("{}:", file.display()))
+                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+                assert!(located, "refused without file:line: {text}");
+            }
+        }
+    }
+    // The rest need an env_file, a required variable, or have a key set twice.
+    assert!(resolved >= 30, "{resolved} of {} resolved", entries.len());
+}

@@ -11,6 +11,7 @@ pub mod network;
 pub mod node;
 pub mod progress;
 pub mod service;
+pub mod stack;
 pub mod swarm;
 pub mod taskflags;
 pub mod update;
