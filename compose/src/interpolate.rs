@@ -52,6 +52,13 @@ fn is_name_char(c: char) -> bool {
     c == '_' || c.is_ascii_alphanumeric()
 }
 
+/// The length of the run of name characters `s` starts with.
+fn name_len(s: &str) -> usize {
+    s.char_indices()
+        .find(|(_, c)| !is_name_char(*c))
+        .map_or(s.len(), |(i, _)| i)
+}
+
 /// Expand `input` (which starts at offset `base` of the whole string) into `out`.
 fn expand(
     input: &str,
@@ -84,10 +91,7 @@ fn expand(
                 at += close + 3;
             }
             Some(c) if is_name_start(c) => {
-                let len = after
-                    .char_indices()
-                    .find(|(_, c)| !is_name_char(*c))
-                    .map_or(after.len(), |(i, _)| i);
+                let len = name_len(after);
                 let name = &after[..len];
                 substitute(name, lookup, out);
                 rest = &after[len..];
@@ -145,10 +149,7 @@ fn braced(
     lookup: &Lookup<'_>,
     out: &mut Interpolated,
 ) -> Result<(), InterpolateError> {
-    let len = inner
-        .char_indices()
-        .find(|(_, c)| !is_name_char(*c))
-        .map_or(inner.len(), |(i, _)| i);
+    let len = name_len(inner);
     let name = &inner[..len];
     if name.is_empty() || !name.starts_with(is_name_start) {
         return Err(InterpolateError::Syntax {

@@ -9,13 +9,24 @@ use shoal_compose::keys::check_keys;
 use shoal_compose::yaml::{parse, Node, Value};
 use shoal_compose::{interpolate, InterpolateError};
 
-fn corpus() -> Option<PathBuf> {
+/// The corpus's compose files, sorted; `None` (the test skips) when it is not there.
+fn corpus() -> Option<Vec<PathBuf>> {
     let dir = std::env::var_os("SHOAL_COMPOSE_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/compose-corpus")
         });
-    dir.is_dir().then_some(dir)
+    if !dir.is_dir() {
+        eprintln!("SKIPPED: no compose corpus (set SHOAL_COMPOSE_CORPUS)");
+        return None;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("corpus readable")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    files.sort();
+    Some(files)
 }
 
 /// Every string scalar of `node`, with its line.
@@ -30,16 +41,9 @@ fn strings<'a>(node: &'a Node, out: &mut Vec<(u64, &'a str)>) {
 
 #[test]
 fn every_corpus_file_parses_or_fails_with_a_line_and_interpolates_or_names_its_variable() {
-    let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: no compose corpus (set SHOAL_COMPOSE_CORPUS)");
+    let Some(files) = corpus() else {
         return;
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("corpus readable")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-        .collect();
-    files.sort();
     assert!(
         files.len() >= 40,
         "the corpus has its files: {}",
@@ -90,17 +94,10 @@ fn every_corpus_file_parses_or_fails_with_a_line_and_interpolates_or_names_its_v
 /// resolved, or refused with the file and line first.
 #[test]
 fn stack_config_resolves_every_corpus_file_or_refuses_it_with_file_and_line() {
-    let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: no compose corpus (set SHOAL_COMPOSE_CORPUS)");
+    let Some(entries) = corpus() else {
         return;
     };
     let mut resolved = 0;
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("corpus readable")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-        .collect();
-    entries.sort();
     for file in &entries {
         let files = [file.clone()];
         let environment = |_: &str| None;

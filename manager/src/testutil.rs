@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use shoal_proto::{
-    Availability, ContainerSpec, IpamConfig, NetworkSpec, Node, NodeDescription, NodeRole,
-    NodeSpec, NodeState, NodeStatus, Resources, RestartPolicy, Service, ServiceMode, ServiceSpec,
-    TaskSpec, TaskState, TaskStatus,
+    Availability, ContainerSpec, EndpointMode, EndpointSpec, IpamConfig, Network, NetworkSpec,
+    Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, PortConfig, PortProtocol,
+    PublishMode, Resources, RestartPolicy, Service, ServiceMode, ServiceSpec, TaskSpec, TaskState,
+    TaskStatus,
 };
 
 use crate::store::{Object, ReadTx, Store, StoreError};
@@ -153,4 +154,39 @@ pub fn network_spec(name: &str, subnet: &str) -> NetworkSpec {
         }),
         ..Default::default()
     }
+}
+
+/// The routing mesh's ingress network, with id `id` (not allocated).
+pub fn ingress_network(id: &str) -> Network {
+    Network {
+        id: id.into(),
+        spec: Some(NetworkSpec {
+            name: "ingress".into(),
+            ingress: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A TCP port published as `published` for the container's `target`, in `mode`.
+pub fn port(published: u32, target: u32, mode: PublishMode) -> PortConfig {
+    PortConfig {
+        published_port: published,
+        target_port: target,
+        publish_mode: mode as i32,
+        protocol: PortProtocol::Tcp as i32,
+        host_ip: String::new(),
+    }
+}
+
+/// `service` publishing `ports` (VIP mode).
+pub fn publish(mut service: Service, ports: Vec<PortConfig>) -> Service {
+    if let Some(spec) = service.spec.as_mut() {
+        spec.endpoint = Some(EndpointSpec {
+            mode: EndpointMode::Vip as i32,
+            ports,
+        });
+    }
+    service
 }

@@ -7,6 +7,8 @@
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
+use crate::nft;
+
 /// The nftables table Shoal keeps in every task's namespace.
 pub const TABLE: &str = "shoal";
 
@@ -31,31 +33,18 @@ pub struct SandboxProgram {
 /// ([`crate::mesh::sandbox_chains`]).
 pub fn ruleset(vips: &[Vip], routers: &[Ipv4Addr]) -> String {
     let mut out = String::new();
-    // Made if missing, so the delete never fails; then made again whole.
-    let _ = writeln!(out, "table ip {TABLE}");
-    let _ = writeln!(out, "delete table ip {TABLE}");
+    nft::replace_table(&mut out, TABLE);
     let _ = writeln!(out, "table ip {TABLE} {{");
-    let _ = writeln!(out, "  chain vips {{");
-    let _ = writeln!(
-        out,
-        "    type nat hook output priority -100; policy accept;"
-    );
+    nft::open_chain(&mut out, "vips", "nat", "output", -100);
     for vip in vips.iter().filter(|v| !v.backends.is_empty()) {
-        let map: Vec<String> = vip
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!("{i} : {b}"))
-            .collect();
         let _ = writeln!(
             out,
-            "    ip daddr {} dnat to numgen inc mod {} map {{ {} }}",
+            "    ip daddr {} dnat to {}",
             vip.vip,
-            vip.backends.len(),
-            map.join(", ")
+            nft::spread(&vip.backends)
         );
     }
-    let _ = writeln!(out, "  }}");
+    nft::close_chain(&mut out);
     out.push_str(&crate::mesh::sandbox_chains(routers));
     let _ = writeln!(out, "}}");
     out

@@ -23,6 +23,7 @@ pub mod ipcmd;
 pub mod lb;
 pub mod mesh;
 pub mod model;
+mod nft;
 pub mod plan;
 pub mod plugin;
 pub mod thread;

@@ -28,6 +28,7 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use crate::model::{mac_of, Network};
+use crate::nft;
 
 /// The bridge-side end, in the ingress namespace, of the node's veth pair.
 pub const BRIDGE_DEVICE: &str = "mesh0";
@@ -75,49 +76,31 @@ pub fn mark_of(router: Ipv4Addr) -> u32 {
     u32::from(router)
 }
 
-fn header(out: &mut String, table: &str) {
-    // Made if missing, so the delete never fails; then made again whole (one `nft -f`
-    // run: atomic).
-    let _ = writeln!(out, "table ip {table}");
-    let _ = writeln!(out, "delete table ip {table}");
-}
-
 /// The node namespace's table: its local addresses' mesh ports are translated to the
 /// serving tasks, and every packet of such a connection is marked for the router's route.
 pub fn host_ruleset(namespace_prefix: &str, mesh: &Mesh) -> String {
     let table = host_table(namespace_prefix);
     let mark = format!("{:#010x}", mark_of(mesh.router));
     let mut out = String::new();
-    header(&mut out, &table);
+    nft::replace_table(&mut out, &table);
     let _ = writeln!(out, "table ip {table} {{");
     for (chain, hook, guard) in [
         ("prerouting", "prerouting", ""),
         // The node's own clients, on its addresses (loopback cannot leave the node).
         ("output", "output", "ip daddr != 127.0.0.0/8 "),
     ] {
-        let _ = writeln!(out, "  chain {chain} {{");
-        let _ = writeln!(
-            out,
-            "    type nat hook {hook} priority -100; policy accept;"
-        );
+        nft::open_chain(&mut out, chain, "nat", hook, -100);
         for port in mesh.ports.iter().filter(|p| !p.backends.is_empty()) {
-            let map: Vec<String> = port
-                .backends
-                .iter()
-                .enumerate()
-                .map(|(i, b)| format!("{i} : {b}"))
-                .collect();
             let _ = writeln!(
                 out,
-                "    {guard}fib daddr type local {} dport {} meta mark set {mark} ct mark set {mark} dnat to numgen inc mod {} map {{ {} }} : {}",
+                "    {guard}fib daddr type local {} dport {} meta mark set {mark} ct mark set {mark} dnat to {} : {}",
                 port.protocol,
                 port.published,
-                port.backends.len(),
-                map.join(", "),
+                nft::spread(&port.backends),
                 port.target
             );
         }
-        let _ = writeln!(out, "  }}");
+        nft::close_chain(&mut out);
     }
     // Every later packet of a mesh connection, either way, carries the mark too (only the
     // first one passes the translation rules).
@@ -125,13 +108,9 @@ pub fn host_ruleset(namespace_prefix: &str, mesh: &Mesh) -> String {
         ("marks", "filter", "prerouting"),
         ("own_marks", "route", "output"),
     ] {
-        let _ = writeln!(out, "  chain {chain} {{");
-        let _ = writeln!(
-            out,
-            "    type {kind} hook {hook} priority -150; policy accept;"
-        );
+        nft::open_chain(&mut out, chain, kind, hook, -150);
         let _ = writeln!(out, "    ct mark {mark} meta mark set {mark}");
-        let _ = writeln!(out, "  }}");
+        nft::close_chain(&mut out);
     }
     let _ = writeln!(out, "}}");
     out
@@ -149,24 +128,16 @@ pub fn sandbox_chains(routers: &[Ipv4Addr]) -> String {
         .map(|r| format!("{} : {:#010x}", mac_of(*r), mark_of(*r)))
         .collect();
     let mut out = String::new();
-    let _ = writeln!(out, "  chain mesh_in {{");
-    let _ = writeln!(
-        out,
-        "    type filter hook prerouting priority -150; policy accept;"
-    );
+    nft::open_chain(&mut out, "mesh_in", "filter", "prerouting", -150);
     let _ = writeln!(
         out,
         "    ct state new ct mark set ether saddr map {{ {} }}",
         map.join(", ")
     );
-    let _ = writeln!(out, "  }}");
-    let _ = writeln!(out, "  chain mesh_out {{");
-    let _ = writeln!(
-        out,
-        "    type route hook output priority -150; policy accept;"
-    );
+    nft::close_chain(&mut out);
+    nft::open_chain(&mut out, "mesh_out", "route", "output", -150);
     let _ = writeln!(out, "    ct mark != 0 meta mark set ct mark");
-    let _ = writeln!(out, "  }}");
+    nft::close_chain(&mut out);
     out
 }
 

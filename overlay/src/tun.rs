@@ -22,7 +22,6 @@ struct IfReq {
 /// An open TUN device (IP packets, no packet-information header).
 pub struct Tun {
     fd: AsyncFd<OwnedFd>,
-    name: String,
 }
 
 impl Tun {
@@ -71,14 +70,7 @@ impl Tun {
         // SAFETY: `fd` is an open descriptor that the AsyncFd owns from here on, so it stays
         // open and the same for the AsyncFd's whole life.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(Tun {
-            fd,
-            name: name.to_string(),
-        })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
+        Ok(Tun { fd })
     }
 
     /// One packet into `buf`; its length.

@@ -28,6 +28,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::VXLAN_PORT;
+use crate::nft;
 use crate::tun::Tun;
 
 /// The UDP port of the tunnels between nodes (QUIC).
@@ -143,8 +144,7 @@ fn parse(packet: &[u8]) -> Option<(u32, [u8; 6], [u8; 6])> {
 /// loopback. Empty `vnis`: the table is removed.
 pub fn guard_ruleset(table: &str, device: &str, vnis: &BTreeSet<u32>) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "table ip {table}");
-    let _ = writeln!(out, "delete table ip {table}");
+    nft::replace_table(&mut out, table);
     if vnis.is_empty() {
         return out;
     }
@@ -155,17 +155,13 @@ pub fn guard_ruleset(table: &str, device: &str, vnis: &BTreeSet<u32>) -> String 
         ("inbound", "input", "iifname", "\"lo\""),
         ("outbound", "output", "oifname", allowed_out.as_str()),
     ] {
-        let _ = writeln!(out, "  chain {chain} {{");
-        let _ = writeln!(
-            out,
-            "    type filter hook {hook} priority -10; policy accept;"
-        );
+        nft::open_chain(&mut out, chain, "filter", hook, -10);
         let _ = writeln!(
             out,
             "    {side} != {allowed} udp dport {VXLAN_PORT} @th,96,24 {{ {} }} drop",
             list.join(", ")
         );
-        let _ = writeln!(out, "  }}");
+        nft::close_chain(&mut out);
     }
     let _ = writeln!(out, "}}");
     out
@@ -288,11 +284,6 @@ impl Tunnel {
     /// The routes now (replaces the previous ones).
     pub fn set_routes(&self, routes: Routes) {
         *self.inner.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
-    }
-
-    /// The number of nodes with an open tunnel.
-    pub fn connected(&self) -> usize {
-        self.lock_conns().len()
     }
 
     fn lock_conns(&self) -> std::sync::MutexGuard<'_, HashMap<String, quinn::Connection>> {

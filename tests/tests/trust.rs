@@ -20,6 +20,21 @@ fn join_worker(manager: &Node, prefix: &str) -> Node {
     worker
 }
 
+/// A channel to `manager` presenting `certs` (the handshake must pass), on `rt`.
+fn dial_as(
+    rt: &tokio::runtime::Runtime,
+    manager: &Node,
+    certs: &shoal_pki::NodeCerts,
+) -> tonic::transport::Channel {
+    rt.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = shoal_pki::TlsClient::new(certs).expect("client");
+        shoal_pki::channel(&manager.addr(), &tls)
+            .await
+            .expect("the certificate passes the handshake")
+    })
+}
+
 /// `swarm join` with the manager's current worker token; it must succeed.
 fn join(worker: &Node, manager: &Node) {
     let token = manager.shoal_ok(&["swarm", "join-token", "-q", "worker"]);
@@ -75,14 +90,9 @@ fn a_worker_cannot_speak_for_another_node() {
     let certs = shoal_pki::NodeCerts::load(&w2.data_dir().join("certificates"))
         .expect("readable")
         .expect("w2 has certificates");
-    let manager_addr = m.addr();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let channel = dial_as(&rt, &m, &certs);
     rt.block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = shoal_pki::TlsClient::new(&certs).expect("client");
-        let channel = shoal_pki::channel(&manager_addr, &tls)
-            .await
-            .expect("w2's certificate is valid");
         let mut dispatcher = DispatcherClient::new(channel.clone());
 
         // A session as w3, with an empty description: refused, naming both nodes.
@@ -208,14 +218,9 @@ fn a_removed_worker_stays_out_even_after_a_restart() {
     assert!(!listed.contains(&w.name), "{listed}");
 
     // Its certificate opens nothing.
-    let manager_addr = m.addr();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let channel = dial_as(&rt, &m, &certs);
     rt.block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let tls = shoal_pki::TlsClient::new(&certs).expect("client");
-        let channel = shoal_pki::channel(&manager_addr, &tls)
-            .await
-            .expect("the handshake itself");
         let err = DispatcherClient::new(channel)
             .session(SessionRequest {
                 node_id: w_id.clone(),

@@ -253,10 +253,7 @@ pub fn plan_router(
     node: &Node,
     ingress: Option<&str>,
 ) -> Result<Option<Vec<NetworkAttachment>>, AllocateError> {
-    let has = |a: &NetworkAttachment| {
-        a.ingress && Some(a.network_id.as_str()) == ingress && !a.addresses.is_empty()
-    };
-    if node.attachments.iter().any(has) || (ingress.is_none() && node.attachments.is_empty()) {
+    if router_settled(node, ingress) {
         return Ok(None);
     }
     let mut attachments: Vec<NetworkAttachment> = node

@@ -10,7 +10,7 @@ use shoal_proto::{
 
 use super::*;
 use crate::orchestrator::new_task;
-use crate::testutil::{network_spec, put, report, service};
+use crate::testutil::{network_spec, port, publish, put, report, service};
 
 /// Create a network as the Control API does: allocated inside the create transaction.
 async fn create_network(store: &Store, id: &str, spec: NetworkSpec) -> Result<Network, String> {
@@ -171,15 +171,10 @@ async fn mesh_publishers_join_ingress_and_every_node_gets_a_router_until_it_goes
     create_network(&store, "front", network_spec("front", "10.1.0.0/24"))
         .await
         .expect("front");
-    let mut web = on_networks("web", 2, &["front"]);
-    web.spec.as_mut().expect("spec").endpoint = Some(EndpointSpec {
-        mode: EndpointMode::Vip as i32,
-        ports: vec![shoal_proto::PortConfig {
-            published_port: 8080,
-            target_port: 80,
-            ..Default::default()
-        }],
-    });
+    let web = publish(
+        on_networks("web", 2, &["front"]),
+        vec![port(8080, 80, shoal_proto::PublishMode::Ingress)],
+    );
     let mut objects = vec![
         Object::Node(crate::testutil::node("n1")),
         Object::Node(crate::testutil::node("n2")),

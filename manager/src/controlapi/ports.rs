@@ -105,26 +105,14 @@ pub fn claim(
 
 #[cfg(test)]
 mod tests {
-    use shoal_proto::{EndpointSpec, PortProtocol, PublishMode};
+    use shoal_proto::{PortProtocol, PublishMode};
 
     use super::*;
     use crate::store::{Object, Store};
-    use crate::testutil::{put, service};
-
-    fn port(published: u32, target: u32, mode: PublishMode) -> PortConfig {
-        PortConfig {
-            published_port: published,
-            target_port: target,
-            publish_mode: mode as i32,
-            protocol: PortProtocol::Tcp as i32,
-            host_ip: String::new(),
-        }
-    }
+    use crate::testutil::{ingress_network, port, publish, put, service};
 
     fn publishing(name: &str, ports: Vec<PortConfig>) -> shoal_proto::Service {
-        let mut s = service(name, 1);
-        s.spec.as_mut().expect("spec").endpoint = Some(EndpointSpec { mode: 0, ports });
-        s
+        publish(service(name, 1), ports)
     }
 
     fn spec(ports: Vec<PortConfig>) -> ServiceSpec {
@@ -132,15 +120,7 @@ mod tests {
     }
 
     fn ingress() -> Object {
-        Object::Network(shoal_proto::Network {
-            id: "ing".into(),
-            spec: Some(shoal_proto::NetworkSpec {
-                name: "ingress".into(),
-                ingress: true,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        Object::Network(ingress_network("ing"))
     }
 
     #[tokio::test]

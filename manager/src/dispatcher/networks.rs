@@ -160,7 +160,7 @@ mod tests {
     use super::*;
     use crate::orchestrator::new_task;
     use crate::store::{Object, Store};
-    use crate::testutil::{node, put, service};
+    use crate::testutil::{ingress_network, node, port, publish, put, service};
 
     fn attached(task: &mut Task, addr: &str, state: TaskState) {
         task.networks = vec![NetworkAttachment {
@@ -268,21 +268,12 @@ mod tests {
             }];
             n
         };
-        let ingress = Network {
-            id: "ing".into(),
-            spec: Some(shoal_proto::NetworkSpec {
-                name: "ingress".into(),
-                ingress: true,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
         put(
             &store,
             vec![
                 Object::Node(router("a", 11)),
                 Object::Node(router("c", 13)),
-                Object::Network(ingress),
+                Object::Network(ingress_network("ing")),
             ],
         )
         .await;
@@ -290,15 +281,10 @@ mod tests {
             store.view(|r| network_views(r, "c")).is_empty(),
             "nothing published: no mesh"
         );
-        let mut web = service("web", 1);
-        web.spec.as_mut().expect("spec").endpoint = Some(shoal_proto::EndpointSpec {
-            mode: 0,
-            ports: vec![shoal_proto::PortConfig {
-                published_port: 8080,
-                target_port: 80,
-                ..Default::default()
-            }],
-        });
+        let web = publish(
+            service("web", 1),
+            vec![port(8080, 80, shoal_proto::PublishMode::Ingress)],
+        );
         put(&store, vec![Object::Service(web)]).await;
         let views = store.view(|r| network_views(r, "c"));
         assert_eq!(views.len(), 1, "c runs no task but answers the port");

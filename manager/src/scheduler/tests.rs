@@ -2,7 +2,7 @@ use shoal_proto::{Availability, Placement, Resources, Service, TaskState};
 
 use super::*;
 use crate::orchestrator::new_task;
-use crate::testutil::{node, put, service};
+use crate::testutil::{node, port, publish, put, service};
 
 #[tokio::test]
 async fn spreads_tasks_evenly_in_one_pass() {
@@ -285,16 +285,10 @@ async fn a_replacement_waiting_for_its_node_does_not_count_against_itself() {
 
 #[tokio::test]
 async fn host_mode_ports_keep_two_tasks_off_one_node() {
-    let mut svc = service("s", 3);
-    svc.spec.as_mut().expect("spec").endpoint = Some(shoal_proto::EndpointSpec {
-        mode: 0,
-        ports: vec![shoal_proto::PortConfig {
-            published_port: 8080,
-            target_port: 80,
-            publish_mode: shoal_proto::PublishMode::Host as i32,
-            ..Default::default()
-        }],
-    });
+    let svc = publish(
+        service("s", 3),
+        vec![port(8080, 80, shoal_proto::PublishMode::Host)],
+    );
     let (per_node, pending) = place_service(&[("a", ""), ("b", "")], svc).await;
     assert_eq!(per_node, HashMap::from([("a".into(), 1), ("b".into(), 1)]));
     assert_eq!(
