@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make this Debian machine ready to build and run Shoal: installs what is missing
-# (docker.io, protobuf-compiler, busybox-static, nftables, iproute2, tcpdump for the
-# encrypted overlay's capture test), starts dockerd when
+# (docker.io, protobuf-compiler, busybox-static, nftables, iproute2, procps, tcpdump for
+# the encrypted overlay's capture test), starts dockerd when
 # /_ping does not answer and waits for it, then builds the test images.
 # Idempotent; run as root. Used by .ci/run and deploy/quickstart.sh.
 set -euo pipefail
@@ -18,6 +18,8 @@ command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v tcpdump >/dev/null || need+=(tcpdump)
+# sysctl (overlay namespaces' bridge settings) and pkill (the capture test).
+command -v pkill >/dev/null || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt-get update -qq
