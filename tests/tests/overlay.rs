@@ -727,7 +727,10 @@ fn an_encrypted_network_carries_the_page_and_the_underlay_never_sees_it() {
     wait_until("the page over the encrypted network", WAIT, || {
         fetch(&lab, &cli, "http://ssrv/").filter(|p| p.contains(PAGE))
     })
-    .expect("srv answers over the encrypted network");
+    .unwrap_or_else(|e| {
+        // The tunnels' own account (dialled, refused, closed) is in the two nodes' logs.
+        panic!("{e}\n{}\n{}", lab.log_tail(2), lab.log_tail(3))
+    });
     let captured = capture_underlay(&lab, 2, "/tmp/sec.pcap", || {
         for _ in 0..3 {
             assert!(fetch(&lab, &cli, "http://ssrv/").is_some_and(|p| p.contains(PAGE)));
