@@ -40,6 +40,8 @@ pub const RELAY_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 79, 1);
 /// IPv4 and UDP headers (28), short header (at most 13 with quinn's 8-byte ids), DATAGRAM
 /// frame header (3) and AEAD tag (16), rounded up.
 pub const ENCRYPTED_OVERHEAD: u32 = 120;
+/// How long a dial to another node's tunnel may take before the next packet tries again.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// The VXLAN header and the inner Ethernet header: the least a relayed packet holds.
 const HEADERS: usize = 8 + 14;
 
@@ -368,7 +370,13 @@ impl Tunnel {
                     .endpoint
                     .connect_with(client, addr, &this.inner.server_name)
                 {
-                    Ok(connecting) => connecting.await.map_err(|e| e.to_string()),
+                    // A node whose tunnel is not listening yet would hold every retry
+                    // back for QUIC's whole idle timeout: give up sooner and let the next
+                    // packet dial again.
+                    Ok(connecting) => match tokio::time::timeout(DIAL_TIMEOUT, connecting).await {
+                        Ok(result) => result.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("no handshake within {DIAL_TIMEOUT:?}")),
+                    },
                     Err(e) => Err(e.to_string()),
                 };
             this.inner
