@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
@@ -42,6 +42,9 @@ pub const RELAY_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 79, 1);
 pub const ENCRYPTED_OVERHEAD: u32 = 120;
 /// How long a dial to another node's tunnel may take before the next packet tries again.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a new connection keeps its first traffic keys: several round trips, so both
+/// ends have confirmed the handshake before either updates them.
+const KEY_UPDATE_SETTLE: Duration = Duration::from_secs(2);
 /// The VXLAN header and the inner Ethernet header: the least a relayed packet holds.
 const HEADERS: usize = 8 + 14;
 
@@ -218,8 +221,8 @@ struct Inner {
     /// Hands relayed packets to the kernel's VXLAN socket.
     relay: UdpSocket,
     routes: RwLock<Routes>,
-    /// Node id -> the connection frames to it leave on.
-    conns: Mutex<HashMap<String, quinn::Connection>>,
+    /// Node id -> the connection frames to it leave on, and when it opened.
+    conns: Mutex<HashMap<String, (quinn::Connection, Instant)>>,
     /// Node ids being dialled now.
     dialing: Mutex<BTreeSet<String>>,
     cancel: CancellationToken,
@@ -288,7 +291,9 @@ impl Tunnel {
         *self.inner.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
     }
 
-    fn lock_conns(&self) -> std::sync::MutexGuard<'_, HashMap<String, quinn::Connection>> {
+    fn lock_conns(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (quinn::Connection, Instant)>> {
         self.inner.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -326,7 +331,10 @@ impl Tunnel {
                     None => continue,
                 }
             };
-            let conn = self.lock_conns().get(&peer.node_id).cloned();
+            let conn = self
+                .lock_conns()
+                .get(&peer.node_id)
+                .map(|(conn, _)| conn.clone());
             match conn {
                 // Waits while the connection's send buffer is full: the kernel's TUN queue
                 // holds the rest (and drops past it), rather than quinn dropping what it
@@ -436,7 +444,8 @@ impl Tunnel {
 
     /// Use `conn` for frames to node `id`, and relay what it brings.
     fn serve(&self, id: String, conn: quinn::Connection) {
-        self.lock_conns().insert(id.clone(), conn.clone());
+        self.lock_conns()
+            .insert(id.clone(), (conn.clone(), Instant::now()));
         tracing::info!(node = %id, remote = %conn.remote_address(), "encrypted tunnel open");
         let this = self.clone();
         tokio::spawn(async move {
@@ -459,7 +468,7 @@ impl Tunnel {
             let mut conns = this.lock_conns();
             if conns
                 .get(&id)
-                .is_some_and(|c| c.stable_id() == conn.stable_id())
+                .is_some_and(|(c, _)| c.stable_id() == conn.stable_id())
             {
                 conns.remove(&id);
             }
@@ -477,7 +486,9 @@ impl Tunnel {
     }
 
     /// Replace every connection's traffic keys, every `every`: QUIC key updates, no new
-    /// handshake and no connection dropped.
+    /// handshake and no connection dropped. A connection younger than [`KEY_UPDATE_SETTLE`]
+    /// keeps its first keys: a key update before both ends have confirmed the handshake
+    /// (RFC 9001, 6.1) leaves the peer unable to read what follows.
     async fn update_keys(self, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
@@ -486,7 +497,12 @@ impl Tunnel {
                 () = self.inner.cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let conns: Vec<quinn::Connection> = self.lock_conns().values().cloned().collect();
+            let conns: Vec<quinn::Connection> = self
+                .lock_conns()
+                .values()
+                .filter(|(_, opened)| opened.elapsed() >= KEY_UPDATE_SETTLE)
+                .map(|(conn, _)| conn.clone())
+                .collect();
             for conn in conns {
                 conn.force_key_update();
             }
