@@ -11,10 +11,12 @@
 //! It owns the reading of compose files only: it must not know gRPC, the store, the
 //! cluster or the CLI's output formats.
 
+pub mod de;
 pub mod env;
 pub mod interpolate;
 pub mod keys;
 pub mod load;
+pub mod model;
 pub mod resolve;
 pub mod yaml;
 

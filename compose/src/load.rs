@@ -9,15 +9,18 @@ use std::path::{Path, PathBuf};
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
+use crate::de::from_node;
 use crate::env::{parse_env_file, EnvError};
+use crate::model::Compose;
 use crate::keys::{check_keys, UnknownKey};
 use crate::resolve::{interpolate_tree, Place, ResolveError};
 use crate::yaml::{parse, Node, Pos, Value};
 
-/// A loaded document, and what the user should know about it.
+/// A loaded document, what it means, and what the user should know about it.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub document: Node,
+    pub compose: Compose,
     pub warnings: Vec<String>,
 }
 
@@ -89,10 +92,42 @@ pub fn load(request: &Request<'_>) -> Result<Loaded, LoadError> {
     warnings.extend(unset.iter().map(ToString::to_string));
     keep_active_profiles(&mut doc, request.profiles);
     check_services(&doc, &name, &dir)?;
+    let compose = read_model(&doc, &name)?;
     Ok(Loaded {
         document: doc,
+        compose,
         warnings,
     })
+}
+
+/// The typed model of a resolved document; a value it cannot take is an error at its
+/// line and column, naming its path.
+fn read_model(doc: &Node, file: &str) -> Result<Compose, LoadError> {
+    let mut bare = doc.clone();
+    drop_extensions(&mut bare);
+    from_node::<Compose>(&bare).map_err(|e| {
+        let path = e.path_text();
+        LoadError::Invalid {
+            place: place(file, e.pos.unwrap_or(doc.pos)),
+            message: if path.is_empty() {
+                e.message
+            } else {
+                format!("{path}: {}", e.message)
+            },
+        }
+    })
+}
+
+/// `x-*` keys (compose's extensions) go, at every level.
+fn drop_extensions(node: &mut Node) {
+    match &mut node.value {
+        Value::Map(entries) => {
+            entries.retain(|(k, _)| !k.name.starts_with("x-"));
+            entries.iter_mut().for_each(|(_, v)| drop_extensions(v));
+        }
+        Value::Seq(items) => items.iter_mut().for_each(drop_extensions),
+        _ => {}
+    }
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {

@@ -113,6 +113,7 @@ fn stack_config_resolves_every_corpus_file_or_refuses_it_with_file_and_line() {
             }
             Err(e) => {
                 let text = e.to_string();
+                eprintln!("refused: {text}");
                 let located = text
                     .strip_prefix(&format!("{}:", file.display()))
                     .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));

@@ -202,7 +202,7 @@ impl Manager {
                 // The routing mesh's network, as Swarm makes at init.
                 if !tx.read().networks().any(|n| n.is_ingress()) {
                     let spec = ingress_spec();
-                    let allocation = allocate_network(tx.read(), &spec, &pools)
+                    let allocation = allocate_network(&tx.networks_now(), &spec, &pools)
                         .map_err(|e| ManagerError::Invalid(format!("the ingress network: {e}")))?;
                     tx.create(Object::Network(Network {
                         id: crate::ids::new_id(),

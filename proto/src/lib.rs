@@ -117,9 +117,49 @@ impl Network {
     pub fn is_ingress(&self) -> bool {
         self.spec.as_ref().is_some_and(|s| s.ingress)
     }
+
+    /// The stack it belongs to, if any.
+    pub fn stack(&self) -> Option<&str> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.labels.get(STACK_NAMESPACE_LABEL))
+            .map(String::as_str)
+    }
+}
+
+/// The label that ties a service or network to its stack, as Docker's.
+pub const STACK_NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
+
+impl Stack {
+    /// The revision deployed now.
+    pub fn current(&self) -> Option<&StackRevision> {
+        self.revisions.last()
+    }
+
+    pub fn name(&self) -> &str {
+        self.current()
+            .and_then(|r| r.spec.as_ref())
+            .map_or("", |s| s.name.as_str())
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.current().map_or(0, |r| r.revision)
+    }
+
+    pub fn version(&self) -> u64 {
+        self.meta.as_ref().map_or(0, |m| m.version)
+    }
 }
 
 impl Service {
+    /// The stack it belongs to, if any.
+    pub fn stack(&self) -> Option<&str> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.labels.get(STACK_NAMESPACE_LABEL))
+            .map(String::as_str)
+    }
+
     pub fn name(&self) -> &str {
         self.spec.as_ref().map_or("", |s| s.name.as_str())
     }

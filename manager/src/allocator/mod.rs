@@ -24,8 +24,8 @@ pub mod ipam;
 use std::collections::{BTreeSet, HashMap};
 
 use shoal_proto::{
-    EndpointMode, EndpointVip, NetworkAllocation, NetworkAttachment, NetworkSpec, Node, Service,
-    Task, TaskState, TaskStatus,
+    EndpointMode, EndpointVip, Network, NetworkAllocation, NetworkAttachment, NetworkSpec, Node,
+    Service, Task, TaskState, TaskStatus,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -53,12 +53,12 @@ pub fn pools(r: &ReadTx<'_>) -> Result<Pools, IpamError> {
 /// A new network's subnet, gateway and VNI, clear of every network stored; a subnet not
 /// asked for comes from `pools` (the cluster's: [`pools`]).
 pub fn allocate_network(
-    r: &ReadTx<'_>,
+    networks: &[Network],
     spec: &NetworkSpec,
     pools: &Pools,
 ) -> Result<NetworkAllocation, IpamError> {
-    let taken: Vec<(Subnet, &str)> = r
-        .networks()
+    let taken: Vec<(Subnet, &str)> = networks
+        .iter()
         .filter_map(|n| {
             let subnet = n.allocation.as_ref()?.subnet.parse().ok()?;
             Some((subnet, n.name()))
@@ -88,8 +88,8 @@ pub fn allocate_network(
     let gateway = ipam::gateway(subnet, &ipam.gateway)?;
     // Checks the subnet has room for hosts beside its gateway.
     AddressSpace::new(&spec.name, subnet, gateway)?;
-    let vnis: BTreeSet<u32> = r
-        .networks()
+    let vnis: BTreeSet<u32> = networks
+        .iter()
         .filter_map(|n| n.allocation.as_ref().map(|a| a.vni))
         .collect();
     Ok(NetworkAllocation {

@@ -17,7 +17,7 @@ async fn create_network(store: &Store, id: &str, spec: NetworkSpec) -> Result<Ne
     store
         .update(|tx| {
             let allocation = match pools(tx.read())
-                .and_then(|pools| allocate_network(tx.read(), &spec, &pools))
+                .and_then(|pools| allocate_network(&tx.networks_now(), &spec, &pools))
             {
                 Ok(a) => a,
                 Err(e) => return Ok(Err(e.to_string())),

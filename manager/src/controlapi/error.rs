@@ -14,6 +14,8 @@ pub enum ControlError {
     NodeNotFound(String),
     #[error("network {0} not found")]
     NetworkNotFound(String),
+    #[error("stack {0} not found: `shoal stack ls` lists the stacks")]
+    StackNotFound(String),
     #[error("{kind} {key} is ambiguous: it matches {count} objects; use more of the id")]
     Ambiguous {
         kind: &'static str,
@@ -60,7 +62,8 @@ impl From<ControlError> for Status {
             ControlError::Invalid(_) => Status::invalid_argument(message),
             ControlError::ServiceNotFound(_)
             | ControlError::NodeNotFound(_)
-            | ControlError::NetworkNotFound(_) => Status::not_found(message),
+            | ControlError::NetworkNotFound(_)
+            | ControlError::StackNotFound(_) => Status::not_found(message),
             ControlError::Ambiguous { .. } => Status::failed_precondition(message),
             ControlError::NameTaken(_) => Status::already_exists(message),
             ControlError::OutOfSequence { .. } => Status::aborted(message),

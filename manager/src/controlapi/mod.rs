@@ -9,6 +9,7 @@ mod error;
 mod networks;
 mod nodes;
 pub mod ports;
+mod stacks;
 pub mod validate;
 
 use shoal_proto::{
@@ -23,6 +24,10 @@ use shoal_proto::{
     UpdateNodeRequest, UpdateNodeResponse, UpdateServiceRequest, UpdateServiceResponse,
     UpdateState, UpdateStatus,
 };
+use shoal_proto::{
+    DeployStackRequest, DeployStackResponse, GetStackRequest, GetStackResponse, ListStacksRequest,
+    ListStacksResponse, RemoveStackRequest, RemoveStackResponse, RollbackStackRequest,
+};
 use std::collections::HashSet;
 
 use tonic::{Request, Response, Status};
@@ -30,7 +35,7 @@ use tonic::{Request, Response, Status};
 use crate::ids::new_id;
 use crate::orchestrator::{is_job, jobs};
 use crate::scheduler::constraint;
-use crate::store::{Lookup, Object, ReadTx, Store};
+use crate::store::{Lookup, Object, ReadTx, Store, WriteTx};
 pub use error::ControlError;
 
 /// The Control service over the store.
@@ -49,32 +54,19 @@ impl ControlApi {
         request: CreateServiceRequest,
     ) -> Result<Service, ControlError> {
         let spec = validate::service_spec(request.spec.unwrap_or_default())?;
-        let mode = ServiceMode::try_from(spec.mode).unwrap_or(ServiceMode::Replicated);
-        let service = Service {
-            id: new_id(),
-            meta: None,
-            spec: Some(spec),
-            spec_version: 1,
-            previous_spec: None,
-            update_status: None,
-            previous_spec_version: 0,
-            // A job's first run.
-            job_status: is_job(mode).then(|| JobStatus {
-                iteration: 1,
-                started_at_ms: crate::clock::now_ms(),
-            }),
-            vips: Vec::new(),
-        };
+        let service = new_service(spec);
         let id = service.id.clone();
         self.store
             .update(|tx| {
-                if tx.read().services().any(|s| s.name() == service.name()) {
+                let services = tx.services_now();
+                if services.iter().any(|s| s.name() == service.name()) {
                     return Err(ControlError::NameTaken(service.name().to_string()));
                 }
                 let mut service = service;
                 if let Some(spec) = service.spec.as_mut() {
-                    networks::resolve(tx.read(), spec)?;
-                    ports::claim(tx.read(), spec, None)?;
+                    let networks = tx.networks_now();
+                    networks::resolve(&networks, spec)?;
+                    ports::claim(&services, &networks, spec, None)?;
                 }
                 tx.create(Object::Service(service))?;
                 Ok(())
@@ -99,63 +91,16 @@ impl ControlApi {
             .store
             .update(|tx| {
                 let mut service = find_service(tx.read(), &request.service)?.clone();
-                networks::resolve(tx.read(), &mut spec)?;
-                ports::claim(tx.read(), &mut spec, Some(&service.id))?;
+                let networks = tx.networks_now();
+                networks::resolve(&networks, &mut spec)?;
+                ports::claim(&tx.services_now(), &networks, &mut spec, Some(&service.id))?;
                 if request.version != service.version() {
                     return Err(ControlError::OutOfSequence {
                         kind: "service",
                         name: service.name().to_string(),
                     });
                 }
-                if spec.name != service.name() {
-                    return Err(ControlError::Invalid(format!(
-                        "renaming a service is not supported: {} stays {}",
-                        service.name(),
-                        service.name()
-                    )));
-                }
-                if spec.mode != service.spec.as_ref().map_or(0, |s| s.mode) {
-                    return Err(ControlError::Invalid(
-                        "the mode of a service cannot change: remove it and create it again".into(),
-                    ));
-                }
-                if matches!(service.mode(), ServiceMode::Global | ServiceMode::GlobalJob) {
-                    spec.replicas = 0;
-                }
-                let old = service.spec.clone().unwrap_or_default();
-                let state = service.update_status.as_ref().map_or(0, |s| s.state);
-                let ports =
-                    |s: &shoal_proto::ServiceSpec| s.endpoint.as_ref().map(|e| e.ports.clone());
-                if old.task != spec.task
-                    || old.force_update != spec.force_update
-                    || ports(&old) != ports(&spec)
-                {
-                    // A new update: tasks of every other version are old. Versions only
-                    // grow (a rollback swaps two of them), so a new one is never reused.
-                    let version = service.spec_version.max(service.previous_spec_version) + 1;
-                    service.previous_spec_version = service.spec_version;
-                    service.spec_version = version;
-                    service.previous_spec = service.spec.replace(spec);
-                    // Services roll to the new spec; a job runs again instead, as a new
-                    // iteration.
-                    if matches!(
-                        service.mode(),
-                        ServiceMode::Replicated | ServiceMode::Global
-                    ) {
-                        service.update_status = Some(updating("update in progress"));
-                    } else if is_job(service.mode()) {
-                        next_iteration(&mut service);
-                    }
-                } else {
-                    // Nothing to replace: the previous spec stays what a rollback returns
-                    // to (a scale in the middle of an update must not lose it).
-                    service.spec = Some(spec);
-                    if state == UpdateState::Paused as i32
-                        || state == UpdateState::RollbackPaused as i32
-                    {
-                        service.update_status = Some(updating("update resumed"));
-                    }
-                }
+                apply_spec(&mut service, spec)?;
                 let id = service.id.clone();
                 tx.update(Object::Service(service))?;
                 Ok(id)
@@ -205,15 +150,7 @@ impl ControlApi {
         self.store
             .update(|tx| {
                 let service = find_service(tx.read(), &request.service)?.clone();
-                let tasks: Vec<_> = tx.read().tasks_of_service(&service.id).cloned().collect();
-                for mut task in tasks {
-                    if task.desired() < TaskState::Shutdown {
-                        task.desired_state = TaskState::Shutdown as i32;
-                        tx.update(Object::Task(task))?;
-                    }
-                }
-                tx.remove(Object::Service(service));
-                Ok(())
+                stage_removal(tx, service)
             })
             .await
     }
@@ -274,6 +211,93 @@ impl ControlApi {
 /// once: while a drained node's task hands over, the old and the new one both run) over
 /// tasks wanted. Jobs: completions of the current iteration (a slot or node counts once)
 /// over completions wanted (`replicas`, or the eligible nodes of a global job).
+/// A new service of `spec` (validated), not yet stored.
+fn new_service(spec: shoal_proto::ServiceSpec) -> Service {
+    let mode = ServiceMode::try_from(spec.mode).unwrap_or(ServiceMode::Replicated);
+    Service {
+        id: new_id(),
+        meta: None,
+        spec: Some(spec),
+        spec_version: 1,
+        previous_spec: None,
+        update_status: None,
+        previous_spec_version: 0,
+        // A job's first run.
+        job_status: is_job(mode).then(|| JobStatus {
+            iteration: 1,
+            started_at_ms: crate::clock::now_ms(),
+        }),
+        vips: Vec::new(),
+    }
+}
+
+/// `spec` (validated, its networks resolved and ports claimed) becomes `service`'s spec:
+/// a new version and a rolling update (a new iteration for a job) when its tasks change.
+fn apply_spec(
+    service: &mut Service,
+    mut spec: shoal_proto::ServiceSpec,
+) -> Result<(), ControlError> {
+    if spec.name != service.name() {
+        return Err(ControlError::Invalid(format!(
+            "renaming a service is not supported: {} stays {}",
+            service.name(),
+            service.name()
+        )));
+    }
+    if spec.mode != service.spec.as_ref().map_or(0, |s| s.mode) {
+        return Err(ControlError::Invalid(
+            "the mode of a service cannot change: remove it and create it again".into(),
+        ));
+    }
+    if matches!(service.mode(), ServiceMode::Global | ServiceMode::GlobalJob) {
+        spec.replicas = 0;
+    }
+    let old = service.spec.clone().unwrap_or_default();
+    let state = service.update_status.as_ref().map_or(0, |s| s.state);
+    let ports = |s: &shoal_proto::ServiceSpec| s.endpoint.as_ref().map(|e| e.ports.clone());
+    if old.task != spec.task || old.force_update != spec.force_update || ports(&old) != ports(&spec)
+    {
+        // A new update: tasks of every other version are old. Versions only
+        // grow (a rollback swaps two of them), so a new one is never reused.
+        let version = service.spec_version.max(service.previous_spec_version) + 1;
+        service.previous_spec_version = service.spec_version;
+        service.spec_version = version;
+        service.previous_spec = service.spec.replace(spec);
+        // Services roll to the new spec; a job runs again instead, as a new
+        // iteration.
+        if matches!(
+            service.mode(),
+            ServiceMode::Replicated | ServiceMode::Global
+        ) {
+            service.update_status = Some(updating("update in progress"));
+        } else if is_job(service.mode()) {
+            next_iteration(service);
+        }
+    } else {
+        // Nothing to replace: the previous spec stays what a rollback returns
+        // to (a scale in the middle of an update must not lose it).
+        service.spec = Some(spec);
+        if state == UpdateState::Paused as i32 || state == UpdateState::RollbackPaused as i32 {
+            service.update_status = Some(updating("update resumed"));
+        }
+    }
+    Ok(())
+}
+
+/// Stage the removal of `service`; its tasks are told to shut down (the reaper removes
+/// them once they have).
+fn stage_removal(tx: &mut WriteTx<'_>, service: Service) -> Result<(), ControlError> {
+    let tasks: Vec<_> = tx.read().tasks_of_service(&service.id).cloned().collect();
+    for mut task in tasks {
+        if task.desired() < TaskState::Shutdown {
+            task.desired_state = TaskState::Shutdown as i32;
+            tx.update(Object::Task(task))?;
+        }
+    }
+    tx.remove(Object::Service(service));
+    Ok(())
+}
+
 fn replica_count(r: &ReadTx<'_>, s: &Service) -> ReplicaCount {
     let mut count = ReplicaCount::default();
     let mode = s.mode();
@@ -522,6 +546,52 @@ impl shoal_proto::Control for ControlApi {
     ) -> Result<Response<RemoveNetworkResponse>, Status> {
         ControlApi::remove_network(self, &request.into_inner().network).await?;
         Ok(Response::new(RemoveNetworkResponse {}))
+    }
+
+    async fn deploy_stack(
+        &self,
+        request: Request<DeployStackRequest>,
+    ) -> Result<Response<DeployStackResponse>, Status> {
+        let request = request.into_inner();
+        let spec = request.spec.unwrap_or_default();
+        Ok(Response::new(
+            ControlApi::deploy_stack(self, spec, request.prune).await?,
+        ))
+    }
+
+    async fn list_stacks(
+        &self,
+        _request: Request<ListStacksRequest>,
+    ) -> Result<Response<ListStacksResponse>, Status> {
+        Ok(Response::new(ListStacksResponse {
+            stacks: ControlApi::list_stacks(self),
+        }))
+    }
+
+    async fn get_stack(
+        &self,
+        request: Request<GetStackRequest>,
+    ) -> Result<Response<GetStackResponse>, Status> {
+        let stack = ControlApi::get_stack(self, &request.into_inner().name)?;
+        Ok(Response::new(GetStackResponse { stack: Some(stack) }))
+    }
+
+    async fn remove_stack(
+        &self,
+        request: Request<RemoveStackRequest>,
+    ) -> Result<Response<RemoveStackResponse>, Status> {
+        let (removed, waiting) = ControlApi::remove_stack(self, &request.into_inner().name).await?;
+        Ok(Response::new(RemoveStackResponse { removed, waiting }))
+    }
+
+    async fn rollback_stack(
+        &self,
+        request: Request<RollbackStackRequest>,
+    ) -> Result<Response<DeployStackResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(
+            ControlApi::rollback_stack(self, &request.name, request.revision).await?,
+        ))
     }
 
     async fn rotate_join_token(

@@ -9,7 +9,7 @@ use shoal_proto::{Network, NetworkSpec, ServiceSpec};
 use super::{ControlApi, ControlError};
 use crate::allocator;
 use crate::ids::new_id;
-use crate::store::{Lookup, Object, ReadTx};
+use crate::store::{lookup, Lookup, Object, ReadTx};
 
 /// The driver option that sets a network's MTU, as docker's.
 pub const MTU_OPT: &str = "com.docker.network.driver.mtu";
@@ -38,7 +38,9 @@ impl ControlApi {
                     }
                 }
                 let allocation = allocator::pools(r)
-                    .and_then(|pools| allocator::allocate_network(r, &spec, &pools))
+                    .and_then(|pools| {
+                        allocator::allocate_network(&tx.networks_now(), &spec, &pools)
+                    })
                     .map_err(|e| ControlError::Invalid(format!("network {}: {e}", spec.name)))?;
                 let network = Network {
                     id: new_id(),
@@ -138,13 +140,17 @@ pub(super) fn find_network<'a>(r: &ReadTx<'a>, key: &str) -> Result<&'a Network,
 
 /// A service's `--network` targets (names, ids or id prefixes) as network ids, each once.
 /// A network that does not exist, or the ingress network, is refused.
-pub(super) fn resolve(r: &ReadTx<'_>, spec: &mut ServiceSpec) -> Result<(), ControlError> {
+pub(super) fn resolve(networks: &[Network], spec: &mut ServiceSpec) -> Result<(), ControlError> {
     let Some(task) = spec.task.as_mut() else {
         return Ok(());
     };
     let mut resolved: Vec<shoal_proto::NetworkAttachmentConfig> = Vec::new();
     for mut config in std::mem::take(&mut task.networks) {
-        let network = match r.find_network(&config.target) {
+        let exact = networks.iter().find(|n| n.id == config.target);
+        let found = lookup(&config.target, exact, networks.iter(), Network::name, |n| {
+            n.id.as_str()
+        });
+        let network = match found {
             Lookup::Found(n) => n,
             Lookup::Missing => {
                 return Err(ControlError::Invalid(format!(
@@ -179,7 +185,7 @@ pub(super) fn resolve(r: &ReadTx<'_>, spec: &mut ServiceSpec) -> Result<(), Cont
     Ok(())
 }
 
-fn validate(mut spec: NetworkSpec) -> Result<NetworkSpec, ControlError> {
+pub(super) fn validate(mut spec: NetworkSpec) -> Result<NetworkSpec, ControlError> {
     let name = spec.name.trim().to_string();
     let valid_name = name
         .chars()
@@ -311,7 +317,9 @@ mod tests {
 
         // A service's targets become ids; a missing network and the ingress are refused.
         let mut web = on(&["front"]);
-        api.store.view(|r| resolve(r, &mut web)).expect("resolved");
+        api.store
+            .view(|r| resolve(&r.networks().cloned().collect::<Vec<_>>(), &mut web))
+            .expect("resolved");
         assert_eq!(
             web.task.as_ref().expect("task").networks[0].target,
             front.id
@@ -319,18 +327,24 @@ mod tests {
         let mut missing = on(&["nope"]);
         assert_eq!(
             api.store
-                .view(|r| resolve(r, &mut missing))
+                .view(|r| resolve(&r.networks().cloned().collect::<Vec<_>>(), &mut missing))
                 .expect_err("missing")
                 .to_string(),
             "network nope not found: create it with `shoal network create -d overlay nope`"
         );
         assert!(api
             .store
-            .view(|r| resolve(r, &mut on(&["ingress"])))
+            .view(|r| resolve(
+                &r.networks().cloned().collect::<Vec<_>>(),
+                &mut on(&["ingress"])
+            ))
             .is_err());
         assert!(api
             .store
-            .view(|r| resolve(r, &mut on(&["front", &front.id])))
+            .view(|r| resolve(
+                &r.networks().cloned().collect::<Vec<_>>(),
+                &mut on(&["front", &front.id])
+            ))
             .expect_err("twice")
             .to_string()
             .contains("given twice"));

@@ -5,10 +5,9 @@
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 
-use shoal_proto::{PortConfig, ServiceSpec};
+use shoal_proto::{Network, PortConfig, Service, ServiceSpec};
 
 use super::ControlError;
-use crate::store::ReadTx;
 
 /// Where mesh ports given without a number come from (Swarm's range).
 pub const DYNAMIC: RangeInclusive<u32> = 30_000..=32_767;
@@ -16,25 +15,27 @@ pub const DYNAMIC: RangeInclusive<u32> = 30_000..=32_767;
 /// Check `spec`'s ports against every other service's, and number its mesh ports given
 /// without one: the number it had before when `service_id`'s stored spec published the
 /// same target, else the first free one of [`DYNAMIC`].
+/// `services` and `networks` are every one as the calling transaction sees them.
 pub fn claim(
-    r: &ReadTx<'_>,
+    services: &[Service],
+    networks: &[Network],
     spec: &mut ServiceSpec,
     service_id: Option<&str>,
 ) -> Result<(), ControlError> {
-    let others: Vec<(&str, &PortConfig)> = r
-        .services()
+    let others: Vec<(&str, &PortConfig)> = services
+        .iter()
         .filter(|s| Some(s.id.as_str()) != service_id)
         .flat_map(|s| s.ports().iter().map(move |p| (s.name(), p)))
         .collect();
     let before: Vec<PortConfig> = service_id
-        .and_then(|id| r.service(id))
+        .and_then(|id| services.iter().find(|s| s.id == id))
         .map(|s| s.ports().to_vec())
         .unwrap_or_default();
     let Some(endpoint) = spec.endpoint.as_mut() else {
         return Ok(());
     };
     if let Some(p) = endpoint.ports.iter().find(|p| p.is_ingress()) {
-        if !r.networks().any(|n| n.is_ingress()) {
+        if !networks.iter().any(Network::is_ingress) {
             return Err(ControlError::Invalid(format!(
                 "port {}/{} goes through the routing mesh, which needs the ingress network, and this swarm has none: create it with `shoal network create --ingress ingress`, or publish with mode=host",
                 p.target_port,
@@ -115,6 +116,17 @@ mod tests {
         publish(service(name, 1), ports)
     }
 
+    /// `claim` against a store's committed state.
+    fn claim_in(
+        r: &crate::store::ReadTx<'_>,
+        spec: &mut ServiceSpec,
+        id: Option<&str>,
+    ) -> Result<(), ControlError> {
+        let services: Vec<_> = r.services().cloned().collect();
+        let networks: Vec<_> = r.networks().cloned().collect();
+        claim(&services, &networks, spec, id)
+    }
+
     fn spec(ports: Vec<PortConfig>) -> ServiceSpec {
         publishing("new", ports).spec.expect("spec")
     }
@@ -128,7 +140,7 @@ mod tests {
         let store = Store::in_memory();
         let mut s = spec(vec![port(8080, 80, PublishMode::Ingress)]);
         let err = store
-            .view(|r| claim(r, &mut s, None))
+            .view(|r| claim_in(r, &mut s, None))
             .expect_err("no ingress")
             .to_string();
         assert!(
@@ -137,7 +149,7 @@ mod tests {
         );
         let mut s = spec(vec![port(8080, 80, PublishMode::Host)]);
         store
-            .view(|r| claim(r, &mut s, None))
+            .view(|r| claim_in(r, &mut s, None))
             .expect("host mode needs none");
     }
 
@@ -158,7 +170,7 @@ mod tests {
         .await;
         let claim_for = |mut s: ServiceSpec, id: Option<&str>| {
             store
-                .view(|r| claim(r, &mut s, id))
+                .view(|r| claim_in(r, &mut s, id))
                 .map(|()| s)
                 .map_err(|e| e.to_string())
         };
@@ -202,7 +214,7 @@ mod tests {
             port(0, 80, PublishMode::Ingress),
             port(0, 81, PublishMode::Ingress),
         ]);
-        store.view(|r| claim(r, &mut s, None)).expect("numbered");
+        store.view(|r| claim_in(r, &mut s, None)).expect("numbered");
         let numbers: Vec<u32> = s
             .endpoint
             .as_ref()
@@ -218,7 +230,7 @@ mod tests {
         let mut again = web.spec.clone().expect("spec");
         again.endpoint.as_mut().expect("endpoint").ports[0].published_port = 0;
         store
-            .view(|r| claim(r, &mut again, Some(&web.id)))
+            .view(|r| claim_in(r, &mut again, Some(&web.id)))
             .expect("kept");
         assert_eq!(
             again.endpoint.expect("endpoint").ports[0].published_port,

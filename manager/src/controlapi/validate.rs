@@ -165,7 +165,7 @@ fn update_config(flag: &str, c: &UpdateConfig) -> Result<(), ControlError> {
     Ok(())
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     name.len() <= MAX_NAME
         && name
             .chars()

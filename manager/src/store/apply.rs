@@ -92,6 +92,7 @@ impl StoreState {
             tasks: tables.tasks.values().cloned().collect(),
             clusters: tables.clusters.values().cloned().collect(),
             networks: tables.networks.values().cloned().collect(),
+            stacks: tables.stacks.values().cloned().collect(),
         }
     }
 
@@ -125,6 +126,11 @@ impl StoreState {
                 .collect(),
             networks: snapshot
                 .networks
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect(),
+            stacks: snapshot
+                .stacks
                 .into_iter()
                 .map(|o| (o.id.clone(), o))
                 .collect(),
@@ -206,6 +212,12 @@ fn check(tables: &Tables, kind: i32, object: Option<&ActionObject>) -> Result<()
             version_of(&o.meta),
             tables.networks.get(&o.id).map(|s| version_of(&s.meta)),
         ),
+        ActionObject::Stack(o) => (
+            "stack",
+            &o.id,
+            version_of(&o.meta),
+            tables.stacks.get(&o.id).map(|s| version_of(&s.meta)),
+        ),
     };
     match (Kind::try_from(kind), stored) {
         (Ok(Kind::Create), Some(_)) => Err(StoreError::Exists {
@@ -237,6 +249,7 @@ fn set_version(object: &mut Object, index: u64) {
         Object::Task(o) => &mut o.meta,
         Object::Cluster(o) => &mut o.meta,
         Object::Network(o) => &mut o.meta,
+        Object::Stack(o) => &mut o.meta,
     };
     meta.get_or_insert_with(Meta::default).version = index;
 }
@@ -258,6 +271,9 @@ fn insert(tables: &mut Tables, object: Object) {
         Object::Network(o) => {
             tables.networks.insert(o.id.clone(), o);
         }
+        Object::Stack(o) => {
+            tables.stacks.insert(o.id.clone(), o);
+        }
     }
 }
 
@@ -268,5 +284,6 @@ fn remove(tables: &mut Tables, object: &Object) -> Option<Object> {
         Object::Task(o) => tables.tasks.remove(&o.id).map(Object::Task),
         Object::Cluster(o) => tables.clusters.remove(&o.id).map(Object::Cluster),
         Object::Network(o) => tables.networks.remove(&o.id).map(Object::Network),
+        Object::Stack(o) => tables.stacks.remove(&o.id).map(Object::Stack),
     }
 }

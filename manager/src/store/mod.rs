@@ -19,10 +19,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
-use shoal_proto::{Cluster, Network, Node, Service, StoreActionBatch, Task};
+use shoal_proto::{Cluster, Network, Node, Service, Stack, StoreActionBatch, Task};
 use tokio::sync::{broadcast, Mutex};
 
 pub use apply::{decode_response as apply_response, StoreState};
+pub(crate) use tx::lookup;
 pub use tx::{Lookup, ReadTx, WriteTx};
 
 /// Capacity of the watch stream; a consumer that falls further behind gets
@@ -64,6 +65,7 @@ pub enum Object {
     Task(Task),
     Cluster(Cluster),
     Network(Network),
+    Stack(Stack),
 }
 
 impl Object {
@@ -74,6 +76,7 @@ impl Object {
             Object::Task(_) => "task",
             Object::Cluster(_) => "cluster",
             Object::Network(_) => "network",
+            Object::Stack(_) => "stack",
         }
     }
 }
@@ -112,6 +115,7 @@ pub struct Tables {
     pub tasks: BTreeMap<String, Task>,
     pub clusters: BTreeMap<String, Cluster>,
     pub networks: BTreeMap<String, Network>,
+    pub stacks: BTreeMap<String, Stack>,
 }
 
 /// Where committed batches go. Raft in a real manager; [`LocalProposer`] in tests.

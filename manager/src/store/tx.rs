@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use shoal_proto::store_action::{Kind, Object as ActionObject};
-use shoal_proto::{Cluster, Meta, Network, Node, Service, StoreAction, StoreActionBatch, Task};
+use shoal_proto::{
+    Cluster, Meta, Network, Node, Service, Stack, StoreAction, StoreActionBatch, Task,
+};
 
 use super::{Object, StoreError, Tables};
 use crate::clock::now_ms;
@@ -68,6 +70,15 @@ impl<'a> ReadTx<'a> {
         self.tables.networks.values()
     }
 
+    pub fn stacks(&self) -> impl Iterator<Item = &'a Stack> + Clone {
+        self.tables.stacks.values()
+    }
+
+    /// A stack by its name (stacks are named by their users, never by id).
+    pub fn stack_named(&self, name: &str) -> Option<&'a Stack> {
+        self.stacks().find(|s| s.name() == name)
+    }
+
     /// A network by exact id, then exact name, then unique id prefix (docker's lookup).
     pub fn find_network(&self, key: &str) -> Lookup<&'a Network> {
         lookup(
@@ -122,7 +133,8 @@ pub enum Lookup<T> {
     Ambiguous(usize),
 }
 
-fn lookup<'a, T: 'a>(
+/// An object by exact id (`exact`), then exact name, then unique id prefix.
+pub(crate) fn lookup<'a, T: 'a>(
     key: &str,
     exact: Option<&'a T>,
     all: impl Iterator<Item = &'a T> + Clone,
@@ -222,6 +234,68 @@ impl<'a> WriteTx<'a> {
         }
     }
 
+    /// Every network as this transaction sees it: the committed ones with this
+    /// transaction's writes over them, and the ones it creates.
+    pub fn networks_now(&self) -> Vec<Network> {
+        self.objects_now(
+            "network",
+            self.base.networks(),
+            |n| n.id.as_str(),
+            |o| match o {
+                ActionObject::Network(n) => Some(n.clone()),
+                _ => None,
+            },
+        )
+    }
+
+    /// Every service as this transaction sees it (as [`WriteTx::networks_now`]).
+    pub fn services_now(&self) -> Vec<Service> {
+        self.objects_now(
+            "service",
+            self.base.services(),
+            |s| s.id.as_str(),
+            |o| match o {
+                ActionObject::Service(s) => Some(s.clone()),
+                _ => None,
+            },
+        )
+    }
+
+    fn objects_now<'b, T: Clone + 'b>(
+        &self,
+        kind: &'static str,
+        committed: impl Iterator<Item = &'b T>,
+        id: impl Fn(&T) -> &str,
+        take: impl Fn(&ActionObject) -> Option<T>,
+    ) -> Vec<T> {
+        let mut out: Vec<T> = committed
+            .filter_map(|o| match self.staged_object(kind, id(o)) {
+                None => Some(o.clone()),
+                Some(staged) => staged.and_then(&take),
+            })
+            .collect();
+        for ((k, object_id), &pos) in &self.staged {
+            let action = &self.actions[pos];
+            if *k == kind && action.kind == Kind::Create as i32 {
+                if let Some(o) = action.object.as_ref().and_then(&take) {
+                    if !out.iter().any(|e| id(e) == object_id) {
+                        out.push(o);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A stack as this transaction sees it (staged write first).
+    pub fn stack(&self, id: &str) -> Option<Stack> {
+        match self.staged_object("stack", id) {
+            Some(Some(ActionObject::Stack(s))) => Some(s.clone()),
+            Some(_) => None,
+            None => self.base.tables.stacks.get(id).cloned(),
+        }
+    }
+
     pub fn create(&mut self, object: Object) -> Result<(), StoreError> {
         self.check_absent(&object)?;
         let object = stamp(object, self.now_ms, true);
@@ -244,6 +318,7 @@ impl<'a> WriteTx<'a> {
             Object::Task(_) => self.task(id).is_some(),
             Object::Cluster(_) => self.base.tables.clusters.contains_key(id),
             Object::Network(_) => self.network(id).is_some(),
+            Object::Stack(_) => self.stack(id).is_some(),
         }
     }
 
@@ -320,6 +395,7 @@ fn key(object: &Object) -> (&'static str, String) {
         Object::Task(t) => t.id.clone(),
         Object::Cluster(c) => c.id.clone(),
         Object::Network(n) => n.id.clone(),
+        Object::Stack(s) => s.id.clone(),
     };
     (object.kind(), id)
 }
@@ -331,6 +407,7 @@ fn stamp(mut object: Object, now: i64, created: bool) -> Object {
         Object::Task(t) => &mut t.meta,
         Object::Cluster(c) => &mut c.meta,
         Object::Network(n) => &mut n.meta,
+        Object::Stack(s) => &mut s.meta,
     };
     let meta = meta.get_or_insert_with(Meta::default);
     if created {
@@ -348,6 +425,7 @@ pub(crate) fn to_action_object(object: Object) -> ActionObject {
         Object::Task(t) => ActionObject::Task(t),
         Object::Cluster(c) => ActionObject::Cluster(c),
         Object::Network(n) => ActionObject::Network(n),
+        Object::Stack(s) => ActionObject::Stack(s),
     }
 }
 
@@ -358,5 +436,6 @@ pub(crate) fn from_action_object(object: ActionObject) -> Object {
         ActionObject::Task(t) => Object::Task(t),
         ActionObject::Cluster(c) => Object::Cluster(c),
         ActionObject::Network(n) => Object::Network(n),
+        ActionObject::Stack(s) => Object::Stack(s),
     }
 }
