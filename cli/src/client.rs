@@ -149,6 +149,11 @@ rpcs! {
     control.get_network(GetNetworkRequest) -> GetNetworkResponse;
     control.list_networks(ListNetworksRequest) -> ListNetworksResponse;
     control.remove_network(RemoveNetworkRequest) -> RemoveNetworkResponse;
+    control.deploy_stack(DeployStackRequest) -> DeployStackResponse;
+    control.list_stacks(ListStacksRequest) -> ListStacksResponse;
+    control.get_stack(GetStackRequest) -> GetStackResponse;
+    control.remove_stack(RemoveStackRequest) -> RemoveStackResponse;
+    control.rollback_stack(RollbackStackRequest) -> DeployStackResponse;
     admin.init(InitRequest) -> InitResponse;
     admin.join(JoinRequest) -> JoinResponse;
     admin.leave(LeaveRequest) -> LeaveResponse;

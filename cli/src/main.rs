@@ -71,7 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(command) => commands::node::run(&cli.host, command).await,
         Command::Service(command) => commands::service::run(&cli.host, command).await,
         Command::Network(command) => commands::network::run(&cli.host, command).await,
-        Command::Stack(command) => commands::stack::run(command),
+        Command::Stack(command) => commands::stack::run(&cli.host, command).await,
     }
 }
 

@@ -332,6 +332,41 @@ impl Control for Fake {
         Err(Status::unimplemented("the fake daemon has no networks"))
     }
 
+    async fn deploy_stack(
+        &self,
+        _request: Request<shoal_proto::DeployStackRequest>,
+    ) -> Result<Response<shoal_proto::DeployStackResponse>, Status> {
+        Err(Status::unimplemented("the fake daemon has no stacks"))
+    }
+
+    async fn list_stacks(
+        &self,
+        _request: Request<shoal_proto::ListStacksRequest>,
+    ) -> Result<Response<shoal_proto::ListStacksResponse>, Status> {
+        Err(Status::unimplemented("the fake daemon has no stacks"))
+    }
+
+    async fn get_stack(
+        &self,
+        _request: Request<shoal_proto::GetStackRequest>,
+    ) -> Result<Response<shoal_proto::GetStackResponse>, Status> {
+        Err(Status::unimplemented("the fake daemon has no stacks"))
+    }
+
+    async fn remove_stack(
+        &self,
+        _request: Request<shoal_proto::RemoveStackRequest>,
+    ) -> Result<Response<shoal_proto::RemoveStackResponse>, Status> {
+        Err(Status::unimplemented("the fake daemon has no stacks"))
+    }
+
+    async fn rollback_stack(
+        &self,
+        _request: Request<shoal_proto::RollbackStackRequest>,
+    ) -> Result<Response<shoal_proto::DeployStackResponse>, Status> {
+        Err(Status::unimplemented("the fake daemon has no stacks"))
+    }
+
     async fn list_tasks(
         &self,
         request: Request<ListTasksRequest>,

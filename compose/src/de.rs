@@ -137,7 +137,10 @@ impl NodeDe<'_> {
     }
 
     fn wrong(&self, expected: &str) -> DeError {
-        DeError::new(self.0.pos, format!("expected {expected}, found {}", self.kind()))
+        DeError::new(
+            self.0.pos,
+            format!("expected {expected}, found {}", self.kind()),
+        )
     }
 
     fn integer(&self, expected: &str) -> Result<i128, DeError> {
@@ -157,7 +160,10 @@ macro_rules! integer {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
             let n = self.integer($what)?;
             let n = <$ty>::try_from(n).map_err(|_| {
-                DeError::new(self.0.pos, format!("{n} is out of range: expected {}", $what))
+                DeError::new(
+                    self.0.pos,
+                    format!("{n} is out of range: expected {}", $what),
+                )
             })?;
             visitor.$visit(n).map_err(|e: DeError| e.at(self.0.pos))
         }
@@ -208,9 +214,24 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
     integer!(deserialize_i32, visit_i32, i32, "an integer");
     integer!(deserialize_i64, visit_i64, i64, "an integer");
     integer!(deserialize_u8, visit_u8, u8, "a whole number (0 or more)");
-    integer!(deserialize_u16, visit_u16, u16, "a whole number (0 or more)");
-    integer!(deserialize_u32, visit_u32, u32, "a whole number (0 or more)");
-    integer!(deserialize_u64, visit_u64, u64, "a whole number (0 or more)");
+    integer!(
+        deserialize_u16,
+        visit_u16,
+        u16,
+        "a whole number (0 or more)"
+    );
+    integer!(
+        deserialize_u32,
+        visit_u32,
+        u32,
+        "a whole number (0 or more)"
+    );
+    integer!(
+        deserialize_u64,
+        visit_u64,
+        u64,
+        "a whole number (0 or more)"
+    );
 
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_f64(visitor)
@@ -221,9 +242,10 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
             Value::Float(f) => *f,
             #[allow(clippy::cast_precision_loss)]
             Value::Int(i) => *i as f64,
-            Value::Str(s) => s.trim().parse::<f64>().map_err(|_| {
-                DeError::new(self.0.pos, format!("expected a number, found {s:?}"))
-            })?,
+            Value::Str(s) => s
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| DeError::new(self.0.pos, format!("expected a number, found {s:?}")))?,
             _ => return Err(self.wrong("a number")),
         };
         visitor.visit_f64(f).map_err(|e: DeError| e.at(self.0.pos))
@@ -231,7 +253,9 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.scalar_text() {
-            Some(s) => visitor.visit_string(s).map_err(|e: DeError| e.at(self.0.pos)),
+            Some(s) => visitor
+                .visit_string(s)
+                .map_err(|e: DeError| e.at(self.0.pos)),
             None => Err(self.wrong("a string")),
         }
     }
@@ -460,7 +484,8 @@ mod tests {
         let e = from_node::<Deploy>(&node).expect_err("unknown key");
         assert_eq!(e.pos, Some(Pos { line: 2, column: 1 }));
         assert!(
-            e.message.starts_with("unknown key replica: did you mean replicas?"),
+            e.message
+                .starts_with("unknown key replica: did you mean replicas?"),
             "{e}"
         );
 

@@ -11,14 +11,18 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use crate::de::from_node;
 use crate::env::{parse_env_file, EnvError};
-use crate::model::Compose;
 use crate::keys::{check_keys, UnknownKey};
+use crate::model::Compose;
 use crate::resolve::{interpolate_tree, Place, ResolveError};
 use crate::yaml::{parse, Node, Pos, Value};
 
 /// A loaded document, what it means, and what the user should know about it.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The (first) compose file, as given.
+    pub file: String,
+    /// Where relative paths in it start: its directory.
+    pub dir: PathBuf,
     pub document: Node,
     pub compose: Compose,
     pub warnings: Vec<String>,
@@ -94,6 +98,8 @@ pub fn load(request: &Request<'_>) -> Result<Loaded, LoadError> {
     check_services(&doc, &name, &dir)?;
     let compose = read_model(&doc, &name)?;
     Ok(Loaded {
+        file: name,
+        dir,
         document: doc,
         compose,
         warnings,
@@ -149,10 +155,7 @@ fn services_mut(doc: &mut Node) -> Option<&mut Vec<(crate::yaml::Key, Node)>> {
 }
 
 fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
-    match &node.value {
-        Value::Map(m) => m.iter().find(|(k, _)| k.name == key).map(|(_, n)| n),
-        _ => None,
-    }
+    node.get(key)
 }
 
 /// Services whose `profiles` name none of the active ones go, as compose drops them.

@@ -84,9 +84,9 @@ impl<'de> Deserialize<'de> for Words {
             One(String),
             List(Vec<String>),
         }
-        match Form::deserialize(d).map_err(|_| {
-            de::Error::custom("expected a string or a list of strings")
-        })? {
+        match Form::deserialize(d)
+            .map_err(|_| de::Error::custom("expected a string or a list of strings"))?
+        {
             Form::One(s) => shell_words(&s).map(Words).map_err(de::Error::custom),
             Form::List(v) => Ok(Words(v)),
         }
@@ -282,16 +282,16 @@ pub struct GoDuration(pub Duration);
 impl<'de> Deserialize<'de> for GoDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = Scalar::deserialize(d)?.0;
-        parse_duration(&text).map(GoDuration).map_err(de::Error::custom)
+        parse_duration(&text)
+            .map(GoDuration)
+            .map_err(de::Error::custom)
     }
 }
 
 /// Parse a Go duration: numbers (decimals allowed) each with a unit of ns, us, ms, s, m
 /// or h; a bare 0 is zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!("{text:?} is not a duration: write it as 10s, 1m30s, 500ms or 2h")
-    };
+    let bad = || format!("{text:?} is not a duration: write it as 10s, 1m30s, 500ms or 2h");
     let s = text.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -685,7 +685,11 @@ pub fn parse_port(text: &str) -> Result<Port, String> {
             match parts.len() {
                 3 => (Some(parts[0].to_string()), &spec[parts[0].len() + 1..]),
                 1 | 2 => (None, spec),
-                _ => return Err(format!("port {text:?}: expected [HOST_IP:]PUBLISHED:TARGET")),
+                _ => {
+                    return Err(format!(
+                        "port {text:?}: expected [HOST_IP:]PUBLISHED:TARGET"
+                    ))
+                }
             }
         }
     };
@@ -785,8 +789,13 @@ impl<'de> Deserialize<'de> for Mount {
         })? {
             Form::Short(s) => parse_mount(&s).map_err(de::Error::custom),
             Form::Long(l) => {
-                let _ = (l.consistency, l.bind.map(|b| (b.propagation, b.create_host_path, b.selinux)));
-                let (nocopy, _subpath) = l.volume.map(|v| (v.nocopy, v.subpath)).unwrap_or_default();
+                let _ = (
+                    l.consistency,
+                    l.bind
+                        .map(|b| (b.propagation, b.create_host_path, b.selinux)),
+                );
+                let (nocopy, _subpath) =
+                    l.volume.map(|v| (v.nocopy, v.subpath)).unwrap_or_default();
                 let tmpfs_size = l.tmpfs.as_ref().and_then(|t| t.size).map_or(0, |s| s.0);
                 let _ = l.tmpfs.map(|t| t.mode);
                 Ok(Mount {
@@ -825,8 +834,8 @@ pub fn parse_mount(text: &str) -> Result<Mount, String> {
             | "slave" | "private" | "rshared" | "rslave" | "rprivate" => {}
             other => {
                 return Err(format!(
-                    "volume {text:?}: unknown mode {other:?} (ro, rw, z, Z, nocopy, or a propagation)"
-                ))
+                "volume {text:?}: unknown mode {other:?} (ro, rw, z, Z, nocopy, or a propagation)"
+            ))
             }
         }
     }
@@ -1132,7 +1141,10 @@ mod tests {
         assert_eq!((p.published, p.target), (Some(8080), 80));
         let p = parse_port("127.0.0.1:53:53/udp").expect("port");
         assert_eq!(p.host_ip.as_deref(), Some("127.0.0.1"));
-        assert_eq!((p.published, p.target, p.protocol), (Some(53), 53, Protocol::Udp));
+        assert_eq!(
+            (p.published, p.target, p.protocol),
+            (Some(53), 53, Protocol::Udp)
+        );
         let p = parse_port("80").expect("port");
         assert_eq!(p.published, None);
         assert!(parse_port("8000-8010:80").is_err());

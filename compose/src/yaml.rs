@@ -35,6 +35,29 @@ pub enum Value {
     Map(Vec<(Key, Node)>),
 }
 
+impl Node {
+    /// The value under `key`, when this is a mapping holding it.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, n)| n),
+            _ => None,
+        }
+    }
+
+    /// The value at `path` (mapping keys), as deep as it goes: where to point an error
+    /// about that path, even when its last keys are absent.
+    pub fn nearest(&self, path: &[&str]) -> &Node {
+        let mut node = self;
+        for key in path {
+            match node.get(key) {
+                Some(next) => node = next,
+                None => break,
+            }
+        }
+        node
+    }
+}
+
 /// A mapping key, where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {

@@ -106,6 +106,41 @@ impl pb::Control for TestControl {
         Err(Status::unimplemented("not in this test"))
     }
 
+    async fn deploy_stack(
+        &self,
+        _: Request<pb::DeployStackRequest>,
+    ) -> Result<Response<pb::DeployStackResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn list_stacks(
+        &self,
+        _: Request<pb::ListStacksRequest>,
+    ) -> Result<Response<pb::ListStacksResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_stack(
+        &self,
+        _: Request<pb::GetStackRequest>,
+    ) -> Result<Response<pb::GetStackResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn remove_stack(
+        &self,
+        _: Request<pb::RemoveStackRequest>,
+    ) -> Result<Response<pb::RemoveStackResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn rollback_stack(
+        &self,
+        _: Request<pb::RollbackStackRequest>,
+    ) -> Result<Response<pb::DeployStackResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
     async fn create_service(
         &self,
         _req: Request<pb::CreateServiceRequest>,

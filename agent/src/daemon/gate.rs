@@ -115,6 +115,11 @@ delegate! {
     get_network(GetNetworkRequest) -> GetNetworkResponse;
     list_networks(ListNetworksRequest) -> ListNetworksResponse;
     remove_network(RemoveNetworkRequest) -> RemoveNetworkResponse;
+    deploy_stack(DeployStackRequest) -> DeployStackResponse;
+    list_stacks(ListStacksRequest) -> ListStacksResponse;
+    get_stack(GetStackRequest) -> GetStackResponse;
+    remove_stack(RemoveStackRequest) -> RemoveStackResponse;
+    rollback_stack(RollbackStackRequest) -> DeployStackResponse;
 }
 
 #[tonic::async_trait]

@@ -18,8 +18,8 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum,
-    HostConfig, NetworkConnectRequest, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    HostConfig, Mount, MountTmpfsOptions, MountType, MountVolumeOptions, NetworkConnectRequest,
+    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
@@ -209,8 +209,93 @@ fn port_bindings(task: &Task) -> HashMap<String, Option<Vec<PortBinding>>> {
     map
 }
 
-/// The create body for a task's container.
-pub fn container_config(task: &Task, spec: &ContainerSpec, node_id: &str) -> ContainerCreateBody {
+/// A template of Swarm's (`{{.Task.Slot}}`, `{{.Node.Hostname}}`, `{{.Service.Name}}`,
+/// ...) filled in for `task` on node `node_id` named `node_name`; an unknown one stays.
+pub fn expand_template(text: &str, task: &Task, node_id: &str, node_name: &str) -> String {
+    if !text.contains("{{") {
+        return text.to_string();
+    }
+    let slot = if task.slot > 0 {
+        task.slot.to_string()
+    } else {
+        node_id.to_string()
+    };
+    let task_name = format!("{}.{slot}.{}", task.service_name, task.id);
+    let values: [(&str, &str); 7] = [
+        ("Service.Name", &task.service_name),
+        ("Service.ID", &task.service_id),
+        ("Task.Slot", &slot),
+        ("Task.ID", &task.id),
+        ("Task.Name", &task_name),
+        ("Node.Hostname", node_name),
+        ("Node.ID", node_id),
+    ];
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find("}}") else {
+            rest = &rest[start..];
+            break;
+        };
+        let inner = rest[start + 2..start + len].trim().trim_start_matches('.');
+        match values.iter().find(|(k, _)| *k == inner) {
+            Some((_, v)) => out.push_str(v),
+            None => out.push_str(&rest[start..start + len + 2]),
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The engine's mounts of a spec's volumes, bind mounts and tmpfs.
+fn mounts(spec: &ContainerSpec) -> Option<Vec<Mount>> {
+    use shoal_proto::MountType as Kind;
+    let mounts: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .map(|m| {
+            let kind = Kind::try_from(m.r#type).unwrap_or(Kind::Volume);
+            Mount {
+                target: Some(m.target.clone()),
+                source: (!m.source.is_empty()).then(|| m.source.clone()),
+                typ: Some(match kind {
+                    Kind::Volume => MountType::VOLUME,
+                    Kind::Bind => MountType::BIND,
+                    Kind::Tmpfs => MountType::TMPFS,
+                }),
+                read_only: Some(m.read_only),
+                volume_options: (kind == Kind::Volume).then(|| MountVolumeOptions {
+                    no_copy: Some(m.no_copy),
+                    labels: (!m.volume_labels.is_empty()).then(|| {
+                        m.volume_labels
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    }),
+                    ..Default::default()
+                }),
+                tmpfs_options: (kind == Kind::Tmpfs && m.tmpfs_size_bytes > 0).then(|| {
+                    MountTmpfsOptions {
+                        size_bytes: Some(m.tmpfs_size_bytes),
+                        ..Default::default()
+                    }
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    (!mounts.is_empty()).then_some(mounts)
+}
+
+/// The create body for a task's container on node `node_id` (named `node_name`).
+pub fn container_config(
+    task: &Task,
+    spec: &ContainerSpec,
+    node_id: &str,
+    node_name: &str,
+) -> ContainerCreateBody {
     let limits = task.spec.as_ref().and_then(|s| s.limits.as_ref());
     let grace_secs = i64::try_from(stop_grace(spec).as_millis().div_ceil(1000)).unwrap_or(i64::MAX);
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
@@ -224,7 +309,32 @@ pub fn container_config(task: &Task, spec: &ContainerSpec, node_id: &str) -> Con
         stop_timeout: Some(grace_secs),
         healthcheck: health_config(spec),
         exposed_ports: (!task.ports.is_empty()).then(|| task.ports.iter().map(port_key).collect()),
+        user: (!spec.user.is_empty()).then(|| spec.user.clone()),
+        working_dir: (!spec.working_dir.is_empty()).then(|| spec.working_dir.clone()),
+        hostname: (!spec.hostname.is_empty())
+            .then(|| expand_template(&spec.hostname, task, node_id, node_name)),
         host_config: Some(HostConfig {
+            cap_add: non_empty(&spec.cap_add),
+            cap_drop: non_empty(&spec.cap_drop),
+            sysctls: (!spec.sysctls.is_empty()).then(|| {
+                spec.sysctls
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
+            ulimits: (!spec.ulimits.is_empty()).then(|| {
+                spec.ulimits
+                    .iter()
+                    .map(|u| ResourcesUlimits {
+                        name: Some(u.name.clone()),
+                        soft: Some(u.soft),
+                        hard: Some(u.hard),
+                    })
+                    .collect()
+            }),
+            init: spec.init.then_some(true),
+            readonly_rootfs: spec.read_only.then_some(true),
+            mounts: mounts(spec),
             port_bindings: task
                 .ports
                 .iter()
@@ -606,7 +716,7 @@ impl Controller for DockerController {
             Err(e) => return Err(classify("inspect image", &self.spec.image, e)),
         }
         let name = container_name(&self.task);
-        let mut config = container_config(&self.task, &self.spec, &self.node_id);
+        let mut config = container_config(&self.task, &self.spec, &self.node_id, &self.node_name);
         let mut endpoints = self.endpoints().await?.into_iter();
         if let Some((network, settings)) = endpoints.next() {
             if let Some(host) = config.host_config.as_mut() {

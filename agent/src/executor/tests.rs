@@ -408,3 +408,36 @@ async fn a_restarted_agent_keeps_waiting_for_the_health_of_its_container() {
     assert_eq!(state(&st), TaskState::Running);
     assert_eq!(st.health, "healthy");
 }
+
+#[test]
+fn templates_fill_in_the_task_the_service_and_the_node() {
+    use super::docker::expand_template;
+    let task = Task {
+        id: "t1".into(),
+        service_id: "s1".into(),
+        service_name: "app_web".into(),
+        slot: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        expand_template(
+            "{{.Service.Name}}-{{.Task.Slot}}@{{ .Node.Hostname }}",
+            &task,
+            "n1",
+            "host1"
+        ),
+        "app_web-2@host1"
+    );
+    assert_eq!(expand_template("plain", &task, "n1", "h"), "plain");
+    assert_eq!(
+        expand_template("{{.Unknown}}-{{.Task.ID}}", &task, "n1", "h"),
+        "{{.Unknown}}-t1"
+    );
+    assert_eq!(
+        expand_template("open {{.Task.ID", &task, "n1", "h"),
+        "open {{.Task.ID"
+    );
+    // A global task has no slot: the node id stands in, as Swarm's.
+    let global = Task { slot: 0, ..task };
+    assert_eq!(expand_template("{{.Task.Slot}}", &global, "n1", "h"), "n1");
+}

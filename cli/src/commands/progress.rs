@@ -216,7 +216,18 @@ pub fn assess(
         }
     };
     let done = lines.iter().filter(|l| l.done).count();
+    let current: Vec<&Task> = if job {
+        let iteration = service.job_status.as_ref().map_or(0, |j| j.iteration);
+        tasks
+            .iter()
+            .filter(|t| t.job_iteration == iteration)
+            .collect()
+    } else {
+        tasks.iter().filter(|t| t.spec_version == version).collect()
+    };
     let outcome = if let Some(why) = failure(op, service.update_status.as_ref(), before) {
+        Outcome::Failed(why)
+    } else if let Some(why) = hopeless(&current, done < total) {
         Outcome::Failed(why)
     } else if done >= total && (total > 0 || mode == ServiceMode::Replicated) {
         let updating = service.update_status.as_ref().is_some_and(|u| {
@@ -239,6 +250,40 @@ pub fn assess(
         total,
         job,
         outcome,
+    }
+}
+
+/// Attempts that failed alike before the wait gives up on a service that is not done.
+pub const FAILS_ALIKE: usize = 3;
+
+/// Why waiting longer is pointless: `pending` slots remain, nothing of the current version
+/// runs or has completed, and its last [`FAILS_ALIKE`] attempts all failed with one error
+/// (an image that does not exist, a command that is not there).
+fn hopeless(current: &[&Task], pending: bool) -> Option<String> {
+    if !pending
+        || current
+            .iter()
+            .any(|t| matches!(t.state(), TaskState::Running | TaskState::Complete))
+    {
+        return None;
+    }
+    let mut failed: Vec<&&Task> = current
+        .iter()
+        .filter(|t| matches!(t.state(), TaskState::Failed | TaskState::Rejected))
+        .collect();
+    if failed.len() < FAILS_ALIKE {
+        return None;
+    }
+    failed.sort_by_key(|t| created(t));
+    let last = &failed[failed.len() - FAILS_ALIKE..];
+    let err = err_of(last[0]);
+    if last.iter().all(|t| err_of(t) == err) {
+        Some(format!(
+            "every attempt fails alike ({} tasks so far): {err}",
+            failed.len()
+        ))
+    } else {
+        None
     }
 }
 
@@ -663,5 +708,75 @@ mod tests {
             failure(Op::Update, Some(&now), Some(&before)).as_deref(),
             Some("update rolled back: old")
         );
+    }
+}
+
+#[cfg(test)]
+mod hopeless_tests {
+    use super::*;
+    use shoal_proto::{Meta, ServiceSpec, TaskStatus};
+
+    fn failed(n: i64, err: &str) -> Task {
+        Task {
+            id: format!("t{n}"),
+            meta: Some(Meta {
+                created_at_ms: n,
+                ..Default::default()
+            }),
+            slot: 1,
+            spec_version: 1,
+            desired_state: TaskState::Shutdown as i32,
+            status: Some(TaskStatus {
+                state: TaskState::Rejected as i32,
+                err: err.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn service() -> Service {
+        Service {
+            spec: Some(ServiceSpec {
+                name: "web".into(),
+                replicas: 1,
+                ..Default::default()
+            }),
+            spec_version: 1,
+            ..Default::default()
+        }
+    }
+
+    fn outcome(tasks: &[Task]) -> Outcome {
+        assess(&service(), tasks, &HashMap::new(), Op::Update, None).outcome
+    }
+
+    #[test]
+    fn a_service_whose_every_attempt_fails_alike_fails_the_wait() {
+        let nope = "No such image: busybox:nope";
+        assert_eq!(
+            outcome(&[failed(1, nope), failed(2, nope)]),
+            Outcome::Waiting
+        );
+        match outcome(&[failed(1, nope), failed(2, nope), failed(3, nope)]) {
+            Outcome::Failed(why) => assert!(why.ends_with(nope), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Different errors: something is changing, keep waiting.
+        assert_eq!(
+            outcome(&[failed(1, nope), failed(2, "exit 1"), failed(3, nope)]),
+            Outcome::Waiting
+        );
+        // One running: not hopeless.
+        let mut running = failed(4, "");
+        running.status = Some(TaskStatus {
+            state: TaskState::Running as i32,
+            ..Default::default()
+        });
+        running.slot = 1;
+        let mut tasks = vec![failed(1, nope), failed(2, nope), failed(3, nope), running];
+        assert_eq!(outcome(&tasks), Outcome::Converged);
+        tasks.pop();
+        assert!(matches!(outcome(&tasks), Outcome::Failed(_)));
     }
 }

@@ -220,18 +220,7 @@ pub async fn run(host: &str, command: ServiceCommand) -> Result<()> {
         ServiceCommand::Ls(args) => {
             let mut client = Client::connect(host).await?;
             let resp = client.list_services(ListServicesRequest {}).await?;
-            let running = job_tasks_running(&mut client, &resp).await?;
-            let rows = service_rows(&resp, &running);
-            if args.quiet {
-                return print_lines(&rows.into_iter().map(|r| r.id).collect::<Vec<_>>());
-            }
-            match args.format {
-                Format::Json => print_lines(&json_lines(&rows)?),
-                Format::Table => print(&format::table(
-                    &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
-                    &rows.iter().map(ServiceRow::cells).collect::<Vec<_>>(),
-                )),
-            }
+            print_services(&mut client, &resp, &args).await
         }
         ServiceCommand::Ps(args) => {
             let filters = Filters::new(&args.list.filters)?;
@@ -318,6 +307,7 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
                 stop_signal: args.stop_signal.clone().unwrap_or_default(),
                 stop_grace_period_ms: args.stop_grace_period,
                 healthcheck: args.health.healthcheck(),
+                ..Default::default()
             }),
             limits: args.resources.limits(None),
             reservations: args.resources.reservations(None),
@@ -412,6 +402,26 @@ fn is_job(mode: ServiceMode) -> bool {
 
 /// Jobs' tasks of the current iteration running now, by service id (`service ls` shows
 /// them beside the completions, which `ListServices` counts).
+/// `service ls` of the services in `resp`.
+pub async fn print_services(
+    client: &mut Client,
+    resp: &ListServicesResponse,
+    args: &LsArgs,
+) -> Result<()> {
+    let running = job_tasks_running(client, resp).await?;
+    let rows = service_rows(resp, &running);
+    if args.quiet {
+        return print_lines(&rows.into_iter().map(|r| r.id).collect::<Vec<_>>());
+    }
+    match args.format {
+        Format::Json => print_lines(&json_lines(&rows)?),
+        Format::Table => print(&format::table(
+            &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
+            &rows.iter().map(ServiceRow::cells).collect::<Vec<_>>(),
+        )),
+    }
+}
+
 async fn job_tasks_running(
     client: &mut Client,
     resp: &ListServicesResponse,
@@ -678,11 +688,21 @@ impl PartialOrd for NaturalKey {
 }
 
 async fn ps(client: &mut Client, args: &PsArgs, filters: &Filters) -> Result<()> {
+    print_service_tasks(client, &args.services, &args.list, filters).await
+}
+
+/// `service ps` of `services` (names, ids or prefixes), each once.
+pub async fn print_service_tasks(
+    client: &mut Client,
+    services: &[String],
+    list: &TaskListArgs,
+    filters: &Filters,
+) -> Result<()> {
     let mut tasks = Vec::new();
     let mut node_names = HashMap::new();
     let mut service_names = HashMap::new();
     let mut seen = HashSet::new();
-    for name in &args.services {
+    for name in services {
         // Resolves the name first, so a missing service is an error and not an empty list.
         let service = client
             .get_service(GetServiceRequest {
@@ -704,7 +724,7 @@ async fn ps(client: &mut Client, args: &PsArgs, filters: &Filters) -> Result<()>
         tasks.extend(resp.tasks);
         node_names.extend(resp.node_names);
     }
-    print_tasks(tasks, &node_names, &service_names, &args.list, filters)
+    print_tasks(tasks, &node_names, &service_names, list, filters)
 }
 
 /// Prints tasks as `service ps` and `node ps` do: filtered, sorted by name with each
@@ -880,6 +900,7 @@ mod tests {
                     stop_signal: "SIGINT".into(),
                     stop_grace_period_ms: Some(20_000),
                     healthcheck: None,
+                    ..Default::default()
                 }),
                 limits: Some(Resources {
                     nano_cpus: 0,

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use shoal_proto::{
-    DeployStackResponse, Network, NetworkSpec, Service, ServiceSpec, Stack, StackRevision,
-    StackSpec, StackSummary, STACK_NAMESPACE_LABEL,
+    DeployStackResponse, Network, NetworkSpec, Service, Stack, StackRevision, StackSpec,
+    StackSummary, STACK_NAMESPACE_LABEL,
 };
 
 use super::{
@@ -439,7 +439,7 @@ fn record(
 
 #[cfg(test)]
 mod tests {
-    use shoal_proto::{ContainerSpec, NetworkAttachmentConfig, TaskSpec};
+    use shoal_proto::{ContainerSpec, NetworkAttachmentConfig, ServiceSpec, TaskSpec};
 
     use super::*;
     use crate::store::Store;
