@@ -1,0 +1,240 @@
+//! Stacks on lab hosts (issue 10): a compose file deployed with `stack deploy`, waited on,
+//! reached by service name, revised, rolled back and removed without a trace.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shoal_tests::lab::Lab;
+use shoal_tests::{require_lab, wait_until};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A stack file in a directory of its own; returns its path.
+fn stack_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shoal-stack-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("compose.yml");
+    std::fs::write(&path, text).expect("compose file");
+    path
+}
+
+fn app(image: &str) -> String {
+    format!(
+        r#"# A small app shaped as the corpus's: a web tier with a healthcheck, a client that
+# reads it by name over the stack's network, and a one-shot job.
+version: "3.8"
+x-image: &image {image}
+services:
+  web:
+    image: *image
+    command: ["sh", "-c", "echo stack-page-$$(cat /etc/shoal-test-version 2>/dev/null || echo a) > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]
+    ports:
+      - "8088:80"
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1/"]
+      interval: 1s
+      retries: 3
+    deploy:
+      replicas: 2
+      labels:
+        tier: front
+  client:
+    image: *image
+    command: sleep 100000
+    environment:
+      TARGET: http://web/
+  once:
+    image: *image
+    command: echo done
+    deploy:
+      mode: replicated-job
+      restart_policy:
+        condition: none
+"#
+    )
+}
+
+/// web's page as the stack's client container (wherever it runs now) reads it by name.
+fn page_from_client(lab: &Lab) -> Option<String> {
+    (1..=3).find_map(|h| {
+        let filter = "label=shoal.service.name=app_client";
+        let ps = lab.docker(h, &["ps", "-q", "--filter", filter]).stdout;
+        let id = ps.lines().next()?.to_string();
+        let out = lab.docker(
+            h,
+            &["exec", &id, "timeout", "5", "wget", "-qO-", "http://web/"],
+        );
+        out.ok().then(|| out.stdout.trim().to_string())
+    })
+}
+
+fn containers_of_stack(lab: &Lab, host: usize, stack: &str) -> Vec<String> {
+    let filter = format!("label=com.docker.stack.namespace={stack}");
+    lab.docker(host, &["ps", "-aq", "--filter", &filter])
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_stack_converges_answers_by_name_rolls_back_and_leaves_nothing_when_removed() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("the lab comes up");
+    let file = stack_file("app", &app("shoal-test/busybox:a"));
+    let file_arg = file.display().to_string();
+
+    // Deploy waits until every service has converged, the job included.
+    let out = lab.shoal(1, &["stack", "deploy", "-c", &file_arg, "app"]);
+    assert!(out.ok(), "deploy: {}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("Creating service app_web"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("every service has converged"),
+        "{}",
+        out.stdout
+    );
+
+    // The client reaches web by its name in the file, over the stack's default network.
+    let page = wait_until("web by name from the client", WAIT, || {
+        page_from_client(&lab)
+    })
+    .expect("web answers by name");
+    assert_eq!(page, "stack-page-a");
+
+    // The published port answers on every node through the routing mesh.
+    for host in 1..=3 {
+        let url = format!("http://10.78.0.{}:8088/", 10 + host);
+        let page = wait_until("the mesh port", WAIT, || {
+            let out = lab.exec(3, &["timeout", "5", "wget", "-qO-", &url]);
+            out.ok().then(|| out.stdout.trim().to_string())
+        })
+        .expect("the port answers");
+        assert_eq!(page, "stack-page-a");
+    }
+
+    let ls = lab.shoal_ok(1, &["stack", "ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("app ") && l.contains(" 3 ")),
+        "{ls}"
+    );
+    let services = lab.shoal_ok(1, &["stack", "services", "app"]);
+    assert_eq!(
+        services.lines().count(),
+        4,
+        "header and three services: {services}"
+    );
+    let ps = lab.shoal_ok(1, &["stack", "ps", "app"]);
+    assert!(
+        ps.contains("app_web.1") && ps.contains("app_once.1"),
+        "{ps}"
+    );
+
+    // Deploying the same file again changes nothing.
+    let out = lab.shoal_ok(1, &["stack", "deploy", "-c", &file_arg, "app"]);
+    assert!(out.contains("Nothing to change"), "{out}");
+
+    // A new image: revision 2; the page changes once web has rolled.
+    std::fs::write(&file, app("shoal-test/busybox:b")).expect("new image");
+    let out = lab.shoal_ok(1, &["stack", "deploy", "-c", &file_arg, "app"]);
+    assert!(out.contains("Updating service app_web"), "{out}");
+    assert!(out.contains("revision 2"), "{out}");
+    // Every service changed image (one anchor): the client is a new container too.
+    let page = wait_until("the client's new container", WAIT, || {
+        page_from_client(&lab)
+    });
+    assert_eq!(page.expect("a page").as_str(), "stack-page-b");
+
+    // Rollback: the first image runs again, as revision 3.
+    let out = lab.shoal_ok(1, &["stack", "rollback", "app"]);
+    assert!(out.contains("revision 3"), "{out}");
+    let page = wait_until("the client's new container", WAIT, || {
+        page_from_client(&lab)
+    });
+    assert_eq!(page.expect("a page").as_str(), "stack-page-a");
+    let history = lab.shoal_ok(1, &["stack", "history", "app"]);
+    let rows: Vec<&str> = history.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{history}");
+    assert!(rows[2].contains("rollback to 1"), "{history}");
+
+    // stack rm: nothing of the stack is left, on any host.
+    let out = lab.shoal(1, &["stack", "rm", "app"]);
+    assert!(out.ok(), "rm: {}\n{}", out.stdout, out.stderr);
+    assert!(lab.shoal_ok(1, &["service", "ls", "-q"]).trim().is_empty());
+    let networks = lab.shoal_ok(1, &["network", "ls"]);
+    assert!(!networks.contains("app_default"), "{networks}");
+    assert!(!lab.shoal_ok(1, &["stack", "ls"]).contains("app"));
+    let tasks = lab.shoal(1, &["stack", "ps", "app"]);
+    assert!(
+        !tasks.ok() && tasks.stderr.contains("not found"),
+        "{}",
+        tasks.stderr
+    );
+    for host in 1..=3 {
+        wait_until("the stack's containers gone", WAIT, || {
+            containers_of_stack(&lab, host, "app")
+                .is_empty()
+                .then_some(())
+        })
+        .expect("no container left");
+    }
+}
+
+#[test]
+fn deploy_fails_with_the_task_error_when_a_service_cannot_start_and_returns_for_jobs() {
+    require_lab!();
+    let lab = Lab::up(1, 1).expect("the lab comes up");
+    let file = stack_file(
+        "broken",
+        "services:\n  ok:\n    image: shoal-test/busybox:a\n    command: sleep 100000\n  \
+         missing:\n    image: shoal-test/busybox:nope\n    deploy:\n      restart_policy:\n        \
+         delay: 100ms\n",
+    );
+    let out = lab.shoal(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "-c",
+            &file.display().to_string(),
+            "broken",
+        ],
+    );
+    assert!(
+        !out.ok(),
+        "a missing image must fail the deploy: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("service broken_missing failed")
+            && out.stderr.contains("every attempt fails alike"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("nope"),
+        "the task error names the image: {}",
+        out.stderr
+    );
+
+    // A stack of one job: deploy returns once it has completed.
+    let file = stack_file(
+        "job",
+        "services:\n  once:\n    image: shoal-test/busybox:a\n    command: [\"true\"]\n    \
+         deploy:\n      mode: replicated-job\n      replicas: 2\n",
+    );
+    let out = lab.shoal(
+        1,
+        &["stack", "deploy", "-c", &file.display().to_string(), "job"],
+    );
+    assert!(out.ok(), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("once: converged (2/2 completed)"),
+        "{}",
+        out.stdout
+    );
+}
