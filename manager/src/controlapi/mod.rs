@@ -6,6 +6,7 @@
 //! forwarding lands with multi-manager clusters.
 
 mod error;
+mod image;
 mod networks;
 mod nodes;
 pub mod ports;

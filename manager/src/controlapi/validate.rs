@@ -37,6 +37,9 @@ pub fn service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, ControlError> 
             container.image
         ));
     }
+    if let Some(why) = super::image::reference_error(&container.image) {
+        return invalid(format!("{why}: {:?}", container.image));
+    }
     for env in &container.env {
         if env.split('=').next().is_none_or(|k| k.is_empty()) {
             return invalid(format!(
