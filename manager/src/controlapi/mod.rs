@@ -6,6 +6,7 @@
 //! forwarding lands with multi-manager clusters.
 
 mod error;
+pub mod files;
 mod image;
 mod networks;
 mod nodes;
@@ -13,6 +14,12 @@ pub mod ports;
 mod stacks;
 pub mod validate;
 
+use shoal_proto::{
+    CreateConfigRequest, CreateConfigResponse, CreateSecretRequest, CreateSecretResponse,
+    GetConfigRequest, GetConfigResponse, GetSecretRequest, GetSecretResponse, ListConfigsRequest,
+    ListConfigsResponse, ListSecretsRequest, ListSecretsResponse, RemoveConfigRequest,
+    RemoveConfigResponse, RemoveSecretRequest, RemoveSecretResponse,
+};
 use shoal_proto::{
     CreateNetworkRequest, CreateNetworkResponse, CreateServiceRequest, CreateServiceResponse,
     GetJoinTokensRequest, GetJoinTokensResponse, GetNetworkRequest, GetNetworkResponse,
@@ -67,6 +74,7 @@ impl ControlApi {
                 if let Some(spec) = service.spec.as_mut() {
                     let networks = tx.networks_now();
                     networks::resolve(&networks, spec)?;
+                    files::resolve(&tx.secrets_now(), &tx.configs_now(), spec)?;
                     ports::claim(&services, &networks, spec, None)?;
                 }
                 tx.create(Object::Service(service))?;
@@ -94,6 +102,7 @@ impl ControlApi {
                 let mut service = find_service(tx.read(), &request.service)?.clone();
                 let networks = tx.networks_now();
                 networks::resolve(&networks, &mut spec)?;
+                files::resolve(&tx.secrets_now(), &tx.configs_now(), &mut spec)?;
                 ports::claim(&tx.services_now(), &networks, &mut spec, Some(&service.id))?;
                 if request.version != service.version() {
                     return Err(ControlError::OutOfSequence {
@@ -547,6 +556,84 @@ impl shoal_proto::Control for ControlApi {
     ) -> Result<Response<RemoveNetworkResponse>, Status> {
         ControlApi::remove_network(self, &request.into_inner().network).await?;
         Ok(Response::new(RemoveNetworkResponse {}))
+    }
+
+    async fn create_secret(
+        &self,
+        request: Request<CreateSecretRequest>,
+    ) -> Result<Response<CreateSecretResponse>, Status> {
+        let spec = request.into_inner().spec.unwrap_or_default();
+        let secret = ControlApi::create_secret(self, spec).await?;
+        Ok(Response::new(CreateSecretResponse {
+            secret: Some(secret),
+        }))
+    }
+
+    async fn get_secret(
+        &self,
+        request: Request<GetSecretRequest>,
+    ) -> Result<Response<GetSecretResponse>, Status> {
+        let (secret, services) = ControlApi::get_secret(self, &request.into_inner().secret)?;
+        Ok(Response::new(GetSecretResponse {
+            secret: Some(secret),
+            services,
+        }))
+    }
+
+    async fn list_secrets(
+        &self,
+        _request: Request<ListSecretsRequest>,
+    ) -> Result<Response<ListSecretsResponse>, Status> {
+        Ok(Response::new(ListSecretsResponse {
+            secrets: ControlApi::list_secrets(self),
+        }))
+    }
+
+    async fn remove_secret(
+        &self,
+        request: Request<RemoveSecretRequest>,
+    ) -> Result<Response<RemoveSecretResponse>, Status> {
+        ControlApi::remove_secret(self, &request.into_inner().secret).await?;
+        Ok(Response::new(RemoveSecretResponse {}))
+    }
+
+    async fn create_config(
+        &self,
+        request: Request<CreateConfigRequest>,
+    ) -> Result<Response<CreateConfigResponse>, Status> {
+        let spec = request.into_inner().spec.unwrap_or_default();
+        let config = ControlApi::create_config(self, spec).await?;
+        Ok(Response::new(CreateConfigResponse {
+            config: Some(config),
+        }))
+    }
+
+    async fn get_config(
+        &self,
+        request: Request<GetConfigRequest>,
+    ) -> Result<Response<GetConfigResponse>, Status> {
+        let (config, services) = ControlApi::get_config(self, &request.into_inner().config)?;
+        Ok(Response::new(GetConfigResponse {
+            config: Some(config),
+            services,
+        }))
+    }
+
+    async fn list_configs(
+        &self,
+        _request: Request<ListConfigsRequest>,
+    ) -> Result<Response<ListConfigsResponse>, Status> {
+        Ok(Response::new(ListConfigsResponse {
+            configs: ControlApi::list_configs(self),
+        }))
+    }
+
+    async fn remove_config(
+        &self,
+        request: Request<RemoveConfigRequest>,
+    ) -> Result<Response<RemoveConfigResponse>, Status> {
+        ControlApi::remove_config(self, &request.into_inner().config).await?;
+        Ok(Response::new(RemoveConfigResponse {}))
     }
 
     async fn deploy_stack(

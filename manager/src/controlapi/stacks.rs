@@ -7,10 +7,11 @@
 use std::collections::BTreeSet;
 
 use shoal_proto::{
-    DeployStackResponse, Network, NetworkSpec, Service, Stack, StackRevision, StackSpec,
-    StackSummary, STACK_NAMESPACE_LABEL,
+    Config, DeployStackResponse, Network, NetworkSpec, Secret, Service, Stack, StackRevision,
+    StackSpec, StackSummary, STACK_NAMESPACE_LABEL,
 };
 
+use super::files::{self, FileObject};
 use super::{
     apply_spec, networks, new_service, ports, stage_removal, validate, ControlApi, ControlError,
 };
@@ -145,7 +146,15 @@ impl ControlApi {
                     .into_iter()
                     .filter(|n| n.stack() == Some(name))
                     .collect();
-                if stack.is_none() && services.is_empty() && networks.is_empty() {
+                let files_left = tx
+                    .secrets_now()
+                    .iter()
+                    .any(|s| StackOwned::stack(s) == Some(name))
+                    || tx
+                        .configs_now()
+                        .iter()
+                        .any(|c| StackOwned::stack(c) == Some(name));
+                if stack.is_none() && services.is_empty() && networks.is_empty() && !files_left {
                     return Err(ControlError::StackNotFound(name.to_string()));
                 }
                 let mut removed = Vec::new();
@@ -170,6 +179,18 @@ impl ControlApi {
                             network.name(),
                             if attached == 1 { "" } else { "s" }
                         ));
+                    }
+                }
+                for secret in tx.secrets_now() {
+                    if StackOwned::stack(&secret) == Some(name) {
+                        removed.push(format!("secret {}", secret.name()));
+                        files::stage_remove(tx, secret)?;
+                    }
+                }
+                for config in tx.configs_now() {
+                    if StackOwned::stack(&config) == Some(name) {
+                        removed.push(format!("config {}", config.name()));
+                        files::stage_remove(tx, config)?;
                     }
                 }
                 if let Some(stack) = stack {
@@ -245,10 +266,36 @@ fn validate_stack(mut spec: StackSpec) -> Result<StackSpec, ControlError> {
                 .map_err(|e| ControlError::Invalid(format!("network {network_name}: {e}")))?,
         );
     }
+    for secret in spec.secrets.iter_mut() {
+        check_owned("secret", &name, &prefix, &secret.name)?;
+        secret
+            .labels
+            .insert(STACK_NAMESPACE_LABEL.to_string(), name.clone());
+    }
+    for config in spec.configs.iter_mut() {
+        check_owned("config", &name, &prefix, &config.name)?;
+        config
+            .labels
+            .insert(STACK_NAMESPACE_LABEL.to_string(), name.clone());
+    }
     spec.name = name;
     spec.services = services;
     spec.networks = networks;
     Ok(spec)
+}
+
+fn check_owned(kind: &str, stack: &str, prefix: &str, name: &str) -> Result<(), ControlError> {
+    if !name.starts_with(prefix) {
+        return Err(ControlError::Invalid(format!(
+            "{kind} {name} of stack {stack} must be named {prefix}..."
+        )));
+    }
+    if !validate::valid_name(name) {
+        return Err(ControlError::Invalid(format!(
+            "invalid {kind} name {name:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// Stage what makes the cluster hold `spec`: networks first (services join them), then
@@ -264,6 +311,24 @@ fn apply(
     let mut warnings = Vec::new();
     for network in &spec.networks {
         ensure_network(tx, stack, network, &mut changes, &mut warnings)?;
+    }
+    for secret in &spec.secrets {
+        let object = Secret {
+            id: new_id(),
+            meta: None,
+            spec: Some(secret.clone()),
+            version: 1,
+        };
+        ensure_file(tx, stack, object, &mut changes)?;
+    }
+    for config in &spec.configs {
+        let object = Config {
+            id: new_id(),
+            meta: None,
+            spec: Some(config.clone()),
+            version: 1,
+        };
+        ensure_file(tx, stack, object, &mut changes)?;
     }
     for wanted in &spec.services {
         let mut wanted = wanted.clone();
@@ -286,6 +351,8 @@ fn apply(
             )));
         }
         networks::resolve(&networks, &mut wanted)
+            .map_err(|e| ControlError::Invalid(format!("service {}: {e}", wanted.name)))?;
+        files::resolve(&tx.secrets_now(), &tx.configs_now(), &mut wanted)
             .map_err(|e| ControlError::Invalid(format!("service {}: {e}", wanted.name)))?;
         ports::claim(
             &services,
@@ -347,8 +414,101 @@ fn apply(
             ));
         }
     }
+    prune_files::<Secret>(
+        tx,
+        stack,
+        &spec.secrets.iter().map(|s| s.name.as_str()).collect(),
+        prune,
+        &mut changes,
+    )?;
+    prune_files::<Config>(
+        tx,
+        stack,
+        &spec.configs.iter().map(|c| c.name.as_str()).collect(),
+        prune,
+        &mut changes,
+    )?;
     Ok((changes, warnings))
 }
+
+/// The stack's secret or config exists with the file's content: made when missing, given
+/// the new content (a new version, which rolls the services using it) when it changed.
+fn ensure_file<T: FileObject + StackOwned>(
+    tx: &mut WriteTx<'_>,
+    stack: &str,
+    wanted: T,
+    changes: &mut Vec<String>,
+) -> Result<(), ControlError> {
+    let existing = T::all_now(tx)
+        .into_iter()
+        .find(|o| o.name() == wanted.name());
+    match existing {
+        None => {
+            changes.push(format!("create {} {}", T::KIND, wanted.name()));
+            files::stage_create(tx, wanted)
+        }
+        Some(found) if found.stack() != Some(stack) => Err(ControlError::Refused(format!(
+            "{} {} exists and is not part of stack {stack}: remove it, or declare it `external: true` in the file",
+            T::KIND,
+            found.name()
+        ))),
+        Some(found) if found.data() == wanted.data() && found.labels() == wanted.labels() => Ok(()),
+        Some(mut found) => {
+            changes.push(format!("update {} {}", T::KIND, found.name()));
+            found.set_data(wanted.data().to_vec(), wanted.labels().clone());
+            tx.update(found.into_object())?;
+            Ok(())
+        }
+    }
+}
+
+/// The stack's secrets or configs the file no longer names: removed with `prune` once no
+/// service uses them.
+fn prune_files<T: FileObject + StackOwned>(
+    tx: &mut WriteTx<'_>,
+    stack: &str,
+    named: &BTreeSet<&str>,
+    prune: bool,
+    changes: &mut Vec<String>,
+) -> Result<(), ControlError> {
+    if !prune {
+        return Ok(());
+    }
+    let services = tx.services_now();
+    for object in T::all_now(tx) {
+        if object.stack() != Some(stack) || named.contains(object.name()) {
+            continue;
+        }
+        if files::users::<T>(&services, object.id()).is_empty() {
+            changes.push(format!("remove {} {}", T::KIND, object.name()));
+            files::stage_remove(tx, object)?;
+        }
+    }
+    Ok(())
+}
+
+/// Secrets and configs carry their stack in a label, as services do.
+trait StackOwned {
+    fn labels(&self) -> &std::collections::HashMap<String, String>;
+    fn stack(&self) -> Option<&str> {
+        self.labels().get(STACK_NAMESPACE_LABEL).map(String::as_str)
+    }
+}
+
+impl StackOwned for Secret {
+    fn labels(&self) -> &std::collections::HashMap<String, String> {
+        self.spec.as_ref().map_or(&EMPTY, |s| &s.labels)
+    }
+}
+
+impl StackOwned for Config {
+    fn labels(&self) -> &std::collections::HashMap<String, String> {
+        self.spec.as_ref().map_or(&EMPTY, |s| &s.labels)
+    }
+}
+
+static EMPTY: std::sync::LazyLock<std::collections::HashMap<String, String>> =
+    std::sync::LazyLock::new(std::collections::HashMap::new);
 
 /// The stack's network `spec` exists: made (and allocated) when missing; one of the same
 /// name that belongs elsewhere is refused; one whose spec changed stays as it is (networks
@@ -476,6 +636,7 @@ mod tests {
                 .iter()
                 .map(|n| network_spec(&format!("app_{n}"), ""))
                 .collect(),
+            ..Default::default()
         }
     }
 
@@ -631,5 +792,87 @@ mod tests {
             api.remove_stack("app").await,
             Err(ControlError::StackNotFound(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use shoal_proto::{ContainerSpec, FileReference, SecretSpec, ServiceSpec, TaskSpec};
+
+    use super::*;
+    use crate::store::Store;
+
+    fn spec(data: &[u8]) -> StackSpec {
+        StackSpec {
+            name: "app".into(),
+            services: vec![ServiceSpec {
+                name: "app_web".into(),
+                replicas: 1,
+                task: Some(TaskSpec {
+                    container: Some(ContainerSpec {
+                        image: "web".into(),
+                        secrets: vec![FileReference {
+                            name: "app_token".into(),
+                            target: "token".into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            secrets: vec![SecretSpec {
+                name: "app_token".into(),
+                data: data.to_vec(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn new_secret_content_is_a_new_version_that_rolls_its_services() {
+        let api = ControlApi::new(Store::in_memory());
+        let out = api
+            .deploy_stack(spec(b"one"), false)
+            .await
+            .expect("deployed");
+        assert_eq!(
+            out.changes,
+            ["create secret app_token", "create service app_web"]
+        );
+        let out = api.deploy_stack(spec(b"one"), false).await.expect("same");
+        assert!(out.changes.is_empty(), "{:?}", out.changes);
+        let out = api
+            .deploy_stack(spec(b"two"), false)
+            .await
+            .expect("new content");
+        assert_eq!(
+            out.changes,
+            ["update secret app_token", "update service app_web"]
+        );
+        api.store.view(|r| {
+            let secret = r.secrets().next().expect("one secret");
+            assert_eq!(secret.version, 2);
+            let web = r.services().next().expect("web");
+            let reference = &web
+                .spec
+                .as_ref()
+                .and_then(|s| s.task.as_ref())
+                .and_then(|t| t.container.as_ref())
+                .expect("c")
+                .secrets[0];
+            assert_eq!(reference.version, 2);
+            assert_eq!(web.spec_version, 2, "the service rolls");
+        });
+        // Nobody else may take it out from under the service; the stack's rm does.
+        assert!(api.remove_secret("app_token").await.is_err());
+        let (removed, _) = api.remove_stack("app").await.expect("removed");
+        assert!(
+            removed.contains(&"secret app_token".to_string()),
+            "{removed:?}"
+        );
+        assert_eq!(api.list_secrets().len(), 0);
     }
 }

@@ -12,11 +12,11 @@ mod batcher;
 pub mod networks;
 mod service;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shoal_proto::{NodeState, NodeStatus, Task, TaskState};
+use shoal_proto::{FileContent, NodeState, NodeStatus, Task, TaskState};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -183,6 +183,42 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// The content of every secret and config the node's `tasks` use, at the version each
+/// task's spec names (the current content: a version only grows, and a task of an older
+/// version is being replaced).
+pub fn files_for(r: &ReadTx<'_>, tasks: &[Task]) -> Vec<FileContent> {
+    let mut wanted: BTreeSet<(&'static str, &str)> = BTreeSet::new();
+    for task in tasks.iter().filter(|t| t.desired() <= TaskState::Running) {
+        let Some(container) = task.spec.as_ref().and_then(|s| s.container.as_ref()) else {
+            continue;
+        };
+        wanted.extend(container.secrets.iter().map(|s| ("secret", s.id.as_str())));
+        wanted.extend(container.configs.iter().map(|c| ("config", c.id.as_str())));
+    }
+    let tables = r.tables();
+    wanted
+        .into_iter()
+        .filter_map(|(kind, id)| {
+            let (version, data) = match kind {
+                "secret" => tables
+                    .secrets
+                    .get(id)
+                    .map(|s| (s.version, s.spec.as_ref().map(|s| s.data.clone())))?,
+                _ => tables
+                    .configs
+                    .get(id)
+                    .map(|c| (c.version, c.spec.as_ref().map(|s| s.data.clone())))?,
+            };
+            Some(FileContent {
+                kind: kind.to_string(),
+                id: id.to_string(),
+                version,
+                data: data.unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// The tasks a node must know about: assigned to it by the scheduler and not yet deleted.

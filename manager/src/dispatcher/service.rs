@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::networks::network_views;
-use super::{assignments, Dispatcher, DispatcherError};
+use super::{assignments, files_for, Dispatcher, DispatcherError};
 use crate::caller;
 use crate::ids::new_id;
 use crate::runloop::{self, Wake};
@@ -152,20 +152,33 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                 })
             };
             let mut events = store.watch();
-            type Sent = (Vec<(String, i32, u64)>, Vec<NetworkView>);
+            type Sent = (
+                Vec<(String, i32, u64)>,
+                Vec<NetworkView>,
+                Vec<(String, u64)>,
+            );
             let mut sent: Option<Sent> = None;
             loop {
-                let (tasks, networks) =
-                    store.view(|r| (assignments(r, &node_id), network_views(r, &node_id)));
+                let (tasks, networks, files) = store.view(|r| {
+                    let tasks = assignments(r, &node_id);
+                    let files = files_for(r, &tasks);
+                    (tasks, network_views(r, &node_id), files)
+                });
+                let versions: Vec<(String, u64)> =
+                    files.iter().map(|f| (f.id.clone(), f.version)).collect();
                 let mut fingerprint: Vec<(String, i32, u64)> = tasks
                     .iter()
                     .map(|t| (t.id.clone(), t.desired_state, t.spec_version))
                     .collect();
                 fingerprint.sort();
-                let now = (fingerprint, networks.clone());
+                let now = (fingerprint, networks.clone(), versions);
                 if sent.as_ref() != Some(&now) {
                     if tx
-                        .send(Ok(AssignmentsMessage { tasks, networks }))
+                        .send(Ok(AssignmentsMessage {
+                            tasks,
+                            networks,
+                            files,
+                        }))
                         .await
                         .is_err()
                     {
@@ -180,7 +193,12 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                     Some(Object::Service(s)) => {
                         s.networks().next().is_some() || s.ports().iter().any(|p| p.is_ingress())
                     }
-                    Some(Object::Network(_) | Object::Node(_)) => true,
+                    Some(
+                        Object::Network(_)
+                        | Object::Node(_)
+                        | Object::Secret(_)
+                        | Object::Config(_),
+                    ) => true,
                     _ => false,
                 };
                 if runloop::next(&mut events, mine, None, &cancel).await == Wake::Shutdown {

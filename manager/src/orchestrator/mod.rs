@@ -170,7 +170,11 @@ fn relevant(event: &Event) -> bool {
                     || matches!(t.state(), TaskState::Running | TaskState::Pending)
                     || (t.stop_first && t.state() == TaskState::Ready)
             }
-            Object::Cluster(_) | Object::Network(_) | Object::Stack(_) => false,
+            Object::Cluster(_)
+            | Object::Network(_)
+            | Object::Stack(_)
+            | Object::Secret(_)
+            | Object::Config(_) => false,
         },
         Event::Resync => true,
     }

@@ -93,6 +93,8 @@ impl StoreState {
             clusters: tables.clusters.values().cloned().collect(),
             networks: tables.networks.values().cloned().collect(),
             stacks: tables.stacks.values().cloned().collect(),
+            secrets: tables.secrets.values().cloned().collect(),
+            configs: tables.configs.values().cloned().collect(),
         }
     }
 
@@ -131,6 +133,16 @@ impl StoreState {
                 .collect(),
             stacks: snapshot
                 .stacks
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect(),
+            secrets: snapshot
+                .secrets
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect(),
+            configs: snapshot
+                .configs
                 .into_iter()
                 .map(|o| (o.id.clone(), o))
                 .collect(),
@@ -218,6 +230,18 @@ fn check(tables: &Tables, kind: i32, object: Option<&ActionObject>) -> Result<()
             version_of(&o.meta),
             tables.stacks.get(&o.id).map(|s| version_of(&s.meta)),
         ),
+        ActionObject::Secret(o) => (
+            "secret",
+            &o.id,
+            version_of(&o.meta),
+            tables.secrets.get(&o.id).map(|s| version_of(&s.meta)),
+        ),
+        ActionObject::Config(o) => (
+            "config",
+            &o.id,
+            version_of(&o.meta),
+            tables.configs.get(&o.id).map(|s| version_of(&s.meta)),
+        ),
     };
     match (Kind::try_from(kind), stored) {
         (Ok(Kind::Create), Some(_)) => Err(StoreError::Exists {
@@ -250,6 +274,8 @@ fn set_version(object: &mut Object, index: u64) {
         Object::Cluster(o) => &mut o.meta,
         Object::Network(o) => &mut o.meta,
         Object::Stack(o) => &mut o.meta,
+        Object::Secret(o) => &mut o.meta,
+        Object::Config(o) => &mut o.meta,
     };
     meta.get_or_insert_with(Meta::default).version = index;
 }
@@ -274,6 +300,12 @@ fn insert(tables: &mut Tables, object: Object) {
         Object::Stack(o) => {
             tables.stacks.insert(o.id.clone(), o);
         }
+        Object::Secret(o) => {
+            tables.secrets.insert(o.id.clone(), o);
+        }
+        Object::Config(o) => {
+            tables.configs.insert(o.id.clone(), o);
+        }
     }
 }
 
@@ -285,5 +317,7 @@ fn remove(tables: &mut Tables, object: &Object) -> Option<Object> {
         Object::Cluster(o) => tables.clusters.remove(&o.id).map(Object::Cluster),
         Object::Network(o) => tables.networks.remove(&o.id).map(Object::Network),
         Object::Stack(o) => tables.stacks.remove(&o.id).map(Object::Stack),
+        Object::Secret(o) => tables.secrets.remove(&o.id).map(Object::Secret),
+        Object::Config(o) => tables.configs.remove(&o.id).map(Object::Config),
     }
 }

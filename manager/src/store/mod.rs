@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
-use shoal_proto::{Cluster, Network, Node, Service, Stack, StoreActionBatch, Task};
+use shoal_proto::{Cluster, Config, Network, Node, Secret, Service, Stack, StoreActionBatch, Task};
 use tokio::sync::{broadcast, Mutex};
 
 pub use apply::{decode_response as apply_response, StoreState};
@@ -66,6 +66,8 @@ pub enum Object {
     Cluster(Cluster),
     Network(Network),
     Stack(Stack),
+    Secret(Secret),
+    Config(Config),
 }
 
 impl Object {
@@ -77,6 +79,8 @@ impl Object {
             Object::Cluster(_) => "cluster",
             Object::Network(_) => "network",
             Object::Stack(_) => "stack",
+            Object::Secret(_) => "secret",
+            Object::Config(_) => "config",
         }
     }
 }
@@ -116,6 +120,8 @@ pub struct Tables {
     pub clusters: BTreeMap<String, Cluster>,
     pub networks: BTreeMap<String, Network>,
     pub stacks: BTreeMap<String, Stack>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub configs: BTreeMap<String, Config>,
 }
 
 /// Where committed batches go. Raft in a real manager; [`LocalProposer`] in tests.

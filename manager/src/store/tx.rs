@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use shoal_proto::store_action::{Kind, Object as ActionObject};
 use shoal_proto::{
-    Cluster, Meta, Network, Node, Service, Stack, StoreAction, StoreActionBatch, Task,
+    Cluster, Config, Meta, Network, Node, Secret, Service, Stack, StoreAction, StoreActionBatch,
+    Task,
 };
 
 use super::{Object, StoreError, Tables};
@@ -68,6 +69,36 @@ impl<'a> ReadTx<'a> {
 
     pub fn networks(&self) -> impl Iterator<Item = &'a Network> + Clone {
         self.tables.networks.values()
+    }
+
+    pub fn secrets(&self) -> impl Iterator<Item = &'a Secret> + Clone {
+        self.tables.secrets.values()
+    }
+
+    pub fn configs(&self) -> impl Iterator<Item = &'a Config> + Clone {
+        self.tables.configs.values()
+    }
+
+    /// A secret by exact id, then exact name, then unique id prefix.
+    pub fn find_secret(&self, key: &str) -> Lookup<&'a Secret> {
+        lookup(
+            key,
+            self.tables.secrets.get(key),
+            self.secrets(),
+            |s| s.spec.as_ref().map_or("", |s| s.name.as_str()),
+            |s| s.id.as_str(),
+        )
+    }
+
+    /// A config by exact id, then exact name, then unique id prefix.
+    pub fn find_config(&self, key: &str) -> Lookup<&'a Config> {
+        lookup(
+            key,
+            self.tables.configs.get(key),
+            self.configs(),
+            |c| c.spec.as_ref().map_or("", |s| s.name.as_str()),
+            |c| c.id.as_str(),
+        )
     }
 
     pub fn stacks(&self) -> impl Iterator<Item = &'a Stack> + Clone {
@@ -287,6 +318,32 @@ impl<'a> WriteTx<'a> {
         out
     }
 
+    /// Every secret as this transaction sees it (as [`WriteTx::networks_now`]).
+    pub fn secrets_now(&self) -> Vec<Secret> {
+        self.objects_now(
+            "secret",
+            self.base.secrets(),
+            |s| s.id.as_str(),
+            |o| match o {
+                ActionObject::Secret(s) => Some(s.clone()),
+                _ => None,
+            },
+        )
+    }
+
+    /// Every config as this transaction sees it (as [`WriteTx::networks_now`]).
+    pub fn configs_now(&self) -> Vec<Config> {
+        self.objects_now(
+            "config",
+            self.base.configs(),
+            |c| c.id.as_str(),
+            |o| match o {
+                ActionObject::Config(c) => Some(c.clone()),
+                _ => None,
+            },
+        )
+    }
+
     /// A stack as this transaction sees it (staged write first).
     pub fn stack(&self, id: &str) -> Option<Stack> {
         match self.staged_object("stack", id) {
@@ -319,6 +376,14 @@ impl<'a> WriteTx<'a> {
             Object::Cluster(_) => self.base.tables.clusters.contains_key(id),
             Object::Network(_) => self.network(id).is_some(),
             Object::Stack(_) => self.stack(id).is_some(),
+            Object::Secret(_) => match self.staged_object("secret", id) {
+                Some(staged) => staged.is_some(),
+                None => self.base.tables.secrets.contains_key(id),
+            },
+            Object::Config(_) => match self.staged_object("config", id) {
+                Some(staged) => staged.is_some(),
+                None => self.base.tables.configs.contains_key(id),
+            },
         }
     }
 
@@ -396,6 +461,8 @@ fn key(object: &Object) -> (&'static str, String) {
         Object::Cluster(c) => c.id.clone(),
         Object::Network(n) => n.id.clone(),
         Object::Stack(s) => s.id.clone(),
+        Object::Secret(s) => s.id.clone(),
+        Object::Config(c) => c.id.clone(),
     };
     (object.kind(), id)
 }
@@ -408,6 +475,8 @@ fn stamp(mut object: Object, now: i64, created: bool) -> Object {
         Object::Cluster(c) => &mut c.meta,
         Object::Network(n) => &mut n.meta,
         Object::Stack(s) => &mut s.meta,
+        Object::Secret(s) => &mut s.meta,
+        Object::Config(c) => &mut c.meta,
     };
     let meta = meta.get_or_insert_with(Meta::default);
     if created {
@@ -426,6 +495,8 @@ pub(crate) fn to_action_object(object: Object) -> ActionObject {
         Object::Cluster(c) => ActionObject::Cluster(c),
         Object::Network(n) => ActionObject::Network(n),
         Object::Stack(s) => ActionObject::Stack(s),
+        Object::Secret(s) => ActionObject::Secret(s),
+        Object::Config(c) => ActionObject::Config(c),
     }
 }
 
@@ -437,5 +508,7 @@ pub(crate) fn from_action_object(object: ActionObject) -> Object {
         ActionObject::Cluster(c) => Object::Cluster(c),
         ActionObject::Network(n) => Object::Network(n),
         ActionObject::Stack(s) => Object::Stack(s),
+        ActionObject::Secret(s) => Object::Secret(s),
+        ActionObject::Config(c) => Object::Config(c),
     }
 }
