@@ -12,6 +12,7 @@
 
 pub mod daemon;
 pub mod executor;
+pub mod files;
 pub mod logs;
 pub mod network;
 pub mod session;

@@ -31,6 +31,10 @@ struct Args {
     /// Where the Docker Engine finds network plugins: shoald serves its network driver here.
     #[arg(long, default_value = "/run/docker/plugins", env = "SHOALD_PLUGIN_DIR")]
     plugin_dir: PathBuf,
+    /// Where tasks' secrets and configs are written (shoald mounts a tmpfs there: they are
+    /// never on a disk).
+    #[arg(long, default_value = "/run/shoal/files", env = "SHOALD_FILES_DIR")]
+    files_dir: PathBuf,
 }
 
 #[tokio::main]
@@ -56,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         docker_host: args.docker_host.clone(),
         node_name,
         plugin_dir: args.plugin_dir.clone(),
+        files_dir: args.files_dir.clone(),
     });
     let listener = listen(&args.socket)?;
     if daemon.resume().await.context("resuming swarm membership")? {

@@ -67,6 +67,7 @@ pub struct AgentIdentity {
 pub struct Local<'a> {
     pub worker: &'a Worker,
     pub networks: Option<&'a Networks>,
+    pub files: Option<&'a crate::files::TaskFiles>,
 }
 
 /// Hold a session with some manager until `cancel`.
@@ -225,6 +226,10 @@ async fn session(
                     // Networks first: a task's container joins them when it is made.
                     if let Some(networks) = local.networks {
                         networks.apply(&set.networks).await;
+                    }
+                    // Secrets and configs before the tasks that use them.
+                    if let Some(files) = local.files {
+                        files.update(set.files);
                     }
                     worker.assign(set.tasks).await
                 }

@@ -149,6 +149,14 @@ rpcs! {
     control.get_network(GetNetworkRequest) -> GetNetworkResponse;
     control.list_networks(ListNetworksRequest) -> ListNetworksResponse;
     control.remove_network(RemoveNetworkRequest) -> RemoveNetworkResponse;
+    control.create_secret(CreateSecretRequest) -> CreateSecretResponse;
+    control.get_secret(GetSecretRequest) -> GetSecretResponse;
+    control.list_secrets(ListSecretsRequest) -> ListSecretsResponse;
+    control.remove_secret(RemoveSecretRequest) -> RemoveSecretResponse;
+    control.create_config(CreateConfigRequest) -> CreateConfigResponse;
+    control.get_config(GetConfigRequest) -> GetConfigResponse;
+    control.list_configs(ListConfigsRequest) -> ListConfigsResponse;
+    control.remove_config(RemoveConfigRequest) -> RemoveConfigResponse;
     control.deploy_stack(DeployStackRequest) -> DeployStackResponse;
     control.list_stacks(ListStacksRequest) -> ListStacksResponse;
     control.get_stack(GetStackRequest) -> GetStackResponse;

@@ -22,6 +22,7 @@ mod format;
 mod parse;
 mod view;
 
+use commands::files::FileCommand;
 use commands::network::NetworkCommand;
 use commands::node::NodeCommand;
 use commands::service::ServiceCommand;
@@ -60,6 +61,12 @@ pub enum Command {
     /// Manage stacks (compose files)
     #[command(subcommand)]
     Stack(StackCommand),
+    /// Manage secrets (content tasks read in memory, at /run/secrets/NAME)
+    #[command(subcommand)]
+    Secret(FileCommand),
+    /// Manage configs (files tasks read at a path of their own)
+    #[command(subcommand)]
+    Config(FileCommand),
     /// Display swarm-wide information
     Info,
 }
@@ -72,6 +79,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Service(command) => commands::service::run(&cli.host, command).await,
         Command::Network(command) => commands::network::run(&cli.host, command).await,
         Command::Stack(command) => commands::stack::run(&cli.host, command).await,
+        Command::Secret(command) => {
+            commands::files::run(&cli.host, commands::files::Kind::Secret, command).await
+        }
+        Command::Config(command) => {
+            commands::files::run(&cli.host, commands::files::Kind::Config, command).await
+        }
     }
 }
 

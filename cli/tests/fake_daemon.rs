@@ -332,6 +332,78 @@ impl Control for Fake {
         Err(Status::unimplemented("the fake daemon has no networks"))
     }
 
+    async fn create_secret(
+        &self,
+        _request: Request<shoal_proto::CreateSecretRequest>,
+    ) -> Result<Response<shoal_proto::CreateSecretResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake daemon has no secrets or configs",
+        ))
+    }
+
+    async fn get_secret(
+        &self,
+        _request: Request<shoal_proto::GetSecretRequest>,
+    ) -> Result<Response<shoal_proto::GetSecretResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake daemon has no secrets or configs",
+        ))
+    }
+
+    async fn list_secrets(
+        &self,
+        _request: Request<shoal_proto::ListSecretsRequest>,
+    ) -> Result<Response<shoal_proto::ListSecretsResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake daemon has no secrets or configs",
+        ))
+    }
+
+    async fn remove_secret(
+        &self,
+        _request: Request<shoal_proto::RemoveSecretRequest>,
+    ) -> Result<Response<shoal_proto::RemoveSecretResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake daemon has no secrets or configs",
+        ))
+    }
+
+    async fn create_config(
+        &self,
+        _request: Request<shoal_proto::CreateConfigRequest>,
+    ) -> Result<Response<shoal_proto::CreateConfigResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake daemon has no secrets or configs",
+        ))
+    }
+
+    async fn get_config(
+        &self,
+        _request: Request<shoal_proto::GetConfigRequest>,
+    ) -> Result<Response<shoal_proto::GetConfigResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake daemon has no secrets or configs",
+        ))
+    }
+
+    async fn list_configs(
+        &self,
+        _request: Request<shoal_proto::ListConfigsRequest>,
+    ) -> Result<Response<shoal_proto::ListConfigsResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake daemon has no secrets or configs",
+        ))
+    }
+
+    async fn remove_config(
+        &self,
+        _request: Request<shoal_proto::RemoveConfigRequest>,
+    ) -> Result<Response<shoal_proto::RemoveConfigResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake daemon has no secrets or configs",
+        ))
+    }
+
     async fn deploy_stack(
         &self,
         _request: Request<shoal_proto::DeployStackRequest>,

@@ -24,6 +24,7 @@ mod raft_proposer;
 pub mod roles;
 pub mod runloop;
 pub mod scheduler;
+pub mod seal;
 pub mod store;
 
 #[cfg(test)]

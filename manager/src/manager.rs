@@ -190,6 +190,8 @@ impl Manager {
             root_ca: Some(root_ca),
             default_addr_pool: addr_pool.cidrs,
             subnet_size: addr_pool.subnet_size,
+            // Made with the first secret.
+            secrets_key: Vec::new(),
         };
         self.store
             .update(|tx| {

@@ -106,6 +106,62 @@ impl pb::Control for TestControl {
         Err(Status::unimplemented("not in this test"))
     }
 
+    async fn create_secret(
+        &self,
+        _: Request<pb::CreateSecretRequest>,
+    ) -> Result<Response<pb::CreateSecretResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_secret(
+        &self,
+        _: Request<pb::GetSecretRequest>,
+    ) -> Result<Response<pb::GetSecretResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn list_secrets(
+        &self,
+        _: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn remove_secret(
+        &self,
+        _: Request<pb::RemoveSecretRequest>,
+    ) -> Result<Response<pb::RemoveSecretResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn create_config(
+        &self,
+        _: Request<pb::CreateConfigRequest>,
+    ) -> Result<Response<pb::CreateConfigResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_config(
+        &self,
+        _: Request<pb::GetConfigRequest>,
+    ) -> Result<Response<pb::GetConfigResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn list_configs(
+        &self,
+        _: Request<pb::ListConfigsRequest>,
+    ) -> Result<Response<pb::ListConfigsResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn remove_config(
+        &self,
+        _: Request<pb::RemoveConfigRequest>,
+    ) -> Result<Response<pb::RemoveConfigResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
     async fn deploy_stack(
         &self,
         _: Request<pb::DeployStackRequest>,

@@ -115,6 +115,14 @@ delegate! {
     get_network(GetNetworkRequest) -> GetNetworkResponse;
     list_networks(ListNetworksRequest) -> ListNetworksResponse;
     remove_network(RemoveNetworkRequest) -> RemoveNetworkResponse;
+    create_secret(CreateSecretRequest) -> CreateSecretResponse;
+    get_secret(GetSecretRequest) -> GetSecretResponse;
+    list_secrets(ListSecretsRequest) -> ListSecretsResponse;
+    remove_secret(RemoveSecretRequest) -> RemoveSecretResponse;
+    create_config(CreateConfigRequest) -> CreateConfigResponse;
+    get_config(GetConfigRequest) -> GetConfigResponse;
+    list_configs(ListConfigsRequest) -> ListConfigsResponse;
+    remove_config(RemoveConfigRequest) -> RemoveConfigResponse;
     deploy_stack(DeployStackRequest) -> DeployStackResponse;
     list_stacks(ListStacksRequest) -> ListStacksResponse;
     get_stack(GetStackRequest) -> GetStackResponse;

@@ -58,6 +58,9 @@ pub struct DaemonConfig {
     pub node_name: String,
     /// Where the engine looks for network plugins (`/run/docker/plugins`).
     pub plugin_dir: PathBuf,
+    /// Where tasks' secrets and configs are written: a tmpfs shoald mounts there
+    /// (`/run/shoal/files`).
+    pub files_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -503,6 +506,18 @@ impl Daemon {
             }
             None => executor,
         };
+        // Secrets only ever in memory: without the tmpfs, tasks that use them are refused.
+        let files = match crate::files::TaskFiles::open(&config.files_dir) {
+            Ok(files) => Some(Arc::new(files)),
+            Err(e) => {
+                tracing::warn!("tasks with secrets or configs cannot run on this node: {e}");
+                None
+            }
+        };
+        let executor = match &files {
+            Some(f) => executor.with_files(f.clone()),
+            None => executor,
+        };
         let executor = Arc::new(executor);
         let mut description: NodeDescription =
             executor
@@ -632,6 +647,7 @@ impl Daemon {
                 session::Local {
                     worker: &worker,
                     networks: session_networks.as_ref(),
+                    files: files.as_deref(),
                 },
                 status_rx,
                 role_tx,

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
+
+use crate::files::TaskFiles;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum,
@@ -48,6 +50,8 @@ pub struct DockerExecutor {
     health: Arc<HealthEvents>,
     /// Where tasks' overlay networks come from (none: tasks with networks are refused).
     networks: Option<Arc<dyn NetworkProvider>>,
+    /// Where tasks' secrets and configs are written (none: tasks using them are refused).
+    files: Option<Arc<TaskFiles>>,
 }
 
 impl std::fmt::Debug for DockerExecutor {
@@ -80,7 +84,14 @@ impl DockerExecutor {
             node_name,
             health,
             networks: None,
+            files: None,
         })
+    }
+
+    /// Give tasks their secrets and configs through `files`.
+    pub fn with_files(mut self, files: Arc<TaskFiles>) -> Self {
+        self.files = Some(files);
+        self
     }
 
     /// Join tasks to their overlay networks through `networks`.
@@ -468,6 +479,7 @@ impl Executor for DockerExecutor {
             spec,
             container_id: None,
             networks: self.networks.clone(),
+            files: self.files.clone(),
         }))
     }
 
@@ -505,7 +517,17 @@ impl Executor for DockerExecutor {
                 node_id: self.node_id.clone(),
             });
         }
-        remove(&self.docker, container_id).await
+        let task_id = inspected
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(names::LABEL_TASK_ID))
+            .cloned();
+        remove(&self.docker, container_id).await?;
+        if let (Some(files), Some(task_id)) = (&self.files, task_id) {
+            files.release(&task_id);
+        }
+        Ok(())
     }
 
     async fn logs(&self, container_id: &str, read: &LogRead) -> Result<LogLines, ExecError> {
@@ -615,9 +637,41 @@ pub struct DockerController {
     spec: ContainerSpec,
     container_id: Option<String>,
     networks: Option<Arc<dyn NetworkProvider>>,
+    files: Option<Arc<TaskFiles>>,
 }
 
 impl DockerController {
+    fn release_files(&self) {
+        if let Some(files) = &self.files {
+            files.release(&self.task.id);
+        }
+    }
+
+    /// Bind mounts of the task's secrets and configs, written for it now.
+    fn file_mounts(&self) -> Result<Vec<Mount>, ExecError> {
+        if self.spec.secrets.is_empty() && self.spec.configs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let files = self.files.as_ref().ok_or_else(|| {
+            ExecError::Files(
+                "this node's agent cannot hold secrets (no in-memory file system)".into(),
+            )
+        })?;
+        let mounts = files
+            .materialize(&self.task, &self.spec)
+            .map_err(|e| ExecError::Files(e.to_string()))?;
+        Ok(mounts
+            .into_iter()
+            .map(|m| Mount {
+                target: Some(m.target),
+                source: Some(m.source.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            })
+            .collect())
+    }
+
     /// The Docker network and endpoint settings of each of the task's overlay networks, in
     /// the task's order: the container is created on the first and connected to the others
     /// before it starts, each with the address the leader allocated.
@@ -717,6 +771,12 @@ impl Controller for DockerController {
         }
         let name = container_name(&self.task);
         let mut config = container_config(&self.task, &self.spec, &self.node_id, &self.node_name);
+        let file_mounts = self.file_mounts()?;
+        if !file_mounts.is_empty() {
+            if let Some(host) = config.host_config.as_mut() {
+                host.mounts.get_or_insert_with(Vec::new).extend(file_mounts);
+            }
+        }
         let mut endpoints = self.endpoints().await?.into_iter();
         if let Some((network, settings)) = endpoints.next() {
             if let Some(host) = config.host_config.as_mut() {
@@ -851,10 +911,12 @@ impl Controller for DockerController {
     async fn remove(&mut self) -> Result<(), ExecError> {
         // Only ever a container found by this node's labels (or created by this controller).
         let Some(id) = self.container().await? else {
+            self.release_files();
             return Ok(());
         };
         remove(&self.docker, &id).await?;
         self.container_id = None;
+        self.release_files();
         Ok(())
     }
 

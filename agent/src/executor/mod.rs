@@ -47,6 +47,9 @@ pub enum ExecError {
     /// The task's overlay networks cannot be joined on this node.
     #[error("network: {0}")]
     Network(String),
+    /// The task's secrets or configs cannot be given to it on this node.
+    #[error("{0}")]
+    Files(String),
 }
 
 impl ExecError {

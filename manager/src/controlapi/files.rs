@@ -7,6 +7,7 @@ use shoal_proto::{Config, ConfigSpec, FileReference, Secret, SecretSpec, Service
 
 use super::{validate, ControlApi, ControlError};
 use crate::ids::new_id;
+use crate::seal;
 use crate::store::{lookup, Lookup, Object, ReadTx, WriteTx};
 
 /// Swarm's limit on a secret's or config's size.
@@ -20,7 +21,13 @@ pub trait FileObject: Clone + Sized {
     fn name(&self) -> &str;
     fn version(&self) -> u64;
     fn data(&self) -> &[u8];
+    /// sha256 of the content (as given, before any sealing), hex.
+    fn digest(&self) -> &str;
     fn set_data(&mut self, data: Vec<u8>, labels: std::collections::HashMap<String, String>);
+    /// Ready the content for the store: its digest taken, and a secret's sealed with `key`.
+    fn seal(&mut self, key: &[u8]) -> Result<(), ControlError>;
+    /// Whether this kind's content is sealed in the store.
+    const SEALED: bool;
     fn into_object(self) -> Object;
     /// All of them, as a transaction sees them.
     fn all_now(tx: &WriteTx<'_>) -> Vec<Self>;
@@ -30,7 +37,7 @@ pub trait FileObject: Clone + Sized {
 }
 
 macro_rules! file_object {
-    ($ty:ty, $kind:literal, $field:ident, $now:ident, $iter:ident) => {
+    ($ty:ty, $kind:literal, $field:ident, $now:ident, $iter:ident, $sealed:literal) => {
         impl FileObject for $ty {
             const KIND: &'static str = $kind;
             fn id(&self) -> &str {
@@ -44,6 +51,19 @@ macro_rules! file_object {
             }
             fn data(&self) -> &[u8] {
                 self.spec.as_ref().map_or(&[], |s| s.data.as_slice())
+            }
+            fn digest(&self) -> &str {
+                &self.digest
+            }
+            const SEALED: bool = $sealed;
+            fn seal(&mut self, key: &[u8]) -> Result<(), ControlError> {
+                let spec = self.spec.get_or_insert_with(Default::default);
+                self.digest = seal::digest(&spec.data);
+                if $sealed {
+                    spec.data = seal::seal(key, &spec.data)
+                        .map_err(|e| ControlError::Refused(e.to_string()))?;
+                }
+                Ok(())
             }
             fn set_data(
                 &mut self,
@@ -72,8 +92,35 @@ macro_rules! file_object {
     };
 }
 
-file_object!(Secret, "secret", Secret, secrets_now, secrets);
-file_object!(Config, "config", Config, configs_now, configs);
+file_object!(Secret, "secret", Secret, secrets_now, secrets, true);
+file_object!(Config, "config", Config, configs_now, configs, false);
+
+/// The cluster's secrets key, made (in this transaction) the first time one is needed.
+pub fn secrets_key(tx: &mut WriteTx<'_>) -> Result<Vec<u8>, ControlError> {
+    let mut cluster = tx
+        .read()
+        .cluster()
+        .cloned()
+        .ok_or_else(|| ControlError::Refused("the swarm has no cluster record yet".into()))?;
+    if cluster.secrets_key.len() == 32 {
+        return Ok(cluster.secrets_key);
+    }
+    let key = seal::new_key().map_err(|e| ControlError::Refused(e.to_string()))?;
+    cluster.secrets_key = key.clone();
+    tx.update(Object::Cluster(cluster))?;
+    Ok(key)
+}
+
+/// `object` ready for the store (digest, sealed content).
+pub fn sealed<T: FileObject>(tx: &mut WriteTx<'_>, mut object: T) -> Result<T, ControlError> {
+    let key = if T::SEALED {
+        secrets_key(tx)?
+    } else {
+        Vec::new()
+    };
+    object.seal(&key)?;
+    Ok(object)
+}
 
 /// Checks a new secret's or config's name and content.
 fn check(kind: &str, name: &str, data: &[u8]) -> Result<(), ControlError> {
@@ -193,6 +240,7 @@ pub fn stage_create<T: FileObject>(tx: &mut WriteTx<'_>, object: T) -> Result<()
             other.id()
         )));
     }
+    let object = sealed(tx, object)?;
     tx.create(object.into_object())?;
     Ok(())
 }
@@ -222,6 +270,7 @@ impl ControlApi {
             meta: None,
             spec: Some(spec),
             version: 1,
+            digest: String::new(),
         };
         let id = secret.id.clone();
         self.store.update(|tx| stage_create(tx, secret)).await?;
@@ -239,6 +288,7 @@ impl ControlApi {
             meta: None,
             spec: Some(spec),
             version: 1,
+            digest: String::new(),
         };
         let id = config.id.clone();
         self.store.update(|tx| stage_create(tx, config)).await?;
@@ -331,7 +381,9 @@ mod tests {
 
     #[tokio::test]
     async fn secrets_are_named_once_resolved_by_name_and_kept_while_used() {
-        let api = ControlApi::new(Store::in_memory());
+        let store = Store::in_memory();
+        crate::testutil::put(&store, vec![Object::Cluster(Default::default())]).await;
+        let api = ControlApi::new(store);
         let spec = |name: &str| SecretSpec {
             name: name.into(),
             data: b"s3cret".to_vec(),
@@ -372,5 +424,13 @@ mod tests {
         );
         let (_, users) = api.get_secret("token").expect("found");
         assert_eq!(users, ["web"]);
+        // Sealed in the store: no clear text in any object the log or a snapshot holds.
+        let snapshot = api.store.view(|r| format!("{:?}", r.tables()));
+        assert!(!snapshot.contains("s3cret"), "the store holds it sealed");
+        let stored = api
+            .store
+            .view(|r| r.secrets().next().cloned())
+            .expect("stored");
+        assert_eq!(stored.digest, seal::digest(b"s3cret"));
     }
 }

@@ -318,6 +318,7 @@ fn apply(
             meta: None,
             spec: Some(secret.clone()),
             version: 1,
+            digest: String::new(),
         };
         ensure_file(tx, stack, object, &mut changes)?;
     }
@@ -327,6 +328,7 @@ fn apply(
             meta: None,
             spec: Some(config.clone()),
             version: 1,
+            digest: String::new(),
         };
         ensure_file(tx, stack, object, &mut changes)?;
     }
@@ -452,10 +454,16 @@ fn ensure_file<T: FileObject + StackOwned>(
             T::KIND,
             found.name()
         ))),
-        Some(found) if found.data() == wanted.data() && found.labels() == wanted.labels() => Ok(()),
+        Some(found)
+            if found.digest() == crate::seal::digest(wanted.data())
+                && found.labels() == wanted.labels() =>
+        {
+            Ok(())
+        }
         Some(mut found) => {
             changes.push(format!("update {} {}", T::KIND, found.name()));
             found.set_data(wanted.data().to_vec(), wanted.labels().clone());
+            let found = files::sealed(tx, found)?;
             tx.update(found.into_object())?;
             Ok(())
         }
@@ -555,10 +563,14 @@ fn ensure_network(
 /// that changed nothing and holds the same document adds no revision.
 fn record(
     tx: &mut WriteTx<'_>,
-    spec: StackSpec,
+    mut spec: StackSpec,
     changes: &[String],
     rolled_back_to: u64,
 ) -> Result<(), ControlError> {
+    // A revision keeps no secret's content: it is in the Secret object, sealed.
+    for secret in spec.secrets.iter_mut() {
+        secret.data.clear();
+    }
     let existing = tx.read().stack_named(&spec.name).cloned();
     let now = crate::clock::now_ms();
     match existing {
@@ -833,7 +845,9 @@ mod file_tests {
 
     #[tokio::test]
     async fn new_secret_content_is_a_new_version_that_rolls_its_services() {
-        let api = ControlApi::new(Store::in_memory());
+        let store = Store::in_memory();
+        crate::testutil::put(&store, vec![Object::Cluster(Default::default())]).await;
+        let api = ControlApi::new(store);
         let out = api
             .deploy_stack(spec(b"one"), false)
             .await

@@ -198,14 +198,29 @@ pub fn files_for(r: &ReadTx<'_>, tasks: &[Task]) -> Vec<FileContent> {
         wanted.extend(container.configs.iter().map(|c| ("config", c.id.as_str())));
     }
     let tables = r.tables();
+    let key = r
+        .cluster()
+        .map(|c| c.secrets_key.clone())
+        .unwrap_or_default();
     wanted
         .into_iter()
         .filter_map(|(kind, id)| {
             let (version, data) = match kind {
-                "secret" => tables
-                    .secrets
-                    .get(id)
-                    .map(|s| (s.version, s.spec.as_ref().map(|s| s.data.clone())))?,
+                "secret" => {
+                    let secret = tables.secrets.get(id)?;
+                    let sealed = secret
+                        .spec
+                        .as_ref()
+                        .map(|s| s.data.as_slice())
+                        .unwrap_or(&[]);
+                    match crate::seal::open(&key, sealed) {
+                        Ok(plain) => (secret.version, Some(plain)),
+                        Err(e) => {
+                            tracing::error!(secret = %id, "{e}");
+                            return None;
+                        }
+                    }
+                }
                 _ => tables
                     .configs
                     .get(id)

@@ -10,17 +10,18 @@ use std::time::Duration;
 
 use shoal_compose::model::{
     Compose, DeployMode, EndpointMode as ComposeEndpoint, FailureAction as ComposeFailure,
-    GoDuration, Healthcheck, Mount as ComposeMount, MountKind, Protocol,
+    FileObject, FileRef, GoDuration, Healthcheck, Mount as ComposeMount, MountKind, Protocol,
     PublishMode as ComposeMode, RestartCondition as ComposeRestart, Service as ComposeService,
     UpdateConfig as ComposeUpdate, UpdateOrder as ComposeOrder,
 };
 use shoal_compose::yaml::Node;
 use shoal_compose::Loaded;
 use shoal_proto::{
-    ContainerSpec, EndpointMode, EndpointSpec, FailureAction, HealthConfig, IpamConfig, Mount,
-    MountType, NetworkAttachmentConfig, NetworkSpec, Placement, PortConfig, PortProtocol,
-    PublishMode, Resources, RestartCondition, RestartPolicy, ServiceMode, ServiceSpec, StackSpec,
-    TaskSpec, Ulimit, UpdateConfig, UpdateOrder, STACK_NAMESPACE_LABEL,
+    ConfigSpec, ContainerSpec, EndpointMode, EndpointSpec, FailureAction, FileReference,
+    HealthConfig, IpamConfig, Mount, MountType, NetworkAttachmentConfig, NetworkSpec, Placement,
+    PortConfig, PortProtocol, PublishMode, Resources, RestartCondition, RestartPolicy, SecretSpec,
+    ServiceMode, ServiceSpec, StackSpec, TaskSpec, Ulimit, UpdateConfig, UpdateOrder,
+    STACK_NAMESPACE_LABEL,
 };
 
 /// The network a service joins when it names none, as docker's `NAME_default`.
@@ -69,12 +70,24 @@ pub fn stack_spec(
         services.push(c.service(service_name, service, &mut used_networks, &mut warnings)?);
     }
     let networks = c.networks(&used_networks)?;
+    let secrets = c
+        .files("secrets", &c.compose.secrets)?
+        .into_iter()
+        .map(|(name, labels, data)| SecretSpec { name, labels, data })
+        .collect();
+    let configs = c
+        .files("configs", &c.compose.configs)?
+        .into_iter()
+        .map(|(name, labels, data)| ConfigSpec { name, labels, data })
+        .collect();
     Ok((
         StackSpec {
             name: name.to_string(),
             document: document.to_string(),
             services,
             networks,
+            secrets,
+            configs,
         },
         warnings,
     ))
@@ -137,18 +150,8 @@ impl Converter<'_> {
                 "no image: Shoal runs images and does not build them (build: is ignored); give image: NAME[:TAG]",
             )
         })?;
-        if !s.secrets.is_empty() {
-            return Err(self.error(
-                &at(name, "secrets"),
-                "secrets are not supported yet in this version of Shoal",
-            ));
-        }
-        if !s.configs.is_empty() {
-            return Err(self.error(
-                &at(name, "configs"),
-                "configs are not supported yet in this version of Shoal",
-            ));
-        }
+        let secrets = self.references(name, "secrets", &s.secrets, &self.compose.secrets)?;
+        let configs = self.references(name, "configs", &s.configs, &self.compose.configs)?;
         if s.depends_on.is_some() {
             warnings.push(format!(
                 "{}: services.{name}.depends_on is not applied yet: the services start together",
@@ -326,6 +329,8 @@ impl Converter<'_> {
                     init: s.init.unwrap_or(false),
                     read_only: s.read_only.unwrap_or(false),
                     mounts,
+                    secrets,
+                    configs,
                 }),
                 limits: amounts(resources.limits.as_ref()),
                 reservations: amounts(resources.reservations.as_ref()),
@@ -357,6 +362,111 @@ impl Converter<'_> {
     fn place_of(&self, path: &[&str]) -> String {
         let node = self.loaded.document.nearest(path);
         format!("{}:{}", self.loaded.file, node.pos.line)
+    }
+
+    /// The cluster's name of the file's secret or config `key`.
+    fn file_name(&self, key: &str, declared: &FileObject) -> String {
+        if declared.external.as_ref().is_some_and(|e| e.external) {
+            return declared
+                .external
+                .as_ref()
+                .and_then(|e| e.name.clone())
+                .or_else(|| declared.name.clone())
+                .unwrap_or_else(|| key.to_string());
+        }
+        declared.name.clone().unwrap_or_else(|| self.scoped(key))
+    }
+
+    /// A service's `secrets:` or `configs:` as references by name (the managers resolve
+    /// them); the target defaults to the key in the file, as Docker's.
+    fn references(
+        &self,
+        service: &str,
+        kind: &str,
+        refs: &[FileRef],
+        declared: &BTreeMap<String, FileObject>,
+    ) -> Result<Vec<FileReference>, ConvertError> {
+        refs.iter()
+            .map(|r| {
+                let object = declared.get(&r.source).ok_or_else(|| {
+                    self.error(
+                        &at(service, kind),
+                        format!(
+                            "{} {} is not declared under the top-level {kind}: key: declare it there",
+                            &kind[..kind.len() - 1],
+                            r.source
+                        ),
+                    )
+                })?;
+                let target = r.target.clone().unwrap_or_else(|| {
+                    if kind == "secrets" {
+                        r.source.clone()
+                    } else {
+                        format!("/{}", r.source)
+                    }
+                });
+                Ok(FileReference {
+                    id: String::new(),
+                    name: self.file_name(&r.source, object),
+                    target,
+                    uid: r.uid.clone().unwrap_or_default(),
+                    gid: r.gid.clone().unwrap_or_default(),
+                    mode: r.mode.unwrap_or(0),
+                    version: 0,
+                })
+            })
+            .collect()
+    }
+
+    /// The stack's own secrets or configs (external ones exist already): name, labels and
+    /// content read from `file:`, `environment:` or `content:`.
+    #[allow(clippy::type_complexity)]
+    fn files(
+        &self,
+        kind: &str,
+        declared: &BTreeMap<String, FileObject>,
+    ) -> Result<Vec<(String, std::collections::HashMap<String, String>, Vec<u8>)>, ConvertError>
+    {
+        let mut out = Vec::new();
+        for (key, object) in declared {
+            if object.external.as_ref().is_some_and(|e| e.external) {
+                continue;
+            }
+            let path = [kind, key.as_str()];
+            let data = if let Some(file) = &object.file {
+                let full = self.loaded.dir.join(file);
+                std::fs::read(&full).map_err(|e| {
+                    self.error(
+                        &[kind, key, "file"],
+                        format!("reading {}: {e}", full.display()),
+                    )
+                })?
+            } else if let Some(variable) = &object.environment {
+                (self.environment)(variable)
+                    .ok_or_else(|| {
+                        self.error(
+                            &[kind, key, "environment"],
+                            format!("variable {variable} is not set: set it, or give file:"),
+                        )
+                    })?
+                    .into_bytes()
+            } else if let Some(content) = &object.content {
+                content.clone().into_bytes()
+            } else {
+                return Err(self.error(
+                    &path,
+                    "give file:, environment: or content:, or declare it external: true",
+                ));
+            };
+            let mut labels: std::collections::HashMap<String, String> = object
+                .labels
+                .with_values()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            labels.insert(STACK_NAMESPACE_LABEL.into(), self.stack.to_string());
+            out.push((self.file_name(key, object), labels, data));
+        }
+        Ok(out)
     }
 
     /// The variables of the service's `env_file:` entries, in order (a later file wins).
