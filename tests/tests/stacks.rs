@@ -238,3 +238,76 @@ fn deploy_fails_with_the_task_error_when_a_service_cannot_start_and_returns_for_
         out.stdout
     );
 }
+
+/// Every file under the lab's data directories (each host's shoald data and Docker data
+/// root) that holds `needle`.
+fn on_disk(lab: &Lab, needle: &str) -> Vec<String> {
+    let out = lab.exec(
+        1,
+        &["grep", "-rl", "--binary-files=text", needle, shoal_tests::lab::LAB_DATA],
+    );
+    out.stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_secret_is_read_in_the_task_never_lands_on_disk_and_new_content_rolls_the_service() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("the lab comes up");
+    let first = "first-secret-9c41d7";
+    let file = stack_file(
+        "secret",
+        "services:\n  app:\n    image: shoal-test/busybox:a\n    command: sleep 100000\n    \
+         secrets:\n      - source: token\n        mode: 0400\n    configs:\n      - source: conf\n        \
+         target: /etc/app.conf\nsecrets:\n  token:\n    file: ./token.txt\nconfigs:\n  conf:\n    \
+         content: answer=42\n",
+    );
+    let dir = file.parent().expect("dir").to_path_buf();
+    std::fs::write(dir.join("token.txt"), first).expect("secret file");
+    let file_arg = file.display().to_string();
+    let out = lab.shoal(1, &["stack", "deploy", "-c", &file_arg, "s"]);
+    assert!(out.ok(), "deploy: {}\n{}", out.stdout, out.stderr);
+
+    let read = |path: &str| {
+        (1..=3).find_map(|h| {
+            let filter = "label=shoal.service.name=s_app";
+            let ps = lab.docker(h, &["ps", "-q", "--filter", filter]).stdout;
+            let id = ps.lines().next()?.to_string();
+            let out = lab.docker(h, &["exec", &id, "cat", path]);
+            out.ok().then(|| out.stdout)
+        })
+    };
+    assert_eq!(read("/run/secrets/token").as_deref(), Some(first));
+    assert_eq!(read("/etc/app.conf").as_deref(), Some("answer=42"));
+    let mode = (1..=3).find_map(|h| {
+        let filter = "label=shoal.service.name=s_app";
+        let ps = lab.docker(h, &["ps", "-q", "--filter", filter]).stdout;
+        let id = ps.lines().next()?.to_string();
+        let out = lab.docker(h, &["exec", &id, "stat", "-c", "%a", "/run/secrets/token"]);
+        out.ok().then(|| out.stdout.trim().to_string())
+    });
+    assert_eq!(mode.as_deref(), Some("400"));
+    // Not in any manager's Raft log or snapshot, not in any node's data or Docker's (the
+    // scan does find what is there: the config's content, which is not a secret).
+    assert!(!on_disk(&lab, "answer=42").is_empty(), "the scan reads the Raft log");
+    assert_eq!(on_disk(&lab, first), Vec::<String>::new());
+    let inspect = lab.shoal_ok(1, &["secret", "inspect", "s_token"]);
+    assert!(!inspect.contains(first) && inspect.contains("s_app"), "{inspect}");
+    let refused = lab.shoal(1, &["secret", "rm", "s_token"]);
+    assert!(!refused.ok() && refused.stderr.contains("in use by service s_app"), "{}", refused.stderr);
+
+    // New content: a new version, and the service rolls onto it.
+    let second = "second-secret-51be02";
+    std::fs::write(dir.join("token.txt"), second).expect("new secret");
+    let out = lab.shoal_ok(1, &["stack", "deploy", "-c", &file_arg, "s"]);
+    assert!(out.contains("Updating secret s_token") && out.contains("Updating service s_app"), "{out}");
+    let now = wait_until("the new content in the task", WAIT, || {
+        read("/run/secrets/token").filter(|s| s == second)
+    });
+    assert!(now.is_ok(), "the task reads the new content");
+    assert_eq!(on_disk(&lab, second), Vec::<String>::new());
+
+    let out = lab.shoal(1, &["stack", "rm", "s"]);
+    assert!(out.ok(), "{}", out.stderr);
+    assert!(lab.shoal_ok(1, &["secret", "ls", "-q"]).trim().is_empty());
+    assert!(lab.shoal_ok(1, &["config", "ls", "-q"]).trim().is_empty());
+}
