@@ -244,7 +244,13 @@ fn deploy_fails_with_the_task_error_when_a_service_cannot_start_and_returns_for_
 fn on_disk(lab: &Lab, needle: &str) -> Vec<String> {
     let out = lab.exec(
         1,
-        &["grep", "-rl", "--binary-files=text", needle, shoal_tests::lab::LAB_DATA],
+        &[
+            "grep",
+            "-rl",
+            "--binary-files=text",
+            needle,
+            shoal_tests::lab::LAB_DATA,
+        ],
     );
     out.stdout.lines().map(str::to_string).collect()
 }
@@ -288,18 +294,31 @@ fn a_secret_is_read_in_the_task_never_lands_on_disk_and_new_content_rolls_the_se
     assert_eq!(mode.as_deref(), Some("400"));
     // Not in any manager's Raft log or snapshot, not in any node's data or Docker's (the
     // scan does find what is there: the config's content, which is not a secret).
-    assert!(!on_disk(&lab, "answer=42").is_empty(), "the scan reads the Raft log");
+    assert!(
+        !on_disk(&lab, "answer=42").is_empty(),
+        "the scan reads the Raft log"
+    );
     assert_eq!(on_disk(&lab, first), Vec::<String>::new());
     let inspect = lab.shoal_ok(1, &["secret", "inspect", "s_token"]);
-    assert!(!inspect.contains(first) && inspect.contains("s_app"), "{inspect}");
+    assert!(
+        !inspect.contains(first) && inspect.contains("s_app"),
+        "{inspect}"
+    );
     let refused = lab.shoal(1, &["secret", "rm", "s_token"]);
-    assert!(!refused.ok() && refused.stderr.contains("in use by service s_app"), "{}", refused.stderr);
+    assert!(
+        !refused.ok() && refused.stderr.contains("in use by service s_app"),
+        "{}",
+        refused.stderr
+    );
 
     // New content: a new version, and the service rolls onto it.
     let second = "second-secret-51be02";
     std::fs::write(dir.join("token.txt"), second).expect("new secret");
     let out = lab.shoal_ok(1, &["stack", "deploy", "-c", &file_arg, "s"]);
-    assert!(out.contains("Updating secret s_token") && out.contains("Updating service s_app"), "{out}");
+    assert!(
+        out.contains("Updating secret s_token") && out.contains("Updating service s_app"),
+        "{out}"
+    );
     let now = wait_until("the new content in the task", WAIT, || {
         read("/run/secrets/token").filter(|s| s == second)
     });
@@ -310,4 +329,43 @@ fn a_secret_is_read_in_the_task_never_lands_on_disk_and_new_content_rolls_the_se
     assert!(out.ok(), "{}", out.stderr);
     assert!(lab.shoal_ok(1, &["secret", "ls", "-q"]).trim().is_empty());
     assert!(lab.shoal_ok(1, &["config", "ls", "-q"]).trim().is_empty());
+}
+
+#[test]
+fn a_service_that_depends_on_a_healthy_one_starts_only_once_it_is_healthy() {
+    require_lab!();
+    let lab = Lab::up(1, 1).expect("the lab comes up");
+    let file = stack_file(
+        "depends",
+        "services:\n  web:\n    image: shoal-test/busybox:a\n    command: sleep 100000\n    \
+         depends_on:\n      db:\n        condition: service_healthy\n  db:\n    \
+         image: shoal-test/busybox:a\n    command: sleep 100000\n    healthcheck:\n      \
+         test: [\"CMD\", \"test\", \"-f\", \"/tmp/ready\"]\n      interval: 500ms\n",
+    );
+    let out = lab.shoal(1, &["stack", "deploy", "--detach", "-c", &file.display().to_string(), "d"]);
+    assert!(out.ok(), "{}", out.stderr);
+    let container = |service: &str| {
+        (1..=2).find_map(|h| {
+            let filter = format!("label=shoal.service.name={service}");
+            let ps = lab.docker(h, &["ps", "-q", "--filter", &filter]).stdout;
+            ps.lines().next().map(|id| (h, id.to_string()))
+        })
+    };
+    // db runs but is not healthy: web waits, and says why.
+    let db = wait_until("db's container", WAIT, || container("d_db")).expect("db runs");
+    let waiting = wait_until("web waiting for db", WAIT, || {
+        let ps = lab.shoal_ok(1, &["service", "ps", "d_web", "--no-trunc"]);
+        ps.contains("waiting for service d_db to be healthy").then_some(ps)
+    });
+    assert!(waiting.is_ok(), "web's task says what it waits for");
+    let db_ps = lab.shoal_ok(1, &["service", "ps", "d_db"]);
+    assert!(db_ps.contains("Starting"), "db is not healthy yet: {db_ps}");
+    assert_eq!(container("d_web"), None, "web must not start before db is healthy");
+
+    // db becomes healthy: web starts.
+    let touched = lab.docker(db.0, &["exec", &db.1, "touch", "/tmp/ready"]);
+    assert!(touched.ok(), "{}", touched.stderr);
+    wait_until("web's container", WAIT, || container("d_web")).expect("web starts");
+    let db_ps = lab.shoal_ok(1, &["service", "ps", "d_db"]);
+    assert!(db_ps.contains("Running"), "{db_ps}");
 }

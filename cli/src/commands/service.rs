@@ -337,6 +337,7 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
             mode: args.endpoint_mode.mode(),
             ports: args.publish.clone(),
         }),
+        depends_on: Vec::new(),
     })
 }
 

@@ -6,12 +6,14 @@
 //! preferences ([`spread::choose`]) then by spread of tasks ([`filter::spread`]) and writes
 //! all decisions of the pass in one transaction, so a 100-task create is placed in one
 //! pass. A task no node fits stays PENDING with the reason ("no suitable node (...)") in
-//! both its status message and its error, where `service ps` shows it.
+//! both its status message and its error, where `service ps` shows it; so does a task
+//! whose service depends on another that does not meet its condition yet ([`depends`]).
 //!
 //! Architecture invariant: the scheduler reads and writes the store only; it never imports
 //! tonic, Raft or the executor.
 
 pub mod constraint;
+pub mod depends;
 pub mod filter;
 pub mod spread;
 
@@ -128,8 +130,17 @@ pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
     waiting.sort_by(|a, b| (&a.service_id, a.slot, &a.id).cmp(&(&b.service_id, b.slot, &b.id)));
 
     let mut placements: HashMap<&str, Result<Placement, String>> = HashMap::new();
+    let mut gates: HashMap<&str, Option<String>> = HashMap::new();
     let mut decisions = Vec::with_capacity(waiting.len());
     for task in waiting {
+        let gate = gates.entry(task.service_id.as_str()).or_insert_with(|| {
+            r.service(&task.service_id)
+                .and_then(|s| depends::waiting_for(r, s))
+        });
+        if let Some(why) = gate {
+            decisions.push((task.clone(), Decision::Pending(why.clone())));
+            continue;
+        }
         let placement = placements
             .entry(task.service_id.as_str())
             .or_insert_with(|| Placement::of(task));

@@ -9,19 +9,20 @@ use std::path::Path;
 use std::time::Duration;
 
 use shoal_compose::model::{
-    Compose, DeployMode, EndpointMode as ComposeEndpoint, FailureAction as ComposeFailure,
-    FileObject, FileRef, GoDuration, Healthcheck, Mount as ComposeMount, MountKind, Protocol,
-    PublishMode as ComposeMode, RestartCondition as ComposeRestart, Service as ComposeService,
-    UpdateConfig as ComposeUpdate, UpdateOrder as ComposeOrder,
+    Compose, Condition, DeployMode, EndpointMode as ComposeEndpoint,
+    FailureAction as ComposeFailure, FileObject, FileRef, GoDuration, Healthcheck,
+    Mount as ComposeMount, MountKind, Protocol, PublishMode as ComposeMode,
+    RestartCondition as ComposeRestart, Service as ComposeService, UpdateConfig as ComposeUpdate,
+    UpdateOrder as ComposeOrder,
 };
 use shoal_compose::yaml::Node;
 use shoal_compose::Loaded;
 use shoal_proto::{
-    ConfigSpec, ContainerSpec, EndpointMode, EndpointSpec, FailureAction, FileReference,
-    HealthConfig, IpamConfig, Mount, MountType, NetworkAttachmentConfig, NetworkSpec, Placement,
-    PortConfig, PortProtocol, PublishMode, Resources, RestartCondition, RestartPolicy, SecretSpec,
-    ServiceMode, ServiceSpec, StackSpec, TaskSpec, Ulimit, UpdateConfig, UpdateOrder,
-    STACK_NAMESPACE_LABEL,
+    ConfigSpec, ContainerSpec, Dependency, DependencyCondition, EndpointMode, EndpointSpec,
+    FailureAction, FileReference, HealthConfig, IpamConfig, Mount, MountType,
+    NetworkAttachmentConfig, NetworkSpec, Placement, PortConfig, PortProtocol, PublishMode,
+    Resources, RestartCondition, RestartPolicy, SecretSpec, ServiceMode, ServiceSpec, StackSpec,
+    TaskSpec, Ulimit, UpdateConfig, UpdateOrder, STACK_NAMESPACE_LABEL,
 };
 
 /// The network a service joins when it names none, as docker's `NAME_default`.
@@ -63,11 +64,12 @@ pub fn stack_spec(
         compose: &loaded.compose,
         environment,
     };
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
+    c.check_cycles()?;
     let mut used_networks = BTreeSet::new();
     let mut services = Vec::new();
     for (service_name, service) in &c.compose.services {
-        services.push(c.service(service_name, service, &mut used_networks, &mut warnings)?);
+        services.push(c.service(service_name, service, &mut used_networks)?);
     }
     let networks = c.networks(&used_networks)?;
     let secrets = c
@@ -142,7 +144,6 @@ impl Converter<'_> {
         name: &str,
         s: &ComposeService,
         used_networks: &mut BTreeSet<String>,
-        warnings: &mut Vec<String>,
     ) -> Result<ServiceSpec, ConvertError> {
         let image = s.image.clone().filter(|i| !i.trim().is_empty()).ok_or_else(|| {
             self.error(
@@ -152,11 +153,22 @@ impl Converter<'_> {
         })?;
         let secrets = self.references(name, "secrets", &s.secrets, &self.compose.secrets)?;
         let configs = self.references(name, "configs", &s.configs, &self.compose.configs)?;
-        if s.depends_on.is_some() {
-            warnings.push(format!(
-                "{}: services.{name}.depends_on is not applied yet: the services start together",
-                self.place_of(&at(name, "depends_on"))
-            ));
+        let mut depends_on = Vec::new();
+        for (other, condition) in s.depends_on.iter().flat_map(|d| d.0.iter()) {
+            if !self.compose.services.contains_key(other) {
+                return Err(self.error(
+                    &at(name, "depends_on"),
+                    format!("service {other} is not in this deploy (not in the file, or not in an active --profile)"),
+                ));
+            }
+            depends_on.push(Dependency {
+                service: self.scoped(other),
+                condition: match condition {
+                    Condition::ServiceStarted => DependencyCondition::Started,
+                    Condition::ServiceHealthy => DependencyCondition::Healthy,
+                    Condition::ServiceCompletedSuccessfully => DependencyCondition::Completed,
+                } as i32,
+            });
         }
         let deploy = s.deploy.clone().unwrap_or_default();
         let mode = match deploy.mode.unwrap_or(DeployMode::Replicated) {
@@ -356,12 +368,59 @@ impl Converter<'_> {
                 mode: endpoint_mode as i32,
                 ports,
             }),
+            depends_on,
         })
     }
 
-    fn place_of(&self, path: &[&str]) -> String {
-        let node = self.loaded.document.nearest(path);
-        format!("{}:{}", self.loaded.file, node.pos.line)
+    /// A service that depends on itself, through any chain, would never start: an error
+    /// naming the cycle.
+    fn check_cycles(&self) -> Result<(), ConvertError> {
+        let edges = |name: &str| -> Vec<String> {
+            self.compose
+                .services
+                .get(name)
+                .and_then(|s| s.depends_on.as_ref())
+                .map(|d| d.0.iter().map(|(n, _)| n.clone()).collect())
+                .unwrap_or_default()
+        };
+        // Depth-first, with the path so far: a name met again on the path closes a cycle.
+        fn visit(
+            name: &str,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+            edges: &dyn Fn(&str) -> Vec<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(start) = path.iter().position(|p| p == name) {
+                let mut cycle = path[start..].to_vec();
+                cycle.push(name.to_string());
+                return Some(cycle);
+            }
+            if done.contains(name) {
+                return None;
+            }
+            path.push(name.to_string());
+            for next in edges(name) {
+                if let Some(cycle) = visit(&next, path, done, edges) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            done.insert(name.to_string());
+            None
+        }
+        let mut done = BTreeSet::new();
+        for name in self.compose.services.keys() {
+            if let Some(cycle) = visit(name, &mut Vec::new(), &mut done, &edges) {
+                return Err(self.error(
+                    &at(&cycle[0], "depends_on"),
+                    format!(
+                        "depends_on makes a cycle ({}): no service of it could ever start",
+                        cycle.join(" -> ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The cluster's name of the file's secret or config `key`.
@@ -773,6 +832,36 @@ mod tests {
         assert_eq!(
             spec.services[0].task.as_ref().expect("task").networks[0].target,
             "ext"
+        );
+    }
+
+    #[test]
+    fn depends_on_names_the_stacks_services_and_a_cycle_is_refused() {
+        let e = convert(
+            "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    \
+             depends_on:\n      c: {condition: service_healthy}\n  c:\n    image: x\n    depends_on: [a]\n",
+        )
+        .expect_err("a cycle");
+        assert!(
+            e.to_string()
+                .contains("services.a.depends_on: depends_on makes a cycle (a -> b -> c -> a)"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("stack.yml:4:"), "{e}");
+        let (spec, _) = convert(
+            "services:\n  a:\n    image: x\n    depends_on:\n      b: {condition: service_healthy}\n  b:\n    image: x\n",
+        )
+        .expect("a chain");
+        assert_eq!(spec.services[0].depends_on[0].service, "app_b");
+        assert_eq!(
+            spec.services[0].depends_on[0].condition,
+            DependencyCondition::Healthy as i32
+        );
+        let e =
+            convert("services:\n  a:\n    image: x\n    depends_on: [zz]\n").expect_err("unknown");
+        assert!(
+            e.to_string().contains("service zz is not in this deploy"),
+            "{e}"
         );
     }
 }
