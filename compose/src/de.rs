@@ -469,7 +469,8 @@ mod tests {
             e.pos,
             Some(Pos {
                 line: 2,
-                column: 11
+                column: 11,
+                file: 0
             })
         );
         assert!(e.message.contains("\"lots\""), "{e}");
@@ -482,7 +483,14 @@ mod tests {
 
         let node = parse("replicas: 1\nreplica: 2\n").expect("yaml");
         let e = from_node::<Deploy>(&node).expect_err("unknown key");
-        assert_eq!(e.pos, Some(Pos { line: 2, column: 1 }));
+        assert_eq!(
+            e.pos,
+            Some(Pos {
+                line: 2,
+                column: 1,
+                file: 0
+            })
+        );
         assert!(
             e.message
                 .starts_with("unknown key replica: did you mean replicas?"),

@@ -16,6 +16,7 @@ pub mod env;
 pub mod interpolate;
 pub mod keys;
 pub mod load;
+pub mod merge;
 pub mod model;
 pub mod resolve;
 pub mod yaml;

@@ -12,15 +12,19 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use crate::de::from_node;
 use crate::env::{parse_env_file, EnvError};
 use crate::keys::{check_keys, UnknownKey};
+use crate::merge::{merge_documents, merge_service};
 use crate::model::Compose;
 use crate::resolve::{interpolate_tree, Place, ResolveError};
-use crate::yaml::{parse, Node, Pos, Value};
+use crate::yaml::{parse, stamp_file, Node, Pos, Value};
 
 /// A loaded document, what it means, and what the user should know about it.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     /// The (first) compose file, as given.
     pub file: String,
+    /// Every file read, by the index positions carry (`-c` files in order, then the files
+    /// `extends` named).
+    pub files: Vec<String>,
     /// Where relative paths in it start: its directory.
     pub dir: PathBuf,
     pub document: Node,
@@ -54,17 +58,16 @@ pub struct Request<'a> {
     pub environment: &'a dyn Fn(&str) -> Option<String>,
 }
 
-/// Load `request` into one resolved document.
+/// Load `request` into one resolved document: each file read, its keys checked and its
+/// variables interpolated, the files merged in order, `extends` resolved, inactive
+/// profiles dropped, then the typed model read.
 pub fn load(request: &Request<'_>) -> Result<Loaded, LoadError> {
-    let [file] = request.files else {
-        return Err(LoadError::NotYet(format!(
-            "{} compose files given: merging several -c files is not supported yet in this version of Shoal; give one",
-            request.files.len()
-        )));
+    let Some(first) = request.files.first() else {
+        return Err(LoadError::NotYet(
+            "no compose file given: name one with -c FILE".into(),
+        ));
     };
-    let name = file.display().to_string();
-    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let text = read(file)?;
+    let dir = first.parent().map(Path::to_path_buf).unwrap_or_default();
     let dotenv = match request.env_file {
         Some(path) => Some(path.to_path_buf()),
         None => Some(dir.join(".env")).filter(|p| p.is_file()),
@@ -81,40 +84,203 @@ pub fn load(request: &Request<'_>) -> Result<Loaded, LoadError> {
     }
     // The environment wins over the .env file, as compose has it.
     let lookup = |name: &str| (request.environment)(name).or_else(|| variables.get(name).cloned());
-    let doc = parse(&text).map_err(|e| LoadError::Yaml {
-        place: Place {
-            file: name.clone(),
-            pos: e.pos,
-        },
-        message: e.message,
-    })?;
-    let mut warnings: Vec<String> = check_keys(&doc, &name)?
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let (mut doc, unset) = interpolate_tree(&doc, &name, &lookup)?;
-    warnings.extend(unset.iter().map(ToString::to_string));
+    let mut files = Files {
+        names: Vec::new(),
+        warnings: Vec::new(),
+        lookup: &lookup,
+    };
+    let mut doc: Option<Node> = None;
+    for file in request.files {
+        let next = files.read(file)?;
+        doc = Some(match doc {
+            None => next,
+            Some(base) => merge_documents(base, next),
+        });
+    }
+    let mut doc = doc.unwrap_or_else(|| Node {
+        pos: Pos::default(),
+        value: Value::Map(Vec::new()),
+    });
+    resolve_extends(&mut doc, &mut files)?;
     keep_active_profiles(&mut doc, request.profiles);
-    check_services(&doc, &name, &dir)?;
-    let compose = read_model(&doc, &name)?;
+    check_services(&doc, &files.names, &dir)?;
+    let compose = read_model(&doc, &files.names)?;
     Ok(Loaded {
-        file: name,
+        file: files.names[0].clone(),
+        files: files.names,
         dir,
         document: doc,
         compose,
-        warnings,
+        warnings: files.warnings,
     })
+}
+
+/// The files read so far (a position's `file` indexes `names`), and what to tell the user.
+struct Files<'a> {
+    names: Vec<String>,
+    warnings: Vec<String>,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Files<'_> {
+    /// One file parsed, its keys checked and its variables interpolated.
+    fn read(&mut self, path: &Path) -> Result<Node, LoadError> {
+        let name = path.display().to_string();
+        let index = u16::try_from(self.names.len())
+            .map_err(|_| LoadError::NotYet("too many compose files".into()))?;
+        self.names.push(name.clone());
+        let text = read(path)?;
+        let mut doc = parse(&text).map_err(|e| LoadError::Yaml {
+            place: Place {
+                file: name.clone(),
+                pos: e.pos,
+            },
+            message: e.message,
+        })?;
+        stamp_file(&mut doc, index);
+        self.warnings
+            .extend(check_keys(&doc, &name)?.iter().map(ToString::to_string));
+        let (doc, unset) = interpolate_tree(&doc, &name, self.lookup)?;
+        self.warnings.extend(unset.iter().map(ToString::to_string));
+        Ok(doc)
+    }
+
+    fn place(&self, pos: Pos) -> Place {
+        place(&self.names, pos)
+    }
+}
+
+/// Every service's `extends` replaced by the service it extends, merged under it (in this
+/// file, or another one relative to the file that names it).
+fn resolve_extends(doc: &mut Node, files: &mut Files<'_>) -> Result<(), LoadError> {
+    let Some(services) = services_mut(doc) else {
+        return Ok(());
+    };
+    let snapshot = services.clone();
+    for (name, service) in services.iter_mut() {
+        if service.get("extends").is_some() {
+            let mut chain = Vec::new();
+            *service = extended(&name.name, service.clone(), &snapshot, files, &mut chain)?;
+        }
+    }
+    Ok(())
+}
+
+/// `service` (named `name`, among `siblings` of its own file) with its `extends` resolved.
+fn extended(
+    name: &str,
+    service: Node,
+    siblings: &[(crate::yaml::Key, Node)],
+    files: &mut Files<'_>,
+    chain: &mut Vec<String>,
+) -> Result<Node, LoadError> {
+    let Some(extends) = service.get("extends").cloned() else {
+        return Ok(service);
+    };
+    let invalid = |files: &Files<'_>, message: String| LoadError::Invalid {
+        place: files.place(extends.pos),
+        message,
+    };
+    let text = |node: Option<&Node>| match node.map(|n| &n.value) {
+        Some(Value::Str(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let (base_name, base_file) = match &extends.value {
+        Value::Str(s) => (s.clone(), None),
+        Value::Map(_) => match text(extends.get("service")) {
+            Some(s) => (s, text(extends.get("file"))),
+            None => {
+                return Err(invalid(
+                    files,
+                    format!(
+                    "services.{name}.extends needs service: NAME (and file: PATH for another file)"
+                ),
+                ))
+            }
+        },
+        _ => {
+            return Err(invalid(
+                files,
+                format!("services.{name}.extends: give a service name, or {{service, file}}"),
+            ))
+        }
+    };
+    let link = format!(
+        "{}:{base_name}",
+        base_file
+            .clone()
+            .unwrap_or_else(|| files.names[usize::from(extends.pos.file)].clone())
+    );
+    if chain.contains(&link) || chain.len() > 16 {
+        chain.push(link);
+        return Err(invalid(
+            files,
+            format!(
+                "services.{name}.extends makes a cycle: {}",
+                chain.join(" -> ")
+            ),
+        ));
+    }
+    chain.push(link);
+    let (base, base_siblings) = match base_file {
+        None => {
+            let base = siblings
+                .iter()
+                .find(|(k, _)| k.name == base_name)
+                .map(|(_, n)| n.clone())
+                .ok_or_else(|| {
+                    invalid(
+                        files,
+                        format!(
+                            "services.{name}.extends: there is no service {base_name} in this file"
+                        ),
+                    )
+                })?;
+            (base, siblings.to_vec())
+        }
+        Some(file) => {
+            let here = Path::new(&files.names[usize::from(extends.pos.file)])
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let other = files.read(&here.join(&file))?;
+            let others: Vec<(crate::yaml::Key, Node)> =
+                match other.get("services").map(|s| &s.value) {
+                    Some(Value::Map(entries)) => entries.clone(),
+                    _ => Vec::new(),
+                };
+            let base = others
+                .iter()
+                .find(|(k, _)| k.name == base_name)
+                .map(|(_, n)| n.clone())
+                .ok_or_else(|| {
+                    invalid(
+                        files,
+                        format!(
+                            "services.{name}.extends: there is no service {base_name} in {file}"
+                        ),
+                    )
+                })?;
+            (base, others)
+        }
+    };
+    let base = extended(&base_name, base, &base_siblings, files, chain)?;
+    let mut over = service;
+    if let Value::Map(entries) = &mut over.value {
+        entries.retain(|(k, _)| k.name != "extends");
+    }
+    Ok(merge_service(name, base, over))
 }
 
 /// The typed model of a resolved document; a value it cannot take is an error at its
 /// line and column, naming its path.
-fn read_model(doc: &Node, file: &str) -> Result<Compose, LoadError> {
+fn read_model(doc: &Node, names: &[String]) -> Result<Compose, LoadError> {
     let mut bare = doc.clone();
     drop_extensions(&mut bare);
     from_node::<Compose>(&bare).map_err(|e| {
         let path = e.path_text();
         LoadError::Invalid {
-            place: place(file, e.pos.unwrap_or(doc.pos)),
+            place: place(names, e.pos.unwrap_or(doc.pos)),
             message: if path.is_empty() {
                 e.message
             } else {
@@ -175,20 +341,11 @@ fn keep_active_profiles(doc: &mut Node, active: &[String]) {
 }
 
 /// What only the file system can tell: every `env_file:` a service names exists.
-fn check_services(doc: &Node, file: &str, dir: &Path) -> Result<(), LoadError> {
+fn check_services(doc: &Node, names: &[String], dir: &Path) -> Result<(), LoadError> {
     let Some(Value::Map(services)) = get(doc, "services").map(|s| &s.value) else {
         return Ok(());
     };
     for (name, service) in services {
-        if let Some(extends) = get(service, "extends") {
-            return Err(LoadError::Invalid {
-                place: place(file, extends.pos),
-                message: format!(
-                    "services.{}.extends is not supported yet in this version of Shoal: write the service out in full",
-                    name.name
-                ),
-            });
-        }
         let Some(env_files) = get(service, "env_file") else {
             continue;
         };
@@ -215,7 +372,7 @@ fn check_services(doc: &Node, file: &str, dir: &Path) -> Result<(), LoadError> {
             };
             if required && !dir.join(path).is_file() {
                 return Err(LoadError::Invalid {
-                    place: place(file, entry.pos),
+                    place: place(names, entry.pos),
                     message: format!(
                         "services.{}.env_file {path} not found (looked in {}): create it, or remove it from env_file",
                         name.name,
@@ -228,9 +385,13 @@ fn check_services(doc: &Node, file: &str, dir: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn place(file: &str, pos: Pos) -> Place {
+/// Where `pos` is, by the name of the file it is in.
+fn place(names: &[String], pos: Pos) -> Place {
     Place {
-        file: file.to_string(),
+        file: names
+            .get(usize::from(pos.file))
+            .cloned()
+            .unwrap_or_default(),
         pos,
     }
 }
@@ -265,6 +426,13 @@ impl Serialize for Node {
 pub fn to_yaml(doc: &Node) -> Result<String, LoadError> {
     serde_saphyr::to_string(doc)
         .map_err(|e| LoadError::NotYet(format!("printing the document: {e}")))
+}
+
+impl Loaded {
+    /// "file:line:column" of `pos`.
+    pub fn place(&self, pos: Pos) -> String {
+        place(&self.files, pos).to_string()
+    }
 }
 
 impl fmt::Display for Loaded {
@@ -340,6 +508,77 @@ mod tests {
             err.contains("missing.yml:5:9: services.web.env_file nope.env not found"),
             "{err}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn several_files_merge_in_order_and_extends_pulls_a_service_in() {
+        let dir = std::env::temp_dir().join(format!("shoal-compose-merge-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("common")).expect("dir");
+        let base = write(
+            &dir,
+            "base.yml",
+            "services:\n  web:\n    extends: app\n    image: web:1\n    ports: ['80:80']\n  \
+             app:\n    image: app:1\n    environment: [A=1]\n    deploy: {replicas: 2}\n  \
+             worker:\n    extends:\n      file: common/base.yml\n      service: runner\n",
+        );
+        write(
+            &dir.join("common"),
+            "base.yml",
+            "services:\n  runner:\n    extends: root\n    command: run\n  root:\n    image: runner:1\n    labels: [tier=back]\n",
+        );
+        let over = write(
+            &dir,
+            "prod.yml",
+            "services:\n  web:\n    image: web:2\n    environment: {B: '2'}\n    deploy: {replicas: 5}\n",
+        );
+        let files = [base.clone(), over];
+        let environment = |_: &str| None;
+        let loaded = load(&Request {
+            files: &files,
+            env_file: None,
+            profiles: &[],
+            environment: &environment,
+        })
+        .expect("loads");
+        let web = &loaded.compose.services["web"];
+        assert_eq!(web.image.as_deref(), Some("web:2"), "the later file wins");
+        let env: Vec<_> = web.environment.with_values().collect();
+        assert_eq!(env, [("A", "1"), ("B", "2")], "extended, then merged");
+        assert_eq!(web.deploy.as_ref().and_then(|d| d.replicas), Some(5));
+        let worker = &loaded.compose.services["worker"];
+        assert_eq!(
+            worker.image.as_deref(),
+            Some("runner:1"),
+            "through two extends"
+        );
+        assert_eq!(
+            worker.command.as_ref().map(|c| c.0.clone()),
+            Some(vec!["run".to_string()])
+        );
+        assert!(!loaded.to_string().contains("extends"), "{loaded}");
+        // Positions name the file a value came from.
+        let image = loaded.document.nearest(&["services", "web", "image"]);
+        assert!(loaded
+            .place(image.pos)
+            .starts_with(&files[1].display().to_string()));
+
+        let cycle = write(
+            &dir,
+            "cycle.yml",
+            "services:\n  a:\n    extends: b\n  b:\n    extends: a\n",
+        );
+        let files = [cycle];
+        let e = load(&Request {
+            files: &files,
+            env_file: None,
+            profiles: &[],
+            environment: &environment,
+        })
+        .expect_err("a cycle")
+        .to_string();
+        assert!(e.contains("extends makes a cycle"), "{e}");
+        assert!(e.contains("cycle.yml:"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

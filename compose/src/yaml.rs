@@ -14,6 +14,8 @@ use serde_saphyr::Spanned;
 pub struct Pos {
     pub line: u64,
     pub column: u64,
+    /// Which of the loaded files it is in (an index the loader keeps; 0: the first).
+    pub file: u16,
 }
 
 /// A value, where it is.
@@ -75,7 +77,10 @@ pub struct YamlError {
 /// Parse one YAML document (a leading BOM and CRLF line ends are fine).
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    match serde_saphyr::from_str::<Spanned<Value>>(text) {
+    // Booleans as compose (YAML 1.2) has them: `y`, `yes`, `on` are words, not true.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    match serde_saphyr::from_str_with_options::<Spanned<Value>>(text, options) {
         Ok(s) => Ok(Node {
             pos: pos_of(&s),
             value: s.value,
@@ -86,6 +91,7 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                 .map(|l| Pos {
                     line: l.line(),
                     column: l.column(),
+                    file: 0,
                 })
                 .unwrap_or_default();
             Err(YamlError {
@@ -110,6 +116,22 @@ fn pos_of<T>(s: &Spanned<T>) -> Pos {
     Pos {
         line: s.referenced.line(),
         column: s.referenced.column(),
+        file: 0,
+    }
+}
+
+/// Mark every position in `node` (keys too) as being in loaded file `file`.
+pub fn stamp_file(node: &mut Node, file: u16) {
+    node.pos.file = file;
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| stamp_file(n, file)),
+        Value::Map(entries) => {
+            for (key, value) in entries {
+                key.pos.file = file;
+                stamp_file(value, file);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -271,6 +293,16 @@ mod tests {
             Value::Seq(items) => assert_eq!(items[0].pos.line, 9),
             other => panic!("ports: {other:?}"),
         }
+        assert_eq!(
+            get(web, "8080").value,
+            Value::Str("yes".into()),
+            "yes is a word"
+        );
+        let doc = parse("labels:\n  y: '2'\n  on: true\n").expect("parses");
+        let labels = map(get(&doc, "labels"));
+        assert_eq!(labels[0].0.name, "y", "a key y stays y");
+        assert_eq!(labels[1].0.name, "on");
+        assert_eq!(labels[1].1.value, Value::Bool(true));
     }
 
     #[test]

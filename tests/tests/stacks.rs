@@ -342,7 +342,17 @@ fn a_service_that_depends_on_a_healthy_one_starts_only_once_it_is_healthy() {
          image: shoal-test/busybox:a\n    command: sleep 100000\n    healthcheck:\n      \
          test: [\"CMD\", \"test\", \"-f\", \"/tmp/ready\"]\n      interval: 500ms\n",
     );
-    let out = lab.shoal(1, &["stack", "deploy", "--detach", "-c", &file.display().to_string(), "d"]);
+    let out = lab.shoal(
+        1,
+        &[
+            "stack",
+            "deploy",
+            "--detach",
+            "-c",
+            &file.display().to_string(),
+            "d",
+        ],
+    );
     assert!(out.ok(), "{}", out.stderr);
     let container = |service: &str| {
         (1..=2).find_map(|h| {
@@ -355,12 +365,17 @@ fn a_service_that_depends_on_a_healthy_one_starts_only_once_it_is_healthy() {
     let db = wait_until("db's container", WAIT, || container("d_db")).expect("db runs");
     let waiting = wait_until("web waiting for db", WAIT, || {
         let ps = lab.shoal_ok(1, &["service", "ps", "d_web", "--no-trunc"]);
-        ps.contains("waiting for service d_db to be healthy").then_some(ps)
+        ps.contains("waiting for service d_db to be healthy")
+            .then_some(ps)
     });
     assert!(waiting.is_ok(), "web's task says what it waits for");
     let db_ps = lab.shoal_ok(1, &["service", "ps", "d_db"]);
     assert!(db_ps.contains("Starting"), "db is not healthy yet: {db_ps}");
-    assert_eq!(container("d_web"), None, "web must not start before db is healthy");
+    assert_eq!(
+        container("d_web"),
+        None,
+        "web must not start before db is healthy"
+    );
 
     // db becomes healthy: web starts.
     let touched = lab.docker(db.0, &["exec", &db.1, "touch", "/tmp/ready"]);

@@ -114,7 +114,7 @@ impl Converter<'_> {
     fn error(&self, path: &[&str], message: impl Into<String>) -> ConvertError {
         let node: &Node = self.loaded.document.nearest(path);
         ConvertError {
-            place: format!("{}:{}:{}", self.loaded.file, node.pos.line, node.pos.column),
+            place: self.loaded.place(node.pos),
             path: path.join("."),
             message: message.into(),
         }
