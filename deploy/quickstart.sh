@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Shoal on this machine in one command: installs what is missing, builds Shoal, brings up
 # a 3-node lab cluster (deploy/lab.sh: n1 manager, n2 and n3 workers, each a network
-# namespace with its own dockerd and shoald, joined over mTLS), deploys a web service
-# spread over the three nodes on an overlay network with port 8000 published through the
-# routing mesh, prints `shoal node ls` and `shoal service ps web`, and shows a task on n2
-# reaching web by name over the overlay and n3 reaching it through n1's published port.
-# Idempotent: re-running keeps what is there. Run as root on Debian 12.
-# Afterwards: deploy/lab.sh shoal n1 service ls   ...   deploy/lab.sh down
+# namespace with its own dockerd and shoald, joined over mTLS), builds the example app's
+# images on every node, and deploys deploy/examples/guestbook/compose.yml as the stack
+# `guestbook`: web (3 tasks, port 8000 on every node through the routing mesh) asks api by
+# name over the stack's overlay network; api (2 tasks, a healthcheck) greets with a
+# secret; web waits for api to be healthy; a one-shot job runs once. `stack deploy` waits
+# until all of it has converged. Then it shows the stack and fetches the page from host n3
+# through n1's address. Idempotent: re-running redeploys (nothing changes if nothing did).
+# Run as root on Debian 12. Afterwards: deploy/lab.sh shoal n1 stack ps guestbook ...
+# deploy/lab.sh down
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/shoal-target}
 log() { printf '[quickstart] %s\n' "$*" >&2; }
+app=$PWD/deploy/examples/guestbook
 
 ./deploy/ensure-host.sh
 log "building shoal and shoald"
@@ -18,41 +22,28 @@ cargo build --bins
 log "bringing up the lab cluster (1 manager, 2 workers)"
 ./deploy/lab.sh up --managers 1 --workers 2
 shoal() { ./deploy/lab.sh shoal n1 "$@"; }
-if ! shoal network inspect front >/dev/null 2>&1; then
-  shoal network create -d overlay front >/dev/null
-fi
-if ! shoal service inspect web >/dev/null 2>&1; then
-  shoal service create --name web --replicas 6 --network front \
-    --publish published=8000,target=8080 \
-    shoal-test/busybox:a httpd -f -p 8080 -h /var/www >/dev/null
-fi
-if ! shoal service inspect client >/dev/null 2>&1; then
-  shoal service create --name client --network front --constraint node.hostname==n2 \
-    shoal-test/busybox:a sleep 1000000 >/dev/null
-fi
-log "waiting for web to run 6/6"
-for _ in $(seq 1 600); do
-  shoal service ls --format json | grep -q '"Replicas":"6/6"' && break
-  sleep 0.1
+log "building the guestbook's images on every node (from the test image, no registry)"
+for k in 1 2 3; do
+  for image in api web; do
+    if ! out=$(./deploy/lab.sh docker "n$k" build -q -t "shoal-example/$image:1" "$app/$image" 2>&1); then
+      printf '%s\n' "$out" >&2
+      exit 1
+    fi
+  done
 done
-shoal node ls
+log "shoal stack deploy -c deploy/examples/guestbook/compose.yml guestbook"
+shoal stack deploy -c "$app/compose.yml" guestbook
 echo
-shoal service ps web
+shoal stack services guestbook
 echo
-client=""
-for _ in $(seq 1 600); do
-  client=$(./deploy/lab.sh docker n2 ps -q --filter label=shoal.service.name=client | head -n1)
-  [ -n "$client" ] && break
-  sleep 0.1
-done
-if [ -n "$client" ]; then
-  log "from a task on n2, over the overlay: web's VIP, its tasks, and a page through the VIP"
-  addrs() { ./deploy/lab.sh docker n2 exec "$client" nslookup "$1" | sed -n 's/^Address: //p' | grep -v ':53$' | tr '\n' ' '; }
-  echo "web       -> $(addrs web)"
-  echo "tasks.web -> $(addrs tasks.web)"
-  echo "GET http://web:8080/ -> $(./deploy/lab.sh docker n2 exec "$client" wget -qO- http://web:8080/ || true)"
-fi
+shoal stack ps guestbook
+echo
 log "from host n3, through the routing mesh on n1's address (any node answers)"
-echo "GET http://10.78.0.11:8000/ -> $(./deploy/lab.sh exec n3 timeout 5 wget -qO- http://10.78.0.11:8000/ || true)"
+for _ in 1 2; do
+  echo "GET http://10.78.0.11:8000/cgi-bin/index ->"
+  ./deploy/lab.sh exec n3 timeout 5 wget -qO- http://10.78.0.11:8000/cgi-bin/index || true
+done
 echo
-log "try: deploy/lab.sh shoal n1 service scale web=9 | deploy/lab.sh shoal n1 node update --availability drain n2 | deploy/lab.sh down"
+log "look at: deploy/lab.sh shoal n1 stack history guestbook | ... service logs guestbook_seed"
+log "change:  edit $app/greeting.txt, then run this again (the secret's new version rolls api)"
+log "stop:    deploy/lab.sh shoal n1 stack rm guestbook; deploy/lab.sh down"

@@ -58,7 +58,7 @@ pub async fn converged(
                         .lines
                         .iter()
                         .find(|l| !l.err.is_empty())
-                        .map(|l| format!(" (last error: {})", l.err))
+                        .map(|l| format!(" ({})", l.err))
                         .unwrap_or_default();
                     format!("{}: {}/{} {noun}{err}", service.name(), p.done, p.total)
                 }
