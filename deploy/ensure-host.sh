@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make this Debian machine ready to build and run Shoal: installs what is missing
 # (docker.io, protobuf-compiler, busybox-static, nftables, iproute2, procps, tcpdump for
-# the encrypted overlay's capture test), starts dockerd when
+# the encrypted overlay's capture test, docker-registry and apache2-utils for the lab's
+# registry), starts dockerd when
 # /_ping does not answer and waits for it, then builds the test images.
 # Idempotent; run as root. Used by .ci/run and deploy/quickstart.sh.
 set -euo pipefail
@@ -20,6 +21,9 @@ command -v curl >/dev/null || need+=(curl)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 # sysctl (overlay namespaces' bridge settings) and pkill (the capture test).
 command -v pkill >/dev/null || need+=(procps)
+# The lab's image registry and its basic-auth file (the registry tests).
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt-get update -qq

@@ -38,6 +38,10 @@
 #   lab.sh link nK down|up take K's underlay link down/up     lab.sh log nK [LINES]   tail K's shoald log
 #   lab.sh add-worker      add the next host, join it as a worker; prints its name (nK)
 #   lab.sh remove nK       `shoal swarm leave --force` on K, then remove the host
+#   lab.sh registry [--auth USER:PASS]
+#                          (re)start a registry (Debian's docker-registry) on the underlay at
+#                          10.78.0.2:5000, plain HTTP (every host's dockerd trusts it), with
+#                          basic auth when given; its images survive a restart; prints its address
 # `down` ends, one pid at a time, every process in a shl-* namespace or a /shoal-lab-n* cgroup
 # or whose command line names /run/shoal-lab or /var/lib/shoal-lab; the host's own dockerd
 # (/var/run/docker.sock) is never touched. `exec` runs a tool this machine lacks but busybox
@@ -54,6 +58,9 @@ LAB_DATA=/var/lib/shoal-lab
 LAB_RUN=/run/shoal-lab
 UL_NS=shl-ul
 SUBNET=10.78.0
+# The lab's image registry (`lab.sh registry`), on the underlay switch itself.
+REGISTRY_IP=$SUBNET.2
+REGISTRY_ADDR=$REGISTRY_IP:5000
 PORT=4242
 MAX_HOSTS=50
 BIN_DIR=${SHOAL_BIN_DIR:-${CARGO_TARGET_DIR:-/var/tmp/shoal-target}/debug}
@@ -229,6 +236,7 @@ launch_dockerd() {
     -H "unix://$(docker_sock "$k")" --pidfile "$run/docker.pid" \
     --bip "172.$((30 + k)).0.1/24" --default-address-pool "base=172.$((30 + k)).0.0/16,size=24" \
     --cgroup-parent "/$(cgroup_parent "$k")" \
+    --insecure-registry "$REGISTRY_ADDR" \
     >>"$dir/dockerd.log" 2>&1 </dev/null &
 }
 
@@ -577,6 +585,52 @@ cmd_link() {
   ip -n "$(host_ns "$k")" link set eth0 "$2"
 }
 
+cmd_registry() {
+  local auth="" user pass dir pid i
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --auth) auth=${2:?--auth USER:PASS}; shift 2 ;;
+      *) die "usage: lab.sh registry [--auth USER:PASS]" ;;
+    esac
+  done
+  require_root
+  have_ns "$UL_NS" || die "no lab underlay: run lab.sh up first"
+  command -v docker-registry >/dev/null || die "no docker-registry: apt-get install docker-registry"
+  dir=$LAB_DATA/registry
+  mkdir -p "$dir/data" "$LAB_RUN"
+  if pid=$(pid_of "$LAB_RUN/registry.pid" docker-registry); then
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  ip -n "$UL_NS" addr show dev br0 | grep -q " $REGISTRY_IP/" ||
+    ip -n "$UL_NS" addr add "$REGISTRY_IP/24" dev br0
+  {
+    echo "version: 0.1"
+    echo "log: {level: warn}"
+    echo "storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}"
+    echo "http: {addr: \"$REGISTRY_ADDR\"}"
+    if [ -n "$auth" ]; then
+      command -v htpasswd >/dev/null || die "no htpasswd: apt-get install apache2-utils"
+      user=${auth%%:*}; pass=${auth#*:}
+      htpasswd -Bbn "$user" "$pass" >"$dir/htpasswd" 2>/dev/null
+      echo "auth: {htpasswd: {realm: shoal-lab, path: $dir/htpasswd}}"
+    fi
+  } >"$dir/config.yml"
+  log "registry at $REGISTRY_ADDR${auth:+ (basic auth as ${auth%%:*})}"
+  LAB_PIDFILE="$LAB_RUN/registry.pid" setsid ip netns exec "$UL_NS" \
+    sh -c 'echo $$ >"$LAB_PIDFILE"; exec docker-registry serve "$1"' registry "$dir/config.yml" \
+    >>"$dir/registry.log" 2>&1 </dev/null &
+  for i in $(seq 1 100); do
+    if ip netns exec "$UL_NS" curl -s -o /dev/null --max-time 1 "http://$REGISTRY_ADDR/v2/"; then
+      echo "$REGISTRY_ADDR"
+      return 0
+    fi
+    sleep 0.1
+  done
+  tail -n 20 "$dir/registry.log" >&2
+  die "the registry did not answer at $REGISTRY_ADDR"
+}
+
 usage() { sed -n '/^# Usage/,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; }
 
 main() {
@@ -598,6 +652,7 @@ main() {
     log) local k; k=$(host_num "${1:?usage: lab.sh log nK [LINES]}")
          tail -n "${2:-40}" "$(host_dir "$k")/shoald.log" ;;
     add-worker) cmd_add_worker ;;
+    registry) cmd_registry "$@" ;;
     remove) cmd_remove "$@" ;;
     __host) cmd_host "$@" ;;
     __engine) cmd_in_engine "$@" ;;

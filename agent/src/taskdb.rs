@@ -3,7 +3,8 @@
 //!
 //! It owns one sled database at `<data_dir>/tasks`, keyed by task id. Each value is the
 //! prost encoding of the task with its `status` field set to the agent's own latest status.
-//! Every write is flushed before it returns. It knows nothing about executors or managers.
+//! Every write is flushed before it returns; registry credentials are never written. It
+//! knows nothing about executors or managers.
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +53,11 @@ impl TaskDb {
     pub async fn put(&self, task: &Task, status: &TaskStatus) -> Result<(), TaskDbError> {
         let mut stored = task.clone();
         stored.status = Some(status.clone());
+        // Registry credentials stay in memory: a restarted agent pulls with the ones its
+        // next assignments bring.
+        if let Some(c) = stored.spec.as_mut().and_then(|s| s.container.as_mut()) {
+            c.registry_auth = None;
+        }
         self.db
             .insert(task.id.as_bytes(), stored.encode_to_vec())
             .map_err(sled_err("writing", &task.id))?;

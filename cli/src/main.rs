@@ -20,6 +20,7 @@ mod client;
 mod commands;
 mod format;
 mod parse;
+mod registry_auth;
 mod view;
 
 use commands::files::FileCommand;

@@ -20,10 +20,52 @@ const SAMPLES: &[&str] = &[
 ];
 
 const TOKENS: &[&str] = &[
-    "${", "}", "$$", "${A:-", "${A:?", ":", "-", "\n", "  ", "    ", "&a ", "*a", "<<: *a", "[", "]",
-    "{", "\"", "'", "x-", "extends: ", "services:", "image: ", "deploy:", "replicas: ", "ports:",
-    "- ", "~", "null", "0o7", "1e999", "\u{feff}", "\r\n", "\t", "!!str ", "? ", "|", ">", "#",
-    "depends_on: [", "profiles: [", "env_file: ", "file: ", "mode: ", "0440", "1m30s", "512M",
+    "${",
+    "}",
+    "$$",
+    "${A:-",
+    "${A:?",
+    ":",
+    "-",
+    "\n",
+    "  ",
+    "    ",
+    "&a ",
+    "*a",
+    "<<: *a",
+    "[",
+    "]",
+    "{",
+    "\"",
+    "'",
+    "x-",
+    "extends: ",
+    "services:",
+    "image: ",
+    "deploy:",
+    "replicas: ",
+    "ports:",
+    "- ",
+    "~",
+    "null",
+    "0o7",
+    "1e999",
+    "\u{feff}",
+    "\r\n",
+    "\t",
+    "!!str ",
+    "? ",
+    "|",
+    ">",
+    "#",
+    "depends_on: [",
+    "profiles: [",
+    "env_file: ",
+    "file: ",
+    "mode: ",
+    "0440",
+    "1m30s",
+    "512M",
 ];
 
 /// xorshift64*: enough randomness to mutate with, reproducible from its seed.
@@ -91,9 +133,7 @@ fn seeds(dir: Option<&Path>) -> Vec<String> {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                let yaml = path
-                    .extension()
-                    .is_some_and(|e| e == "yml" || e == "yaml");
+                let yaml = path.extension().is_some_and(|e| e == "yml" || e == "yaml");
                 if yaml {
                     if let Ok(text) = std::fs::read_to_string(&path) {
                         seeds.push(text);
@@ -134,7 +174,10 @@ fn main() {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let environment = |name: &str| (name == "TAG").then(|| "2".to_string());
     let (mut runs, mut loaded) = (0u64, 0u64);
-    eprintln!("fuzzing the compose loader for {seconds}s with {} seeds, --seed {seed}", seeds.len());
+    eprintln!(
+        "fuzzing the compose loader for {seconds}s with {} seeds, --seed {seed}",
+        seeds.len()
+    );
     while Instant::now() < deadline {
         let bytes = mutate(&seeds[rng.below(seeds.len())], &mut rng);
         if std::fs::write(&input, &bytes).is_err() {

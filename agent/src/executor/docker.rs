@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use bollard::container::LogOutput;
 
 use crate::files::TaskFiles;
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum,
@@ -24,9 +25,9 @@ use bollard::models::{
     NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
-    WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, KillContainerOptions,
+    ListContainersOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
+    StopContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -363,6 +364,15 @@ pub fn container_config(
     }
 }
 
+/// A pull the registry refused, as the task's error.
+fn pull_failed(image: &str, node: &str, message: String) -> ExecError {
+    ExecError::Engine {
+        op: "pull",
+        object: format!("{image} on node {node}"),
+        message,
+    }
+}
+
 /// Maps a bollard error: transport failures are temporary, answers are not.
 fn classify(op: &'static str, object: &str, e: DockerError) -> ExecError {
     match e {
@@ -641,6 +651,50 @@ pub struct DockerController {
 }
 
 impl DockerController {
+    /// Pull the task's image (the task is PREPARING meanwhile). A registry's refusal is
+    /// the task's error, in the engine's words ("pull access denied for ...", "manifest
+    /// unknown").
+    async fn pull(&self) -> Result<(), ExecError> {
+        let image = self.spec.image.clone();
+        let credentials = self.spec.registry_auth.as_ref().map(|a| DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.clone()),
+            serveraddress: Some(a.server_address.clone()),
+            ..Default::default()
+        });
+        // A reference with neither tag nor digest means :latest, as docker pulls it.
+        let last = image.rsplit('/').next().unwrap_or(&image);
+        let reference = if last.contains(':') || image.contains('@') {
+            image.clone()
+        } else {
+            format!("{image}:latest")
+        };
+        tracing::info!(task = %self.task.id, %image, "pulling the task's image");
+        let mut stream = self.docker.create_image(
+            Some(CreateImageOptions {
+                from_image: Some(reference),
+                ..Default::default()
+            }),
+            None,
+            credentials,
+        );
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                        return Err(pull_failed(&image, &self.node_name, message));
+                    }
+                }
+                Err(DockerError::DockerResponseServerError { message, .. })
+                | Err(DockerError::DockerStreamError { error: message }) => {
+                    return Err(pull_failed(&image, &self.node_name, message));
+                }
+                Err(e) => return Err(classify("pull image", &image, e)),
+            }
+        }
+        Ok(())
+    }
+
     fn release_files(&self) {
         if let Some(files) = &self.files {
             files.release(&self.task.id);
@@ -761,12 +815,8 @@ impl Controller for DockerController {
         }
         match self.docker.inspect_image(&self.spec.image).await {
             Ok(_) => {}
-            Err(e) if status_of(&e) == Some(404) => {
-                return Err(ExecError::ImageNotFound {
-                    image: self.spec.image.clone(),
-                    node: self.node_name.clone(),
-                })
-            }
+            // Not on this node: from its registry, with the credentials sent with the task.
+            Err(e) if status_of(&e) == Some(404) => self.pull().await?,
             Err(e) => return Err(classify("inspect image", &self.spec.image, e)),
         }
         let name = container_name(&self.task);

@@ -83,6 +83,9 @@ pub struct CreateArgs {
     /// Service name
     #[arg(long)]
     name: Option<String>,
+    /// Send the registry credentials `docker login` saved to the nodes that run the tasks
+    #[arg(long)]
+    with_registry_auth: bool,
     /// Number of tasks (default 1)
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = flag(parse::replicas))]
     replicas: Option<u64>,
@@ -307,6 +310,11 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
                 stop_signal: args.stop_signal.clone().unwrap_or_default(),
                 stop_grace_period_ms: args.stop_grace_period,
                 healthcheck: args.health.healthcheck(),
+                registry_auth: if args.with_registry_auth {
+                    crate::registry_auth::for_image(&args.image)?
+                } else {
+                    None
+                },
                 ..Default::default()
             }),
             limits: args.resources.limits(None),

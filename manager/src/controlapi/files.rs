@@ -111,6 +111,43 @@ pub fn secrets_key(tx: &mut WriteTx<'_>) -> Result<Vec<u8>, ControlError> {
     Ok(key)
 }
 
+/// A spec's registry credentials, sealed for the store: the same sealed bytes as `old`'s
+/// when the credentials are the same (a redeploy then changes nothing), `old`'s when the
+/// request brings none (as docker keeps them without `--with-registry-auth`).
+pub fn seal_registry_auth(
+    tx: &mut WriteTx<'_>,
+    spec: &mut ServiceSpec,
+    old: Option<&ServiceSpec>,
+) -> Result<(), ControlError> {
+    let old_sealed = old
+        .and_then(|s| s.task.as_ref())
+        .and_then(|t| t.container.as_ref())
+        .map(|c| c.sealed_registry_auth.clone())
+        .unwrap_or_default();
+    let Some(container) = spec.task.as_mut().and_then(|t| t.container.as_mut()) else {
+        return Ok(());
+    };
+    match container.registry_auth.take() {
+        None => {
+            if container.sealed_registry_auth.is_empty() {
+                container.sealed_registry_auth = old_sealed;
+            }
+        }
+        Some(auth) => {
+            let plain = prost::Message::encode_to_vec(&auth);
+            let key = secrets_key(tx)?;
+            let same =
+                !old_sealed.is_empty() && seal::open(&key, &old_sealed).is_ok_and(|p| p == plain);
+            container.sealed_registry_auth = if same {
+                old_sealed
+            } else {
+                seal::seal(&key, &plain).map_err(|e| ControlError::Refused(e.to_string()))?
+            };
+        }
+    }
+    Ok(())
+}
+
 /// `object` ready for the store (digest, sealed content).
 pub fn sealed<T: FileObject>(tx: &mut WriteTx<'_>, mut object: T) -> Result<T, ControlError> {
     let key = if T::SEALED {

@@ -75,6 +75,7 @@ impl ControlApi {
                     let networks = tx.networks_now();
                     networks::resolve(&networks, spec)?;
                     files::resolve(&tx.secrets_now(), &tx.configs_now(), spec)?;
+                    files::seal_registry_auth(tx, spec, None)?;
                     ports::claim(&services, &networks, spec, None)?;
                 }
                 tx.create(Object::Service(service))?;
@@ -103,6 +104,7 @@ impl ControlApi {
                 let networks = tx.networks_now();
                 networks::resolve(&networks, &mut spec)?;
                 files::resolve(&tx.secrets_now(), &tx.configs_now(), &mut spec)?;
+                files::seal_registry_auth(tx, &mut spec, service.spec.as_ref())?;
                 ports::claim(&tx.services_now(), &networks, &mut spec, Some(&service.id))?;
                 if request.version != service.version() {
                     return Err(ControlError::OutOfSequence {

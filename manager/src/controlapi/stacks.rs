@@ -356,6 +356,11 @@ fn apply(
             .map_err(|e| ControlError::Invalid(format!("service {}: {e}", wanted.name)))?;
         files::resolve(&tx.secrets_now(), &tx.configs_now(), &mut wanted)
             .map_err(|e| ControlError::Invalid(format!("service {}: {e}", wanted.name)))?;
+        files::seal_registry_auth(
+            tx,
+            &mut wanted,
+            existing.as_ref().and_then(|s| s.spec.as_ref()),
+        )?;
         ports::claim(
             &services,
             &networks,

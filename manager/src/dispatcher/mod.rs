@@ -236,11 +236,30 @@ pub fn files_for(r: &ReadTx<'_>, tasks: &[Task]) -> Vec<FileContent> {
         .collect()
 }
 
-/// The tasks a node must know about: assigned to it by the scheduler and not yet deleted.
+/// The tasks a node must know about: assigned to it by the scheduler and not yet deleted,
+/// each with its registry credentials opened (only the node that runs a task gets them).
 pub fn assignments(r: &ReadTx<'_>, node_id: &str) -> Vec<Task> {
+    let key = r
+        .cluster()
+        .map(|c| c.secrets_key.clone())
+        .unwrap_or_default();
     r.tasks()
         .filter(|t| t.node_id == node_id && t.state() >= TaskState::Assigned)
         .cloned()
+        .map(|mut t| {
+            if let Some(c) = t.spec.as_mut().and_then(|s| s.container.as_mut()) {
+                if !c.sealed_registry_auth.is_empty() {
+                    match crate::seal::open(&key, &c.sealed_registry_auth) {
+                        Ok(plain) => {
+                            c.registry_auth = prost::Message::decode(plain.as_slice()).ok();
+                        }
+                        Err(e) => tracing::error!(task = %t.id, "registry credentials: {e}"),
+                    }
+                    c.sealed_registry_auth.clear();
+                }
+            }
+            t
+        })
         .collect()
 }
 

@@ -343,6 +343,8 @@ impl Converter<'_> {
                     mounts,
                     secrets,
                     configs,
+                    registry_auth: None,
+                    sealed_registry_auth: Vec::new(),
                 }),
                 limits: amounts(resources.limits.as_ref()),
                 reservations: amounts(resources.reservations.as_ref()),

@@ -64,6 +64,9 @@ pub struct DeployArgs {
     /// Remove the stack's services and networks the file no longer names
     #[arg(long)]
     prune: bool,
+    /// Send the registry credentials `docker login` saved to the nodes that run the tasks
+    #[arg(long)]
+    with_registry_auth: bool,
     /// Return once the managers have the stack, without waiting for it to converge
     #[arg(short, long)]
     detach: bool,
@@ -240,7 +243,14 @@ async fn deploy(host: &str, args: DeployArgs) -> Result<()> {
     let loaded = load(&args.files, args.env_file.as_deref(), &args.profiles)?;
     let document = shoal_compose::to_yaml(&loaded.document)?;
     let environment = |name: &str| std::env::var(name).ok();
-    let (spec, warnings) = convert::stack_spec(&args.name, &loaded, &document, &environment)?;
+    let (mut spec, warnings) = convert::stack_spec(&args.name, &loaded, &document, &environment)?;
+    if args.with_registry_auth {
+        for service in spec.services.iter_mut() {
+            if let Some(c) = service.task.as_mut().and_then(|t| t.container.as_mut()) {
+                c.registry_auth = crate::registry_auth::for_image(&c.image)?;
+            }
+        }
+    }
     for warning in &warnings {
         eprintln!("Warning: {warning}");
     }
