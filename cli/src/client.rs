@@ -166,6 +166,7 @@ rpcs! {
     admin.join(JoinRequest) -> JoinResponse;
     admin.leave(LeaveRequest) -> LeaveResponse;
     admin.info(InfoRequest) -> InfoResponse;
+    admin.resolve_image(ResolveImageRequest) -> ResolveImageResponse;
 }
 
 fn cannot_reach(url: &str) -> anyhow::Error {

@@ -619,6 +619,13 @@ impl Control for Fake {
 
 #[tonic::async_trait]
 impl NodeAdmin for Fake {
+    async fn resolve_image(
+        &self,
+        _request: Request<ResolveImageRequest>,
+    ) -> Result<Response<ResolveImageResponse>, Status> {
+        Err(Status::unimplemented("the fake daemon has no registry"))
+    }
+
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let req = request.into_inner();
         self.joined.lock().unwrap().push(req.clone());

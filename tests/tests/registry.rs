@@ -159,6 +159,50 @@ fn a_task_pulls_its_image_from_the_lab_registry_with_the_credentials_sent_to_its
         "the task error says the image is not there: {ps}"
     );
 
+    // --resolve-image: a stack's image pinned to the digest the registry names now.
+    let dir = std::env::temp_dir().join(format!("shoal-pin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("compose.yml");
+    std::fs::write(
+        &file,
+        format!("services:\n  app:\n    image: {image}\n    command: sleep 100000\n"),
+    )
+    .expect("compose");
+    let file = file.display().to_string();
+    let pinned = |lab: &Lab| -> String {
+        let inspect = lab.shoal_ok(1, &["service", "inspect", "pin_app"]);
+        inspect
+            .split('"')
+            .find(|w| w.contains("@sha256:"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let deploy = |extra: &[&str]| {
+        let mut args = vec!["stack", "deploy", "--with-registry-auth"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-c", &file, "pin"]);
+        lab.shoal_ok(1, &args)
+    };
+    deploy(&[]);
+    let first = pinned(&lab);
+    assert!(
+        first.starts_with(&format!("{image}@sha256:")),
+        "pinned: {first:?}"
+    );
+    // The tag moves to another image: `changed` keeps the pin, `always` follows the tag.
+    assert!(docker1(&["tag", "shoal-test/busybox:b", &image]).ok());
+    assert!(docker1(&["push", &image]).ok());
+    let out = deploy(&["--resolve-image", "changed"]);
+    assert!(out.contains("Nothing to change"), "{out}");
+    assert_eq!(pinned(&lab), first);
+    let out = deploy(&["--resolve-image", "always"]);
+    assert!(out.contains("Updating service pin_app"), "{out}");
+    let second = pinned(&lab);
+    assert!(
+        second.contains("@sha256:") && second != first,
+        "{first} then {second}"
+    );
+
     // The same registry without auth: a node pulls with no credentials at all.
     lab.script_ok(&["registry"]);
     std::env::remove_var("DOCKER_CONFIG");

@@ -2,7 +2,7 @@
 
 use shoal_proto::{
     InfoRequest, InfoResponse, InitRequest, InitResponse, JoinRequest, JoinResponse, LeaveRequest,
-    LeaveResponse,
+    LeaveResponse, ResolveImageRequest, ResolveImageResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -31,6 +31,7 @@ impl From<DaemonError> for Status {
             DaemonError::Address { .. } => Status::invalid_argument(message),
             DaemonError::Join(_) | DaemonError::Pki(_) => Status::failed_precondition(message),
             DaemonError::Docker { .. } => Status::unavailable(message),
+            DaemonError::Resolve { .. } => Status::not_found(message),
             _ => Status::internal(message),
         }
     }
@@ -94,6 +95,18 @@ impl shoal_proto::NodeAdmin for AdminApi {
     ) -> Result<Response<LeaveResponse>, Status> {
         self.daemon.leave(request.into_inner().force).await?;
         Ok(Response::new(LeaveResponse {}))
+    }
+
+    async fn resolve_image(
+        &self,
+        request: Request<ResolveImageRequest>,
+    ) -> Result<Response<ResolveImageResponse>, Status> {
+        let request = request.into_inner();
+        let reference = self
+            .daemon
+            .resolve_image(&request.image, request.auth)
+            .await?;
+        Ok(Response::new(ResolveImageResponse { reference }))
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {

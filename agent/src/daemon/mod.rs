@@ -71,6 +71,8 @@ pub enum DaemonError {
     AlreadyInSwarm,
     #[error("this node is not part of a swarm: run `shoal swarm init` first")]
     NotInSwarm,
+    #[error("image {image} could not be resolved on a registry: {message}")]
+    Resolve { image: String, message: String },
     #[error("this node is not a manager: --force-new-cluster runs on a surviving manager")]
     NotManager,
     #[error("this node is a manager: leaving would remove it from the swarm for good; use `shoal swarm leave --force` to do it anyway")]
@@ -405,6 +407,41 @@ impl Daemon {
         if let Some(member) = self.inner.member.lock().await.take() {
             self.stop(member).await;
         }
+    }
+
+    /// `image` pinned to the digest its registry names now (through this node's engine).
+    pub async fn resolve_image(
+        &self,
+        image: &str,
+        auth: Option<shoal_proto::RegistryAuth>,
+    ) -> Result<String, DaemonError> {
+        let docker = {
+            let member = self.inner.member.lock().await;
+            let member = member.as_ref().ok_or(DaemonError::NotInSwarm)?;
+            member.executor.docker().clone()
+        };
+        let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+            username: Some(a.username),
+            password: Some(a.password),
+            serveraddress: Some(a.server_address),
+            ..Default::default()
+        });
+        let inspected = docker
+            .inspect_registry_image(image, credentials)
+            .await
+            .map_err(|e| DaemonError::Resolve {
+                image: image.to_string(),
+                message: e.to_string(),
+            })?;
+        let digest = inspected.descriptor.digest.unwrap_or_default();
+        if digest.is_empty() {
+            return Err(DaemonError::Resolve {
+                image: image.to_string(),
+                message: "the registry named no digest".into(),
+            });
+        }
+        let name = image.split('@').next().unwrap_or(image);
+        Ok(format!("{name}@{digest}"))
     }
 
     pub async fn info(&self) -> InfoResponse {

@@ -67,6 +67,10 @@ pub struct DeployArgs {
     /// Send the registry credentials `docker login` saved to the nodes that run the tasks
     #[arg(long)]
     with_registry_auth: bool,
+    /// Pin each image to the digest its registry names now, so every node runs the same
+    /// image: always, only for images that changed, or never
+    #[arg(long, value_enum, default_value_t = Resolve::Always)]
+    resolve_image: Resolve,
     /// Return once the managers have the stack, without waiting for it to converge
     #[arg(short, long)]
     detach: bool,
@@ -79,6 +83,14 @@ pub struct DeployArgs {
     /// Stack name
     #[arg(value_name = "STACK")]
     name: String,
+}
+
+/// `--resolve-image`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Resolve {
+    Always,
+    Changed,
+    Never,
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +267,7 @@ async fn deploy(host: &str, args: DeployArgs) -> Result<()> {
         eprintln!("Warning: {warning}");
     }
     let mut client = Client::connect(host).await?;
+    resolve_images(&mut client, &mut spec, args.resolve_image).await?;
     let resp = client
         .deploy_stack(DeployStackRequest {
             spec: Some(spec),
@@ -266,6 +279,64 @@ async fn deploy(host: &str, args: DeployArgs) -> Result<()> {
         return Ok(());
     }
     wait::converged(&mut client, &args.name, args.timeout, args.quiet).await
+}
+
+/// Pin the services' images to their registries' digests (`--resolve-image`). An image
+/// no registry knows (built locally) keeps its tag, with docker's warning; `changed` asks
+/// only for images that differ from the ones deployed now and keeps the others' pins.
+async fn resolve_images(
+    client: &mut Client,
+    spec: &mut shoal_proto::StackSpec,
+    mode: Resolve,
+) -> Result<()> {
+    if mode == Resolve::Never {
+        return Ok(());
+    }
+    let deployed: HashMap<String, (String, String)> = if mode == Resolve::Changed {
+        client
+            .list_services(ListServicesRequest {})
+            .await?
+            .services
+            .into_iter()
+            .filter_map(|s| {
+                let spec = s.spec?;
+                let asked = spec.labels.get("com.docker.stack.image")?.clone();
+                let running = spec.task?.container?.image;
+                Some((spec.name, (asked, running)))
+            })
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    for service in spec.services.iter_mut() {
+        let Some(container) = service.task.as_mut().and_then(|t| t.container.as_mut()) else {
+            continue;
+        };
+        if container.image.contains('@') {
+            continue;
+        }
+        if let Some((asked, running)) = deployed.get(&service.name) {
+            if *asked == container.image {
+                container.image = running.clone();
+                continue;
+            }
+        }
+        let request = shoal_proto::ResolveImageRequest {
+            image: container.image.clone(),
+            auth: container
+                .registry_auth
+                .clone()
+                .or(crate::registry_auth::for_image(&container.image)?),
+        };
+        match client.resolve_image(request).await {
+            Ok(resp) => container.image = resp.reference,
+            Err(_) => eprintln!(
+                "Warning: image {} could not be accessed on a registry to record its digest: each node will access {} independently, possibly leading to different nodes running different versions of the image",
+                container.image, container.image
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// What a deploy or rollback did, one line each, as docker prints them.
