@@ -4,8 +4,9 @@
 //! engine executor (`executor`), the local task database (`taskdb`), and the worker that
 //! turns the manager's assignments into running containers (`worker`); the session with the
 //! managers' dispatcher (`session`); the log publisher that answers `service logs` within a
-//! session (`logs`); and the daemon's life: local socket, swarm init, leave,
-//! and running the manager on manager nodes (`daemon`).
+//! session (`logs`); tasks' secrets and configs, in memory and on a tmpfs only (`files`);
+//! and the daemon's life: local socket, swarm init, leave, and running the manager on
+//! manager nodes (`daemon`).
 //!
 //! Architecture invariant: the worker and executors know nothing of gRPC or sessions; they
 //! take the assignment set in and hand task statuses out on a channel.

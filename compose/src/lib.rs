@@ -1,12 +1,11 @@
 //! Shoal's compose-file loader (issue 10): compose and stack files as people write them,
 //! read into what `stack config` prints and `stack deploy` applies.
 //!
-//! Built so far: a located YAML tree ([`yaml`]), which keys Shoal applies, ignores (a
-//! warning) or refuses (an error with a hint) ([`keys`]), variable interpolation ([`interpolate`]:
-//! every form compose accepts, with the variables left unset reported) over that tree
-//! with `file:line` in every problem ([`resolve`]), and `.env` files ([`env`]). Next: the
-//! typed model with located errors and warnings for keys Shoal does not apply, merging
-//! several `-c` files, `extends`, `profiles`, and `stack config` on top.
+//! A located YAML tree ([`yaml`]); which keys Shoal applies, ignores (a warning) or
+//! refuses (an error with a hint) ([`keys`]); variable interpolation ([`interpolate`],
+//! [`resolve`]) and `.env` files ([`env`]); compose's merge rules for several files and
+//! `extends` ([`merge`]); the typed model read by serde with located errors ([`de`],
+//! [`model`]); and the whole load as `stack config` prints it ([`load`]).
 //!
 //! It owns the reading of compose files only: it must not know gRPC, the store, the
 //! cluster or the CLI's output formats.

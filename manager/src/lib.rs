@@ -3,8 +3,9 @@
 //! It owns the in-memory object store ([`store`]) whose writes commit through Raft, the
 //! Control API ([`controlapi`]), the orchestrators ([`orchestrator`]), the overlay address
 //! allocator ([`allocator`]), the scheduler ([`scheduler`]), the dispatcher that agents hold sessions with ([`dispatcher`]), the log
-//! broker that relays `service logs` from agents ([`logbroker`]), and the leadership switch
-//! that runs the leader-only loops ([`manager`]).
+//! broker that relays `service logs` from agents ([`logbroker`]), secrets sealed in the
+//! store ([`seal`]), and the leadership switch that runs the leader-only loops
+//! ([`manager`]).
 //!
 //! It must not know about Docker, containers or the CLI: it hands tasks to agents and
 //! reads back their status, nothing more. Components talk through the store only.
