@@ -124,22 +124,10 @@ impl NodeDe<'_> {
         }
     }
 
-    fn kind(&self) -> &'static str {
-        match &self.0.value {
-            Value::Null => "nothing (null)",
-            Value::Bool(_) => "a boolean",
-            Value::Int(_) => "an integer",
-            Value::Float(_) => "a number",
-            Value::Str(_) => "a string",
-            Value::Seq(_) => "a list",
-            Value::Map(_) => "a mapping",
-        }
-    }
-
     fn wrong(&self, expected: &str) -> DeError {
         DeError::new(
             self.0.pos,
-            format!("expected {expected}, found {}", self.kind()),
+            format!("expected {expected}, found {}", self.0.value.kind()),
         )
     }
 

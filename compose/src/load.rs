@@ -448,6 +448,16 @@ impl fmt::Display for Loaded {
 mod tests {
     use super::*;
 
+    /// `files` loaded with no variable set and no profile.
+    fn load_files(files: &[PathBuf]) -> Result<Loaded, LoadError> {
+        load(&Request {
+            files,
+            env_file: None,
+            profiles: &[],
+            environment: &|_: &str| None,
+        })
+    }
+
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, text).expect("written");
@@ -496,12 +506,7 @@ mod tests {
             "services:\n  web:\n    image: a\n    env_file:\n      - nope.env\n",
         );
         let files = [missing];
-        let err = load(&Request {
-            files: &files,
-            env_file: None,
-            profiles: &[],
-            environment: &environment,
-        })
+        let err = load_files(&files)
         .expect_err("missing env_file")
         .to_string();
         assert!(
@@ -533,13 +538,7 @@ mod tests {
             "services:\n  web:\n    image: web:2\n    environment: {B: '2'}\n    deploy: {replicas: 5}\n",
         );
         let files = [base.clone(), over];
-        let environment = |_: &str| None;
-        let loaded = load(&Request {
-            files: &files,
-            env_file: None,
-            profiles: &[],
-            environment: &environment,
-        })
+        let loaded = load_files(&files)
         .expect("loads");
         let web = &loaded.compose.services["web"];
         assert_eq!(web.image.as_deref(), Some("web:2"), "the later file wins");
@@ -569,12 +568,7 @@ mod tests {
             "services:\n  a:\n    extends: b\n  b:\n    extends: a\n",
         );
         let files = [cycle];
-        let e = load(&Request {
-            files: &files,
-            env_file: None,
-            profiles: &[],
-            environment: &environment,
-        })
+        let e = load_files(&files)
         .expect_err("a cycle")
         .to_string();
         assert!(e.contains("extends makes a cycle"), "{e}");

@@ -551,28 +551,45 @@ struct ServiceNetwork {
 
 impl<'de> Deserialize<'de> for ServiceNetworks {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ServiceNetworks;
+        let named = Named::<ServiceNetwork>::deserialize(d)?;
+        Ok(ServiceNetworks(
+            named
+                .0
+                .into_iter()
+                .map(|(name, body)| (name, body.map(|b| b.aliases).unwrap_or_default()))
+                .collect(),
+        ))
+    }
+}
+
+/// Names as a list (`[a, b]`), or as a mapping of name to options (`{a: {...}, b:}`):
+/// each name with its options, if it has any.
+struct Named<T>(Vec<(String, Option<T>)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Named<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of network names or a mapping of name: {aliases}")
+                f.write_str("a list of names or a mapping of name: options")
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(name) = seq.next_element::<String>()? {
-                    out.push((name, Vec::new()));
+                    out.push((name, None));
                 }
-                Ok(ServiceNetworks(out))
+                Ok(Named(out))
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
-                while let Some((name, body)) = map.next_entry::<String, Option<ServiceNetwork>>()? {
-                    out.push((name, body.map(|b| b.aliases).unwrap_or_default()));
+                while let Some((name, body)) = map.next_entry::<String, Option<T>>()? {
+                    out.push((name, body));
                 }
-                Ok(ServiceNetworks(out))
+                Ok(Named(out))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -973,29 +990,20 @@ struct Dependency {
 
 impl<'de> Deserialize<'de> for DependsOn {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = DependsOn;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of service names or a mapping of name: {condition}")
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(name) = seq.next_element::<String>()? {
-                    out.push((name, Condition::ServiceStarted));
-                }
-                Ok(DependsOn(out))
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some((name, dep)) = map.next_entry::<String, Dependency>()? {
-                    let _ = (dep.restart, dep.required);
-                    out.push((name, dep.condition));
-                }
-                Ok(DependsOn(out))
-            }
-        }
-        d.deserialize_any(V)
+        let named = Named::<Dependency>::deserialize(d)?;
+        Ok(DependsOn(
+            named
+                .0
+                .into_iter()
+                .map(|(name, dep)| {
+                    let condition = dep.map(|d| {
+                        let _ = (d.restart, d.required);
+                        d.condition
+                    });
+                    (name, condition.unwrap_or_default())
+                })
+                .collect(),
+        ))
     }
 }
 

@@ -46,6 +46,29 @@ fn base64(text: &str) -> String {
     out
 }
 
+/// `service create --with-registry-auth --name NAME` pinned to host `host`, failing tasks
+/// retried fast; the CLI's outcome.
+fn create_on(lab: &Lab, host: usize, name: &str, image: &str) -> shoal_tests::Run {
+    let constraint = format!("node.hostname==n{host}");
+    lab.shoal(
+        1,
+        &[
+            "service",
+            "create",
+            "--with-registry-auth",
+            "--name",
+            name,
+            "--constraint",
+            &constraint,
+            "--restart-delay",
+            "100ms",
+            image,
+            "sleep",
+            "100000",
+        ],
+    )
+}
+
 fn has_image(lab: &Lab, host: usize, image: &str) -> bool {
     lab.docker(host, &["image", "inspect", image]).ok()
 }
@@ -72,21 +95,7 @@ fn a_task_pulls_its_image_from_the_lab_registry_with_the_credentials_sent_to_its
 
     // With the right credentials: n2 pulls and runs it.
     std::env::set_var("DOCKER_CONFIG", &pusher);
-    let out = lab.shoal(
-        1,
-        &[
-            "service",
-            "create",
-            "--with-registry-auth",
-            "--name",
-            "pulled",
-            "--constraint",
-            "node.hostname==n2",
-            &image,
-            "sleep",
-            "100000",
-        ],
-    );
+    let out = create_on(&lab, 2, "pulled", &image);
     assert!(out.ok(), "create: {}{}", out.stdout, out.stderr);
     assert!(has_image(&lab, 2, &image), "n2 pulled the image");
     assert!(
@@ -110,23 +119,7 @@ fn a_task_pulls_its_image_from_the_lab_registry_with_the_credentials_sent_to_its
     // A wrong password: the pull is refused, and the task says so.
     let wrong = docker_config("wrong", &registry, "shoal", "not-it");
     std::env::set_var("DOCKER_CONFIG", &wrong);
-    let out = lab.shoal(
-        1,
-        &[
-            "service",
-            "create",
-            "--with-registry-auth",
-            "--name",
-            "denied",
-            "--constraint",
-            "node.hostname==n3",
-            "--restart-delay",
-            "100ms",
-            &image,
-            "sleep",
-            "100000",
-        ],
-    );
+    let out = create_on(&lab, 3, "denied", &image);
     assert!(!out.ok(), "a refused pull fails the create");
     let ps = lab.shoal_ok(1, &["service", "ps", "--no-trunc", "denied"]);
     assert!(
@@ -135,23 +128,7 @@ fn a_task_pulls_its_image_from_the_lab_registry_with_the_credentials_sent_to_its
     );
     let missing = format!("{registry}/lab/nothing:1");
     std::env::set_var("DOCKER_CONFIG", &pusher);
-    let out = lab.shoal(
-        1,
-        &[
-            "service",
-            "create",
-            "--with-registry-auth",
-            "--name",
-            "absent",
-            "--constraint",
-            "node.hostname==n3",
-            "--restart-delay",
-            "100ms",
-            &missing,
-            "sleep",
-            "1",
-        ],
-    );
+    let out = create_on(&lab, 3, "absent", &missing);
     assert!(!out.ok());
     let ps = lab.shoal_ok(1, &["service", "ps", "--no-trunc", "absent"]);
     assert!(

@@ -54,18 +54,28 @@ services:
     )
 }
 
+/// The host and id of a running container of `service`, on whichever lab host runs one.
+fn container(lab: &Lab, service: &str) -> Option<(usize, String)> {
+    lab.hosts().iter().find_map(|&h| {
+        let filter = format!("label=shoal.service.name={service}");
+        let ps = lab.docker(h, &["ps", "-q", "--filter", &filter]).stdout;
+        ps.lines().next().map(|id| (h, id.to_string()))
+    })
+}
+
+/// What `cmd` prints in a running container of `service`, if it succeeds.
+fn in_container(lab: &Lab, service: &str, cmd: &[&str]) -> Option<String> {
+    let (h, id) = container(lab, service)?;
+    let mut args = vec!["exec", id.as_str()];
+    args.extend_from_slice(cmd);
+    let out = lab.docker(h, &args);
+    out.ok().then(|| out.stdout)
+}
+
 /// web's page as the stack's client container (wherever it runs now) reads it by name.
 fn page_from_client(lab: &Lab) -> Option<String> {
-    (1..=3).find_map(|h| {
-        let filter = "label=shoal.service.name=app_client";
-        let ps = lab.docker(h, &["ps", "-q", "--filter", filter]).stdout;
-        let id = ps.lines().next()?.to_string();
-        let out = lab.docker(
-            h,
-            &["exec", &id, "timeout", "5", "wget", "-qO-", "http://web/"],
-        );
-        out.ok().then(|| out.stdout.trim().to_string())
-    })
+    let cmd = ["timeout", "5", "wget", "-qO-", "http://web/"];
+    in_container(lab, "app_client", &cmd).map(|page| page.trim().to_string())
 }
 
 fn containers_of_stack(lab: &Lab, host: usize, stack: &str) -> Vec<String> {
@@ -273,25 +283,11 @@ fn a_secret_is_read_in_the_task_never_lands_on_disk_and_new_content_rolls_the_se
     let out = lab.shoal(1, &["stack", "deploy", "-c", &file_arg, "s"]);
     assert!(out.ok(), "deploy: {}\n{}", out.stdout, out.stderr);
 
-    let read = |path: &str| {
-        (1..=3).find_map(|h| {
-            let filter = "label=shoal.service.name=s_app";
-            let ps = lab.docker(h, &["ps", "-q", "--filter", filter]).stdout;
-            let id = ps.lines().next()?.to_string();
-            let out = lab.docker(h, &["exec", &id, "cat", path]);
-            out.ok().then(|| out.stdout)
-        })
-    };
+    let read = |path: &str| in_container(&lab, "s_app", &["cat", path]);
     assert_eq!(read("/run/secrets/token").as_deref(), Some(first));
     assert_eq!(read("/etc/app.conf").as_deref(), Some("answer=42"));
-    let mode = (1..=3).find_map(|h| {
-        let filter = "label=shoal.service.name=s_app";
-        let ps = lab.docker(h, &["ps", "-q", "--filter", filter]).stdout;
-        let id = ps.lines().next()?.to_string();
-        let out = lab.docker(h, &["exec", &id, "stat", "-c", "%a", "/run/secrets/token"]);
-        out.ok().then(|| out.stdout.trim().to_string())
-    });
-    assert_eq!(mode.as_deref(), Some("400"));
+    let mode = in_container(&lab, "s_app", &["stat", "-c", "%a", "/run/secrets/token"]);
+    assert_eq!(mode.as_deref().map(str::trim), Some("400"));
     // Not in any manager's Raft log or snapshot, not in any node's data or Docker's (the
     // scan does find what is there: the config's content, which is not a secret).
     assert!(
@@ -354,13 +350,7 @@ fn a_service_that_depends_on_a_healthy_one_starts_only_once_it_is_healthy() {
         ],
     );
     assert!(out.ok(), "{}", out.stderr);
-    let container = |service: &str| {
-        (1..=2).find_map(|h| {
-            let filter = format!("label=shoal.service.name={service}");
-            let ps = lab.docker(h, &["ps", "-q", "--filter", &filter]).stdout;
-            ps.lines().next().map(|id| (h, id.to_string()))
-        })
-    };
+    let container = |service: &str| container(&lab, service);
     // db runs but is not healthy: web waits, and says why.
     let db = wait_until("db's container", WAIT, || container("d_db")).expect("db runs");
     let waiting = wait_until("web waiting for db", WAIT, || {

@@ -80,6 +80,7 @@ pub enum Kind {
 }
 
 /// One secret or config as the CLI shows it.
+#[derive(Default)]
 struct Shown {
     id: String,
     name: String,
@@ -89,6 +90,34 @@ struct Shown {
     /// A config's content (a secret's never comes back).
     data: Option<Vec<u8>>,
     services: Vec<String>,
+}
+
+impl Shown {
+    fn secret(s: shoal_proto::Secret, services: Vec<String>) -> Self {
+        let spec = s.spec.unwrap_or_default();
+        Shown {
+            id: s.id,
+            name: spec.name,
+            labels: spec.labels,
+            meta: s.meta,
+            version: s.version,
+            data: None,
+            services,
+        }
+    }
+
+    fn config(c: shoal_proto::Config, services: Vec<String>) -> Self {
+        let spec = c.spec.unwrap_or_default();
+        Shown {
+            id: c.id,
+            name: spec.name,
+            labels: spec.labels,
+            meta: c.meta,
+            version: c.version,
+            data: Some(spec.data),
+            services,
+        }
+    }
 }
 
 fn read_content(file: &PathBuf) -> Result<Vec<u8>> {
@@ -252,36 +281,14 @@ async fn list(client: &mut Client, kind: Kind) -> Result<Vec<Shown>> {
             .await?
             .secrets
             .into_iter()
-            .map(|s| {
-                let spec = s.spec.unwrap_or_default();
-                Shown {
-                    id: s.id,
-                    name: spec.name,
-                    labels: spec.labels,
-                    meta: s.meta,
-                    version: s.version,
-                    data: None,
-                    services: Vec::new(),
-                }
-            })
+            .map(|s| Shown::secret(s, Vec::new()))
             .collect(),
         Kind::Config => client
             .list_configs(ListConfigsRequest {})
             .await?
             .configs
             .into_iter()
-            .map(|c| {
-                let spec = c.spec.unwrap_or_default();
-                Shown {
-                    id: c.id,
-                    name: spec.name,
-                    labels: spec.labels,
-                    meta: c.meta,
-                    version: c.version,
-                    data: Some(spec.data),
-                    services: Vec::new(),
-                }
-            })
+            .map(|c| Shown::config(c, Vec::new()))
             .collect(),
     })
 }
@@ -294,17 +301,7 @@ async fn get(client: &mut Client, kind: Kind, key: &str) -> Result<Shown> {
                     secret: key.to_string(),
                 })
                 .await?;
-            let s = resp.secret.unwrap_or_default();
-            let spec = s.spec.unwrap_or_default();
-            Shown {
-                id: s.id,
-                name: spec.name,
-                labels: spec.labels,
-                meta: s.meta,
-                version: s.version,
-                data: None,
-                services: resp.services,
-            }
+            Shown::secret(resp.secret.unwrap_or_default(), resp.services)
         }
         Kind::Config => {
             let resp = client
@@ -312,17 +309,7 @@ async fn get(client: &mut Client, kind: Kind, key: &str) -> Result<Shown> {
                     config: key.to_string(),
                 })
                 .await?;
-            let c = resp.config.unwrap_or_default();
-            let spec = c.spec.unwrap_or_default();
-            Shown {
-                id: c.id,
-                name: spec.name,
-                labels: spec.labels,
-                meta: c.meta,
-                version: c.version,
-                data: Some(spec.data),
-                services: resp.services,
-            }
+            Shown::config(resp.config.unwrap_or_default(), resp.services)
         }
     })
 }

@@ -45,9 +45,10 @@ pub enum StackCommand {
     Rollback(RollbackArgs),
 }
 
+/// The compose files and what their variables and profiles come from.
 #[derive(Debug, Args)]
-pub struct DeployArgs {
-    /// Path to a compose file
+pub struct FileArgs {
+    /// Path to a compose file (repeatable: merged in order)
     #[arg(
         short = 'c',
         long = "compose-file",
@@ -61,6 +62,12 @@ pub struct DeployArgs {
     /// Include the services of this profile (repeatable)
     #[arg(long = "profile", value_name = "NAME")]
     profiles: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    compose: FileArgs,
     /// Remove the stack's services and networks the file no longer names
     #[arg(long)]
     prune: bool,
@@ -153,20 +160,8 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// Path to a compose file
-    #[arg(
-        short = 'c',
-        long = "compose-file",
-        value_name = "FILE",
-        required = true
-    )]
-    files: Vec<PathBuf>,
-    /// Read variables from this file instead of the .env beside the compose file
-    #[arg(long, value_name = "FILE")]
-    env_file: Option<PathBuf>,
-    /// Include the services of this profile (repeatable)
-    #[arg(long = "profile", value_name = "NAME")]
-    profiles: Vec<String>,
+    #[command(flatten)]
+    compose: FileArgs,
 }
 
 pub async fn run(host: &str, command: StackCommand) -> Result<()> {
@@ -232,16 +227,12 @@ async fn stack_services(
 }
 
 /// Load the files as `stack config` does, printing the warnings.
-fn load(
-    files: &[PathBuf],
-    env_file: Option<&std::path::Path>,
-    profiles: &[String],
-) -> Result<shoal_compose::Loaded> {
+fn load(args: &FileArgs) -> Result<shoal_compose::Loaded> {
     let environment = |name: &str| std::env::var(name).ok();
     let loaded = shoal_compose::load(&shoal_compose::Request {
-        files,
-        env_file,
-        profiles,
+        files: &args.files,
+        env_file: args.env_file.as_deref(),
+        profiles: &args.profiles,
         environment: &environment,
     })?;
     for warning in &loaded.warnings {
@@ -252,7 +243,7 @@ fn load(
 
 async fn deploy(host: &str, args: DeployArgs) -> Result<()> {
     // The file is read and converted before the cluster is asked anything.
-    let loaded = load(&args.files, args.env_file.as_deref(), &args.profiles)?;
+    let loaded = load(&args.compose)?;
     let document = shoal_compose::to_yaml(&loaded.document)?;
     let environment = |name: &str| std::env::var(name).ok();
     let (mut spec, warnings) = convert::stack_spec(&args.name, &loaded, &document, &environment)?;
@@ -503,7 +494,7 @@ async fn remove_one(client: &mut Client, name: &str, detach: bool) -> Result<()>
 }
 
 fn config(args: ConfigArgs) -> Result<()> {
-    let loaded = load(&args.files, args.env_file.as_deref(), &args.profiles)?;
+    let loaded = load(&args.compose)?;
     let text = shoal_compose::to_yaml(&loaded.document)?;
     // A reader that stops early (`| head`) is not an error.
     match std::io::stdout().write_all(text.as_bytes()) {
