@@ -41,12 +41,14 @@ pub struct FileMount {
     pub target: String,
 }
 
+/// (kind, id) -> (version, content): what the node's tasks use now.
+type Content = HashMap<(String, String), (u64, Vec<u8>)>;
+
 /// The node's secrets and configs, and the tmpfs their files are written to.
 #[derive(Debug)]
 pub struct TaskFiles {
     root: PathBuf,
-    /// (kind, id) -> (version, content).
-    content: Mutex<HashMap<(String, String), (u64, Vec<u8>)>>,
+    content: Mutex<Content>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {

@@ -507,8 +507,8 @@ mod tests {
         );
         let files = [missing];
         let err = load_files(&files)
-        .expect_err("missing env_file")
-        .to_string();
+            .expect_err("missing env_file")
+            .to_string();
         assert!(
             err.contains("missing.yml:5:9: services.web.env_file nope.env not found"),
             "{err}"
@@ -538,8 +538,7 @@ mod tests {
             "services:\n  web:\n    image: web:2\n    environment: {B: '2'}\n    deploy: {replicas: 5}\n",
         );
         let files = [base.clone(), over];
-        let loaded = load_files(&files)
-        .expect("loads");
+        let loaded = load_files(&files).expect("loads");
         let web = &loaded.compose.services["web"];
         assert_eq!(web.image.as_deref(), Some("web:2"), "the later file wins");
         let env: Vec<_> = web.environment.with_values().collect();
@@ -568,9 +567,7 @@ mod tests {
             "services:\n  a:\n    extends: b\n  b:\n    extends: a\n",
         );
         let files = [cycle];
-        let e = load_files(&files)
-        .expect_err("a cycle")
-        .to_string();
+        let e = load_files(&files).expect_err("a cycle").to_string();
         assert!(e.contains("extends makes a cycle"), "{e}");
         assert!(e.contains("cycle.yml:"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);

@@ -69,7 +69,7 @@ fn in_container(lab: &Lab, service: &str, cmd: &[&str]) -> Option<String> {
     let mut args = vec!["exec", id.as_str()];
     args.extend_from_slice(cmd);
     let out = lab.docker(h, &args);
-    out.ok().then(|| out.stdout)
+    out.ok().then_some(out.stdout)
 }
 
 /// web's page as the stack's client container (wherever it runs now) reads it by name.

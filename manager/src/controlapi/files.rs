@@ -436,7 +436,7 @@ mod tests {
         assert!(api.create_secret(spec("bad name")).await.is_err());
 
         let mut web = using("token", "");
-        let secrets = api.store.view(|r| Secret::all(r));
+        let secrets = api.store.view(Secret::all);
         resolve(&secrets, &[], &mut web).expect("resolved");
         let r = &web
             .task
