@@ -366,9 +366,9 @@ pub fn container_config(
 
 /// A pull the registry refused, as the task's error.
 fn pull_failed(image: &str, node: &str, message: String) -> ExecError {
-    ExecError::Engine {
-        op: "pull",
-        object: format!("{image} on node {node}"),
+    ExecError::PullFailed {
+        image: image.to_string(),
+        node: node.to_string(),
         message,
     }
 }

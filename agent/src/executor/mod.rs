@@ -22,6 +22,14 @@ pub enum ExecError {
     /// The task's image is not on this node, and images are never pulled.
     #[error("image {image} not found on node {node}")]
     ImageNotFound { image: String, node: String },
+    /// Not on the node, and its registry would not give it (in the engine's words:
+    /// "pull access denied ...", "manifest unknown", "unauthorized ...").
+    #[error("image {image} not found on node {node}, and the pull failed: {message}")]
+    PullFailed {
+        image: String,
+        node: String,
+        message: String,
+    },
     /// The task's spec cannot be run (no container spec, empty image, ...).
     #[error("task {task_id} has an invalid spec: {reason}")]
     InvalidSpec { task_id: String, reason: String },
@@ -270,7 +278,9 @@ pub async fn step(
             });
         }
         let to = match err {
-            ExecError::ImageNotFound { .. } | ExecError::InvalidSpec { .. }
+            ExecError::ImageNotFound { .. }
+            | ExecError::PullFailed { .. }
+            | ExecError::InvalidSpec { .. }
                 if at < TaskState::Starting =>
             {
                 TaskState::Rejected
