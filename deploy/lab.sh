@@ -602,8 +602,7 @@ cmd_registry() {
     kill "$pid" 2>/dev/null || true
     for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
-  ip -n "$UL_NS" addr show dev br0 | grep -q " $REGISTRY_IP/" ||
-    ip -n "$UL_NS" addr add "$REGISTRY_IP/24" dev br0
+  ip -n "$UL_NS" addr replace "$REGISTRY_IP/24" dev br0
   {
     echo "version: 0.1"
     echo "log: {level: warn}"

@@ -374,3 +374,59 @@ fn a_service_that_depends_on_a_healthy_one_starts_only_once_it_is_healthy() {
     let db_ps = lab.shoal_ok(1, &["service", "ps", "d_db"]);
     assert!(db_ps.contains("Running"), "{db_ps}");
 }
+
+#[test]
+fn a_real_stack_file_with_its_images_swapped_by_a_second_file_converges_and_is_reachable() {
+    require_lab!();
+    let lab = Lab::up(1, 2).expect("the lab comes up");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let stack = data.join("voting-app-stack.yml").display().to_string();
+    let local = data.join("voting-app-local.yml").display().to_string();
+    let out = lab.shoal(1, &["stack", "deploy", "-c", &stack, "-c", &local, "vote"]);
+    assert!(out.ok(), "deploy: {}\n{}", out.stdout, out.stderr);
+    let services = lab.shoal_ok(1, &["stack", "services", "vote"]);
+    assert_eq!(
+        services.lines().count(),
+        6,
+        "header and five services: {services}"
+    );
+    // Both published ports answer on every node; the worker, on both networks, reaches
+    // vote (frontend) and result (backend) by name.
+    for (port, page) in [(8080, "vote"), (8081, "result")] {
+        for host in 1..=3 {
+            let url = format!("http://10.78.0.{}:{port}/", 10 + host);
+            let got = wait_until("a published port", WAIT, || {
+                let out = lab.exec(2, &["timeout", "5", "wget", "-qO-", &url]);
+                out.ok().then(|| out.stdout.trim().to_string())
+            })
+            .expect("answers");
+            assert_eq!(got, page);
+        }
+    }
+    for (name, page) in [("vote", "vote"), ("result", "result")] {
+        let url = format!("http://{name}/");
+        let got = wait_until("a name from the worker", WAIT, || {
+            in_container(&lab, "vote_worker", &["timeout", "5", "wget", "-qO-", &url])
+                .map(|p| p.trim().to_string())
+        })
+        .expect("reached by name");
+        assert_eq!(got, page);
+    }
+    // The named volume is the stack's own, on the node running db.
+    let (h, id) = container(&lab, "vote_db").expect("db runs");
+    let mounts = lab.docker(
+        h,
+        &["inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", &id],
+    );
+    assert_eq!(mounts.stdout.trim(), "vote_db-data");
+    let out = lab.shoal(1, &["stack", "rm", "vote"]);
+    assert!(out.ok(), "{}", out.stderr);
+    for host in 1..=3 {
+        wait_until("the stack's containers gone", WAIT, || {
+            containers_of_stack(&lab, host, "vote")
+                .is_empty()
+                .then_some(())
+        })
+        .expect("no container left");
+    }
+}

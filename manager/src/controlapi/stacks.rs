@@ -268,6 +268,12 @@ fn validate_stack(mut spec: StackSpec) -> Result<StackSpec, ControlError> {
     }
     for secret in spec.secrets.iter_mut() {
         check_owned("secret", &name, &prefix, &secret.name)?;
+        if secret.data.is_empty() {
+            return Err(ControlError::Invalid(format!(
+                "secret {} is empty: give it some content",
+                secret.name
+            )));
+        }
         secret
             .labels
             .insert(STACK_NAMESPACE_LABEL.to_string(), name.clone());
@@ -313,6 +319,17 @@ fn apply(
         ensure_network(tx, stack, network, &mut changes, &mut warnings)?;
     }
     for secret in &spec.secrets {
+        // Only a revision (a rollback) has a secret without content: revisions keep none,
+        // so the secret stays as it is now.
+        if secret.data.is_empty() {
+            if !tx.secrets_now().iter().any(|s| s.name() == secret.name) {
+                return Err(ControlError::Refused(format!(
+                    "secret {} is gone and revisions keep no secret content: deploy the stack's file again",
+                    secret.name
+                )));
+            }
+            continue;
+        }
         let object = Secret {
             id: new_id(),
             meta: None,
@@ -885,6 +902,13 @@ mod file_tests {
             assert_eq!(reference.version, 2);
             assert_eq!(web.spec_version, 2, "the service rolls");
         });
+        // A rollback to revision 1 keeps the content as it is now (revisions keep none).
+        let out = api.rollback_stack("app", 1).await.expect("rolled back");
+        assert!(out.changes.is_empty(), "{:?}", out.changes);
+        assert_eq!(
+            api.store.view(|r| r.secrets().next().map(|s| s.version)),
+            Some(2)
+        );
         // Nobody else may take it out from under the service; the stack's rm does.
         assert!(api.remove_secret("app_token").await.is_err());
         let (removed, _) = api.remove_stack("app").await.expect("removed");
