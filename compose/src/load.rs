@@ -222,48 +222,31 @@ fn extended(
         ));
     }
     chain.push(link);
-    let (base, base_siblings) = match base_file {
-        None => {
-            let base = siblings
-                .iter()
-                .find(|(k, _)| k.name == base_name)
-                .map(|(_, n)| n.clone())
-                .ok_or_else(|| {
-                    invalid(
-                        files,
-                        format!(
-                            "services.{name}.extends: there is no service {base_name} in this file"
-                        ),
-                    )
-                })?;
-            (base, siblings.to_vec())
-        }
+    let (base_siblings, where_) = match base_file {
+        None => (siblings.to_vec(), "this file".to_string()),
         Some(file) => {
             let here = Path::new(&files.names[usize::from(extends.pos.file)])
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
             let other = files.read(&here.join(&file))?;
-            let others: Vec<(crate::yaml::Key, Node)> =
-                match other.get("services").map(|s| &s.value) {
-                    Some(Value::Map(entries)) => entries.clone(),
-                    _ => Vec::new(),
-                };
-            let base = others
-                .iter()
-                .find(|(k, _)| k.name == base_name)
-                .map(|(_, n)| n.clone())
-                .ok_or_else(|| {
-                    invalid(
-                        files,
-                        format!(
-                            "services.{name}.extends: there is no service {base_name} in {file}"
-                        ),
-                    )
-                })?;
-            (base, others)
+            let others = match other.get("services").map(|s| &s.value) {
+                Some(Value::Map(entries)) => entries.clone(),
+                _ => Vec::new(),
+            };
+            (others, file)
         }
     };
+    let base = base_siblings
+        .iter()
+        .find(|(k, _)| k.name == base_name)
+        .map(|(_, n)| n.clone())
+        .ok_or_else(|| {
+            invalid(
+                files,
+                format!("services.{name}.extends: there is no service {base_name} in {where_}"),
+            )
+        })?;
     let base = extended(&base_name, base, &base_siblings, files, chain)?;
     let mut over = service;
     if let Value::Map(entries) = &mut over.value {
