@@ -211,6 +211,39 @@ pub fn network(s: &str) -> Result<shoal_proto::NetworkAttachmentConfig, Invalid>
     Ok(config)
 }
 
+/// `--secret` and `--config`: `NAME`, or `source=NAME[,target=T][,uid=U][,gid=G][,mode=0440]`
+/// (the mode in octal, as docker's).
+pub fn file_reference(s: &str) -> Result<shoal_proto::FileReference, Invalid> {
+    const HINT: &str = "use NAME, or source=NAME,target=FILE,uid=0,gid=0,mode=0440";
+    let mut r = shoal_proto::FileReference::default();
+    if !s.contains('=') {
+        if s.trim().is_empty() || s.contains(',') {
+            return Err(Invalid::new("secret or config", s, HINT));
+        }
+        r.name = s.trim().to_string();
+        return Ok(r);
+    }
+    for field in s.split(',') {
+        match field.split_once('=') {
+            Some(("source" | "src", v)) if !v.is_empty() => r.name = v.to_string(),
+            Some(("target", v)) if !v.is_empty() => r.target = v.to_string(),
+            Some(("uid", v)) if v.parse::<u32>().is_ok() => r.uid = v.to_string(),
+            Some(("gid", v)) if v.parse::<u32>().is_ok() => r.gid = v.to_string(),
+            Some(("mode", v)) => {
+                r.mode = u32::from_str_radix(v.trim_start_matches("0o"), 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| Invalid::new("secret or config", s, HINT))?;
+            }
+            _ => return Err(Invalid::new("secret or config", s, HINT)),
+        }
+    }
+    if r.name.is_empty() {
+        return Err(Invalid::new("secret or config", s, HINT));
+    }
+    Ok(r)
+}
+
 /// `--publish`: the long form `published=[IP:]8080,target=80[,protocol=tcp|udp]
 /// [,mode=ingress|host][,host_ip=IP]`, or docker's short form `[IP:]8080:80[/udp]` (mode
 /// ingress, as docker's).

@@ -321,6 +321,33 @@ fn a_secret_is_read_in_the_task_never_lands_on_disk_and_new_content_rolls_the_se
     assert!(now.is_ok(), "the task reads the new content");
     assert_eq!(on_disk(&lab, second), Vec::<String>::new());
 
+    // Outside stacks: `secret create` from a file, `service create --secret`.
+    let solo = dir.join("solo.txt");
+    std::fs::write(&solo, "solo-secret-3d91").expect("file");
+    lab.shoal_ok(
+        1,
+        &["secret", "create", "solo", &solo.display().to_string()],
+    );
+    let out = lab.shoal(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "solo",
+            "--secret",
+            "source=solo,target=s.txt",
+            "shoal-test/busybox:a",
+            "sleep",
+            "100000",
+        ],
+    );
+    assert!(out.ok(), "{}", out.stderr);
+    let read_solo = in_container(&lab, "solo", &["cat", "/run/secrets/s.txt"]);
+    assert_eq!(read_solo.as_deref(), Some("solo-secret-3d91"));
+    lab.shoal_ok(1, &["service", "rm", "solo"]);
+    lab.shoal_ok(1, &["secret", "rm", "solo"]);
+
     let out = lab.shoal(1, &["stack", "rm", "s"]);
     assert!(out.ok(), "{}", out.stderr);
     assert!(lab.shoal_ok(1, &["secret", "ls", "-q"]).trim().is_empty());

@@ -116,6 +116,13 @@ pub struct CreateArgs {
     /// Network attachments: NAME, or name=NAME,alias=ALIAS (repeatable)
     #[arg(long = "network", value_name = "NETWORK", value_parser = flag(parse::network))]
     networks: Vec<shoal_proto::NetworkAttachmentConfig>,
+    /// A secret the tasks read at /run/secrets/TARGET: NAME, or
+    /// source=NAME,target=T,uid=U,gid=G,mode=0440 (repeatable)
+    #[arg(long = "secret", value_name = "SECRET", value_parser = flag(parse::file_reference))]
+    secrets: Vec<shoal_proto::FileReference>,
+    /// A config the tasks read at its target (default /NAME), same forms as --secret
+    #[arg(long = "config", value_name = "CONFIG", value_parser = flag(parse::file_reference))]
+    configs: Vec<shoal_proto::FileReference>,
     /// Endpoint mode: vip (one virtual IP) or dnsrr (DNS round robin)
     #[arg(long, value_enum, default_value = "vip")]
     endpoint_mode: EndpointModeArg,
@@ -310,6 +317,8 @@ fn spec_from(args: &CreateArgs) -> Result<ServiceSpec> {
                 stop_signal: args.stop_signal.clone().unwrap_or_default(),
                 stop_grace_period_ms: args.stop_grace_period,
                 healthcheck: args.health.healthcheck(),
+                secrets: args.secrets.clone(),
+                configs: args.configs.clone(),
                 registry_auth: if args.with_registry_auth {
                     crate::registry_auth::for_image(&args.image)?
                 } else {

@@ -179,6 +179,18 @@ pub struct UpdateArgs {
     /// Remove a network by name or id
     #[arg(long = "network-rm", value_name = "NETWORK")]
     network_rm: Vec<String>,
+    /// Add or update a secret: NAME, or source=NAME,target=T,uid=U,gid=G,mode=0440
+    #[arg(long = "secret-add", value_name = "SECRET", value_parser = flag(parse::file_reference))]
+    secret_add: Vec<shoal_proto::FileReference>,
+    /// Remove a secret by name
+    #[arg(long = "secret-rm", value_name = "SECRET")]
+    secret_rm: Vec<String>,
+    /// Add or update a config, as --secret-add
+    #[arg(long = "config-add", value_name = "CONFIG", value_parser = flag(parse::file_reference))]
+    config_add: Vec<shoal_proto::FileReference>,
+    /// Remove a config by name
+    #[arg(long = "config-rm", value_name = "CONFIG")]
+    config_rm: Vec<String>,
     /// Endpoint mode: vip or dnsrr
     #[arg(long, value_enum)]
     endpoint_mode: Option<super::service::EndpointModeArg>,
@@ -295,6 +307,9 @@ pub fn apply(args: &UpdateArgs, mut spec: ServiceSpec) -> Result<ServiceSpec> {
     let task = spec.task.get_or_insert_with(Default::default);
     // `--network-rm` is applied by `update`, which knows the networks' ids.
     task.networks.extend(args.network_add.iter().cloned());
+    let container = task.container.get_or_insert_with(Default::default);
+    edit_references(&mut container.secrets, &args.secret_rm, &args.secret_add);
+    edit_references(&mut container.configs, &args.config_rm, &args.config_add);
     task.restart = args.restart.apply(task.restart.take());
     task.limits = args.resources.limits(task.limits.take());
     task.reservations = args.resources.reservations(task.reservations.take());
@@ -453,6 +468,20 @@ async fn rewrite(
         })
         .await?;
     Ok(service.update_status)
+}
+
+/// `--secret-rm|--config-rm` (by name or id), then `--secret-add|--config-add` (one with
+/// the same name or target replaces the old).
+fn edit_references(
+    refs: &mut Vec<shoal_proto::FileReference>,
+    rm: &[String],
+    add: &[shoal_proto::FileReference],
+) {
+    refs.retain(|r| !rm.iter().any(|k| *k == r.name || *k == r.id));
+    for new in add {
+        refs.retain(|r| r.name != new.name && (new.target.is_empty() || r.target != new.target));
+        refs.push(new.clone());
+    }
 }
 
 #[cfg(test)]
@@ -707,5 +736,34 @@ mod tests {
             assert!(Cli::try_parse_from(["shoal", "service", cmd, "-d", "web"]).is_ok());
             assert!(Cli::try_parse_from(["shoal", "service", cmd]).is_err());
         }
+    }
+
+    #[test]
+    fn secret_flags_add_replace_and_remove_references() {
+        let r = |name: &str, target: &str| shoal_proto::FileReference {
+            name: name.into(),
+            target: target.into(),
+            ..Default::default()
+        };
+        let mut refs = vec![r("a", "a"), r("b", "b")];
+        edit_references(&mut refs, &["a".into()], &[r("c", "b")]);
+        assert_eq!(refs, [r("c", "b")], "a removed; c takes b's file");
+        let parsed =
+            crate::parse::file_reference("source=tok,target=t,uid=1,mode=0400").expect("long form");
+        assert_eq!(
+            (
+                parsed.name.as_str(),
+                parsed.target.as_str(),
+                parsed.uid.as_str(),
+                parsed.mode
+            ),
+            ("tok", "t", "1", 0o400)
+        );
+        assert_eq!(
+            crate::parse::file_reference("tok").expect("short").name,
+            "tok"
+        );
+        assert!(crate::parse::file_reference("target=t").is_err());
+        assert!(crate::parse::file_reference("source=t,mode=999").is_err());
     }
 }
