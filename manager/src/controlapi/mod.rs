@@ -66,17 +66,12 @@ impl ControlApi {
         let id = service.id.clone();
         self.store
             .update(|tx| {
-                let services = tx.services_now();
-                if services.iter().any(|s| s.name() == service.name()) {
+                if tx.services_now().iter().any(|s| s.name() == service.name()) {
                     return Err(ControlError::NameTaken(service.name().to_string()));
                 }
                 let mut service = service;
                 if let Some(spec) = service.spec.as_mut() {
-                    let networks = tx.networks_now();
-                    networks::resolve(&networks, spec)?;
-                    files::resolve(&tx.secrets_now(), &tx.configs_now(), spec)?;
-                    files::seal_registry_auth(tx, spec, None)?;
-                    ports::claim(&services, &networks, spec, None)?;
+                    bind_spec(tx, spec, None)?;
                 }
                 tx.create(Object::Service(service))?;
                 Ok(())
@@ -101,11 +96,7 @@ impl ControlApi {
             .store
             .update(|tx| {
                 let mut service = find_service(tx.read(), &request.service)?.clone();
-                let networks = tx.networks_now();
-                networks::resolve(&networks, &mut spec)?;
-                files::resolve(&tx.secrets_now(), &tx.configs_now(), &mut spec)?;
-                files::seal_registry_auth(tx, &mut spec, service.spec.as_ref())?;
-                ports::claim(&tx.services_now(), &networks, &mut spec, Some(&service.id))?;
+                bind_spec(tx, &mut spec, Some(&service))?;
                 if request.version != service.version() {
                     return Err(ControlError::OutOfSequence {
                         kind: "service",
@@ -219,10 +210,6 @@ impl ControlApi {
     }
 }
 
-/// `service ls`'s count. Services: tasks running (a slot, or a global task's node, counts
-/// once: while a drained node's task hands over, the old and the new one both run) over
-/// tasks wanted. Jobs: completions of the current iteration (a slot or node counts once)
-/// over completions wanted (`replicas`, or the eligible nodes of a global job).
 /// A new service of `spec` (validated), not yet stored.
 fn new_service(spec: shoal_proto::ServiceSpec) -> Service {
     let mode = ServiceMode::try_from(spec.mode).unwrap_or(ServiceMode::Replicated);
@@ -243,7 +230,27 @@ fn new_service(spec: shoal_proto::ServiceSpec) -> Service {
     }
 }
 
-/// `spec` (validated, its networks resolved and ports claimed) becomes `service`'s spec:
+/// Bind `spec` (validated) to the cluster as the transaction sees it: its networks,
+/// secrets and configs resolved to ids (and versions), its registry credentials sealed
+/// (kept from `existing`'s when none come), its published ports claimed.
+fn bind_spec(
+    tx: &mut WriteTx<'_>,
+    spec: &mut shoal_proto::ServiceSpec,
+    existing: Option<&Service>,
+) -> Result<(), ControlError> {
+    let networks = tx.networks_now();
+    networks::resolve(&networks, spec)?;
+    files::resolve(&tx.secrets_now(), &tx.configs_now(), spec)?;
+    files::seal_registry_auth(tx, spec, existing.and_then(|s| s.spec.as_ref()))?;
+    ports::claim(
+        &tx.services_now(),
+        &networks,
+        spec,
+        existing.map(|s| s.id.as_str()),
+    )
+}
+
+/// `spec` (validated, then bound by [`bind_spec`]) becomes `service`'s spec:
 /// a new version and a rolling update (a new iteration for a job) when its tasks change.
 fn apply_spec(
     service: &mut Service,
@@ -310,6 +317,10 @@ fn stage_removal(tx: &mut WriteTx<'_>, service: Service) -> Result<(), ControlEr
     Ok(())
 }
 
+/// `service ls`'s count. Services: tasks running (a slot, or a global task's node, counts
+/// once: while a drained node's task hands over, the old and the new one both run) over
+/// tasks wanted. Jobs: completions of the current iteration (a slot or node counts once)
+/// over completions wanted (`replicas`, or the eligible nodes of a global job).
 fn replica_count(r: &ReadTx<'_>, s: &Service) -> ReplicaCount {
     let mut count = ReplicaCount::default();
     let mode = s.mode();

@@ -13,7 +13,7 @@ use shoal_proto::{
 
 use super::files::{self, FileObject};
 use super::{
-    apply_spec, networks, new_service, ports, stage_removal, validate, ControlApi, ControlError,
+    apply_spec, bind_spec, networks, new_service, stage_removal, validate, ControlApi, ControlError,
 };
 use crate::allocator;
 use crate::ids::new_id;
@@ -351,9 +351,10 @@ fn apply(
     }
     for wanted in &spec.services {
         let mut wanted = wanted.clone();
-        let networks = tx.networks_now();
-        let services = tx.services_now();
-        let existing = services.iter().find(|s| s.name() == wanted.name).cloned();
+        let existing = tx
+            .services_now()
+            .into_iter()
+            .find(|s| s.name() == wanted.name);
         if let Some(other) = existing
             .as_ref()
             .and_then(|s| s.stack().filter(|n| *n != stack))
@@ -369,22 +370,15 @@ fn apply(
                 wanted.name, wanted.name
             )));
         }
-        networks::resolve(&networks, &mut wanted)
-            .map_err(|e| ControlError::Invalid(format!("service {}: {e}", wanted.name)))?;
-        files::resolve(&tx.secrets_now(), &tx.configs_now(), &mut wanted)
-            .map_err(|e| ControlError::Invalid(format!("service {}: {e}", wanted.name)))?;
-        files::seal_registry_auth(
-            tx,
-            &mut wanted,
-            existing.as_ref().and_then(|s| s.spec.as_ref()),
-        )?;
-        ports::claim(
-            &services,
-            &networks,
-            &mut wanted,
-            existing.as_ref().map(|s| s.id.as_str()),
-        )
-        .map_err(|e| ControlError::Invalid(format!("service {}: {e}", wanted.name)))?;
+        // What is wrong with a service's spec names the service; what the cluster refuses
+        // is said as it is.
+        let name = wanted.name.clone();
+        bind_spec(tx, &mut wanted, existing.as_ref()).map_err(|e| match e {
+            ControlError::Invalid(_) | ControlError::Ambiguous { .. } => {
+                ControlError::Invalid(format!("service {name}: {e}"))
+            }
+            other => other,
+        })?;
         match existing {
             None => {
                 changes.push(format!("create service {}", wanted.name));

@@ -185,10 +185,13 @@ impl Dispatcher {
     }
 }
 
-/// The content of every secret and config the node's `tasks` use, at the version each
-/// task's spec names (the current content: a version only grows, and a task of an older
-/// version is being replaced).
-pub fn files_for(r: &ReadTx<'_>, tasks: &[Task]) -> Vec<FileContent> {
+/// A secret or config a node's tasks use: ("secret" or "config", id, version).
+pub type FileRef = (&'static str, String, u64);
+
+/// The secrets and configs the node's `tasks` use (those still wanted), at the version the
+/// store holds now (a version only grows: a task of an older one is being replaced).
+/// Cheap: no content is read or opened.
+pub fn file_refs(r: &ReadTx<'_>, tasks: &[Task]) -> Vec<FileRef> {
     let mut wanted: BTreeSet<(&'static str, &str)> = BTreeSet::new();
     for task in tasks.iter().filter(|t| t.desired() <= TaskState::Running) {
         let Some(container) = task.spec.as_ref().and_then(|s| s.container.as_ref()) else {
@@ -198,69 +201,79 @@ pub fn files_for(r: &ReadTx<'_>, tasks: &[Task]) -> Vec<FileContent> {
         wanted.extend(container.configs.iter().map(|c| ("config", c.id.as_str())));
     }
     let tables = r.tables();
-    let key = r
-        .cluster()
-        .map(|c| c.secrets_key.clone())
-        .unwrap_or_default();
     wanted
         .into_iter()
         .filter_map(|(kind, id)| {
-            let (version, data) = match kind {
-                "secret" => {
-                    let secret = tables.secrets.get(id)?;
-                    let sealed = secret
-                        .spec
-                        .as_ref()
-                        .map(|s| s.data.as_slice())
-                        .unwrap_or(&[]);
-                    match crate::seal::open(&key, sealed) {
-                        Ok(plain) => (secret.version, Some(plain)),
-                        Err(e) => {
-                            tracing::error!(secret = %id, "{e}");
-                            return None;
-                        }
+            let version = match kind {
+                "secret" => tables.secrets.get(id)?.version,
+                _ => tables.configs.get(id)?.version,
+            };
+            Some((kind, id.to_string(), version))
+        })
+        .collect()
+}
+
+/// The content of `refs`, a secret's opened from its sealed form.
+pub fn file_contents(r: &ReadTx<'_>, refs: &[FileRef]) -> Vec<FileContent> {
+    let tables = r.tables();
+    let key = secrets_key(r);
+    refs.iter()
+        .filter_map(|(kind, id, version)| {
+            let data = if *kind == "secret" {
+                let sealed = tables.secrets.get(id)?.spec.as_ref()?.data.as_slice();
+                match crate::seal::open(&key, sealed) {
+                    Ok(plain) => plain,
+                    Err(e) => {
+                        tracing::error!(secret = %id, "{e}");
+                        return None;
                     }
                 }
-                _ => tables
-                    .configs
-                    .get(id)
-                    .map(|c| (c.version, c.spec.as_ref().map(|s| s.data.clone())))?,
+            } else {
+                tables.configs.get(id)?.spec.as_ref()?.data.clone()
             };
             Some(FileContent {
-                kind: kind.to_string(),
-                id: id.to_string(),
-                version,
-                data: data.unwrap_or_default(),
+                kind: (*kind).to_string(),
+                id: id.clone(),
+                version: *version,
+                data,
             })
         })
         .collect()
 }
 
-/// The tasks a node must know about: assigned to it by the scheduler and not yet deleted,
-/// each with its registry credentials opened (only the node that runs a task gets them).
+/// The tasks a node must know about: assigned to it by the scheduler and not yet deleted.
 pub fn assignments(r: &ReadTx<'_>, node_id: &str) -> Vec<Task> {
-    let key = r
-        .cluster()
-        .map(|c| c.secrets_key.clone())
-        .unwrap_or_default();
     r.tasks()
         .filter(|t| t.node_id == node_id && t.state() >= TaskState::Assigned)
         .cloned()
-        .map(|mut t| {
-            if let Some(c) = t.spec.as_mut().and_then(|s| s.container.as_mut()) {
-                if !c.sealed_registry_auth.is_empty() {
-                    match crate::seal::open(&key, &c.sealed_registry_auth) {
-                        Ok(plain) => {
-                            c.registry_auth = prost::Message::decode(plain.as_slice()).ok();
-                        }
-                        Err(e) => tracing::error!(task = %t.id, "registry credentials: {e}"),
-                    }
-                    c.sealed_registry_auth.clear();
-                }
-            }
-            t
-        })
         .collect()
+}
+
+/// `tasks` with their registry credentials opened, for the node that runs them (and no
+/// other node: they travel only in that node's assignments).
+pub fn with_credentials(r: &ReadTx<'_>, mut tasks: Vec<Task>) -> Vec<Task> {
+    let key = secrets_key(r);
+    for t in &mut tasks {
+        let Some(c) = t.spec.as_mut().and_then(|s| s.container.as_mut()) else {
+            continue;
+        };
+        if c.sealed_registry_auth.is_empty() {
+            continue;
+        }
+        match crate::seal::open(&key, &c.sealed_registry_auth) {
+            Ok(plain) => c.registry_auth = prost::Message::decode(plain.as_slice()).ok(),
+            Err(e) => tracing::error!(task = %t.id, "registry credentials: {e}"),
+        }
+        c.sealed_registry_auth.clear();
+    }
+    tasks
+}
+
+/// The key secrets and registry credentials are sealed with (empty before the first).
+fn secrets_key(r: &ReadTx<'_>) -> Vec<u8> {
+    r.cluster()
+        .map(|c| c.secrets_key.clone())
+        .unwrap_or_default()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

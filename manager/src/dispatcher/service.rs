@@ -13,7 +13,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::networks::network_views;
-use super::{assignments, files_for, Dispatcher, DispatcherError};
+use super::{
+    assignments, file_contents, file_refs, with_credentials, Dispatcher, DispatcherError, FileRef,
+};
 use crate::caller;
 use crate::ids::new_id;
 use crate::runloop::{self, Wake};
@@ -152,36 +154,32 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                 })
             };
             let mut events = store.watch();
-            type Sent = (
-                Vec<(String, i32, u64)>,
-                Vec<NetworkView>,
-                Vec<(String, u64)>,
-            );
+            type Sent = (Vec<(String, i32, u64)>, Vec<NetworkView>, Vec<FileRef>);
             let mut sent: Option<Sent> = None;
             loop {
-                let (tasks, networks, files) = store.view(|r| {
+                // What the node holds is compared by ids, versions and views; content is
+                // read (and opened) only for a message that goes out.
+                let next = store.view(|r| {
                     let tasks = assignments(r, &node_id);
-                    let files = files_for(r, &tasks);
-                    (tasks, network_views(r, &node_id), files)
+                    let networks = network_views(r, &node_id);
+                    let files = file_refs(r, &tasks);
+                    let mut fingerprint: Vec<(String, i32, u64)> = tasks
+                        .iter()
+                        .map(|t| (t.id.clone(), t.desired_state, t.spec_version))
+                        .collect();
+                    fingerprint.sort();
+                    let now = (fingerprint, networks, files);
+                    (sent.as_ref() != Some(&now)).then(|| {
+                        let message = AssignmentsMessage {
+                            tasks: with_credentials(r, tasks),
+                            networks: now.1.clone(),
+                            files: file_contents(r, &now.2),
+                        };
+                        (message, now)
+                    })
                 });
-                let versions: Vec<(String, u64)> =
-                    files.iter().map(|f| (f.id.clone(), f.version)).collect();
-                let mut fingerprint: Vec<(String, i32, u64)> = tasks
-                    .iter()
-                    .map(|t| (t.id.clone(), t.desired_state, t.spec_version))
-                    .collect();
-                fingerprint.sort();
-                let now = (fingerprint, networks.clone(), versions);
-                if sent.as_ref() != Some(&now) {
-                    if tx
-                        .send(Ok(AssignmentsMessage {
-                            tasks,
-                            networks,
-                            files,
-                        }))
-                        .await
-                        .is_err()
-                    {
+                if let Some((message, now)) = next {
+                    if tx.send(Ok(message)).await.is_err() {
                         break;
                     }
                     sent = Some(now);
