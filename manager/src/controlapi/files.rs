@@ -34,6 +34,8 @@ pub trait FileObject: Clone + Sized {
     fn all(r: &ReadTx<'_>) -> Vec<Self>;
     /// The references of this kind in a service spec.
     fn references(spec: &mut ServiceSpec) -> Option<&mut Vec<FileReference>>;
+    /// The same, to read.
+    fn references_of(spec: &ServiceSpec) -> &[FileReference];
 }
 
 macro_rules! file_object {
@@ -87,6 +89,12 @@ macro_rules! file_object {
             fn references(spec: &mut ServiceSpec) -> Option<&mut Vec<FileReference>> {
                 let container = spec.task.as_mut()?.container.as_mut()?;
                 Some(&mut container.$iter)
+            }
+            fn references_of(spec: &ServiceSpec) -> &[FileReference] {
+                spec.task
+                    .as_ref()
+                    .and_then(|t| t.container.as_ref())
+                    .map_or(&[], |c| c.$iter.as_slice())
             }
         }
     };
@@ -180,8 +188,9 @@ pub fn users<T: FileObject>(services: &[Service], id: &str) -> Vec<String> {
     services
         .iter()
         .filter(|s| {
-            let mut spec = s.spec.clone().unwrap_or_default();
-            T::references(&mut spec).is_some_and(|refs| refs.iter().any(|r| r.id == id))
+            s.spec
+                .as_ref()
+                .is_some_and(|spec| T::references_of(spec).iter().any(|r| r.id == id))
         })
         .map(|s| s.name().to_string())
         .collect()

@@ -94,11 +94,7 @@ impl ControlApi {
                         services.join(", "),
                     )));
                 }
-                let attached = r
-                    .tasks()
-                    .filter(|t| t.holds_addresses())
-                    .filter(|t| t.networks.iter().any(|a| a.network_id == network.id))
-                    .count();
+                let attached = attached_tasks(r, &network.id);
                 if attached > 0 {
                     return Err(ControlError::Refused(format!(
                         "network {} still has {attached} task{} attached: retry once they have stopped",
@@ -111,6 +107,14 @@ impl ControlApi {
             })
             .await
     }
+}
+
+/// How many tasks still hold an address on `network_id` (it cannot go before they stop).
+pub(super) fn attached_tasks(r: &ReadTx<'_>, network_id: &str) -> usize {
+    r.tasks()
+        .filter(|t| t.holds_addresses())
+        .filter(|t| t.networks.iter().any(|a| a.network_id == network_id))
+        .count()
 }
 
 /// Names of the services whose tasks join `network_id` (the ingress network: those that

@@ -1,5 +1,5 @@
-//! Stacks on the server: `stack deploy` applies a stack's services and networks as one
-//! store transaction and records it as a new revision of the Stack object; `stack
+//! Stacks on the server: `stack deploy` applies a stack's networks, secrets, configs and
+//! services as one store transaction and records it as a new revision of the Stack object; `stack
 //! rollback` applies an earlier revision the same way; `stack rm` removes what the stack
 //! made. The compose file itself is the client's to read: a StackSpec arrives resolved,
 //! with its objects already named `NAME_x` (Docker's naming).
@@ -164,12 +164,7 @@ impl ControlApi {
                     stage_removal(tx, service)?;
                 }
                 for network in networks {
-                    let attached = tx
-                        .read()
-                        .tasks()
-                        .filter(|t| t.holds_addresses())
-                        .filter(|t| t.networks.iter().any(|a| a.network_id == network.id))
-                        .count();
+                    let attached = networks::attached_tasks(tx.read(), &network.id);
                     if attached == 0 {
                         removed.push(format!("network {}", network.name()));
                         tx.remove(Object::Network(network));
