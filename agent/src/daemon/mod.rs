@@ -420,12 +420,7 @@ impl Daemon {
             let member = member.as_ref().ok_or(DaemonError::NotInSwarm)?;
             member.executor.docker().clone()
         };
-        let credentials = auth.map(|a| bollard::auth::DockerCredentials {
-            username: Some(a.username),
-            password: Some(a.password),
-            serveraddress: Some(a.server_address),
-            ..Default::default()
-        });
+        let credentials = auth.as_ref().map(crate::executor::docker::credentials);
         let inspected = docker
             .inspect_registry_image(image, credentials)
             .await

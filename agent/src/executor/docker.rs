@@ -364,6 +364,16 @@ pub fn container_config(
     }
 }
 
+/// The engine's form of a task's registry credentials.
+pub fn credentials(auth: &shoal_proto::RegistryAuth) -> DockerCredentials {
+    DockerCredentials {
+        username: Some(auth.username.clone()),
+        password: Some(auth.password.clone()),
+        serveraddress: Some(auth.server_address.clone()),
+        ..Default::default()
+    }
+}
+
 /// A pull the registry refused, as the task's error.
 fn pull_failed(image: &str, node: &str, message: String) -> ExecError {
     ExecError::PullFailed {
@@ -656,12 +666,7 @@ impl DockerController {
     /// unknown").
     async fn pull(&self) -> Result<(), ExecError> {
         let image = self.spec.image.clone();
-        let credentials = self.spec.registry_auth.as_ref().map(|a| DockerCredentials {
-            username: Some(a.username.clone()),
-            password: Some(a.password.clone()),
-            serveraddress: Some(a.server_address.clone()),
-            ..Default::default()
-        });
+        let credentials = self.spec.registry_auth.as_ref().map(credentials);
         // A reference with neither tag nor digest means :latest, as docker pulls it.
         let last = image.rsplit('/').next().unwrap_or(&image);
         let reference = if last.contains(':') || image.contains('@') {

@@ -51,20 +51,20 @@ fn at<'x>(name: &'x str, key: &'x str) -> [&'x str; 3] {
 }
 
 /// Converts `loaded` into stack `name`; `environment` answers variables the file leaves
-/// to the shell (`environment: [KEY]`). Returns the spec and what the user should know.
+/// to the shell (`environment: [KEY]`). (What the user should know about the file came
+/// with loading it: `Loaded::warnings`.)
 pub fn stack_spec(
     name: &str,
     loaded: &Loaded,
     document: &str,
     environment: &dyn Fn(&str) -> Option<String>,
-) -> Result<(StackSpec, Vec<String>), ConvertError> {
+) -> Result<StackSpec, ConvertError> {
     let c = Converter {
         stack: name,
         loaded,
         compose: &loaded.compose,
         environment,
     };
-    let warnings = Vec::new();
     c.check_cycles()?;
     let mut used_networks = BTreeSet::new();
     let mut services = Vec::new();
@@ -82,17 +82,14 @@ pub fn stack_spec(
         .into_iter()
         .map(|(name, labels, data)| ConfigSpec { name, labels, data })
         .collect();
-    Ok((
-        StackSpec {
-            name: name.to_string(),
-            document: document.to_string(),
-            services,
-            networks,
-            secrets,
-            configs,
-        },
-        warnings,
-    ))
+    Ok(StackSpec {
+        name: name.to_string(),
+        document: document.to_string(),
+        services,
+        networks,
+        secrets,
+        configs,
+    })
 }
 
 struct Converter<'a> {
@@ -752,7 +749,7 @@ mod tests {
         .expect("loads")
     }
 
-    fn convert(text: &str) -> Result<(StackSpec, Vec<String>), ConvertError> {
+    fn convert(text: &str) -> Result<StackSpec, ConvertError> {
         let loaded = load(text);
         stack_spec("app", &loaded, text, &|name| {
             (name == "FROM_SHELL").then(|| "shell".to_string())
@@ -761,7 +758,7 @@ mod tests {
 
     #[test]
     fn a_service_becomes_a_stack_service_on_its_networks() {
-        let (spec, warnings) = convert(
+        let spec = convert(
             "services:\n  web:\n    image: web:1\n    entrypoint: [/bin/sh, -c]\n    \
              command: echo hi\n    env_file: web.env\n    environment:\n      BOTH: yaml\n      \
              FROM_SHELL:\n    ports: ['8080:80']\n    networks: [front]\n    volumes: \
@@ -771,7 +768,6 @@ mod tests {
              driver_opts: {encrypted: ''}\nvolumes:\n  data:\n",
         )
         .expect("converts");
-        assert!(warnings.is_empty(), "{warnings:?}");
         let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["app_db", "app_web"]);
         let web = &spec.services[1];
@@ -826,7 +822,7 @@ mod tests {
             e.to_string().contains(":6:13: networks.default.driver"),
             "{e}"
         );
-        let (spec, _) = convert(
+        let spec = convert(
             "services:\n  web:\n    image: a\n    networks: [ext]\nnetworks:\n  ext:\n    external: true\n",
         )
         .expect("external");
@@ -850,7 +846,7 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("stack.yml:4:"), "{e}");
-        let (spec, _) = convert(
+        let spec = convert(
             "services:\n  a:\n    image: x\n    depends_on:\n      b: {condition: service_healthy}\n  b:\n    image: x\n",
         )
         .expect("a chain");

@@ -246,16 +246,13 @@ async fn deploy(host: &str, args: DeployArgs) -> Result<()> {
     let loaded = load(&args.compose)?;
     let document = shoal_compose::to_yaml(&loaded.document)?;
     let environment = |name: &str| std::env::var(name).ok();
-    let (mut spec, warnings) = convert::stack_spec(&args.name, &loaded, &document, &environment)?;
+    let mut spec = convert::stack_spec(&args.name, &loaded, &document, &environment)?;
     if args.with_registry_auth {
         for service in spec.services.iter_mut() {
             if let Some(c) = service.task.as_mut().and_then(|t| t.container.as_mut()) {
                 c.registry_auth = crate::registry_auth::for_image(&c.image)?;
             }
         }
-    }
-    for warning in &warnings {
-        eprintln!("Warning: {warning}");
     }
     let mut client = Client::connect(host).await?;
     resolve_images(&mut client, &mut spec, args.resolve_image).await?;
@@ -299,6 +296,8 @@ async fn resolve_images(
     } else {
         HashMap::new()
     };
+    // Each image is asked for once, however many services run it.
+    let mut pinned: HashMap<String, Option<String>> = HashMap::new();
     for service in spec.services.iter_mut() {
         let Some(container) = service.task.as_mut().and_then(|t| t.container.as_mut()) else {
             continue;
@@ -312,19 +311,30 @@ async fn resolve_images(
                 continue;
             }
         }
-        let request = shoal_proto::ResolveImageRequest {
-            image: container.image.clone(),
-            auth: container
-                .registry_auth
-                .clone()
-                .or(crate::registry_auth::for_image(&container.image)?),
-        };
-        match client.resolve_image(request).await {
-            Ok(resp) => container.image = resp.reference,
-            Err(_) => eprintln!(
-                "Warning: image {} could not be accessed on a registry to record its digest: each node will access {} independently, possibly leading to different nodes running different versions of the image",
-                container.image, container.image
-            ),
+        if !pinned.contains_key(&container.image) {
+            let auth = match &container.registry_auth {
+                Some(auth) => Some(auth.clone()),
+                None => crate::registry_auth::for_image(&container.image)?,
+            };
+            let request = shoal_proto::ResolveImageRequest {
+                image: container.image.clone(),
+                auth,
+            };
+            let reference = client
+                .resolve_image(request)
+                .await
+                .ok()
+                .map(|r| r.reference);
+            if reference.is_none() {
+                eprintln!(
+                    "Warning: image {} could not be accessed on a registry to record its digest: each node will access {} independently, possibly leading to different nodes running different versions of the image",
+                    container.image, container.image
+                );
+            }
+            pinned.insert(container.image.clone(), reference);
+        }
+        if let Some(Some(reference)) = pinned.get(&container.image) {
+            container.image = reference.clone();
         }
     }
     Ok(())
