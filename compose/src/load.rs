@@ -303,17 +303,13 @@ fn services_mut(doc: &mut Node) -> Option<&mut Vec<(crate::yaml::Key, Node)>> {
     }
 }
 
-fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
-    node.get(key)
-}
-
 /// Services whose `profiles` name none of the active ones go, as compose drops them.
 fn keep_active_profiles(doc: &mut Node, active: &[String]) {
     let Some(services) = services_mut(doc) else {
         return;
     };
     services.retain(
-        |(_, service)| match get(service, "profiles").map(|p| &p.value) {
+        |(_, service)| match service.get("profiles").map(|p| &p.value) {
             Some(Value::Seq(names)) => names.iter().any(|n| match &n.value {
                 Value::Str(s) => active.contains(s),
                 _ => false,
@@ -325,21 +321,21 @@ fn keep_active_profiles(doc: &mut Node, active: &[String]) {
 
 /// What only the file system can tell: every `env_file:` a service names exists.
 fn check_services(doc: &Node, names: &[String], dir: &Path) -> Result<(), LoadError> {
-    let Some(Value::Map(services)) = get(doc, "services").map(|s| &s.value) else {
+    let Some(Value::Map(services)) = doc.get("services").map(|s| &s.value) else {
         return Ok(());
     };
     for (name, service) in services {
-        let Some(env_files) = get(service, "env_file") else {
+        let Some(env_files) = service.get("env_file") else {
             continue;
         };
         let entries: Vec<(&Node, bool)> = match &env_files.value {
             Value::Str(_) => vec![(env_files, true)],
             Value::Seq(items) => items
                 .iter()
-                .map(|item| match get(item, "path") {
+                .map(|item| match item.get("path") {
                     Some(path) => {
                         let required = !matches!(
-                            get(item, "required").map(|r| &r.value),
+                            item.get("required").map(|r| &r.value),
                             Some(Value::Bool(false))
                         );
                         (path, required)
