@@ -5,7 +5,7 @@
 //! allocator ([`allocator`]), the scheduler ([`scheduler`]), the dispatcher that agents hold sessions with ([`dispatcher`]), the log
 //! broker that relays `service logs` from agents ([`logbroker`]), secrets sealed in the
 //! store ([`seal`]), and the leadership switch that runs the leader-only loops
-//! ([`manager`]).
+//! one term at a time ([`term`], [`manager`]).
 //!
 //! It must not know about Docker, containers or the CLI: it hands tasks to agents and
 //! reads back their status, nothing more. Components talk through the store only.
@@ -27,6 +27,7 @@ pub mod runloop;
 pub mod scheduler;
 pub mod seal;
 pub mod store;
+pub mod term;
 
 #[cfg(test)]
 mod testutil;

@@ -14,6 +14,7 @@ use shoal_proto::{
     NodeStatus, RaftMembershipServer, RootCa, StoreSnapshot,
 };
 use shoal_raft::{PeerConnector, RaftConfig, RaftError, RaftNode};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::allocator::ipam::Pools;
@@ -29,6 +30,7 @@ use crate::raft_proposer::RaftProposer;
 use crate::roles::RoleManager;
 use crate::scheduler::Scheduler;
 use crate::store::{Object, Store, StoreError, StoreState};
+use crate::term::run_terms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
@@ -269,50 +271,29 @@ impl Manager {
         LogBrokerServer::new(LogBrokerApi::new(self.logs.clone()))
     }
 
-    /// Run the leader-only components whenever this manager leads, until `cancel`.
+    /// Run the leader-only components whenever this manager leads, until `cancel`: one
+    /// term's loops at a time ([`crate::term`]).
     pub async fn run(self, cancel: CancellationToken) {
-        let mut leadership = self.raft.leadership();
-        let mut term: Option<CancellationToken> = None;
-        loop {
-            let leads = leadership.borrow_and_update().is_leader;
-            match (leads, &term) {
-                (true, None) => {
-                    tracing::info!(node = %self.config.node_id, "became leader: starting orchestrator, scheduler, reaper");
-                    let token = cancel.child_token();
-                    self.start_leader_loops(token.clone());
-                    term = Some(token);
-                }
-                (false, Some(token)) => {
-                    tracing::info!(node = %self.config.node_id, "lost leadership: stopping leader loops");
-                    token.cancel();
-                    term = None;
-                }
-                _ => {}
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                changed = leadership.changed() => if changed.is_err() { break },
-            }
-        }
-        if let Some(token) = term {
-            token.cancel();
-        }
+        let leadership = self.raft.leadership();
+        run_terms(leadership, cancel, |token| self.start_leader_loops(token)).await;
     }
 
-    fn start_leader_loops(&self, token: CancellationToken) {
-        tokio::spawn(Orchestrator::new(self.store.clone()).run(token.clone()));
-        tokio::spawn(Allocator::new(self.store.clone()).run(token.clone()));
-        tokio::spawn(Scheduler::new(self.store.clone()).run(token.clone()));
-        tokio::spawn(TaskReaper::new(self.store.clone()).run(token.clone()));
-        tokio::spawn(self.dispatcher.clone().run_liveness(token.clone()));
-        tokio::spawn(RoleManager::new(self.store.clone(), self.raft.clone()).run(token.clone()));
+    fn start_leader_loops(&self, token: CancellationToken) -> JoinSet<()> {
+        let mut loops = JoinSet::new();
+        loops.spawn(Orchestrator::new(self.store.clone()).run(token.clone()));
+        loops.spawn(Allocator::new(self.store.clone()).run(token.clone()));
+        loops.spawn(Scheduler::new(self.store.clone()).run(token.clone()));
+        loops.spawn(TaskReaper::new(self.store.clone()).run(token.clone()));
+        loops.spawn(self.dispatcher.clone().run_liveness(token.clone()));
+        loops.spawn(RoleManager::new(self.store.clone(), self.raft.clone()).run(token));
         let store = self.store.clone();
         let me = self.config.node_id.clone();
-        tokio::spawn(async move {
+        loops.spawn(async move {
             if let Err(e) = mark_leader(&store, &me).await {
                 tracing::warn!(error = %e, "recording leadership on the node objects failed");
             }
         });
+        loops
     }
 
     pub async fn shutdown(&self) -> Result<(), ManagerError> {

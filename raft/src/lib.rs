@@ -34,8 +34,13 @@ pub type NodeId = u64;
 
 /// Implemented by the manager's store; the raft crate never knows what commands mean.
 pub trait Applier: Send + Sync + 'static {
-    /// Apply one committed command (opaque bytes) at log `index`; return an opaque response.
-    fn apply(&self, index: u64, command: &[u8]) -> Vec<u8>;
+    /// Apply one committed command (opaque bytes) at log `index`; return an opaque response
+    /// (which may say the command was refused: every member refuses it alike).
+    ///
+    /// `Err` means this member cannot understand the command at all (written by a newer
+    /// version): applying stops here and Raft on this member shuts down, so it never
+    /// diverges from members that did apply it. The text says why and what to do.
+    fn apply(&self, index: u64, command: &[u8]) -> Result<Vec<u8>, String>;
     /// Serialize the whole applied state (for a snapshot).
     fn snapshot(&self) -> Vec<u8>;
     /// Replace the whole state with a snapshot's contents.

@@ -38,12 +38,15 @@ impl MapApplier {
 }
 
 impl Applier for MapApplier {
-    fn apply(&self, index: u64, command: &[u8]) -> Vec<u8> {
+    fn apply(&self, index: u64, command: &[u8]) -> Result<Vec<u8>, String> {
+        if command.starts_with(b"future") {
+            return Err(format!("entry {index} was written by a newer version"));
+        }
         self.state
             .lock()
             .expect("applier lock")
             .insert(index, command.to_vec());
-        format!("applied {index}").into_bytes()
+        Ok(format!("applied {index}").into_bytes())
     }
     fn snapshot(&self) -> Vec<u8> {
         encode(&*self.state.lock().expect("applier lock")).expect("encode applier state")
@@ -170,6 +173,26 @@ async fn single_node_restart_reapplies_committed_log() {
     assert!(index > last);
     assert_eq!(applier.commands(), all_cmds(101));
     node.shutdown().await.expect("shutdown");
+}
+
+/// A command this member cannot understand stops it: nothing after it is applied, and it
+/// no longer leads (so it never serves a state the others moved past).
+#[tokio::test]
+async fn an_entry_the_applier_cannot_read_stops_the_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, applier) = single_node(test_config(1, dir.path())).await;
+    node.initialize("127.0.0.1:1".into())
+        .await
+        .expect("initialize");
+    wait_leader(&node, |l| l.is_leader).await;
+    node.propose(cmd(0)).await.expect("propose");
+    node.propose(b"future-kind".to_vec())
+        .await
+        .expect_err("the member stops");
+    wait_leader(&node, |l| !l.is_leader).await;
+    assert!(node.propose(cmd(1)).await.is_err(), "nothing more is taken");
+    assert_eq!(applier.commands(), all_cmds(1));
+    let _ = node.shutdown().await;
 }
 
 #[tokio::test]

@@ -157,18 +157,22 @@ impl StoreState {
 }
 
 impl shoal_raft::Applier for StoreState {
-    fn apply(&self, index: u64, command: &[u8]) -> Vec<u8> {
-        let result = StoreActionBatch::decode(command)
-            .map_err(|e| format!("decoding store batch at index {index}: {e}"))
-            .and_then(|batch| self.apply_batch(index, batch).map_err(|e| e.to_string()));
-        match result {
+    /// A batch this manager cannot read (undecodable, a newer format, an action or object
+    /// kind it does not know) stops it applying the log, rather than being skipped here
+    /// while the members that read it apply it. A batch it reads but refuses (a version
+    /// conflict) is refused alike by every member, and answered as refused.
+    fn apply(&self, index: u64, command: &[u8]) -> Result<Vec<u8>, String> {
+        let batch = StoreActionBatch::decode(command)
+            .map_err(|e| format!("the store batch at index {index} does not decode ({e}); {UPGRADE}"))?;
+        unreadable(&batch).map_or(Ok(()), |why| Err(format!("the store batch at index {index} {why}; {UPGRADE}")))?;
+        Ok(match self.apply_batch(index, batch) {
             Ok(()) => vec![0],
-            Err(message) => {
+            Err(e) => {
                 let mut response = vec![1];
-                response.extend_from_slice(message.as_bytes());
+                response.extend_from_slice(e.to_string().as_bytes());
                 response
             }
-        }
+        })
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -178,6 +182,29 @@ impl shoal_raft::Applier for StoreState {
     fn restore(&self, snapshot: &[u8]) -> Result<(), String> {
         self.restore_snapshot(snapshot)
     }
+}
+
+/// What a manager that stops at a batch it cannot read should do.
+const UPGRADE: &str = "this manager runs an older version than the one that wrote it: upgrade this manager to the leader's version (managers mix only while they share a store format)";
+
+/// Why this manager cannot read `batch`, if it cannot.
+fn unreadable(batch: &StoreActionBatch) -> Option<String> {
+    if batch.format > super::STORE_FORMAT {
+        return Some(format!(
+            "has store format {} and this manager reads up to {}",
+            batch.format,
+            super::STORE_FORMAT
+        ));
+    }
+    batch.actions.iter().find_map(|action| {
+        if Kind::try_from(action.kind).is_err() {
+            Some(format!("holds an action of unknown kind {}", action.kind))
+        } else if action.object.is_none() {
+            Some("holds an object of a kind this manager does not know".to_string())
+        } else {
+            None
+        }
+    })
 }
 
 /// Decode an apply response: `Ok` or the refusal's text.

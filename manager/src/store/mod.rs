@@ -56,6 +56,11 @@ pub enum StoreError {
     Propose(String),
 }
 
+/// The format of the store batches this manager writes, and the newest it reads. Raise it
+/// when a batch may hold what an older manager cannot read (a new action or object kind):
+/// older managers then stop at the first such batch instead of diverging.
+pub const STORE_FORMAT: u32 = 1;
+
 /// One stored object, as carried on the watch stream.
 #[allow(clippy::large_enum_variant)] // moved one at a time; events share it ([`Event`])
 #[derive(Clone, Debug, PartialEq)]

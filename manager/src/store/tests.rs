@@ -1,3 +1,5 @@
+use prost::Message;
+use shoal_raft::Applier;
 use shoal_proto::{Service, ServiceSpec, Task, TaskState, TaskStatus};
 
 use super::*;
@@ -75,6 +77,7 @@ async fn stale_version_is_refused_at_apply() {
             kind: shoal_proto::store_action::Kind::Update as i32,
             object: Some(shoal_proto::store_action::Object::Service(stale)),
         }],
+        format: STORE_FORMAT,
     };
     let err = store.state().apply_batch(99, batch).expect_err("stale");
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
@@ -136,7 +139,6 @@ async fn watch_sees_changes_in_order() {
 
 #[tokio::test]
 async fn snapshot_round_trips_and_signals_resync() {
-    use shoal_raft::Applier;
     let store = Store::in_memory();
     store
         .update(|tx| tx.create(Object::Service(service("s1", "web"))))
@@ -185,7 +187,12 @@ async fn an_unknown_action_kind_is_refused_not_taken_for_a_removal() {
                 object: Some(shoal_proto::store_action::Object::Service(stored)),
             },
         ],
+        format: STORE_FORMAT,
     };
+    // Through Raft's applier it stops this manager applying the log (never skipped).
+    let stop = store.state().apply(99, &batch.encode_to_vec())
+        .expect_err("the member stops");
+    assert!(stop.contains("unknown kind 7") && stop.contains("upgrade this manager"), "{stop}");
     let err = store
         .state()
         .apply_batch(99, batch)
@@ -193,4 +200,34 @@ async fn an_unknown_action_kind_is_refused_not_taken_for_a_removal() {
     assert!(matches!(err, StoreError::UnknownAction(7)), "{err}");
     assert!(store.view(|r| r.service("s1").is_some()), "nothing removed");
     assert!(store.view(|r| r.service("s2").is_none()), "nothing applied");
+}
+
+#[tokio::test]
+async fn a_batch_of_a_newer_format_or_object_kind_stops_the_manager() {
+    let store = Store::in_memory();
+    let create = |object| shoal_proto::StoreAction {
+        kind: shoal_proto::store_action::Kind::Create as i32,
+        object,
+    };
+    let web = Some(shoal_proto::store_action::Object::Service(service("s1", "web")));
+    let newer = StoreActionBatch {
+        actions: vec![create(web.clone())],
+        format: STORE_FORMAT + 1,
+    };
+    let stop = store.state().apply(5, &newer.encode_to_vec()).expect_err("stops");
+    assert!(stop.contains(&format!("store format {}", STORE_FORMAT + 1)), "{stop}");
+    // An object kind added later decodes as no object at all.
+    let unknown_object = StoreActionBatch {
+        actions: vec![create(None)],
+        format: STORE_FORMAT,
+    };
+    let stop = store.state().apply(6, &unknown_object.encode_to_vec()).expect_err("stops");
+    assert!(stop.contains("object of a kind"), "{stop}");
+    assert!(store.state().apply(7, b"\xff\xff\xff").is_err(), "garbage stops it too");
+    assert!(store.view(|r| r.service("s1").is_none()), "nothing applied");
+    // Batches from before the format field (0) and of this format apply.
+    let old = StoreActionBatch { actions: vec![create(web)], format: 0 };
+    let response = store.state().apply(8, &old.encode_to_vec()).expect("applied");
+    assert_eq!(apply_response(&response), Ok(()));
+    assert!(store.view(|r| r.service("s1").is_some()));
 }

@@ -424,6 +424,7 @@ impl<'a> WriteTx<'a> {
     pub(crate) fn into_batch(self) -> StoreActionBatch {
         StoreActionBatch {
             actions: self.actions,
+            format: super::STORE_FORMAT,
         }
     }
 

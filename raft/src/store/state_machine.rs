@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
@@ -171,7 +171,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let index = entry.log_id.index;
             let response = match entry.payload {
                 EntryPayload::Blank => Response::default(),
-                EntryPayload::Normal(command) => Response(self.applier.apply(index, &command.0)),
+                EntryPayload::Normal(command) => match self.applier.apply(index, &command.0) {
+                    Ok(response) => Response(response),
+                    Err(why) => {
+                        tracing::error!(index, "this manager cannot apply the log from here on: {why}");
+                        return Err(StorageIOError::apply(entry.log_id, AnyError::error(why)).into());
+                    }
+                },
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
                     Response::default()
