@@ -16,6 +16,7 @@ use shoal_proto::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::caller;
 use crate::ids::new_id;
 use crate::membership::not_leader;
 use crate::store::{Object, Store, StoreError};
@@ -61,7 +62,8 @@ fn root_ca(cluster: &Cluster) -> Result<RootCa, Status> {
         .map_err(|e| Status::internal(format!("loading the root CA: {e}")))
 }
 
-fn expiry(cluster: &Cluster) -> Duration {
+/// How long the certificates this cluster signs now live.
+pub fn expiry(cluster: &Cluster) -> Duration {
     cluster
         .spec
         .as_ref()
@@ -200,15 +202,13 @@ impl shoal_proto::Ca for CaApi {
             Status::unauthenticated("renewing a certificate needs the current one")
         })?;
         let cluster = self.cluster()?;
+        if caller::revoked(&cluster, &peer.node_id) {
+            return Err(caller::not_in_swarm(&peer.node_id));
+        }
         let node = self
             .store
             .view(|r| r.node(&peer.node_id).cloned())
-            .ok_or_else(|| {
-                Status::permission_denied(format!(
-                    "node {} is no longer part of the swarm",
-                    peer.node_id
-                ))
-            })?;
+            .ok_or_else(|| caller::not_in_swarm(&peer.node_id))?;
         let role = match node.role() {
             NodeRole::Manager => Role::Manager,
             NodeRole::Worker => Role::Worker,

@@ -7,8 +7,13 @@
 //! cluster, never gets here (`shoal_pki::AuthLayer` refuses it first), so a missing identity
 //! is refused as unauthenticated.
 
+use std::sync::Arc;
+
 use shoal_pki::Identity;
+use shoal_proto::Cluster;
 use tonic::{Request, Status};
+
+use crate::store::Store;
 
 /// The caller's verified identity.
 pub fn identity<T>(request: &Request<T>) -> Result<Identity, Status> {
@@ -40,6 +45,25 @@ pub fn not_in_swarm(node_id: &str) -> Status {
     Status::permission_denied(format!(
         "node {node_id} {NOT_IN_SWARM} (it was removed): leave with `shoal swarm leave --force`, then join again with a token from `shoal swarm join-token`"
     ))
+}
+
+/// Whether `cluster` records `node_id` as removed (`node rm`): its certificate opens
+/// nothing from then on.
+pub fn revoked(cluster: &Cluster, node_id: &str) -> bool {
+    cluster.removed_nodes.iter().any(|r| r.node_id == node_id)
+}
+
+/// The check [`shoal_pki::AuthLayer`] runs on every call that presents a certificate: a
+/// removed node's is refused on every service of this manager, with [`not_in_swarm`].
+pub fn revocation_gate(store: Store) -> shoal_pki::Gate {
+    Arc::new(move |caller: &Identity| {
+        let removed = store.view(|r| r.cluster().is_some_and(|c| revoked(c, &caller.node_id)));
+        if removed {
+            Err(not_in_swarm(&caller.node_id))
+        } else {
+            Ok(())
+        }
+    })
 }
 
 /// Whether `status` is [`not_in_swarm`]: the node was removed and must stop trying.

@@ -194,6 +194,7 @@ impl Manager {
             subnet_size: addr_pool.subnet_size,
             // Made with the first secret.
             secrets_key: Vec::new(),
+            removed_nodes: Vec::new(),
         };
         self.store
             .update(|tx| {
@@ -265,6 +266,11 @@ impl Manager {
     /// The CLI's `service logs` API of this manager (it answers while leading).
     pub fn logs_api(&self) -> LogsApi {
         LogsApi::new(self.logs.clone())
+    }
+
+    /// Refuses a removed node's certificate on every service ([`crate::caller::revoked`]).
+    pub fn revocation_gate(&self) -> shoal_pki::Gate {
+        crate::caller::revocation_gate(self.store.clone())
     }
 
     pub fn log_broker_service(&self) -> LogBrokerServer<LogBrokerApi> {

@@ -37,7 +37,10 @@ pub async fn run_terms<F>(
             old.stop().await;
         }
         if leads && current.is_none() {
-            tracing::info!(term, "became leader: starting orchestrator, scheduler, reaper");
+            tracing::info!(
+                term,
+                "became leader: starting orchestrator, scheduler, reaper"
+            );
             let token = cancel.child_token();
             current = Some(Term {
                 term,
@@ -143,17 +146,29 @@ mod tests {
         tokio::task::yield_now().await;
         tx.send(leads(2)).expect("sent");
         settle(&census, 2).await;
-        assert_eq!(census.most.load(Ordering::SeqCst), 1, "two terms overlapped");
+        assert_eq!(
+            census.most.load(Ordering::SeqCst),
+            1,
+            "two terms overlapped"
+        );
         assert_eq!(census.running.load(Ordering::SeqCst), 1);
 
         // A later term seen without the loss in between restarts the loops too.
         tx.send(leads(5)).expect("sent");
         settle(&census, 3).await;
-        assert_eq!(census.most.load(Ordering::SeqCst), 1, "two terms overlapped");
+        assert_eq!(
+            census.most.load(Ordering::SeqCst),
+            1,
+            "two terms overlapped"
+        );
 
         cancel.cancel();
         run.await.expect("ran");
-        assert_eq!(census.running.load(Ordering::SeqCst), 0, "stopped and awaited");
+        assert_eq!(
+            census.running.load(Ordering::SeqCst),
+            0,
+            "stopped and awaited"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -168,7 +183,11 @@ mod tests {
         settle(&census, 1).await;
         tx.send(Leadership::default()).expect("sent");
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(census.running.load(Ordering::SeqCst), 0, "stopped on step-down");
+        assert_eq!(
+            census.running.load(Ordering::SeqCst),
+            0,
+            "stopped on step-down"
+        );
         cancel.cancel();
         run.await.expect("ran");
     }

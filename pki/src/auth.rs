@@ -76,21 +76,42 @@ pub fn authorize(
     )))
 }
 
-/// A tower layer applying [`authorize`] to every request before it reaches any service:
-/// `Server::builder().layer(AuthLayer::new(cluster_id))`. The caller's identity comes from
-/// the [`PeerInfo`] that [`crate::incoming`] attaches; a request without one (served some
-/// other way) is treated as anonymous. Refused calls get a PermissionDenied response; the
-/// connection stays up.
-#[derive(Debug, Clone)]
+/// A check of the caller's identity beyond its role and cluster, run on every request that
+/// presents a certificate (the manager's: the node was not removed).
+pub type Gate = Arc<dyn Fn(&Identity) -> Result<(), tonic::Status> + Send + Sync>;
+
+/// A tower layer applying [`authorize`] (and the [`Gate`], if any) to every request before
+/// it reaches any service: `Server::builder().layer(AuthLayer::new(cluster_id))`. The
+/// caller's identity comes from the [`PeerInfo`] that [`crate::incoming`] attaches; a
+/// request without one (served some other way) is treated as anonymous. Refused calls get
+/// the refusal's status; the connection stays up.
+#[derive(Clone)]
 pub struct AuthLayer {
     cluster_id: Arc<str>,
+    gate: Option<Gate>,
+}
+
+impl std::fmt::Debug for AuthLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("cluster_id", &self.cluster_id)
+            .field("gate", &self.gate.is_some())
+            .finish()
+    }
 }
 
 impl AuthLayer {
     pub fn new(cluster_id: impl Into<String>) -> Self {
         AuthLayer {
             cluster_id: Arc::from(cluster_id.into()),
+            gate: None,
         }
+    }
+
+    /// Also run `gate` on every request that presents a certificate of this cluster.
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 }
 
@@ -101,15 +122,17 @@ impl<S> tower::Layer<S> for AuthLayer {
         AuthService {
             inner,
             cluster_id: self.cluster_id.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
 
 /// The service [`AuthLayer`] wraps around the router.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuthService<S> {
     inner: S,
     cluster_id: Arc<str>,
+    gate: Option<Gate>,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for AuthService<S>
@@ -130,7 +153,13 @@ where
             .extensions()
             .get::<PeerInfo>()
             .and_then(|p| p.identity.as_ref());
-        match authorize(req.uri().path(), peer, &self.cluster_id) {
+        let allowed = authorize(req.uri().path(), peer, &self.cluster_id).and_then(|()| {
+            match (peer, &self.gate) {
+                (Some(id), Some(gate)) if *id.cluster_id == *self.cluster_id => gate(id),
+                _ => Ok(()),
+            }
+        });
+        match allowed {
             Ok(()) => Either::Right(self.inner.call(req)),
             Err(status) => {
                 tracing::debug!(path = req.uri().path(), "refused: {}", status.message());

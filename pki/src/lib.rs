@@ -30,7 +30,7 @@ mod store;
 mod tls;
 mod token;
 
-pub use auth::{authorize, required_access, Access, AuthLayer, AuthService};
+pub use auth::{authorize, required_access, Access, AuthLayer, AuthService, Gate};
 pub use ca::{NodeKey, RootCa, BACKDATE, MANAGER_SAN, NODE_SAN, ROOT_CA_CN, ROOT_CA_VALIDITY};
 pub use error::PkiError;
 pub use identity::{

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_pki::{
-    channel, handshake, incoming, peer_identity, AuthLayer, Identity, NodeCerts, NodeKey, Role,
-    RootCa, TlsClient, TlsServer,
+    channel, handshake, incoming, peer_identity, AuthLayer, Gate, Identity, NodeCerts, NodeKey,
+    Role, RootCa, TlsClient, TlsServer,
 };
 use shoal_proto as pb;
 use tokio::net::TcpListener;
@@ -289,12 +289,20 @@ struct TestServer {
 }
 
 async fn serve(certs: &NodeCerts, cluster_id: &str) -> TestServer {
+    serve_gated(certs, cluster_id, None).await
+}
+
+async fn serve_gated(certs: &NodeCerts, cluster_id: &str, gate: Option<Gate>) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let tls = TlsServer::new(certs).expect("tls server");
     let (stop, stopped) = oneshot::channel::<()>();
+    let mut auth = AuthLayer::new(cluster_id);
+    if let Some(gate) = gate {
+        auth = auth.with_gate(gate);
+    }
     let router = tonic::transport::Server::builder()
-        .layer(AuthLayer::new(cluster_id))
+        .layer(auth)
         .add_service(pb::CaServer::new(TestCa {
             root_pem: certs.root_pem.clone(),
         }))
@@ -352,6 +360,37 @@ async fn a_manager_certificate_may_call_control() {
     let other_manager = sign(&f.ca, "mgr2", Role::Manager);
     let tls = TlsClient::new(&other_manager).expect("client");
     list_nodes(&f.server.addr, &tls).await.expect("allowed");
+}
+
+/// The manager's gate (a removed node) refuses a certificate on every call, the ones open
+/// to anyone included; other certificates are untouched.
+#[tokio::test]
+async fn a_gate_refuses_a_certificate_on_every_call() {
+    let ca = RootCa::generate("cluster-a").expect("ca");
+    let gate: Gate = std::sync::Arc::new(|id: &Identity| {
+        if id.node_id == "gone" {
+            Err(Status::permission_denied("node gone was removed"))
+        } else {
+            Ok(())
+        }
+    });
+    let server = serve_gated(&sign(&ca, "mgr1", Role::Manager), "cluster-a", Some(gate)).await;
+    let gone = TlsClient::new(&sign(&ca, "gone", Role::Manager)).expect("client");
+    let err = list_nodes(&server.addr, &gone).await.expect_err("refused");
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::PermissionDenied, "node gone was removed")
+    );
+    let err = get_root(&server.addr, &gone).await.expect_err("refused");
+    assert_eq!(err.message(), "node gone was removed");
+    let kept = TlsClient::new(&sign(&ca, "mgr2", Role::Manager)).expect("client");
+    list_nodes(&server.addr, &kept).await.expect("allowed");
+    get_root(
+        &server.addr,
+        &TlsClient::anonymous(ca.cert_pem()).expect("client"),
+    )
+    .await
+    .expect("no certificate: nothing to gate");
 }
 
 #[tokio::test]

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use shoal_proto::{
-    DispatcherClient, HeartbeatRequest, ListenSubscriptionsRequest, LogBrokerClient, SessionRequest,
+    CaClient, DispatcherClient, GetRootCertificateRequest, HeartbeatRequest,
+    ListenSubscriptionsRequest, LogBrokerClient, RenewNodeCertificateRequest, SessionRequest,
 };
 use shoal_tests::{json_lines, require_env, Node};
 
@@ -217,11 +218,18 @@ fn a_removed_worker_stays_out_even_after_a_restart() {
     let listed = m.shoal_ok(&["node", "ls", "--format", "json"]);
     assert!(!listed.contains(&w.name), "{listed}");
 
-    // Its certificate opens nothing.
+    // Its certificate opens nothing, and cannot be renewed: the removal is recorded.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let channel = dial_as(&rt, &m, &certs);
     rt.block_on(async {
-        let err = DispatcherClient::new(channel)
+        let refused = |err: tonic::Status, what: &str| {
+            assert_eq!(err.code(), tonic::Code::PermissionDenied, "{what}: {err}");
+            assert!(
+                err.message().contains("is not part of the swarm"),
+                "{what}: {err}"
+            );
+        };
+        let err = DispatcherClient::new(channel.clone())
             .session(SessionRequest {
                 node_id: w_id.clone(),
                 description: None,
@@ -229,7 +237,19 @@ fn a_removed_worker_stays_out_even_after_a_restart() {
             })
             .await
             .expect_err("a removed node's session");
-        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+        refused(err, "session");
+        let err = CaClient::new(channel.clone())
+            .renew_node_certificate(RenewNodeCertificateRequest {
+                csr_pem: String::new(),
+            })
+            .await
+            .expect_err("a removed node's renewal");
+        refused(err, "renewal");
+        let err = CaClient::new(channel)
+            .get_root_certificate(GetRootCertificateRequest {})
+            .await
+            .expect_err("even what anyone may call");
+        refused(err, "root certificate");
     });
 
     // Only leaving and joining again with a token brings it back, as a new node.

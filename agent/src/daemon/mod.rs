@@ -596,7 +596,10 @@ impl Daemon {
                     Start::Resume | Start::JoinRaft => {}
                 }
                 let router = tonic::transport::Server::builder()
-                    .layer(AuthLayer::new(record.cluster_id.clone()))
+                    .layer(
+                        AuthLayer::new(record.cluster_id.clone())
+                            .with_gate(manager.revocation_gate()),
+                    )
                     .add_service(shoal_proto::ControlServer::new(self.inner.control.clone()))
                     .add_service(shoal_proto::LogsServer::new(self.inner.control.clone()))
                     .add_service(manager.dispatcher_service())

@@ -4,10 +4,11 @@
 //! A role change writes `spec.role` only: the component on the leader that manages Raft
 //! membership turns it into a member added or removed, and sets `manager_status`.
 
-use shoal_proto::{Node, NodeRole, NodeState, RemoveNodeRequest, UpdateNodeRequest};
+use shoal_proto::{Node, NodeRole, NodeState, RemoveNodeRequest, RemovedNode, UpdateNodeRequest};
 
 use super::{find_node, validate, ControlApi, ControlError};
-use crate::store::{Object, ReadTx};
+use crate::store::{Object, ReadTx, WriteTx};
+use crate::{ca, clock};
 
 impl ControlApi {
     pub async fn update_node(&self, request: UpdateNodeRequest) -> Result<Node, ControlError> {
@@ -54,11 +55,35 @@ impl ControlApi {
                         "node {name} is not down and can't be removed: stop shoald there, or use --force"
                     )));
                 }
+                let id = node.id.clone();
                 tx.remove(Object::Node(node));
-                Ok(())
+                revoke(tx, &id)
             })
             .await
     }
+}
+
+/// Record `node_id` as removed in the cluster object: its certificate is refused on every
+/// port from now on, and can't be renewed ([`crate::caller::revoked`]). Entries whose
+/// certificates have all expired are dropped here.
+fn revoke(tx: &mut WriteTx<'_>, node_id: &str) -> Result<(), ControlError> {
+    let Some(mut cluster) = tx.read().cluster().cloned() else {
+        return Err(ControlError::Refused(
+            "the swarm has no cluster record yet".into(),
+        ));
+    };
+    let now = clock::now_ms();
+    let lifetime = ca::expiry(&cluster).max(ca::DEFAULT_CERT_EXPIRY);
+    cluster
+        .removed_nodes
+        .retain(|r| r.expires_at_ms > now && r.node_id != node_id);
+    cluster.removed_nodes.push(RemovedNode {
+        node_id: node_id.to_string(),
+        removed_at_ms: now,
+        expires_at_ms: now.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX)),
+    });
+    tx.update(Object::Cluster(cluster))?;
+    Ok(())
 }
 
 /// How messages name a node: its hostname when that identifies it, else its id.
@@ -132,7 +157,12 @@ mod tests {
 
     async fn api(nodes: Vec<Node>) -> ControlApi {
         let store = Store::in_memory();
-        put(&store, nodes.into_iter().map(Object::Node).collect()).await;
+        let cluster = shoal_proto::Cluster {
+            id: "c1".into(),
+            ..Default::default()
+        };
+        let objects = nodes.into_iter().map(Object::Node);
+        put(&store, objects.chain([Object::Cluster(cluster)]).collect()).await;
         ControlApi::new(store)
     }
 
@@ -319,6 +349,55 @@ mod tests {
             .store
             .view(|r| r.nodes().map(|n| n.id.clone()).collect());
         assert_eq!(left, ["n1", "n2", "n3"]);
+
+        // Both are refused from now on, for as long as a certificate of theirs could live.
+        let removed = api.store.view(|r| r.cluster().cloned()).expect("cluster");
+        let ids: Vec<&str> = removed
+            .removed_nodes
+            .iter()
+            .map(|r| r.node_id.as_str())
+            .collect();
+        assert_eq!(ids, ["n4", "n5"]);
+        assert!(crate::caller::revoked(&removed, "n5") && !crate::caller::revoked(&removed, "n3"));
+        let lifetime =
+            removed.removed_nodes[0].expires_at_ms - removed.removed_nodes[0].removed_at_ms;
+        assert_eq!(lifetime, crate::ca::DEFAULT_CERT_EXPIRY.as_millis() as i64);
+    }
+
+    #[tokio::test]
+    async fn expired_removals_are_dropped_at_the_next() {
+        let api = api(vec![
+            worker("n3", NodeState::Down),
+            worker("n4", NodeState::Down),
+        ])
+        .await;
+        api.store
+            .update(|tx| {
+                let mut cluster = tx.read().cluster().cloned().expect("cluster");
+                cluster.removed_nodes.push(RemovedNode {
+                    node_id: "old".into(),
+                    removed_at_ms: 1,
+                    expires_at_ms: 2,
+                });
+                tx.update(Object::Cluster(cluster))
+            })
+            .await
+            .expect("seeded");
+        for n in ["n3", "n4"] {
+            api.remove_node(RemoveNodeRequest {
+                node: n.into(),
+                force: false,
+            })
+            .await
+            .expect("removed");
+        }
+        let cluster = api.store.view(|r| r.cluster().cloned()).expect("cluster");
+        let ids: Vec<&str> = cluster
+            .removed_nodes
+            .iter()
+            .map(|r| r.node_id.as_str())
+            .collect();
+        assert_eq!(ids, ["n3", "n4"]);
     }
 
     #[tokio::test]

@@ -162,9 +162,12 @@ impl shoal_raft::Applier for StoreState {
     /// while the members that read it apply it. A batch it reads but refuses (a version
     /// conflict) is refused alike by every member, and answered as refused.
     fn apply(&self, index: u64, command: &[u8]) -> Result<Vec<u8>, String> {
-        let batch = StoreActionBatch::decode(command)
-            .map_err(|e| format!("the store batch at index {index} does not decode ({e}); {UPGRADE}"))?;
-        unreadable(&batch).map_or(Ok(()), |why| Err(format!("the store batch at index {index} {why}; {UPGRADE}")))?;
+        let batch = StoreActionBatch::decode(command).map_err(|e| {
+            format!("the store batch at index {index} does not decode ({e}); {UPGRADE}")
+        })?;
+        unreadable(&batch).map_or(Ok(()), |why| {
+            Err(format!("the store batch at index {index} {why}; {UPGRADE}"))
+        })?;
         Ok(match self.apply_batch(index, batch) {
             Ok(()) => vec![0],
             Err(e) => {

@@ -1,6 +1,6 @@
 use prost::Message;
-use shoal_raft::Applier;
 use shoal_proto::{Service, ServiceSpec, Task, TaskState, TaskStatus};
+use shoal_raft::Applier;
 
 use super::*;
 
@@ -190,9 +190,14 @@ async fn an_unknown_action_kind_is_refused_not_taken_for_a_removal() {
         format: STORE_FORMAT,
     };
     // Through Raft's applier it stops this manager applying the log (never skipped).
-    let stop = store.state().apply(99, &batch.encode_to_vec())
+    let stop = store
+        .state()
+        .apply(99, &batch.encode_to_vec())
         .expect_err("the member stops");
-    assert!(stop.contains("unknown kind 7") && stop.contains("upgrade this manager"), "{stop}");
+    assert!(
+        stop.contains("unknown kind 7") && stop.contains("upgrade this manager"),
+        "{stop}"
+    );
     let err = store
         .state()
         .apply_batch(99, batch)
@@ -209,25 +214,45 @@ async fn a_batch_of_a_newer_format_or_object_kind_stops_the_manager() {
         kind: shoal_proto::store_action::Kind::Create as i32,
         object,
     };
-    let web = Some(shoal_proto::store_action::Object::Service(service("s1", "web")));
+    let web = Some(shoal_proto::store_action::Object::Service(service(
+        "s1", "web",
+    )));
     let newer = StoreActionBatch {
         actions: vec![create(web.clone())],
         format: STORE_FORMAT + 1,
     };
-    let stop = store.state().apply(5, &newer.encode_to_vec()).expect_err("stops");
-    assert!(stop.contains(&format!("store format {}", STORE_FORMAT + 1)), "{stop}");
+    let stop = store
+        .state()
+        .apply(5, &newer.encode_to_vec())
+        .expect_err("stops");
+    assert!(
+        stop.contains(&format!("store format {}", STORE_FORMAT + 1)),
+        "{stop}"
+    );
     // An object kind added later decodes as no object at all.
     let unknown_object = StoreActionBatch {
         actions: vec![create(None)],
         format: STORE_FORMAT,
     };
-    let stop = store.state().apply(6, &unknown_object.encode_to_vec()).expect_err("stops");
+    let stop = store
+        .state()
+        .apply(6, &unknown_object.encode_to_vec())
+        .expect_err("stops");
     assert!(stop.contains("object of a kind"), "{stop}");
-    assert!(store.state().apply(7, b"\xff\xff\xff").is_err(), "garbage stops it too");
+    assert!(
+        store.state().apply(7, b"\xff\xff\xff").is_err(),
+        "garbage stops it too"
+    );
     assert!(store.view(|r| r.service("s1").is_none()), "nothing applied");
     // Batches from before the format field (0) and of this format apply.
-    let old = StoreActionBatch { actions: vec![create(web)], format: 0 };
-    let response = store.state().apply(8, &old.encode_to_vec()).expect("applied");
+    let old = StoreActionBatch {
+        actions: vec![create(web)],
+        format: 0,
+    };
+    let response = store
+        .state()
+        .apply(8, &old.encode_to_vec())
+        .expect("applied");
     assert_eq!(apply_response(&response), Ok(()));
     assert!(store.view(|r| r.service("s1").is_some()));
 }

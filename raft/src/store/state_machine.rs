@@ -174,8 +174,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(command) => match self.applier.apply(index, &command.0) {
                     Ok(response) => Response(response),
                     Err(why) => {
-                        tracing::error!(index, "this manager cannot apply the log from here on: {why}");
-                        return Err(StorageIOError::apply(entry.log_id, AnyError::error(why)).into());
+                        tracing::error!(
+                            index,
+                            "this manager cannot apply the log from here on: {why}"
+                        );
+                        return Err(
+                            StorageIOError::apply(entry.log_id, AnyError::error(why)).into()
+                        );
                     }
                 },
                 EntryPayload::Membership(membership) => {
