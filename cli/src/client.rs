@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
@@ -38,6 +39,41 @@ pub fn parse_host(url: &str) -> Result<Target> {
         }
         Some(_) => bail!("invalid host {url:?}: expected host:port after the scheme; {hint}"),
         None => bail!("invalid host {url:?}: {hint}"),
+    }
+}
+
+/// Set by `--stale`: reads carry `shoal-read: stale` (the daemon's `READ_HEADER`).
+static STALE_READS: AtomicBool = AtomicBool::new(false);
+/// Whether the stale-read warning was printed (once per command).
+static STALE_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// `--stale`: accept the contacted manager's own view on reads.
+pub fn allow_stale_reads(yes: bool) {
+    STALE_READS.store(yes, Ordering::Relaxed);
+}
+
+/// A request to send: with `shoal-read: stale` under `--stale` (writes ignore it).
+fn request<T>(body: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    if STALE_READS.load(Ordering::Relaxed) {
+        request.metadata_mut().insert(
+            "shoal-read",
+            tonic::metadata::MetadataValue::from_static("stale"),
+        );
+    }
+    request
+}
+
+/// Say once, on stderr, that an answer may be behind, and why.
+fn warn_if_stale<T>(response: &Response<T>) {
+    let Some(why) = response.metadata().get("shoal-stale") else {
+        return;
+    };
+    if !STALE_WARNED.swap(true, Ordering::Relaxed) {
+        let why = why
+            .to_str()
+            .unwrap_or("this manager may be behind the leader");
+        eprintln!("WARNING: a stale read (--stale): {why}");
     }
 }
 
@@ -89,6 +125,9 @@ impl Client {
 
     /// The body of a response, or the failure as the user should read it.
     fn answer<T>(&self, result: Result<Response<T>, Status>) -> Result<T> {
+        if let Ok(response) = &result {
+            warn_if_stale(response);
+        }
         result
             .map(Response::into_inner)
             .map_err(|s| status_error(&self.url, &s))
@@ -122,8 +161,8 @@ macro_rules! rpcs {
     ($($client:ident . $method:ident ($req:ident) -> $resp:ident;)*) => {
         impl Client {
             $(
-                pub async fn $method(&mut self, request: pb::$req) -> Result<pb::$resp> {
-                    let result = self.$client.$method(request).await;
+                pub async fn $method(&mut self, body: pb::$req) -> Result<pb::$resp> {
+                    let result = self.$client.$method(request(body)).await;
                     self.answer(result)
                 }
             )*

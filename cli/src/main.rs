@@ -41,6 +41,11 @@ pub struct Cli {
         hide_env_values = true, default_value = DEFAULT_HOST, global = true)]
     host: String,
 
+    /// Read this manager's own state without asking the leader: answers even without a
+    /// quorum, but may be behind (a warning says so)
+    #[arg(long, global = true)]
+    stale: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -92,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    client::allow_stale_reads(cli.stale);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -25,6 +25,12 @@ impl Proposer for RaftProposer {
             Err(RaftError::NotLeader { leader_addr, .. }) => {
                 Err(StoreError::NotLeader { leader_addr })
             }
+            Err(
+                e @ (RaftError::NoQuorum(_)
+                | RaftError::Unconfirmed(_)
+                | RaftError::NoLeader(_)
+                | RaftError::Stopped(_)),
+            ) => Err(StoreError::Unavailable(e.to_string())),
             Err(e) => Err(StoreError::Propose(e.to_string())),
         }
     }

@@ -9,7 +9,9 @@
 //! depend on the manager or know the store's object types; openraft's types stay behind
 //! [`RaftNode`] so moving to another openraft version touches this crate only.
 
+mod contacts;
 mod network;
+mod quorum;
 mod server;
 mod store;
 mod types;
@@ -25,7 +27,11 @@ use openraft::error::{ClientWriteError, InitializeError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
+use crate::contacts::Contacts;
+pub use crate::contacts::PeerContact;
 use crate::network::{NetworkFactory, MAX_MESSAGE_SIZE};
+pub use crate::quorum::NoQuorum;
+use crate::quorum::{Verdict, Windows};
 use crate::server::PeerService;
 use crate::types::{Command, TypeConfig};
 
@@ -132,6 +138,16 @@ pub enum RaftError {
     Membership(String),
     #[error("raft has stopped: {0}")]
     Stopped(String),
+    /// This member cannot reach a majority: nothing it is asked to write commits.
+    #[error("{0}")]
+    NoQuorum(NoQuorum),
+    /// A write this member leads was not confirmed before it lost its majority: it applies
+    /// only if a majority reconnects in time.
+    #[error("{0}; the change was not confirmed and applies only if a majority reconnects in time")]
+    Unconfirmed(NoQuorum),
+    /// No leader is heard, and the election has not ended within the wait.
+    #[error("no leader: an election has not ended within {0:?}; retry shortly")]
+    NoLeader(std::time::Duration),
     #[error("raft: {0}")]
     Raft(String),
 }
@@ -174,6 +190,9 @@ impl From<std::convert::Infallible> for RaftError {
     }
 }
 
+/// How often a waiting write or election wait looks at the quorum again.
+const QUORUM_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One running Raft node. Cheap to clone; all clones drive the same node.
 #[derive(Clone)]
 pub struct RaftNode {
@@ -181,6 +200,8 @@ pub struct RaftNode {
     raft: openraft::Raft<TypeConfig>,
     db: sled::Db,
     leadership: watch::Receiver<Leadership>,
+    contacts: Contacts,
+    windows: Windows,
 }
 
 impl RaftNode {
@@ -206,11 +227,13 @@ impl RaftNode {
 
         let dir = cfg.data_dir.join("raft");
         let (db, log_store, state_machine) = store::open(&dir, applier)?;
+        let contacts = Contacts::default();
         let raft = openraft::Raft::new(
             cfg.node_id,
             Arc::new(config),
             NetworkFactory {
                 connector: cfg.connector.clone(),
+                contacts: contacts.clone(),
             },
             log_store,
             state_machine,
@@ -219,11 +242,17 @@ impl RaftNode {
         .map_err(|e| RaftError::Stopped(format!("starting raft node {}: {e}", cfg.node_id)))?;
 
         let leadership = spawn_leadership_watch(&raft);
+        let election = std::time::Duration::from_millis(cfg.election_timeout_max_ms);
         Ok(Self {
             id: cfg.node_id,
             raft,
             db,
             leadership,
+            contacts,
+            windows: Windows {
+                leader_silent: election * 2,
+                no_quorum: (election * 3).max(std::time::Duration::from_secs(2)),
+            },
         })
     }
 
@@ -250,10 +279,123 @@ impl RaftNode {
     }
 
     /// Replicates `command`; returns its log index and the applier's response once it is
-    /// committed and applied on this node. On a follower: [`RaftError::NotLeader`].
+    /// committed and applied on this node. On a follower: [`RaftError::NotLeader`]. A leader
+    /// without a majority refuses at once ([`RaftError::NoQuorum`]), and one that loses its
+    /// majority while the write waits says so ([`RaftError::Unconfirmed`]) instead of
+    /// waiting for it to come back.
     pub async fn propose(&self, command: Vec<u8>) -> Result<(u64, Vec<u8>), RaftError> {
-        let resp = self.raft.client_write(Command(command)).await?;
-        Ok((resp.log_id.index, resp.data.0))
+        if let Some(why) = self.leader_without_quorum() {
+            return Err(RaftError::NoQuorum(why));
+        }
+        let write = self.raft.client_write(Command(command));
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                resp = &mut write => {
+                    let resp = resp?;
+                    return Ok((resp.log_id.index, resp.data.0));
+                }
+                () = tokio::time::sleep(QUORUM_CHECK) => {
+                    if let Some(why) = self.leader_without_quorum() {
+                        return Err(RaftError::Unconfirmed(why));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Why this member, leading, has no majority, if it leads without one.
+    fn leader_without_quorum(&self) -> Option<NoQuorum> {
+        let leads = self.raft.metrics().borrow().state == ServerState::Leader;
+        leads.then(|| self.no_quorum()).flatten()
+    }
+
+    /// Whether this member can take a write now.
+    fn verdict(&self) -> Verdict {
+        let inputs = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let membership = m.membership_config.membership();
+            let peers: Vec<(NodeId, String)> = membership
+                .voter_ids()
+                .filter(|id| *id != self.id)
+                .map(|id| {
+                    let addr = membership.get_node(&id).map(|n| n.addr.clone());
+                    (id, addr.unwrap_or_default())
+                })
+                .collect();
+            quorum::Inputs {
+                me: self.id,
+                leads: m.state == ServerState::Leader,
+                leader: m.current_leader,
+                since_quorum_ack: m
+                    .millis_since_quorum_ack
+                    .map(std::time::Duration::from_millis),
+                votes: membership.voter_ids().any(|id| id == self.id),
+                peers: self.contacts.report(&peers),
+            }
+        };
+        quorum::judge(&inputs, self.windows)
+    }
+
+    /// Why a write through this member would not commit now, if it would not.
+    pub fn no_quorum(&self) -> Option<NoQuorum> {
+        match self.verdict() {
+            Verdict::NoQuorum(why) => Some(why),
+            Verdict::Ok | Verdict::Electing => None,
+        }
+    }
+
+    /// Waits up to `within` until this member leads with a majority, or follows a leader it
+    /// has heard from lately; refuses as soon as it knows it reaches too few managers.
+    pub async fn wait_for_leader(
+        &self,
+        within: std::time::Duration,
+    ) -> Result<Leadership, RaftError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut leadership = self.leadership();
+        loop {
+            match self.verdict() {
+                Verdict::Ok => {
+                    let now = leadership.borrow_and_update().clone();
+                    if now.is_leader || now.leader_addr.is_some() {
+                        return Ok(now);
+                    }
+                }
+                Verdict::NoQuorum(why) => return Err(RaftError::NoQuorum(why)),
+                Verdict::Electing => {}
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Err(RaftError::NoLeader(within)),
+                () = tokio::time::sleep(QUORUM_CHECK) => {}
+                _ = leadership.changed() => {}
+            }
+        }
+    }
+
+    /// A linearizable read point (a read index): once this returns, this member (the leader)
+    /// has applied every write acknowledged anywhere before the call. A member without a
+    /// majority refuses within the no-quorum window.
+    pub async fn read_barrier(&self) -> Result<(), RaftError> {
+        if let Verdict::NoQuorum(why) = self.verdict() {
+            return Err(RaftError::NoQuorum(why));
+        }
+        match tokio::time::timeout(self.windows.no_quorum, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(openraft::error::RaftError::APIError(
+                openraft::error::CheckIsLeaderError::ForwardToLeader(f),
+            ))) => Err(RaftError::NotLeader {
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            }),
+            Ok(Err(e)) => Err(self
+                .no_quorum()
+                .map_or_else(|| RaftError::Raft(e.to_string()), RaftError::NoQuorum)),
+            Err(_) => Err(self.no_quorum().map_or(
+                RaftError::NoLeader(self.windows.no_quorum),
+                RaftError::NoQuorum,
+            )),
+        }
     }
 
     /// Follows who leads; updated on every leader or term change.
@@ -302,6 +444,7 @@ impl RaftNode {
     pub fn grpc_service(&self) -> shoal_proto::RaftServer<impl shoal_proto::Raft> {
         shoal_proto::RaftServer::new(PeerService {
             raft: self.raft.clone(),
+            contacts: self.contacts.clone(),
         })
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)

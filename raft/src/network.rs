@@ -4,6 +4,7 @@
 //! `Unreachable` / `NetworkError`.
 
 use std::error::Error;
+use std::time::Duration;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -19,6 +20,7 @@ use serde::Serialize;
 use shoal_proto::{RaftClient, RaftPayload};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::contacts::Contacts;
 use crate::types::{decode, encode, TypeConfig};
 use crate::NodeId;
 
@@ -41,6 +43,7 @@ pub(crate) fn peer_channel(addr: &str) -> Result<Channel, tonic::transport::Erro
 #[derive(Clone, Default)]
 pub(crate) struct NetworkFactory {
     pub(crate) connector: Option<crate::PeerConnector>,
+    pub(crate) contacts: Contacts,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -52,6 +55,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             node: node.clone(),
             client: None,
             connector: self.connector.clone(),
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -62,6 +66,7 @@ pub(crate) struct PeerClient {
     node: BasicNode,
     client: Option<RaftClient<Channel>>,
     connector: Option<crate::PeerConnector>,
+    contacts: Contacts,
 }
 
 #[derive(Clone, Copy)]
@@ -102,8 +107,36 @@ impl PeerClient {
         Ok(client)
     }
 
-    /// Sends one request and decodes the peer's `Result<Resp, RaftError<E>>`.
+    /// Sends one request within `ttl` and decodes the peer's `Result<Resp, RaftError<E>>`;
+    /// records whether the peer answered ([`Contacts`]).
     async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: Error + DeserializeOwned,
+    {
+        let result = match tokio::time::timeout(ttl, self.call_once(rpc, req)).await {
+            Ok(result) => result,
+            Err(_) => {
+                let why = format!("no answer within {}ms", ttl.as_millis());
+                self.contacts.failed(self.target, why.clone());
+                Err(RPCError::Unreachable(Unreachable::new(
+                    &std::io::Error::new(std::io::ErrorKind::TimedOut, why),
+                )))
+            }
+        };
+        if matches!(result, Ok(_) | Err(RPCError::RemoteError(_))) {
+            self.contacts.heard(self.target);
+        }
+        result
+    }
+
+    async fn call_once<Req, Resp, E>(
         &mut self,
         rpc: Rpc,
         req: &Req,
@@ -117,18 +150,22 @@ impl PeerClient {
         let data = encode(req).map_err(|source| {
             RPCError::Network(NetworkError::new(&CodecError::Encode { target, source }))
         })?;
-        let mut client = self
-            .client()
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
+        let mut client = self.client().map_err(|e| {
+            self.contacts.failed(target, e.clone());
+            RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e)))
+        })?;
         let request = tonic::Request::new(RaftPayload { data });
         let reply = match rpc {
             Rpc::AppendEntries => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
             Rpc::InstallSnapshot => client.install_snapshot(request).await,
         };
-        let reply = reply.map_err(|status| match status.code() {
-            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
-            _ => RPCError::Network(NetworkError::new(&status)),
+        let reply = reply.map_err(|status| {
+            self.contacts.failed(target, root_cause(&status));
+            match status.code() {
+                tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+                _ => RPCError::Network(NetworkError::new(&status)),
+            }
         })?;
         let answer: Result<Resp, RaftError<NodeId, E>> =
             decode(&reply.into_inner().data).map_err(|source| {
@@ -140,31 +177,48 @@ impl PeerClient {
     }
 }
 
+/// What went wrong underneath a failed call, in words ("Connection refused (os error
+/// 111)"), or the status's own message when it has no cause.
+fn root_cause(status: &tonic::Status) -> String {
+    let mut cause: Option<&(dyn Error + 'static)> = status.source();
+    let mut root = None;
+    while let Some(e) = cause {
+        root = Some(e);
+        cause = e.source();
+    }
+    match root {
+        Some(e) => e.to_string(),
+        None if status.message().is_empty() => status.code().description().to_string(),
+        None => status.message().to_string(),
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::AppendEntries, &rpc).await
+        self.call(Rpc::AppendEntries, &rpc, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Rpc::InstallSnapshot, &rpc).await
+        self.call(Rpc::InstallSnapshot, &rpc, option.hard_ttl())
+            .await
     }
 
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc).await
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
 }

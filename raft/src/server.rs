@@ -10,12 +10,15 @@ use serde::Serialize;
 use shoal_proto::RaftPayload;
 use tonic::{Request, Response, Status};
 
+use crate::contacts::Contacts;
 use crate::types::{decode, encode, TypeConfig};
 use crate::NodeId;
 
 /// Serves one node's openraft instance to its peers.
 pub(crate) struct PeerService {
     pub(crate) raft: openraft::Raft<TypeConfig>,
+    /// Each call is news from its sender (the leader, or a candidate).
+    pub(crate) contacts: Contacts,
 }
 
 fn decode_request<T: DeserializeOwned>(what: &str, req: Request<RaftPayload>) -> Result<T, Status> {
@@ -36,12 +39,14 @@ impl shoal_proto::Raft for PeerService {
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode_request("append entries", request)?;
+        self.contacts.heard(rpc.vote.leader_id.node_id);
         let answer = self.raft.append_entries(rpc).await;
         reply("append entries", &answer)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc: VoteRequest<NodeId> = decode_request("vote", request)?;
+        self.contacts.heard(rpc.vote.leader_id.node_id);
         let answer = self.raft.vote(rpc).await;
         reply("vote", &answer)
     }
@@ -51,6 +56,7 @@ impl shoal_proto::Raft for PeerService {
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode_request("install snapshot", request)?;
+        self.contacts.heard(rpc.vote.leader_id.node_id);
         let answer = self.raft.install_snapshot(rpc).await;
         reply("install snapshot", &answer)
     }

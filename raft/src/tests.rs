@@ -319,6 +319,7 @@ async fn malformed_peer_input_is_invalid_argument() {
     let (node, _applier) = single_node(test_config(1, dir.path())).await;
     let svc = crate::server::PeerService {
         raft: node.raft().clone(),
+        contacts: Default::default(),
     };
     for garbage in [vec![], vec![0xff; 3], vec![0xff; 64]] {
         let req = || {

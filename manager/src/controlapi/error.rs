@@ -36,6 +36,9 @@ pub enum ControlError {
         "this node is not the leader and cannot forward the request yet; try the leader at {0}"
     )]
     NotLeader(String),
+    /// The change cannot commit now (no quorum, no leader).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -50,6 +53,7 @@ impl From<StoreError> for ControlError {
                 kind,
                 name: id.clone(),
             },
+            StoreError::Unavailable(why) => ControlError::Unavailable(why),
             other => ControlError::Store(other),
         }
     }
@@ -68,7 +72,9 @@ impl From<ControlError> for Status {
             ControlError::NameTaken(_) => Status::already_exists(message),
             ControlError::OutOfSequence { .. } => Status::aborted(message),
             ControlError::Refused(_) => Status::failed_precondition(message),
-            ControlError::NotLeader(_) => Status::unavailable(message),
+            ControlError::NotLeader(_) | ControlError::Unavailable(_) => {
+                Status::unavailable(message)
+            }
             ControlError::Store(_) => Status::internal(message),
         }
     }

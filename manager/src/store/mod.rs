@@ -54,6 +54,9 @@ pub enum StoreError {
     UnknownAction(i32),
     #[error("proposing the change failed: {0}")]
     Propose(String),
+    /// The change cannot commit now (no quorum, no leader): said as Raft says it.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The format of the store batches this manager writes, and the newest it reads. Raise it
