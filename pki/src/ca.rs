@@ -46,35 +46,38 @@ impl RootCa {
     /// A new self-signed root for a new cluster: CN "shoal-root-ca", O = the cluster id.
     pub fn generate(cluster_id: &str) -> Result<Self, PkiError> {
         check_cluster_id(cluster_id)?;
-        let key = KeyPair::generate().map_err(|source| PkiError::Generate {
-            what: "the root ca key",
-            source,
-        })?;
-        let now = SystemTime::now();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, ROOT_CA_CN);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, cluster_id);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = (now - Duration::from_secs(3600)).into();
-        params.not_after = (now + ROOT_CA_VALIDITY).into();
-        params.serial_number = Some(random_serial());
-        let cert = params
+        let key = new_root_key()?;
+        let cert = root_params(cluster_id, None)
             .self_signed(&key)
             .map_err(|source| PkiError::Generate {
                 what: "the root ca certificate",
                 source,
             })?;
         Self::from_parts(cert.pem(), key)
+    }
+
+    /// The root to rotate to (`swarm ca --rotate`): a new key and a name of its own (OU = a
+    /// fresh tag, so the two roots never share a subject), with its certificate also signed
+    /// by this root (the cross-signed intermediate, PEM). A node that still trusts only this
+    /// root accepts a certificate the new root signed when it comes with that intermediate.
+    pub fn next(&self) -> Result<(RootCa, String), PkiError> {
+        let key = new_root_key()?;
+        let tag = format!("root-{:012x}", rand::random::<u64>() >> 16);
+        let mut params = root_params(&self.cluster_id, Some(&tag));
+        let cert = params
+            .self_signed(&key)
+            .map_err(|source| PkiError::Generate {
+                what: "the new root ca certificate",
+                source,
+            })?;
+        params.serial_number = Some(random_serial());
+        let cross = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|source| PkiError::Generate {
+                what: "the cross-signed root ca certificate",
+                source,
+            })?;
+        Ok((Self::from_parts(cert.pem(), key)?, cross.pem()))
     }
 
     /// A root CA from stored PEM texts. Refuses a key that does not match the certificate
@@ -226,6 +229,42 @@ impl RootCa {
             .map_err(|e| sign_err(e.to_string()))?;
         Ok(cert.pem())
     }
+}
+
+fn new_root_key() -> Result<KeyPair, PkiError> {
+    KeyPair::generate().map_err(|source| PkiError::Generate {
+        what: "the root ca key",
+        source,
+    })
+}
+
+/// A root CA certificate's fields: CN "shoal-root-ca", O = the cluster id, OU = `tag` for
+/// a root made by rotation.
+fn root_params(cluster_id: &str, tag: Option<&str>) -> CertificateParams {
+    let now = SystemTime::now();
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, ROOT_CA_CN);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, cluster_id);
+    if let Some(tag) = tag {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, tag);
+    }
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = (now - Duration::from_secs(3600)).into();
+    params.not_after = (now + ROOT_CA_VALIDITY).into();
+    params.serial_number = Some(random_serial());
+    params
 }
 
 /// A node's own key pair (ECDSA P-256). The private key never leaves the node: the node

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_pki::{
-    channel, handshake, incoming, peer_identity, AuthLayer, Gate, Identity, NodeCerts, NodeKey,
-    Role, RootCa, TlsClient, TlsServer,
+    channel, handshake, incoming, peer_identity, verify_node_cert, AuthLayer, Gate, Identity,
+    NodeCerts, NodeKey, Role, RootCa, TlsClient, TlsServer,
 };
 use shoal_proto as pb;
 use tokio::net::TcpListener;
@@ -607,5 +607,56 @@ async fn bad_addresses_and_closed_ports_are_errors() {
         err.to_string()
             .starts_with(&format!("cannot connect to manager at {addr}: ")),
         "{err}"
+    );
+}
+
+/// Root rotation: certificates the new root signs, presented with the cross-signed
+/// intermediate, are accepted by nodes that trust only the old root; nodes that trust both
+/// accept either; once only the new root is trusted, an old certificate is refused.
+#[tokio::test]
+async fn a_rotated_root_is_trusted_through_its_cross_signed_intermediate() {
+    let old = RootCa::generate("cluster-a").expect("ca");
+    let (new, cross) = old.next().expect("next root");
+    assert_eq!(new.cluster_id(), "cluster-a");
+    assert_ne!(new.digest(), old.digest());
+    let bundle = format!("{}{}", old.cert_pem(), new.cert_pem());
+    let rotated = |node_id: &str, role: Role, root_pem: &str| {
+        let mut certs = sign(&new, node_id, role);
+        certs.cert_pem.push_str(&cross);
+        certs.root_pem = root_pem.to_string();
+        certs
+    };
+
+    // The leaf alone verifies under the new root, and under the old one only with the
+    // intermediate.
+    let m2 = rotated("mgr2", Role::Manager, &bundle);
+    verify_node_cert(&m2.cert_pem, new.cert_pem(), false).expect("new root");
+    verify_node_cert(&m2.cert_pem, old.cert_pem(), true).expect("old root via the intermediate");
+    assert!(verify_node_cert(&m2.cert_pem, old.cert_pem(), false).is_err());
+    verify_node_cert(&sign(&old, "w", Role::Worker).cert_pem, &bundle, false).expect("bundle");
+
+    // A manager that still trusts only the old root serves a rotated client; a rotated
+    // manager (trusting both) serves a client still on the old root.
+    let server = serve(&sign(&old, "mgr1", Role::Manager), "cluster-a").await;
+    list_nodes(&server.addr, &TlsClient::new(&m2).expect("client"))
+        .await
+        .expect("old trust, new certificate");
+    let rotated_server = serve(&rotated("mgr3", Role::Manager, &bundle), "cluster-a").await;
+    let old_client = TlsClient::new(&sign(&old, "mgr4", Role::Manager)).expect("client");
+    list_nodes(&rotated_server.addr, &old_client)
+        .await
+        .expect("both trusted, old certificate");
+    list_nodes(&rotated_server.addr, &TlsClient::new(&m2).expect("client"))
+        .await
+        .expect("both trusted, new certificate");
+
+    // Done: only the new root is trusted, and the old certificates are refused.
+    let done = serve(&rotated("mgr5", Role::Manager, new.cert_pem()), "cluster-a").await;
+    list_nodes(&done.addr, &TlsClient::new(&m2).expect("client"))
+        .await
+        .expect("new certificate");
+    assert!(
+        list_nodes(&done.addr, &old_client).await.is_err(),
+        "old root dropped"
     );
 }

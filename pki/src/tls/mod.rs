@@ -38,6 +38,29 @@ pub(crate) fn root_store(root_pem: &str) -> Result<Arc<RootCertStore>, PkiError>
     Ok(Arc::new(roots))
 }
 
+/// Whether `cert_pem`'s leaf verifies as a client certificate under `root_pem` (one root
+/// or a bundle), using the intermediates after the leaf only when `intermediates` is set.
+/// How a test or a check tells which root signed a node's certificate.
+pub fn verify_node_cert(
+    cert_pem: &str,
+    root_pem: &str,
+    intermediates: bool,
+) -> Result<(), PkiError> {
+    let chain = cert_chain_der(cert_pem)?;
+    let (leaf, rest) = chain
+        .split_first()
+        .ok_or(PkiError::MissingField("a certificate"))?;
+    let rest = if intermediates { rest } else { &[] };
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        root_store(root_pem)?,
+        provider(),
+    )
+    .build()
+    .map_err(|e| PkiError::Tls(rustls::Error::General(e.to_string())))?;
+    verifier.verify_client_cert(leaf, rest, rustls::pki_types::UnixTime::now())?;
+    Ok(())
+}
+
 pub(crate) fn private_key(key_pem: &str) -> Result<PrivateKeyDer<'static>, PkiError> {
     PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| PkiError::parse("node key", e))
 }
