@@ -176,6 +176,7 @@ async fn session(
         .map_err(rpc)?;
     let session_id = first.session_id.clone();
     heard(&first, managers, heard_tx);
+    trust(&first, tls);
     let period = Duration::from_millis(first.heartbeat_period_ms.max(100) as u64);
     tracing::info!(manager = addr, session = %session_id, "session open");
     pending.extend(worker.statuses());
@@ -237,7 +238,10 @@ async fn session(
                 None => return Err(SessionError::Closed(addr.to_string())),
             },
             message = session_stream.next() => match message {
-                Some(Ok(message)) => heard(&message, managers, heard_tx),
+                Some(Ok(message)) => {
+                    heard(&message, managers, heard_tx);
+                    trust(&message, tls);
+                }
                 Some(Err(status)) => return Err(rpc(status)),
                 None => return Err(SessionError::Closed(addr.to_string())),
             },
@@ -251,6 +255,19 @@ async fn session(
                 }
                 None => return Ok(()),
             },
+        }
+    }
+}
+
+/// Follow the roots the swarm trusts (a root CA rotation): renew the certificate at once
+/// when it is not from the root that signs now, and trust what the managers trust.
+fn trust(message: &SessionMessage, tls: &NodeTls) {
+    if message.renew_certificate {
+        tls.renew_now();
+    } else if !message.root_ca_pem.is_empty() && message.root_ca_pem != tls.certs().root_pem {
+        match tls.trust(&message.root_ca_pem) {
+            Ok(()) => tracing::info!("now trusting the swarm's current root CA"),
+            Err(e) => tracing::warn!(error = %e, "taking the swarm's new root CA failed"),
         }
     }
 }

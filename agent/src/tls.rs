@@ -4,12 +4,12 @@
 //! Established connections keep going; a certificate is only checked at the handshake.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use shoal_pki::{NodeCerts, PkiError, Role, TlsClient, TlsServer};
 use shoal_proto::NodeRole;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Renew once less than this share of a certificate's life is left.
@@ -23,6 +23,11 @@ pub struct NodeTls {
     certs: Arc<RwLock<NodeCerts>>,
     client: Arc<RwLock<TlsClient>>,
     server: TlsServer,
+    /// Wakes [`renew_loop`] before the certificate's time (a root CA rotation).
+    renew: Arc<Notify>,
+    /// Held while certificates are written and swapped: a renewal and a change of trusted
+    /// roots never interleave (one would undo the other, or both write the same files).
+    installing: Arc<Mutex<()>>,
 }
 
 impl NodeTls {
@@ -36,6 +41,8 @@ impl NodeTls {
             client: Arc::new(RwLock::new(TlsClient::new(&certs)?)),
             server: TlsServer::new(&certs)?,
             certs: Arc::new(RwLock::new(certs)),
+            renew: Arc::new(Notify::new()),
+            installing: Arc::new(Mutex::new(())),
         }))
     }
 
@@ -56,12 +63,32 @@ impl NodeTls {
 
     /// Store `certs` and use them from now on.
     pub fn install(&self, certs: NodeCerts) -> Result<(), PkiError> {
+        let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        self.install_locked(certs)
+    }
+
+    fn install_locked(&self, certs: NodeCerts) -> Result<(), PkiError> {
         let client = TlsClient::new(&certs)?;
         certs.save(&self.dir)?;
         self.server.reload(&certs)?;
         *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
         *self.certs.write().unwrap_or_else(|p| p.into_inner()) = certs;
         Ok(())
+    }
+
+    /// Renew the certificate now rather than at its time.
+    pub fn renew_now(&self) {
+        self.renew.notify_one();
+    }
+
+    /// Trust `root_pem` (one root or a bundle) from now on, keeping the certificate.
+    pub fn trust(&self, root_pem: &str) -> Result<(), PkiError> {
+        let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        let certs = NodeCerts {
+            root_pem: root_pem.to_string(),
+            ..self.certs()
+        };
+        self.install_locked(certs)
     }
 
     /// When the current certificate should be renewed.
@@ -88,15 +115,24 @@ pub async fn renew_loop(
     roles: mpsc::Sender<crate::session::Heard>,
     cancel: CancellationToken,
 ) {
+    // Set while a renewal asked for now (a rotation) has not succeeded: retried soon.
+    let mut urgent = false;
     loop {
-        let wait = tls
-            .renew_at()
-            .duration_since(SystemTime::now())
-            .unwrap_or_default()
-            .max(MIN_RETRY);
+        let wait = if urgent {
+            MIN_RETRY
+        } else {
+            tls.renew_at()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .max(MIN_RETRY)
+        };
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+            () = tls.renew.notified() => {
+                tracing::info!("renewing the node certificate now: the swarm's root CA is rotating");
+                urgent = true;
+            }
         }
         let renewed =
             match crate::daemon::renew_certificate(&tls.client(), &managers, &tls.certs()).await {
@@ -123,7 +159,10 @@ pub async fn renew_loop(
             return;
         }
         match tls.install(renewed) {
-            Ok(()) => tracing::info!("node certificate renewed"),
+            Ok(()) => {
+                urgent = false;
+                tracing::info!("node certificate renewed");
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "installing the renewed certificate failed; retrying")
             }

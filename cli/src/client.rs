@@ -184,6 +184,8 @@ rpcs! {
     control.remove_node(RemoveNodeRequest) -> RemoveNodeResponse;
     control.get_join_tokens(GetJoinTokensRequest) -> GetJoinTokensResponse;
     control.rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
+    control.get_root_ca(GetRootCaRequest) -> GetRootCaResponse;
+    control.rotate_root_ca(RotateRootCaRequest) -> GetRootCaResponse;
     control.create_network(CreateNetworkRequest) -> CreateNetworkResponse;
     control.get_network(GetNetworkRequest) -> GetNetworkResponse;
     control.list_networks(ListNetworksRequest) -> ListNetworksResponse;

@@ -145,6 +145,22 @@ impl Fake {
     }
 }
 
+/// The fake's root: PEM-shaped text, and a rotation that is done (`rotated`) or not needed.
+fn fake_root(rotated: bool) -> GetRootCaResponse {
+    GetRootCaResponse {
+        cert_pem: format!(
+            "-----BEGIN CERTIFICATE-----\nFAKE{}\n-----END CERTIFICATE-----\n",
+            if rotated { "NEW" } else { "OLD" }
+        ),
+        digest: "d1".into(),
+        rotating: false,
+        nodes_done: 2,
+        nodes_total: 2,
+        nodes_left: Vec::new(),
+        cert_expiry_ms: 90 * 24 * 3_600_000,
+    }
+}
+
 #[tonic::async_trait]
 impl Control for Fake {
     async fn update_node(
@@ -182,6 +198,23 @@ impl Control for Fake {
             manager: "SHTKN-1-digest-manager".into(),
             managers: vec!["10.0.0.1:4242".into()],
         }))
+    }
+
+    async fn get_root_ca(
+        &self,
+        _request: Request<GetRootCaRequest>,
+    ) -> Result<Response<GetRootCaResponse>, Status> {
+        Ok(Response::new(fake_root(false)))
+    }
+
+    async fn rotate_root_ca(
+        &self,
+        request: Request<RotateRootCaRequest>,
+    ) -> Result<Response<GetRootCaResponse>, Status> {
+        if request.into_inner().cert_expiry_ms == 3_600_000 {
+            return Err(Status::invalid_argument("refused by the fake"));
+        }
+        Ok(Response::new(fake_root(true)))
     }
 
     async fn rotate_join_token(
@@ -1484,4 +1517,28 @@ async fn service_update_fails_when_the_update_pauses() {
         "Error: update paused: task web.1 failed: exit 1\n"
     );
     assert_eq!(fake.updated.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn swarm_ca_shows_and_rotates_the_root() {
+    let host = serve(Fake::default());
+    let out = shoal(&host, &["swarm", "ca"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "-----BEGIN CERTIFICATE-----\nFAKEOLD\n-----END CERTIFICATE-----\n"
+    );
+    let out = shoal(&host, &["swarm", "ca", "--rotate"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("FAKENEW"), "{}", stdout(&out));
+    assert_eq!(
+        stderr(&out),
+        "root CA rotated: 2/2 nodes on the new root; the join tokens changed\n"
+    );
+    let out = shoal(&host, &["swarm", "ca", "--rotate", "--cert-expiry", "1h"]).await;
+    assert_eq!(stderr(&out), "Error: refused by the fake\n");
+    let out = shoal(&host, &["swarm", "ca", "--cert-expiry", "1h"]).await;
+    assert!(stderr(&out).contains("--cert-expiry needs --rotate"), "{}", stderr(&out));
+    let out = shoal(&host, &["swarm", "ca", "--rotate", "--cert-expiry", "soon"]).await;
+    assert!(!out.status.success());
 }

@@ -178,6 +178,7 @@ impl Manager {
                 leader: true,
             }),
             attachments: Vec::new(),
+            cert_root_digest: root_ca.digest.clone(),
         };
         let cluster = Cluster {
             id: cluster_id.to_string(),

@@ -34,6 +34,7 @@ pub fn node(id: &str) -> Node {
         }),
         manager_status: None,
         attachments: Vec::new(),
+        cert_root_digest: String::new(),
     }
 }
 

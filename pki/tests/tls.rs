@@ -33,6 +33,13 @@ struct TestCa {
 
 #[tonic::async_trait]
 impl pb::Ca for TestCa {
+    async fn issue_node_certificate(
+        &self,
+        _: Request<pb::IssueNodeCertificateRequest>,
+    ) -> Result<Response<pb::IssueNodeCertificateResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
     async fn get_root_certificate(
         &self,
         _req: Request<pb::GetRootCertificateRequest>,
@@ -40,13 +47,6 @@ impl pb::Ca for TestCa {
         Ok(Response::new(pb::GetRootCertificateResponse {
             cert_pem: self.root_pem.clone(),
         }))
-    }
-
-    async fn issue_node_certificate(
-        &self,
-        _req: Request<pb::IssueNodeCertificateRequest>,
-    ) -> Result<Response<pb::IssueNodeCertificateResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
     }
 
     /// Answers with the caller's identity as the handler sees it.
@@ -65,8 +65,67 @@ impl pb::Ca for TestCa {
 
 struct TestControl;
 
+/// Every Control method this test does not call: Unimplemented.
+macro_rules! not_in_this_test {
+    ($($method:ident($req:ident) -> $resp:ident;)*) => {
+        $(
+            // As `async_trait` writes them: it expands before this macro does.
+            fn $method<'life0, 'async_trait>(
+                &'life0 self,
+                _: Request<pb::$req>,
+            ) -> std::pin::Pin<
+                Box<
+                    dyn std::future::Future<Output = Result<Response<pb::$resp>, Status>>
+                        + Send
+                        + 'async_trait,
+                >,
+            >
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(async { Err(Status::unimplemented("not in this test")) })
+            }
+        )*
+    };
+}
+
 #[tonic::async_trait]
 impl pb::Control for TestControl {
+    not_in_this_test! {
+    create_network(CreateNetworkRequest) -> CreateNetworkResponse;
+    get_network(GetNetworkRequest) -> GetNetworkResponse;
+    list_networks(ListNetworksRequest) -> ListNetworksResponse;
+    remove_network(RemoveNetworkRequest) -> RemoveNetworkResponse;
+    create_secret(CreateSecretRequest) -> CreateSecretResponse;
+    get_secret(GetSecretRequest) -> GetSecretResponse;
+    list_secrets(ListSecretsRequest) -> ListSecretsResponse;
+    remove_secret(RemoveSecretRequest) -> RemoveSecretResponse;
+    create_config(CreateConfigRequest) -> CreateConfigResponse;
+    get_config(GetConfigRequest) -> GetConfigResponse;
+    list_configs(ListConfigsRequest) -> ListConfigsResponse;
+    remove_config(RemoveConfigRequest) -> RemoveConfigResponse;
+    deploy_stack(DeployStackRequest) -> DeployStackResponse;
+    list_stacks(ListStacksRequest) -> ListStacksResponse;
+    get_stack(GetStackRequest) -> GetStackResponse;
+    remove_stack(RemoveStackRequest) -> RemoveStackResponse;
+    rollback_stack(RollbackStackRequest) -> DeployStackResponse;
+    create_service(CreateServiceRequest) -> CreateServiceResponse;
+    update_service(UpdateServiceRequest) -> UpdateServiceResponse;
+    rollback_service(RollbackServiceRequest) -> RollbackServiceResponse;
+    remove_service(RemoveServiceRequest) -> RemoveServiceResponse;
+    get_service(GetServiceRequest) -> GetServiceResponse;
+    list_services(ListServicesRequest) -> ListServicesResponse;
+    list_tasks(ListTasksRequest) -> ListTasksResponse;
+    get_node(GetNodeRequest) -> GetNodeResponse;
+    update_node(UpdateNodeRequest) -> UpdateNodeResponse;
+    remove_node(RemoveNodeRequest) -> RemoveNodeResponse;
+    get_join_tokens(GetJoinTokensRequest) -> GetJoinTokensResponse;
+    rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
+    get_root_ca(GetRootCaRequest) -> GetRootCaResponse;
+    rotate_root_ca(RotateRootCaRequest) -> GetRootCaResponse;
+    }
+
     async fn list_nodes(
         &self,
         req: Request<pb::ListNodesRequest>,
@@ -76,209 +135,6 @@ impl pb::Control for TestControl {
             Some(peer) if peer.role == Role::Manager => Ok(Response::new(Default::default())),
             other => Err(Status::internal(format!("reached by {other:?}"))),
         }
-    }
-
-    async fn create_network(
-        &self,
-        _: Request<pb::CreateNetworkRequest>,
-    ) -> Result<Response<pb::CreateNetworkResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_network(
-        &self,
-        _: Request<pb::GetNetworkRequest>,
-    ) -> Result<Response<pb::GetNetworkResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn list_networks(
-        &self,
-        _: Request<pb::ListNetworksRequest>,
-    ) -> Result<Response<pb::ListNetworksResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn remove_network(
-        &self,
-        _: Request<pb::RemoveNetworkRequest>,
-    ) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn create_secret(
-        &self,
-        _: Request<pb::CreateSecretRequest>,
-    ) -> Result<Response<pb::CreateSecretResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_secret(
-        &self,
-        _: Request<pb::GetSecretRequest>,
-    ) -> Result<Response<pb::GetSecretResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn list_secrets(
-        &self,
-        _: Request<pb::ListSecretsRequest>,
-    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn remove_secret(
-        &self,
-        _: Request<pb::RemoveSecretRequest>,
-    ) -> Result<Response<pb::RemoveSecretResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn create_config(
-        &self,
-        _: Request<pb::CreateConfigRequest>,
-    ) -> Result<Response<pb::CreateConfigResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_config(
-        &self,
-        _: Request<pb::GetConfigRequest>,
-    ) -> Result<Response<pb::GetConfigResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn list_configs(
-        &self,
-        _: Request<pb::ListConfigsRequest>,
-    ) -> Result<Response<pb::ListConfigsResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn remove_config(
-        &self,
-        _: Request<pb::RemoveConfigRequest>,
-    ) -> Result<Response<pb::RemoveConfigResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn deploy_stack(
-        &self,
-        _: Request<pb::DeployStackRequest>,
-    ) -> Result<Response<pb::DeployStackResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn list_stacks(
-        &self,
-        _: Request<pb::ListStacksRequest>,
-    ) -> Result<Response<pb::ListStacksResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_stack(
-        &self,
-        _: Request<pb::GetStackRequest>,
-    ) -> Result<Response<pb::GetStackResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn remove_stack(
-        &self,
-        _: Request<pb::RemoveStackRequest>,
-    ) -> Result<Response<pb::RemoveStackResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn rollback_stack(
-        &self,
-        _: Request<pb::RollbackStackRequest>,
-    ) -> Result<Response<pb::DeployStackResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn create_service(
-        &self,
-        _req: Request<pb::CreateServiceRequest>,
-    ) -> Result<Response<pb::CreateServiceResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn update_service(
-        &self,
-        _req: Request<pb::UpdateServiceRequest>,
-    ) -> Result<Response<pb::UpdateServiceResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn rollback_service(
-        &self,
-        _req: Request<pb::RollbackServiceRequest>,
-    ) -> Result<Response<pb::RollbackServiceResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn remove_service(
-        &self,
-        _req: Request<pb::RemoveServiceRequest>,
-    ) -> Result<Response<pb::RemoveServiceResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_service(
-        &self,
-        _req: Request<pb::GetServiceRequest>,
-    ) -> Result<Response<pb::GetServiceResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn list_services(
-        &self,
-        _req: Request<pb::ListServicesRequest>,
-    ) -> Result<Response<pb::ListServicesResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn list_tasks(
-        &self,
-        _req: Request<pb::ListTasksRequest>,
-    ) -> Result<Response<pb::ListTasksResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_node(
-        &self,
-        _req: Request<pb::GetNodeRequest>,
-    ) -> Result<Response<pb::GetNodeResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn update_node(
-        &self,
-        _req: Request<pb::UpdateNodeRequest>,
-    ) -> Result<Response<pb::UpdateNodeResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn remove_node(
-        &self,
-        _req: Request<pb::RemoveNodeRequest>,
-    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_join_tokens(
-        &self,
-        _req: Request<pb::GetJoinTokensRequest>,
-    ) -> Result<Response<pb::GetJoinTokensResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn rotate_join_token(
-        &self,
-        _req: Request<pb::RotateJoinTokenRequest>,
-    ) -> Result<Response<pb::GetJoinTokensResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
     }
 }
 

@@ -177,6 +177,16 @@ impl PeerClient {
     }
 }
 
+/// How long one call may take: openraft's hard deadline, but never under
+/// [`MIN_DEADLINE`] (its heartbeat deadline is the heartbeat interval, which a busy
+/// 2-core host overruns without anything being wrong).
+fn deadline(option: &RPCOption) -> Duration {
+    option.hard_ttl().max(MIN_DEADLINE)
+}
+
+/// See [`deadline`]; well under the no-quorum window, so a silent peer is known in time.
+const MIN_DEADLINE: Duration = Duration::from_millis(750);
+
 /// What went wrong underneath a failed call, in words ("Connection refused (os error
 /// 111)"), or the status's own message when it has no cause.
 fn root_cause(status: &tonic::Status) -> String {
@@ -199,7 +209,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::AppendEntries, &rpc, option.hard_ttl()).await
+        self.call(Rpc::AppendEntries, &rpc, deadline(&option)).await
     }
 
     async fn install_snapshot(
@@ -219,6 +229,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+        self.call(Rpc::Vote, &rpc, deadline(&option)).await
     }
 }

@@ -249,6 +249,8 @@ delegate! {
     write remove_node(RemoveNodeRequest) -> RemoveNodeResponse;
     read get_join_tokens(GetJoinTokensRequest) -> GetJoinTokensResponse;
     write rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
+    read get_root_ca(GetRootCaRequest) -> GetRootCaResponse;
+    write rotate_root_ca(RotateRootCaRequest) -> GetRootCaResponse;
     write create_network(CreateNetworkRequest) -> CreateNetworkResponse;
     read get_network(GetNetworkRequest) -> GetNetworkResponse;
     read list_networks(ListNetworksRequest) -> ListNetworksResponse;

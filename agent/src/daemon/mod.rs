@@ -231,11 +231,12 @@ impl Daemon {
         certs.save(&self.certs_dir())?;
         record::save(&self.inner.config.data_dir, &record)?;
         let start = Start::Bootstrap {
-            root: RootCaObject {
+            root: Box::new(RootCaObject {
                 cert_pem: root.cert_pem().to_string(),
                 key_pem: root.key_pem(),
                 digest: root.digest(),
-            },
+                rotation: None,
+            }),
             expiry,
             addr_pool,
         };
@@ -586,7 +587,7 @@ impl Daemon {
                             .bootstrap(
                                 &record.cluster_id,
                                 description.clone(),
-                                root,
+                                *root,
                                 expiry,
                                 addr_pool,
                             )
@@ -827,7 +828,7 @@ enum Start {
     Resume,
     /// As the first manager of a new cluster.
     Bootstrap {
-        root: RootCaObject,
+        root: Box<RootCaObject>,
         expiry: Duration,
         addr_pool: AddrPool,
     },

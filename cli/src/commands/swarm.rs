@@ -1,11 +1,11 @@
-//! `swarm init|join|join-token|leave` and `info`: the local daemon's NodeAdmin service,
-//! and the managers' join tokens.
+//! `swarm init|join|join-token|leave|ca` and `info`: the local daemon's NodeAdmin service,
+//! and the managers' join tokens and root CA.
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use shoal_proto::{
-    GetJoinTokensRequest, GetJoinTokensResponse, InfoRequest, InfoResponse, InitRequest,
-    JoinRequest, LeaveRequest, NodeRole, RotateJoinTokenRequest,
+    GetJoinTokensRequest, GetJoinTokensResponse, GetRootCaRequest, InfoRequest, InfoResponse,
+    InitRequest, JoinRequest, LeaveRequest, NodeRole, RotateJoinTokenRequest, RotateRootCaRequest,
 };
 
 use super::print;
@@ -23,6 +23,24 @@ pub enum SwarmCommand {
     JoinToken(JoinTokenArgs),
     /// Leave the swarm
     Leave(LeaveArgs),
+    /// Display and rotate the root CA
+    Ca(CaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    /// Rotate the swarm CA: every node gets a certificate from a new root
+    #[arg(long)]
+    rotate: bool,
+    /// Validity period for node certificates from now on, e.g. 2160h
+    #[arg(long, value_name = "DURATION", value_parser = flag(parse::duration_ms))]
+    cert_expiry: Option<i64>,
+    /// Return once the rotation started, without waiting for every node
+    #[arg(short, long)]
+    detach: bool,
+    /// Suppress progress output
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -153,7 +171,63 @@ pub async fn run(host: &str, command: SwarmCommand) -> Result<()> {
             client.leave(LeaveRequest { force: args.force }).await?;
             print("Node left the swarm.")
         }
+        SwarmCommand::Ca(args) => ca(&mut client, args).await,
     }
+}
+
+/// `swarm ca [--rotate]`: the root certificate, after the rotation when one is asked for
+/// (progress on stderr while nodes move to the new root).
+async fn ca(client: &mut Client, args: CaArgs) -> Result<()> {
+    if !args.rotate {
+        if args.cert_expiry.is_some() {
+            anyhow::bail!(
+                "--cert-expiry needs --rotate (or set it with `shoal swarm init --cert-expiry`)"
+            );
+        }
+        return print(
+            client
+                .get_root_ca(GetRootCaRequest {})
+                .await?
+                .cert_pem
+                .trim_end(),
+        );
+    }
+    let mut status = client
+        .rotate_root_ca(RotateRootCaRequest {
+            cert_expiry_ms: args.cert_expiry.unwrap_or(0),
+        })
+        .await?;
+    let mut said = String::new();
+    let mut since_said = std::time::Instant::now();
+    while status.rotating && !args.detach {
+        let line = format!(
+            "rotating the root CA: {}/{} nodes on the new root",
+            status.nodes_done, status.nodes_total
+        );
+        let slow = since_said.elapsed() > std::time::Duration::from_secs(10);
+        if !args.quiet && (line != said || slow) {
+            let left = if slow && !status.nodes_left.is_empty() {
+                format!(
+                    " (waiting for {}: a node that is down holds the rotation until it is back or removed)",
+                    status.nodes_left.join(", ")
+                )
+            } else {
+                String::new()
+            };
+            eprintln!("{line}{left}");
+            said = line;
+            since_said = std::time::Instant::now();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        status = client.get_root_ca(GetRootCaRequest {}).await?;
+    }
+    if !args.quiet && !status.rotating {
+        eprintln!(
+            "root CA rotated: {}/{} nodes on the new root; the join tokens changed",
+            status.nodes_done, status.nodes_total
+        );
+    }
+    print(status.cert_pem.trim_end())
 }
 
 /// docker's `swarm join-token` text, or the token alone with -q.

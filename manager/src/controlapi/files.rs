@@ -106,9 +106,7 @@ file_object!(Config, "config", Config, configs_now, configs, false);
 /// The cluster's secrets key, made (in this transaction) the first time one is needed.
 pub fn secrets_key(tx: &mut WriteTx<'_>) -> Result<Vec<u8>, ControlError> {
     let mut cluster = tx
-        .read()
         .cluster()
-        .cloned()
         .ok_or_else(|| ControlError::Refused("the swarm has no cluster record yet".into()))?;
     if cluster.secrets_key.len() == 32 {
         return Ok(cluster.secrets_key);

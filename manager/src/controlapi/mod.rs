@@ -23,14 +23,14 @@ use shoal_proto::{
 use shoal_proto::{
     CreateNetworkRequest, CreateNetworkResponse, CreateServiceRequest, CreateServiceResponse,
     GetJoinTokensRequest, GetJoinTokensResponse, GetNetworkRequest, GetNetworkResponse,
-    GetNodeRequest, GetNodeResponse, GetServiceRequest, GetServiceResponse, JobStatus,
-    ListNetworksRequest, ListNetworksResponse, ListNodesRequest, ListNodesResponse,
-    ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
-    RemoveNetworkRequest, RemoveNetworkResponse, RemoveNodeRequest, RemoveNodeResponse,
-    RemoveServiceRequest, RemoveServiceResponse, ReplicaCount, RollbackServiceRequest,
-    RollbackServiceResponse, RotateJoinTokenRequest, Service, ServiceMode, TaskState,
-    UpdateNodeRequest, UpdateNodeResponse, UpdateServiceRequest, UpdateServiceResponse,
-    UpdateState, UpdateStatus,
+    GetNodeRequest, GetNodeResponse, GetRootCaRequest, GetRootCaResponse, GetServiceRequest,
+    GetServiceResponse, JobStatus, ListNetworksRequest, ListNetworksResponse, ListNodesRequest,
+    ListNodesResponse, ListServicesRequest, ListServicesResponse, ListTasksRequest,
+    ListTasksResponse, RemoveNetworkRequest, RemoveNetworkResponse, RemoveNodeRequest,
+    RemoveNodeResponse, RemoveServiceRequest, RemoveServiceResponse, ReplicaCount,
+    RollbackServiceRequest, RollbackServiceResponse, RotateJoinTokenRequest, RotateRootCaRequest,
+    Service, ServiceMode, TaskState, UpdateNodeRequest, UpdateNodeResponse, UpdateServiceRequest,
+    UpdateServiceResponse, UpdateState, UpdateStatus,
 };
 use shoal_proto::{
     DeployStackRequest, DeployStackResponse, GetStackRequest, GetStackResponse, ListStacksRequest,
@@ -692,6 +692,23 @@ impl shoal_proto::Control for ControlApi {
         let request = request.into_inner();
         Ok(Response::new(
             ControlApi::rollback_stack(self, &request.name, request.revision).await?,
+        ))
+    }
+
+    async fn get_root_ca(
+        &self,
+        _request: Request<GetRootCaRequest>,
+    ) -> Result<Response<GetRootCaResponse>, Status> {
+        Ok(Response::new(crate::ca::rotation::status(&self.store)))
+    }
+
+    async fn rotate_root_ca(
+        &self,
+        request: Request<RotateRootCaRequest>,
+    ) -> Result<Response<GetRootCaResponse>, Status> {
+        let expiry = request.into_inner().cert_expiry_ms;
+        Ok(Response::new(
+            crate::ca::rotation::rotate(&self.store, expiry).await?,
         ))
     }
 

@@ -57,7 +57,10 @@ impl ControlApi {
                 }
                 let id = node.id.clone();
                 tx.remove(Object::Node(node));
-                revoke(tx, &id)
+                revoke(tx, &id)?;
+                // The last node still on the old root may be the one leaving.
+                ca::rotation::finish_if_done(tx)?;
+                Ok(())
             })
             .await
     }
@@ -67,7 +70,7 @@ impl ControlApi {
 /// port from now on, and can't be renewed ([`crate::caller::revoked`]). Entries whose
 /// certificates have all expired are dropped here.
 fn revoke(tx: &mut WriteTx<'_>, node_id: &str) -> Result<(), ControlError> {
-    let Some(mut cluster) = tx.read().cluster().cloned() else {
+    let Some(mut cluster) = tx.cluster() else {
         return Err(ControlError::Refused(
             "the swarm has no cluster record yet".into(),
         ));

@@ -16,6 +16,7 @@ use super::networks::network_views;
 use super::{
     assignments, file_contents, file_refs, with_credentials, Dispatcher, DispatcherError, FileRef,
 };
+use crate::ca::rotation;
 use crate::caller;
 use crate::ids::new_id;
 use crate::runloop::{self, Wake};
@@ -86,10 +87,18 @@ impl shoal_proto::Dispatcher for DispatcherApi {
             let cancel = tokio_util::sync::CancellationToken::new();
             let mut sent: Option<SessionMessage> = None;
             loop {
-                let role = dispatcher
-                    .store()
-                    .view(|r| r.node(&node_id).map(|n| n.role() as i32));
-                let Some(role) = role else {
+                let state = dispatcher.store().view(|r| {
+                    let cluster = r.cluster();
+                    r.node(&node_id).map(|n| {
+                        let signing = cluster.map_or("", rotation::signing_digest);
+                        (
+                            n.role() as i32,
+                            cluster.map(rotation::trust_bundle).unwrap_or_default(),
+                            !signing.is_empty() && n.cert_root_digest != signing,
+                        )
+                    })
+                });
+                let Some((role, root_ca_pem, renew_certificate)) = state else {
                     // Removed from the swarm: the session ends now, not at the next beat.
                     let _ = tx.send(Err(caller::not_in_swarm(&node_id))).await;
                     break;
@@ -99,6 +108,8 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                     heartbeat_period_ms: dispatcher.period().as_millis() as i64,
                     managers: dispatcher.managers(),
                     role,
+                    root_ca_pem,
+                    renew_certificate,
                 };
                 if sent.as_ref() != Some(&message) {
                     if tx.send(Ok(message.clone())).await.is_err() {
@@ -106,7 +117,8 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                     }
                     sent = Some(message);
                 }
-                let nodes = |e: &Event| matches!(e.object(), Some(Object::Node(_)));
+                let nodes =
+                    |e: &Event| matches!(e.object(), Some(Object::Node(_) | Object::Cluster(_)));
                 tokio::select! {
                     _ = tx.closed() => break,
                     wake = runloop::next(&mut events, nodes, None, &cancel) => if wake == Wake::Shutdown { break },

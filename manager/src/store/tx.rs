@@ -247,6 +247,30 @@ impl<'a> WriteTx<'a> {
         }
     }
 
+    /// The cluster object as this transaction sees it (staged write first), so two changes
+    /// to it in one transaction build on each other.
+    pub fn cluster(&self) -> Option<Cluster> {
+        let id = self.base.cluster()?.id.clone();
+        match self.staged_object("cluster", &id) {
+            Some(Some(ActionObject::Cluster(c))) => Some(c.clone()),
+            Some(_) => None,
+            None => self.base.cluster().cloned(),
+        }
+    }
+
+    /// Every node as this transaction sees it (as [`WriteTx::networks_now`]).
+    pub fn nodes_now(&self) -> Vec<Node> {
+        self.objects_now(
+            "node",
+            self.base.nodes(),
+            |n| n.id.as_str(),
+            |o| match o {
+                ActionObject::Node(n) => Some(n.clone()),
+                _ => None,
+            },
+        )
+    }
+
     /// A node as this transaction sees it (staged write first).
     pub fn node(&self, id: &str) -> Option<Node> {
         match self.staged_object("node", id) {

@@ -8,13 +8,15 @@
 
 use std::time::Duration;
 
-use shoal_pki::{Identity, JoinToken, Role, RootCa};
+use shoal_pki::{Identity, JoinToken, Role};
 use shoal_proto::{
     Availability, Cluster, GetJoinTokensResponse, GetRootCertificateRequest,
     GetRootCertificateResponse, IssueNodeCertificateRequest, IssueNodeCertificateResponse, Node,
     NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, RenewNodeCertificateRequest,
 };
 use tonic::{Request, Response, Status};
+
+pub mod rotation;
 
 use crate::caller;
 use crate::ids::new_id;
@@ -39,6 +41,29 @@ impl CaApi {
         })
     }
 
+    /// Record that `node_id` now holds a certificate from the root with `digest`; the last
+    /// node to do so during a rotation finishes it.
+    async fn record_root(&self, node_id: &str, digest: &str) -> Result<(), Status> {
+        let changed = self.store.view(|r| {
+            r.node(node_id)
+                .is_some_and(|n| n.cert_root_digest != digest)
+        });
+        if !changed {
+            return Ok(());
+        }
+        self.store
+            .update(|tx| {
+                let Some(mut node) = tx.node(node_id) else {
+                    return Ok(());
+                };
+                node.cert_root_digest = digest.to_string();
+                tx.update(Object::Node(node))?;
+                rotation::finish_if_done(tx)
+            })
+            .await
+            .map_err(store_status)
+    }
+
     /// Managers answer addresses of every manager, the leader first where known.
     fn managers(&self) -> Vec<String> {
         self.store.view(|r| {
@@ -53,15 +78,6 @@ impl CaApi {
     }
 }
 
-fn root_ca(cluster: &Cluster) -> Result<RootCa, Status> {
-    let root = cluster
-        .root_ca
-        .as_ref()
-        .ok_or_else(|| Status::internal("the cluster has no root CA"))?;
-    RootCa::from_pem(&root.cert_pem, &root.key_pem)
-        .map_err(|e| Status::internal(format!("loading the root CA: {e}")))
-}
-
 /// How long the certificates this cluster signs now live.
 pub fn expiry(cluster: &Cluster) -> Duration {
     cluster
@@ -72,7 +88,7 @@ pub fn expiry(cluster: &Cluster) -> Duration {
         .map_or(DEFAULT_CERT_EXPIRY, |ms| Duration::from_millis(ms as u64))
 }
 
-fn store_status(e: StoreError) -> Status {
+pub(crate) fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::NotLeader { leader_addr } => not_leader(leader_addr.as_deref()),
         other => Status::unavailable(other.to_string()),
@@ -154,7 +170,9 @@ impl shoal_proto::Ca for CaApi {
             role,
             cluster_id: cluster.id.clone(),
         };
-        let cert_pem = root_ca(&cluster)?
+        let signer = rotation::signer(&cluster)?;
+        let cert_pem = signer
+            .ca
             .sign_csr(&request.csr_pem, &identity, expiry(&cluster))
             .map_err(|e| {
                 Status::invalid_argument(format!("signing the node's certificate request: {e}"))
@@ -178,6 +196,7 @@ impl shoal_proto::Ca for CaApi {
             }),
             manager_status: None,
             attachments: Vec::new(),
+            cert_root_digest: signer.digest.clone(),
         };
         self.store
             .update(|tx| tx.create(Object::Node(node)))
@@ -186,8 +205,8 @@ impl shoal_proto::Ca for CaApi {
         tracing::info!(node = %node_id, name = %request.node_name, role = ?role, "node joined");
         Ok(Response::new(IssueNodeCertificateResponse {
             node_id,
-            cert_pem,
-            root_ca_pem: cluster.root_ca.map(|r| r.cert_pem).unwrap_or_default(),
+            cert_pem: signer.chain(cert_pem),
+            root_ca_pem: rotation::trust_bundle(&cluster),
             role: proto_role(role) as i32,
             cluster_id: cluster.id,
             managers: self.managers(),
@@ -218,15 +237,18 @@ impl shoal_proto::Ca for CaApi {
             role,
             cluster_id: cluster.id.clone(),
         };
-        let cert_pem = root_ca(&cluster)?
+        let signer = rotation::signer(&cluster)?;
+        let cert_pem = signer
+            .ca
             .sign_csr(&request.into_inner().csr_pem, &identity, expiry(&cluster))
             .map_err(|e| {
                 Status::invalid_argument(format!("signing the node's certificate request: {e}"))
             })?;
+        self.record_root(&node.id, &signer.digest).await?;
         Ok(Response::new(IssueNodeCertificateResponse {
             node_id: node.id,
-            cert_pem,
-            root_ca_pem: cluster.root_ca.map(|r| r.cert_pem).unwrap_or_default(),
+            cert_pem: signer.chain(cert_pem),
+            root_ca_pem: rotation::trust_bundle(&cluster),
             role: proto_role(role) as i32,
             cluster_id: cluster.id,
             managers: self.managers(),
@@ -300,7 +322,7 @@ mod tests {
     use shoal_proto::{JoinTokens, RootCa as RootCaObject};
 
     fn cluster() -> (Cluster, JoinTokens) {
-        let ca = RootCa::generate("c1").expect("ca");
+        let ca = shoal_pki::RootCa::generate("c1").expect("ca");
         let tokens = new_tokens(&ca.digest());
         let cluster = Cluster {
             id: "c1".into(),
@@ -308,6 +330,7 @@ mod tests {
                 cert_pem: ca.cert_pem().to_string(),
                 key_pem: ca.key_pem(),
                 digest: ca.digest(),
+                rotation: None,
             }),
             tokens: Some(tokens.clone()),
             ..Default::default()
