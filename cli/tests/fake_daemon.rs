@@ -1538,7 +1538,11 @@ async fn swarm_ca_shows_and_rotates_the_root() {
     let out = shoal(&host, &["swarm", "ca", "--rotate", "--cert-expiry", "1h"]).await;
     assert_eq!(stderr(&out), "Error: refused by the fake\n");
     let out = shoal(&host, &["swarm", "ca", "--cert-expiry", "1h"]).await;
-    assert!(stderr(&out).contains("--cert-expiry needs --rotate"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--cert-expiry needs --rotate"),
+        "{}",
+        stderr(&out)
+    );
     let out = shoal(&host, &["swarm", "ca", "--rotate", "--cert-expiry", "soon"]).await;
     assert!(!out.status.success());
 }

@@ -53,6 +53,13 @@ pub trait Applier: Send + Sync + 'static {
     fn restore(&self, snapshot: &[u8]) -> Result<(), String>;
 }
 
+/// Seals what Raft writes to disk (the log, the vote, snapshots) with the node's data key.
+/// The raft crate never knows the key or the cipher.
+pub trait AtRest: Send + Sync + std::fmt::Debug + 'static {
+    fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, String>;
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, String>;
+}
+
 /// How one Raft node runs.
 #[derive(Clone, Debug)]
 pub struct RaftConfig {
@@ -67,6 +74,8 @@ pub struct RaftConfig {
     pub snapshot_every: u64,
     /// How to reach peers; plain HTTP/2 when `None` (tests). Shoal passes mTLS here.
     pub connector: Option<PeerConnector>,
+    /// Seals everything written to disk; in clear when `None` (tests).
+    pub at_rest: Option<Arc<dyn AtRest>>,
 }
 
 /// Makes the (lazy) channel to a peer at `host:port`: where transport security is decided.
@@ -92,6 +101,7 @@ impl Default for RaftConfig {
             election_timeout_max_ms: 600,
             snapshot_every: 5000,
             connector: None,
+            at_rest: None,
         }
     }
 }
@@ -226,7 +236,7 @@ impl RaftNode {
         .map_err(|e| RaftError::Config(e.to_string()))?;
 
         let dir = cfg.data_dir.join("raft");
-        let (db, log_store, state_machine) = store::open(&dir, applier)?;
+        let (db, log_store, state_machine) = store::open(&dir, applier, cfg.at_rest.clone())?;
         let contacts = Contacts::default();
         let raft = openraft::Raft::new(
             cfg.node_id,

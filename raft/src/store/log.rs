@@ -12,7 +12,8 @@ use std::ops::{Bound, RangeBounds};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
 
-use crate::types::{decode, encode, Entry, LogId, StorageError, TypeConfig};
+use super::disk::Disk;
+use crate::types::{Entry, LogId, StorageError, TypeConfig};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
@@ -24,6 +25,7 @@ pub(crate) struct LogStore {
     db: sled::Db,
     logs: sled::Tree,
     meta: sled::Tree,
+    disk: Disk,
 }
 
 pub(crate) fn index_key(index: u64) -> [u8; 8] {
@@ -35,11 +37,12 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub(crate) fn new(db: &sled::Db, disk: Disk) -> Result<Self, sled::Error> {
         Ok(Self {
             db: db.clone(),
             logs: db.open_tree("logs")?,
             meta: db.open_tree("meta")?,
+            disk,
         })
     }
 
@@ -50,7 +53,10 @@ impl LogStore {
         let Some(bytes) = self.meta.get(key).map_err(|e| StorageIOError::read(&e))? else {
             return Ok(None);
         };
-        let value = decode(&bytes).map_err(|e| StorageIOError::read(&e))?;
+        let value = self
+            .disk
+            .read(&bytes)
+            .map_err(|e| StorageIOError::read(&io_err(e)))?;
         Ok(Some(value))
     }
 
@@ -59,7 +65,10 @@ impl LogStore {
         key: &[u8],
         value: &T,
     ) -> Result<(), StorageIOError<u64>> {
-        let bytes = encode(value).map_err(|e| StorageIOError::write(&e))?;
+        let bytes = self
+            .disk
+            .write(value)
+            .map_err(|e| StorageIOError::write(&io_err(e)))?;
         self.meta
             .insert(key, bytes)
             .map_err(|e| StorageIOError::write(&e))?;
@@ -78,7 +87,10 @@ impl LogStore {
         else {
             return Ok(None);
         };
-        let entry: Entry = decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
+        let entry: Entry = self
+            .disk
+            .read(&bytes)
+            .map_err(|e| StorageIOError::read_logs(&io_err(e)))?;
         Ok(Some(entry.log_id))
     }
 
@@ -89,7 +101,7 @@ impl LogStore {
     // log (none of them was reported durable before the flush).
     fn append_sync(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), io::Error> {
         for entry in entries {
-            let bytes = encode(&entry).map_err(io_err)?;
+            let bytes = self.disk.write(&entry).map_err(io_err)?;
             self.logs
                 .insert(index_key(entry.log_id.index), bytes)
                 .map_err(io_err)?;
@@ -138,7 +150,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut out = Vec::new();
         for kv in self.logs.range(bounds) {
             let (_, bytes) = kv.map_err(|e| StorageIOError::read_logs(&e))?;
-            let entry: Entry = decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
+            let entry: Entry = self
+                .disk
+                .read(&bytes)
+                .map_err(|e| StorageIOError::read_logs(&io_err(e)))?;
             out.push(entry);
         }
         Ok(out)

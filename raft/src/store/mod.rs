@@ -2,6 +2,7 @@
 //! metadata (vote, committed, last purged) and the current snapshot.
 
 // openraft's storage traits fix the (large) error type; helpers return it unboxed too.
+mod disk;
 #[allow(clippy::result_large_err)]
 mod log;
 #[allow(clippy::result_large_err)]
@@ -13,7 +14,7 @@ use std::sync::Arc;
 pub(crate) use log::LogStore;
 pub(crate) use state_machine::{SnapshotStore, StateMachineStore};
 
-use crate::{Applier, RaftError};
+use crate::{Applier, AtRest, RaftError};
 
 /// Flush `db` to disk on a blocking thread.
 ///
@@ -34,6 +35,7 @@ pub(crate) async fn flush(db: &sled::Db) -> Result<(), sled::Error> {
 pub(crate) fn open(
     dir: &Path,
     applier: Arc<dyn Applier>,
+    at_rest: Option<Arc<dyn AtRest>>,
 ) -> Result<(sled::Db, LogStore, StateMachineStore), RaftError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         RaftError::Storage(format!("creating raft directory {}: {e}", dir.display()))
@@ -41,9 +43,10 @@ pub(crate) fn open(
     let db = sled::Config::new().path(dir).open().map_err(|e| {
         RaftError::Storage(format!("opening sled database in {}: {e}", dir.display()))
     })?;
-    let logs = LogStore::new(&db)
+    let disk = disk::Disk::open(&db, at_rest)?;
+    let logs = LogStore::new(&db, disk.clone())
         .map_err(|e| RaftError::Storage(format!("opening the raft log tree: {e}")))?;
-    let snapshots = SnapshotStore::new(&db)
+    let snapshots = SnapshotStore::new(&db, disk)
         .map_err(|e| RaftError::Storage(format!("opening the raft snapshot tree: {e}")))?;
     let sm = StateMachineStore::open(snapshots, applier)?;
     Ok((db, logs, sm))

@@ -13,9 +13,9 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
+use super::disk::Disk;
 use crate::types::{
-    decode, encode, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership,
-    TypeConfig,
+    Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::Applier;
 
@@ -33,6 +33,7 @@ struct StoredSnapshot {
 pub(crate) struct SnapshotStore {
     db: sled::Db,
     tree: sled::Tree,
+    disk: Disk,
     /// Serialises persisting, so an older snapshot never overwrites a newer one.
     write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Makes snapshot ids unique within this process.
@@ -40,10 +41,11 @@ pub(crate) struct SnapshotStore {
 }
 
 impl SnapshotStore {
-    pub(crate) fn new(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub(crate) fn new(db: &sled::Db, disk: Disk) -> Result<Self, sled::Error> {
         Ok(Self {
             db: db.clone(),
             tree: db.open_tree("snapshot")?,
+            disk,
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             seq: Arc::new(AtomicU64::new(0)),
         })
@@ -57,7 +59,10 @@ impl SnapshotStore {
         else {
             return Ok(None);
         };
-        let snap = decode(&bytes).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let snap = self
+            .disk
+            .read(&bytes)
+            .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)))?;
         Ok(Some(snap))
     }
 
@@ -71,11 +76,13 @@ impl SnapshotStore {
                 return Ok(());
             }
         }
-        let bytes = encode(&StoredSnapshot {
-            meta: meta.clone(),
-            data: data.to_vec(),
-        })
-        .map_err(|e| StorageIOError::write_snapshot(sig(), &e))?;
+        let bytes = self
+            .disk
+            .write(&StoredSnapshot {
+                meta: meta.clone(),
+                data: data.to_vec(),
+            })
+            .map_err(|e| StorageIOError::write_snapshot(sig(), &std::io::Error::other(e)))?;
         self.tree
             .insert(KEY_CURRENT, bytes)
             .map_err(|e| StorageIOError::write_snapshot(sig(), &e))?;
