@@ -3,12 +3,15 @@
 //!
 //! It owns one sled database at `<data_dir>/tasks`, keyed by task id. Each value is the
 //! prost encoding of the task with its `status` field set to the agent's own latest status.
-//! Every write is flushed before it returns; registry credentials are never written. It
-//! knows nothing about executors or managers.
+//! Every write is flushed before it returns; registry credentials are never written. With
+//! the node's data key every value is sealed (a task's environment never lies on disk in
+//! clear); a database records that it is sealed when it is made, so one made before
+//! keeps working in clear. It knows nothing about executors or managers.
 
 use std::path::{Path, PathBuf};
 
 use prost::Message;
+use shoal_pki::vault::DataKey;
 use shoal_proto::{Task, TaskStatus};
 
 /// What the task database failed to do.
@@ -33,20 +36,45 @@ pub enum TaskDbError {
         #[source]
         source: prost::DecodeError,
     },
+    #[error("task database: task {0} does not open with this node's data key")]
+    Sealed(String),
+    #[error("task database {0} is sealed and this node has no data key to open it")]
+    NoKey(PathBuf),
 }
 
 /// The local task database. Clones share the same database.
 #[derive(Clone, Debug)]
 pub struct TaskDb {
     db: sled::Db,
+    /// Seals values when the database is sealed.
+    key: Option<DataKey>,
 }
 
+const KEY_SEALED: &[u8] = b"sealed";
+
 impl TaskDb {
-    /// Opens (creating if needed) the database at `<data_dir>/tasks`.
-    pub fn open(data_dir: impl AsRef<Path>) -> Result<Self, TaskDbError> {
+    /// Opens (creating if needed) the database at `<data_dir>/tasks`, sealed with `key`
+    /// when it is new or was made sealed.
+    pub fn open(data_dir: impl AsRef<Path>, key: Option<DataKey>) -> Result<Self, TaskDbError> {
         let path = data_dir.as_ref().join("tasks");
-        let db = sled::open(&path).map_err(|source| TaskDbError::Open { path, source })?;
-        Ok(Self { db })
+        let open_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TaskDbError::Open { path, source }
+        };
+        let db = sled::open(&path).map_err(open_err(&path))?;
+        let meta = db.open_tree("meta").map_err(open_err(&path))?;
+        let sealed = meta.get(KEY_SEALED).map_err(open_err(&path))?.is_some();
+        let key = match (sealed, key) {
+            (true, None) => return Err(TaskDbError::NoKey(path)),
+            (true, Some(key)) => Some(key),
+            (false, Some(key)) if db.is_empty() => {
+                meta.insert(KEY_SEALED, b"1".as_slice())
+                    .map_err(open_err(&path))?;
+                Some(key)
+            }
+            (false, _) => None,
+        };
+        Ok(Self { db, key })
     }
 
     /// Records `task` with the agent's latest `status` for it, durably.
@@ -58,8 +86,14 @@ impl TaskDb {
         if let Some(c) = stored.spec.as_mut().and_then(|s| s.container.as_mut()) {
             c.registry_auth = None;
         }
+        let mut value = stored.encode_to_vec();
+        if let Some(key) = &self.key {
+            value = key
+                .seal(&value)
+                .map_err(|_| TaskDbError::Sealed(task.id.clone()))?;
+        }
         self.db
-            .insert(task.id.as_bytes(), stored.encode_to_vec())
+            .insert(task.id.as_bytes(), value)
             .map_err(sled_err("writing", &task.id))?;
         self.flush(&task.id).await
     }
@@ -86,7 +120,7 @@ impl TaskDb {
                 task_id: task_id.to_string(),
                 source,
             })?;
-        value.map(|v| decode(task_id, &v)).transpose()
+        value.map(|v| self.decode(task_id, &v)).transpose()
     }
 
     /// Every task, in task id order. An entry that cannot be decoded is skipped with a
@@ -100,7 +134,7 @@ impl TaskDb {
                 source,
             })?;
             let task_id = String::from_utf8_lossy(&key).into_owned();
-            match decode(&task_id, &value) {
+            match self.decode(&task_id, &value) {
                 Ok(t) => out.push(t),
                 Err(e) => tracing::warn!("{e}; skipping it"),
             }
@@ -126,13 +160,25 @@ fn sled_err(op: &'static str, task_id: &str) -> impl FnOnce(sled::Error) -> Task
     }
 }
 
-fn decode(task_id: &str, bytes: &[u8]) -> Result<(Task, TaskStatus), TaskDbError> {
-    let task = Task::decode(bytes).map_err(|source| TaskDbError::Decode {
-        task_id: task_id.to_string(),
-        source,
-    })?;
-    let status = task.status.clone().unwrap_or_default();
-    Ok((task, status))
+impl TaskDb {
+    fn decode(&self, task_id: &str, bytes: &[u8]) -> Result<(Task, TaskStatus), TaskDbError> {
+        let opened;
+        let bytes = match &self.key {
+            Some(key) => {
+                opened = key
+                    .open(bytes)
+                    .map_err(|_| TaskDbError::Sealed(task_id.to_string()))?;
+                &opened[..]
+            }
+            None => bytes,
+        };
+        let task = Task::decode(bytes).map_err(|source| TaskDbError::Decode {
+            task_id: task_id.to_string(),
+            source,
+        })?;
+        let status = task.status.clone().unwrap_or_default();
+        Ok((task, status))
+    }
 }
 
 #[cfg(test)]
@@ -150,7 +196,7 @@ mod tests {
             ..Default::default()
         };
         {
-            let db = TaskDb::open(dir.path()).expect("open");
+            let db = TaskDb::open(dir.path(), None).expect("open");
             db.put(&test_task("a", 1, "img", &[]), &running)
                 .await
                 .expect("put");
@@ -160,7 +206,7 @@ mod tests {
             db.remove("b").await.expect("remove");
             db.remove("never-there").await.expect("remove unknown");
         }
-        let db = TaskDb::open(dir.path()).expect("reopen");
+        let db = TaskDb::open(dir.path(), None).expect("reopen");
         let (task, status) = db.get("a").expect("get").expect("present");
         assert_eq!(task.id, "a");
         assert_eq!(status, running);
@@ -169,5 +215,53 @@ mod tests {
         let all = db.list().expect("list");
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].0.slot, 1);
+    }
+
+    /// With the node's data key nothing of a task (its environment included) is on disk
+    /// in clear; the database reads back with the key and refuses to open without it.
+    #[tokio::test]
+    async fn a_sealed_database_holds_no_clear_text() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shoal_pki::vault::Keys::Open(key) =
+            shoal_pki::vault::load_or_create(dir.path()).expect("keys")
+        else {
+            panic!("new keys are open");
+        };
+        let mut task = test_task("a", 1, "img", &[]);
+        if let Some(c) = task.spec.as_mut().and_then(|s| s.container.as_mut()) {
+            c.env = vec!["TOKEN=plain-env-needle".into()];
+        }
+        {
+            let db = TaskDb::open(dir.path(), Some(key.clone())).expect("open");
+            db.put(&task, &TaskStatus::default()).await.expect("put");
+        }
+        let mut stack = vec![dir.path().join("tasks")];
+        let mut scanned = 0;
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                stack.extend(
+                    std::fs::read_dir(&path)
+                        .expect("dir")
+                        .map(|e| e.expect("entry").path()),
+                );
+            } else {
+                let bytes = std::fs::read(&path).expect("file");
+                scanned += bytes.len();
+                assert!(
+                    !bytes.windows(9).any(|w| w == b"env-needl"),
+                    "clear text in {}",
+                    path.display()
+                );
+            }
+        }
+        assert!(scanned > 0);
+        let db = TaskDb::open(dir.path(), Some(key)).expect("reopen");
+        let (read, _) = db.get("a").expect("get").expect("present");
+        assert_eq!(read.spec, task.spec);
+        drop(db);
+        assert!(matches!(
+            TaskDb::open(dir.path(), None),
+            Err(TaskDbError::NoKey(_))
+        ));
     }
 }

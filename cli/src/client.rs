@@ -186,6 +186,8 @@ rpcs! {
     control.rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
     control.get_root_ca(GetRootCaRequest) -> GetRootCaResponse;
     control.rotate_root_ca(RotateRootCaRequest) -> GetRootCaResponse;
+    control.update_swarm(UpdateSwarmRequest) -> UpdateSwarmResponse;
+    control.get_unlock_key(GetUnlockKeyRequest) -> GetUnlockKeyResponse;
     control.create_network(CreateNetworkRequest) -> CreateNetworkResponse;
     control.get_network(GetNetworkRequest) -> GetNetworkResponse;
     control.list_networks(ListNetworksRequest) -> ListNetworksResponse;
@@ -208,6 +210,7 @@ rpcs! {
     admin.leave(LeaveRequest) -> LeaveResponse;
     admin.info(InfoRequest) -> InfoResponse;
     admin.resolve_image(ResolveImageRequest) -> ResolveImageResponse;
+    admin.unlock(UnlockRequest) -> UnlockResponse;
 }
 
 fn cannot_reach(url: &str) -> anyhow::Error {

@@ -145,6 +145,8 @@ impl Fake {
     }
 }
 
+const FAKE_UNLOCK_KEY: &str = "SHKEY-1-fake";
+
 /// The fake's root: PEM-shaped text, and a rotation that is done (`rotated`) or not needed.
 fn fake_root(rotated: bool) -> GetRootCaResponse {
     GetRootCaResponse {
@@ -215,6 +217,34 @@ impl Control for Fake {
             return Err(Status::invalid_argument("refused by the fake"));
         }
         Ok(Response::new(fake_root(true)))
+    }
+
+    async fn update_swarm(
+        &self,
+        request: Request<UpdateSwarmRequest>,
+    ) -> Result<Response<UpdateSwarmResponse>, Status> {
+        let on = request.into_inner().autolock;
+        Ok(Response::new(UpdateSwarmResponse {
+            unlock_key: if on {
+                FAKE_UNLOCK_KEY.into()
+            } else {
+                String::new()
+            },
+        }))
+    }
+
+    async fn get_unlock_key(
+        &self,
+        request: Request<GetUnlockKeyRequest>,
+    ) -> Result<Response<GetUnlockKeyResponse>, Status> {
+        let rotate = request.into_inner().rotate;
+        Ok(Response::new(GetUnlockKeyResponse {
+            unlock_key: if rotate {
+                "SHKEY-1-rotated".into()
+            } else {
+                FAKE_UNLOCK_KEY.into()
+            },
+        }))
     }
 
     async fn rotate_join_token(
@@ -669,11 +699,30 @@ impl NodeAdmin for Fake {
     }
 
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
-        self.inits.lock().unwrap().push(request.into_inner());
+        let request = request.into_inner();
+        let autolock = request.autolock;
+        self.inits.lock().unwrap().push(request);
         Ok(Response::new(InitResponse {
             node_id: "node1".into(),
             cluster_id: "cluster1".into(),
+            unlock_key: if autolock {
+                FAKE_UNLOCK_KEY.into()
+            } else {
+                String::new()
+            },
         }))
+    }
+
+    async fn unlock(
+        &self,
+        request: Request<UnlockRequest>,
+    ) -> Result<Response<UnlockResponse>, Status> {
+        if request.into_inner().unlock_key != FAKE_UNLOCK_KEY {
+            return Err(Status::invalid_argument(
+                "the unlock key is not this node's",
+            ));
+        }
+        Ok(Response::new(UnlockResponse {}))
     }
 
     async fn leave(
@@ -1545,4 +1594,58 @@ async fn swarm_ca_shows_and_rotates_the_root() {
     );
     let out = shoal(&host, &["swarm", "ca", "--rotate", "--cert-expiry", "soon"]).await;
     assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn autolock_commands_show_the_key_and_unlock_reads_stdin() {
+    let host = serve(Fake::default());
+    let out = shoal(&host, &["swarm", "init", "--autolock"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("run the `shoal swarm unlock`"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("    SHKEY-1-fake\n"),
+        "{}",
+        stdout(&out)
+    );
+    let out = shoal(&host, &["swarm", "unlock-key", "-q"]).await;
+    assert_eq!(stdout(&out), "SHKEY-1-fake\n");
+    let out = shoal(&host, &["swarm", "unlock-key", "--rotate"]).await;
+    assert!(
+        stdout(&out).starts_with("Successfully rotated manager unlock key.\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("SHKEY-1-rotated"), "{}", stdout(&out));
+    let out = shoal(&host, &["swarm", "update", "--autolock=true"]).await;
+    assert!(stdout(&out).contains("SHKEY-1-fake"), "{}", stdout(&out));
+    let out = shoal(&host, &["swarm", "update", "--autolock=false"]).await;
+    assert_eq!(stdout(&out), "Swarm updated.\n");
+    let out = shoal(&host, &["swarm", "update", "--autolock=maybe"]).await;
+    assert!(!out.status.success());
+
+    let unlock = |key: &'static str| {
+        let host = host.clone();
+        async move {
+            let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+                .args(["-H", &host, "swarm", "unlock"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("shoal runs");
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(key.as_bytes()).await.expect("written");
+            drop(stdin);
+            child.wait_with_output().await.expect("ran")
+        }
+    };
+    let out = unlock("SHKEY-1-fake\n").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = unlock("SHKEY-1-wrong\n").await;
+    assert_eq!(stderr(&out), "Error: the unlock key is not this node's\n");
 }

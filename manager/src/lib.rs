@@ -4,7 +4,7 @@
 //! Control API ([`controlapi`]), the orchestrators ([`orchestrator`]), the overlay address
 //! allocator ([`allocator`]), the scheduler ([`scheduler`]), the dispatcher that agents hold sessions with ([`dispatcher`]), the log
 //! broker that relays `service logs` from agents ([`logbroker`]), secrets sealed in the
-//! store ([`seal`]), and the leadership switch that runs the leader-only loops
+//! store (with [`seal`], from shoal_pki), and the leadership switch that runs the leader-only loops
 //! one term at a time ([`term`], [`manager`]).
 //!
 //! It must not know about Docker, containers or the CLI: it hands tasks to agents and
@@ -25,7 +25,7 @@ mod raft_proposer;
 pub mod roles;
 pub mod runloop;
 pub mod scheduler;
-pub mod seal;
+pub use shoal_pki::seal;
 pub mod store;
 pub mod term;
 

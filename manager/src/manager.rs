@@ -57,6 +57,8 @@ pub struct ManagerConfig {
     pub heartbeat_period: Duration,
     /// How Raft reaches peer managers (mTLS in shoald; plain in tests).
     pub connector: Option<PeerConnector>,
+    /// Seals the Raft log and snapshots on disk (the node's data key); clear when `None`.
+    pub at_rest: Option<Arc<dyn shoal_raft::AtRest>>,
 }
 
 impl ManagerConfig {
@@ -68,6 +70,7 @@ impl ManagerConfig {
             addr,
             heartbeat_period: DEFAULT_HEARTBEAT_PERIOD,
             connector: None,
+            at_rest: None,
         }
     }
 }
@@ -91,6 +94,7 @@ impl Manager {
             node_id: config.raft_id,
             data_dir: config.data_dir.clone(),
             connector: config.connector.clone(),
+            at_rest: config.at_rest.clone(),
             ..RaftConfig::default()
         };
         let raft = RaftNode::open(raft_config, state.clone()).await?;
@@ -153,6 +157,7 @@ impl Manager {
         root_ca: RootCa,
         cert_expiry: Duration,
         addr_pool: AddrPool,
+        unlock_key: Option<Vec<u8>>,
     ) -> Result<(), ManagerError> {
         let pools = Pools::new(&addr_pool.cidrs, addr_pool.subnet_size)
             .map_err(|e| ManagerError::Invalid(format!("invalid --default-addr-pool: {e}")))?;
@@ -188,6 +193,7 @@ impl Manager {
                 task_history_limit: DEFAULT_HISTORY_LIMIT as u64,
                 heartbeat_period_ms: self.config.heartbeat_period.as_millis() as i64,
                 cert_expiry_ms: cert_expiry.as_millis() as i64,
+                autolock: unlock_key.is_some(),
             }),
             tokens: Some(crate::ca::new_tokens(&root_ca.digest)),
             root_ca: Some(root_ca),
@@ -196,6 +202,7 @@ impl Manager {
             // Made with the first secret.
             secrets_key: Vec::new(),
             removed_nodes: Vec::new(),
+            unlock_key: unlock_key.unwrap_or_default(),
         };
         self.store
             .update(|tx| {

@@ -8,7 +8,9 @@
 //! - the TLS transport for tonic: a server whose certificate can be swapped without a
 //!   restart (`TlsServer`, `incoming`), clients that present a node certificate, none, or
 //!   pin the root by digest (`TlsClient`, `channel`, `channel_lazy`);
-//! - per-RPC authorization in one tower layer around the whole router (`AuthLayer`).
+//! - per-RPC authorization in one tower layer around the whole router (`AuthLayer`);
+//! - keys at rest: AES-256-GCM sealing ([`seal`]) and a node's data key, kept in the open
+//!   or locked by the user's unlock key ([`vault`]).
 //!
 //! It must not know the store, Raft, Docker or what any RPC does: callers decide which
 //! identity to issue and when to renew; this crate only signs, verifies and enforces the
@@ -26,9 +28,11 @@ mod auth;
 mod ca;
 mod error;
 mod identity;
+pub mod seal;
 mod store;
 mod tls;
 mod token;
+pub mod vault;
 
 pub use auth::{authorize, required_access, Access, AuthLayer, AuthService, Gate};
 pub use ca::{NodeKey, RootCa, BACKDATE, MANAGER_SAN, NODE_SAN, ROOT_CA_CN, ROOT_CA_VALIDITY};

@@ -124,6 +124,8 @@ impl pb::Control for TestControl {
     rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
     get_root_ca(GetRootCaRequest) -> GetRootCaResponse;
     rotate_root_ca(RotateRootCaRequest) -> GetRootCaResponse;
+        update_swarm(UpdateSwarmRequest) -> UpdateSwarmResponse;
+        get_unlock_key(GetUnlockKeyRequest) -> GetUnlockKeyResponse;
     }
 
     async fn list_nodes(

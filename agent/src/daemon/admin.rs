@@ -1,8 +1,9 @@
 //! The NodeAdmin service of the local socket: init, leave, info.
 
+use shoal_pki::vault::{UnlockKey, VaultError};
 use shoal_proto::{
     InfoRequest, InfoResponse, InitRequest, InitResponse, JoinRequest, JoinResponse, LeaveRequest,
-    LeaveResponse, ResolveImageRequest, ResolveImageResponse,
+    LeaveResponse, ResolveImageRequest, ResolveImageResponse, UnlockRequest, UnlockResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -32,6 +33,10 @@ impl From<DaemonError> for Status {
             DaemonError::Join(_) | DaemonError::Pki(_) => Status::failed_precondition(message),
             DaemonError::Docker { .. } => Status::unavailable(message),
             DaemonError::Resolve { .. } => Status::not_found(message),
+            DaemonError::Locked | DaemonError::NotLocked => Status::failed_precondition(message),
+            DaemonError::Vault(VaultError::WrongKey | VaultError::BadUnlockKey) => {
+                Status::invalid_argument(message)
+            }
             _ => Status::internal(message),
         }
     }
@@ -46,6 +51,7 @@ impl shoal_proto::NodeAdmin for AdminApi {
             return Ok(Response::new(InitResponse {
                 node_id: record.node_id,
                 cluster_id: record.cluster_id,
+                unlock_key: String::new(),
             }));
         }
         let expiry = (request.cert_expiry_ms > 0)
@@ -57,6 +63,10 @@ impl shoal_proto::NodeAdmin for AdminApi {
         // Checked before anything is made, so a bad pool leaves the node as it was.
         Pools::new(&addr_pool.cidrs, addr_pool.subnet_size)
             .map_err(|e| Status::invalid_argument(format!("invalid --default-addr-pool: {e}")))?;
+        let unlock_key = match request.autolock {
+            true => Some(UnlockKey::generate().map_err(DaemonError::from)?),
+            false => None,
+        };
         let record = self
             .daemon
             .init(
@@ -64,11 +74,13 @@ impl shoal_proto::NodeAdmin for AdminApi {
                 &request.advertise_addr,
                 expiry,
                 addr_pool,
+                unlock_key.clone(),
             )
             .await?;
         Ok(Response::new(InitResponse {
             node_id: record.node_id,
             cluster_id: record.cluster_id,
+            unlock_key: unlock_key.map(|k| k.to_string()).unwrap_or_default(),
         }))
     }
 
@@ -107,6 +119,19 @@ impl shoal_proto::NodeAdmin for AdminApi {
             .resolve_image(&request.image, request.auth)
             .await?;
         Ok(Response::new(ResolveImageResponse { reference }))
+    }
+
+    async fn unlock(
+        &self,
+        request: Request<UnlockRequest>,
+    ) -> Result<Response<UnlockResponse>, Status> {
+        let key: UnlockKey = request
+            .into_inner()
+            .unlock_key
+            .parse()
+            .map_err(|e: VaultError| Status::invalid_argument(e.to_string()))?;
+        self.daemon.unlock(&key).await?;
+        Ok(Response::new(UnlockResponse {}))
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {

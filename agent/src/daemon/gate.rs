@@ -38,6 +38,8 @@ const LEADER_CHECK: Duration = Duration::from_millis(200);
 #[derive(Clone, Default)]
 pub struct ControlGate {
     target: Arc<RwLock<Option<Target>>>,
+    /// The node waits for `swarm unlock`: every call says so.
+    locked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Clone)]
@@ -106,7 +108,17 @@ impl ControlGate {
         *self.target.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    pub fn set_locked(&self, locked: bool) {
+        self.locked
+            .store(locked, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn target(&self) -> Result<Target, Status> {
+        if self.locked.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Status::failed_precondition(
+                "this manager is locked (autolock): run `shoal swarm unlock` and enter the unlock key",
+            ));
+        }
         self.target.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(|| {
             Status::failed_precondition(
                 "this node is not a swarm manager: run `shoal swarm init` or join as a manager, or run the command on a manager",
@@ -251,6 +263,8 @@ delegate! {
     write rotate_join_token(RotateJoinTokenRequest) -> GetJoinTokensResponse;
     read get_root_ca(GetRootCaRequest) -> GetRootCaResponse;
     write rotate_root_ca(RotateRootCaRequest) -> GetRootCaResponse;
+    write update_swarm(UpdateSwarmRequest) -> UpdateSwarmResponse;
+    write get_unlock_key(GetUnlockKeyRequest) -> GetUnlockKeyResponse;
     write create_network(CreateNetworkRequest) -> CreateNetworkResponse;
     read get_network(GetNetworkRequest) -> GetNetworkResponse;
     read list_networks(ListNetworksRequest) -> ListNetworksResponse;

@@ -10,6 +10,7 @@
 //! Raft. At start, a node with a record resumes as what it was.
 
 mod admin;
+mod autolock;
 mod gate;
 mod join;
 pub mod record;
@@ -23,6 +24,7 @@ use shoal_manager::allocator::AddrPool;
 use shoal_manager::controlapi::ControlApi;
 use shoal_manager::ids::new_id;
 use shoal_manager::{Manager, ManagerConfig, ManagerError};
+use shoal_pki::vault::{self, DataKey, UnlockKey};
 use shoal_pki::{AuthLayer, Identity, NodeCerts, NodeKey, PkiError, Role, RootCa};
 use shoal_proto::{
     InfoResponse, NodeAdminServer, NodeDescription, NodeRole, RootCa as RootCaObject,
@@ -102,6 +104,12 @@ pub enum DaemonError {
     NoCertificates(PathBuf),
     #[error("{0}")]
     Join(String),
+    #[error("this node is locked (autolock): run `shoal swarm unlock` and enter the unlock key")]
+    Locked,
+    #[error("this node is not locked")]
+    NotLocked,
+    #[error("keys: {0}")]
+    Vault(#[from] shoal_pki::vault::VaultError),
     #[error("removing {path}: {source}")]
     Cleanup {
         path: PathBuf,
@@ -123,6 +131,11 @@ struct Inner {
     roles: tokio::sync::mpsc::Sender<Heard>,
     /// The swarm removed this node (its session was refused as not part of the swarm).
     removed: std::sync::atomic::AtomicBool,
+    /// The key that seals this node's Raft log and task database, once known (read at
+    /// start, or given by `swarm unlock`).
+    data_key: std::sync::Mutex<Option<DataKey>>,
+    /// Set while the keys wait for `swarm unlock`.
+    locked: std::sync::atomic::AtomicBool,
 }
 
 /// What runs while the node is in a swarm.
@@ -149,6 +162,8 @@ impl Daemon {
                 member: Mutex::new(None),
                 roles,
                 removed: std::sync::atomic::AtomicBool::new(false),
+                data_key: std::sync::Mutex::new(None),
+                locked: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         tokio::spawn(daemon.clone().follow_roles(heard));
@@ -174,11 +189,64 @@ impl Daemon {
         )
     }
 
-    /// Resume swarm membership from `node.json`, if there is one.
+    /// The data key, read (or made, for a node new to the swarm) on first use; `Locked`
+    /// while it waits for `swarm unlock`.
+    fn data_key(&self) -> Result<DataKey, DaemonError> {
+        let mut known = self
+            .inner
+            .data_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = known.as_ref() {
+            return Ok(key.clone());
+        }
+        match vault::load_or_create(&self.inner.config.data_dir)? {
+            vault::Keys::Open(key) => {
+                *known = Some(key.clone());
+                Ok(key)
+            }
+            vault::Keys::Locked => {
+                self.inner
+                    .locked
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.inner.control.set_locked(true);
+                Err(DaemonError::Locked)
+            }
+        }
+    }
+
+    /// `swarm unlock`: open the data key with `unlock_key`, then resume membership.
+    pub async fn unlock(&self, unlock_key: &UnlockKey) -> Result<(), DaemonError> {
+        if !self.inner.locked.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(DaemonError::NotLocked);
+        }
+        let key = vault::unlock(&self.inner.config.data_dir, unlock_key)?;
+        *self
+            .inner
+            .data_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(key);
+        self.inner
+            .locked
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.inner.control.set_locked(false);
+        tracing::info!("unlocked");
+        self.resume().await?;
+        Ok(())
+    }
+
+    /// Resume swarm membership from `node.json`, if there is one. A locked node waits for
+    /// `swarm unlock` instead (and says so).
     pub async fn resume(&self) -> Result<bool, DaemonError> {
         let Some(record) = record::load(&self.inner.config.data_dir)? else {
             return Ok(false);
         };
+        if let Err(DaemonError::Locked) = self.data_key() {
+            tracing::warn!(
+                "this manager is locked (autolock): it serves nothing until `shoal swarm unlock`"
+            );
+            return Ok(true);
+        }
         let mut member = self.inner.member.lock().await;
         let listener = match record.manager {
             true => Some(bind(&record.listen_addr).await?),
@@ -195,6 +263,7 @@ impl Daemon {
         advertise_addr: &str,
         cert_expiry: Option<Duration>,
         addr_pool: AddrPool,
+        unlock_key: Option<UnlockKey>,
     ) -> Result<NodeRecord, DaemonError> {
         let mut member = self.inner.member.lock().await;
         if member.is_some() || record::load(&self.inner.config.data_dir)?.is_some() {
@@ -239,6 +308,7 @@ impl Daemon {
             }),
             expiry,
             addr_pool,
+            unlock_key,
         };
         self.enter(&mut member, record, Some(listener), start).await
     }
@@ -451,6 +521,10 @@ impl Daemon {
             ..Default::default()
         };
         let Some(member) = member.as_ref() else {
+            if self.inner.locked.load(std::sync::atomic::Ordering::Relaxed) {
+                info.swarm_state =
+                    "locked (autolock): run `shoal swarm unlock` and enter the unlock key".into();
+            }
             return info;
         };
         info.swarm_state = if self
@@ -501,6 +575,7 @@ impl Daemon {
         how: Start,
     ) -> Result<Member, DaemonError> {
         let config = &self.inner.config;
+        let data_key = Some(self.data_key()?);
         let node_tls = NodeTls::load(&self.certs_dir())?
             .ok_or_else(|| DaemonError::NoCertificates(self.certs_dir()))?;
         let executor = DockerExecutor::connect(
@@ -571,6 +646,9 @@ impl Daemon {
                     config.data_dir.clone(),
                     record.advertise_addr.clone(),
                 );
+                manager_config.at_rest = data_key
+                    .clone()
+                    .map(|key| Arc::new(SealedWith(key)) as Arc<dyn shoal_raft::AtRest>);
                 let peer_tls = node_tls.clone();
                 manager_config.connector = Some(PeerConnector(Arc::new(move |addr: &str| {
                     shoal_pki::channel_lazy(addr, &peer_tls.client()).map_err(|e| e.to_string())
@@ -582,6 +660,7 @@ impl Daemon {
                         root,
                         expiry,
                         addr_pool,
+                        unlock_key,
                     } => {
                         manager
                             .bootstrap(
@@ -590,6 +669,7 @@ impl Daemon {
                                 *root,
                                 expiry,
                                 addr_pool,
+                                unlock_key.map(|k| k.bytes().to_vec()),
                             )
                             .await?
                     }
@@ -629,6 +709,14 @@ impl Daemon {
                     .await?;
                 }
                 tasks.push(tokio::spawn(manager.clone().run(cancel.clone())));
+                if let Some(key) = data_key.clone() {
+                    tasks.push(tokio::spawn(autolock::follow(
+                        manager.store().clone(),
+                        config.data_dir.clone(),
+                        key,
+                        cancel.clone(),
+                    )));
+                }
                 self.inner.control.open(
                     ControlApi::new(manager.store().clone()),
                     manager.logs_api(),
@@ -642,11 +730,17 @@ impl Daemon {
                     "a manager needs a listening address".into(),
                 ))
             }
-            (false, _) => None,
+            (false, _) => {
+                // Only managers lock (a demoted one unlocks for good).
+                if let Some(key) = &data_key {
+                    autolock::keep(&config.data_dir, key, None);
+                }
+                None
+            }
         };
 
         let (status_tx, status_rx) = tokio::sync::mpsc::channel(1024);
-        let db = TaskDb::open(&config.data_dir)?;
+        let db = TaskDb::open(&config.data_dir, data_key.clone())?;
         let worker = Worker::new(executor.clone(), db, status_tx).await?;
         let identity = AgentIdentity {
             node_id: record.node_id.clone(),
@@ -810,6 +904,22 @@ impl Daemon {
     async fn wipe(&self) -> Result<(), DaemonError> {
         let dir = &self.inner.config.data_dir;
         record::remove(dir)?;
+        // A node that joins again makes a new data key, in the open.
+        *self
+            .inner
+            .data_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        match tokio::fs::remove_file(dir.join(vault::KEYS_FILE)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(DaemonError::Cleanup {
+                    path: dir.join(vault::KEYS_FILE),
+                    source,
+                })
+            }
+        }
         for sub in ["raft", "tasks", "certificates"] {
             let path = dir.join(sub);
             match tokio::fs::remove_dir_all(&path).await {
@@ -822,6 +932,21 @@ impl Daemon {
     }
 }
 
+/// Raft's values on disk, sealed with the node's data key.
+#[derive(Debug)]
+struct SealedWith(DataKey);
+
+impl shoal_raft::AtRest for SealedWith {
+    fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, String> {
+        self.0.seal(plain).map_err(|e| e.to_string())
+    }
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, String> {
+        self.0
+            .open(sealed)
+            .map_err(|_| "the raft data does not open with this node's data key".to_string())
+    }
+}
+
 /// How a member starts.
 enum Start {
     /// From its record, as it was.
@@ -831,6 +956,8 @@ enum Start {
         root: Box<RootCaObject>,
         expiry: Duration,
         addr_pool: AddrPool,
+        /// `--autolock`: the key the data key is kept sealed by.
+        unlock_key: Option<UnlockKey>,
     },
     /// As a manager new to Raft: ask the leader to add it.
     JoinRaft,

@@ -81,7 +81,7 @@ struct Harness {
 impl Harness {
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = TaskDb::open(dir.path()).expect("open db");
+        let db = TaskDb::open(dir.path(), None).expect("open db");
         let engine = FakeEngine::new();
         let (status_tx, mut status_rx) = mpsc::channel(64);
         tokio::spawn(async move { while status_rx.recv().await.is_some() {} });

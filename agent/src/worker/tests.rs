@@ -31,7 +31,7 @@ fn state(s: &TaskStatus) -> TaskState {
 impl Harness {
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = TaskDb::open(dir.path()).expect("open db");
+        let db = TaskDb::open(dir.path(), None).expect("open db");
         Self::over(FakeEngine::new(), db, dir).await
     }
 
@@ -260,7 +260,7 @@ async fn a_restart_mid_way_adopts_the_started_container() {
 #[tokio::test]
 async fn orphans_of_this_node_are_removed_at_start_and_others_are_left_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = TaskDb::open(dir.path()).expect("open db");
+    let db = TaskDb::open(dir.path(), None).expect("open db");
     let engine = FakeEngine::new();
     let orphan = engine.insert_container("ghost", "n1", FakeRun::Running);
     let foreign = engine.insert_container("theirs", "n2", FakeRun::Running);

@@ -1,4 +1,4 @@
-//! `swarm init|join|join-token|leave|ca` and `info`: the local daemon's NodeAdmin service,
+//! `swarm init|join|join-token|leave|ca|update|unlock|unlock-key` and `info`: the local daemon's NodeAdmin service,
 //! and the managers' join tokens and root CA.
 
 use anyhow::Result;
@@ -7,6 +7,7 @@ use shoal_proto::{
     GetJoinTokensRequest, GetJoinTokensResponse, GetRootCaRequest, InfoRequest, InfoResponse,
     InitRequest, JoinRequest, LeaveRequest, NodeRole, RotateJoinTokenRequest, RotateRootCaRequest,
 };
+use shoal_proto::{GetUnlockKeyRequest, UnlockRequest, UpdateSwarmRequest};
 
 use super::print;
 use crate::client::Client;
@@ -25,6 +26,29 @@ pub enum SwarmCommand {
     Leave(LeaveArgs),
     /// Display and rotate the root CA
     Ca(CaArgs),
+    /// Update the swarm
+    Update(UpdateArgs),
+    /// Unlock a locked manager (reads the unlock key from stdin)
+    Unlock,
+    /// Manage the unlock key
+    UnlockKey(UnlockKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Change manager autolocking setting (true|false)
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    autolock: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockKeyArgs {
+    /// Only display the key
+    #[arg(short, long)]
+    quiet: bool,
+    /// Rotate the unlock key
+    #[arg(long)]
+    rotate: bool,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +121,9 @@ pub struct InitArgs {
     /// Force create a new cluster from current state (after losing the managers' quorum)
     #[arg(long)]
     force_new_cluster: bool,
+    /// Enable manager autolocking (a restarted manager needs the unlock key)
+    #[arg(long)]
+    autolock: bool,
     /// Validity period for node certificates, e.g. 2160h (default 90 days)
     #[arg(long, value_name = "DURATION", value_parser = flag(parse::duration_ms))]
     cert_expiry: Option<i64>,
@@ -127,12 +154,17 @@ pub async fn run(host: &str, command: SwarmCommand) -> Result<()> {
                     cert_expiry_ms: args.cert_expiry.unwrap_or(0),
                     default_addr_pool: args.default_addr_pool,
                     default_addr_pool_mask_length: args.default_addr_pool_mask_length,
+                    autolock: args.autolock,
                 })
                 .await?;
             print(&format!(
                 "Swarm initialized: current node ({}) is now a manager.",
                 resp.node_id
-            ))
+            ))?;
+            if resp.unlock_key.is_empty() {
+                return Ok(());
+            }
+            print(&format!("\n{}", unlock_key_text(&resp.unlock_key)))
         }
         SwarmCommand::Join(args) => {
             let resp = client
@@ -172,7 +204,62 @@ pub async fn run(host: &str, command: SwarmCommand) -> Result<()> {
             print("Node left the swarm.")
         }
         SwarmCommand::Ca(args) => ca(&mut client, args).await,
+        SwarmCommand::Update(args) => {
+            let Some(autolock) = args.autolock else {
+                return print("Swarm updated.");
+            };
+            let resp = client
+                .update_swarm(UpdateSwarmRequest {
+                    set_autolock: true,
+                    autolock,
+                })
+                .await?;
+            print("Swarm updated.")?;
+            if resp.unlock_key.is_empty() {
+                return Ok(());
+            }
+            print(&unlock_key_text(&resp.unlock_key))
+        }
+        SwarmCommand::Unlock => {
+            let mut key = String::new();
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!("Please enter unlock key: ");
+            }
+            std::io::stdin()
+                .read_line(&mut key)
+                .map_err(|e| anyhow::anyhow!("reading the unlock key from stdin: {e}"))?;
+            client
+                .unlock(UnlockRequest {
+                    unlock_key: key.trim().to_string(),
+                })
+                .await?;
+            Ok(())
+        }
+        SwarmCommand::UnlockKey(args) => {
+            let resp = client
+                .get_unlock_key(GetUnlockKeyRequest {
+                    rotate: args.rotate,
+                })
+                .await?;
+            if args.quiet {
+                return print(&resp.unlock_key);
+            }
+            if args.rotate {
+                print("Successfully rotated manager unlock key.\n")?;
+            }
+            print(&unlock_key_text(&resp.unlock_key))
+        }
     }
+}
+
+/// docker's words around an unlock key.
+fn unlock_key_text(key: &str) -> String {
+    format!(
+        "To unlock a swarm manager after it restarts, run the `shoal swarm unlock`\n\
+         command and provide the following key:\n\n    {key}\n\n\
+         Please remember to store this key in a password manager, since without it you\n\
+         will not be able to restart the manager."
+    )
 }
 
 /// `swarm ca [--rotate]`: the root certificate, after the rotation when one is asked for

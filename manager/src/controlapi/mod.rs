@@ -12,6 +12,7 @@ mod networks;
 mod nodes;
 pub mod ports;
 mod stacks;
+mod swarm;
 pub mod validate;
 
 use shoal_proto::{
@@ -35,6 +36,9 @@ use shoal_proto::{
 use shoal_proto::{
     DeployStackRequest, DeployStackResponse, GetStackRequest, GetStackResponse, ListStacksRequest,
     ListStacksResponse, RemoveStackRequest, RemoveStackResponse, RollbackStackRequest,
+};
+use shoal_proto::{
+    GetUnlockKeyRequest, GetUnlockKeyResponse, UpdateSwarmRequest, UpdateSwarmResponse,
 };
 use std::collections::HashSet;
 
@@ -709,6 +713,24 @@ impl shoal_proto::Control for ControlApi {
         let expiry = request.into_inner().cert_expiry_ms;
         Ok(Response::new(
             crate::ca::rotation::rotate(&self.store, expiry).await?,
+        ))
+    }
+
+    async fn update_swarm(
+        &self,
+        request: Request<UpdateSwarmRequest>,
+    ) -> Result<Response<UpdateSwarmResponse>, Status> {
+        Ok(Response::new(
+            ControlApi::update_swarm(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_unlock_key(
+        &self,
+        request: Request<GetUnlockKeyRequest>,
+    ) -> Result<Response<GetUnlockKeyResponse>, Status> {
+        Ok(Response::new(
+            self.unlock_key(request.into_inner().rotate).await?,
         ))
     }
 

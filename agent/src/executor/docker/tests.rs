@@ -330,7 +330,7 @@ async fn a_restarted_worker_adopts_and_then_removes_a_real_container() {
     };
     let exec = Arc::new(exec);
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = TaskDb::open(dir.path()).expect("db");
+    let db = TaskDb::open(dir.path(), None).expect("db");
     let mut t = task(&["sleep", "1000"]);
     if let Some(c) = t.spec.as_mut().and_then(|s| s.container.as_mut()) {
         c.stop_grace_period_ms = Some(0);

@@ -1,8 +1,6 @@
-//! Secrets' content as the store keeps it: sealed with the cluster's secrets key
-//! (AES-256-GCM, a random nonce per sealing), so no Raft log entry or snapshot holds a
-//! secret in clear. The key lives in the Cluster object; it protects the content from a
-//! scan of a manager's disk, not from someone holding the whole log (encrypting the log
-//! itself, with autolock, is the trust issue's).
+//! Sealing with a 256-bit key (AES-256-GCM, a random nonce per sealing): what Shoal keeps
+//! at rest. The manager seals secrets' content in the store with the cluster's secrets key;
+//! a node seals its Raft log and task database with its data key ([`crate::vault`]).
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
