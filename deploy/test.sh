@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shoal's test command: prepares the machine (Docker Engine, protoc, test images), builds
 # the binaries the end-to-end tests drive, then runs every test of the workspace and
-# the compose loader's fuzz target for a few seconds.
+# the fuzz targets for a few seconds each.
 # Run as root on Debian 12. Extra arguments go to `cargo nextest run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,3 +13,6 @@ cargo nextest run --workspace --no-fail-fast "$@"
 corpus=../shared/compose-corpus
 [ -d "$corpus" ] || corpus=
 cargo run -q -p shoal-compose --example fuzz_load -- --seconds "${SHOAL_FUZZ_SECONDS:-20}" $corpus
+# The network-facing parsers (tokens, certificates, Control requests, store batches, Raft
+# peer messages), a few seconds each: no panic, no hang.
+cargo run -q -p shoal-tests --example fuzz -- --seconds "${SHOAL_FUZZ_SECONDS_EACH:-4}"

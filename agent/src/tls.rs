@@ -21,7 +21,8 @@ const MIN_RETRY: Duration = Duration::from_secs(2);
 pub struct NodeTls {
     dir: PathBuf,
     certs: Arc<RwLock<NodeCerts>>,
-    client: Arc<RwLock<TlsClient>>,
+    /// Shared by every channel made from it: a reload reaches their next handshakes.
+    client: TlsClient,
     server: TlsServer,
     /// Wakes [`renew_loop`] before the certificate's time (a root CA rotation).
     renew: Arc<Notify>,
@@ -38,7 +39,7 @@ impl NodeTls {
         };
         Ok(Some(Self {
             dir: dir.to_path_buf(),
-            client: Arc::new(RwLock::new(TlsClient::new(&certs)?)),
+            client: TlsClient::new(&certs)?,
             server: TlsServer::new(&certs)?,
             certs: Arc::new(RwLock::new(certs)),
             renew: Arc::new(Notify::new()),
@@ -47,10 +48,7 @@ impl NodeTls {
     }
 
     pub fn client(&self) -> TlsClient {
-        self.client
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.client.clone()
     }
 
     pub fn server(&self) -> TlsServer {
@@ -68,10 +66,10 @@ impl NodeTls {
     }
 
     fn install_locked(&self, certs: NodeCerts) -> Result<(), PkiError> {
-        let client = TlsClient::new(&certs)?;
+        TlsClient::new(&certs)?;
         certs.save(&self.dir)?;
         self.server.reload(&certs)?;
-        *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        self.client.reload(&certs)?;
         *self.certs.write().unwrap_or_else(|p| p.into_inner()) = certs;
         Ok(())
     }

@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use shoal_tests::fuzz::Rng;
+
 const SAMPLES: &[&str] = &[
     "services:\n  web:\n    image: web:${TAG:-1}\n    ports: ['8080:80']\n    deploy:\n      replicas: 2\n",
     "x-d: &d {image: a}\nservices:\n  a:\n    <<: *d\n    environment: [A=1, B]\n  b:\n    extends: a\n",
@@ -68,26 +70,6 @@ const TOKENS: &[&str] = &[
     "512M",
 ];
 
-/// xorshift64*: enough randomness to mutate with, reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
 fn mutate(seed: &str, rng: &mut Rng) -> Vec<u8> {
     let mut bytes = seed.as_bytes().to_vec();
     for _ in 0..=rng.below(8) {
@@ -101,7 +83,7 @@ fn mutate(seed: &str, rng: &mut Rng) -> Vec<u8> {
                 let end = (at + rng.below(16)).min(bytes.len());
                 bytes.drain(at.min(end)..end);
             }
-            2 if at < bytes.len() => bytes[at] = (rng.next() & 0xff) as u8,
+            2 if at < bytes.len() => bytes[at] = (rng.next_u64() & 0xff) as u8,
             3 => {
                 // A line repeated: duplicate keys, deeper nesting.
                 let text = String::from_utf8_lossy(&bytes).into_owned();

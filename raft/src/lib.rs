@@ -200,6 +200,23 @@ impl From<std::convert::Infallible> for RaftError {
     }
 }
 
+/// Entry points for the fuzz targets (shoal-tests' `fuzz` module): what the peer service
+/// decodes from the network, without a running node.
+#[doc(hidden)]
+pub mod fuzzing {
+    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+
+    use crate::types::{decode, TypeConfig};
+    use crate::NodeId;
+
+    /// Decode `data` as each peer message the Raft service takes; errors are fine.
+    pub fn decode_peer_messages(data: &[u8]) {
+        let _ = decode::<AppendEntriesRequest<TypeConfig>>(data);
+        let _ = decode::<VoteRequest<NodeId>>(data);
+        let _ = decode::<InstallSnapshotRequest<TypeConfig>>(data);
+    }
+}
+
 /// How often a waiting write or election wait looks at the quorum again.
 const QUORUM_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -244,6 +261,7 @@ impl RaftNode {
             NetworkFactory {
                 connector: cfg.connector.clone(),
                 contacts: contacts.clone(),
+                channels: Default::default(),
             },
             log_store,
             state_machine,
@@ -387,24 +405,35 @@ impl RaftNode {
     /// has applied every write acknowledged anywhere before the call. A member without a
     /// majority refuses within the no-quorum window.
     pub async fn read_barrier(&self) -> Result<(), RaftError> {
-        if let Verdict::NoQuorum(why) = self.verdict() {
-            return Err(RaftError::NoQuorum(why));
-        }
-        match tokio::time::timeout(self.windows.no_quorum, self.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(openraft::error::RaftError::APIError(
-                openraft::error::CheckIsLeaderError::ForwardToLeader(f),
-            ))) => Err(RaftError::NotLeader {
-                leader_id: f.leader_id,
-                leader_addr: f.leader_node.map(|n| n.addr),
-            }),
-            Ok(Err(e)) => Err(self
-                .no_quorum()
-                .map_or_else(|| RaftError::Raft(e.to_string()), RaftError::NoQuorum)),
-            Err(_) => Err(self.no_quorum().map_or(
-                RaftError::NoLeader(self.windows.no_quorum),
-                RaftError::NoQuorum,
-            )),
+        let deadline = tokio::time::Instant::now() + self.windows.no_quorum;
+        loop {
+            if let Verdict::NoQuorum(why) = self.verdict() {
+                return Err(RaftError::NoQuorum(why));
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let failed = match tokio::time::timeout(left, self.raft.ensure_linearizable()).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(openraft::error::RaftError::APIError(
+                    openraft::error::CheckIsLeaderError::ForwardToLeader(f),
+                ))) => {
+                    return Err(RaftError::NotLeader {
+                        leader_id: f.leader_id,
+                        leader_addr: f.leader_node.map(|n| n.addr),
+                    })
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => String::new(),
+            };
+            // A round a majority did not answer in time (a member just added, a busy
+            // host): tried again until the no-quorum window is over.
+            if tokio::time::Instant::now() + QUORUM_CHECK >= deadline {
+                return Err(match self.no_quorum() {
+                    Some(why) => RaftError::NoQuorum(why),
+                    None if failed.is_empty() => RaftError::NoLeader(self.windows.no_quorum),
+                    None => RaftError::Raft(failed),
+                });
+            }
+            tokio::time::sleep(QUORUM_CHECK / 2).await;
         }
     }
 

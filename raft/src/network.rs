@@ -3,7 +3,9 @@
 //! `Result<response, openraft error>`; transport failures become openraft's
 //! `Unreachable` / `NetworkError`.
 
+use std::collections::HashMap;
 use std::error::Error;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use openraft::error::{
@@ -44,7 +46,14 @@ pub(crate) fn peer_channel(addr: &str) -> Result<Channel, tonic::transport::Erro
 pub(crate) struct NetworkFactory {
     pub(crate) connector: Option<crate::PeerConnector>,
     pub(crate) contacts: Contacts,
+    /// One channel per peer, shared by every client openraft makes for it: openraft makes
+    /// a new client for each leadership check (a linearizable read), which must not cost a
+    /// new TLS handshake each time.
+    pub(crate) channels: Channels,
 }
+
+/// Peers' channels by node id, with the address each was made for.
+pub(crate) type Channels = Arc<Mutex<HashMap<NodeId, (String, RaftClient<Channel>)>>>;
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
@@ -56,6 +65,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             client: None,
             connector: self.connector.clone(),
             contacts: self.contacts.clone(),
+            channels: self.channels.clone(),
         }
     }
 }
@@ -67,6 +77,7 @@ pub(crate) struct PeerClient {
     client: Option<RaftClient<Channel>>,
     connector: Option<crate::PeerConnector>,
     contacts: Contacts,
+    channels: Channels,
 }
 
 #[derive(Clone, Copy)]
@@ -96,6 +107,13 @@ impl PeerClient {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((addr, client)) = channels.get(&self.target) {
+            if *addr == self.node.addr {
+                self.client = Some(client.clone());
+                return Ok(client.clone());
+            }
+        }
         let channel = match &self.connector {
             Some(connect) => (connect.0)(&self.node.addr)?,
             None => peer_channel(&self.node.addr).map_err(|e| e.to_string())?,
@@ -103,6 +121,7 @@ impl PeerClient {
         let client = RaftClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        channels.insert(self.target, (self.node.addr.clone(), client.clone()));
         self.client = Some(client.clone());
         Ok(client)
     }

@@ -4,8 +4,10 @@
 //! Each [`Node`] gets its own data dir, socket and node name, so tests never touch each
 //! other's state or containers (containers carry the node's id as a label). Tests wait for
 //! conditions with [`wait_until`], never for a fixed time. The harness knows nothing of
-//! Shoal's internals: it sees what a user sees.
+//! Shoal's internals: it sees what a user sees. The [`fuzz`] targets are the exception:
+//! they feed parsers, the Control API and the store's applier directly.
 
+pub mod fuzz;
 pub mod lab;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

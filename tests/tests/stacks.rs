@@ -289,10 +289,11 @@ fn a_secret_is_read_in_the_task_never_lands_on_disk_and_new_content_rolls_the_se
     let mode = in_container(&lab, "s_app", &["stat", "-c", "%a", "/run/secrets/token"]);
     assert_eq!(mode.as_deref().map(str::trim), Some("400"));
     // Not in any manager's Raft log or snapshot, not in any node's data or Docker's (the
-    // scan does find what is there: the config's content, which is not a secret).
+    // scan does find what is there in clear: the service's name in Docker's container
+    // labels; the Raft log and task databases are sealed at rest, config and all).
     assert!(
-        !on_disk(&lab, "answer=42").is_empty(),
-        "the scan reads the Raft log"
+        !on_disk(&lab, "s_app").is_empty(),
+        "the scan reads Docker's data"
     );
     assert_eq!(on_disk(&lab, first), Vec::<String>::new());
     let inspect = lab.shoal_ok(1, &["secret", "inspect", "s_token"]);

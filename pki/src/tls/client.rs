@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,10 +31,12 @@ use crate::{NodeCerts, PkiError};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a node dials managers. Every variant verifies the server's certificate against the
-/// name "manager.shoal", never its IP.
+/// name "manager.shoal", never its IP. Clones share one configuration, which
+/// [`TlsClient::reload`] swaps: every later handshake of every clone and of every channel
+/// made from one (a lazy channel reconnecting included) uses the new certificate and roots.
 #[derive(Clone)]
 pub struct TlsClient {
-    config: Arc<ClientConfig>,
+    config: Arc<RwLock<Arc<ClientConfig>>>,
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -94,17 +96,28 @@ impl TlsClient {
     fn finish(mut config: ClientConfig) -> Self {
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         TlsClient {
-            config: Arc::new(config),
+            config: Arc::new(RwLock::new(Arc::new(config))),
         }
     }
 
-    /// The rustls configuration.
+    /// Present `certs` and trust their roots from the next handshake on, in this client and
+    /// every clone of it. Nothing changes if `certs` are not usable.
+    pub fn reload(&self, certs: &NodeCerts) -> Result<(), PkiError> {
+        let fresh = TlsClient::new(certs)?.config();
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+
+    /// The rustls configuration now.
     pub fn config(&self) -> Arc<ClientConfig> {
-        self.config.clone()
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A tonic connector that dials `addr` (host:port) and does the TLS handshake,
-    /// whatever URI the endpoint carries.
+    /// whatever URI the endpoint carries, with the configuration current at each dial.
     pub fn connector(&self, addr: &str) -> TlsConnector {
         TlsConnector {
             addr: addr.to_string(),
@@ -193,7 +206,7 @@ impl ServerCertVerifier for PinnedRootVerifier {
 /// Dials `addr` and does the TLS handshake as "manager.shoal".
 pub async fn handshake(addr: &str, tls: &TlsClient) -> Result<TlsStream<TcpStream>, PkiError> {
     check_addr(addr)?;
-    dial(addr.to_string(), tls.config.clone())
+    dial(addr.to_string(), tls.config())
         .await
         .map_err(|e| PkiError::Connect {
             addr: addr.to_string(),
@@ -224,7 +237,7 @@ async fn dial(addr: String, config: Arc<ClientConfig>) -> io::Result<TlsStream<T
 #[derive(Clone)]
 pub struct TlsConnector {
     addr: String,
-    config: Arc<ClientConfig>,
+    config: Arc<RwLock<Arc<ClientConfig>>>,
 }
 
 impl tower::Service<Uri> for TlsConnector {
@@ -237,7 +250,12 @@ impl tower::Service<Uri> for TlsConnector {
     }
 
     fn call(&mut self, _uri: Uri) -> Self::Future {
-        let fut = dial(self.addr.clone(), self.config.clone());
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let fut = dial(self.addr.clone(), config);
         Box::pin(async move { fut.await.map(TokioIo::new) })
     }
 }
