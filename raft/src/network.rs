@@ -139,6 +139,13 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: Error + DeserializeOwned,
     {
+        // openraft may drop this call at a deadline of its own: that is a failure too.
+        let unanswered = Unanswered {
+            contacts: self.contacts.clone(),
+            target: self.target,
+            started: std::time::Instant::now(),
+            done: false,
+        };
         let result = match tokio::time::timeout(ttl, self.call_once(rpc, req)).await {
             Ok(result) => result,
             Err(_) => {
@@ -152,6 +159,7 @@ impl PeerClient {
         if matches!(result, Ok(_) | Err(RPCError::RemoteError(_))) {
             self.contacts.heard(self.target);
         }
+        unanswered.finish();
         result
     }
 
@@ -193,6 +201,31 @@ impl PeerClient {
         answer.map_err(|e| {
             RPCError::RemoteError(RemoteError::new_with_node(target, self.node.clone(), e))
         })
+    }
+}
+
+/// A call in flight: dropped unfinished (openraft gave up on it first), it counts as
+/// unanswered for [`Contacts`].
+struct Unanswered {
+    contacts: Contacts,
+    target: NodeId,
+    started: std::time::Instant,
+    done: bool,
+}
+
+impl Unanswered {
+    fn finish(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.done {
+            let waited = self.started.elapsed().as_millis();
+            self.contacts
+                .failed(self.target, format!("no answer within {waited}ms"));
+        }
     }
 }
 
