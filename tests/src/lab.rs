@@ -245,6 +245,23 @@ impl Lab {
         format!("{}:{LAB_PORT}", self.ip(host))
     }
 
+    /// The hostname of the leader as `host` sees it (`node ls`), if it answers.
+    pub fn leader(&self, host: usize) -> Option<String> {
+        let run = self.shoal(host, &["node", "ls", "--format", "json"]);
+        if !run.ok() {
+            return None;
+        }
+        crate::json_lines(&run.stdout)
+            .into_iter()
+            .find(|n| n["ManagerStatus"] == "Leader")
+            .and_then(|n| n["Hostname"].as_str().map(str::to_string))
+    }
+
+    /// The host number of a lab hostname ("n3" -> 3; 0 for anything else).
+    pub fn host_of(hostname: &str) -> usize {
+        hostname.trim_start_matches('n').parse().unwrap_or(0)
+    }
+
     /// `kill -9` `host`'s shoald (its dockerd and containers stay).
     pub fn stop(&self, host: usize) {
         self.script_ok(&["stop", &Self::name(host)]);

@@ -86,6 +86,26 @@ macro_rules! require_env {
     };
 }
 
+/// Every file under `dir` whose bytes hold `needle`, and how many files were read (so a
+/// test can tell an empty answer from a scan that read nothing).
+pub fn files_holding(dir: &Path, needle: &[u8]) -> (Vec<PathBuf>, usize) {
+    let (mut found, mut scanned) = (Vec::new(), 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            scanned += 1;
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(path);
+            }
+        }
+    }
+    (found, scanned)
+}
+
 /// Where the built `shoald` and `shoal` are: `$SHOAL_BIN_DIR`, else the target dir the test
 /// binary runs from.
 pub fn bin_dir() -> PathBuf {

@@ -4,37 +4,18 @@
 //! environment in clear.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use shoal_tests::lab::{Lab, LAB_DATA};
-use shoal_tests::{bin_dir, require_lab};
+use shoal_tests::{bin_dir, files_holding, require_lab};
 
 const WAIT: Duration = Duration::from_secs(90);
 const NEEDLE: &str = "needle-of-the-env-4711";
 
 fn data_dir(host: usize) -> PathBuf {
     PathBuf::from(format!("{LAB_DATA}/n{host}/shoald"))
-}
-
-/// Every file under `dir` holding `needle`.
-fn files_holding(dir: &Path, needle: &[u8]) -> (Vec<PathBuf>, usize) {
-    let (mut found, mut scanned) = (Vec::new(), 0);
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                stack.extend(entries.flatten().map(|e| e.path()));
-            }
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            scanned += 1;
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                found.push(path);
-            }
-        }
-    }
-    (found, scanned)
 }
 
 /// `swarm unlock` on `host` with `key` on stdin.

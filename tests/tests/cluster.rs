@@ -17,18 +17,6 @@ fn nodes(lab: &Lab, host: usize) -> Vec<Value> {
     json_lines(&lab.shoal_ok(host, &["node", "ls", "--format", "json"]))
 }
 
-/// The hostname of the leader as `host` sees it.
-fn leader(lab: &Lab, host: usize) -> Option<String> {
-    let run = lab.shoal(host, &["node", "ls", "--format", "json"]);
-    if !run.ok() {
-        return None;
-    }
-    json_lines(&run.stdout)
-        .into_iter()
-        .find(|n| n["ManagerStatus"] == "Leader")
-        .and_then(|n| n["Hostname"].as_str().map(str::to_string))
-}
-
 /// Running tasks of `service` per node hostname, as the managers see them.
 fn running_per_node(lab: &Lab, host: usize, service: &str) -> HashMap<String, usize> {
     let run = lab.shoal(host, &["service", "ps", "--format", "json", service]);
@@ -56,10 +44,6 @@ fn running_per_node(lab: &Lab, host: usize, service: &str) -> HashMap<String, us
 
 fn running(lab: &Lab, host: usize, service: &str) -> usize {
     running_per_node(lab, host, service).values().sum()
-}
-
-fn host_number(hostname: &str) -> usize {
-    hostname.trim_start_matches('n').parse().unwrap_or(0)
 }
 
 fn create(lab: &Lab, host: usize, name: &str, extra: &[&str]) {
@@ -115,7 +99,7 @@ fn three_managers_two_workers_spread_and_survive_the_leader() {
 
     // Logs come from every node, through a follower (which forwards to the leader).
     let follower = (1..=3)
-        .find(|&h| leader(&lab, 1).is_some_and(|l| host_number(&l) != h))
+        .find(|&h| lab.leader(1).is_some_and(|l| Lab::host_of(&l) != h))
         .expect("a follower");
     lab.shoal_ok(
         follower,
@@ -153,13 +137,13 @@ fn three_managers_two_workers_spread_and_survive_the_leader() {
 
     // An acknowledged change, then the leader dies.
     create(&lab, 2, "acked", &["--replicas", "1"]);
-    let old = leader(&lab, 1).expect("a leader");
-    let old_host = host_number(&old);
+    let old = lab.leader(1).expect("a leader");
+    let old_host = Lab::host_of(&old);
     let other = (1..=3).find(|&h| h != old_host).expect("another manager");
     let killed = Instant::now();
     lab.stop(old_host);
     let new = lab.wait(other, "a new leader", WAIT, || {
-        leader(&lab, other).filter(|l| *l != old)
+        lab.leader(other).filter(|l| *l != old)
     });
     eprintln!(
         "RESULT new leader {new} elected {:.2} s after kill -9 of {old}",
@@ -196,7 +180,7 @@ fn three_managers_two_workers_spread_and_survive_the_leader() {
         },
     );
     assert_eq!(
-        leader(&lab, old_host).as_deref(),
+        lab.leader(old_host).as_deref(),
         Some(new.as_str()),
         "the old leader follows the new one"
     );

@@ -14,14 +14,7 @@ const WAIT: Duration = Duration::from_secs(90);
 
 /// The host number of the leader as `host` sees it.
 fn leader(lab: &Lab, host: usize) -> Option<usize> {
-    let run = lab.shoal(host, &["node", "ls", "--format", "json"]);
-    if !run.ok() {
-        return None;
-    }
-    json_lines(&run.stdout)
-        .into_iter()
-        .find(|n| n["ManagerStatus"] == "Leader")
-        .and_then(|n| n["Hostname"].as_str()?.trim_start_matches('n').parse().ok())
+    lab.leader(host).map(|name| Lab::host_of(&name))
 }
 
 fn services(lab: &Lab, host: usize, extra: &[&str]) -> shoal_tests::Run {
