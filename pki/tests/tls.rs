@@ -518,3 +518,56 @@ async fn a_rotated_root_is_trusted_through_its_cross_signed_intermediate() {
         "old root dropped"
     );
 }
+
+/// A certificate of this cluster that has expired is refused at the handshake, whatever
+/// role it names; the server keeps serving others.
+#[tokio::test]
+async fn an_expired_certificate_is_refused() {
+    let f = fixture().await;
+    let key = NodeKey::generate().expect("key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        f.ca.cert_pem(),
+        rcgen::KeyPair::from_pem(&f.ca.key_pem()).expect("root key"),
+    )
+    .expect("issuer");
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(&key.csr_pem().expect("csr"))
+        .expect("csr parses");
+    let mut params = rcgen::CertificateParams::new(vec![
+        "manager.shoal".to_string(),
+        "node.shoal".to_string(),
+        "mgr7".to_string(),
+    ])
+    .expect("params");
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "mgr7");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, "manager");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "cluster-a");
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - Duration::from_secs(7200)).into();
+    params.not_after = (now - Duration::from_secs(3600)).into();
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.signed_by(&csr.public_key, &issuer).expect("signed");
+    let expired = NodeCerts {
+        cert_pem: cert.pem(),
+        key_pem: key.key_pem(),
+        root_pem: f.ca.cert_pem().to_string(),
+    };
+    let tls = TlsClient::new(&expired).expect("client");
+    let err = list_nodes(&f.server.addr, &tls).await.expect_err("expired");
+    assert!(format!("{err:?}").contains("Expired"), "{err:?}");
+    let err = get_root(&f.server.addr, &tls).await.expect_err("expired");
+    assert!(format!("{err:?}").contains("Expired"), "{err:?}");
+    let fresh = TlsClient::new(&sign(&f.ca, "mgr8", Role::Manager)).expect("client");
+    list_nodes(&f.server.addr, &fresh)
+        .await
+        .expect("still serving");
+}
