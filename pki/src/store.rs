@@ -43,9 +43,7 @@ impl NodeCerts {
         write_atomic(dir, ROOT_FILE, self.root_pem.as_bytes(), 0o644)?;
         write_atomic(dir, KEY_FILE, self.key_pem.as_bytes(), 0o600)?;
         write_atomic(dir, CERT_FILE, self.cert_pem.as_bytes(), 0o644)?;
-        let d = fs::File::open(dir).map_err(|e| PkiError::io("opening", dir, e))?;
-        d.sync_all().map_err(|e| PkiError::io("syncing", dir, e))?;
-        Ok(())
+        sync_dir(dir)
     }
 
     /// Reads the files under `dir`; `None` when none of them exist (a node that has not
@@ -99,7 +97,8 @@ impl NodeCerts {
     }
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
+/// The file at `path`, or `None` when there is none.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -107,7 +106,14 @@ fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
     }
 }
 
-fn write_atomic(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<(), PkiError> {
+/// `dir`'s entries made durable (after renames into it).
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), PkiError> {
+    let d = fs::File::open(dir).map_err(|e| PkiError::io("opening", dir, e))?;
+    d.sync_all().map_err(|e| PkiError::io("syncing", dir, e))
+}
+
+/// `dir/name` replaced whole: a temporary file with `mode`, fsync, rename.
+pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<(), PkiError> {
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let _ = fs::remove_file(&tmp);

@@ -8,8 +8,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::seal;
+use crate::store::{read_optional, sync_dir, write_atomic};
 
 /// The file under the data dir.
 pub const KEYS_FILE: &str = "keys.json";
@@ -25,12 +24,8 @@ const UNLOCK_PREFIX: &str = "SHKEY-1-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] crate::PkiError),
     #[error(
         "{path} is damaged ({why}): restore it from a backup, or leave the swarm and join again"
     )]
@@ -176,7 +171,7 @@ pub fn store(
         path: KEYS_FILE.into(),
         why: e.to_string(),
     })?;
-    write_atomic(data_dir, &text)
+    write_keys(data_dir, &text)
 }
 
 /// Whether the file holds the data key sealed by `unlock_key` (so nothing needs writing).
@@ -199,18 +194,10 @@ fn hex_field(path: &Path, value: &str) -> Result<Vec<u8>, VaultError> {
 }
 
 fn read(path: &Path) -> Result<Option<KeysFile>, VaultError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(VaultError::Io {
-                op: "reading",
-                path: path.display().to_string(),
-                source,
-            })
-        }
+    let Some(text) = read_optional(path)? else {
+        return Ok(None);
     };
-    serde_json::from_slice(&bytes)
+    serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| VaultError::Damaged {
             path: path.display().to_string(),
@@ -218,28 +205,11 @@ fn read(path: &Path) -> Result<Option<KeysFile>, VaultError> {
         })
 }
 
-/// A temporary file, fsync, rename, fsync of the directory: never half a key file.
-fn write_atomic(dir: &Path, bytes: &[u8]) -> Result<(), VaultError> {
-    let io = |op, path: &Path| {
-        let path = path.display().to_string();
-        move |source| VaultError::Io { op, path, source }
-    };
-    fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    let tmp = dir.join(format!("{KEYS_FILE}.tmp"));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io("writing", &tmp))?;
-    f.write_all(bytes).map_err(io("writing", &tmp))?;
-    f.sync_all().map_err(io("syncing", &tmp))?;
-    let path = dir.join(KEYS_FILE);
-    fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing", dir))?;
+/// The keys file replaced whole, and the directory synced: never half a key file.
+fn write_keys(dir: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+    fs::create_dir_all(dir).map_err(|e| crate::PkiError::io("creating", dir, e))?;
+    write_atomic(dir, KEYS_FILE, bytes, 0o600)?;
+    sync_dir(dir)?;
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, InitializeError};
+use openraft::error::{ClientWriteError, ForwardToLeader, InitializeError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
@@ -167,11 +167,17 @@ type OpenraftError<E = std::convert::Infallible> = openraft::error::RaftError<No
 impl From<ClientWriteError<NodeId, BasicNode>> for RaftError {
     fn from(e: ClientWriteError<NodeId, BasicNode>) -> Self {
         match e {
-            ClientWriteError::ForwardToLeader(f) => RaftError::NotLeader {
-                leader_id: f.leader_id,
-                leader_addr: f.leader_node.map(|n| n.addr),
-            },
+            ClientWriteError::ForwardToLeader(f) => f.into(),
             ClientWriteError::ChangeMembershipError(e) => RaftError::Membership(e.to_string()),
+        }
+    }
+}
+
+impl From<ForwardToLeader<NodeId, BasicNode>> for RaftError {
+    fn from(f: ForwardToLeader<NodeId, BasicNode>) -> Self {
+        RaftError::NotLeader {
+            leader_id: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
         }
     }
 }
@@ -415,12 +421,7 @@ impl RaftNode {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(openraft::error::RaftError::APIError(
                     openraft::error::CheckIsLeaderError::ForwardToLeader(f),
-                ))) => {
-                    return Err(RaftError::NotLeader {
-                        leader_id: f.leader_id,
-                        leader_addr: f.leader_node.map(|n| n.addr),
-                    })
-                }
+                ))) => return Err(f.into()),
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => String::new(),
             };

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -126,40 +125,30 @@ impl PeerClient {
         Ok(client)
     }
 
-    /// Sends one request within `ttl` and decodes the peer's `Result<Resp, RaftError<E>>`;
-    /// records whether the peer answered ([`Contacts`]).
+    /// Sends one request and decodes the peer's `Result<Resp, RaftError<E>>`; records
+    /// whether the peer answered ([`Contacts`]). openraft bounds every call with a deadline
+    /// of its own and drops it when that passes, which counts as unanswered.
     async fn call<Req, Resp, E>(
         &mut self,
         rpc: Rpc,
         req: &Req,
-        ttl: Duration,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: Error + DeserializeOwned,
     {
-        // openraft may drop this call at a deadline of its own: that is a failure too.
         let unanswered = Unanswered {
             contacts: self.contacts.clone(),
             target: self.target,
             started: std::time::Instant::now(),
             done: false,
         };
-        let result = match tokio::time::timeout(ttl, self.call_once(rpc, req)).await {
-            Ok(result) => result,
-            Err(_) => {
-                let why = format!("no answer within {}ms", ttl.as_millis());
-                self.contacts.failed(self.target, why.clone());
-                Err(RPCError::Unreachable(Unreachable::new(
-                    &std::io::Error::new(std::io::ErrorKind::TimedOut, why),
-                )))
-            }
-        };
+        let result = self.call_once(rpc, req).await;
+        unanswered.finish();
         if matches!(result, Ok(_) | Err(RPCError::RemoteError(_))) {
             self.contacts.heard(self.target);
         }
-        unanswered.finish();
         result
     }
 
@@ -204,7 +193,7 @@ impl PeerClient {
     }
 }
 
-/// A call in flight: dropped unfinished (openraft gave up on it first), it counts as
+/// A call in flight: dropped unfinished (openraft's deadline passed), it counts as
 /// unanswered for [`Contacts`].
 struct Unanswered {
     contacts: Contacts,
@@ -229,16 +218,6 @@ impl Drop for Unanswered {
     }
 }
 
-/// How long one call may take: openraft's hard deadline, but never under
-/// [`MIN_DEADLINE`] (its heartbeat deadline is the heartbeat interval, which a busy
-/// 2-core host overruns without anything being wrong).
-fn deadline(option: &RPCOption) -> Duration {
-    option.hard_ttl().max(MIN_DEADLINE)
-}
-
-/// See [`deadline`]; well under the no-quorum window, so a silent peer is known in time.
-const MIN_DEADLINE: Duration = Duration::from_millis(750);
-
 /// What went wrong underneath a failed call, in words ("Connection refused (os error
 /// 111)"), or the status's own message when it has no cause.
 fn root_cause(status: &tonic::Status) -> String {
@@ -259,28 +238,27 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::AppendEntries, &rpc, deadline(&option)).await
+        self.call(Rpc::AppendEntries, &rpc).await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Rpc::InstallSnapshot, &rpc, option.hard_ttl())
-            .await
+        self.call(Rpc::InstallSnapshot, &rpc).await
     }
 
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc, deadline(&option)).await
+        self.call(Rpc::Vote, &rpc).await
     }
 }

@@ -113,8 +113,13 @@ impl ControlGate {
             .store(locked, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether the node waits for `swarm unlock`.
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn target(&self) -> Result<Target, Status> {
-        if self.locked.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.is_locked() {
             return Err(Status::failed_precondition(
                 "this manager is locked (autolock): run `shoal swarm unlock` and enter the unlock key",
             ));

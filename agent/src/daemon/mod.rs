@@ -133,9 +133,9 @@ struct Inner {
     removed: std::sync::atomic::AtomicBool,
     /// The key that seals this node's Raft log and task database, once known (read at
     /// start, or given by `swarm unlock`).
+    /// Whether the keys wait for `swarm unlock` is the gate's (`ControlGate::is_locked`),
+    /// which refuses every call meanwhile.
     data_key: std::sync::Mutex<Option<DataKey>>,
-    /// Set while the keys wait for `swarm unlock`.
-    locked: std::sync::atomic::AtomicBool,
 }
 
 /// What runs while the node is in a swarm.
@@ -163,7 +163,6 @@ impl Daemon {
                 roles,
                 removed: std::sync::atomic::AtomicBool::new(false),
                 data_key: std::sync::Mutex::new(None),
-                locked: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         tokio::spawn(daemon.clone().follow_roles(heard));
@@ -206,9 +205,6 @@ impl Daemon {
                 Ok(key)
             }
             vault::Keys::Locked => {
-                self.inner
-                    .locked
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 self.inner.control.set_locked(true);
                 Err(DaemonError::Locked)
             }
@@ -217,7 +213,7 @@ impl Daemon {
 
     /// `swarm unlock`: open the data key with `unlock_key`, then resume membership.
     pub async fn unlock(&self, unlock_key: &UnlockKey) -> Result<(), DaemonError> {
-        if !self.inner.locked.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.inner.control.is_locked() {
             return Err(DaemonError::NotLocked);
         }
         let key = vault::unlock(&self.inner.config.data_dir, unlock_key)?;
@@ -226,9 +222,6 @@ impl Daemon {
             .data_key
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(key);
-        self.inner
-            .locked
-            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.inner.control.set_locked(false);
         tracing::info!("unlocked");
         self.resume().await?;
@@ -521,7 +514,7 @@ impl Daemon {
             ..Default::default()
         };
         let Some(member) = member.as_ref() else {
-            if self.inner.locked.load(std::sync::atomic::Ordering::Relaxed) {
+            if self.inner.control.is_locked() {
                 info.swarm_state =
                     "locked (autolock): run `shoal swarm unlock` and enter the unlock key".into();
             }
