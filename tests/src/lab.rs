@@ -257,6 +257,23 @@ impl Lab {
             .and_then(|n| n["Hostname"].as_str().map(str::to_string))
     }
 
+    /// When `host`'s shoald said it became leader, each time its log says so (the log's
+    /// own timestamps: RFC 3339, UTC).
+    pub fn elected_at(&self, host: usize) -> Vec<std::time::SystemTime> {
+        let log = std::fs::read_to_string(Self::log_path(host)).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("became leader"))
+            .filter_map(|l| {
+                let stamp: String = l
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(|c| c.is_ascii_digit() || "-T:.Z".contains(*c))
+                    .collect();
+                crate::parse_utc(&stamp)
+            })
+            .collect()
+    }
+
     /// The host number of a lab hostname ("n3" -> 3; 0 for anything else).
     pub fn host_of(hostname: &str) -> usize {
         hostname.trim_start_matches('n').parse().unwrap_or(0)
@@ -326,6 +343,13 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // SHOAL_LAB_KEEP_LOGS=DIR: each host's shoald log is copied to DIR/nK.log first.
+        if let Ok(dir) = std::env::var("SHOAL_LAB_KEEP_LOGS") {
+            let _ = std::fs::create_dir_all(&dir);
+            for &host in &self.hosts {
+                let _ = std::fs::copy(Self::log_path(host), format!("{dir}/n{host}.log"));
+            }
+        }
         let down = lab_sh(&["down"]);
         if !down.ok() {
             eprintln!("lab.sh down failed ({}):\n{}", down.code, down.stderr);

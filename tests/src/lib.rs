@@ -9,6 +9,8 @@
 
 pub mod fuzz;
 pub mod lab;
+pub mod linear;
+pub mod registers;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -104,6 +106,28 @@ pub fn files_holding(dir: &Path, needle: &[u8]) -> (Vec<PathBuf>, usize) {
         }
     }
     (found, scanned)
+}
+
+/// An RFC 3339 UTC time as logs write it ("2026-12-01T02:10:11.123456Z").
+pub fn parse_utc(stamp: &str) -> Option<std::time::SystemTime> {
+    let (date, time) = stamp.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let secs: f64 = t.next()?.parse().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let whole = days * 86_400 + h * 3_600 + min * 60;
+    let at = Duration::from_secs(u64::try_from(whole).ok()?) + Duration::from_secs_f64(secs);
+    Some(std::time::UNIX_EPOCH + at)
 }
 
 /// Where the built `shoald` and `shoal` are: `$SHOAL_BIN_DIR`, else the target dir the test
@@ -463,5 +487,26 @@ impl Drop for Streaming {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_timestamps_parse_to_the_instant_they_name() {
+        let since_epoch = |stamp: &str| {
+            parse_utc(stamp)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64())
+        };
+        assert_eq!(
+            since_epoch("2026-12-01T02:10:11.250000Z"),
+            Some(1_796_091_011.25)
+        );
+        assert_eq!(since_epoch("2024-02-29T00:00:00Z"), Some(1_709_164_800.0));
+        assert_eq!(parse_utc("yesterday"), None);
+        assert_eq!(parse_utc("2026-13-01T00:00"), None);
     }
 }

@@ -1,0 +1,245 @@
+//! A register workload over the Control API, recorded for the linearizability checker
+//! ([`crate::linear`]): K services with 0 replicas are K registers, each holding its value
+//! in the label `v`. Clients, each on a manager's local socket, loop: read a register
+//! (`GetService`, linearizable by default), then compare-and-set it (`UpdateService` at the
+//! version just read, with a value never written before). A version check passes only if
+//! nothing wrote the service since the read, so a write that succeeds expected the value
+//! it read: [`RegisterOp::Write`] with `expect`.
+//!
+//! Outcomes: an answer is recorded as such; a refusal that proves nothing was applied (out
+//! of sequence, invalid, not found) is not recorded; anything else (a timeout, a lost
+//! connection, no quorum, a leader lost mid-call) is recorded as unknown.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use shoal_proto::{
+    self as pb, ContainerSpec, ControlClient, CreateServiceRequest, GetServiceRequest, ServiceSpec,
+    TaskSpec, UpdateServiceRequest,
+};
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::Code;
+
+use crate::fuzz::Rng;
+use crate::linear::{Recorder, Register, RegisterOp, RegisterOut};
+
+/// The label that holds a register's value.
+pub const LABEL: &str = "v";
+/// Every register's value before the first write.
+pub const INITIAL: &str = "0";
+
+/// How long one call may take before its outcome counts as unknown.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pause after a call that failed, before the next.
+const RETRY: Duration = Duration::from_millis(25);
+
+pub type History = Recorder<RegisterOp, RegisterOut>;
+
+/// The model the registers follow.
+pub fn model() -> Register {
+    Register {
+        initial: INITIAL.into(),
+    }
+}
+
+/// A Control API client on a shoald's local socket (as the CLI's).
+pub async fn connect(socket: &Path) -> Result<ControlClient<Channel>, tonic::transport::Error> {
+    let path = socket.to_path_buf();
+    let channel = Endpoint::from_static("http://localhost")
+        .timeout(CALL_TIMEOUT)
+        .connect_timeout(Duration::from_secs(2))
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await?;
+    Ok(ControlClient::new(channel))
+}
+
+fn spec(name: &str, value: &str) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        labels: [(LABEL.to_string(), value.to_string())].into(),
+        replicas: 0,
+        mode: pb::ServiceMode::Replicated as i32,
+        task: Some(TaskSpec {
+            container: Some(ContainerSpec {
+                image: "shoal-test/busybox:a".into(),
+                args: vec!["sleep".into(), "1000000".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Create the registers `reg-0` .. `reg-{count-1}`, each holding [`INITIAL`].
+pub async fn create(socket: &Path, count: usize) -> anyhow::Result<Vec<String>> {
+    let mut control = connect(socket).await?;
+    let mut names = Vec::new();
+    for k in 0..count {
+        let name = format!("reg-{k}");
+        control
+            .create_service(CreateServiceRequest {
+                spec: Some(spec(&name, INITIAL)),
+            })
+            .await?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// What one register read gave: its value and the version to write at.
+async fn read(
+    control: &mut ControlClient<Channel>,
+    key: &str,
+) -> Result<(String, u64), tonic::Status> {
+    let service = control
+        .get_service(GetServiceRequest {
+            service: key.into(),
+        })
+        .await?
+        .into_inner()
+        .service
+        .unwrap_or_default();
+    let value = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.labels.get(LABEL).cloned())
+        .unwrap_or_default();
+    Ok((value, service.version()))
+}
+
+/// Whether a refusal proves the call changed nothing.
+fn refused(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Aborted | Code::InvalidArgument | Code::NotFound | Code::AlreadyExists
+    )
+}
+
+/// Counts of what the clients saw.
+#[derive(Default)]
+pub struct Tally {
+    pub reads: AtomicU64,
+    pub writes_acknowledged: AtomicU64,
+    pub writes_refused: AtomicU64,
+    pub writes_unknown: AtomicU64,
+    pub failed_reads: AtomicU64,
+    /// Calls that could not even connect (the manager down).
+    pub unreachable: AtomicU64,
+}
+
+impl Tally {
+    pub fn summary(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "{} reads answered ({} failed), writes: {} acknowledged, {} refused out of sequence, \
+             {} of unknown outcome; {} connects failed",
+            g(&self.reads),
+            g(&self.failed_reads),
+            g(&self.writes_acknowledged),
+            g(&self.writes_refused),
+            g(&self.writes_unknown),
+            g(&self.unreachable)
+        )
+    }
+}
+
+/// One client: read then compare-and-set a random register, until `stop`.
+pub async fn client(
+    id: usize,
+    socket: PathBuf,
+    keys: Arc<Vec<String>>,
+    history: Arc<History>,
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1));
+    let mut control = None;
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(c) = control.as_mut() else {
+            match connect(&socket).await {
+                Ok(c) => control = Some(c),
+                Err(_) => {
+                    tally.unreachable.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(4 * RETRY).await;
+                }
+            }
+            continue;
+        };
+        let key = &keys[rng.below(keys.len())];
+        let call = history.now();
+        let (value, version) = match read(c, key).await {
+            Ok(found) => found,
+            Err(_) => {
+                tally.failed_reads.fetch_add(1, Ordering::Relaxed);
+                control = None;
+                // No leader yet, or this manager cut off: ask again soon, not in a spin.
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        history.done(
+            id,
+            key,
+            call,
+            RegisterOp::Read,
+            RegisterOut::Read(value.clone()),
+        );
+        tally.reads.fetch_add(1, Ordering::Relaxed);
+        n += 1;
+        let new = format!("c{id}-{n}");
+        let write = RegisterOp::Write {
+            expect: Some(value),
+            value: new.clone(),
+        };
+        let call = history.now();
+        let result = c
+            .update_service(UpdateServiceRequest {
+                service: key.clone(),
+                version,
+                spec: Some(spec(key, &new)),
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                history.done(id, key, call, write, RegisterOut::Written);
+                tally.writes_acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(status) if refused(&status) => {
+                tally.writes_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                history.unknown(id, key, call, write);
+                tally.writes_unknown.fetch_add(1, Ordering::Relaxed);
+                control = None;
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+/// A final read of every register through `socket` (so that a lost write shows), recorded
+/// as client `id`.
+pub async fn read_all(
+    socket: &Path,
+    id: usize,
+    keys: &[String],
+    history: &History,
+) -> anyhow::Result<()> {
+    let mut control = connect(socket).await?;
+    for key in keys {
+        let call = history.now();
+        let (value, _) = read(&mut control, key).await?;
+        history.done(id, key, call, RegisterOp::Read, RegisterOut::Read(value));
+    }
+    Ok(())
+}
