@@ -29,6 +29,7 @@ impl Proposer for RaftProposer {
                 e @ (RaftError::NoQuorum(_)
                 | RaftError::Unconfirmed(_)
                 | RaftError::NoLeader(_)
+                | RaftError::NoSpace(_)
                 | RaftError::Stopped(_)),
             ) => Err(StoreError::Unavailable(e.to_string())),
             Err(e) => Err(StoreError::Propose(e.to_string())),

@@ -13,6 +13,7 @@ mod contacts;
 mod network;
 mod quorum;
 mod server;
+pub mod space;
 mod store;
 mod types;
 
@@ -155,6 +156,9 @@ pub enum RaftError {
     /// only if a majority reconnects in time.
     #[error("{0}; the change was not confirmed and applies only if a majority reconnects in time")]
     Unconfirmed(NoQuorum),
+    /// The disk under the Raft directory is (nearly) full: nothing was written.
+    #[error("{0}")]
+    NoSpace(space::NoSpace),
     /// No leader is heard, and the election has not ended within the wait.
     #[error("no leader: an election has not ended within {0:?}; retry shortly")]
     NoLeader(std::time::Duration),
@@ -235,6 +239,8 @@ pub struct RaftNode {
     leadership: watch::Receiver<Leadership>,
     contacts: Contacts,
     windows: Windows,
+    /// Room on the Raft directory's disk: a change is refused without it.
+    space: space::Space,
 }
 
 impl RaftNode {
@@ -283,6 +289,7 @@ impl RaftNode {
             db,
             leadership,
             contacts,
+            space: space::Space::new(&dir, space::RESERVE),
             windows: Windows {
                 leader_silent: election * 2,
                 no_quorum: (election * 3).max(std::time::Duration::from_secs(2)),
@@ -321,6 +328,7 @@ impl RaftNode {
         if let Some(why) = self.leader_without_quorum() {
             return Err(RaftError::NoQuorum(why));
         }
+        self.space.check().map_err(RaftError::NoSpace)?;
         let write = self.raft.client_write(Command(command));
         tokio::pin!(write);
         loop {

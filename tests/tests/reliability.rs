@@ -380,3 +380,86 @@ fn partitions_leave_the_minority_refusing_and_heal_without_divergence() {
     );
     assert_eq!(verdict, Verdict::Linearizable, "{tally}");
 }
+
+#[test]
+fn a_full_disk_refuses_writes_clearly_and_loses_nothing() {
+    require_lab!();
+    let lab = Lab::up(1, 0).expect("lab comes up");
+    let create = |name: &str| {
+        lab.shoal(
+            1,
+            &[
+                "service",
+                "create",
+                "--detach",
+                "--name",
+                name,
+                "--replicas",
+                "0",
+            ]
+            .into_iter()
+            .chain(["shoal-test/busybox:a", "sleep", "1000"])
+            .collect::<Vec<_>>(),
+        )
+    };
+    let listed = || lab.shoal_ok(1, &["service", "ls", "--format", "json"]);
+    assert!(create("before").ok());
+    // The manager's data dir moves onto a 48 MiB tmpfs, inside its host's mount namespace.
+    let dir = "/var/lib/shoal-lab/n1/shoald";
+    lab.stop(1);
+    lab.script_ok(&[
+        "exec",
+        "n1",
+        "sh",
+        "-c",
+        &format!(
+            "cp -a {dir} /tmp/shoald-moving && mount -t tmpfs -o size=48m tmpfs {dir} && \
+             cp -a /tmp/shoald-moving/. {dir}/ && rm -rf /tmp/shoald-moving"
+        ),
+    ]);
+    lab.start(1);
+    assert!(create("on-small-disk").ok());
+
+    // Something else fills the disk.
+    lab.script(&[
+        "exec",
+        "n1",
+        "sh",
+        "-c",
+        &format!("dd if=/dev/zero of={dir}/filler bs=1M"),
+    ]);
+    let asked = Instant::now();
+    let refused = create("while-full");
+    let took = asked.elapsed().as_secs_f64();
+    assert!(!refused.ok(), "a write on a full disk was accepted");
+    assert!(
+        refused.stderr.contains("disk full") && refused.stderr.contains(dir),
+        "the refusal says what is full and where: {}",
+        refused.stderr
+    );
+    assert!(listed().contains("on-small-disk"), "reads still answer");
+
+    // Room again: writes go on, and everything acknowledged survives a kill -9.
+    lab.script_ok(&["exec", "n1", "rm", &format!("{dir}/filler")]);
+    lab.wait(1, "a write accepted again", WAIT, || {
+        create("after").ok().then_some(())
+    });
+    lab.stop(1);
+    lab.start(1);
+    let after_restart = listed();
+    for name in ["before", "on-small-disk", "after"] {
+        assert!(
+            after_restart.contains(&format!("\"{name}\"")),
+            "{name} lost: {after_restart}"
+        );
+    }
+    assert!(
+        !after_restart.contains("while-full"),
+        "the refused write is nowhere"
+    );
+    println!(
+        "RESULT disk full (48 MiB tmpfs filled by dd): a write refused in {took:.2} s saying \
+         \"{}\"; writes resumed once space returned; nothing lost across a kill -9",
+        refused.stderr.trim()
+    );
+}

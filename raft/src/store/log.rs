@@ -13,6 +13,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
 
 use super::disk::Disk;
+use crate::space::Space;
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -26,6 +27,8 @@ pub(crate) struct LogStore {
     logs: sled::Tree,
     meta: sled::Tree,
     disk: Disk,
+    /// An append waits for room on the disk rather than write to a full one.
+    room: Space,
 }
 
 pub(crate) fn index_key(index: u64) -> [u8; 8] {
@@ -37,12 +40,13 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: &sled::Db, disk: Disk) -> Result<Self, sled::Error> {
+    pub(crate) fn new(db: &sled::Db, disk: Disk, room: Space) -> Result<Self, sled::Error> {
         Ok(Self {
             db: db.clone(),
             logs: db.open_tree("logs")?,
             meta: db.open_tree("meta")?,
             disk,
+            room,
         })
     }
 
@@ -210,6 +214,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        self.room.wait_for_room().await;
         let res = match self.append_sync(entries) {
             Ok(()) => self.flush().await.map_err(io_err),
             Err(e) => Err(e),

@@ -44,7 +44,8 @@ pub(crate) fn open(
         RaftError::Storage(format!("opening sled database in {}: {e}", dir.display()))
     })?;
     let disk = disk::Disk::open(&db, at_rest)?;
-    let logs = LogStore::new(&db, disk.clone())
+    let room = crate::space::Space::new(dir, crate::space::RESERVE);
+    let logs = LogStore::new(&db, disk.clone(), room)
         .map_err(|e| RaftError::Storage(format!("opening the raft log tree: {e}")))?;
     let snapshots = SnapshotStore::new(&db, disk)
         .map_err(|e| RaftError::Storage(format!("opening the raft snapshot tree: {e}")))?;
