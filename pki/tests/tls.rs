@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shoal_pki::{
     channel, handshake, incoming, peer_identity, verify_node_cert, AuthLayer, Gate, Identity,
-    NodeCerts, NodeKey, Role, RootCa, TlsClient, TlsServer,
+    NodeCerts, NodeKey, Role, RootCa, TlsClient, TlsServer, TunnelTls,
 };
 use shoal_proto as pb;
 use tokio::net::TcpListener;
@@ -521,13 +521,12 @@ async fn a_rotated_root_is_trusted_through_its_cross_signed_intermediate() {
 
 /// A certificate of this cluster that has expired is refused at the handshake, whatever
 /// role it names; the server keeps serving others.
-#[tokio::test]
-async fn an_expired_certificate_is_refused() {
-    let f = fixture().await;
+/// A manager certificate of `ca`'s cluster that expired an hour ago.
+fn expired(ca: &RootCa) -> NodeCerts {
     let key = NodeKey::generate().expect("key");
     let issuer = rcgen::Issuer::from_ca_cert_pem(
-        f.ca.cert_pem(),
-        rcgen::KeyPair::from_pem(&f.ca.key_pem()).expect("root key"),
+        ca.cert_pem(),
+        rcgen::KeyPair::from_pem(&ca.key_pem()).expect("root key"),
     )
     .expect("issuer");
     let csr = rcgen::CertificateSigningRequestParams::from_pem(&key.csr_pem().expect("csr"))
@@ -556,11 +555,17 @@ async fn an_expired_certificate_is_refused() {
         rcgen::ExtendedKeyUsagePurpose::ClientAuth,
     ];
     let cert = params.signed_by(&csr.public_key, &issuer).expect("signed");
-    let expired = NodeCerts {
+    NodeCerts {
         cert_pem: cert.pem(),
         key_pem: key.key_pem(),
-        root_pem: f.ca.cert_pem().to_string(),
-    };
+        root_pem: ca.cert_pem().to_string(),
+    }
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_refused() {
+    let f = fixture().await;
+    let expired = expired(&f.ca);
     let tls = TlsClient::new(&expired).expect("client");
     let err = list_nodes(&f.server.addr, &tls).await.expect_err("expired");
     assert!(format!("{err:?}").contains("Expired"), "{err:?}");
@@ -570,4 +575,100 @@ async fn an_expired_certificate_is_refused() {
     list_nodes(&f.server.addr, &fresh)
         .await
         .expect("still serving");
+}
+
+/// The encrypted overlay's tunnel port (QUIC under [`TunnelTls`], as the tunnel serves it):
+/// a live node certificate of this cluster gets a connection; no certificate, another
+/// cluster's and an expired one are refused in the handshake, and the port keeps serving.
+#[tokio::test]
+async fn the_tunnel_port_takes_only_a_live_certificate_of_this_cluster() {
+    use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+    use rustls::pki_types::pem::PemObject;
+    use std::sync::Arc;
+
+    let ca = RootCa::generate("cluster-a").expect("ca");
+    let served = TunnelTls::new(&sign(&ca, "node1", Role::Worker)).expect("tunnel tls");
+    let server = quinn::Endpoint::server(
+        quinn::ServerConfig::with_crypto(Arc::new(
+            QuicServerConfig::try_from(served.server).expect("quic server"),
+        )),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .expect("endpoint");
+    let addr = server.local_addr().expect("bound");
+    tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            tokio::spawn(async move {
+                if let Ok(conn) = incoming.await {
+                    if let Ok(mut out) = conn.open_uni().await {
+                        let _ = out.write_all(b"hello").await;
+                        let _ = out.finish();
+                    }
+                    conn.closed().await;
+                }
+            });
+        }
+    });
+    // What a dialler with `client` gets: the server's greeting, or why not.
+    let dial = |client: Arc<rustls::ClientConfig>| async move {
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+            QuicClientConfig::try_from(client).expect("quic client"),
+        )));
+        let answer = async {
+            let conn = endpoint
+                .connect(addr, shoal_pki::NODE_SAN)
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut greeting = conn.accept_uni().await.map_err(|e| e.to_string())?;
+            let said = greeting.read_to_end(64).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(String::from_utf8_lossy(&said).to_string())
+        };
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .unwrap_or_else(|_| Err("no answer within 10 s".into()))
+    };
+
+    let member = TunnelTls::new(&sign(&ca, "node2", Role::Worker)).expect("member");
+    assert_eq!(dial(member.client.clone()).await, Ok("hello".into()));
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            rustls::pki_types::CertificateDer::from_pem_slice(ca.cert_pem().as_bytes())
+                .expect("root der"),
+        )
+        .expect("root added");
+    let mut anonymous = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    anonymous.alpn_protocols = vec![shoal_pki::ALPN_TUNNEL.to_vec()];
+    let refused = dial(Arc::new(anonymous)).await.expect_err("no certificate");
+    assert!(refused.contains("peer sent no certificates"), "{refused}");
+
+    let other = RootCa::generate("cluster-b").expect("other ca");
+    let intruder = NodeCerts {
+        root_pem: ca.cert_pem().to_string(),
+        ..sign(&other, "node9", Role::Manager)
+    };
+    let refused = dial(TunnelTls::new(&intruder).expect("intruder").client)
+        .await
+        .expect_err("another cluster");
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+
+    let refused = dial(TunnelTls::new(&expired(&ca)).expect("expired").client)
+        .await
+        .expect_err("expired");
+    assert!(refused.to_lowercase().contains("expired"), "{refused}");
+
+    assert_eq!(
+        dial(member.client).await,
+        Ok("hello".into()),
+        "still serving"
+    );
 }
