@@ -47,6 +47,12 @@ impl NodeTls {
         }))
     }
 
+    /// Dial every outgoing connection through `dialer` (a test harness's links).
+    pub fn with_dialer(mut self, dialer: shoal_pki::Dialer) -> Self {
+        self.client = self.client.with_dialer(dialer);
+        self
+    }
+
     pub fn client(&self) -> TlsClient {
         self.client.clone()
     }

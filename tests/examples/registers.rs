@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     if sockets.is_empty() {
         bail!("usage: registers SECONDS SOCKET...");
     }
-    let keys = Arc::new(registers::create(&sockets[0], 4).await?);
+    let keys = Arc::new(registers::create(sockets[0].clone(), 4).await?);
     let (history, tally, stop) = (
         Arc::new(History::default()),
         Arc::new(Tally::default()),
@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, s)| {
             let (k, h, t, s2) = (keys.clone(), history.clone(), tally.clone(), stop.clone());
-            tokio::spawn(registers::client(i, s.clone(), k, h, t, s2))
+            tokio::spawn(registers::client(i, s.clone().into(), k, h, t, s2))
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     for c in clients {
         c.await?;
     }
-    registers::read_all(&sockets[0], 1000, &keys, &history).await?;
+    registers::read_all(sockets[0].clone(), 1000, &keys, &history).await?;
     let ops = history.history();
     let verdict = linear::check(&registers::model(), &ops, Duration::from_secs(120));
     println!(

@@ -8,6 +8,7 @@
 //! they feed parsers, the Control API and the store's applier directly.
 
 pub mod fuzz;
+pub mod harness;
 pub mod lab;
 pub mod linear;
 pub mod registers;

@@ -45,6 +45,34 @@ pub fn model() -> Register {
     }
 }
 
+/// Where a client sends its calls.
+#[derive(Clone)]
+pub enum Via {
+    /// A shoald's local socket, as the CLI.
+    Socket(PathBuf),
+    /// A manager's address, over mTLS, as another node (the in-process harness).
+    Manager { addr: String, tls: shoal_pki::TlsClient },
+}
+
+impl From<PathBuf> for Via {
+    fn from(socket: PathBuf) -> Self {
+        Via::Socket(socket)
+    }
+}
+
+/// A Control API client through `via`.
+pub async fn connect_via(via: &Via) -> anyhow::Result<ControlClient<Channel>> {
+    match via {
+        Via::Socket(path) => Ok(connect(path).await?),
+        Via::Manager { addr, tls } => {
+            let endpoint = shoal_pki::endpoint(addr)?.timeout(CALL_TIMEOUT);
+            Ok(ControlClient::new(
+                shoal_pki::channel_with(endpoint, addr, tls).await?,
+            ))
+        }
+    }
+}
+
 /// A Control API client on a shoald's local socket (as the CLI's).
 pub async fn connect(socket: &Path) -> Result<ControlClient<Channel>, tonic::transport::Error> {
     let path = socket.to_path_buf();
@@ -80,8 +108,8 @@ fn spec(name: &str, value: &str) -> ServiceSpec {
 }
 
 /// Create the registers `reg-0` .. `reg-{count-1}`, each holding [`INITIAL`].
-pub async fn create(socket: &Path, count: usize) -> anyhow::Result<Vec<String>> {
-    let mut control = connect(socket).await?;
+pub async fn create(via: impl Into<Via>, count: usize) -> anyhow::Result<Vec<String>> {
+    let mut control = connect_via(&via.into()).await?;
     let mut names = Vec::new();
     for k in 0..count {
         let name = format!("reg-{k}");
@@ -155,7 +183,7 @@ impl Tally {
 /// One client: read then compare-and-set a random register, until `stop`.
 pub async fn client(
     id: usize,
-    socket: PathBuf,
+    via: Via,
     keys: Arc<Vec<String>>,
     history: Arc<History>,
     tally: Arc<Tally>,
@@ -166,7 +194,7 @@ pub async fn client(
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let Some(c) = control.as_mut() else {
-            match connect(&socket).await {
+            match connect_via(&via).await {
                 Ok(c) => control = Some(c),
                 Err(_) => {
                     tally.unreachable.fetch_add(1, Ordering::Relaxed);
@@ -230,12 +258,12 @@ pub async fn client(
 /// A final read of every register through `socket` (so that a lost write shows), recorded
 /// as client `id`.
 pub async fn read_all(
-    socket: &Path,
+    via: impl Into<Via>,
     id: usize,
     keys: &[String],
     history: &History,
 ) -> anyhow::Result<()> {
-    let mut control = connect(socket).await?;
+    let mut control = connect_via(&via.into()).await?;
     for key in keys {
         let call = history.now();
         let (value, _) = read(&mut control, key).await?;

@@ -96,7 +96,7 @@ impl Load {
         let keys = Arc::new(
             runtime
                 .block_on(registers::create(
-                    &Lab::shoald_socket(managers[0]),
+                    Lab::shoald_socket(managers[0]),
                     REGISTERS,
                 ))
                 .expect("registers created"),
@@ -113,7 +113,7 @@ impl Load {
         {
             clients.push(runtime.spawn(registers::client(
                 i,
-                Lab::shoald_socket(host),
+                Lab::shoald_socket(host).into(),
                 keys.clone(),
                 history.clone(),
                 tally.clone(),
@@ -151,7 +151,7 @@ impl Load {
         for (i, socket) in sockets.iter().enumerate() {
             self.runtime
                 .block_on(registers::read_all(
-                    socket,
+                    socket.clone(),
                     1000 + i,
                     &self.keys,
                     &self.history,

@@ -11,8 +11,8 @@
 
 mod admin;
 mod autolock;
-mod gate;
-mod join;
+pub mod gate;
+pub mod join;
 pub mod record;
 
 use std::net::SocketAddr;

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::link::{Dialer, Link};
 use super::server::HANDSHAKE_TIMEOUT;
 use super::{
     presented_chain, private_key, provider, root_store, ALPN_H2, MANAGER_SERVER_NAME, VERSIONS,
@@ -37,6 +38,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct TlsClient {
     config: Arc<RwLock<Arc<ClientConfig>>>,
+    /// Dials in place of TCP (a test harness's links); TCP when `None`.
+    dialer: Option<Dialer>,
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -97,7 +100,14 @@ impl TlsClient {
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         TlsClient {
             config: Arc::new(RwLock::new(Arc::new(config))),
+            dialer: None,
         }
+    }
+
+    /// Dial through `dialer` instead of TCP, in this client and its clones made after.
+    pub fn with_dialer(mut self, dialer: Dialer) -> Self {
+        self.dialer = Some(dialer);
+        self
     }
 
     /// Present `certs` and trust their roots from the next handshake on, in this client and
@@ -122,6 +132,7 @@ impl TlsClient {
         TlsConnector {
             addr: addr.to_string(),
             config: self.config.clone(),
+            dialer: self.dialer.clone(),
         }
     }
 }
@@ -204,9 +215,9 @@ impl ServerCertVerifier for PinnedRootVerifier {
 }
 
 /// Dials `addr` and does the TLS handshake as "manager.shoal".
-pub async fn handshake(addr: &str, tls: &TlsClient) -> Result<TlsStream<TcpStream>, PkiError> {
+pub async fn handshake(addr: &str, tls: &TlsClient) -> Result<TlsStream<Link>, PkiError> {
     check_addr(addr)?;
-    dial(addr.to_string(), tls.config())
+    dial(addr.to_string(), tls.config(), tls.dialer.clone())
         .await
         .map_err(|e| PkiError::Connect {
             addr: addr.to_string(),
@@ -214,14 +225,24 @@ pub async fn handshake(addr: &str, tls: &TlsClient) -> Result<TlsStream<TcpStrea
         })
 }
 
-async fn dial(addr: String, config: Arc<ClientConfig>) -> io::Result<TlsStream<TcpStream>> {
+async fn dial(
+    addr: String,
+    config: Arc<ClientConfig>,
+    dialer: Option<Dialer>,
+) -> io::Result<TlsStream<Link>> {
     let work = async {
-        let tcp = TcpStream::connect(addr.as_str()).await?;
-        let _ = tcp.set_nodelay(true);
+        let link = match dialer {
+            Some(dial) => dial(addr).await?,
+            None => {
+                let tcp = TcpStream::connect(addr.as_str()).await?;
+                let _ = tcp.set_nodelay(true);
+                Link::new(tcp)
+            }
+        };
         let name = ServerName::try_from(MANAGER_SERVER_NAME)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
+            .connect(name, link)
             .await
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, work).await {
@@ -238,10 +259,11 @@ async fn dial(addr: String, config: Arc<ClientConfig>) -> io::Result<TlsStream<T
 pub struct TlsConnector {
     addr: String,
     config: Arc<RwLock<Arc<ClientConfig>>>,
+    dialer: Option<Dialer>,
 }
 
 impl tower::Service<Uri> for TlsConnector {
-    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Response = TokioIo<TlsStream<Link>>;
     type Error = io::Error;
     type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
 
@@ -255,7 +277,7 @@ impl tower::Service<Uri> for TlsConnector {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let fut = dial(self.addr.clone(), config);
+        let fut = dial(self.addr.clone(), config, self.dialer.clone());
         Box::pin(async move { fut.await.map(TokioIo::new) })
     }
 }

@@ -2,6 +2,7 @@
 //! side (`TlsClient`, `channel`), and what both share.
 
 pub(crate) mod client;
+pub(crate) mod link;
 pub(crate) mod server;
 pub(crate) mod tunnel;
 

@@ -1,0 +1,343 @@
+//! An in-process cluster: N managers and M agents in one test process, on 127.0.0.1, with
+//! real Raft on disk (temporary directories), real mTLS, the real join path (CA and Raft
+//! membership), the real Control API gate (forwarding, read index, quorum refusals) and
+//! the real agent (worker and session), over the FAKE executor: no Docker, no root. Every
+//! connection between members goes through a [`Net`] that can cut, one way or both, slow
+//! or sever the links between named members, so failover, forwarding, partitions and
+//! revocation are tested without a lab. The lab tests stay for what only real daemons,
+//! engines and kernels can show.
+//!
+//! Members are named m1..mN (managers) and a1..aM (agents); a member's Control API is
+//! served on its own address, as shoald serves it on the manager port.
+
+pub mod net;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use shoal_agent::daemon::gate::ControlGate;
+use shoal_agent::daemon::join;
+use shoal_agent::executor::fake::FakeEngine;
+use shoal_agent::executor::Executor;
+use shoal_agent::session::{self, AgentIdentity};
+use shoal_agent::taskdb::TaskDb;
+use shoal_agent::tls::NodeTls;
+use shoal_agent::worker::Worker;
+use shoal_manager::allocator::AddrPool;
+use shoal_manager::controlapi::ControlApi;
+use shoal_manager::{Manager, ManagerConfig};
+use shoal_pki::{AuthLayer, Identity, NodeCerts, NodeKey, Role, RootCa, TlsClient};
+use shoal_proto::{ControlClient, NodeDescription, RootCa as RootCaObject};
+use shoal_raft::PeerConnector;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use net::Net;
+
+const CERT_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+/// How often agents beat (short, so a dead one is noticed within seconds).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// A running manager.
+pub struct ManagerMember {
+    pub name: String,
+    pub node_id: String,
+    pub addr: String,
+    pub manager: Manager,
+    pub tls: NodeTls,
+    cancel: CancellationToken,
+}
+
+/// A running agent (a worker node).
+pub struct AgentMember {
+    pub name: String,
+    pub node_id: String,
+    cancel: CancellationToken,
+}
+
+/// The cluster.
+pub struct Harness {
+    dir: tempfile::TempDir,
+    pub net: Net,
+    pub engine: FakeEngine,
+    pub managers: Vec<ManagerMember>,
+    pub agents: Vec<AgentMember>,
+    /// A manager's client identity, for Control calls made by the test.
+    client_tls: Option<NodeTls>,
+}
+
+impl Harness {
+    /// `managers` managers (the first bootstraps, the others join it) and `agents` agents.
+    pub async fn start(managers: usize, agents: usize) -> anyhow::Result<Harness> {
+        let mut h = Harness {
+            dir: tempfile::tempdir()?,
+            net: Net::default(),
+            engine: FakeEngine::new(),
+            managers: Vec::new(),
+            agents: Vec::new(),
+            client_tls: None,
+        };
+        h.bootstrap().await?;
+        for _ in 1..managers {
+            h.add_manager().await?;
+        }
+        for _ in 0..agents {
+            h.add_agent().await?;
+        }
+        Ok(h)
+    }
+
+    fn member_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn description(name: &str) -> NodeDescription {
+        NodeDescription {
+            hostname: name.to_string(),
+            ..Default::default()
+        }
+    }
+
+    async fn bootstrap(&mut self) -> anyhow::Result<()> {
+        let name = "m1".to_string();
+        let dir = self.member_dir(&name);
+        let cluster_id = shoal_manager::ids::new_id();
+        let node_id = shoal_manager::ids::new_id();
+        let root = RootCa::generate(&cluster_id)?;
+        let key = NodeKey::generate()?;
+        let identity = Identity::new(&node_id, Role::Manager, &cluster_id);
+        let certs = NodeCerts {
+            cert_pem: root.sign_csr(&key.csr_pem()?, &identity, CERT_EXPIRY)?,
+            key_pem: key.key_pem(),
+            root_pem: root.cert_pem().to_string(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let member = self
+            .serve_manager(&name, &dir, node_id, certs, listener, &cluster_id)
+            .await?;
+        member
+            .manager
+            .bootstrap(
+                &cluster_id,
+                Self::description(&name),
+                RootCaObject {
+                    cert_pem: root.cert_pem().to_string(),
+                    key_pem: root.key_pem(),
+                    digest: root.digest(),
+                    rotation: None,
+                },
+                CERT_EXPIRY,
+                AddrPool {
+                    cidrs: Vec::new(),
+                    subnet_size: 0,
+                },
+                None,
+            )
+            .await?;
+        self.client_tls = Some(member.tls.clone());
+        self.managers.push(member);
+        Ok(())
+    }
+
+    /// Serve a manager on `listener` (not yet in Raft unless it bootstraps).
+    async fn serve_manager(
+        &self,
+        name: &str,
+        dir: &Path,
+        node_id: String,
+        certs: NodeCerts,
+        listener: TcpListener,
+        cluster_id: &str,
+    ) -> anyhow::Result<ManagerMember> {
+        let addr = listener.local_addr()?.to_string();
+        self.net.name(&addr, name);
+        certs.save(&dir.join("certificates"))?;
+        let tls = NodeTls::load(&dir.join("certificates"))?
+            .context("certificates just saved")?
+            .with_dialer(self.net.dialer(name));
+        // Raft ids in joining order: m1 is 1.
+        let raft_id = self.managers.len() as u64 + 1;
+        let mut config = ManagerConfig::new(node_id.clone(), raft_id, dir.to_path_buf(), addr.clone());
+        config.heartbeat_period = HEARTBEAT;
+        let peer_tls = tls.client();
+        config.connector = Some(PeerConnector(Arc::new(move |addr: &str| {
+            shoal_pki::channel_lazy(addr, &peer_tls).map_err(|e| e.to_string())
+        })));
+        let manager = Manager::open(config).await?;
+        let gate = ControlGate::default();
+        let cancel = CancellationToken::new();
+        let router = tonic::transport::Server::builder()
+            .layer(AuthLayer::new(cluster_id.to_string()).with_gate(manager.revocation_gate()))
+            .add_service(shoal_proto::ControlServer::new(gate.clone()))
+            .add_service(shoal_proto::LogsServer::new(gate.clone()))
+            .add_service(manager.dispatcher_service())
+            .add_service(manager.log_broker_service())
+            .add_service(manager.raft().grpc_service())
+            .add_service(manager.membership_service())
+            .add_service(manager.ca_service());
+        let incoming = shoal_pki::incoming(listener, tls.server());
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let _ = router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled())
+                .await;
+        });
+        tokio::spawn(manager.clone().run(cancel.clone()));
+        gate.open(
+            ControlApi::new(manager.store().clone()),
+            manager.logs_api(),
+            manager.raft().clone(),
+            tls.clone(),
+        );
+        Ok(ManagerMember {
+            name: name.to_string(),
+            node_id,
+            addr,
+            manager,
+            tls,
+            cancel,
+        })
+    }
+
+    /// The cluster's join token for `role`, as the first live manager's store has it.
+    fn token(&self, manager: bool) -> anyhow::Result<String> {
+        let m = self.managers.first().context("no manager")?;
+        m.manager
+            .store()
+            .view(|r| r.cluster().and_then(|c| c.tokens.clone()))
+            .map(|t| if manager { t.manager } else { t.worker })
+            .context("no join tokens in the store")
+    }
+
+    /// Join one more manager (m{n+1}) through the CA and Raft membership, as `swarm join`.
+    pub async fn add_manager(&mut self) -> anyhow::Result<()> {
+        let name = format!("m{}", self.managers.len() + 1);
+        let dir = self.member_dir(&name);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let token = self.token(true)?;
+        let remote = self.managers[0].addr.clone();
+        let joined = join::request_certificate(&remote, &token, &name, &addr).await?;
+        let member = self
+            .serve_manager(&name, &dir, joined.node_id, joined.certs, listener, &joined.cluster_id)
+            .await?;
+        join::raft_join(
+            &member.tls.client(),
+            &joined.managers,
+            member.manager.config().raft_id,
+            &addr,
+            &member.node_id,
+        )
+        .await?;
+        self.managers.push(member);
+        Ok(())
+    }
+
+    /// Join one more agent (a{n+1}), a worker on the fake engine.
+    pub async fn add_agent(&mut self) -> anyhow::Result<()> {
+        let name = format!("a{}", self.agents.len() + 1);
+        let dir = self.member_dir(&name);
+        let token = self.token(false)?;
+        let remote = self.managers[0].addr.clone();
+        // An agent listens on nothing; its address only names it.
+        let addr = format!("127.0.0.1:{}", 40000 + self.agents.len());
+        let joined = join::request_certificate(&remote, &token, &name, &addr).await?;
+        joined.certs.save(&dir.join("certificates"))?;
+        let tls = NodeTls::load(&dir.join("certificates"))?
+            .context("certificates just saved")?
+            .with_dialer(self.net.dialer(&name));
+        let executor: Arc<dyn Executor> = Arc::new(self.engine.executor(&joined.node_id));
+        let (status_tx, status_rx) = tokio::sync::mpsc::channel(1024);
+        let worker = Worker::new(executor.clone(), TaskDb::open(&dir, None)?, status_tx).await?;
+        let mut description = executor.describe().await?;
+        description.hostname = name.clone();
+        let identity = AgentIdentity {
+            node_id: joined.node_id.clone(),
+            description,
+            addr,
+        };
+        let cancel = CancellationToken::new();
+        let (heard_tx, mut heard) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move { while heard.recv().await.is_some() {} });
+        let stop = cancel.clone();
+        let managers = joined.managers.clone();
+        tokio::spawn(async move {
+            session::run(
+                identity,
+                managers,
+                tls,
+                session::Local {
+                    worker: &worker,
+                    networks: None,
+                    files: None,
+                },
+                status_rx,
+                heard_tx,
+                stop,
+            )
+            .await;
+            worker.shutdown().await;
+        });
+        self.agents.push(AgentMember {
+            name,
+            node_id: joined.node_id,
+            cancel,
+        });
+        Ok(())
+    }
+
+    /// A Control API client on manager `i`'s address (0-based), as another manager would
+    /// call it (the test's own link is never cut).
+    pub async fn control(&self, i: usize) -> anyhow::Result<ControlClient<tonic::transport::Channel>> {
+        let certs = self.client_tls.as_ref().context("no manager")?.certs();
+        let tls = TlsClient::new(&certs)?;
+        let channel = shoal_pki::channel(&self.managers[i].addr, &tls).await?;
+        Ok(ControlClient::new(channel))
+    }
+
+    /// The manager that leads now, as the managers' own Raft says (index).
+    pub fn leader(&self) -> Option<usize> {
+        self.managers
+            .iter()
+            .position(|m| !m.cancel.is_cancelled() && m.manager.raft().leadership().borrow().is_leader)
+    }
+
+    /// Wait until some manager leads (other than `not`), up to `within`.
+    pub async fn wait_for_leader(&self, not: Option<usize>, within: Duration) -> anyhow::Result<usize> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(l) = self.leader().filter(|&l| Some(l) != not) {
+                return Ok(l);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(anyhow!("no leader (other than {not:?}) within {within:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stop manager `i` as a crash would: its server, loops and Raft end; its disk stays.
+    pub async fn crash_manager(&self, i: usize) {
+        let m = &self.managers[i];
+        m.cancel.cancel();
+        let _ = m.manager.shutdown().await;
+    }
+
+    /// Stop agent `i` (its session ends; the fake engine keeps its containers).
+    pub fn stop_agent(&self, i: usize) {
+        self.agents[i].cancel.cancel();
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for m in &self.managers {
+            m.cancel.cancel();
+        }
+        for a in &self.agents {
+            a.cancel.cancel();
+        }
+    }
+}

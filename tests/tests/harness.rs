@@ -1,0 +1,235 @@
+//! Failover, forwarding, partitions (both ways and one way), agents and revocation on the
+//! in-process harness ([`shoal_tests::harness`]): real Raft, mTLS, join path and Control
+//! gate, the fake executor, links the test cuts. No Docker, no root: these run anywhere.
+//! Every history the register clients record is checked for linearizability.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_agent::executor::fake::FakeRun;
+use shoal_pki::TlsClient;
+use shoal_proto::{
+    ContainerSpec, CreateServiceRequest, ListNodesRequest, RemoveNodeRequest, ServiceMode,
+    ServiceSpec, TaskSpec,
+};
+use shoal_tests::harness::Harness;
+use shoal_tests::linear::{self, Verdict};
+use shoal_tests::registers::{self, History, Tally, Via};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn via(h: &Harness, i: usize) -> Via {
+    let certs = h.managers[0].tls.certs();
+    Via::Manager {
+        addr: h.managers[i].addr.clone(),
+        tls: TlsClient::new(&certs).expect("client tls"),
+    }
+}
+
+/// Register clients through every listed manager, recorded.
+struct Load {
+    keys: Arc<Vec<String>>,
+    history: Arc<History>,
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    async fn start(h: &Harness, through: &[usize]) -> Load {
+        let keys = Arc::new(registers::create(via(h, through[0]), 3).await.expect("registers"));
+        let (history, tally, stop) = (
+            Arc::new(History::default()),
+            Arc::new(Tally::default()),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let clients = through
+            .iter()
+            .cycle()
+            .take(through.len() * 2)
+            .enumerate()
+            .map(|(id, &i)| {
+                tokio::spawn(registers::client(
+                    id,
+                    via(h, i),
+                    keys.clone(),
+                    history.clone(),
+                    tally.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        Load {
+            keys,
+            history,
+            tally,
+            stop,
+            clients,
+        }
+    }
+
+    async fn more_writes(&self, n: u64) {
+        let target = self.tally.writes_acknowledged.load(Ordering::Relaxed) + n;
+        let deadline = Instant::now() + WAIT;
+        while self.tally.writes_acknowledged.load(Ordering::Relaxed) < target {
+            assert!(Instant::now() < deadline, "writes stalled: {}", self.tally.summary());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stop, read every register through `read_through`, and check the whole history.
+    async fn check(self, h: &Harness, read_through: &[usize]) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            let _ = c.await;
+        }
+        for &i in read_through {
+            registers::read_all(via(h, i), 1000 + i, &self.keys, &self.history)
+                .await
+                .expect("final reads");
+        }
+        let history = self.history.history();
+        let verdict = linear::check(&registers::model(), &history, Duration::from_secs(60));
+        assert_eq!(verdict, Verdict::Linearizable, "{}", self.tally.summary());
+        format!("{} operations ({})", history.len(), self.tally.summary())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashed_leader_is_replaced_and_no_acknowledged_write_is_lost() {
+    let h = Harness::start(3, 0).await.expect("harness");
+    let load = Load::start(&h, &[0, 1, 2]).await;
+    load.more_writes(20).await;
+    let old = h.wait_for_leader(None, WAIT).await.expect("a leader");
+    let crashed = Instant::now();
+    h.crash_manager(old).await;
+    let new = h.wait_for_leader(Some(old), WAIT).await.expect("a new leader");
+    println!(
+        "harness: m{} crashed, m{} leads {:.2} s later",
+        old + 1,
+        new + 1,
+        crashed.elapsed().as_secs_f64()
+    );
+    load.more_writes(10).await;
+    let checked = load.check(&h, &[new]).await;
+    println!("harness failover: {checked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_cut_off_both_ways_or_one_way_refuses_and_the_majority_goes_on() {
+    let h = Harness::start(3, 0).await.expect("harness");
+    let load = Load::start(&h, &[0, 1, 2]).await;
+    load.more_writes(20).await;
+    for (round, one_way) in [false, true].into_iter().enumerate() {
+        let old = h.wait_for_leader(None, WAIT).await.expect("a leader");
+        let name = h.managers[old].name.clone();
+        if one_way {
+            // What it sends is lost; it still hears the others.
+            for m in &h.managers {
+                if m.name != name {
+                    h.net.cut(&name, &m.name);
+                }
+            }
+        } else {
+            h.net.isolate(&name);
+        }
+        let cut = Instant::now();
+        let mut control = registers::connect_via(&via(&h, old)).await.expect("client");
+        let refused = control
+            .create_service(CreateServiceRequest {
+                spec: Some(service_spec(&format!("cut-{round}"), 0)),
+            })
+            .await
+            .expect_err("a write through the cut-off leader is refused");
+        let took = cut.elapsed();
+        assert!(
+            refused.message().contains("quorum"),
+            "the refusal says why: {refused:?}"
+        );
+        assert!(took < Duration::from_secs(5), "refused only after {took:?}");
+        let new = h.wait_for_leader(Some(old), WAIT).await.expect("the majority elects");
+        load.more_writes(10).await;
+        h.net.heal();
+        println!(
+            "harness partition {round} (one way: {one_way}): m{} refused in {:.2} s, m{} leads the majority",
+            old + 1,
+            took.as_secs_f64(),
+            new + 1
+        );
+        load.more_writes(10).await;
+    }
+    let checked = load.check(&h, &[0, 1, 2]).await;
+    println!("harness partitions: {checked}");
+}
+
+fn service_spec(name: &str, replicas: u64) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        replicas,
+        mode: ServiceMode::Replicated as i32,
+        task: Some(TaskSpec {
+            container: Some(ContainerSpec {
+                image: "shoal-test/busybox:a".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_run_tasks_through_a_follower_and_a_removed_agent_stays_out() {
+    let h = Harness::start(3, 2).await.expect("harness");
+    let leader = h.wait_for_leader(None, WAIT).await.expect("a leader");
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    // Written through a follower (forwarded to the leader).
+    let mut control = registers::connect_via(&via(&h, follower)).await.expect("client");
+    control
+        .create_service(CreateServiceRequest {
+            spec: Some(service_spec("web", 6)),
+        })
+        .await
+        .expect("created through a follower");
+    let running = |h: &Harness| {
+        h.engine
+            .containers()
+            .into_iter()
+            .filter(|c| c.run == FakeRun::Running)
+            .count()
+    };
+    let deadline = Instant::now() + WAIT;
+    while running(&h) < 6 {
+        assert!(Instant::now() < deadline, "6 containers never ran: {:?}", h.engine.containers());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Remove agent a2 for good: its tasks move to a1, its certificate is refused.
+    let gone = h.agents[1].node_id.clone();
+    control
+        .remove_node(RemoveNodeRequest {
+            node: gone.clone(),
+            force: true,
+        })
+        .await
+        .expect("node rm --force");
+    let on = |h: &Harness, node: &str| {
+        h.engine
+            .containers()
+            .into_iter()
+            .filter(|c| c.run == FakeRun::Running && c.node_id == node)
+            .count()
+    };
+    let deadline = Instant::now() + WAIT;
+    while on(&h, &gone) > 0 || on(&h, &h.agents[0].node_id) < 6 {
+        assert!(Instant::now() < deadline, "tasks did not leave the removed agent: {:?}", h.engine.containers());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let nodes = control
+        .list_nodes(ListNodesRequest::default())
+        .await
+        .expect("node ls")
+        .into_inner()
+        .nodes;
+    assert!(nodes.iter().all(|n| n.id != gone), "node ls never shows it again");
+}
