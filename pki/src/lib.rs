@@ -47,10 +47,10 @@ pub use tls::client::{
     channel, channel_lazy, channel_with, endpoint, handshake, TlsClient, TlsConnector,
     CONNECT_TIMEOUT,
 };
+pub use tls::link::{Dialer, Link, LinkIo};
 pub use tls::server::{
     incoming, peer_identity, peer_info, PeerInfo, TlsConn, TlsServer, HANDSHAKE_TIMEOUT,
 };
-pub use tls::link::{Dialer, Link, LinkIo};
 pub use tls::tunnel::{TunnelTls, ALPN_TUNNEL};
 pub use tls::{verify_node_cert, MANAGER_SERVER_NAME};
 pub use token::{random_id, JoinToken};

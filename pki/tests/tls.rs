@@ -390,7 +390,7 @@ async fn a_worker_certificate_cannot_serve_as_a_manager() {
 async fn reload_swaps_the_served_certificate_for_new_connections() {
     let f = fixture().await;
     let tls = TlsClient::anonymous(f.ca.cert_pem()).expect("client");
-    let served_serial = |stream: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+    let served_serial = |stream: &tokio_rustls::client::TlsStream<shoal_pki::Link>| {
         let leaf = stream
             .get_ref()
             .1

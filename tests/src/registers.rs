@@ -51,7 +51,10 @@ pub enum Via {
     /// A shoald's local socket, as the CLI.
     Socket(PathBuf),
     /// A manager's address, over mTLS, as another node (the in-process harness).
-    Manager { addr: String, tls: shoal_pki::TlsClient },
+    Manager {
+        addr: String,
+        tls: shoal_pki::TlsClient,
+    },
 }
 
 impl From<PathBuf> for Via {

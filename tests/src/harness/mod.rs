@@ -159,7 +159,8 @@ impl Harness {
             .with_dialer(self.net.dialer(name));
         // Raft ids in joining order: m1 is 1.
         let raft_id = self.managers.len() as u64 + 1;
-        let mut config = ManagerConfig::new(node_id.clone(), raft_id, dir.to_path_buf(), addr.clone());
+        let mut config =
+            ManagerConfig::new(node_id.clone(), raft_id, dir.to_path_buf(), addr.clone());
         config.heartbeat_period = HEARTBEAT;
         let peer_tls = tls.client();
         config.connector = Some(PeerConnector(Arc::new(move |addr: &str| {
@@ -221,7 +222,14 @@ impl Harness {
         let remote = self.managers[0].addr.clone();
         let joined = join::request_certificate(&remote, &token, &name, &addr).await?;
         let member = self
-            .serve_manager(&name, &dir, joined.node_id, joined.certs, listener, &joined.cluster_id)
+            .serve_manager(
+                &name,
+                &dir,
+                joined.node_id,
+                joined.certs,
+                listener,
+                &joined.cluster_id,
+            )
             .await?;
         join::raft_join(
             &member.tls.client(),
@@ -290,29 +298,58 @@ impl Harness {
 
     /// A Control API client on manager `i`'s address (0-based), as another manager would
     /// call it (the test's own link is never cut).
-    pub async fn control(&self, i: usize) -> anyhow::Result<ControlClient<tonic::transport::Channel>> {
+    pub async fn control(
+        &self,
+        i: usize,
+    ) -> anyhow::Result<ControlClient<tonic::transport::Channel>> {
         let certs = self.client_tls.as_ref().context("no manager")?.certs();
         let tls = TlsClient::new(&certs)?;
         let channel = shoal_pki::channel(&self.managers[i].addr, &tls).await?;
         Ok(ControlClient::new(channel))
     }
 
-    /// The manager that leads now, as the managers' own Raft says (index).
-    pub fn leader(&self) -> Option<usize> {
-        self.managers
-            .iter()
-            .position(|m| !m.cancel.is_cancelled() && m.manager.raft().leadership().borrow().is_leader)
+    /// The managers that believe they lead now (indexes): more than one while a cut-off
+    /// leader has not yet noticed.
+    pub fn leaders(&self) -> Vec<usize> {
+        (0..self.managers.len())
+            .filter(|&i| {
+                let m = &self.managers[i];
+                !m.cancel.is_cancelled() && m.manager.raft().leadership().borrow().is_leader
+            })
+            .collect()
     }
 
     /// Wait until some manager leads (other than `not`), up to `within`.
-    pub async fn wait_for_leader(&self, not: Option<usize>, within: Duration) -> anyhow::Result<usize> {
+    pub async fn wait_for_leader(
+        &self,
+        not: Option<usize>,
+        within: Duration,
+    ) -> anyhow::Result<usize> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            if let Some(l) = self.leader().filter(|&l| Some(l) != not) {
+            if let Some(l) = self.leaders().into_iter().find(|&l| Some(l) != not) {
                 return Ok(l);
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(anyhow!("no leader (other than {not:?}) within {within:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Wait until exactly one manager believes it leads (a healed cut-off leader has
+    /// stepped down), up to `within`.
+    pub async fn wait_for_one_leader(&self, within: Duration) -> anyhow::Result<usize> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let [only] = self.leaders()[..] {
+                return Ok(only);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(anyhow!(
+                    "not exactly one leader within {within:?}: {:?}",
+                    self.leaders()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

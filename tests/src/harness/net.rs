@@ -58,7 +58,9 @@ impl Net {
 
     /// `member` listens on `addr`.
     pub fn name(&self, addr: &str, member: &str) {
-        self.state().names.insert(addr.to_string(), member.to_string());
+        self.state()
+            .names
+            .insert(addr.to_string(), member.to_string());
     }
 
     /// Hold what `from` sends `to` (one way).
@@ -69,7 +71,12 @@ impl Net {
     /// Hold everything between `member` and every other member, both ways.
     pub fn isolate(&self, member: &str) {
         let mut state = self.state();
-        let others: Vec<String> = state.names.values().filter(|n| *n != member).cloned().collect();
+        let others: Vec<String> = state
+            .names
+            .values()
+            .filter(|n| *n != member)
+            .cloned()
+            .collect();
         for other in others {
             state.cut.insert(pair(member, &other));
             state.cut.insert(pair(&other, member));
