@@ -10,6 +10,7 @@
 //! [`RaftNode`] so moving to another openraft version touches this crate only.
 
 mod contacts;
+mod elector;
 mod network;
 mod quorum;
 mod server;
@@ -224,6 +225,7 @@ pub mod fuzzing {
         let _ = decode::<AppendEntriesRequest<TypeConfig>>(data);
         let _ = decode::<VoteRequest<NodeId>>(data);
         let _ = decode::<InstallSnapshotRequest<TypeConfig>>(data);
+        let _ = decode::<crate::elector::PreVoteRequest>(data);
     }
 }
 
@@ -241,6 +243,9 @@ pub struct RaftNode {
     windows: Windows,
     /// Room on the Raft directory's disk: a change is refused without it.
     space: space::Space,
+    /// When a leader was last heard, and the election's timing (the elector's).
+    leader_contact: elector::LeaderContact,
+    timing: elector::Timing,
 }
 
 impl RaftNode {
@@ -259,6 +264,9 @@ impl RaftNode {
             max_in_snapshot_log_to_keep: cfg.snapshot_every.min(1000),
             // Per snapshot chunk (up to 3 MiB); openraft's 200ms default is tight off-host.
             install_snapshot_timeout: 2000,
+            // Shoal's elector campaigns, after a pre-vote (elector.rs); openraft's own
+            // timer would let a shorter log go first and lose rounds.
+            enable_elect: false,
             ..Default::default()
         }
         .validate()
@@ -267,13 +275,14 @@ impl RaftNode {
         let dir = cfg.data_dir.join("raft");
         let (db, log_store, state_machine) = store::open(&dir, applier, cfg.at_rest.clone())?;
         let contacts = Contacts::default();
+        let channels = network::Channels::default();
         let raft = openraft::Raft::new(
             cfg.node_id,
             Arc::new(config),
             NetworkFactory {
                 connector: cfg.connector.clone(),
                 contacts: contacts.clone(),
-                channels: Default::default(),
+                channels: channels.clone(),
             },
             log_store,
             state_machine,
@@ -283,12 +292,30 @@ impl RaftNode {
 
         let leadership = spawn_leadership_watch(&raft);
         let election = std::time::Duration::from_millis(cfg.election_timeout_max_ms);
+        let leader_contact = elector::LeaderContact::new();
+        let timing = elector::Timing {
+            lease: election,
+            spread: std::time::Duration::from_millis(
+                cfg.election_timeout_max_ms - cfg.election_timeout_min_ms,
+            ),
+            ask: std::time::Duration::from_millis(cfg.heartbeat_interval_ms * 3),
+        };
+        tokio::spawn(elector::run(
+            raft.clone(),
+            cfg.node_id,
+            leader_contact.clone(),
+            timing,
+            channels,
+            cfg.connector.clone(),
+        ));
         Ok(Self {
             id: cfg.node_id,
             raft,
             db,
             leadership,
             contacts,
+            leader_contact,
+            timing,
             space: space::Space::new(&dir, space::RESERVE),
             windows: Windows {
                 leader_silent: election * 2,
@@ -493,6 +520,8 @@ impl RaftNode {
         shoal_proto::RaftServer::new(PeerService {
             raft: self.raft.clone(),
             contacts: self.contacts.clone(),
+            leader: self.leader_contact.clone(),
+            timing: self.timing,
         })
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)

@@ -101,26 +101,42 @@ enum CodecError {
     },
 }
 
+/// The client for peer `target` at `addr`: the shared one, or a new one made with
+/// `connector` (plain HTTP/2 without one) and shared from then on.
+pub(crate) fn peer_client(
+    channels: &Channels,
+    connector: Option<&crate::PeerConnector>,
+    target: NodeId,
+    addr: &str,
+) -> Result<RaftClient<Channel>, String> {
+    let mut channels = channels.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((known, client)) = channels.get(&target) {
+        if known == addr {
+            return Ok(client.clone());
+        }
+    }
+    let channel = match connector {
+        Some(connect) => (connect.0)(addr)?,
+        None => peer_channel(addr).map_err(|e| e.to_string())?,
+    };
+    let client = RaftClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    channels.insert(target, (addr.to_string(), client.clone()));
+    Ok(client)
+}
+
 impl PeerClient {
     fn client(&mut self) -> Result<RaftClient<Channel>, String> {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((addr, client)) = channels.get(&self.target) {
-            if *addr == self.node.addr {
-                self.client = Some(client.clone());
-                return Ok(client.clone());
-            }
-        }
-        let channel = match &self.connector {
-            Some(connect) => (connect.0)(&self.node.addr)?,
-            None => peer_channel(&self.node.addr).map_err(|e| e.to_string())?,
-        };
-        let client = RaftClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE);
-        channels.insert(self.target, (self.node.addr.clone(), client.clone()));
+        let client = peer_client(
+            &self.channels,
+            self.connector.as_ref(),
+            self.target,
+            &self.node.addr,
+        )?;
         self.client = Some(client.clone());
         Ok(client)
     }

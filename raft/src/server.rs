@@ -11,6 +11,7 @@ use shoal_proto::RaftPayload;
 use tonic::{Request, Response, Status};
 
 use crate::contacts::Contacts;
+use crate::elector::{answer, LeaderContact, PreVoteRequest, Timing};
 use crate::types::{decode, encode, TypeConfig};
 use crate::NodeId;
 
@@ -19,6 +20,9 @@ pub(crate) struct PeerService {
     pub(crate) raft: openraft::Raft<TypeConfig>,
     /// Each call is news from its sender (the leader, or a candidate).
     pub(crate) contacts: Contacts,
+    /// A leader's calls keep the elector quiet; it answers peers' pre-votes.
+    pub(crate) leader: LeaderContact,
+    pub(crate) timing: Timing,
 }
 
 fn decode_request<T: DeserializeOwned>(what: &str, req: Request<RaftPayload>) -> Result<T, Status> {
@@ -40,6 +44,7 @@ impl shoal_proto::Raft for PeerService {
     ) -> Result<Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode_request("append entries", request)?;
         self.contacts.heard(rpc.vote.leader_id.node_id);
+        self.leader.heard();
         let answer = self.raft.append_entries(rpc).await;
         reply("append entries", &answer)
     }
@@ -57,7 +62,20 @@ impl shoal_proto::Raft for PeerService {
     ) -> Result<Response<RaftPayload>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode_request("install snapshot", request)?;
         self.contacts.heard(rpc.vote.leader_id.node_id);
+        self.leader.heard();
         let answer = self.raft.install_snapshot(rpc).await;
         reply("install snapshot", &answer)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc: PreVoteRequest = decode_request("pre-vote", request)?;
+        self.contacts.heard(rpc.candidate);
+        reply(
+            "pre-vote",
+            &answer(&self.raft, &self.leader, self.timing, &rpc),
+        )
     }
 }

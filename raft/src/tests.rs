@@ -397,6 +397,8 @@ async fn malformed_peer_input_is_invalid_argument() {
     let svc = crate::server::PeerService {
         raft: node.raft().clone(),
         contacts: Default::default(),
+        leader: node.leader_contact.clone(),
+        timing: node.timing,
     };
     for garbage in [vec![], vec![0xff; 3], vec![0xff; 64]] {
         let req = || {
@@ -407,6 +409,7 @@ async fn malformed_peer_input_is_invalid_argument() {
         for status in [
             svc.append_entries(req()).await.expect_err("garbage append"),
             svc.vote(req()).await.expect_err("garbage vote"),
+            svc.pre_vote(req()).await.expect_err("garbage pre-vote"),
             svc.install_snapshot(req())
                 .await
                 .expect_err("garbage snapshot"),

@@ -1,0 +1,232 @@
+//! Who campaigns, and when. Shoal runs Raft elections itself, with a pre-vote as etcd's
+//! raft does; openraft's own election timer is off (`enable_elect: false`), while the
+//! election itself (terms, votes, the log rule) stays openraft's.
+//!
+//! A voter that has heard no leader for its election timeout (the leader lease plus a
+//! random share of the election spread) first asks the other voters whether they would
+//! vote for it. Each says yes only if it leads nothing, has itself heard no leader for the
+//! lease (so the real vote will not be refused under it), is in no later term, and holds
+//! no longer log. With a majority of yeses it campaigns. The voter with the longest log
+//! thus goes first after a leader dies: openraft's timer let a shorter log campaign first,
+//! be refused, and cost whole election rounds (2.4-3.8 s to a new leader in the lab's 100
+//! kills, against 1.1-1.4 s when the right voter went first). And a member cut off and
+//! back never disrupts a live leader with a higher term: nobody pre-votes for it.
+//!
+//! Knows openraft's metrics and the peers' Raft service; nothing of what the log holds.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use shoal_proto::RaftPayload;
+
+use crate::network::{peer_client, Channels};
+use crate::types::{decode, encode, TypeConfig};
+use crate::{NodeId, PeerConnector};
+
+/// How often a voter looks whether its leader went silent.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What a candidate asks before it campaigns.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PreVoteRequest {
+    pub candidate: NodeId,
+    /// The candidate's term now (it would campaign in the next).
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PreVoteResponse {
+    pub granted: bool,
+    /// Why not, in words (for logs).
+    pub why: String,
+}
+
+/// The election's timing, from the Raft config.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    /// openraft's leader lease (its election maximum): a follower refuses a real vote while
+    /// it heard its leader more recently than this.
+    pub lease: Duration,
+    /// The random share added to the lease per attempt (election max - min).
+    pub spread: Duration,
+    /// How long a pre-vote waits for answers.
+    pub ask: Duration,
+}
+
+/// When this member last heard a leader (an AppendEntries or a snapshot arrived).
+#[derive(Clone)]
+pub(crate) struct LeaderContact(Arc<Mutex<Instant>>);
+
+impl LeaderContact {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(Mutex::new(Instant::now())))
+    }
+
+    pub(crate) fn heard(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    fn silence(&self) -> Duration {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+    }
+}
+
+/// A member's answer to a peer's pre-vote.
+pub(crate) fn answer(
+    raft: &openraft::Raft<TypeConfig>,
+    contact: &LeaderContact,
+    timing: Timing,
+    request: &PreVoteRequest,
+) -> PreVoteResponse {
+    let (state, term, last) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        (m.state, m.current_term, m.last_log_index)
+    };
+    let refused = |why: String| PreVoteResponse {
+        granted: false,
+        why,
+    };
+    if state == ServerState::Leader {
+        return refused("I lead".into());
+    }
+    let silence = contact.silence();
+    if silence < timing.lease {
+        return refused(format!("I heard a leader {silence:?} ago"));
+    }
+    if request.term < term {
+        return refused(format!("my term {term} is later than {}", request.term));
+    }
+    if request.last_log_index < last {
+        return refused(format!(
+            "my log reaches {last:?}, beyond {:?}",
+            request.last_log_index
+        ));
+    }
+    PreVoteResponse {
+        granted: true,
+        why: String::new(),
+    }
+}
+
+/// Campaign when the leader goes silent and a majority pre-votes, until Raft stops.
+pub(crate) async fn run(
+    raft: openraft::Raft<TypeConfig>,
+    id: NodeId,
+    contact: LeaderContact,
+    timing: Timing,
+    channels: Channels,
+    connector: Option<PeerConnector>,
+) {
+    let mut rng = id ^ 0x9e37_79b9_7f4a_7c15;
+    let mut timeout = timing.lease + TICK + jitter(&mut rng, timing.spread);
+    let mut next_try = Instant::now();
+    loop {
+        tokio::time::sleep(TICK).await;
+        let (state, term, last, running, voters) = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            let voters: Vec<(NodeId, String)> = membership
+                .voter_ids()
+                .map(|v| {
+                    let addr = membership.get_node(&v).map(|n| n.addr.clone());
+                    (v, addr.unwrap_or_default())
+                })
+                .collect();
+            (
+                m.state,
+                m.current_term,
+                m.last_log_index,
+                m.running_state.is_ok(),
+                voters,
+            )
+        };
+        if !running {
+            return;
+        }
+        if state == ServerState::Leader || !voters.iter().any(|(v, _)| *v == id) {
+            continue;
+        }
+        if contact.silence() < timeout || Instant::now() < next_try {
+            continue;
+        }
+        let others: Vec<&(NodeId, String)> = voters.iter().filter(|(v, _)| *v != id).collect();
+        let request = PreVoteRequest {
+            candidate: id,
+            term,
+            last_log_index: last,
+        };
+        let asks = others.iter().map(|(peer, addr)| {
+            ask(
+                &channels,
+                connector.as_ref(),
+                *peer,
+                addr,
+                &request,
+                timing.ask,
+            )
+        });
+        let granted = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter(|yes| *yes)
+            .count();
+        if (1 + granted) * 2 > voters.len() {
+            tracing::info!(
+                term,
+                "the leader is silent and a majority pre-voted: campaigning"
+            );
+            if raft.trigger().elect().await.is_err() {
+                return;
+            }
+        }
+        // Whatever came of it, the next attempt waits a random share of the spread, so
+        // two voters that collided do not collide again.
+        next_try = Instant::now() + TICK + jitter(&mut rng, timing.spread);
+        timeout = timing.lease + TICK + jitter(&mut rng, timing.spread);
+    }
+}
+
+/// One peer's pre-vote; no answer in time is a no.
+async fn ask(
+    channels: &Channels,
+    connector: Option<&PeerConnector>,
+    peer: NodeId,
+    addr: &str,
+    request: &PreVoteRequest,
+    within: Duration,
+) -> bool {
+    let Ok(mut client) = peer_client(channels, connector, peer, addr) else {
+        return false;
+    };
+    let Ok(data) = encode(request) else {
+        return false;
+    };
+    let call = client.pre_vote(tonic::Request::new(RaftPayload { data }));
+    match tokio::time::timeout(within, call).await {
+        Ok(Ok(reply)) => decode::<PreVoteResponse>(&reply.into_inner().data)
+            .map(|r| {
+                if !r.granted {
+                    tracing::debug!(peer, why = %r.why, "pre-vote refused");
+                }
+                r.granted
+            })
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+/// A random share of `spread` (xorshift: no need for a better one).
+fn jitter(rng: &mut u64, spread: Duration) -> Duration {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    Duration::from_millis(*rng % (spread.as_millis().max(1) as u64))
+}
