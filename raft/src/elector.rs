@@ -21,6 +21,7 @@ use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 use shoal_proto::RaftPayload;
 
+use crate::contacts::Contacts;
 use crate::network::{peer_client, Channels};
 use crate::types::{decode, encode, TypeConfig};
 use crate::{NodeId, PeerConnector};
@@ -123,6 +124,7 @@ pub(crate) async fn run(
     timing: Timing,
     channels: Channels,
     connector: Option<PeerConnector>,
+    contacts: Contacts,
 ) {
     let mut rng = id ^ 0x9e37_79b9_7f4a_7c15;
     let mut timeout = timing.lease + TICK + jitter(&mut rng, timing.spread);
@@ -164,21 +166,28 @@ pub(crate) async fn run(
             last_log_index: last,
         };
         let asks = others.iter().map(|(peer, addr)| {
-            ask(
-                &channels,
-                connector.as_ref(),
-                *peer,
+            let to = Peer {
+                channels: &channels,
+                connector: connector.as_ref(),
+                contacts: &contacts,
+                id: *peer,
                 addr,
-                &request,
-                timing.ask,
-            )
+            };
+            ask(to, &request, timing.ask)
         });
         let granted = futures::future::join_all(asks)
             .await
             .into_iter()
             .filter(|yes| *yes)
             .count();
-        if (1 + granted) * 2 > voters.len() {
+        // While the pre-vote was out, another voter may have won (this member voted for it:
+        // its term moved) or a leader spoken: campaigning now would only depose it.
+        let unchanged = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.current_term == term && m.state != ServerState::Leader
+        };
+        if (1 + granted) * 2 > voters.len() && unchanged && contact.silence() >= timeout {
             tracing::info!(
                 term,
                 "the leader is silent and a majority pre-voted: campaigning"
@@ -194,32 +203,44 @@ pub(crate) async fn run(
     }
 }
 
+/// A peer to ask, and where its answers (or silence) are recorded for the quorum judge: a
+/// member that stops campaigning on a failed pre-vote still learns who it cannot reach.
+struct Peer<'a> {
+    channels: &'a Channels,
+    connector: Option<&'a PeerConnector>,
+    contacts: &'a Contacts,
+    id: NodeId,
+    addr: &'a str,
+}
+
 /// One peer's pre-vote; no answer in time is a no.
-async fn ask(
-    channels: &Channels,
-    connector: Option<&PeerConnector>,
-    peer: NodeId,
-    addr: &str,
-    request: &PreVoteRequest,
-    within: Duration,
-) -> bool {
-    let Ok(mut client) = peer_client(channels, connector, peer, addr) else {
-        return false;
-    };
-    let Ok(data) = encode(request) else {
+async fn ask(peer: Peer<'_>, request: &PreVoteRequest, within: Duration) -> bool {
+    let client = peer_client(peer.channels, peer.connector, peer.id, peer.addr);
+    let (Ok(mut client), Ok(data)) = (client, encode(request)) else {
         return false;
     };
     let call = client.pre_vote(tonic::Request::new(RaftPayload { data }));
-    match tokio::time::timeout(within, call).await {
-        Ok(Ok(reply)) => decode::<PreVoteResponse>(&reply.into_inner().data)
-            .map(|r| {
-                if !r.granted {
-                    tracing::debug!(peer, why = %r.why, "pre-vote refused");
-                }
-                r.granted
-            })
-            .unwrap_or(false),
-        _ => false,
+    let reply = match tokio::time::timeout(within, call).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(status)) => {
+            peer.contacts.failed(peer.id, status.message().to_string());
+            return false;
+        }
+        Err(_) => {
+            let waited = within.as_millis();
+            peer.contacts
+                .failed(peer.id, format!("no answer within {waited}ms"));
+            return false;
+        }
+    };
+    peer.contacts.heard(peer.id);
+    match decode::<PreVoteResponse>(&reply.into_inner().data) {
+        Ok(r) if r.granted => true,
+        Ok(r) => {
+            tracing::debug!(peer = peer.id, why = %r.why, "pre-vote refused");
+            false
+        }
+        Err(_) => false,
     }
 }
 

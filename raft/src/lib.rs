@@ -307,6 +307,7 @@ impl RaftNode {
             timing,
             channels,
             cfg.connector.clone(),
+            contacts.clone(),
         ));
         Ok(Self {
             id: cfg.node_id,

@@ -19,6 +19,26 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+/// A service of `replicas` tasks of the test image that only sleep: for tests and loads
+/// that need services, not work from them.
+pub fn sleeping_service(name: &str, replicas: u64) -> shoal_proto::ServiceSpec {
+    use shoal_proto::{ContainerSpec, ServiceMode, ServiceSpec, TaskSpec};
+    ServiceSpec {
+        name: name.into(),
+        replicas,
+        mode: ServiceMode::Replicated as i32,
+        task: Some(TaskSpec {
+            container: Some(ContainerSpec {
+                image: "shoal-test/busybox:a".into(),
+                args: vec!["sleep".into(), "1000000".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

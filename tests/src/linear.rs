@@ -500,22 +500,14 @@ mod tests {
         let h = vec![unknown.clone(), read(1, 1000, 1010, "0")];
         assert_eq!(check(&reg(), &h, BUDGET), Verdict::Linearizable);
         // Seen, then gone again: not.
-        let h = vec![unknown, read(1, 1000, 1010, "1"), read(1, 2000, 2010, "0")];
+        let h = vec![
+            unknown.clone(),
+            read(1, 1000, 1010, "1"),
+            read(1, 2000, 2010, "0"),
+        ];
         is_not(check(&reg(), &h, BUDGET));
         // Seen before it was called: not.
-        let h = vec![
-            read(1, 0, 5, "1"),
-            op(
-                0,
-                10,
-                None,
-                RegisterOp::Write {
-                    expect: None,
-                    value: "1".into(),
-                },
-                None,
-            ),
-        ];
+        let h = vec![read(1, 0, 5, "1"), unknown];
         is_not(check(&reg(), &h, BUDGET));
     }
 

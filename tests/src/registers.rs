@@ -17,14 +17,13 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use shoal_proto::{
-    self as pb, ContainerSpec, ControlClient, CreateServiceRequest, GetServiceRequest, ServiceSpec,
-    TaskSpec, UpdateServiceRequest,
+    ControlClient, CreateServiceRequest, GetServiceRequest, ServiceSpec, UpdateServiceRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::Code;
 
 use crate::fuzz::Rng;
-use crate::linear::{Recorder, Register, RegisterOp, RegisterOut};
+use crate::linear::{self, Recorder, Register, RegisterOp, RegisterOut, Verdict};
 
 /// The label that holds a register's value.
 pub const LABEL: &str = "v";
@@ -94,19 +93,8 @@ pub async fn connect(socket: &Path) -> Result<ControlClient<Channel>, tonic::tra
 
 fn spec(name: &str, value: &str) -> ServiceSpec {
     ServiceSpec {
-        name: name.into(),
         labels: [(LABEL.to_string(), value.to_string())].into(),
-        replicas: 0,
-        mode: pb::ServiceMode::Replicated as i32,
-        task: Some(TaskSpec {
-            container: Some(ContainerSpec {
-                image: "shoal-test/busybox:a".into(),
-                args: vec!["sleep".into(), "1000000".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
+        ..crate::sleeping_service(name, 0)
     }
 }
 
@@ -273,4 +261,73 @@ pub async fn read_all(
         history.done(id, key, call, RegisterOp::Read, RegisterOut::Read(value));
     }
     Ok(())
+}
+
+/// Register clients on the current runtime (two per way in), recording one history.
+pub struct Workload {
+    keys: Arc<Vec<String>>,
+    history: Arc<History>,
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workload {
+    /// Create `registers` registers through `vias[0]`, then start the clients.
+    pub async fn start(vias: &[Via], registers: usize) -> anyhow::Result<Workload> {
+        let first = vias.first().ok_or_else(|| anyhow::anyhow!("no way in"))?;
+        let keys = Arc::new(create(first.clone(), registers).await?);
+        let (history, tally, stop) = (
+            Arc::new(History::default()),
+            Arc::new(Tally::default()),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let clients = vias
+            .iter()
+            .cycle()
+            .take(vias.len() * 2)
+            .enumerate()
+            .map(|(id, via)| {
+                tokio::spawn(client(
+                    id,
+                    via.clone(),
+                    keys.clone(),
+                    history.clone(),
+                    tally.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        Ok(Workload {
+            keys,
+            history,
+            tally,
+            stop,
+            clients,
+        })
+    }
+
+    /// Writes acknowledged so far.
+    pub fn acknowledged(&self) -> u64 {
+        self.tally.writes_acknowledged.load(Ordering::Relaxed)
+    }
+
+    pub fn summary(&self) -> String {
+        self.tally.summary()
+    }
+
+    /// Stop the clients, read every register through each of `finals`, and check the
+    /// whole history: the verdict, how many operations, and the tally.
+    pub async fn finish(self, finals: &[Via]) -> anyhow::Result<(Verdict, usize, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            let _ = c.await;
+        }
+        for (i, via) in finals.iter().enumerate() {
+            read_all(via.clone(), 1000 + i, &self.keys, &self.history).await?;
+        }
+        let history = self.history.history();
+        let verdict = linear::check(&model(), &history, Duration::from_secs(120));
+        Ok((verdict, history.len(), self.tally.summary()))
+    }
 }

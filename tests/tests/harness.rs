@@ -3,19 +3,14 @@
 //! gate, the fake executor, links the test cuts. No Docker, no root: these run anywhere.
 //! Every history the register clients record is checked for linearizability.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shoal_agent::executor::fake::FakeRun;
 use shoal_pki::TlsClient;
-use shoal_proto::{
-    ContainerSpec, CreateServiceRequest, ListNodesRequest, RemoveNodeRequest, ServiceMode,
-    ServiceSpec, TaskSpec,
-};
+use shoal_proto::{CreateServiceRequest, ListNodesRequest, RemoveNodeRequest};
 use shoal_tests::harness::Harness;
-use shoal_tests::linear::{self, Verdict};
-use shoal_tests::registers::{self, History, Tally, Via};
+use shoal_tests::linear::Verdict;
+use shoal_tests::registers::{self, Via, Workload};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -27,60 +22,23 @@ fn via(h: &Harness, i: usize) -> Via {
     }
 }
 
-/// Register clients through every listed manager, recorded.
-struct Load {
-    keys: Arc<Vec<String>>,
-    history: Arc<History>,
-    tally: Arc<Tally>,
-    stop: Arc<AtomicBool>,
-    clients: Vec<tokio::task::JoinHandle<()>>,
-}
+/// Register clients through the listed managers, recorded.
+struct Load(Workload);
 
 impl Load {
     async fn start(h: &Harness, through: &[usize]) -> Load {
-        let keys = Arc::new(
-            registers::create(via(h, through[0]), 3)
-                .await
-                .expect("registers"),
-        );
-        let (history, tally, stop) = (
-            Arc::new(History::default()),
-            Arc::new(Tally::default()),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let clients = through
-            .iter()
-            .cycle()
-            .take(through.len() * 2)
-            .enumerate()
-            .map(|(id, &i)| {
-                tokio::spawn(registers::client(
-                    id,
-                    via(h, i),
-                    keys.clone(),
-                    history.clone(),
-                    tally.clone(),
-                    stop.clone(),
-                ))
-            })
-            .collect();
-        Load {
-            keys,
-            history,
-            tally,
-            stop,
-            clients,
-        }
+        let vias: Vec<Via> = through.iter().map(|&i| via(h, i)).collect();
+        Load(Workload::start(&vias, 3).await.expect("registers"))
     }
 
     async fn more_writes(&self, n: u64) {
-        let target = self.tally.writes_acknowledged.load(Ordering::Relaxed) + n;
+        let target = self.0.acknowledged() + n;
         let deadline = Instant::now() + WAIT;
-        while self.tally.writes_acknowledged.load(Ordering::Relaxed) < target {
+        while self.0.acknowledged() < target {
             assert!(
                 Instant::now() < deadline,
                 "writes stalled: {}",
-                self.tally.summary()
+                self.0.summary()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -88,19 +46,10 @@ impl Load {
 
     /// Stop, read every register through `read_through`, and check the whole history.
     async fn check(self, h: &Harness, read_through: &[usize]) -> String {
-        self.stop.store(true, Ordering::Relaxed);
-        for c in self.clients {
-            let _ = c.await;
-        }
-        for &i in read_through {
-            registers::read_all(via(h, i), 1000 + i, &self.keys, &self.history)
-                .await
-                .expect("final reads");
-        }
-        let history = self.history.history();
-        let verdict = linear::check(&registers::model(), &history, Duration::from_secs(60));
-        assert_eq!(verdict, Verdict::Linearizable, "{}", self.tally.summary());
-        format!("{} operations ({})", history.len(), self.tally.summary())
+        let vias: Vec<Via> = read_through.iter().map(|&i| via(h, i)).collect();
+        let (verdict, ops, tally) = self.0.finish(&vias).await.expect("final reads");
+        assert_eq!(verdict, Verdict::Linearizable, "{tally}");
+        format!("{ops} operations ({tally})")
     }
 }
 
@@ -149,7 +98,7 @@ async fn a_leader_cut_off_both_ways_or_one_way_refuses_and_the_majority_goes_on(
         let mut control = registers::connect_via(&via(&h, old)).await.expect("client");
         let refused = control
             .create_service(CreateServiceRequest {
-                spec: Some(service_spec(&format!("cut-{round}"), 0)),
+                spec: Some(shoal_tests::sleeping_service(&format!("cut-{round}"), 0)),
             })
             .await
             .expect_err("a write through the cut-off leader is refused");
@@ -179,22 +128,6 @@ async fn a_leader_cut_off_both_ways_or_one_way_refuses_and_the_majority_goes_on(
     println!("harness partitions: {checked}");
 }
 
-fn service_spec(name: &str, replicas: u64) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        replicas,
-        mode: ServiceMode::Replicated as i32,
-        task: Some(TaskSpec {
-            container: Some(ContainerSpec {
-                image: "shoal-test/busybox:a".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agents_run_tasks_through_a_follower_and_a_removed_agent_stays_out() {
     let h = Harness::start(3, 2).await.expect("harness");
@@ -206,7 +139,7 @@ async fn agents_run_tasks_through_a_follower_and_a_removed_agent_stays_out() {
         .expect("client");
     control
         .create_service(CreateServiceRequest {
-            spec: Some(service_spec("web", 6)),
+            spec: Some(shoal_tests::sleeping_service("web", 6)),
         })
         .await
         .expect("created through a follower");

@@ -9,20 +9,16 @@
 //! (SHOAL_SUITE_KILLS=100, SHOAL_SUITE_PARTITIONS=20) and collects the RESULT lines into
 //! docs/RELIABILITY.md's figures.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use shoal_tests::lab::Lab;
-use shoal_tests::linear::{self, Verdict};
-use shoal_tests::registers::{self, History, Tally};
+use shoal_tests::linear::Verdict;
+use shoal_tests::registers::{Via, Workload};
 use shoal_tests::{require_lab, wait_until};
 
 const WAIT: Duration = Duration::from_secs(90);
 const REGISTERS: usize = 4;
-/// Clients per manager.
-const CLIENTS_EACH: usize = 2;
 
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -80,87 +76,42 @@ fn leader(lab: &Lab, host: usize) -> Option<usize> {
     lab.leader(host).map(|name| Lab::host_of(&name))
 }
 
-/// Clients writing registers through every manager, recorded.
+/// Register clients writing through every manager's socket, recorded.
 struct Load {
     runtime: tokio::runtime::Runtime,
-    keys: Arc<Vec<String>>,
-    history: Arc<History>,
-    tally: Arc<Tally>,
-    stop: Arc<AtomicBool>,
-    clients: Vec<tokio::task::JoinHandle<()>>,
+    workload: Workload,
 }
 
 impl Load {
     fn start(managers: &[usize]) -> Load {
         let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-        let keys = Arc::new(
-            runtime
-                .block_on(registers::create(
-                    Lab::shoald_socket(managers[0]),
-                    REGISTERS,
-                ))
-                .expect("registers created"),
-        );
-        let history = Arc::new(History::default());
-        let tally = Arc::new(Tally::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut clients = Vec::new();
-        for (i, &host) in managers
+        let vias: Vec<Via> = managers
             .iter()
-            .cycle()
-            .take(managers.len() * CLIENTS_EACH)
-            .enumerate()
-        {
-            clients.push(runtime.spawn(registers::client(
-                i,
-                Lab::shoald_socket(host).into(),
-                keys.clone(),
-                history.clone(),
-                tally.clone(),
-                stop.clone(),
-            )));
-        }
-        Load {
-            runtime,
-            keys,
-            history,
-            tally,
-            stop,
-            clients,
-        }
-    }
-
-    fn acknowledged(&self) -> u64 {
-        self.tally.writes_acknowledged.load(Ordering::Relaxed)
+            .map(|&h| Lab::shoald_socket(h).into())
+            .collect();
+        let workload = runtime
+            .block_on(Workload::start(&vias, REGISTERS))
+            .expect("registers created");
+        Load { runtime, workload }
     }
 
     /// Wait until `more` writes beyond what is acknowledged now are acknowledged.
     fn wait_for_writes(&self, lab: &Lab, host: usize, more: u64) {
-        let target = self.acknowledged() + more;
+        let target = self.workload.acknowledged() + more;
         lab.wait(host, "the clients' writes acknowledged again", WAIT, || {
-            (self.acknowledged() >= target).then_some(())
+            (self.workload.acknowledged() >= target).then_some(())
         });
     }
 
-    /// Stop the clients, read every register through `socket`, and check the history.
-    fn finish(self, sockets: &[PathBuf]) -> (Verdict, usize, String) {
-        self.stop.store(true, Ordering::Relaxed);
-        for client in self.clients {
-            let _ = self.runtime.block_on(client);
-        }
-        for (i, socket) in sockets.iter().enumerate() {
-            self.runtime
-                .block_on(registers::read_all(
-                    socket.clone(),
-                    1000 + i,
-                    &self.keys,
-                    &self.history,
-                ))
-                .expect("the final reads answer");
-        }
-        let history = self.history.history();
-        let verdict = linear::check(&registers::model(), &history, Duration::from_secs(120));
-        (verdict, history.len(), self.tally.summary())
+    /// Stop the clients, read every register through each manager, and check the history.
+    fn finish(self, managers: &[usize]) -> (Verdict, usize, String) {
+        let vias: Vec<Via> = managers
+            .iter()
+            .map(|&h| Lab::shoald_socket(h).into())
+            .collect();
+        self.runtime
+            .block_on(self.workload.finish(&vias))
+            .expect("the final reads answer")
     }
 }
 
@@ -206,8 +157,7 @@ fn leader_kills_under_load_lose_no_acknowledged_write() {
         });
     }
 
-    let sockets: Vec<PathBuf> = managers.iter().map(|&h| Lab::shoald_socket(h)).collect();
-    let (verdict, ops, tally) = load.finish(&sockets);
+    let (verdict, ops, tally) = load.finish(&managers);
     println!(
         "RESULT {kills} leader kills: new leader elected {}; answering {}; \
          {ops} operations recorded ({tally}); history {verdict:?}",
@@ -359,8 +309,7 @@ fn partitions_leave_the_minority_refusing_and_heal_without_divergence() {
         let all = lab.shoal(host, &["service", "ls", "--stale", "--format", "json"]);
         format!("{}{registers}", all.stdout)
     };
-    let sockets: Vec<PathBuf> = managers.iter().map(|&h| Lab::shoald_socket(h)).collect();
-    let (verdict, ops, tally) = load.finish(&sockets);
+    let (verdict, ops, tally) = load.finish(&managers);
     wait_until("every manager's own view the same", WAIT, || {
         let first = view(1);
         managers.iter().all(|&h| view(h) == first).then_some(())

@@ -16,27 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use shoal_pki::{NodeCerts, TlsClient};
-use shoal_proto::{
-    self as pb, ContainerSpec, ControlClient, CreateServiceRequest, RemoveServiceRequest,
-    ServiceSpec, TaskSpec,
-};
+use shoal_proto::{ControlClient, CreateServiceRequest, RemoveServiceRequest, ServiceSpec};
 use tokio::sync::Mutex;
 
 fn spec(name: String) -> ServiceSpec {
-    ServiceSpec {
-        name,
-        replicas: 0,
-        mode: pb::ServiceMode::Replicated as i32,
-        task: Some(TaskSpec {
-            container: Some(ContainerSpec {
-                image: "shoal-test/busybox:a".into(),
-                args: vec!["sleep".into(), "1000000".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    shoal_tests::sleeping_service(&name, 0)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
