@@ -246,6 +246,15 @@ pub struct RaftNode {
     /// When a leader was last heard, and the election's timing (the elector's).
     leader_contact: elector::LeaderContact,
     timing: elector::Timing,
+    last_log: elector::LastLog,
+    /// Stopped and awaited by `shutdown`: it reads the log, which must be let go.
+    elector: Arc<Elector>,
+}
+
+/// The elector's task and its stop signal.
+struct Elector {
+    stop: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl RaftNode {
@@ -276,6 +285,8 @@ impl RaftNode {
         let (db, log_store, state_machine) = store::open(&dir, applier, cfg.at_rest.clone())?;
         let contacts = Contacts::default();
         let channels = network::Channels::default();
+        let log_reader = log_store.clone();
+        let last_log: elector::LastLog = Arc::new(move || log_reader.last_log_id());
         let raft = openraft::Raft::new(
             cfg.node_id,
             Arc::new(config),
@@ -300,7 +311,8 @@ impl RaftNode {
             ),
             ask: std::time::Duration::from_millis(cfg.heartbeat_interval_ms * 3),
         };
-        tokio::spawn(elector::run(
+        let (elector_stop, stop) = watch::channel(false);
+        let elector_task = tokio::spawn(elector::run(
             raft.clone(),
             cfg.node_id,
             leader_contact.clone(),
@@ -308,6 +320,8 @@ impl RaftNode {
             channels,
             cfg.connector.clone(),
             contacts.clone(),
+            last_log.clone(),
+            stop,
         ));
         Ok(Self {
             id: cfg.node_id,
@@ -317,6 +331,11 @@ impl RaftNode {
             contacts,
             leader_contact,
             timing,
+            last_log,
+            elector: Arc::new(Elector {
+                stop: elector_stop,
+                task: std::sync::Mutex::new(Some(elector_task)),
+            }),
             space: space::Space::new(&dir, space::RESERVE),
             windows: Windows {
                 leader_silent: election * 2,
@@ -523,6 +542,7 @@ impl RaftNode {
             contacts: self.contacts.clone(),
             leader: self.leader_contact.clone(),
             timing: self.timing,
+            last_log: self.last_log.clone(),
         })
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
@@ -531,6 +551,16 @@ impl RaftNode {
     /// Stops openraft and flushes storage. Other clones fail with [`RaftError::Stopped`]
     /// afterwards.
     pub async fn shutdown(&self) -> Result<(), RaftError> {
+        let _ = self.elector.stop.send(true);
+        let task = self
+            .elector
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
         self.raft
             .shutdown()
             .await

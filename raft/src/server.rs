@@ -11,7 +11,7 @@ use shoal_proto::RaftPayload;
 use tonic::{Request, Response, Status};
 
 use crate::contacts::Contacts;
-use crate::elector::{answer, LeaderContact, PreVoteRequest, Timing};
+use crate::elector::{answer, LastLog, LeaderContact, PreVoteRequest, Timing};
 use crate::types::{decode, encode, TypeConfig};
 use crate::NodeId;
 
@@ -23,6 +23,7 @@ pub(crate) struct PeerService {
     /// A leader's calls keep the elector quiet; it answers peers' pre-votes.
     pub(crate) leader: LeaderContact,
     pub(crate) timing: Timing,
+    pub(crate) last_log: LastLog,
 }
 
 fn decode_request<T: DeserializeOwned>(what: &str, req: Request<RaftPayload>) -> Result<T, Status> {
@@ -75,7 +76,7 @@ impl shoal_proto::Raft for PeerService {
         self.contacts.heard(rpc.candidate);
         reply(
             "pre-vote",
-            &answer(&self.raft, &self.leader, self.timing, &rpc),
+            &answer(&self.raft, &self.leader, self.timing, &self.last_log, &rpc),
         )
     }
 }

@@ -399,6 +399,7 @@ async fn malformed_peer_input_is_invalid_argument() {
         contacts: Default::default(),
         leader: node.leader_contact.clone(),
         timing: node.timing,
+        last_log: node.last_log.clone(),
     };
     for garbage in [vec![], vec![0xff; 3], vec![0xff; 64]] {
         let req = || {

@@ -83,6 +83,13 @@ impl LogStore {
         super::flush(&self.db).await
     }
 
+    /// The id of the last entry held, or of the last one purged into a snapshot; `None`
+    /// when there is none or it cannot be read (the elector's view of this log).
+    pub(crate) fn last_log_id(&self) -> Option<LogId> {
+        let purged = || self.read_meta(KEY_LAST_PURGED).ok().flatten();
+        self.last_entry_log_id().ok().flatten().or_else(purged)
+    }
+
     fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageIOError<u64>> {
         let Some((_, bytes)) = self
             .logs
