@@ -119,18 +119,34 @@ pub(crate) fn answer(
     }
 }
 
-/// Campaign when the leader goes silent and a majority pre-votes, until Raft stops.
-pub(crate) async fn run(
-    raft: openraft::Raft<TypeConfig>,
-    id: NodeId,
-    contact: LeaderContact,
-    timing: Timing,
-    channels: Channels,
-    connector: Option<PeerConnector>,
-    contacts: Contacts,
-    last_log: LastLog,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+/// What the elector works with.
+pub(crate) struct Member {
+    pub raft: openraft::Raft<TypeConfig>,
+    pub id: NodeId,
+    /// When a leader was last heard.
+    pub contact: LeaderContact,
+    pub timing: Timing,
+    /// The peers' channels (shared with Raft's network) and how to make one.
+    pub channels: Channels,
+    pub connector: Option<PeerConnector>,
+    /// Where pre-vote answers are recorded for the quorum judge.
+    pub contacts: Contacts,
+    pub last_log: LastLog,
+}
+
+/// Campaign when the leader goes silent and a majority pre-votes, until `stop` or Raft
+/// stops.
+pub(crate) async fn run(member: Member, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Member {
+        raft,
+        id,
+        contact,
+        timing,
+        channels,
+        connector,
+        contacts,
+        last_log,
+    } = member;
     let mut rng = id ^ 0x9e37_79b9_7f4a_7c15;
     let mut timeout = timing.lease + TICK + jitter(&mut rng, timing.spread);
     let mut next_try = Instant::now();

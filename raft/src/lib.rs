@@ -313,14 +313,16 @@ impl RaftNode {
         };
         let (elector_stop, stop) = watch::channel(false);
         let elector_task = tokio::spawn(elector::run(
-            raft.clone(),
-            cfg.node_id,
-            leader_contact.clone(),
-            timing,
-            channels,
-            cfg.connector.clone(),
-            contacts.clone(),
-            last_log.clone(),
+            elector::Member {
+                raft: raft.clone(),
+                id: cfg.node_id,
+                contact: leader_contact.clone(),
+                timing,
+                channels,
+                connector: cfg.connector.clone(),
+                contacts: contacts.clone(),
+                last_log: last_log.clone(),
+            },
             stop,
         ));
         Ok(Self {
