@@ -245,6 +245,24 @@ impl Lab {
         format!("{}:{LAB_PORT}", self.ip(host))
     }
 
+    /// `service create --detach --name NAME --replicas N EXTRA... shoal-test/busybox:a sleep
+    /// 1000000` through `host`.
+    pub fn create_sleeping(&self, host: usize, name: &str, replicas: usize, extra: &[&str]) -> Run {
+        let replicas = replicas.to_string();
+        let mut args = vec![
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            name,
+            "--replicas",
+            &replicas,
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["shoal-test/busybox:a", "sleep", "1000000"]);
+        self.shoal(host, &args)
+    }
+
     /// The hostname of the leader as `host` sees it (`node ls`), if it answers.
     pub fn leader(&self, host: usize) -> Option<String> {
         let run = self.shoal(host, &["node", "ls", "--format", "json"]);

@@ -104,19 +104,8 @@ fn a_cut_off_manager_refuses_fast_and_the_majority_goes_on() {
     });
     for &h in &others {
         let name = format!("during-{h}");
-        lab.shoal_ok(
-            h,
-            &[
-                "service",
-                "create",
-                "--detach",
-                "--name",
-                &name,
-                "--replicas",
-                "0",
-                "shoal-test/busybox:a",
-            ],
-        );
+        let created = lab.create_sleeping(h, &name, 0, &[]);
+        assert!(created.ok(), "through n{h}: {}", created.stderr);
         assert_eq!(leader(&lab, h), Some(new), "n{h} follows n{new}");
     }
 

@@ -256,21 +256,7 @@ fn partitions_leave_the_minority_refusing_and_heal_without_divergence() {
         cut.apply(&lab, host, true);
         // A write through the cut-off manager: refused, saying why.
         let name = format!("cut-{round}");
-        let write = lab.shoal(
-            host,
-            &[
-                "service",
-                "create",
-                "--detach",
-                "--name",
-                &name,
-                "--replicas",
-                "0",
-            ]
-            .into_iter()
-            .chain(["shoal-test/busybox:a", "sleep", "1000"])
-            .collect::<Vec<_>>(),
-        );
+        let write = lab.create_sleeping(host, &name, 0, &[]);
         let refused_after = cut_at.elapsed().as_secs_f64();
         assert!(
             !write.ok(),
@@ -334,23 +320,7 @@ fn partitions_leave_the_minority_refusing_and_heal_without_divergence() {
 fn a_full_disk_refuses_writes_clearly_and_loses_nothing() {
     require_lab!();
     let lab = Lab::up(1, 0).expect("lab comes up");
-    let create = |name: &str| {
-        lab.shoal(
-            1,
-            &[
-                "service",
-                "create",
-                "--detach",
-                "--name",
-                name,
-                "--replicas",
-                "0",
-            ]
-            .into_iter()
-            .chain(["shoal-test/busybox:a", "sleep", "1000"])
-            .collect::<Vec<_>>(),
-        )
-    };
+    let create = |name: &str| lab.create_sleeping(1, name, 0, &[]);
     let listed = || lab.shoal_ok(1, &["service", "ls", "--format", "json"]);
     assert!(create("before").ok());
     // The manager's data dir moves onto a 48 MiB tmpfs, inside its host's mount namespace.

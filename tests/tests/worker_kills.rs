@@ -145,26 +145,14 @@ fn settle(lab: &Lab, service: &str, replicas: usize) {
 }
 
 fn create(lab: &Lab, name: &str, replicas: usize) {
-    let replicas = replicas.to_string();
-    lab.shoal_ok(
-        1,
-        &[
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            name,
-            "--replicas",
-            &replicas,
-            "--constraint",
-            "node.role==worker",
-            "--stop-grace-period",
-            "1s",
-            "shoal-test/busybox:a",
-            "sleep",
-            "1000000",
-        ],
-    );
+    let extra = [
+        "--constraint",
+        "node.role==worker",
+        "--stop-grace-period",
+        "1s",
+    ];
+    let run = lab.create_sleeping(1, name, replicas, &extra);
+    assert!(run.ok(), "service create {name}: {}", run.stderr);
 }
 
 /// Kill `host`'s shoald and start it again at once.

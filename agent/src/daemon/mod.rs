@@ -117,6 +117,37 @@ pub enum DaemonError {
     },
 }
 
+/// Serve a manager's port on `listener` until `stop`: Control and Logs through `gate`,
+/// the dispatcher, log broker, Raft, Raft membership and CA, every call behind the
+/// cluster's `AuthLayer` with the revocation gate.
+pub fn serve_manager_port(
+    manager: &Manager,
+    gate: &ControlGate,
+    cluster_id: &str,
+    listener: TcpListener,
+    tls: &NodeTls,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let router = tonic::transport::Server::builder()
+        .layer(AuthLayer::new(cluster_id.to_string()).with_gate(manager.revocation_gate()))
+        .add_service(shoal_proto::ControlServer::new(gate.clone()))
+        .add_service(shoal_proto::LogsServer::new(gate.clone()))
+        .add_service(manager.dispatcher_service())
+        .add_service(manager.log_broker_service())
+        .add_service(manager.raft().grpc_service())
+        .add_service(manager.membership_service())
+        .add_service(manager.ca_service());
+    let incoming = shoal_pki::incoming(listener, tls.server());
+    tokio::spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, stop.cancelled())
+            .await
+        {
+            tracing::error!(error = %e, "the manager's network server stopped");
+        }
+    })
+}
+
 /// The daemon; cheap to clone.
 #[derive(Clone)]
 pub struct Daemon {
@@ -669,28 +700,14 @@ impl Daemon {
                     Start::ForceNewCluster(state) => manager.bootstrap_from(*state).await?,
                     Start::Resume | Start::JoinRaft => {}
                 }
-                let router = tonic::transport::Server::builder()
-                    .layer(
-                        AuthLayer::new(record.cluster_id.clone())
-                            .with_gate(manager.revocation_gate()),
-                    )
-                    .add_service(shoal_proto::ControlServer::new(self.inner.control.clone()))
-                    .add_service(shoal_proto::LogsServer::new(self.inner.control.clone()))
-                    .add_service(manager.dispatcher_service())
-                    .add_service(manager.log_broker_service())
-                    .add_service(manager.raft().grpc_service())
-                    .add_service(manager.membership_service())
-                    .add_service(manager.ca_service());
-                let incoming = shoal_pki::incoming(listener, node_tls.server());
-                let stop = cancel.clone();
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = router
-                        .serve_with_incoming_shutdown(incoming, stop.cancelled())
-                        .await
-                    {
-                        tracing::error!(error = %e, "the manager's network server stopped");
-                    }
-                }));
+                tasks.push(serve_manager_port(
+                    &manager,
+                    &self.inner.control,
+                    &record.cluster_id,
+                    listener,
+                    &node_tls,
+                    cancel.clone(),
+                ));
                 if join_raft {
                     join::raft_join(
                         &node_tls.client(),

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use shoal_agent::daemon::gate::ControlGate;
-use shoal_agent::daemon::join;
+use shoal_agent::daemon::{join, serve_manager_port};
 use shoal_agent::executor::fake::FakeEngine;
 use shoal_agent::executor::Executor;
 use shoal_agent::session::{self, AgentIdentity};
@@ -28,7 +28,7 @@ use shoal_agent::worker::Worker;
 use shoal_manager::allocator::AddrPool;
 use shoal_manager::controlapi::ControlApi;
 use shoal_manager::{Manager, ManagerConfig};
-use shoal_pki::{AuthLayer, Identity, NodeCerts, NodeKey, Role, RootCa, TlsClient};
+use shoal_pki::{Identity, NodeCerts, NodeKey, Role, RootCa, TlsClient};
 use shoal_proto::{ControlClient, NodeDescription, RootCa as RootCaObject};
 use shoal_raft::PeerConnector;
 use tokio::net::TcpListener;
@@ -169,22 +169,7 @@ impl Harness {
         let manager = Manager::open(config).await?;
         let gate = ControlGate::default();
         let cancel = CancellationToken::new();
-        let router = tonic::transport::Server::builder()
-            .layer(AuthLayer::new(cluster_id.to_string()).with_gate(manager.revocation_gate()))
-            .add_service(shoal_proto::ControlServer::new(gate.clone()))
-            .add_service(shoal_proto::LogsServer::new(gate.clone()))
-            .add_service(manager.dispatcher_service())
-            .add_service(manager.log_broker_service())
-            .add_service(manager.raft().grpc_service())
-            .add_service(manager.membership_service())
-            .add_service(manager.ca_service());
-        let incoming = shoal_pki::incoming(listener, tls.server());
-        let stop = cancel.clone();
-        tokio::spawn(async move {
-            let _ = router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled())
-                .await;
-        });
+        serve_manager_port(&manager, &gate, cluster_id, listener, &tls, cancel.clone());
         tokio::spawn(manager.clone().run(cancel.clone()));
         gate.open(
             ControlApi::new(manager.store().clone()),
