@@ -59,6 +59,8 @@ pub struct ManagerConfig {
     pub connector: Option<PeerConnector>,
     /// Seals the Raft log and snapshots on disk (the node's data key); clear when `None`.
     pub at_rest: Option<Arc<dyn shoal_raft::AtRest>>,
+    /// TEST ONLY (the in-process harness): faults on messages to Raft peers.
+    pub peer_faults: Option<shoal_raft::PeerFaults>,
 }
 
 impl ManagerConfig {
@@ -71,6 +73,7 @@ impl ManagerConfig {
             heartbeat_period: DEFAULT_HEARTBEAT_PERIOD,
             connector: None,
             at_rest: None,
+            peer_faults: None,
         }
     }
 }
@@ -95,6 +98,7 @@ impl Manager {
             data_dir: config.data_dir.clone(),
             connector: config.connector.clone(),
             at_rest: config.at_rest.clone(),
+            peer_faults: config.peer_faults.clone(),
             ..RaftConfig::default()
         };
         let raft = RaftNode::open(raft_config, state.clone()).await?;

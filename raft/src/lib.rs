@@ -78,6 +78,27 @@ pub struct RaftConfig {
     pub connector: Option<PeerConnector>,
     /// Seals everything written to disk; in clear when `None` (tests).
     pub at_rest: Option<Arc<dyn AtRest>>,
+    /// TEST ONLY (the in-process harness): what to do to each message to a peer. `None`
+    /// in production.
+    pub peer_faults: Option<PeerFaults>,
+}
+
+/// What happens to a message this member sends a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerFault {
+    Deliver,
+    /// Sent twice; the second answer is the one used (a network that duplicates).
+    Duplicate,
+}
+
+/// Decides, per target peer, what happens to each message sent to it.
+#[derive(Clone)]
+pub struct PeerFaults(pub Arc<dyn Fn(NodeId) -> PeerFault + Send + Sync>);
+
+impl std::fmt::Debug for PeerFaults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerFaults")
+    }
 }
 
 /// Makes the (lazy) channel to a peer at `host:port`: where transport security is decided.
@@ -104,6 +125,7 @@ impl Default for RaftConfig {
             snapshot_every: 5000,
             connector: None,
             at_rest: None,
+            peer_faults: None,
         }
     }
 }
@@ -294,6 +316,7 @@ impl RaftNode {
                 connector: cfg.connector.clone(),
                 contacts: contacts.clone(),
                 channels: channels.clone(),
+                faults: cfg.peer_faults.clone(),
             },
             log_store,
             state_machine,

@@ -49,6 +49,8 @@ pub(crate) struct NetworkFactory {
     /// a new client for each leadership check (a linearizable read), which must not cost a
     /// new TLS handshake each time.
     pub(crate) channels: Channels,
+    /// TEST ONLY: faults injected per target (the harness's duplicating network).
+    pub(crate) faults: Option<crate::PeerFaults>,
 }
 
 /// Peers' channels by node id, with the address each was made for.
@@ -65,6 +67,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             connector: self.connector.clone(),
             contacts: self.contacts.clone(),
             channels: self.channels.clone(),
+            faults: self.faults.clone(),
         }
     }
 }
@@ -77,6 +80,7 @@ pub(crate) struct PeerClient {
     connector: Option<crate::PeerConnector>,
     contacts: Contacts,
     channels: Channels,
+    faults: Option<crate::PeerFaults>,
 }
 
 #[derive(Clone, Copy)]
@@ -160,6 +164,13 @@ impl PeerClient {
             started: std::time::Instant::now(),
             done: false,
         };
+        let duplicate = self
+            .faults
+            .as_ref()
+            .is_some_and(|f| (f.0)(self.target) == crate::PeerFault::Duplicate);
+        if duplicate {
+            let _ = self.call_once::<Req, Resp, E>(rpc, req).await;
+        }
         let result = self.call_once(rpc, req).await;
         unanswered.finish();
         if matches!(result, Ok(_) | Err(RPCError::RemoteError(_))) {

@@ -115,6 +115,7 @@ fn test_config(id: u64, dir: &std::path::Path) -> RaftConfig {
         snapshot_every: 5000,
         connector: None,
         at_rest: None,
+        peer_faults: None,
     }
 }
 

@@ -202,3 +202,28 @@ async fn agents_run_tasks_through_a_follower_and_a_removed_agent_stays_out() {
         "node ls never shows it again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicated_raft_messages_lose_nothing_and_change_nothing() {
+    let h = Harness::start(3, 0).await.expect("harness");
+    for a in &h.managers {
+        for b in &h.managers {
+            if a.name != b.name {
+                h.net.duplicate(&a.name, &b.name);
+            }
+        }
+    }
+    let load = Load::start(&h, &[0, 1, 2]).await;
+    load.more_writes(30).await;
+    let old = h.wait_for_one_leader(WAIT).await.expect("one leader");
+    h.crash_manager(old).await;
+    let new = h
+        .wait_for_leader(Some(old), WAIT)
+        .await
+        .expect("a new leader");
+    load.more_writes(20).await;
+    let checked = load.check(&h, &[new]).await;
+    let twice = h.net.duplicated();
+    assert!(twice > 100, "only {twice} Raft messages were sent twice");
+    println!("harness, {twice} Raft messages sent twice: {checked}");
+}

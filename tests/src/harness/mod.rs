@@ -30,7 +30,7 @@ use shoal_manager::controlapi::ControlApi;
 use shoal_manager::{Manager, ManagerConfig};
 use shoal_pki::{Identity, NodeCerts, NodeKey, Role, RootCa, TlsClient};
 use shoal_proto::{ControlClient, NodeDescription, RootCa as RootCaObject};
-use shoal_raft::PeerConnector;
+use shoal_raft::{PeerConnector, PeerFault, PeerFaults};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -162,6 +162,15 @@ impl Harness {
         let mut config =
             ManagerConfig::new(node_id.clone(), raft_id, dir.to_path_buf(), addr.clone());
         config.heartbeat_period = HEARTBEAT;
+        // Raft ids are joining order, so peer `to` is m{to}.
+        let (net, me) = (self.net.clone(), name.to_string());
+        config.peer_faults = Some(PeerFaults(Arc::new(move |to: u64| {
+            if net.duplicates(&me, &format!("m{to}")) {
+                PeerFault::Duplicate
+            } else {
+                PeerFault::Deliver
+            }
+        })));
         let peer_tls = tls.client();
         config.connector = Some(PeerConnector(Arc::new(move |addr: &str| {
             shoal_pki::channel_lazy(addr, &peer_tls).map_err(|e| e.to_string())

@@ -2,7 +2,9 @@
 //! test decides, per direction between two named members, whether bytes arrive: a cut
 //! direction holds them (as a partition does: TCP keeps retrying, nothing is lost, nothing
 //! arrives until it heals), a slow one delays every write, and a severed one resets the
-//! connections open across it. Cuts may be one way.
+//! connections open across it. Cuts may be one way. Raft messages between two members can
+//! also be sent twice (through Raft's test-only fault hook: a byte stream cannot repeat a
+//! message).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -27,6 +29,10 @@ struct State {
     cut: HashSet<(String, String)>,
     /// (from, to): every write from `from` to `to` waits this long first.
     delay: HashMap<(String, String), Duration>,
+    /// (from, to): Raft messages from `from` to `to` are sent twice.
+    duplicate: HashSet<(String, String)>,
+    /// How many Raft messages were sent twice.
+    duplicated: u64,
     /// (a, b) in either order: connections between them made before this generation are
     /// reset.
     severed: HashMap<(String, String), u64>,
@@ -88,6 +94,24 @@ impl Net {
         self.state().delay.insert(pair(from, to), by);
     }
 
+    /// Send every Raft message from `from` to `to` twice.
+    pub fn duplicate(&self, from: &str, to: &str) {
+        self.state().duplicate.insert(pair(from, to));
+    }
+
+    /// Whether this Raft message from `from` to `to` is sent twice (counted if so).
+    pub fn duplicates(&self, from: &str, to: &str) -> bool {
+        let mut state = self.state();
+        let twice = state.duplicate.contains(&pair(from, to));
+        state.duplicated += u64::from(twice);
+        twice
+    }
+
+    /// How many Raft messages have been sent twice so far.
+    pub fn duplicated(&self) -> u64 {
+        self.state().duplicated
+    }
+
     /// Reset every connection open between `a` and `b` now (new ones may be made).
     pub fn sever(&self, a: &str, b: &str) {
         let mut state = self.state();
@@ -101,6 +125,7 @@ impl Net {
         let mut state = self.state();
         state.cut.clear();
         state.delay.clear();
+        state.duplicate.clear();
     }
 
     fn is_cut(&self, from: &str, to: &str) -> bool {
