@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use shoal_pki::vault::DataKey;
 use shoal_pki::{NodeCerts, PkiError, Role, TlsClient, TlsServer};
 use shoal_proto::NodeRole;
 use tokio::sync::{mpsc, Notify};
@@ -20,6 +21,8 @@ const MIN_RETRY: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct NodeTls {
     dir: PathBuf,
+    /// Seals the node key on disk (the node's data key); clear when `None`.
+    data_key: Option<DataKey>,
     certs: Arc<RwLock<NodeCerts>>,
     /// Shared by every channel made from it: a reload reaches their next handshakes.
     client: TlsClient,
@@ -32,13 +35,15 @@ pub struct NodeTls {
 }
 
 impl NodeTls {
-    /// The certificates stored under `dir`.
-    pub fn load(dir: &Path) -> Result<Option<Self>, PkiError> {
-        let Some(certs) = NodeCerts::load(dir)? else {
+    /// The certificates stored under `dir`, the key sealed with `data_key` (and kept so,
+    /// across renewals).
+    pub fn load(dir: &Path, data_key: Option<DataKey>) -> Result<Option<Self>, PkiError> {
+        let Some(certs) = NodeCerts::load(dir, data_key.as_ref())? else {
             return Ok(None);
         };
         Ok(Some(Self {
             dir: dir.to_path_buf(),
+            data_key,
             client: TlsClient::new(&certs)?,
             server: TlsServer::new(&certs)?,
             certs: Arc::new(RwLock::new(certs)),
@@ -73,7 +78,7 @@ impl NodeTls {
 
     fn install_locked(&self, certs: NodeCerts) -> Result<(), PkiError> {
         TlsClient::new(&certs)?;
-        certs.save(&self.dir)?;
+        certs.save(&self.dir, self.data_key.as_ref())?;
         self.server.reload(&certs)?;
         self.client.reload(&certs)?;
         *self.certs.write().unwrap_or_else(|p| p.into_inner()) = certs;

@@ -244,6 +244,11 @@ impl Control for Fake {
             } else {
                 FAKE_UNLOCK_KEY.into()
             },
+            previous_unlock_key: if rotate {
+                FAKE_UNLOCK_KEY.into()
+            } else {
+                String::new()
+            },
         }))
     }
 
@@ -1620,6 +1625,11 @@ async fn autolock_commands_show_the_key_and_unlock_reads_stdin() {
         stdout(&out)
     );
     assert!(stdout(&out).contains("SHKEY-1-rotated"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("still opens with the\nprevious key:\n\n    SHKEY-1-fake\n"),
+        "{}",
+        stdout(&out)
+    );
     let out = shoal(&host, &["swarm", "update", "--autolock=true"]).await;
     assert!(stdout(&out).contains("SHKEY-1-fake"), "{}", stdout(&out));
     let out = shoal(&host, &["swarm", "update", "--autolock=false"]).await;

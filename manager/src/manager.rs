@@ -207,6 +207,7 @@ impl Manager {
             secrets_key: Vec::new(),
             removed_nodes: Vec::new(),
             unlock_key: unlock_key.unwrap_or_default(),
+            previous_unlock_key: Vec::new(),
         };
         self.store
             .update(|tx| {

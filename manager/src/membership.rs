@@ -4,8 +4,6 @@
 //! log), then makes it a voter, then records its address in the node's `ManagerStatus`. A
 //! follower refuses with the leader's address so the newcomer can ask there.
 
-use std::collections::BTreeSet;
-
 use shoal_proto::{
     ManagerStatus, RaftJoinRequest, RaftJoinResponse, RaftLeaveRequest, RaftLeaveResponse,
     RaftMember,
@@ -40,11 +38,6 @@ pub fn leader_of(status: &Status) -> Option<String> {
         .get(LEADER_ADDR_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-}
-
-/// The current Raft voters.
-pub(crate) fn voters(raft: &RaftNode) -> BTreeSet<u64> {
-    raft.status().voters.iter().map(|(id, _)| *id).collect()
 }
 
 /// `Ok` on the leader, else "not the leader" naming it.
@@ -126,13 +119,7 @@ impl shoal_proto::RaftMembership for MembershipApi {
         };
         tracing::info!(node = %request.node_id, raft_id = request.raft_id, addr = %request.addr, "adding a manager to raft");
         self.raft
-            .add_learner(request.raft_id, request.addr.clone())
-            .await
-            .map_err(raft_status)?;
-        let mut voters = voters(&self.raft);
-        voters.insert(request.raft_id);
-        self.raft
-            .change_membership(voters)
+            .add_voter(request.raft_id, request.addr.clone())
             .await
             .map_err(raft_status)?;
         let raft_id = request.raft_id;
@@ -173,19 +160,13 @@ impl shoal_proto::RaftMembership for MembershipApi {
                 caller.node_id
             )));
         }
-        let mut voters = voters(&self.raft);
-        if !voters.remove(&raft_id) {
-            return Ok(Response::new(RaftLeaveResponse {}));
+        match self.raft.remove_voter(raft_id).await {
+            Ok(_) => {}
+            Err(e @ RaftError::LastVoter) => {
+                return Err(Status::failed_precondition(e.to_string()));
+            }
+            Err(e) => return Err(raft_status(e)),
         }
-        if voters.is_empty() {
-            return Err(Status::failed_precondition(
-                "the last manager cannot leave raft",
-            ));
-        }
-        self.raft
-            .change_membership(voters)
-            .await
-            .map_err(raft_status)?;
         Ok(Response::new(RaftLeaveResponse {}))
     }
 }

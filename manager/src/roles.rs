@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use shoal_proto::{Node, NodeRole};
-use shoal_raft::RaftNode;
+use shoal_raft::{RaftError, RaftNode};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -58,18 +58,15 @@ impl RoleManager {
             let Some(raft_id) = node.manager_status.as_ref().map(|m| m.raft_id) else {
                 continue;
             };
-            let mut voters = crate::membership::voters(&self.raft);
-            if voters.remove(&raft_id) {
-                if voters.is_empty() {
+            tracing::info!(node = %node.id, raft_id, "demoted: removing the node from raft");
+            match self.raft.remove_voter(raft_id).await {
+                Ok(_) => {}
+                Err(RaftError::LastVoter) => {
                     tracing::warn!(node = %node.id, "refusing to remove the last raft voter");
                     settled = false;
                     continue;
                 }
-                tracing::info!(node = %node.id, raft_id, "demoted: removing the node from raft");
-                self.raft
-                    .change_membership(voters)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                Err(e) => return Err(e.to_string()),
             }
             let id = node.id.clone();
             self.store

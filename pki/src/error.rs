@@ -28,6 +28,12 @@ pub enum PkiError {
     #[error("the node certificate for {dir} does not match the node key")]
     NodeKeyMismatch { dir: PathBuf },
 
+    #[error("{path} is sealed with the node's data key, which is not at hand (a locked manager: run `shoal swarm unlock`)")]
+    NodeKeySealed { path: PathBuf },
+
+    #[error("{path} does not open with this node's data key: restore the data dir whole from one backup, or leave the swarm and join again")]
+    NodeKeyUnsealable { path: PathBuf },
+
     #[error("certificate {field} {value:?} is not valid: {reason}")]
     BadField {
         field: &'static str,

@@ -1,4 +1,7 @@
-//! A node's certificates on disk.
+//! A node's certificates on disk. The private key is sealed with the node's data key
+//! ([`crate::vault`]) when one is given, so with autolock a stolen disk holds no usable
+//! node key either; a key found in clear with a data key at hand (a node from before
+//! sealing) is sealed on the spot.
 
 use std::fs;
 use std::io::Write;
@@ -6,6 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::identity::{identity_of_cert_pem, Identity};
+use crate::vault::DataKey;
 use crate::{NodeKey, PkiError};
 
 /// The node certificate (PEM, leaf first).
@@ -14,6 +18,9 @@ pub const CERT_FILE: &str = "node.crt";
 pub const KEY_FILE: &str = "node.key";
 /// The cluster's root CA certificate (PEM).
 pub const ROOT_FILE: &str = "root-ca.crt";
+/// How a sealed key file begins and ends (hex of the sealed PEM between).
+const SEALED_BEGIN: &str = "-----BEGIN SHOAL SEALED NODE KEY-----";
+const SEALED_END: &str = "-----END SHOAL SEALED NODE KEY-----";
 
 /// Everything a node needs for TLS: its certificate, its key and the cluster's root.
 #[derive(Clone, PartialEq, Eq)]
@@ -33,34 +40,42 @@ impl std::fmt::Debug for NodeCerts {
 
 impl NodeCerts {
     /// Writes the three files under `dir` (created if missing), each atomically (a
-    /// temporary file, fsync, rename, fsync of the directory); the key is mode 0600.
-    /// The key and certificate are checked to match first, so a bad pair is never stored.
-    pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
+    /// temporary file, fsync, rename, fsync of the directory); the key is mode 0600, and
+    /// sealed with `data_key` when one is given. The key and certificate are checked to
+    /// match first, so a bad pair is never stored.
+    pub fn save(&self, dir: &Path, data_key: Option<&DataKey>) -> Result<(), PkiError> {
         self.check(dir)?;
         fs::create_dir_all(dir).map_err(|e| PkiError::io("creating", dir, e))?;
         // Root first, then key, then certificate: `load` refuses a key and certificate that
         // do not match, so a crash between the last two is seen, not silently used.
         write_atomic(dir, ROOT_FILE, self.root_pem.as_bytes(), 0o644)?;
-        write_atomic(dir, KEY_FILE, self.key_pem.as_bytes(), 0o600)?;
+        write_atomic(dir, KEY_FILE, &key_file(&self.key_pem, data_key)?, 0o600)?;
         write_atomic(dir, CERT_FILE, self.cert_pem.as_bytes(), 0o644)?;
         sync_dir(dir)
     }
 
     /// Reads the files under `dir`; `None` when none of them exist (a node that has not
-    /// joined yet). A partial set, or a key that does not match its certificate, is an error.
-    pub fn load(dir: &Path) -> Result<Option<Self>, PkiError> {
+    /// joined yet). A partial set, a key that does not match its certificate, or a sealed
+    /// key without the `data_key` that opens it, is an error.
+    pub fn load(dir: &Path, data_key: Option<&DataKey>) -> Result<Option<Self>, PkiError> {
         let cert = read_optional(&dir.join(CERT_FILE))?;
         let key = read_optional(&dir.join(KEY_FILE))?;
         let root = read_optional(&dir.join(ROOT_FILE))?;
         match (cert, key, root) {
             (None, None, None) => Ok(None),
-            (Some(cert_pem), Some(key_pem), Some(root_pem)) => {
+            (Some(cert_pem), Some(key_file), Some(root_pem)) => {
+                let path = dir.join(KEY_FILE);
+                let (key_pem, sealed) = open_key_file(&path, &key_file, data_key)?;
                 let certs = NodeCerts {
                     cert_pem,
                     key_pem,
                     root_pem,
                 };
                 certs.check(dir)?;
+                if let (false, Some(k)) = (sealed, data_key) {
+                    write_atomic(dir, KEY_FILE, &key_file_sealed(&certs.key_pem, k)?, 0o600)?;
+                    sync_dir(dir)?;
+                }
                 Ok(Some(certs))
             }
             (cert, key, root) => {
@@ -95,6 +110,43 @@ impl NodeCerts {
         crate::identity::first_cert_der(&self.root_pem)?;
         Ok(())
     }
+}
+
+/// What `node.key` holds: the PEM, or the PEM sealed with `data_key`.
+fn key_file(key_pem: &str, data_key: Option<&DataKey>) -> Result<Vec<u8>, PkiError> {
+    match data_key {
+        Some(k) => key_file_sealed(key_pem, k),
+        None => Ok(key_pem.as_bytes().to_vec()),
+    }
+}
+
+fn key_file_sealed(key_pem: &str, data_key: &DataKey) -> Result<Vec<u8>, PkiError> {
+    let sealed = data_key
+        .seal(key_pem.as_bytes())
+        .map_err(|e| PkiError::parse("the node key to seal", e))?;
+    Ok(format!("{SEALED_BEGIN}\n{}\n{SEALED_END}\n", hex::encode(sealed)).into_bytes())
+}
+
+/// The key PEM in a `node.key` file, and whether it was sealed.
+fn open_key_file(
+    path: &Path,
+    text: &str,
+    data_key: Option<&DataKey>,
+) -> Result<(String, bool), PkiError> {
+    let Some(body) = text.trim().strip_prefix(SEALED_BEGIN) else {
+        return Ok((text.to_string(), false));
+    };
+    let data_key = data_key.ok_or_else(|| PkiError::NodeKeySealed {
+        path: path.to_path_buf(),
+    })?;
+    let unsealable = || PkiError::NodeKeyUnsealable {
+        path: path.to_path_buf(),
+    };
+    let hex_part = body.strip_suffix(SEALED_END).ok_or_else(unsealable)?;
+    let sealed = hex::decode(hex_part.trim()).map_err(|_| unsealable())?;
+    let plain = data_key.open(&sealed).map_err(|_| unsealable())?;
+    let pem = String::from_utf8(plain).map_err(|_| unsealable())?;
+    Ok((pem, true))
 }
 
 /// The file at `path`, or `None` when there is none.

@@ -30,7 +30,7 @@ pub enum VaultError {
         "{path} is damaged ({why}): restore it from a backup, or leave the swarm and join again"
     )]
     Damaged { path: String, why: String },
-    #[error("the unlock key is not this node's: check it with `shoal swarm unlock-key` on an unlocked manager")]
+    #[error("the unlock key is not this node's: check it with `shoal swarm unlock-key` on an unlocked manager (a manager that was down when the key was rotated opens with the previous key it also shows)")]
     WrongKey,
     #[error("invalid unlock key: expected SHKEY-1- followed by 64 hex digits, as `shoal swarm unlock-key` prints it")]
     BadUnlockKey,
@@ -49,6 +49,11 @@ impl fmt::Debug for DataKey {
 }
 
 impl DataKey {
+    /// A new random key (a node new to the swarm; tests).
+    pub fn generate() -> Result<Self, VaultError> {
+        Ok(DataKey(Arc::new(seal::new_key()?)))
+    }
+
     pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, seal::SealError> {
         seal::seal(&self.0, plain)
     }
@@ -130,7 +135,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<Keys, VaultError> {
             &file.data_key,
         )?)))),
         None => {
-            let key = DataKey(Arc::new(seal::new_key()?));
+            let key = DataKey::generate()?;
             store(data_dir, &key, None)?;
             Ok(Keys::Open(key))
         }

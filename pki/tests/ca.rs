@@ -3,6 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
 
+use shoal_pki::vault::DataKey;
 use shoal_pki::{
     digest_of_pem, identity_of_cert_der, identity_of_cert_pem, not_after, Identity, JoinToken,
     NodeCerts, NodeKey, PkiError, Role, RootCa,
@@ -267,22 +268,27 @@ fn malformed_join_tokens_are_refused_with_a_clear_message() {
 fn node_certs_save_and_load() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("certs");
-    assert_eq!(NodeCerts::load(&path).expect("load"), None);
+    assert_eq!(NodeCerts::load(&path, None).expect("load"), None);
 
     let ca = RootCa::generate("c1").expect("ca");
     let certs = sign(&ca, "n1", Role::Worker);
-    certs.save(&path).expect("save");
+    certs.save(&path, None).expect("save");
     let mode = std::fs::metadata(path.join(shoal_pki::KEY_FILE))
         .expect("key file")
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    assert_eq!(NodeCerts::load(&path).expect("load"), Some(certs.clone()));
+    assert_eq!(
+        NodeCerts::load(&path, None).expect("load"),
+        Some(certs.clone())
+    );
 
     // Renewal overwrites in place.
     let renewed = sign(&ca, "n1", Role::Manager);
-    renewed.save(&path).expect("save again");
-    let loaded = NodeCerts::load(&path).expect("load").expect("present");
+    renewed.save(&path, None).expect("save again");
+    let loaded = NodeCerts::load(&path, None)
+        .expect("load")
+        .expect("present");
     assert_eq!(loaded.identity().expect("identity").role, Role::Manager);
     let mode = std::fs::metadata(path.join(shoal_pki::KEY_FILE))
         .expect("key file")
@@ -295,13 +301,13 @@ fn node_certs_save_and_load() {
         key_pem: certs.key_pem.clone(),
         ..renewed.clone()
     };
-    let err = mismatched.save(&path).expect_err("must fail");
+    let err = mismatched.save(&path, None).expect_err("must fail");
     assert!(
         err.to_string().contains("does not match the node key"),
         "{err}"
     );
     std::fs::write(path.join(shoal_pki::KEY_FILE), &certs.key_pem).expect("write");
-    let err = NodeCerts::load(&path).expect_err("must fail");
+    let err = NodeCerts::load(&path, None).expect_err("must fail");
     assert!(
         err.to_string().contains("does not match the node key"),
         "{err}"
@@ -309,6 +315,52 @@ fn node_certs_save_and_load() {
 
     // A partial set is an error that names the missing file.
     std::fs::remove_file(path.join(shoal_pki::ROOT_FILE)).expect("rm");
-    let err = NodeCerts::load(&path).expect_err("must fail");
+    let err = NodeCerts::load(&path, None).expect_err("must fail");
     assert!(err.to_string().contains(shoal_pki::ROOT_FILE), "{err}");
+}
+
+#[test]
+fn a_node_key_saved_with_a_data_key_is_sealed_and_opens_only_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("certs");
+    let ca = RootCa::generate("c1").expect("ca");
+    let certs = sign(&ca, "n1", Role::Manager);
+    let key = DataKey::generate().expect("data key");
+
+    certs.save(&path, Some(&key)).expect("save");
+    let on_disk = std::fs::read_to_string(path.join(shoal_pki::KEY_FILE)).expect("key file");
+    assert!(!on_disk.contains("PRIVATE KEY"), "sealed: {on_disk}");
+    assert!(!on_disk.contains(certs.key_pem.trim()), "no clear text");
+    assert_eq!(
+        NodeCerts::load(&path, Some(&key)).expect("load"),
+        Some(certs.clone())
+    );
+
+    // Without the key (a locked manager), and with another key: refused, saying why.
+    let err = NodeCerts::load(&path, None).expect_err("sealed");
+    assert!(err.to_string().contains("swarm unlock"), "{err}");
+    let other = DataKey::generate().expect("data key");
+    let err = NodeCerts::load(&path, Some(&other)).expect_err("another key");
+    assert!(
+        err.to_string()
+            .contains("does not open with this node's data key"),
+        "{err}"
+    );
+
+    // A clear key (a node from before sealing) is sealed when loaded with a data key.
+    certs.save(&path, None).expect("save clear");
+    assert_eq!(
+        NodeCerts::load(&path, Some(&key)).expect("load"),
+        Some(certs.clone())
+    );
+    let on_disk = std::fs::read_to_string(path.join(shoal_pki::KEY_FILE)).expect("key file");
+    assert!(
+        !on_disk.contains("PRIVATE KEY"),
+        "sealed on load: {on_disk}"
+    );
+    let mode = std::fs::metadata(path.join(shoal_pki::KEY_FILE))
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
 }

@@ -170,6 +170,9 @@ pub enum RaftError {
     Config(String),
     #[error("changing raft membership: {0}")]
     Membership(String),
+    /// The change would leave no voter.
+    #[error("the last manager cannot leave raft")]
+    LastVoter,
     #[error("raft has stopped: {0}")]
     Stopped(String),
     /// This member cannot reach a majority: nothing it is asked to write commits.
@@ -271,6 +274,9 @@ pub struct RaftNode {
     last_log: elector::LastLog,
     /// Stopped and awaited by `shutdown`: it reads the log, which must be let go.
     elector: Arc<Elector>,
+    /// Held across each membership change, from reading the voters to the commit: two
+    /// managers promoted at once must not each write the voters without the other.
+    membership: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The elector's task and its stop signal.
@@ -361,6 +367,7 @@ impl RaftNode {
                 stop: elector_stop,
                 task: std::sync::Mutex::new(Some(elector_task)),
             }),
+            membership: Arc::new(tokio::sync::Mutex::new(())),
             space: space::Space::new(&dir, space::RESERVE),
             windows: Windows {
                 leader_silent: election * 2,
@@ -545,19 +552,58 @@ impl RaftNode {
         }
     }
 
-    /// Adds a non-voting member at `addr` and waits until it has caught up with the log.
-    pub async fn add_learner(&self, id: NodeId, addr: String) -> Result<(), RaftError> {
+    /// Makes member `id` at `addr` a voter: added as a learner, caught up with the log,
+    /// then voting. Changes are made one at a time; one still committing (a previous
+    /// leader's) is waited for.
+    pub async fn add_voter(&self, id: NodeId, addr: String) -> Result<(), RaftError> {
+        let _one = self.membership.lock().await;
         self.raft
             .add_learner(id, BasicNode::new(addr), true)
             .await?;
-        Ok(())
+        let mut voters = self.voter_ids();
+        voters.insert(id);
+        self.change_voters(voters).await
     }
 
-    /// Makes `voters` the voting members (each must already be a member or learner).
-    /// Voters left out are removed from the cluster; learners stay learners.
-    pub async fn change_membership(&self, voters: BTreeSet<NodeId>) -> Result<(), RaftError> {
-        self.raft.change_membership(voters, false).await?;
-        Ok(())
+    /// Takes voter `id` out of the cluster; `false` when it was not a voter. The last voter
+    /// is never removed.
+    pub async fn remove_voter(&self, id: NodeId) -> Result<bool, RaftError> {
+        let _one = self.membership.lock().await;
+        let mut voters = self.voter_ids();
+        if !voters.remove(&id) {
+            return Ok(false);
+        }
+        if voters.is_empty() {
+            return Err(RaftError::LastVoter);
+        }
+        self.change_voters(voters).await?;
+        Ok(true)
+    }
+
+    fn voter_ids(&self) -> BTreeSet<NodeId> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config.membership().voter_ids().collect()
+    }
+
+    /// `voters` become the voting members; while another change is still in progress (a
+    /// previous term's, which this leader commits first), wait for it, for a while.
+    async fn change_voters(&self, voters: BTreeSet<NodeId>) -> Result<(), RaftError> {
+        const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+        loop {
+            match self.raft.change_membership(voters.clone(), false).await {
+                Ok(_) => return Ok(()),
+                Err(openraft::error::RaftError::APIError(
+                    ClientWriteError::ChangeMembershipError(
+                        openraft::error::ChangeMembershipError::InProgress(_),
+                    ),
+                )) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The gRPC service peers send AppendEntries, Vote and InstallSnapshot to.

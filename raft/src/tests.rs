@@ -471,18 +471,13 @@ async fn three_node_cluster_replicates_and_followers_report_the_leader() {
         .await
         .expect("initialize");
     wait_leader(&p1.node, |l| l.is_leader).await;
-    p1.node
-        .add_learner(2, p2.addr.clone())
-        .await
-        .expect("add learner 2");
-    p1.node
-        .add_learner(3, p3.addr.clone())
-        .await
-        .expect("add learner 3");
-    p1.node
-        .change_membership(BTreeSet::from([1, 2, 3]))
-        .await
-        .expect("change membership");
+    // Both at once (two managers promoted together): neither change may drop the other.
+    let (two, three) = tokio::join!(
+        p1.node.add_voter(2, p2.addr.clone()),
+        p1.node.add_voter(3, p3.addr.clone())
+    );
+    two.expect("add voter 2");
+    three.expect("add voter 3");
     let status = p1.node.status();
     assert_eq!(
         status.voters,
@@ -572,19 +567,20 @@ async fn new_learner_catches_up_from_a_snapshot_over_grpc() {
     let learner = start_peer_with(2, |c| c.snapshot_every = 10).await;
     leader
         .node
-        .add_learner(2, learner.addr.clone())
+        .add_voter(2, learner.addr.clone())
         .await
-        .expect("add learner");
+        .expect("add voter");
     wait_until("learner catches up", || learner.applier.len() == 50).await;
     assert!(
         learner.applier.restores.load(Ordering::SeqCst) >= 1,
         "learner installed a snapshot"
     );
     assert_eq!(learner.applier.commands(), all_cmds(50));
-    assert_eq!(
-        leader.node.status().learners,
-        vec![(2, learner.addr.clone())]
-    );
+    assert!(leader
+        .node
+        .status()
+        .voters
+        .contains(&(2, learner.addr.clone())));
 
     for p in [&leader, &learner] {
         p.node.shutdown().await.expect("shutdown");

@@ -263,6 +263,28 @@ impl Lab {
         self.shoal(host, &args)
     }
 
+    /// Every container shoal runs on every host: "nK/id" -> its start time and restart
+    /// count (unchanged when it was neither restarted nor replaced).
+    pub fn task_containers(&self) -> std::collections::BTreeMap<String, String> {
+        let mut all = std::collections::BTreeMap::new();
+        for &host in self.hosts() {
+            let ps = self.docker(host, &["ps", "-q", "--filter", "label=shoal.task.id"]);
+            for id in ps.stdout.split_whitespace() {
+                let inspect = self.docker(
+                    host,
+                    &[
+                        "inspect",
+                        "--format",
+                        "{{.State.StartedAt}} {{.RestartCount}}",
+                        id,
+                    ],
+                );
+                all.insert(format!("n{host}/{id}"), inspect.stdout.trim().to_string());
+            }
+        }
+        all
+    }
+
     /// The hostname of the leader as `host` sees it (`node ls`), if it answers.
     pub fn leader(&self, host: usize) -> Option<String> {
         let run = self.shoal(host, &["node", "ls", "--format", "json"]);

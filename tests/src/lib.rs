@@ -129,6 +129,18 @@ pub fn files_holding(dir: &Path, needle: &[u8]) -> (Vec<PathBuf>, usize) {
     (found, scanned)
 }
 
+/// A node's certificates from its data dir, the key opened with the node's data key (in
+/// `keys.json`; an autolocked manager's cannot be read this way).
+pub fn node_certs(data_dir: &Path) -> anyhow::Result<shoal_pki::NodeCerts> {
+    let key = match shoal_pki::vault::load_or_create(data_dir)? {
+        shoal_pki::vault::Keys::Open(key) => key,
+        shoal_pki::vault::Keys::Locked => bail!("{} is autolocked", data_dir.display()),
+    };
+    let dir = data_dir.join("certificates");
+    shoal_pki::NodeCerts::load(&dir, Some(&key))?
+        .with_context(|| format!("no certificates in {}", dir.display()))
+}
+
 /// An RFC 3339 UTC time as logs write it ("2026-12-01T02:10:11.123456Z").
 pub fn parse_utc(stamp: &str) -> Option<std::time::SystemTime> {
     let (date, time) = stamp.trim_end_matches('Z').split_once('T')?;

@@ -1,7 +1,8 @@
 //! Encryption at rest and autolock on a lab of 1 manager and 1 worker: with autolock on, a
 //! manager killed and started again serves nothing until `swarm unlock` (a wrong key is
 //! refused), then takes its tasks back as they were; no data dir holds a service's
-//! environment in clear.
+//! environment or a private key in clear; after `unlock-key --rotate` only the new key
+//! opens it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -87,11 +88,17 @@ fn an_autolocked_manager_serves_nothing_until_unlocked() {
         refused.stderr
     );
 
-    // Nothing of the service's environment lies in clear in any data dir.
+    // Nothing of the service's environment, and no node's private key, lies in clear in
+    // any data dir.
     for host in [1, 2] {
         let (found, scanned) = files_holding(&data_dir(host), NEEDLE.as_bytes());
         assert!(found.is_empty(), "n{host}: clear text in {found:?}");
         assert!(scanned > 3, "n{host}: the scan read the data dir");
+        let (keys, _) = files_holding(&data_dir(host), b"PRIVATE KEY");
+        assert!(
+            keys.is_empty(),
+            "n{host}: a private key in clear in {keys:?}"
+        );
     }
     let (sanity, _) = files_holding(&data_dir(1), b"\"node_id\"");
     assert!(
@@ -132,6 +139,40 @@ fn an_autolocked_manager_serves_nothing_until_unlocked() {
         before,
         "the containers were kept, not restarted"
     );
+
+    // The key rotated: the manager reseals its data key with the new one, so the next
+    // restart opens only with it; `unlock-key` shows the previous one too (for a manager
+    // that was down during the rotation).
+    let rotated = lab.shoal_ok(1, &["swarm", "unlock-key", "--rotate", "-q"]);
+    let rotated = rotated.trim().to_string();
+    assert!(
+        rotated.starts_with("SHKEY-1-") && rotated != key,
+        "{rotated}"
+    );
+    let shown = lab.shoal_ok(1, &["swarm", "unlock-key"]);
+    assert!(shown.contains(&rotated) && shown.contains(&key), "{shown}");
+    lab.wait(1, "n1's data key sealed with the new key", WAIT, || {
+        let dir = data_dir(1);
+        let new = rotated.parse().expect("an unlock key");
+        shoal_pki::vault::is_locked_with(&dir, &new).then_some(())
+    });
+    lab.stop(1);
+    lab.start(1);
+    let old = unlock(1, &key);
+    assert!(
+        !old.status.success() && String::from_utf8_lossy(&old.stderr).contains("previous key"),
+        "{}",
+        String::from_utf8_lossy(&old.stderr)
+    );
+    let new = unlock(1, &rotated);
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    lab.wait(1, "serving with the rotated key", WAIT, || {
+        lab.shoal(1, &["node", "ls"]).ok().then_some(())
+    });
 
     // Autolock off: the next restart needs no key.
     lab.shoal_ok(1, &["swarm", "update", "--autolock=false"]);

@@ -85,9 +85,7 @@ fn workers_join_with_the_current_token_only() {
     assert!(run.stderr.contains("not a swarm manager"), "{}", run.stderr);
 
     // Nor does the manager's port serve it to a worker's certificate, or to none.
-    let worker_certs = shoal_pki::NodeCerts::load(&w.data_dir().join("certificates"))
-        .expect("readable")
-        .expect("the worker has certificates");
+    let worker_certs = shoal_tests::node_certs(&w.data_dir()).expect("the worker's certificates");
     let manager_addr = m.addr();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {

@@ -2,7 +2,6 @@
 //! tasks: every node ends with a certificate from the new root and trusts only it, the old
 //! join tokens stop working, and no container restarted.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,31 +13,8 @@ use shoal_tests::require_lab;
 const WAIT: Duration = Duration::from_secs(120);
 
 fn certs(host: usize) -> NodeCerts {
-    let dir = PathBuf::from(format!("{LAB_DATA}/n{host}/shoald/certificates"));
-    NodeCerts::load(&dir)
-        .expect("readable")
-        .unwrap_or_else(|| panic!("n{host} has certificates in {}", dir.display()))
-}
-
-/// Every container shoal runs on every host: id -> (started at, restart count).
-fn containers(lab: &Lab) -> BTreeMap<String, String> {
-    let mut all = BTreeMap::new();
-    for &host in lab.hosts() {
-        let ps = lab.docker(host, &["ps", "-q", "--filter", "label=shoal.task.id"]);
-        for id in ps.stdout.split_whitespace() {
-            let inspect = lab.docker(
-                host,
-                &[
-                    "inspect",
-                    "--format",
-                    "{{.State.StartedAt}} {{.RestartCount}}",
-                    id,
-                ],
-            );
-            all.insert(format!("n{host}/{id}"), inspect.stdout.trim().to_string());
-        }
-    }
-    all
+    let dir = PathBuf::from(format!("{LAB_DATA}/n{host}/shoald"));
+    shoal_tests::node_certs(&dir).unwrap_or_else(|e| panic!("n{host}'s certificates: {e:#}"))
 }
 
 #[test]
@@ -60,7 +36,7 @@ fn rotating_the_root_moves_every_node_and_restarts_nothing() {
         ],
     );
     let before = lab.wait(1, "10 containers", WAIT, || {
-        let all = containers(&lab);
+        let all = lab.task_containers();
         (all.len() == 10).then_some(all)
     });
     let old_root = lab.shoal_ok(1, &["swarm", "ca"]);
@@ -103,11 +79,11 @@ fn rotating_the_root_moves_every_node_and_restarts_nothing() {
     assert!(nodes.iter().all(|n| n["Status"] == "Ready"), "{nodes:?}");
     lab.shoal_ok(1, &["service", "scale", "web=11"]);
     lab.wait(1, "11 containers", WAIT, || {
-        (containers(&lab).len() == 11).then_some(())
+        (lab.task_containers().len() == 11).then_some(())
     });
 
     // Nothing restarted: the first ten are the same containers, started once.
-    let after = containers(&lab);
+    let after = lab.task_containers();
     for (id, started) in &before {
         assert_eq!(after.get(id), Some(started), "{id} restarted or went away");
     }

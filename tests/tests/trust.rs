@@ -88,9 +88,7 @@ fn a_worker_cannot_speak_for_another_node() {
         (running.len() == 2 && running.iter().all(|t| t["Node"] == w3.name.as_str())).then_some(())
     });
 
-    let certs = shoal_pki::NodeCerts::load(&w2.data_dir().join("certificates"))
-        .expect("readable")
-        .expect("w2 has certificates");
+    let certs = shoal_tests::node_certs(&w2.data_dir()).expect("w2's certificates");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let channel = dial_as(&rt, &m, &certs);
     rt.block_on(async {
@@ -176,9 +174,7 @@ fn a_removed_worker_stays_out_even_after_a_restart() {
     m.init();
     let mut w = join_worker(&m, "w");
     let w_id = w.node_id();
-    let certs = shoal_pki::NodeCerts::load(&w.data_dir().join("certificates"))
-        .expect("readable")
-        .expect("w has certificates");
+    let certs = shoal_tests::node_certs(&w.data_dir()).expect("w's certificates");
     m.shoal_ok(&[
         "service",
         "create",

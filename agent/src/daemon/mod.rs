@@ -321,7 +321,7 @@ impl Daemon {
         };
         // Certificates and record first: a crash after Raft is bootstrapped must find the
         // identity it used.
-        certs.save(&self.certs_dir())?;
+        certs.save(&self.certs_dir(), Some(&self.data_key()?))?;
         record::save(&self.inner.config.data_dir, &record)?;
         let start = Start::Bootstrap {
             root: Box::new(RootCaObject {
@@ -386,7 +386,9 @@ impl Daemon {
             advertise_addr,
             managers: joined.managers.clone(),
         };
-        joined.certs.save(&self.certs_dir())?;
+        joined
+            .certs
+            .save(&self.certs_dir(), Some(&self.data_key()?))?;
         record::save(&self.inner.config.data_dir, &record)?;
         let (listener, start) = match joined.manager {
             true => (Some(listener), Start::JoinRaft),
@@ -592,15 +594,49 @@ impl Daemon {
         info
     }
 
+    /// Start the member: network driver, manager (when one), worker and session. On
+    /// failure nothing it started keeps running (a Raft left open would hold its store's
+    /// lock against the retry).
     async fn start(
         &self,
         record: NodeRecord,
         listener: Option<TcpListener>,
         how: Start,
     ) -> Result<Member, DaemonError> {
+        let mut parts = Parts {
+            cancel: CancellationToken::new(),
+            network_stop: CancellationToken::new(),
+            tasks: Vec::new(),
+            manager: None,
+        };
+        match self.start_parts(record, listener, how, &mut parts).await {
+            Ok(member) => Ok(member),
+            Err(e) => {
+                parts.cancel.cancel();
+                parts.network_stop.cancel();
+                for task in parts.tasks {
+                    let _ = task.await;
+                }
+                if let Some(manager) = parts.manager {
+                    if let Err(e) = manager.shutdown().await {
+                        tracing::warn!(error = %e, "raft shutdown after a failed start");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_parts(
+        &self,
+        record: NodeRecord,
+        listener: Option<TcpListener>,
+        how: Start,
+        parts: &mut Parts,
+    ) -> Result<Member, DaemonError> {
         let config = &self.inner.config;
         let data_key = Some(self.data_key()?);
-        let node_tls = NodeTls::load(&self.certs_dir())?
+        let node_tls = NodeTls::load(&self.certs_dir(), data_key.clone())?
             .ok_or_else(|| DaemonError::NoCertificates(self.certs_dir()))?;
         let executor = DockerExecutor::connect(
             &config.docker_host,
@@ -612,8 +648,8 @@ impl Daemon {
             host: config.docker_host.clone(),
             source,
         })?;
-        let cancel = CancellationToken::new();
-        let network_stop = CancellationToken::new();
+        let cancel = parts.cancel.clone();
+        let network_stop = parts.network_stop.clone();
         let networks = match underlay_of(&record.advertise_addr) {
             Some(underlay) => Some(
                 Networks::start(
@@ -660,7 +696,7 @@ impl Daemon {
                     source,
                 })?;
         description.hostname = config.node_name.clone();
-        let mut tasks = Vec::new();
+        let tasks = &mut parts.tasks;
 
         let manager = match (record.manager, listener) {
             (true, Some(listener)) => {
@@ -678,6 +714,7 @@ impl Daemon {
                     shoal_pki::channel_lazy(addr, &peer_tls.client()).map_err(|e| e.to_string())
                 })));
                 let manager = Manager::open(manager_config).await?;
+                parts.manager = Some(manager.clone());
                 let join_raft = matches!(how, Start::JoinRaft);
                 match how {
                     Start::Bootstrap {
@@ -804,7 +841,7 @@ impl Daemon {
             networks,
             network_stop,
             cancel,
-            tasks,
+            tasks: std::mem::take(tasks),
         })
     }
 
@@ -854,7 +891,8 @@ impl Daemon {
         if current.record.manager == manager {
             return Ok(());
         }
-        let node_tls = NodeTls::load(&self.certs_dir())?
+        let data_key = self.data_key()?;
+        let node_tls = NodeTls::load(&self.certs_dir(), Some(data_key.clone()))?
             .ok_or_else(|| DaemonError::NoCertificates(self.certs_dir()))?;
         let mut record = current.record.clone();
         let renewed =
@@ -866,7 +904,7 @@ impl Daemon {
                 "the CA still signs this node as a {role}: the role change has not reached it yet"
             )));
         }
-        renewed.save(&self.certs_dir())?;
+        renewed.save(&self.certs_dir(), Some(&data_key))?;
         if let Some(current) = member.take() {
             self.stop(current).await;
         }
@@ -887,8 +925,26 @@ impl Daemon {
         } else {
             Start::Resume
         };
-        *member = Some(self.start(record, listener, start).await?);
-        Ok(())
+        let failed = match self.start(record.clone(), listener, start).await {
+            Ok(started) => {
+                *member = Some(started);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        // Never left without a member: a promotion that cannot join Raft yet (the leader
+        // busy, unreachable) goes on as a worker; the session's next word retries it.
+        if !manager {
+            return Err(failed);
+        }
+        tracing::warn!(error = %failed, "joining raft as a promoted manager failed; running on as a worker until the next try");
+        let _ = tokio::fs::remove_dir_all(self.inner.config.data_dir.join("raft")).await;
+        let mut worker = record;
+        worker.manager = false;
+        worker.raft_id = 0;
+        record::save(&self.inner.config.data_dir, &worker)?;
+        *member = Some(self.start(worker, None, Start::Resume).await?);
+        Err(failed)
     }
 
     async fn stop(&self, member: Member) {
@@ -955,6 +1011,14 @@ impl shoal_raft::AtRest for SealedWith {
             .open(sealed)
             .map_err(|_| "the raft data does not open with this node's data key".to_string())
     }
+}
+
+/// What [`Daemon::start`] has started so far, to stop again when it fails.
+struct Parts {
+    cancel: CancellationToken,
+    network_stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    manager: Option<Manager>,
 }
 
 /// How a member starts.

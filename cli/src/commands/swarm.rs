@@ -247,7 +247,15 @@ pub async fn run(host: &str, command: SwarmCommand) -> Result<()> {
             if args.rotate {
                 print("Successfully rotated manager unlock key.\n")?;
             }
-            print(&unlock_key_text(&resp.unlock_key))
+            print(&unlock_key_text(&resp.unlock_key))?;
+            if resp.previous_unlock_key.is_empty() {
+                return Ok(());
+            }
+            print(&format!(
+                "\nA manager that was down when the key was last rotated still opens with the\n\
+                 previous key:\n\n    {}",
+                resp.previous_unlock_key
+            ))
         }
     }
 }

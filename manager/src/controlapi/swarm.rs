@@ -25,6 +25,9 @@ impl ControlApi {
                         (true, _) => new_key()?.bytes().to_vec(),
                         (false, _) => Vec::new(),
                     };
+                    if !request.autolock {
+                        cluster.previous_unlock_key = Vec::new();
+                    }
                 }
                 let key = cluster.unlock_key.clone();
                 tx.update(Object::Cluster(cluster))?;
@@ -37,7 +40,8 @@ impl ControlApi {
     }
 
     /// The unlock key, replaced first when `rotate` (every manager then locks its data key
-    /// with the new one).
+    /// with the new one), with the one before the last rotation: a manager down during it
+    /// still opens only with that one.
     pub async fn unlock_key(&self, rotate: bool) -> Result<GetUnlockKeyResponse, ControlError> {
         let refused = || {
             ControlError::Refused(
@@ -45,33 +49,32 @@ impl ControlApi {
                     .into(),
             )
         };
-        if !rotate {
-            let key = self
-                .store
-                .view(|r| r.cluster().map(|c| c.unlock_key.clone()))
-                .unwrap_or_default();
-            if key.len() != 32 {
-                return Err(refused());
-            }
-            return Ok(GetUnlockKeyResponse {
-                unlock_key: shown(&key),
-            });
+        let keys = |c: &shoal_proto::Cluster| (c.unlock_key.clone(), c.previous_unlock_key.clone());
+        let (key, previous) = if rotate {
+            self.store
+                .update(|tx| {
+                    let mut cluster = tx.cluster().ok_or_else(no_cluster)?;
+                    if cluster.unlock_key.len() != 32 {
+                        return Err(refused());
+                    }
+                    cluster.previous_unlock_key =
+                        std::mem::replace(&mut cluster.unlock_key, new_key()?.bytes().to_vec());
+                    let both = keys(&cluster);
+                    tx.update(Object::Cluster(cluster))?;
+                    Ok(both)
+                })
+                .await?
+        } else {
+            self.store
+                .view(|r| r.cluster().map(keys))
+                .unwrap_or_default()
+        };
+        if key.len() != 32 {
+            return Err(refused());
         }
-        let key = self
-            .store
-            .update(|tx| {
-                let mut cluster = tx.cluster().ok_or_else(no_cluster)?;
-                if cluster.unlock_key.len() != 32 {
-                    return Err(refused());
-                }
-                cluster.unlock_key = new_key()?.bytes().to_vec();
-                let key = cluster.unlock_key.clone();
-                tx.update(Object::Cluster(cluster))?;
-                Ok(key)
-            })
-            .await?;
         Ok(GetUnlockKeyResponse {
             unlock_key: shown(&key),
+            previous_unlock_key: shown(&previous),
         })
     }
 }
@@ -126,11 +129,31 @@ mod tests {
             api.unlock_key(false).await.expect("shown").unlock_key,
             first
         );
-        let rotated = api.unlock_key(true).await.expect("rotated").unlock_key;
-        assert_ne!(rotated, first);
         assert_eq!(
-            api.unlock_key(false).await.expect("shown").unlock_key,
-            rotated
+            api.unlock_key(false)
+                .await
+                .expect("shown")
+                .previous_unlock_key,
+            ""
+        );
+        let rotated = api.unlock_key(true).await.expect("rotated");
+        assert_ne!(rotated.unlock_key, first);
+        assert_eq!(
+            rotated.previous_unlock_key, first,
+            "the previous key is kept"
+        );
+        let shown = api.unlock_key(false).await.expect("shown");
+        assert_eq!(
+            (
+                shown.unlock_key.as_str(),
+                shown.previous_unlock_key.as_str()
+            ),
+            (rotated.unlock_key.as_str(), first.as_str())
+        );
+        let again = api.unlock_key(true).await.expect("rotated again");
+        assert_eq!(
+            again.previous_unlock_key, rotated.unlock_key,
+            "only the last one"
         );
         let off = api
             .update_swarm(UpdateSwarmRequest {
@@ -141,6 +164,7 @@ mod tests {
             .expect("off");
         assert_eq!(off.unlock_key, "");
         let cluster = api.store.view(|r| r.cluster().cloned()).expect("cluster");
-        assert!(cluster.unlock_key.is_empty() && !cluster.spec.unwrap_or_default().autolock);
+        assert!(cluster.unlock_key.is_empty() && cluster.previous_unlock_key.is_empty());
+        assert!(!cluster.spec.unwrap_or_default().autolock);
     }
 }

@@ -2,10 +2,11 @@
 //! each one a Raft commit (proposed, appended and flushed on a majority, applied) before it
 //! is answered. Used by deploy/bench (see docs/BENCHMARKS.md); not a test.
 //!
-//!   raft_bench ADDR CERT_DIR CLIENTS SECONDS [CONNS]
+//!   raft_bench ADDR DATA_DIR CLIENTS SECONDS [CONNS]
 //!
 //! ADDR: the leader's host:port (e.g. 10.79.0.11:4242, so run it inside that host's network
-//! namespace); CERT_DIR: a manager's certificates (node.crt, node.key, root-ca.crt).
+//! namespace); DATA_DIR: a manager's data dir (its certificates, the key sealed with the
+//! data key in its keys.json).
 //! CLIENTS tasks each loop for SECONDS: `CreateService` of a new service with 0 replicas,
 //! then `RemoveService` of it (two commits per loop, both counted), over CONNS HTTP/2
 //! connections (default: one per 100 clients). Prints one line: commits/s and latency
@@ -14,8 +15,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
-use shoal_pki::{NodeCerts, TlsClient};
+use anyhow::{anyhow, Result};
+use shoal_pki::TlsClient;
 use shoal_proto::{ControlClient, CreateServiceRequest, RemoveServiceRequest, ServiceSpec};
 use tokio::sync::Mutex;
 
@@ -36,12 +37,11 @@ async fn main() -> Result<()> {
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 5 {
         return Err(anyhow!(
-            "usage: raft_bench ADDR CERT_DIR CLIENTS SECONDS [CONNS]"
+            "usage: raft_bench ADDR DATA_DIR CLIENTS SECONDS [CONNS]"
         ));
     }
     let addr = a[1].clone();
-    let certs = NodeCerts::load(std::path::Path::new(&a[2]))?
-        .with_context(|| format!("no certificates in {}", a[2]))?;
+    let certs = shoal_tests::node_certs(std::path::Path::new(&a[2]))?;
     let clients: usize = a[3].parse()?;
     let secs: f64 = a[4].parse()?;
     let conns: usize = match a.get(5) {

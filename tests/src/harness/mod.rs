@@ -28,6 +28,7 @@ use shoal_agent::worker::Worker;
 use shoal_manager::allocator::AddrPool;
 use shoal_manager::controlapi::ControlApi;
 use shoal_manager::{Manager, ManagerConfig};
+use shoal_pki::vault::DataKey;
 use shoal_pki::{Identity, NodeCerts, NodeKey, Role, RootCa, TlsClient};
 use shoal_proto::{ControlClient, NodeDescription, RootCa as RootCaObject};
 use shoal_raft::{PeerConnector, PeerFault, PeerFaults};
@@ -153,8 +154,9 @@ impl Harness {
     ) -> anyhow::Result<ManagerMember> {
         let addr = listener.local_addr()?.to_string();
         self.net.name(&addr, name);
-        certs.save(&dir.join("certificates"))?;
-        let tls = NodeTls::load(&dir.join("certificates"))?
+        let data_key = DataKey::generate()?;
+        certs.save(&dir.join("certificates"), Some(&data_key))?;
+        let tls = NodeTls::load(&dir.join("certificates"), Some(data_key))?
             .context("certificates just saved")?
             .with_dialer(self.net.dialer(name));
         // Raft ids in joining order: m1 is 1.
@@ -246,8 +248,11 @@ impl Harness {
         // An agent listens on nothing; its address only names it.
         let addr = format!("127.0.0.1:{}", 40000 + self.agents.len());
         let joined = join::request_certificate(&remote, &token, &name, &addr).await?;
-        joined.certs.save(&dir.join("certificates"))?;
-        let tls = NodeTls::load(&dir.join("certificates"))?
+        let data_key = DataKey::generate()?;
+        joined
+            .certs
+            .save(&dir.join("certificates"), Some(&data_key))?;
+        let tls = NodeTls::load(&dir.join("certificates"), Some(data_key))?
             .context("certificates just saved")?
             .with_dialer(self.net.dialer(&name));
         let executor: Arc<dyn Executor> = Arc::new(self.engine.executor(&joined.node_id));
