@@ -6,6 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/shoal-target}
+# Incremental caches grow with every build until the disk is full (it happened here:
+# 47 GB): dropped when the target dir's disk has under 20 GB free. Only speed is lost.
+mkdir -p "$CARGO_TARGET_DIR"
+free_kb=$(df --output=avail -k "$CARGO_TARGET_DIR" | tail -1)
+if [ "${free_kb:-0}" -lt $((20 * 1024 * 1024)) ]; then
+    echo "[test] under 20 GB free: removing $CARGO_TARGET_DIR/*/incremental" >&2
+    rm -rf "$CARGO_TARGET_DIR"/*/incremental
+fi
 ./deploy/ensure-host.sh
 cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast "$@"

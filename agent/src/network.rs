@@ -55,7 +55,7 @@ pub fn tunnel_tls(tls: crate::tls::NodeTls) -> TunnelTls {
         if certs.cert_pem == last {
             return Ok(None);
         }
-        let made = shoal_pki::TunnelTls::new(&certs).map_err(|e| e.to_string())?;
+        let made = shoal_pki::TunnelTls::new(&certs, tls.refused()).map_err(|e| e.to_string())?;
         Ok(Some((certs.cert_pem, made)))
     })
 }

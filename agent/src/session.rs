@@ -260,8 +260,17 @@ async fn session(
 }
 
 /// Follow the roots the swarm trusts (a root CA rotation): renew the certificate at once
-/// when it is not from the root that signs now, and trust what the managers trust.
+/// when it is not from the root that signs now, and trust what the managers trust; refuse
+/// the nodes removed from the swarm.
 fn trust(message: &SessionMessage, tls: &NodeTls) {
+    let refused = tls.refused();
+    if message.removed_nodes.iter().any(|id| !refused.contains(id)) {
+        tracing::info!(
+            removed = message.removed_nodes.len(),
+            "refusing the nodes removed from the swarm"
+        );
+    }
+    refused.set(message.removed_nodes.iter().cloned());
     if message.renew_certificate {
         tls.renew_now();
     } else if !message.root_ca_pem.is_empty() && message.root_ca_pem != tls.certs().root_pem {

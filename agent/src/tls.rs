@@ -29,6 +29,8 @@ pub struct NodeTls {
     server: TlsServer,
     /// Wakes [`renew_loop`] before the certificate's time (a root CA rotation).
     renew: Arc<Notify>,
+    /// Nodes removed from the swarm, refused on this node's own ports (its tunnels).
+    refused: shoal_pki::Refused,
     /// Held while certificates are written and swapped: a renewal and a change of trusted
     /// roots never interleave (one would undo the other, or both write the same files).
     installing: Arc<Mutex<()>>,
@@ -48,6 +50,7 @@ impl NodeTls {
             server: TlsServer::new(&certs)?,
             certs: Arc::new(RwLock::new(certs)),
             renew: Arc::new(Notify::new()),
+            refused: shoal_pki::Refused::default(),
             installing: Arc::new(Mutex::new(())),
         }))
     }
@@ -83,6 +86,11 @@ impl NodeTls {
         self.client.reload(&certs)?;
         *self.certs.write().unwrap_or_else(|p| p.into_inner()) = certs;
         Ok(())
+    }
+
+    /// The nodes this node refuses (removed from the swarm), as its sessions last heard.
+    pub fn refused(&self) -> shoal_pki::Refused {
+        self.refused.clone()
     }
 
     /// Renew the certificate now rather than at its time.

@@ -51,6 +51,6 @@ pub use tls::link::{Dialer, Link, LinkIo};
 pub use tls::server::{
     incoming, peer_identity, peer_info, PeerInfo, TlsConn, TlsServer, HANDSHAKE_TIMEOUT,
 };
-pub use tls::tunnel::{TunnelTls, ALPN_TUNNEL};
+pub use tls::tunnel::{Refused, TunnelTls, ALPN_TUNNEL};
 pub use tls::{verify_node_cert, MANAGER_SERVER_NAME};
 pub use token::{random_id, JoinToken};

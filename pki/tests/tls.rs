@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shoal_pki::{
     channel, handshake, incoming, peer_identity, verify_node_cert, AuthLayer, Gate, Identity,
-    NodeCerts, NodeKey, Role, RootCa, TlsClient, TlsServer, TunnelTls,
+    NodeCerts, NodeKey, Refused, Role, RootCa, TlsClient, TlsServer, TunnelTls,
 };
 use shoal_proto as pb;
 use tokio::net::TcpListener;
@@ -579,7 +579,8 @@ async fn an_expired_certificate_is_refused() {
 
 /// The encrypted overlay's tunnel port (QUIC under [`TunnelTls`], as the tunnel serves it):
 /// a live node certificate of this cluster gets a connection; no certificate, another
-/// cluster's and an expired one are refused in the handshake, and the port keeps serving.
+/// cluster's, an expired one and a removed node's are refused in the handshake (and a
+/// dialler refuses a removed node's port), and the port keeps serving.
 #[tokio::test]
 async fn the_tunnel_port_takes_only_a_live_certificate_of_this_cluster() {
     use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -587,7 +588,9 @@ async fn the_tunnel_port_takes_only_a_live_certificate_of_this_cluster() {
     use std::sync::Arc;
 
     let ca = RootCa::generate("cluster-a").expect("ca");
-    let served = TunnelTls::new(&sign(&ca, "node1", Role::Worker)).expect("tunnel tls");
+    let removed = Refused::default();
+    let served =
+        TunnelTls::new(&sign(&ca, "node1", Role::Worker), removed.clone()).expect("tunnel tls");
     let server = quinn::Endpoint::server(
         quinn::ServerConfig::with_crypto(Arc::new(
             QuicServerConfig::try_from(served.server).expect("quic server"),
@@ -631,7 +634,8 @@ async fn the_tunnel_port_takes_only_a_live_certificate_of_this_cluster() {
             .unwrap_or_else(|_| Err("no answer within 10 s".into()))
     };
 
-    let member = TunnelTls::new(&sign(&ca, "node2", Role::Worker)).expect("member");
+    let member =
+        TunnelTls::new(&sign(&ca, "node2", Role::Worker), Refused::default()).expect("member");
     assert_eq!(dial(member.client.clone()).await, Ok("hello".into()));
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -656,19 +660,61 @@ async fn the_tunnel_port_takes_only_a_live_certificate_of_this_cluster() {
         root_pem: ca.cert_pem().to_string(),
         ..sign(&other, "node9", Role::Manager)
     };
-    let refused = dial(TunnelTls::new(&intruder).expect("intruder").client)
-        .await
-        .expect_err("another cluster");
+    let refused = dial(
+        TunnelTls::new(&intruder, Refused::default())
+            .expect("intruder")
+            .client,
+    )
+    .await
+    .expect_err("another cluster");
     assert!(refused.contains("UnknownIssuer"), "{refused}");
 
-    let refused = dial(TunnelTls::new(&expired(&ca)).expect("expired").client)
-        .await
-        .expect_err("expired");
+    let refused = dial(
+        TunnelTls::new(&expired(&ca), Refused::default())
+            .expect("expired")
+            .client,
+    )
+    .await
+    .expect_err("expired");
     assert!(refused.to_lowercase().contains("expired"), "{refused}");
 
     assert_eq!(
-        dial(member.client).await,
+        dial(member.client.clone()).await,
         Ok("hello".into()),
         "still serving"
+    );
+
+    // node2 removed from the swarm: its live certificate is refused in the handshake.
+    removed.set(["node2".to_string()]);
+    let refused = dial(member.client.clone())
+        .await
+        .expect_err("a removed node");
+    assert!(
+        refused.contains("node node2 was removed from the swarm"),
+        "{refused}"
+    );
+    let other = TunnelTls::new(&sign(&ca, "node3", Role::Worker), Refused::default())
+        .expect("another member");
+    assert_eq!(
+        dial(other.client).await,
+        Ok("hello".into()),
+        "others still served"
+    );
+    // And a node that knows node1 was removed will not dial into node1's port.
+    let wary = Refused::default();
+    wary.set(["node1".to_string()]);
+    let knowing = TunnelTls::new(&sign(&ca, "node4", Role::Worker), wary).expect("member");
+    let refused = dial(knowing.client)
+        .await
+        .expect_err("a removed node's port");
+    assert!(
+        refused.contains("node node1 was removed from the swarm"),
+        "{refused}"
+    );
+    removed.set([]);
+    assert_eq!(
+        dial(member.client).await,
+        Ok("hello".into()),
+        "the set is live"
     );
 }

@@ -201,6 +201,13 @@ async fn agents_run_tasks_through_a_follower_and_a_removed_agent_stays_out() {
         nodes.iter().all(|n| n.id != gone),
         "node ls never shows it again"
     );
+    // The agent that stays hears of the removal and refuses a2 on its own ports (tunnels).
+    let refused = h.agents[0].tls.refused();
+    let deadline = Instant::now() + WAIT;
+    while !refused.contains(&gone) {
+        assert!(Instant::now() < deadline, "a1 never heard a2 was removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

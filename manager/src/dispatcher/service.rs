@@ -91,14 +91,17 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                     let cluster = r.cluster();
                     r.node(&node_id).map(|n| {
                         let signing = cluster.map_or("", rotation::signing_digest);
+                        let removed = cluster
+                            .map(|c| c.removed_nodes.iter().map(|r| r.node_id.clone()).collect());
                         (
                             n.role() as i32,
                             cluster.map(rotation::trust_bundle).unwrap_or_default(),
                             !signing.is_empty() && n.cert_root_digest != signing,
+                            removed.unwrap_or_default(),
                         )
                     })
                 });
-                let Some((role, root_ca_pem, renew_certificate)) = state else {
+                let Some((role, root_ca_pem, renew_certificate, removed_nodes)) = state else {
                     // Removed from the swarm: the session ends now, not at the next beat.
                     let _ = tx.send(Err(caller::not_in_swarm(&node_id))).await;
                     break;
@@ -110,6 +113,7 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                     role,
                     root_ca_pem,
                     renew_certificate,
+                    removed_nodes,
                 };
                 if sent.as_ref() != Some(&message) {
                     if tx.send(Ok(message.clone())).await.is_err() {

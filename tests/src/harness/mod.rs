@@ -55,6 +55,7 @@ pub struct ManagerMember {
 pub struct AgentMember {
     pub name: String,
     pub node_id: String,
+    pub tls: NodeTls,
     cancel: CancellationToken,
 }
 
@@ -266,6 +267,7 @@ impl Harness {
             addr,
         };
         let cancel = CancellationToken::new();
+        let agent_tls = tls.clone();
         let (heard_tx, mut heard) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move { while heard.recv().await.is_some() {} });
         let stop = cancel.clone();
@@ -290,6 +292,7 @@ impl Harness {
         self.agents.push(AgentMember {
             name,
             node_id: joined.node_id,
+            tls: agent_tls,
             cancel,
         });
         Ok(())
