@@ -35,4 +35,15 @@ impl Proposer for RaftProposer {
             Err(e) => Err(StoreError::Propose(e.to_string())),
         }
     }
+
+    fn require_leader(&self) -> Result<(), StoreError> {
+        let leadership = self.raft.leadership().borrow().clone();
+        if leadership.is_leader {
+            Ok(())
+        } else {
+            Err(StoreError::NotLeader {
+                leader_addr: leadership.leader_addr,
+            })
+        }
+    }
 }

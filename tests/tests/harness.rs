@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use shoal_agent::executor::fake::FakeRun;
 use shoal_pki::TlsClient;
-use shoal_proto::{CreateServiceRequest, ListNodesRequest, RemoveNodeRequest};
+use shoal_proto::{
+    CreateServiceRequest, GetNodeRequest, ListNodesRequest, NodeRole, NodeState, Placement,
+    RemoveNodeRequest, UpdateNodeRequest,
+};
 use shoal_tests::harness::Harness;
 use shoal_tests::linear::Verdict;
 use shoal_tests::registers::{self, Via, Workload};
@@ -137,10 +140,16 @@ async fn agents_run_tasks_through_a_follower_and_a_removed_agent_stays_out() {
     let mut control = registers::connect_via(&via(&h, follower))
         .await
         .expect("client");
+    // On the agents only (managers run their own agents, and tasks, as shoald's do).
+    let mut spec = shoal_tests::sleeping_service("web", 6);
+    if let Some(task) = spec.task.as_mut() {
+        task.placement = Some(Placement {
+            constraints: vec!["node.role==worker".into()],
+            ..Default::default()
+        });
+    }
     control
-        .create_service(CreateServiceRequest {
-            spec: Some(shoal_tests::sleeping_service("web", 6)),
-        })
+        .create_service(CreateServiceRequest { spec: Some(spec) })
         .await
         .expect("created through a follower");
     let running = |h: &Harness| {
@@ -233,4 +242,194 @@ async fn duplicated_raft_messages_lose_nothing_and_change_nothing() {
     let twice = h.net.duplicated();
     assert!(twice > 100, "only {twice} Raft messages were sent twice");
     println!("harness, {twice} Raft messages sent twice: {checked}");
+}
+
+/// Wait until manager `i` has applied what leader `leader` has.
+async fn caught_up(h: &Harness, i: usize, leader: usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let target = h.managers[leader].manager.raft().status().last_applied;
+        if target.is_some() && h.managers[i].manager.raft().status().last_applied >= target {
+            return;
+        }
+        assert!(Instant::now() < deadline, "m{} never caught up", i + 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_restarted_on_their_disks_catch_up_and_lose_nothing() {
+    let mut h = Harness::start(3, 0).await.expect("harness");
+    let load = Load::start(&h, &[0, 1, 2]).await;
+    load.more_writes(20).await;
+
+    // The leader crashes, the others go on, it comes back on its own disk and follows.
+    let old = h.wait_for_one_leader(WAIT).await.expect("a leader");
+    h.crash_manager(old).await;
+    let new = h
+        .wait_for_leader(Some(old), WAIT)
+        .await
+        .expect("a new leader");
+    load.more_writes(20).await;
+    h.restart_manager(old).await.expect("restart on its disk");
+    caught_up(&h, old, new).await;
+    assert_eq!(
+        h.wait_for_one_leader(WAIT).await.expect("one leader"),
+        new,
+        "a member back from a crash does not depose a live leader"
+    );
+    load.more_writes(10).await;
+
+    // Every member crashes at once and comes back: a leader again, nothing lost.
+    for i in 0..3 {
+        h.crash_manager(i).await;
+    }
+    for i in 0..3 {
+        h.restart_manager(i).await.expect("restart on its disk");
+    }
+    let leader = h
+        .wait_for_one_leader(WAIT)
+        .await
+        .expect("a leader after all restarted");
+    load.more_writes(10).await;
+    let checked = load.check(&h, &[old, leader]).await;
+    println!("harness restarts: {checked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_demoted_leader_leaves_raft_and_the_others_go_on() {
+    let h = Harness::start(3, 0).await.expect("harness");
+    let load = Load::start(&h, &[0, 1, 2]).await;
+    load.more_writes(20).await;
+    let leader = h.wait_for_one_leader(WAIT).await.expect("a leader");
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let mut control = h.control(others[0]).await.expect("control");
+    // Refused until the others are reachable (their agents' sessions up): wait, as a user would.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let nodes = control
+            .list_nodes(ListNodesRequest::default())
+            .await
+            .expect("node ls")
+            .into_inner()
+            .nodes;
+        let ready = nodes
+            .iter()
+            .filter(|n| n.manager_status.is_some() && n.state() == NodeState::Ready)
+            .count();
+        if ready == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "managers never ready: {nodes:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let node = control
+        .get_node(GetNodeRequest {
+            node: h.managers[leader].node_id.clone(),
+        })
+        .await
+        .expect("node inspect")
+        .into_inner()
+        .node
+        .expect("the node");
+    let mut spec = node.spec.clone().unwrap_or_default();
+    spec.role = NodeRole::Worker as i32;
+    control
+        .update_node(UpdateNodeRequest {
+            node: node.id.clone(),
+            version: node.meta.as_ref().map_or(0, |m| m.version),
+            spec: Some(spec),
+        })
+        .await
+        .expect("node demote");
+
+    // The role manager takes it out of the voters; one of the others leads.
+    let demoted_raft_id = h.managers[leader].manager.config().raft_id;
+    let deadline = Instant::now() + WAIT;
+    let new = loop {
+        let now = h.leaders().into_iter().find(|l| *l != leader);
+        if let Some(new) = now {
+            let voters = h.managers[new].manager.raft().status().voters;
+            if voters.len() == 2 && voters.iter().all(|(id, _)| *id != demoted_raft_id) {
+                break new;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demoted leader is still a voter"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let managers =
+        |nodes: &[shoal_proto::Node]| nodes.iter().filter(|n| n.manager_status.is_some()).count();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let nodes = h
+            .control(new)
+            .await
+            .expect("control")
+            .list_nodes(ListNodesRequest::default())
+            .await
+            .expect("node ls")
+            .into_inner()
+            .nodes;
+        if managers(&nodes) == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node ls still shows 3 managers");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    load.more_writes(20).await;
+    let checked = load.check(&h, &[new]).await;
+    println!(
+        "harness, leader m{} demoted, m{} leads: {checked}",
+        leader + 1,
+        new + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_whose_session_lands_on_a_lagging_follower_is_not_told_it_left() {
+    let mut h = Harness::start(3, 0).await.expect("harness");
+    let leader = h.wait_for_one_leader(WAIT).await.expect("a leader");
+    let lagging = (0..3).find(|&i| i != leader).expect("a follower");
+    // The follower hears nothing more from the other managers (agents still reach it), so
+    // the node the agent is about to join as never reaches its store.
+    let name = h.managers[lagging].name.clone();
+    for other in h.managers.iter().filter(|m| m.name != name) {
+        h.net.cut(&name, &other.name);
+        h.net.cut(&other.name, &name);
+    }
+    h.add_agent_with(leader, &[lagging, leader])
+        .await
+        .expect("the agent joins through the leader");
+    let agent = h.agents[0].node_id.clone();
+    // Sent on by the follower (it does not know the node, and is not the leader), the
+    // agent's session opens on the leader: the node is ready, not told it was removed.
+    let mut control = h.control(leader).await.expect("control");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let nodes = control
+            .list_nodes(ListNodesRequest::default())
+            .await
+            .expect("node ls")
+            .into_inner()
+            .nodes;
+        if nodes
+            .iter()
+            .any(|n| n.id == agent && n.state() == NodeState::Ready)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never opened its session: {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lagging_store = &h.managers[lagging].manager;
+    assert!(
+        lagging_store.store().view(|r| r.node(&agent).is_none()),
+        "the follower really lagged"
+    );
 }

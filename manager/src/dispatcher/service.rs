@@ -250,6 +250,10 @@ async fn mark_ready(
         .store()
         .update(|tx| {
             let Some(mut node) = tx.node(node_id) else {
+                // A follower that lags (just joined, restarted from an old snapshot) may
+                // not hold the node yet: it sends the agent to the leader instead of
+                // telling it, for good, that it is not in the swarm.
+                dispatcher.store().require_leader()?;
                 return Err(DispatcherError::NotInSwarm(node_id.to_string()));
             };
             let mut addr = node

@@ -137,6 +137,12 @@ pub struct Tables {
 pub trait Proposer: Send + Sync + 'static {
     /// Replicate and apply `batch`; returns once it is applied to this manager's store.
     async fn propose(&self, batch: StoreActionBatch) -> Result<(), StoreError>;
+
+    /// `Ok` when this manager leads now, else `NotLeader` naming the leader. A follower's
+    /// state may lag: what is missing there is not known missing.
+    fn require_leader(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Applies batches straight to the local state, with no replication. For tests of the
@@ -190,6 +196,12 @@ impl Store {
 
     pub fn state(&self) -> &Arc<StoreState> {
         &self.state
+    }
+
+    /// `Ok` when this manager leads (so its state has every committed write), else
+    /// `NotLeader` naming the leader: before saying something does not exist.
+    pub fn require_leader(&self) -> Result<(), StoreError> {
+        self.proposer.require_leader()
     }
 
     /// Run `f` on a consistent read-only view.

@@ -12,7 +12,7 @@
 
 pub mod net;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +48,21 @@ pub struct ManagerMember {
     pub addr: String,
     pub manager: Manager,
     pub tls: NodeTls,
+    /// What it restarts with, on its own disk.
+    raft_id: u64,
+    cluster_id: String,
+    data_key: DataKey,
     cancel: CancellationToken,
+}
+
+/// Who a manager is, across restarts.
+#[derive(Clone)]
+struct Seed<'a> {
+    name: &'a str,
+    node_id: String,
+    raft_id: u64,
+    cluster_id: &'a str,
+    data_key: DataKey,
 }
 
 /// A running agent (a worker node).
@@ -104,7 +118,6 @@ impl Harness {
 
     async fn bootstrap(&mut self) -> anyhow::Result<()> {
         let name = "m1".to_string();
-        let dir = self.member_dir(&name);
         let cluster_id = shoal_manager::ids::new_id();
         let node_id = shoal_manager::ids::new_id();
         let root = RootCa::generate(&cluster_id)?;
@@ -116,9 +129,14 @@ impl Harness {
             root_pem: root.cert_pem().to_string(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let member = self
-            .serve_manager(&name, &dir, node_id, certs, listener, &cluster_id)
-            .await?;
+        let seed = Seed {
+            name: &name,
+            node_id,
+            raft_id: 1,
+            cluster_id: &cluster_id,
+            data_key: DataKey::generate()?,
+        };
+        let member = self.serve_manager(seed, Some(certs), listener).await?;
         member
             .manager
             .bootstrap(
@@ -139,29 +157,35 @@ impl Harness {
             )
             .await?;
         self.client_tls = Some(member.tls.clone());
+        self.start_manager_session(&member).await?;
         self.managers.push(member);
         Ok(())
     }
 
-    /// Serve a manager on `listener` (not yet in Raft unless it bootstraps).
+    /// Serve a manager on `listener` (not yet in Raft unless it bootstraps, or it restarts
+    /// on its disk), saving `certs` first when given.
     async fn serve_manager(
         &self,
-        name: &str,
-        dir: &Path,
-        node_id: String,
-        certs: NodeCerts,
+        seed: Seed<'_>,
+        certs: Option<NodeCerts>,
         listener: TcpListener,
-        cluster_id: &str,
     ) -> anyhow::Result<ManagerMember> {
+        let Seed {
+            name,
+            node_id,
+            raft_id,
+            cluster_id,
+            data_key,
+        } = seed;
+        let dir = self.member_dir(name);
         let addr = listener.local_addr()?.to_string();
         self.net.name(&addr, name);
-        let data_key = DataKey::generate()?;
-        certs.save(&dir.join("certificates"), Some(&data_key))?;
-        let tls = NodeTls::load(&dir.join("certificates"), Some(data_key))?
-            .context("certificates just saved")?
+        if let Some(certs) = certs {
+            certs.save(&dir.join("certificates"), Some(&data_key))?;
+        }
+        let tls = NodeTls::load(&dir.join("certificates"), Some(data_key.clone()))?
+            .context("no certificates saved")?
             .with_dialer(self.net.dialer(name));
-        // Raft ids in joining order: m1 is 1.
-        let raft_id = self.managers.len() as u64 + 1;
         let mut config =
             ManagerConfig::new(node_id.clone(), raft_id, dir.to_path_buf(), addr.clone());
         config.heartbeat_period = HEARTBEAT;
@@ -195,6 +219,9 @@ impl Harness {
             addr,
             manager,
             tls,
+            raft_id,
+            cluster_id: cluster_id.to_string(),
+            data_key,
             cancel,
         })
     }
@@ -212,21 +239,21 @@ impl Harness {
     /// Join one more manager (m{n+1}) through the CA and Raft membership, as `swarm join`.
     pub async fn add_manager(&mut self) -> anyhow::Result<()> {
         let name = format!("m{}", self.managers.len() + 1);
-        let dir = self.member_dir(&name);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
         let token = self.token(true)?;
         let remote = self.managers[0].addr.clone();
         let joined = join::request_certificate(&remote, &token, &name, &addr).await?;
+        let seed = Seed {
+            name: &name,
+            node_id: joined.node_id,
+            // Raft ids in joining order: m1 is 1 (the Net's duplicating hook relies on it).
+            raft_id: self.managers.len() as u64 + 1,
+            cluster_id: &joined.cluster_id,
+            data_key: DataKey::generate()?,
+        };
         let member = self
-            .serve_manager(
-                &name,
-                &dir,
-                joined.node_id,
-                joined.certs,
-                listener,
-                &joined.cluster_id,
-            )
+            .serve_manager(seed, Some(joined.certs), listener)
             .await?;
         join::raft_join(
             &member.tls.client(),
@@ -236,16 +263,27 @@ impl Harness {
             &member.node_id,
         )
         .await?;
+        self.start_manager_session(&member).await?;
         self.managers.push(member);
         Ok(())
     }
 
     /// Join one more agent (a{n+1}), a worker on the fake engine.
     pub async fn add_agent(&mut self) -> anyhow::Result<()> {
+        self.add_agent_with(0, &[]).await
+    }
+
+    /// [`Harness::add_agent`], joining through manager `join_via` and opening its session
+    /// to `session_to` in that order (the managers the join named when empty).
+    pub async fn add_agent_with(
+        &mut self,
+        join_via: usize,
+        session_to: &[usize],
+    ) -> anyhow::Result<()> {
         let name = format!("a{}", self.agents.len() + 1);
         let dir = self.member_dir(&name);
         let token = self.token(false)?;
-        let remote = self.managers[0].addr.clone();
+        let remote = self.managers[join_via].addr.clone();
         // An agent listens on nothing; its address only names it.
         let addr = format!("127.0.0.1:{}", 40000 + self.agents.len());
         let joined = join::request_certificate(&remote, &token, &name, &addr).await?;
@@ -256,22 +294,81 @@ impl Harness {
         let tls = NodeTls::load(&dir.join("certificates"), Some(data_key))?
             .context("certificates just saved")?
             .with_dialer(self.net.dialer(&name));
-        let executor: Arc<dyn Executor> = Arc::new(self.engine.executor(&joined.node_id));
-        let (status_tx, status_rx) = tokio::sync::mpsc::channel(1024);
-        let worker = Worker::new(executor.clone(), TaskDb::open(&dir, None)?, status_tx).await?;
-        let mut description = executor.describe().await?;
-        description.hostname = name.clone();
-        let identity = AgentIdentity {
-            node_id: joined.node_id.clone(),
-            description,
-            addr,
-        };
         let cancel = CancellationToken::new();
-        let agent_tls = tls.clone();
+        let managers = match session_to {
+            [] => joined.managers.clone(),
+            chosen => chosen
+                .iter()
+                .map(|&i| self.managers[i].addr.clone())
+                .collect(),
+        };
+        self.start_session(
+            &name,
+            &joined.node_id,
+            &addr,
+            &tls,
+            managers,
+            cancel.clone(),
+        )
+        .await?;
+        self.agents.push(AgentMember {
+            name,
+            node_id: joined.node_id,
+            tls,
+            cancel,
+        });
+        Ok(())
+    }
+
+    /// Manager `member`'s own agent, as shoald runs it once the manager is in Raft (a
+    /// session opened before would find no node in its empty store, and stop for good):
+    /// its session to itself first, then to the others.
+    async fn start_manager_session(&self, member: &ManagerMember) -> anyhow::Result<()> {
+        let mut managers = vec![member.addr.clone()];
+        managers.extend(
+            self.managers
+                .iter()
+                .map(|m| m.addr.clone())
+                .filter(|a| *a != member.addr),
+        );
+        self.start_session(
+            &member.name,
+            &member.node_id,
+            &member.addr,
+            &member.tls,
+            managers,
+            member.cancel.clone(),
+        )
+        .await
+    }
+
+    /// Run node `name`'s agent, as shoald runs one on every node (managers included): a
+    /// worker on the fake engine with its task database under the member's dir, and a
+    /// session to `managers`, until `cancel`.
+    async fn start_session(
+        &self,
+        name: &str,
+        node_id: &str,
+        addr: &str,
+        tls: &NodeTls,
+        managers: Vec<String>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let executor: Arc<dyn Executor> = Arc::new(self.engine.executor(node_id));
+        let (status_tx, status_rx) = tokio::sync::mpsc::channel(1024);
+        let db = TaskDb::open(self.member_dir(name), None)?;
+        let worker = Worker::new(executor.clone(), db, status_tx).await?;
+        let mut description = executor.describe().await?;
+        description.hostname = name.to_string();
+        let identity = AgentIdentity {
+            node_id: node_id.to_string(),
+            description,
+            addr: addr.to_string(),
+        };
+        // What sessions tell the daemon (roles, managers) is not acted on here.
         let (heard_tx, mut heard) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move { while heard.recv().await.is_some() {} });
-        let stop = cancel.clone();
-        let managers = joined.managers.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             session::run(
                 identity,
@@ -284,16 +381,10 @@ impl Harness {
                 },
                 status_rx,
                 heard_tx,
-                stop,
+                cancel,
             )
             .await;
             worker.shutdown().await;
-        });
-        self.agents.push(AgentMember {
-            name,
-            node_id: joined.node_id,
-            tls: agent_tls,
-            cancel,
         });
         Ok(())
     }
@@ -364,9 +455,54 @@ impl Harness {
         let _ = m.manager.shutdown().await;
     }
 
+    /// Start crashed manager `i` again on its own disk and address, as shoald restarts.
+    pub async fn restart_manager(&mut self, i: usize) -> anyhow::Result<()> {
+        let old = self.managers.remove(i);
+        let (name, cluster_id, addr) = (old.name.clone(), old.cluster_id.clone(), old.addr.clone());
+        let seed = Seed {
+            name: &name,
+            node_id: old.node_id.clone(),
+            raft_id: old.raft_id,
+            cluster_id: &cluster_id,
+            data_key: old.data_key.clone(),
+        };
+        old.cancel.cancel();
+        drop(old);
+        // Its server and loops let go of the Raft store as they wind down.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let member = loop {
+            let listener = bind_again(&addr).await?;
+            match self.serve_manager(seed.clone(), None, listener).await {
+                Ok(member) => break member,
+                // Most likely the store's lock, still held.
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e.context(format!("restarting {name}"))),
+            }
+        };
+        self.start_manager_session(&member).await?;
+        self.managers.insert(i, member);
+        Ok(())
+    }
+
     /// Stop agent `i` (its session ends; the fake engine keeps its containers).
     pub fn stop_agent(&self, i: usize) {
         self.agents[i].cancel.cancel();
+    }
+}
+
+/// `addr` bound again once the crashed member's listener has let go of it.
+async fn bind_again(addr: &str) -> anyhow::Result<TcpListener> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                return Err(anyhow!("binding {addr} again: {e}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
 }
 
