@@ -257,6 +257,30 @@ async fn caught_up(h: &Harness, i: usize, leader: usize) {
     }
 }
 
+/// `node ls` through manager `i` until `done` holds for it (up to WAIT).
+async fn nodes_until(
+    h: &Harness,
+    i: usize,
+    what: &str,
+    done: impl Fn(&[shoal_proto::Node]) -> bool,
+) -> Vec<shoal_proto::Node> {
+    let mut control = h.control(i).await.expect("control");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let nodes = control
+            .list_nodes(ListNodesRequest::default())
+            .await
+            .expect("node ls")
+            .into_inner()
+            .nodes;
+        if done(&nodes) {
+            return nodes;
+        }
+        assert!(Instant::now() < deadline, "{what}: {nodes:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn members_restarted_on_their_disks_catch_up_and_lose_nothing() {
     let mut h = Harness::start(3, 0).await.expect("harness");
@@ -305,43 +329,41 @@ async fn a_demoted_leader_leaves_raft_and_the_others_go_on() {
     let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let mut control = h.control(others[0]).await.expect("control");
     // Refused until the others are reachable (their agents' sessions up): wait, as a user would.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let nodes = control
-            .list_nodes(ListNodesRequest::default())
-            .await
-            .expect("node ls")
-            .into_inner()
-            .nodes;
+    let ready = |nodes: &[shoal_proto::Node]| {
         let ready = nodes
             .iter()
-            .filter(|n| n.manager_status.is_some() && n.state() == NodeState::Ready)
-            .count();
-        if ready == 3 {
-            break;
+            .filter(|n| n.manager_status.is_some() && n.state() == NodeState::Ready);
+        ready.count() == 3
+    };
+    nodes_until(&h, others[0], "managers never ready", ready).await;
+    // Read, then write guarded by the version, as `node demote` does; the node may change
+    // in between (its session, its leader flag): read again then, as a user would retry.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let node = control
+            .get_node(GetNodeRequest {
+                node: h.managers[leader].node_id.clone(),
+            })
+            .await
+            .expect("node inspect")
+            .into_inner()
+            .node
+            .expect("the node");
+        let mut spec = node.spec.clone().unwrap_or_default();
+        spec.role = NodeRole::Worker as i32;
+        let demoted = control
+            .update_node(UpdateNodeRequest {
+                node: node.id.clone(),
+                version: node.meta.as_ref().map_or(0, |m| m.version),
+                spec: Some(spec),
+            })
+            .await;
+        match demoted {
+            Ok(_) => break,
+            Err(e) if e.message().contains("out of sequence") && Instant::now() < deadline => {}
+            Err(e) => panic!("node demote: {e}"),
         }
-        assert!(Instant::now() < deadline, "managers never ready: {nodes:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let node = control
-        .get_node(GetNodeRequest {
-            node: h.managers[leader].node_id.clone(),
-        })
-        .await
-        .expect("node inspect")
-        .into_inner()
-        .node
-        .expect("the node");
-    let mut spec = node.spec.clone().unwrap_or_default();
-    spec.role = NodeRole::Worker as i32;
-    control
-        .update_node(UpdateNodeRequest {
-            node: node.id.clone(),
-            version: node.meta.as_ref().map_or(0, |m| m.version),
-            spec: Some(spec),
-        })
-        .await
-        .expect("node demote");
 
     // The role manager takes it out of the voters; one of the others leads.
     let demoted_raft_id = h.managers[leader].manager.config().raft_id;
@@ -360,25 +382,10 @@ async fn a_demoted_leader_leaves_raft_and_the_others_go_on() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let managers =
-        |nodes: &[shoal_proto::Node]| nodes.iter().filter(|n| n.manager_status.is_some()).count();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let nodes = h
-            .control(new)
-            .await
-            .expect("control")
-            .list_nodes(ListNodesRequest::default())
-            .await
-            .expect("node ls")
-            .into_inner()
-            .nodes;
-        if managers(&nodes) == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "node ls still shows 3 managers");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let two = |nodes: &[shoal_proto::Node]| {
+        nodes.iter().filter(|n| n.manager_status.is_some()).count() == 2
+    };
+    nodes_until(&h, new, "node ls still shows 3 managers", two).await;
     load.more_writes(20).await;
     let checked = load.check(&h, &[new]).await;
     println!(
@@ -406,27 +413,12 @@ async fn an_agent_whose_session_lands_on_a_lagging_follower_is_not_told_it_left(
     let agent = h.agents[0].node_id.clone();
     // Sent on by the follower (it does not know the node, and is not the leader), the
     // agent's session opens on the leader: the node is ready, not told it was removed.
-    let mut control = h.control(leader).await.expect("control");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let nodes = control
-            .list_nodes(ListNodesRequest::default())
-            .await
-            .expect("node ls")
-            .into_inner()
-            .nodes;
-        if nodes
+    let ready = |nodes: &[shoal_proto::Node]| {
+        nodes
             .iter()
             .any(|n| n.id == agent && n.state() == NodeState::Ready)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent never opened its session: {nodes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    nodes_until(&h, leader, "the agent never opened its session", ready).await;
     let lagging_store = &h.managers[lagging].manager;
     assert!(
         lagging_store.store().view(|r| r.node(&agent).is_none()),

@@ -1,6 +1,34 @@
 //! Mutual TLS for tonic: the server side (`TlsServer`, `incoming`, `TlsConn`), the client
 //! side (`TlsClient`, `channel`), and what both share.
 
+/// The three signature checks of a rustls verifier that wraps another, handed to what
+/// `self.$inner()` returns (the verifiers here add checks to certificates, not signatures).
+macro_rules! signatures_checked_by {
+    ($inner:ident) => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.$inner().verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.$inner().verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.$inner().supported_verify_schemes()
+        }
+    };
+}
+
 pub(crate) mod client;
 pub(crate) mod link;
 pub(crate) mod server;

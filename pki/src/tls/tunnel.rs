@@ -8,14 +8,12 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
-};
+use rustls::{ClientConfig, DistinguishedName, ServerConfig};
 
 use super::{presented_chain, private_key, provider, root_store};
 use crate::{NodeCerts, PkiError};
@@ -115,6 +113,12 @@ struct RefusingClients {
     refused: Refused,
 }
 
+impl RefusingClients {
+    fn inner(&self) -> &dyn ClientCertVerifier {
+        self.inner.as_ref()
+    }
+}
+
 impl ClientCertVerifier for RefusingClients {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
@@ -141,27 +145,7 @@ impl ClientCertVerifier for RefusingClients {
         Ok(verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    signatures_checked_by!(inner);
 }
 
 /// The web PKI's server verification, then [`Refused`].
@@ -169,6 +153,12 @@ impl ClientCertVerifier for RefusingClients {
 struct RefusingServers {
     inner: Arc<WebPkiServerVerifier>,
     refused: Refused,
+}
+
+impl RefusingServers {
+    fn inner(&self) -> &WebPkiServerVerifier {
+        self.inner.as_ref()
+    }
 }
 
 impl ServerCertVerifier for RefusingServers {
@@ -191,25 +181,5 @@ impl ServerCertVerifier for RefusingServers {
         Ok(verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    signatures_checked_by!(inner);
 }
