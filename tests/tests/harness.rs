@@ -61,18 +61,12 @@ async fn a_crashed_leader_is_replaced_and_no_acknowledged_write_is_lost() {
     let h = Harness::start(3, 0).await.expect("harness");
     let load = Load::start(&h, &[0, 1, 2]).await;
     load.more_writes(20).await;
-    let old = h.wait_for_leader(None, WAIT).await.expect("a leader");
-    let crashed = Instant::now();
-    h.crash_manager(old).await;
-    let new = h
-        .wait_for_leader(Some(old), WAIT)
-        .await
-        .expect("a new leader");
+    let (old, new, took) = h.crash_leader(WAIT).await.expect("a new leader");
     println!(
         "harness: m{} crashed, m{} leads {:.2} s later",
         old + 1,
         new + 1,
-        crashed.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     load.more_writes(10).await;
     let checked = load.check(&h, &[new]).await;
@@ -231,12 +225,7 @@ async fn duplicated_raft_messages_lose_nothing_and_change_nothing() {
     }
     let load = Load::start(&h, &[0, 1, 2]).await;
     load.more_writes(30).await;
-    let old = h.wait_for_one_leader(WAIT).await.expect("one leader");
-    h.crash_manager(old).await;
-    let new = h
-        .wait_for_leader(Some(old), WAIT)
-        .await
-        .expect("a new leader");
+    let (_, new, _) = h.crash_leader(WAIT).await.expect("a new leader");
     load.more_writes(20).await;
     let checked = load.check(&h, &[new]).await;
     let twice = h.net.duplicated();
@@ -288,12 +277,7 @@ async fn members_restarted_on_their_disks_catch_up_and_lose_nothing() {
     load.more_writes(20).await;
 
     // The leader crashes, the others go on, it comes back on its own disk and follows.
-    let old = h.wait_for_one_leader(WAIT).await.expect("a leader");
-    h.crash_manager(old).await;
-    let new = h
-        .wait_for_leader(Some(old), WAIT)
-        .await
-        .expect("a new leader");
+    let (old, new, _) = h.crash_leader(WAIT).await.expect("a new leader");
     load.more_writes(20).await;
     h.restart_manager(old).await.expect("restart on its disk");
     caught_up(&h, old, new).await;

@@ -448,6 +448,16 @@ impl Harness {
         }
     }
 
+    /// Crash the leader and wait for another: (old leader, new leader, how long after the
+    /// crash the new one led).
+    pub async fn crash_leader(&self, within: Duration) -> anyhow::Result<(usize, usize, Duration)> {
+        let old = self.wait_for_one_leader(within).await?;
+        let crashed = tokio::time::Instant::now();
+        self.crash_manager(old).await;
+        let new = self.wait_for_leader(Some(old), within).await?;
+        Ok((old, new, crashed.elapsed()))
+    }
+
     /// Stop manager `i` as a crash would: its server, loops and Raft end; its disk stays.
     pub async fn crash_manager(&self, i: usize) {
         let m = &self.managers[i];
