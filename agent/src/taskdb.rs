@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use shoal_pki::vault::DataKey;
 use shoal_proto::{Task, TaskStatus};
+use shoal_raft::space::{NoSpace, Space, RESERVE};
 
 /// What the task database failed to do.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,8 @@ pub enum TaskDbError {
     Sealed(String),
     #[error("task database {0} is sealed and this node has no data key to open it")]
     NoKey(PathBuf),
+    #[error("task database: {0}")]
+    NoSpace(#[from] NoSpace),
 }
 
 /// The local task database. Clones share the same database.
@@ -48,6 +51,8 @@ pub struct TaskDb {
     db: sled::Db,
     /// Seals values when the database is sealed.
     key: Option<DataKey>,
+    /// Writes are refused rather than half-made on a (nearly) full disk.
+    space: Space,
 }
 
 const KEY_SEALED: &[u8] = b"sealed";
@@ -74,7 +79,15 @@ impl TaskDb {
             }
             (false, _) => None,
         };
-        Ok(Self { db, key })
+        let space = Space::new(&path, RESERVE);
+        Ok(Self { db, key, space })
+    }
+
+    /// Keep `reserve` bytes free instead of [`RESERVE`] (tests of a full disk).
+    pub fn with_reserve(mut self, reserve: u64) -> Self {
+        let dir = self.space.dir().to_path_buf();
+        self.space = Space::new(&dir, reserve);
+        self
     }
 
     /// Records `task` with the agent's latest `status` for it, durably.
@@ -86,6 +99,7 @@ impl TaskDb {
         if let Some(c) = stored.spec.as_mut().and_then(|s| s.container.as_mut()) {
             c.registry_auth = None;
         }
+        self.space.check()?;
         let mut value = stored.encode_to_vec();
         if let Some(key) = &self.key {
             value = key
@@ -144,6 +158,7 @@ impl TaskDb {
 
     /// Forgets a task, durably. Forgetting an unknown task is not an error.
     pub async fn remove(&self, task_id: &str) -> Result<(), TaskDbError> {
+        self.space.check()?;
         self.db
             .remove(task_id.as_bytes())
             .map_err(sled_err("removing", task_id))?;
@@ -186,6 +201,35 @@ mod tests {
     use super::*;
     use crate::executor::fake::test_task;
     use shoal_proto::TaskState;
+
+    #[tokio::test]
+    async fn a_full_disk_refuses_writes_and_keeps_what_was_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = TaskDb::open(dir.path(), None).expect("open");
+        db.put(&test_task("a", 1, "img", &[]), &TaskStatus::default())
+            .await
+            .expect("put with room");
+        // No reserve can be met: as on a full disk.
+        let full = db.clone().with_reserve(u64::MAX);
+        let err = full
+            .put(&test_task("b", 1, "img", &[]), &TaskStatus::default())
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("disk full"), "{err}");
+        let err = full.remove("a").await.expect_err("refused");
+        assert!(err.to_string().contains("disk full"), "{err}");
+        let ids: Vec<String> = db
+            .list()
+            .expect("list")
+            .into_iter()
+            .map(|(t, _)| t.id)
+            .collect();
+        assert_eq!(
+            ids,
+            vec!["a".to_string()],
+            "nothing half-written, nothing lost"
+        );
+    }
 
     #[tokio::test]
     async fn put_get_list_remove_survive_reopen() {

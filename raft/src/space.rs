@@ -1,6 +1,7 @@
-//! Room on the disk under the Raft directory. A change is refused while the filesystem has
-//! less than [`RESERVE`] free, and the log store holds an append until there is room again,
-//! so nothing is ever half-written to a full disk: sled 0.34 acknowledges writes on a full
+//! Room on the disk under a database's directory (the Raft store's; the agent's task
+//! database uses it too). A change is refused while the filesystem has less than
+//! [`RESERVE`] free, and the log store holds an append until there is room again, so
+//! nothing is ever half-written to a full disk: sled 0.34 acknowledges writes on a full
 //! disk, then cannot open its database again (the reliability suite found it).
 //!
 //! Knows only a directory and a number of bytes; not what is written.
@@ -19,8 +20,9 @@ const REPORT: Duration = Duration::from_secs(30);
 /// The filesystem under the Raft directory is (nearly) full.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "disk full: {dir} has {free_mib} MiB free and Shoal keeps {reserve_mib} MiB free for its \
-     Raft log, so nothing was written; free space on that filesystem and retry",
+    "disk full: {dir} has {free_mib} MiB free and Shoal keeps {reserve_mib} MiB free so that \
+     its databases are never half-written, so nothing was written; free space on that \
+     filesystem and retry",
     free_mib = free / (1 << 20),
     reserve_mib = reserve / (1 << 20)
 )]
@@ -43,6 +45,11 @@ impl Space {
             dir: dir.to_path_buf(),
             reserve,
         }
+    }
+
+    /// The directory whose filesystem is measured.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Bytes an unprivileged writer may still use there; `None` when it cannot be told.
