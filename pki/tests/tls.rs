@@ -718,3 +718,32 @@ async fn the_tunnel_port_takes_only_a_live_certificate_of_this_cluster() {
         "the set is live"
     );
 }
+
+/// The manager port never resumes a TLS session: a resumed session skips the certificate
+/// checks, so a client the server no longer trusts (here: the old root dropped at the end
+/// of a rotation) would get back in on its ticket.
+#[tokio::test]
+async fn a_client_no_longer_trusted_is_refused_on_its_next_connection() {
+    let old = RootCa::generate("cluster-a").expect("ca");
+    let (new, cross) = old.next().expect("next root");
+    let bundle = format!("{}{}", old.cert_pem(), new.cert_pem());
+    let mut manager = sign(&new, "mgr1", Role::Manager);
+    manager.cert_pem.push_str(&cross);
+    manager.root_pem = bundle;
+    let server = serve(&manager, "cluster-a").await;
+    let old_client = TlsClient::new(&sign(&old, "mgr2", Role::Manager)).expect("client");
+    for _ in 0..3 {
+        list_nodes(&server.addr, &old_client)
+            .await
+            .expect("both roots trusted");
+    }
+    server
+        .tls
+        .reload(&NodeCerts {
+            root_pem: new.cert_pem().to_string(),
+            ..manager
+        })
+        .expect("the old root dropped");
+    let refused = list_nodes(&server.addr, &old_client).await;
+    assert!(refused.is_err(), "a client of the dropped root got back in");
+}

@@ -64,6 +64,11 @@ impl TlsServer {
             .with_client_cert_verifier(clients.clone())
             .with_cert_resolver(cert.clone());
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        // No resumption: a resumed session skips the certificate checks, so a node's old
+        // ticket would outlive a dropped root or an expired certificate. Connections are
+        // long-lived; a full handshake each time costs nothing that matters.
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(TlsServer {
             config: Arc::new(config),
             cert,
