@@ -271,13 +271,16 @@ fn trust(message: &SessionMessage, tls: &NodeTls) {
         );
     }
     refused.set(message.removed_nodes.iter().cloned());
-    if message.renew_certificate {
-        tls.renew_now();
-    } else if !message.root_ca_pem.is_empty() && message.root_ca_pem != tls.certs().root_pem {
+    // The roots first (the newest word on them: a renewal's answer never undoes it), then
+    // the certificate.
+    if !message.root_ca_pem.is_empty() && message.root_ca_pem != tls.certs().root_pem {
         match tls.trust(&message.root_ca_pem) {
             Ok(()) => tracing::info!("now trusting the swarm's current root CA"),
             Err(e) => tracing::warn!(error = %e, "taking the swarm's new root CA failed"),
         }
+    }
+    if message.renew_certificate {
+        tls.renew_now();
     }
 }
 

@@ -32,8 +32,10 @@ pub struct NodeTls {
     /// Nodes removed from the swarm, refused on this node's own ports (its tunnels).
     refused: shoal_pki::Refused,
     /// Held while certificates are written and swapped: a renewal and a change of trusted
-    /// roots never interleave (one would undo the other, or both write the same files).
-    installing: Arc<Mutex<()>>,
+    /// roots never interleave. It holds the roots the swarm last said to trust (sessions):
+    /// a renewal's answer may carry older ones (asked for before a rotation ended), and
+    /// must not undo the newer.
+    installing: Arc<Mutex<Option<String>>>,
 }
 
 impl NodeTls {
@@ -51,7 +53,7 @@ impl NodeTls {
             certs: Arc::new(RwLock::new(certs)),
             renew: Arc::new(Notify::new()),
             refused: shoal_pki::Refused::default(),
-            installing: Arc::new(Mutex::new(())),
+            installing: Arc::new(Mutex::new(None)),
         }))
     }
 
@@ -74,8 +76,11 @@ impl NodeTls {
     }
 
     /// Store `certs` and use them from now on.
-    pub fn install(&self, certs: NodeCerts) -> Result<(), PkiError> {
-        let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn install(&self, mut certs: NodeCerts) -> Result<(), PkiError> {
+        let trusted = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(roots) = trusted.as_ref() {
+            certs.root_pem = roots.clone();
+        }
         self.install_locked(certs)
     }
 
@@ -100,7 +105,8 @@ impl NodeTls {
 
     /// Trust `root_pem` (one root or a bundle) from now on, keeping the certificate.
     pub fn trust(&self, root_pem: &str) -> Result<(), PkiError> {
-        let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut trusted = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        *trusted = Some(root_pem.to_string());
         let certs = NodeCerts {
             root_pem: root_pem.to_string(),
             ..self.certs()
