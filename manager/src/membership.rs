@@ -40,16 +40,6 @@ pub fn leader_of(status: &Status) -> Option<String> {
         .map(str::to_string)
 }
 
-/// `Ok` on the leader, else "not the leader" naming it.
-fn require_leader(raft: &RaftNode) -> Result<(), Status> {
-    let leadership = raft.leadership().borrow().clone();
-    if leadership.is_leader {
-        Ok(())
-    } else {
-        Err(not_leader(leadership.leader_addr.as_deref()))
-    }
-}
-
 pub struct MembershipApi {
     raft: RaftNode,
     store: Store,
@@ -90,6 +80,7 @@ impl MembershipApi {
 fn raft_status(e: RaftError) -> Status {
     match e {
         RaftError::NotLeader { leader_addr, .. } => not_leader(leader_addr.as_deref()),
+        e @ RaftError::LastVoter => Status::failed_precondition(e.to_string()),
         other => Status::unavailable(other.to_string()),
     }
 }
@@ -109,7 +100,7 @@ impl shoal_proto::RaftMembership for MembershipApi {
                 "a raft join needs a raft id and an address",
             ));
         }
-        require_leader(&self.raft)?;
+        self.raft.require_leader().map_err(raft_status)?;
         let known = self.store.view(|r| r.node(&request.node_id).cloned());
         let Some(node) = known else {
             return Err(Status::failed_precondition(format!(
@@ -147,7 +138,7 @@ impl shoal_proto::RaftMembership for MembershipApi {
     ) -> Result<Response<RaftLeaveResponse>, Status> {
         let caller = caller::identity(&request)?;
         let raft_id = request.into_inner().raft_id;
-        require_leader(&self.raft)?;
+        self.raft.require_leader().map_err(raft_status)?;
         // A manager takes only itself out of Raft.
         let own = self.store.view(|r| {
             r.node(&caller.node_id)
@@ -160,13 +151,7 @@ impl shoal_proto::RaftMembership for MembershipApi {
                 caller.node_id
             )));
         }
-        match self.raft.remove_voter(raft_id).await {
-            Ok(_) => {}
-            Err(e @ RaftError::LastVoter) => {
-                return Err(Status::failed_precondition(e.to_string()));
-            }
-            Err(e) => return Err(raft_status(e)),
-        }
+        self.raft.remove_voter(raft_id).await.map_err(raft_status)?;
         Ok(Response::new(RaftLeaveResponse {}))
     }
 }

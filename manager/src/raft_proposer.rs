@@ -20,30 +20,28 @@ impl RaftProposer {
 #[async_trait]
 impl Proposer for RaftProposer {
     async fn propose(&self, batch: StoreActionBatch) -> Result<(), StoreError> {
-        match self.raft.propose(batch.encode_to_vec()).await {
-            Ok((_index, response)) => apply_response(&response).map_err(StoreError::Propose),
-            Err(RaftError::NotLeader { leader_addr, .. }) => {
-                Err(StoreError::NotLeader { leader_addr })
-            }
-            Err(
-                e @ (RaftError::NoQuorum(_)
-                | RaftError::Unconfirmed(_)
-                | RaftError::NoLeader(_)
-                | RaftError::NoSpace(_)
-                | RaftError::Stopped(_)),
-            ) => Err(StoreError::Unavailable(e.to_string())),
-            Err(e) => Err(StoreError::Propose(e.to_string())),
-        }
+        let (_index, response) = self
+            .raft
+            .propose(batch.encode_to_vec())
+            .await
+            .map_err(store_error)?;
+        apply_response(&response).map_err(StoreError::Propose)
     }
 
     fn require_leader(&self) -> Result<(), StoreError> {
-        let leadership = self.raft.leadership().borrow().clone();
-        if leadership.is_leader {
-            Ok(())
-        } else {
-            Err(StoreError::NotLeader {
-                leader_addr: leadership.leader_addr,
-            })
-        }
+        self.raft.require_leader().map_err(store_error)
+    }
+}
+
+/// What a Raft refusal means to the store's callers.
+fn store_error(e: RaftError) -> StoreError {
+    match e {
+        RaftError::NotLeader { leader_addr, .. } => StoreError::NotLeader { leader_addr },
+        e @ (RaftError::NoQuorum(_)
+        | RaftError::Unconfirmed(_)
+        | RaftError::NoLeader(_)
+        | RaftError::NoSpace(_)
+        | RaftError::Stopped(_)) => StoreError::Unavailable(e.to_string()),
+        e => StoreError::Propose(e.to_string()),
     }
 }

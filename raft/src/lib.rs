@@ -530,6 +530,18 @@ impl RaftNode {
         self.leadership.clone()
     }
 
+    /// `Ok` when this member leads now, else [`RaftError::NotLeader`] naming the leader.
+    pub fn require_leader(&self) -> Result<(), RaftError> {
+        let leadership = self.leadership.borrow();
+        if leadership.is_leader {
+            return Ok(());
+        }
+        Err(RaftError::NotLeader {
+            leader_id: leadership.leader_id,
+            leader_addr: leadership.leader_addr.clone(),
+        })
+    }
+
     pub fn status(&self) -> RaftStatus {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();

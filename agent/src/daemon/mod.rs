@@ -913,10 +913,7 @@ impl Daemon {
             record.raft_id = rand::random::<u64>().max(1);
             Some(bind(&record.listen_addr).await?)
         } else {
-            let raft = self.inner.config.data_dir.join("raft");
-            if let Err(e) = tokio::fs::remove_dir_all(&raft).await {
-                tracing::warn!(error = %e, "removing the raft state of a demoted manager");
-            }
+            self.drop_raft_state().await;
             None
         };
         record::save(&self.inner.config.data_dir, &record)?;
@@ -938,13 +935,22 @@ impl Daemon {
             return Err(failed);
         }
         tracing::warn!(error = %failed, "joining raft as a promoted manager failed; running on as a worker until the next try");
-        let _ = tokio::fs::remove_dir_all(self.inner.config.data_dir.join("raft")).await;
+        self.drop_raft_state().await;
         let mut worker = record;
         worker.manager = false;
         worker.raft_id = 0;
         record::save(&self.inner.config.data_dir, &worker)?;
         *member = Some(self.start(worker, None, Start::Resume).await?);
         Err(failed)
+    }
+
+    /// Remove the Raft state of a member that is a manager no more (or not yet).
+    async fn drop_raft_state(&self) {
+        match tokio::fs::remove_dir_all(self.inner.config.data_dir.join("raft")).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(error = %e, "removing the raft state of a worker"),
+        }
     }
 
     async fn stop(&self, member: Member) {

@@ -1,17 +1,18 @@
 //! Mutual TLS for tonic: the server side (`TlsServer`, `incoming`, `TlsConn`), the client
 //! side (`TlsClient`, `channel`), and what both share.
 
-/// The three signature checks of a rustls verifier that wraps another, handed to what
-/// `self.$inner()` returns (the verifiers here add checks to certificates, not signatures).
+/// The three signature checks of a rustls verifier that wraps another, handed to
+/// `self.<inner>` (a field or a call; the verifiers here add checks to certificates, not
+/// signatures).
 macro_rules! signatures_checked_by {
-    ($inner:ident) => {
+    ($($inner:tt)+) => {
         fn verify_tls12_signature(
             &self,
             message: &[u8],
             cert: &rustls::pki_types::CertificateDer<'_>,
             dss: &rustls::DigitallySignedStruct,
         ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            self.$inner().verify_tls12_signature(message, cert, dss)
+            self.$($inner)+.verify_tls12_signature(message, cert, dss)
         }
 
         fn verify_tls13_signature(
@@ -20,11 +21,11 @@ macro_rules! signatures_checked_by {
             cert: &rustls::pki_types::CertificateDer<'_>,
             dss: &rustls::DigitallySignedStruct,
         ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            self.$inner().verify_tls13_signature(message, cert, dss)
+            self.$($inner)+.verify_tls13_signature(message, cert, dss)
         }
 
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.$inner().supported_verify_schemes()
+            self.$($inner)+.supported_verify_schemes()
         }
     };
 }
@@ -50,6 +51,15 @@ pub const MANAGER_SERVER_NAME: &str = crate::ca::MANAGER_SAN;
 
 /// ALPN for gRPC.
 const ALPN_H2: &[u8] = b"h2";
+
+/// No TLS session resumption on a server: a resumed session skips the certificate checks,
+/// so an old ticket would outlive a dropped root, an expired certificate or a removed node.
+/// Node-to-node connections are long-lived; a full handshake each time costs nothing that
+/// matters.
+fn no_resumption(server: &mut rustls::ServerConfig) {
+    server.send_tls13_tickets = 0;
+    server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+}
 
 /// The ring provider, built per configuration so nothing process-wide must be installed.
 pub(crate) fn provider() -> Arc<CryptoProvider> {

@@ -64,11 +64,7 @@ impl TlsServer {
             .with_client_cert_verifier(clients.clone())
             .with_cert_resolver(cert.clone());
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
-        // No resumption: a resumed session skips the certificate checks, so a node's old
-        // ticket would outlive a dropped root or an expired certificate. Connections are
-        // long-lived; a full handshake each time costs nothing that matters.
-        config.send_tls13_tickets = 0;
-        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        super::no_resumption(&mut config);
         Ok(TlsServer {
             config: Arc::new(config),
             cert,
@@ -168,7 +164,7 @@ impl ClientCertVerifier for SwappableClientVerifier {
             .verify_client_cert(end_entity, intermediates, now)
     }
 
-    signatures_checked_by!(get);
+    signatures_checked_by!(get());
 }
 
 /// What the server knows about the other end of a connection; tonic puts it in every

@@ -15,7 +15,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DistinguishedName, ServerConfig};
 
-use super::{presented_chain, private_key, provider, root_store};
+use super::{no_resumption, presented_chain, private_key, provider, root_store};
 use crate::{NodeCerts, PkiError};
 
 /// The tunnels' ALPN.
@@ -48,11 +48,7 @@ impl TunnelTls {
             .with_client_cert_verifier(clients)
             .with_single_cert(presented_chain(certs)?, private_key(&certs.key_pem)?)?;
         server.alpn_protocols = vec![ALPN_TUNNEL.to_vec()];
-        // No resumption: a resumed session skips the certificate checks, and a removed
-        // node's tickets must not bring it back. Tunnels are long-lived; a full handshake
-        // each time costs nothing that matters.
-        server.send_tls13_tickets = 0;
-        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        no_resumption(&mut server);
         let servers = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .map_err(|e| general(&e))?;
@@ -113,12 +109,6 @@ struct RefusingClients {
     refused: Refused,
 }
 
-impl RefusingClients {
-    fn inner(&self) -> &dyn ClientCertVerifier {
-        self.inner.as_ref()
-    }
-}
-
 impl ClientCertVerifier for RefusingClients {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
@@ -153,12 +143,6 @@ impl ClientCertVerifier for RefusingClients {
 struct RefusingServers {
     inner: Arc<WebPkiServerVerifier>,
     refused: Refused,
-}
-
-impl RefusingServers {
-    fn inner(&self) -> &WebPkiServerVerifier {
-        self.inner.as_ref()
-    }
 }
 
 impl ServerCertVerifier for RefusingServers {

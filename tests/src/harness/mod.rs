@@ -180,12 +180,7 @@ impl Harness {
         let dir = self.member_dir(name);
         let addr = listener.local_addr()?.to_string();
         self.net.name(&addr, name);
-        if let Some(certs) = certs {
-            certs.save(&dir.join("certificates"), Some(&data_key))?;
-        }
-        let tls = NodeTls::load(&dir.join("certificates"), Some(data_key.clone()))?
-            .context("no certificates saved")?
-            .with_dialer(self.net.dialer(name));
+        let tls = self.node_tls(name, certs, &data_key)?;
         let mut config =
             ManagerConfig::new(node_id.clone(), raft_id, dir.to_path_buf(), addr.clone());
         config.heartbeat_period = HEARTBEAT;
@@ -281,19 +276,12 @@ impl Harness {
         session_to: &[usize],
     ) -> anyhow::Result<()> {
         let name = format!("a{}", self.agents.len() + 1);
-        let dir = self.member_dir(&name);
         let token = self.token(false)?;
         let remote = self.managers[join_via].addr.clone();
         // An agent listens on nothing; its address only names it.
         let addr = format!("127.0.0.1:{}", 40000 + self.agents.len());
         let joined = join::request_certificate(&remote, &token, &name, &addr).await?;
-        let data_key = DataKey::generate()?;
-        joined
-            .certs
-            .save(&dir.join("certificates"), Some(&data_key))?;
-        let tls = NodeTls::load(&dir.join("certificates"), Some(data_key))?
-            .context("certificates just saved")?
-            .with_dialer(self.net.dialer(&name));
+        let tls = self.node_tls(&name, Some(joined.certs), &DataKey::generate()?)?;
         let cancel = CancellationToken::new();
         let managers = match session_to {
             [] => joined.managers.clone(),
@@ -318,6 +306,23 @@ impl Harness {
             cancel,
         });
         Ok(())
+    }
+
+    /// Member `name`'s TLS identity from its dir (saving `certs` there first when given, the
+    /// key sealed with `data_key`), dialling through the harness's links.
+    fn node_tls(
+        &self,
+        name: &str,
+        certs: Option<NodeCerts>,
+        data_key: &DataKey,
+    ) -> anyhow::Result<NodeTls> {
+        let dir = self.member_dir(name).join("certificates");
+        if let Some(certs) = certs {
+            certs.save(&dir, Some(data_key))?;
+        }
+        Ok(NodeTls::load(&dir, Some(data_key.clone()))?
+            .context("no certificates saved")?
+            .with_dialer(self.net.dialer(name)))
     }
 
     /// Manager `member`'s own agent, as shoald runs it once the manager is in Raft (a
@@ -478,13 +483,16 @@ impl Harness {
         };
         old.cancel.cancel();
         drop(old);
-        // Its server and loops let go of the Raft store as they wind down.
+        // Its server and loops let go of its address and Raft store as they wind down.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let member = loop {
-            let listener = bind_again(&addr).await?;
-            match self.serve_manager(seed.clone(), None, listener).await {
+            let attempt = async {
+                let listener = TcpListener::bind(&addr).await?;
+                self.serve_manager(seed.clone(), None, listener).await
+            };
+            match attempt.await {
                 Ok(member) => break member,
-                // Most likely the store's lock, still held.
+                // Most likely its address or the store's lock, still held.
                 Err(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -499,20 +507,6 @@ impl Harness {
     /// Stop agent `i` (its session ends; the fake engine keeps its containers).
     pub fn stop_agent(&self, i: usize) {
         self.agents[i].cancel.cancel();
-    }
-}
-
-/// `addr` bound again once the crashed member's listener has let go of it.
-async fn bind_again(addr: &str) -> anyhow::Result<TcpListener> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => return Ok(listener),
-            Err(e) if tokio::time::Instant::now() > deadline => {
-                return Err(anyhow!("binding {addr} again: {e}"))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
     }
 }
 
