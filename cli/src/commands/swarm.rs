@@ -46,7 +46,7 @@ pub struct UnlockKeyArgs {
     /// Only display the key
     #[arg(short, long)]
     quiet: bool,
-    /// Rotate the unlock key
+    /// Rotate the unlock key (the old one is kept and shown, for a manager down meanwhile)
     #[arg(long)]
     rotate: bool,
 }
