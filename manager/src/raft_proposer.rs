@@ -1,11 +1,16 @@
-//! The production [`Proposer`]: store batches go through Raft.
+//! The production [`Proposer`]: store entries go through Raft.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use prost::Message;
-use shoal_proto::StoreActionBatch;
+use shoal_proto::StoreEntry;
 use shoal_raft::{RaftError, RaftNode};
 
 use crate::store::{apply_response, Proposer, StoreError};
+
+/// How long a new leader's first write waits for the entries of earlier terms to apply.
+const SETTLE: Duration = Duration::from_secs(2);
 
 pub struct RaftProposer {
     raft: RaftNode,
@@ -19,17 +24,21 @@ impl RaftProposer {
 
 #[async_trait]
 impl Proposer for RaftProposer {
-    async fn propose(&self, batch: StoreActionBatch) -> Result<(), StoreError> {
+    async fn propose(&self, entry: StoreEntry) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let (_index, response) = self
             .raft
-            .propose(batch.encode_to_vec())
+            .propose(entry.encode_to_vec())
             .await
             .map_err(store_error)?;
-        apply_response(&response).map_err(StoreError::Propose)
+        apply_response(&response)
     }
 
     fn require_leader(&self) -> Result<(), StoreError> {
         self.raft.require_leader().map_err(store_error)
+    }
+
+    async fn settle(&self) {
+        self.raft.settle(SETTLE).await;
     }
 }
 

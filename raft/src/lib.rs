@@ -542,6 +542,19 @@ impl RaftNode {
         })
     }
 
+    /// Returns once this member, if it leads, has applied an entry of its own term (the
+    /// one it appends on election), so its state holds every entry committed before its
+    /// term; at once when it does not lead, and after `within` at most.
+    pub async fn settle(&self, within: std::time::Duration) {
+        let mut metrics = self.raft.metrics();
+        let settled = metrics.wait_for(|m| {
+            m.state != ServerState::Leader
+                || m.last_applied
+                    .is_some_and(|applied| applied.leader_id.term >= m.current_term)
+        });
+        let _ = tokio::time::timeout(within, settled).await;
+    }
+
     pub fn status(&self) -> RaftStatus {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();

@@ -241,17 +241,32 @@ fn batch_seeds() -> Vec<Vec<u8>> {
         kind: pb::store_action::Kind::Create as i32,
         object: Some(object),
     };
-    vec![pb::StoreActionBatch {
+    let batch = |seq, parent, format| pb::StoreActionBatch {
         actions: vec![
             action(pb::store_action::Object::Cluster(cluster())),
             action(pb::store_action::Object::Node(pb::Node {
-                id: "n1".into(),
+                id: format!("n{seq}"),
                 ..Default::default()
             })),
         ],
-        format: shoal_manager::store::STORE_FORMAT,
-    }
-    .encode_to_vec()]
+        format,
+        seq,
+        id: seq,
+        parent,
+    };
+    vec![
+        // An entry of two batches, the second built on the first, as the leader writes.
+        pb::StoreEntry {
+            format: shoal_manager::store::STORE_FORMAT,
+            batches: vec![
+                batch(1, 0, shoal_manager::store::STORE_FORMAT),
+                batch(2, 1, shoal_manager::store::STORE_FORMAT),
+            ],
+        }
+        .encode_to_vec(),
+        // A lone batch as managers before group commit wrote it.
+        batch(0, 0, 1).encode_to_vec(),
+    ]
 }
 
 /// What a Raft peer sends (append entries, vote, snapshot), decoded as the server does.

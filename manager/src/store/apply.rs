@@ -1,18 +1,26 @@
 //! Applying committed batches to the tables: the half of the store that Raft drives.
+//!
+//! The same check and write serve the committed state (here, from Raft) and the leader's
+//! speculative state ([`super::pipeline`]), so a batch that passed on the speculative state
+//! passes again when it commits, unless the state it was built on never committed.
 
 use std::sync::{Arc, RwLock};
 
 use prost::Message;
 use shoal_proto::store_action::{Kind, Object as ActionObject};
-use shoal_proto::{Meta, StoreActionBatch, StoreSnapshot};
+use shoal_proto::store_batch_result::Code;
+use shoal_proto::{
+    Meta, StoreActionBatch, StoreBatchResult, StoreEntry, StoreEntryResult, StoreSnapshot,
+};
 use tokio::sync::broadcast;
 
 use super::tx::from_action_object;
 use super::{new_channel, read_lock, Event, Object, StoreError, Tables};
 
 /// The tables and the watch stream. Raft applies committed entries here on every manager;
-/// the first byte of an apply's response is 0 on success, 1 followed by the error text when
-/// the batch was refused (a stale version), which leaves the tables untouched.
+/// an apply answers each batch of the entry with its result ([`decode_response`]); a
+/// refused batch (a stale version, or built on a batch that did not commit) leaves the
+/// tables untouched.
 pub struct StoreState {
     tables: RwLock<Tables>,
     events: broadcast::Sender<Event>,
@@ -36,56 +44,54 @@ impl StoreState {
         read_lock(&self.tables)
     }
 
+    /// The committed tables as a value: O(1), shares everything with the store.
+    pub(crate) fn tables(&self) -> Tables {
+        self.read().clone()
+    }
+
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 
     /// Apply one batch atomically at Raft index `index`: all of it, or none of it.
     pub fn apply_batch(&self, index: u64, batch: StoreActionBatch) -> Result<(), StoreError> {
-        let mut events = Vec::with_capacity(batch.actions.len());
-        {
+        self.apply_batches(index, vec![batch])
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// Apply the batches of one entry in order, each atomically; one result per batch.
+    pub fn apply_batches(
+        &self,
+        index: u64,
+        batches: Vec<StoreActionBatch>,
+    ) -> Vec<Result<(), StoreError>> {
+        let mut events = Vec::new();
+        let results = {
             let mut tables = self
                 .tables
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for action in &batch.actions {
-                check(&tables, action.kind, action.object.as_ref())?;
-            }
-            for action in batch.actions {
-                let Some(object) = action.object else {
-                    continue;
-                };
-                let mut object = from_action_object(object);
-                set_version(&mut object, index);
-                let event = match Kind::try_from(action.kind) {
-                    Ok(Kind::Create) => {
-                        insert(&mut tables, object.clone());
-                        Event::Created(Arc::new(object))
-                    }
-                    Ok(Kind::Update) => {
-                        insert(&mut tables, object.clone());
-                        Event::Updated(Arc::new(object))
-                    }
-                    // `check` refused the batch already; never guess what a newer kind means.
-                    Err(_) => return Err(StoreError::UnknownAction(action.kind)),
-                    Ok(Kind::Remove) => match remove(&mut tables, &object) {
-                        Some(old) => Event::Removed(Arc::new(old)),
-                        None => continue,
-                    },
-                };
-                events.push(event);
-            }
-        }
+            batches
+                .into_iter()
+                .map(|batch| {
+                    let version = check_batch(&tables, index, &batch)?;
+                    write_batch(&mut tables, index, version, batch, Some(&mut events));
+                    Ok(())
+                })
+                .collect()
+        };
         for event in events {
             // No receiver is fine: nobody is watching yet.
             let _ = self.events.send(event);
         }
-        Ok(())
+        results
     }
 
-    /// Every object, as a snapshot.
+    /// Every object, as a snapshot. The tables are cloned under the lock (O(1)) and
+    /// encoded outside it, so a snapshot does not stall applies.
     pub fn export(&self) -> StoreSnapshot {
-        let tables = self.read();
+        let tables = self.tables();
         StoreSnapshot {
             nodes: tables.nodes.values().cloned().collect(),
             services: tables.services.values().cloned().collect(),
@@ -95,6 +101,8 @@ impl StoreState {
             stacks: tables.stacks.values().cloned().collect(),
             secrets: tables.secrets.values().cloned().collect(),
             configs: tables.configs.values().cloned().collect(),
+            seq: tables.seq,
+            last_batch: tables.last_batch,
         }
     }
 
@@ -105,48 +113,24 @@ impl StoreState {
     fn restore_snapshot(&self, bytes: &[u8]) -> Result<(), String> {
         let snapshot =
             StoreSnapshot::decode(bytes).map_err(|e| format!("decoding store snapshot: {e}"))?;
-        let fresh = Tables {
-            nodes: snapshot
-                .nodes
-                .into_iter()
-                .map(|o| (o.id.clone(), o))
-                .collect(),
-            services: snapshot
-                .services
-                .into_iter()
-                .map(|o| (o.id.clone(), o))
-                .collect(),
-            tasks: snapshot
-                .tasks
-                .into_iter()
-                .map(|o| (o.id.clone(), o))
-                .collect(),
-            clusters: snapshot
-                .clusters
-                .into_iter()
-                .map(|o| (o.id.clone(), o))
-                .collect(),
-            networks: snapshot
-                .networks
-                .into_iter()
-                .map(|o| (o.id.clone(), o))
-                .collect(),
-            stacks: snapshot
-                .stacks
-                .into_iter()
-                .map(|o| (o.id.clone(), o))
-                .collect(),
-            secrets: snapshot
-                .secrets
-                .into_iter()
-                .map(|o| (o.id.clone(), o))
-                .collect(),
-            configs: snapshot
-                .configs
-                .into_iter()
-                .map(|o| (o.id.clone(), o))
-                .collect(),
+        fn table<T>(objects: Vec<T>, id: impl Fn(&T) -> String) -> super::Table<T> {
+            objects.into_iter().map(|o| (id(&o), o)).collect()
+        }
+        let mut fresh = Tables {
+            nodes: table(snapshot.nodes, |o| o.id.clone()),
+            services: table(snapshot.services, |o| o.id.clone()),
+            tasks: table(snapshot.tasks, |o| o.id.clone()),
+            clusters: table(snapshot.clusters, |o| o.id.clone()),
+            networks: table(snapshot.networks, |o| o.id.clone()),
+            stacks: table(snapshot.stacks, |o| o.id.clone()),
+            secrets: table(snapshot.secrets, |o| o.id.clone()),
+            configs: table(snapshot.configs, |o| o.id.clone()),
+            seq: snapshot.seq,
+            last_batch: snapshot.last_batch,
         };
+        // A snapshot from before sequence numbers: versions were log indexes, and the
+        // sequence goes on above every one of them.
+        fresh.seq = fresh.seq.max(fresh.max_version());
         *self
             .tables
             .write()
@@ -157,25 +141,20 @@ impl StoreState {
 }
 
 impl shoal_raft::Applier for StoreState {
-    /// A batch this manager cannot read (undecodable, a newer format, an action or object
+    /// An entry this manager cannot read (undecodable, a newer format, an action or object
     /// kind it does not know) stops it applying the log, rather than being skipped here
     /// while the members that read it apply it. A batch it reads but refuses (a version
-    /// conflict) is refused alike by every member, and answered as refused.
+    /// conflict, a stale sequence) is refused alike by every member, and answered as
+    /// refused.
     fn apply(&self, index: u64, command: &[u8]) -> Result<Vec<u8>, String> {
-        let batch = StoreActionBatch::decode(command).map_err(|e| {
+        let batches = decode_entry(command).map_err(|e| {
             format!("the store batch at index {index} does not decode ({e}); {UPGRADE}")
         })?;
-        unreadable(&batch).map_or(Ok(()), |why| {
+        batches.iter().find_map(unreadable).map_or(Ok(()), |why| {
             Err(format!("the store batch at index {index} {why}; {UPGRADE}"))
         })?;
-        Ok(match self.apply_batch(index, batch) {
-            Ok(()) => vec![0],
-            Err(e) => {
-                let mut response = vec![1];
-                response.extend_from_slice(e.to_string().as_bytes());
-                response
-            }
-        })
+        let results = self.apply_batches(index, batches);
+        Ok(encode_response(&results))
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -185,6 +164,25 @@ impl shoal_raft::Applier for StoreState {
     fn restore(&self, snapshot: &[u8]) -> Result<(), String> {
         self.restore_snapshot(snapshot)
     }
+}
+
+/// The batches of a log entry: a [`StoreEntry`] (format 2 on), or a single batch as
+/// managers before group commit wrote it.
+fn decode_entry(command: &[u8]) -> Result<Vec<StoreActionBatch>, prost::DecodeError> {
+    // A lone batch decodes as an entry too (its actions are the entry's reserved field 1),
+    // with its own format in the same place.
+    let entry = StoreEntry::decode(command)?;
+    if entry.format >= 2 {
+        if entry.batches.is_empty() || entry.format > super::STORE_FORMAT {
+            // Nothing to apply, or nothing this manager may read: say which format wrote it.
+            return Ok(vec![StoreActionBatch {
+                format: entry.format,
+                ..Default::default()
+            }]);
+        }
+        return Ok(entry.batches);
+    }
+    Ok(vec![StoreActionBatch::decode(command)?])
 }
 
 /// What a manager that stops at a batch it cannot read should do.
@@ -210,11 +208,148 @@ fn unreadable(batch: &StoreActionBatch) -> Option<String> {
     })
 }
 
-/// Decode an apply response: `Ok` or the refusal's text.
-pub fn decode_response(response: &[u8]) -> Result<(), String> {
-    match response.split_first() {
-        Some((0, _)) | None => Ok(()),
-        Some((_, message)) => Err(String::from_utf8_lossy(message).into_owned()),
+/// Encode an entry's results as its apply response.
+pub(crate) fn encode_response(results: &[Result<(), StoreError>]) -> Vec<u8> {
+    StoreEntryResult {
+        batches: results.iter().map(batch_result).collect(),
+    }
+    .encode_to_vec()
+}
+
+/// Decode an apply response: one result per batch of the entry.
+pub fn decode_response(response: &[u8]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let decoded = StoreEntryResult::decode(response)
+        .map_err(|e| StoreError::Propose(format!("the store's answer does not decode: {e}")))?;
+    Ok(decoded.batches.into_iter().map(batch_error).collect())
+}
+
+fn batch_result(result: &Result<(), StoreError>) -> StoreBatchResult {
+    let mut out = StoreBatchResult::default();
+    let Err(e) = result else { return out };
+    out.message = e.to_string();
+    match e {
+        StoreError::Exists { kind, id } => {
+            out.code = Code::Exists as i32;
+            (out.kind, out.id) = (kind.to_string(), id.clone());
+        }
+        StoreError::NotFound { kind, id } => {
+            out.code = Code::NotFound as i32;
+            (out.kind, out.id) = (kind.to_string(), id.clone());
+        }
+        StoreError::Conflict {
+            kind,
+            id,
+            expected,
+            found,
+        } => {
+            out.code = Code::Conflict as i32;
+            (out.kind, out.id) = (kind.to_string(), id.clone());
+            (out.expected, out.found) = (*expected, *found);
+        }
+        StoreError::Stale { seq, applied } => {
+            out.code = Code::Stale as i32;
+            (out.expected, out.found) = (*seq, *applied);
+        }
+        _ => out.code = Code::Other as i32,
+    }
+    out
+}
+
+fn batch_error(r: StoreBatchResult) -> Result<(), StoreError> {
+    let kind = static_kind(&r.kind);
+    Err(match Code::try_from(r.code) {
+        Ok(Code::Ok) => return Ok(()),
+        Ok(Code::Exists) => StoreError::Exists { kind, id: r.id },
+        Ok(Code::NotFound) => StoreError::NotFound { kind, id: r.id },
+        Ok(Code::Conflict) => StoreError::Conflict {
+            kind,
+            id: r.id,
+            expected: r.expected,
+            found: r.found,
+        },
+        Ok(Code::Stale) => StoreError::Stale {
+            seq: r.expected,
+            applied: r.found,
+        },
+        Ok(Code::Other) | Err(_) => StoreError::Propose(r.message),
+    })
+}
+
+/// The kind names errors carry, back from their text.
+fn static_kind(kind: &str) -> &'static str {
+    const KINDS: [&str; 8] = [
+        "node", "service", "task", "cluster", "network", "stack", "secret", "config",
+    ];
+    KINDS.into_iter().find(|k| *k == kind).unwrap_or("object")
+}
+
+/// Whether `batch` applies to `tables` now, and the version its objects take: the batch's
+/// sequence number (format 2), or the log index for batches written before there was one.
+/// A format-2 batch applies only right after the batch it was built on: else that one
+/// did not commit (it was refused, or lost with its leader and another took its place),
+/// and this one is refused whole as stale.
+pub(crate) fn check_batch(
+    tables: &Tables,
+    index: u64,
+    batch: &StoreActionBatch,
+) -> Result<u64, StoreError> {
+    let version = if batch.format >= 2 {
+        if batch.parent != tables.last_batch || batch.seq != tables.seq + 1 {
+            return Err(StoreError::Stale {
+                seq: batch.seq,
+                applied: tables.seq,
+            });
+        }
+        batch.seq
+    } else {
+        index
+    };
+    for action in &batch.actions {
+        check(tables, action.kind, action.object.as_ref())?;
+    }
+    Ok(version)
+}
+
+/// Write a batch that [`check_batch`] passed, its objects at `version`; the events it makes
+/// go to `events` when given.
+pub(crate) fn write_batch(
+    tables: &mut Tables,
+    index: u64,
+    version: u64,
+    batch: StoreActionBatch,
+    mut events: Option<&mut Vec<Event>>,
+) {
+    (tables.seq, tables.last_batch) = if batch.format >= 2 {
+        (batch.seq, batch.id)
+    } else {
+        (tables.seq.max(index), 0)
+    };
+    for action in batch.actions {
+        let Some(object) = action.object else {
+            continue;
+        };
+        let mut object = from_action_object(object);
+        set_version(&mut object, version);
+        let event = match Kind::try_from(action.kind) {
+            Ok(Kind::Create) => events
+                .is_some()
+                .then(|| Event::Created(Arc::new(object.clone()))),
+            Ok(Kind::Update) => events
+                .is_some()
+                .then(|| Event::Updated(Arc::new(object.clone()))),
+            // `check` refused unknown kinds already.
+            Ok(Kind::Remove) | Err(_) => {
+                let removed = remove(tables, &object);
+                if let (Some(events), Some(old)) = (events.as_deref_mut(), removed) {
+                    events.push(Event::Removed(Arc::new(old)));
+                }
+                continue;
+            }
+        };
+        insert(tables, object);
+        if let (Some(events), Some(event)) = (events.as_deref_mut(), event) {
+            events.push(event);
+        }
     }
 }
 
@@ -312,30 +447,14 @@ fn set_version(object: &mut Object, index: u64) {
 
 fn insert(tables: &mut Tables, object: Object) {
     match object {
-        Object::Node(o) => {
-            tables.nodes.insert(o.id.clone(), o);
-        }
-        Object::Service(o) => {
-            tables.services.insert(o.id.clone(), o);
-        }
-        Object::Task(o) => {
-            tables.tasks.insert(o.id.clone(), o);
-        }
-        Object::Cluster(o) => {
-            tables.clusters.insert(o.id.clone(), o);
-        }
-        Object::Network(o) => {
-            tables.networks.insert(o.id.clone(), o);
-        }
-        Object::Stack(o) => {
-            tables.stacks.insert(o.id.clone(), o);
-        }
-        Object::Secret(o) => {
-            tables.secrets.insert(o.id.clone(), o);
-        }
-        Object::Config(o) => {
-            tables.configs.insert(o.id.clone(), o);
-        }
+        Object::Node(o) => tables.nodes.insert(o.id.clone(), o),
+        Object::Service(o) => tables.services.insert(o.id.clone(), o),
+        Object::Task(o) => tables.tasks.insert(o.id.clone(), o),
+        Object::Cluster(o) => tables.clusters.insert(o.id.clone(), o),
+        Object::Network(o) => tables.networks.insert(o.id.clone(), o),
+        Object::Stack(o) => tables.stacks.insert(o.id.clone(), o),
+        Object::Secret(o) => tables.secrets.insert(o.id.clone(), o),
+        Object::Config(o) => tables.configs.insert(o.id.clone(), o),
     }
 }
 

@@ -1,28 +1,33 @@
 //! The manager's in-memory object store.
 //!
 //! Every manager holds the whole cluster state in memory: nodes, services, tasks and the
-//! cluster object, each versioned by the Raft index of the change that last wrote it.
-//! Reads are synchronous views ([`Store::view`]). Writes are transactions
-//! ([`Store::update`]): the closure reads and stages changes, the staged batch is proposed
-//! through a [`Proposer`] (Raft in production, [`LocalProposer`] in tests) and the change
-//! becomes visible only when it is applied, on every manager alike, through
-//! [`StoreState`]'s [`shoal_raft::Applier`] implementation. Each applied change is published
-//! on a watch stream ([`Store::watch`]) that the orchestrators, the scheduler and the
-//! dispatcher run on.
+//! cluster object, each versioned by the store's sequence number of the batch that last
+//! wrote it. Reads are synchronous views of the committed state ([`Store::view`]). Writes
+//! are transactions ([`Store::update`]): the closure reads the leader's speculative state
+//! (committed plus the writes still on their way through Raft) and stages changes; the
+//! batch is applied to the speculative state, queued, and the writer released before its
+//! commit is awaited, so the next transaction builds on it at once. Queued batches go to
+//! a [`Proposer`] (Raft in production, [`LocalProposer`] in tests) in order, several to a
+//! log entry (group commit), and become visible to views only when applied, on every
+//! manager alike, through [`StoreState`]'s [`shoal_raft::Applier`] implementation. Each
+//! applied change is published on a watch stream ([`Store::watch`]) that the
+//! orchestrators, the scheduler and the dispatcher run on.
 //!
 //! The store knows nothing of gRPC or of the components that use it.
 
 mod apply;
+mod pipeline;
+mod table;
 mod tx;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
-use shoal_proto::{Cluster, Config, Network, Node, Secret, Service, Stack, StoreActionBatch, Task};
-use tokio::sync::{broadcast, Mutex};
+use shoal_proto::{Cluster, Config, Network, Node, Secret, Service, Stack, StoreEntry, Task};
+use tokio::sync::broadcast;
 
 pub use apply::{decode_response as apply_response, StoreState};
+pub use table::Table;
 pub(crate) use tx::lookup;
 pub use tx::{Lookup, ReadTx, WriteTx};
 
@@ -31,7 +36,7 @@ pub use tx::{Lookup, ReadTx, WriteTx};
 const WATCH_CAPACITY: usize = 16 * 1024;
 
 /// Errors from store transactions.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// Raft refused the write because this manager does not lead.
     #[error("this manager is not the leader")]
@@ -57,12 +62,18 @@ pub enum StoreError {
     /// The change cannot commit now (no quorum, no leader): said as Raft says it.
     #[error("{0}")]
     Unavailable(String),
+    /// The transaction was built on a write that did not commit (refused, or lost with a
+    /// leader change): nothing of it was written.
+    #[error("this change was built on an earlier one that did not commit (store batch {seq} after {applied}); nothing was written: retry it")]
+    Stale { seq: u64, applied: u64 },
 }
 
 /// The format of the store batches this manager writes, and the newest it reads. Raise it
 /// when a batch may hold what an older manager cannot read (a new action or object kind):
 /// older managers then stop at the first such batch instead of diverging.
-pub const STORE_FORMAT: u32 = 1;
+///
+/// 2: log entries are [`StoreEntry`]s of several batches, each with its sequence number.
+pub const STORE_FORMAT: u32 = 2;
 
 /// One stored object, as carried on the watch stream.
 #[allow(clippy::large_enum_variant)] // moved one at a time; events share it ([`Event`])
@@ -119,33 +130,73 @@ impl Event {
     }
 }
 
-/// The tables. Ordered maps keep listings stable.
+/// The tables, and which batch was applied to them last. Ordered maps
+/// keep listings stable; cloning the whole is O(1) ([`Table`]).
 #[derive(Clone, Debug, Default)]
 pub struct Tables {
-    pub nodes: BTreeMap<String, Node>,
-    pub services: BTreeMap<String, Service>,
-    pub tasks: BTreeMap<String, Task>,
-    pub clusters: BTreeMap<String, Cluster>,
-    pub networks: BTreeMap<String, Network>,
-    pub stacks: BTreeMap<String, Stack>,
-    pub secrets: BTreeMap<String, Secret>,
-    pub configs: BTreeMap<String, Config>,
+    pub nodes: Table<Node>,
+    pub services: Table<Service>,
+    pub tasks: Table<Task>,
+    pub clusters: Table<Cluster>,
+    pub networks: Table<Network>,
+    pub stacks: Table<Stack>,
+    pub secrets: Table<Secret>,
+    pub configs: Table<Config>,
+    /// The sequence number of the last batch applied: the version it gave its objects.
+    pub seq: u64,
+    /// The id of the last batch applied; the next applies only if built on it.
+    pub last_batch: u64,
+}
+
+impl Tables {
+    /// The highest version of any object.
+    fn max_version(&self) -> u64 {
+        fn top<'a, T: 'a>(
+            objects: impl Iterator<Item = &'a T>,
+            meta: impl Fn(&T) -> &Option<shoal_proto::Meta>,
+        ) -> u64 {
+            objects
+                .filter_map(|o| meta(o).as_ref().map(|m| m.version))
+                .max()
+                .unwrap_or(0)
+        }
+        [
+            top(self.nodes.values(), |o| &o.meta),
+            top(self.services.values(), |o| &o.meta),
+            top(self.tasks.values(), |o| &o.meta),
+            top(self.clusters.values(), |o| &o.meta),
+            top(self.networks.values(), |o| &o.meta),
+            top(self.stacks.values(), |o| &o.meta),
+            top(self.secrets.values(), |o| &o.meta),
+            top(self.configs.values(), |o| &o.meta),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
 }
 
 /// Where committed batches go. Raft in a real manager; [`LocalProposer`] in tests.
 #[async_trait]
 pub trait Proposer: Send + Sync + 'static {
-    /// Replicate and apply `batch`; returns once it is applied to this manager's store.
-    async fn propose(&self, batch: StoreActionBatch) -> Result<(), StoreError>;
+    /// Replicate `entry` and apply it to this manager's store; returns once applied, with
+    /// one result per batch, in order. `Err`: the entry as a whole was not committed, or
+    /// it is not known whether it was (every batch of it fails with that error).
+    async fn propose(&self, entry: StoreEntry) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 
     /// `Ok` when this manager leads now, else `NotLeader` naming the leader. A follower's
     /// state may lag: what is missing there is not known missing.
     fn require_leader(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Returns once this manager, if it leads, has applied every entry committed before
+    /// its term, so a transaction built on its state builds on all of them (or after a
+    /// bound: the batch is then refused as stale at worst, never applied on a stale view).
+    async fn settle(&self) {}
 }
 
-/// Applies batches straight to the local state, with no replication. For tests of the
+/// Applies entries straight to the local state, with no replication. For tests of the
 /// components above the store, and nothing else.
 pub struct LocalProposer {
     state: Arc<StoreState>,
@@ -163,9 +214,9 @@ impl LocalProposer {
 
 #[async_trait]
 impl Proposer for LocalProposer {
-    async fn propose(&self, batch: StoreActionBatch) -> Result<(), StoreError> {
+    async fn propose(&self, entry: StoreEntry) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let index = self.index.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        self.state.apply_batch(index, batch)
+        Ok(self.state.apply_batches(index, entry.batches))
     }
 }
 
@@ -174,16 +225,15 @@ impl Proposer for LocalProposer {
 pub struct Store {
     state: Arc<StoreState>,
     proposer: Arc<dyn Proposer>,
-    /// Serialises writers so a transaction's reads stay valid until its batch applies.
-    writer: Arc<Mutex<()>>,
+    pipeline: pipeline::Pipeline,
 }
 
 impl Store {
     pub fn new(state: Arc<StoreState>, proposer: Arc<dyn Proposer>) -> Self {
         Self {
+            pipeline: pipeline::Pipeline::new(proposer.clone()),
             state,
             proposer,
-            writer: Arc::new(Mutex::new(())),
         }
     }
 
@@ -204,15 +254,18 @@ impl Store {
         self.proposer.require_leader()
     }
 
-    /// Run `f` on a consistent read-only view.
+    /// Run `f` on a consistent read-only view of the committed state.
     pub fn view<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> T) -> T {
         let tables = self.tables();
         f(&ReadTx::new(&tables))
     }
 
-    /// Run `f` as a transaction: it reads the current state, stages changes, and the batch
-    /// is committed through the proposer. Returns `f`'s value once the change is applied.
-    /// A transaction that staged nothing proposes nothing.
+    /// Run `f` as a transaction: it reads the committed state plus every write still
+    /// pending (lookups, iterators, uniqueness and version checks alike) and stages
+    /// changes; the batch is checked and queued, and the next transaction may start while
+    /// this one commits. Returns `f`'s value once the change is applied here, or the
+    /// typed error it was refused with. A transaction that staged nothing proposes
+    /// nothing.
     pub async fn update<T, E>(
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
@@ -220,16 +273,18 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let _writer = self.writer.lock().await;
+        let mut spec = self.pipeline.begin(&self.state).await;
         let (value, batch) = {
-            let tables = self.tables();
-            let mut tx = WriteTx::new(&tables);
+            let mut tx = WriteTx::new(&spec);
             let value = f(&mut tx)?;
             (value, tx.into_batch())
         };
-        if !batch.actions.is_empty() {
-            self.proposer.propose(batch).await?;
+        if batch.actions.is_empty() {
+            return Ok(value);
         }
+        let committed = self.pipeline.queue(&mut spec, batch)?;
+        drop(spec);
+        committed.await?;
         Ok(value)
     }
 
@@ -252,5 +307,7 @@ pub(crate) fn new_channel() -> broadcast::Sender<Event> {
     broadcast::channel(WATCH_CAPACITY).0
 }
 
+#[cfg(test)]
+mod pipeline_tests;
 #[cfg(test)]
 mod tests;

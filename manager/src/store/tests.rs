@@ -1,5 +1,7 @@
 use prost::Message;
-use shoal_proto::{Service, ServiceSpec, Task, TaskState, TaskStatus};
+use shoal_proto::{
+    Service, ServiceSpec, StoreActionBatch, StoreEntry, Task, TaskState, TaskStatus,
+};
 use shoal_raft::Applier;
 
 use super::*;
@@ -27,7 +29,7 @@ async fn update_commits_and_view_sees_it() {
         (s.name().to_string(), s.version())
     });
     assert_eq!(name, "web");
-    assert_eq!(version, 1, "version is the index of the write");
+    assert_eq!(version, 1, "version is the sequence number of the write");
 }
 
 #[tokio::test]
@@ -72,13 +74,13 @@ async fn stale_version_is_refused_at_apply() {
         .await
         .expect("first update");
     // A writer that read before the first update loses.
-    let batch = StoreActionBatch {
-        actions: vec![shoal_proto::StoreAction {
+    let batch = next_batch(
+        &store,
+        vec![shoal_proto::StoreAction {
             kind: shoal_proto::store_action::Kind::Update as i32,
             object: Some(shoal_proto::store_action::Object::Service(stale)),
         }],
-        format: STORE_FORMAT,
-    };
+    );
     let err = store.state().apply_batch(99, batch).expect_err("stale");
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
     assert_eq!(
@@ -174,8 +176,9 @@ async fn an_unknown_action_kind_is_refused_not_taken_for_a_removal() {
         .expect("create");
     let stored = store.view(|r| r.service("s1").cloned()).expect("stored");
     // A newer leader's kind 7, in a batch with a change this version knows.
-    let batch = StoreActionBatch {
-        actions: vec![
+    let batch = next_batch(
+        &store,
+        vec![
             shoal_proto::StoreAction {
                 kind: shoal_proto::store_action::Kind::Create as i32,
                 object: Some(shoal_proto::store_action::Object::Service(service(
@@ -187,12 +190,11 @@ async fn an_unknown_action_kind_is_refused_not_taken_for_a_removal() {
                 object: Some(shoal_proto::store_action::Object::Service(stored)),
             },
         ],
-        format: STORE_FORMAT,
-    };
+    );
     // Through Raft's applier it stops this manager applying the log (never skipped).
     let stop = store
         .state()
-        .apply(99, &batch.encode_to_vec())
+        .apply(99, &entry(vec![batch.clone()]))
         .expect_err("the member stops");
     assert!(
         stop.contains("unknown kind 7") && stop.contains("upgrade this manager"),
@@ -217,8 +219,8 @@ async fn a_batch_of_a_newer_format_or_object_kind_stops_the_manager() {
     let web = Some(shoal_proto::store_action::Object::Service(service(
         "s1", "web",
     )));
-    let newer = StoreActionBatch {
-        actions: vec![create(web.clone())],
+    let newer = StoreEntry {
+        batches: vec![next_batch(&store, vec![create(web.clone())])],
         format: STORE_FORMAT + 1,
     };
     let stop = store
@@ -230,13 +232,10 @@ async fn a_batch_of_a_newer_format_or_object_kind_stops_the_manager() {
         "{stop}"
     );
     // An object kind added later decodes as no object at all.
-    let unknown_object = StoreActionBatch {
-        actions: vec![create(None)],
-        format: STORE_FORMAT,
-    };
+    let unknown_object = next_batch(&store, vec![create(None)]);
     let stop = store
         .state()
-        .apply(6, &unknown_object.encode_to_vec())
+        .apply(6, &entry(vec![unknown_object]))
         .expect_err("stops");
     assert!(stop.contains("object of a kind"), "{stop}");
     assert!(
@@ -244,15 +243,95 @@ async fn a_batch_of_a_newer_format_or_object_kind_stops_the_manager() {
         "garbage stops it too"
     );
     assert!(store.view(|r| r.service("s1").is_none()), "nothing applied");
-    // Batches from before the format field (0) and of this format apply.
+    // Batches from before the format field (0), and lone batches of format 1, apply: their
+    // objects take the log index as version, and the sequence goes on above it.
     let old = StoreActionBatch {
         actions: vec![create(web)],
         format: 0,
+        ..Default::default()
     };
     let response = store
         .state()
         .apply(8, &old.encode_to_vec())
         .expect("applied");
-    assert_eq!(apply_response(&response), Ok(()));
-    assert!(store.view(|r| r.service("s1").is_some()));
+    assert!(matches!(apply_response(&response).as_deref(), Ok([Ok(())])));
+    let api = Some(shoal_proto::store_action::Object::Service(service(
+        "s2", "api",
+    )));
+    let format1 = StoreActionBatch {
+        actions: vec![create(api)],
+        format: 1,
+        ..Default::default()
+    };
+    store
+        .state()
+        .apply(12, &format1.encode_to_vec())
+        .expect("applied");
+    assert_eq!(
+        store.view(|r| r.service("s1").map(|s| s.version())),
+        Some(8)
+    );
+    assert_eq!(
+        store.view(|r| r.service("s2").map(|s| s.version())),
+        Some(12)
+    );
+    store
+        .update(|tx| tx.create(Object::Service(service("s3", "db"))))
+        .await
+        .expect("a format 2 write after them");
+    assert_eq!(
+        store.view(|r| r.service("s3").map(|s| s.version())),
+        Some(13)
+    );
+}
+
+#[tokio::test]
+async fn a_batch_built_on_a_write_that_did_not_commit_is_refused_whole() {
+    let store = Store::in_memory();
+    store
+        .update(|tx| tx.create(Object::Service(service("s1", "web"))))
+        .await
+        .expect("create");
+    let create = shoal_proto::StoreAction {
+        kind: shoal_proto::store_action::Kind::Create as i32,
+        object: Some(shoal_proto::store_action::Object::Service(service(
+            "s2", "api",
+        ))),
+    };
+    // Built on a batch that never committed, and in its place in the sequence.
+    let mut skipping = next_batch(&store, vec![create]);
+    skipping.parent = 77;
+    let response = store
+        .state()
+        .apply(20, &entry(vec![skipping]))
+        .expect("read, and refused");
+    let results = apply_response(&response).expect("decodes");
+    assert!(
+        matches!(
+            results.as_slice(),
+            [Err(StoreError::Stale { seq: 2, applied: 1 })]
+        ),
+        "{results:?}"
+    );
+    assert!(store.view(|r| r.service("s2").is_none()), "nothing applied");
+}
+
+/// A format-2 batch of `actions` that follows the store's last.
+fn next_batch(store: &Store, actions: Vec<shoal_proto::StoreAction>) -> StoreActionBatch {
+    StoreActionBatch {
+        actions,
+        format: STORE_FORMAT,
+        seq: store.state().read().seq + 1,
+        id: rand::random::<u64>().max(1),
+        parent: store.state().read().last_batch,
+    }
+}
+
+/// A log entry of `batches`, encoded.
+fn entry(batches: Vec<StoreActionBatch>) -> Vec<u8> {
+    StoreEntry {
+        format: STORE_FORMAT,
+        batches,
+    }
+    .encode_to_vec()
 }

@@ -203,9 +203,10 @@ impl<T> Lookup<T> {
     }
 }
 
-/// A write transaction. Reads see the committed state plus this transaction's own staged
-/// writes for single-object lookups; the iterators of [`WriteTx::read`] see the committed
-/// state only.
+/// A write transaction. [`WriteTx::read`] is the state the transaction builds on: the
+/// committed state plus every write still pending before it. Single-object lookups and the
+/// `*_now` listings also see this transaction's own staged writes; the iterators of
+/// [`WriteTx::read`] do not.
 pub struct WriteTx<'a> {
     base: ReadTx<'a>,
     actions: Vec<StoreAction>,
@@ -224,7 +225,7 @@ impl<'a> WriteTx<'a> {
         }
     }
 
-    /// The committed state, as it was when the transaction began.
+    /// The state the transaction builds on (committed plus pending), as it began.
     pub fn read(&self) -> &ReadTx<'a> {
         &self.base
     }
@@ -449,6 +450,7 @@ impl<'a> WriteTx<'a> {
         StoreActionBatch {
             actions: self.actions,
             format: super::STORE_FORMAT,
+            ..Default::default()
         }
     }
 
