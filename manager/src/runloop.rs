@@ -30,6 +30,18 @@ pub async fn next(
     deadline: Option<Instant>,
     cancel: &CancellationToken,
 ) -> Wake {
+    next_noting(events, |e| relevant(e), deadline, cancel).await
+}
+
+/// As [`next`], handing every event that arrives (the burst's too) to `note`, which says
+/// whether it is relevant. A lag (events lost to a slow consumer) is noted as
+/// [`Event::Resync`]: re-read everything.
+pub async fn next_noting(
+    events: &mut broadcast::Receiver<Event>,
+    mut note: impl FnMut(&Event) -> bool,
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+) -> Wake {
     let timer = async {
         match deadline {
             Some(at) => tokio::time::sleep_until(at).await,
@@ -42,9 +54,12 @@ pub async fn next(
             _ = cancel.cancelled() => return Wake::Shutdown,
             _ = &mut timer => return Wake::Timer,
             event = events.recv() => match event {
-                Ok(e) if relevant(&e) || e == Event::Resync => break,
+                Ok(e) if note(&e) || e == Event::Resync => break,
                 Ok(_) => continue,
-                Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Lagged(_)) => {
+                    note(&Event::Resync);
+                    break;
+                }
                 Err(RecvError::Closed) => return Wake::Shutdown,
             },
         }
@@ -54,7 +69,15 @@ pub async fn next(
     loop {
         tokio::select! {
             _ = &mut settle => return Wake::Changed,
-            event = events.recv() => if let Err(RecvError::Closed) = event { return Wake::Shutdown },
+            event = events.recv() => match event {
+                Ok(e) => {
+                    note(&e);
+                }
+                Err(RecvError::Lagged(_)) => {
+                    note(&Event::Resync);
+                }
+                Err(RecvError::Closed) => return Wake::Shutdown,
+            },
         }
     }
 }

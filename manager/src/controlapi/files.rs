@@ -4,6 +4,7 @@
 //! managers through this API, a config's does (`config inspect`, as Docker's).
 
 use shoal_proto::{Config, ConfigSpec, FileReference, Secret, SecretSpec, Service, ServiceSpec};
+use std::borrow::Borrow;
 
 use super::{validate, ControlApi, ControlError};
 use crate::ids::new_id;
@@ -182,10 +183,11 @@ fn check(kind: &str, name: &str, data: &[u8]) -> Result<(), ControlError> {
 }
 
 /// Names of the services whose tasks use `id`.
-pub fn users<T: FileObject>(services: &[Service], id: &str) -> Vec<String> {
+pub fn users<T: FileObject>(services: &[impl Borrow<Service>], id: &str) -> Vec<String> {
     services
         .iter()
-        .filter(|s| {
+        .map(Borrow::borrow)
+        .filter(|s: &&Service| {
             s.spec
                 .as_ref()
                 .is_some_and(|spec| T::references_of(spec).iter().any(|r| r.id == id))

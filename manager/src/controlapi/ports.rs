@@ -2,6 +2,7 @@
 //! node, so no other service may publish it (in either mode); a mesh port given without a
 //! number gets one from Swarm's dynamic range.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 
@@ -17,18 +18,18 @@ pub const DYNAMIC: RangeInclusive<u32> = 30_000..=32_767;
 /// same target, else the first free one of [`DYNAMIC`].
 /// `services` and `networks` are every one as the calling transaction sees them.
 pub fn claim(
-    services: &[Service],
+    services: &[impl Borrow<Service>],
     networks: &[Network],
     spec: &mut ServiceSpec,
     service_id: Option<&str>,
 ) -> Result<(), ControlError> {
-    let others: Vec<(&str, &PortConfig)> = services
-        .iter()
+    let services = || services.iter().map(Borrow::borrow);
+    let others: Vec<(&str, &PortConfig)> = services()
         .filter(|s| Some(s.id.as_str()) != service_id)
         .flat_map(|s| s.ports().iter().map(move |p| (s.name(), p)))
         .collect();
     let before: Vec<PortConfig> = service_id
-        .and_then(|id| services.iter().find(|s| s.id == id))
+        .and_then(|id| services().find(|s: &&Service| s.id == id))
         .map(|s| s.ports().to_vec())
         .unwrap_or_default();
     let Some(endpoint) = spec.endpoint.as_mut() else {

@@ -4,6 +4,7 @@
 //! made. The compose file itself is the client's to read: a StackSpec arrives resolved,
 //! with its objects already named `NAME_x` (Docker's naming).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use shoal_proto::{
@@ -140,6 +141,7 @@ impl ControlApi {
                     .services_now()
                     .into_iter()
                     .filter(|s| s.stack() == Some(name))
+                    .map(Cow::into_owned)
                     .collect();
                 let networks: Vec<Network> = tx
                     .networks_now()
@@ -349,7 +351,8 @@ fn apply(
         let existing = tx
             .services_now()
             .into_iter()
-            .find(|s| s.name() == wanted.name);
+            .find(|s| s.name() == wanted.name)
+            .map(Cow::into_owned);
         if let Some(other) = existing
             .as_ref()
             .and_then(|s| s.stack().filter(|n| *n != stack))
@@ -398,7 +401,7 @@ fn apply(
         }
         if prune {
             changes.push(format!("remove service {}", service.name()));
-            stage_removal(tx, service)?;
+            stage_removal(tx, service.into_owned())?;
         } else {
             warnings.push(format!(
                 "service {} is no longer in the file and keeps running: deploy with --prune to remove it",
@@ -415,7 +418,7 @@ fn apply(
         let users: Vec<&str> = services
             .iter()
             .filter(|s| s.networks().any(|a| a.target == network.id))
-            .map(Service::name)
+            .map(|s| s.name())
             .collect();
         if prune && users.is_empty() {
             changes.push(format!("remove network {}", network.name()));

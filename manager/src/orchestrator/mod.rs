@@ -1,6 +1,7 @@
 //! Orchestrators: turn services into tasks.
 //!
-//! One run loop reconciles every service on each batch of store changes: replicated
+//! One run loop reconciles the services each batch of store changes touched (all of them
+//! after a node change or a resync), and those whose timer is due: replicated
 //! services keep their numbered slots filled ([`replicated`]: tasks of down or removed
 //! nodes are replaced at once, tasks of drained nodes are replaced first and stopped once
 //! the replacement runs), global services keep one task per eligible node ([`global`]),
@@ -22,6 +23,9 @@ pub mod restart;
 pub mod taskreaper;
 pub mod update;
 
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
 use shoal_proto::{Service, ServiceMode, Task, TaskState, TaskStatus};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::ids::new_id;
 use crate::runloop::{self, Wake};
-use crate::store::{Event, Object, Store, StoreError};
+use crate::store::{Event, Object, Store, StoreError, WriteTx};
 use restart::RestartSupervisor;
 use update::Updater;
 
@@ -85,6 +89,48 @@ pub struct Orchestrator {
     store: Store,
     restart: RestartSupervisor,
     updater: Updater,
+    /// What the next pass reconciles, from the events since the last.
+    dirty: Dirty,
+    /// When a service must be reconciled again without an event (a restart delay, an
+    /// update's monitor period, a retry), by service id.
+    due: HashMap<String, Instant>,
+}
+
+/// How long a service whose reconcile failed waits before it is tried again.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// The services the events since the last pass touched.
+#[derive(Default)]
+struct Dirty {
+    /// Every service (the first pass, a resync, a node change).
+    all: bool,
+    services: BTreeSet<String>,
+    removed: Vec<String>,
+}
+
+impl Dirty {
+    /// Record `event`; whether it calls for a pass.
+    fn note(&mut self, event: &Event) -> bool {
+        if let Event::Removed(o) = event {
+            if let Object::Service(s) = &**o {
+                self.removed.push(s.id.clone());
+            }
+        }
+        if !relevant(event) {
+            return false;
+        }
+        match event.object() {
+            Some(Object::Service(s)) => {
+                self.services.insert(s.id.clone());
+            }
+            Some(Object::Task(t)) => {
+                self.services.insert(t.service_id.clone());
+            }
+            // A node's state or availability can move any service's tasks.
+            _ => self.all = true,
+        }
+        true
+    }
 }
 
 impl Orchestrator {
@@ -93,20 +139,27 @@ impl Orchestrator {
             store,
             restart: RestartSupervisor::default(),
             updater: Updater::default(),
+            dirty: Dirty {
+                all: true,
+                ..Dirty::default()
+            },
+            due: HashMap::new(),
         }
     }
 
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut events = self.store.watch();
         loop {
-            let deadline = match self.pass().await {
+            let deadline = match self.pass_dirty().await {
                 Ok(next) => next,
                 Err(e) => {
-                    tracing::warn!(error = %e, "orchestrator pass failed; retrying");
-                    Some(Instant::now() + std::time::Duration::from_millis(200))
+                    tracing::warn!(error = %e, "orchestrator pass failed for a service; retrying it");
+                    self.due.values().min().copied()
                 }
             };
-            if runloop::next(&mut events, relevant, deadline, &cancel).await == Wake::Shutdown {
+            let dirty = &mut self.dirty;
+            let wake = runloop::next_noting(&mut events, |e| dirty.note(e), deadline, &cancel);
+            if wake.await == Wake::Shutdown {
                 return;
             }
         }
@@ -114,45 +167,112 @@ impl Orchestrator {
 
     /// Reconcile every service once; returns when the next timer is due.
     pub async fn pass(&mut self) -> Result<Option<Instant>, StoreError> {
-        let now = Instant::now();
-        let restart = &mut self.restart;
-        let updater = &mut self.updater;
-        self.store
-            .update(|tx| {
-                let services: Vec<Service> = tx.read().services().cloned().collect();
-                updater.retain(|id| services.iter().any(|s| s.id == id));
-                let mut next = None;
-                for service in &services {
-                    let due = match service.mode() {
-                        mode @ (ServiceMode::Replicated | ServiceMode::Global) => {
-                            // The updater goes first; when it wrote, the reconciler waits
-                            // for the next pass to see its writes.
-                            let update = updater.update(tx, service, now)?;
-                            if update.acted {
-                                update.next
-                            } else if mode == ServiceMode::Global {
-                                earliest(update.next, global::reconcile(tx, service, restart, now)?)
-                            } else {
-                                earliest(
-                                    update.next,
-                                    replicated::reconcile(tx, service, restart, now)?,
-                                )
-                            }
-                        }
-                        // Jobs re-run on a spec change (a new iteration): no rolling update.
-                        ServiceMode::ReplicatedJob => {
-                            jobs::reconcile_replicated(tx, service, restart, now)?
-                        }
-                        ServiceMode::GlobalJob => {
-                            jobs::reconcile_global(tx, service, restart, now)?
-                        }
-                    };
-                    next = earliest(next, due);
-                }
-                Ok::<_, StoreError>(next)
-            })
-            .await
+        self.dirty.all = true;
+        self.pass_dirty().await
     }
+
+    /// Reconcile the services the events touched and those whose timer is due, each in a
+    /// transaction of its own (queued one after another, committed together), so a pass
+    /// costs what changed rather than the size of the cluster, and one service that fails
+    /// leaves the others be (it is retried after [`RETRY`]). Returns when the next timer is
+    /// due, or the first failure.
+    async fn pass_dirty(&mut self) -> Result<Option<Instant>, StoreError> {
+        let now = Instant::now();
+        let dirty = std::mem::take(&mut self.dirty);
+        for id in &dirty.removed {
+            self.due.remove(id);
+        }
+        let mut ids: BTreeSet<String> = dirty.services;
+        if dirty.all {
+            let all: BTreeSet<String> = self
+                .store
+                .view(|r| r.services().map(|s| s.id.clone()).collect());
+            self.updater.retain(|id| all.contains(id));
+            self.due.retain(|id, _| all.contains(id));
+            ids = all;
+        }
+        ids.extend(
+            self.due
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(id, _)| id.clone()),
+        );
+        let mut failure = None;
+        let mut commits = Vec::with_capacity(ids.len());
+        for id in ids {
+            self.due.remove(&id);
+            let (restart, updater) = (&mut self.restart, &mut self.updater);
+            let staged = self
+                .store
+                .submit(|tx| {
+                    let Some(service) = tx.read().service(&id).cloned() else {
+                        return Ok((None, false));
+                    };
+                    reconcile(tx, &service, restart, updater, now)
+                })
+                .await;
+            match staged {
+                Ok((next, commit)) => commits.push((id, next, commit)),
+                Err(e) => {
+                    self.due.insert(id, now + RETRY);
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        for (id, (next, acted), commit) in commits {
+            match commit.await {
+                // When the updater wrote, the reconciler runs on the next pass, on its
+                // writes.
+                Ok(()) if acted => {
+                    self.due.insert(id, now);
+                }
+                Ok(()) => {
+                    if let Some(at) = next {
+                        self.due.insert(id, at);
+                    }
+                }
+                Err(e) => {
+                    self.due.insert(id, now + RETRY);
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(self.due.values().min().copied()),
+        }
+    }
+}
+
+/// Reconcile one service in `tx`: when it is next due, and whether the rolling updater
+/// wrote (then the reconciler waits for the next pass, to see the updater's writes).
+fn reconcile(
+    tx: &mut WriteTx<'_>,
+    service: &Service,
+    restart: &mut RestartSupervisor,
+    updater: &mut Updater,
+    now: Instant,
+) -> Result<(Option<Instant>, bool), StoreError> {
+    Ok(match service.mode() {
+        mode @ (ServiceMode::Replicated | ServiceMode::Global) => {
+            let update = updater.update(tx, service, now)?;
+            if update.acted {
+                (update.next, true)
+            } else if mode == ServiceMode::Global {
+                let due = global::reconcile(tx, service, restart, now)?;
+                (earliest(update.next, due), false)
+            } else {
+                let due = replicated::reconcile(tx, service, restart, now)?;
+                (earliest(update.next, due), false)
+            }
+        }
+        // Jobs re-run on a spec change (a new iteration): no rolling update.
+        ServiceMode::ReplicatedJob => (
+            jobs::reconcile_replicated(tx, service, restart, now)?,
+            false,
+        ),
+        ServiceMode::GlobalJob => (jobs::reconcile_global(tx, service, restart, now)?, false),
+    })
 }
 
 fn relevant(event: &Event) -> bool {

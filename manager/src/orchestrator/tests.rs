@@ -780,3 +780,77 @@ async fn run_loops_drain_a_node_without_downtime() {
     assert_eq!(store.view(|r| serving(r, "s")), 2);
     cancel.cancel();
 }
+
+/// Feeds the events since the last call to the orchestrator, as its run loop does.
+fn note_events(o: &mut Orchestrator, events: &mut tokio::sync::broadcast::Receiver<Event>) {
+    while let Ok(event) = events.try_recv() {
+        o.dirty.note(&event);
+    }
+}
+
+#[tokio::test]
+async fn a_pass_reconciles_only_the_services_its_events_touched() {
+    let store = Store::in_memory();
+    put(
+        &store,
+        vec![
+            Object::Service(service("a", 1)),
+            Object::Service(service("b", 1)),
+        ],
+    )
+    .await;
+    let mut o = Orchestrator::new(store.clone());
+    let mut events = store.watch();
+    o.pass().await.expect("first pass: every service");
+    note_events(&mut o, &mut events);
+    o.pass_dirty().await.expect("its own writes");
+    let count = |id: &str| store.view(|r| r.tasks_of_service(id).count());
+    assert_eq!((count("a"), count("b")), (1, 1));
+    // b's task goes away unseen by the orchestrator; a is scaled, and that it sees.
+    let b_task = store
+        .view(|r| r.tasks_of_service("b").next().cloned())
+        .expect("task");
+    store
+        .update(|tx| {
+            tx.remove(Object::Task(b_task));
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("remove");
+    let _ = events.try_recv();
+    set_replicas(&store, "a", 3).await;
+    note_events(&mut o, &mut events);
+    o.pass_dirty().await.expect("pass");
+    assert_eq!((count("a"), count("b")), (3, 0), "only a was reconciled");
+    // Once b's change is seen, b is reconciled too.
+    o.dirty.services.insert("b".into());
+    o.pass_dirty().await.expect("pass");
+    assert_eq!(count("b"), 1);
+}
+
+#[test]
+fn events_mark_their_services_and_node_changes_mark_all() {
+    let mut dirty = Dirty::default();
+    let task = |service: &str, state: TaskState| {
+        let mut t = new_task(&service_for(service), 1, "n1", TaskState::Running);
+        t.status.get_or_insert_with(Default::default).state = state as i32;
+        Event::Updated(std::sync::Arc::new(Object::Task(t)))
+    };
+    assert!(dirty.note(&task("s1", TaskState::Failed)));
+    assert!(
+        !dirty.note(&task("s2", TaskState::Assigned)),
+        "not relevant"
+    );
+    assert_eq!(dirty.services.iter().collect::<Vec<_>>(), ["s1"]);
+    assert!(!dirty.all);
+    let removed = Event::Removed(std::sync::Arc::new(Object::Service(service_for("s3"))));
+    assert!(!dirty.note(&removed), "a removed service is the reaper's");
+    assert_eq!(dirty.removed, ["s3"]);
+    let n = Event::Updated(std::sync::Arc::new(Object::Node(node("n1"))));
+    assert!(dirty.note(&n));
+    assert!(dirty.all, "a node change can move any service's tasks");
+}
+
+fn service_for(id: &str) -> Service {
+    service(id, 1)
+}

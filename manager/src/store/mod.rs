@@ -27,6 +27,7 @@ use shoal_proto::{Cluster, Config, Network, Node, Secret, Service, Stack, StoreE
 use tokio::sync::broadcast;
 
 pub use apply::{decode_response as apply_response, StoreState};
+pub use pipeline::Commit;
 pub use table::Table;
 pub(crate) use tx::lookup;
 pub use tx::{Lookup, ReadTx, WriteTx};
@@ -273,6 +274,22 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        let (value, committed) = self.submit(f).await?;
+        committed.await?;
+        Ok(value)
+    }
+
+    /// [`Store::update`] without waiting for the commit: returns `f`'s value once the
+    /// batch is queued, with the commit still to await. A caller with many independent
+    /// transactions queues them all (each builds on the ones before) and then awaits them:
+    /// they commit together, and one that `f` refuses leaves the others be.
+    pub async fn submit<T, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<(T, Commit), E>
+    where
+        E: From<StoreError>,
+    {
         let mut spec = self.pipeline.begin(&self.state).await;
         let (value, batch) = {
             let mut tx = WriteTx::new(&spec);
@@ -280,12 +297,10 @@ impl Store {
             (value, tx.into_batch())
         };
         if batch.actions.is_empty() {
-            return Ok(value);
+            return Ok((value, Commit::nothing()));
         }
         let committed = self.pipeline.queue(&mut spec, batch)?;
-        drop(spec);
-        committed.await?;
-        Ok(value)
+        Ok((value, committed))
     }
 
     /// Subscribe to applied changes. Subscribe before reading the state you react to, so

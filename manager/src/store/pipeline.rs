@@ -106,7 +106,7 @@ impl Pipeline {
         &self,
         spec: &mut Tables,
         mut batch: StoreActionBatch,
-    ) -> Result<impl std::future::Future<Output = Result<(), StoreError>>, StoreError> {
+    ) -> Result<Commit, StoreError> {
         batch.format = STORE_FORMAT;
         batch.seq = spec.seq + 1;
         batch.parent = spec.last_batch;
@@ -130,8 +130,34 @@ impl Pipeline {
             ));
         }
         write_batch(spec, 0, version, batch, None);
-        Ok(async move {
-            answer.await.unwrap_or_else(|_| {
+        Ok(Commit(Some(answer)))
+    }
+}
+
+/// A queued batch's commit: resolves once it is applied here, or with why it was not.
+/// Dropping it does not withdraw the batch.
+#[must_use = "a queued batch may still be refused: await its commit"]
+pub struct Commit(Option<oneshot::Receiver<Result<(), StoreError>>>);
+
+impl Commit {
+    /// The commit of a transaction that wrote nothing.
+    pub(super) fn nothing() -> Self {
+        Self(None)
+    }
+}
+
+impl std::future::Future for Commit {
+    type Output = Result<(), StoreError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let Some(answer) = self.0.as_mut() else {
+            return std::task::Poll::Ready(Ok(()));
+        };
+        std::pin::Pin::new(answer).poll(cx).map(|answer| {
+            answer.unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(
                     "the store's committer stopped before this change was answered".into(),
                 ))

@@ -57,8 +57,16 @@ impl Proposer for LaggingProposer {
         for _ in 0..3 {
             tokio::task::yield_now().await;
         }
-        self.groups.lock().expect("groups").push(entry.batches.len());
-        let fate = self.fates.lock().expect("fates").pop().unwrap_or(Fate::Commit);
+        self.groups
+            .lock()
+            .expect("groups")
+            .push(entry.batches.len());
+        let fate = self
+            .fates
+            .lock()
+            .expect("fates")
+            .pop()
+            .unwrap_or(Fate::Commit);
         let index = self.index.fetch_add(2, Ordering::SeqCst) as u64 + 1;
         match fate {
             Fate::Commit => Ok(self.state.apply_batches(index, entry.batches)),

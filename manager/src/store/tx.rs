@@ -1,5 +1,6 @@
 //! Read views and write transactions over the tables.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use shoal_proto::store_action::{Kind, Object as ActionObject};
@@ -210,8 +211,9 @@ impl<T> Lookup<T> {
 pub struct WriteTx<'a> {
     base: ReadTx<'a>,
     actions: Vec<StoreAction>,
-    /// (kind, id) -> position in `actions`, so a second write to one object replaces the first.
-    staged: HashMap<(&'static str, String), usize>,
+    /// kind -> id -> position in `actions`, so a second write to one object replaces the
+    /// first (looked up without allocating: listings ask once per committed object).
+    staged: HashMap<&'static str, HashMap<String, usize>>,
     now_ms: i64,
 }
 
@@ -261,15 +263,15 @@ impl<'a> WriteTx<'a> {
 
     /// Every node as this transaction sees it (as [`WriteTx::networks_now`]).
     pub fn nodes_now(&self) -> Vec<Node> {
-        self.objects_now(
+        owned(self.objects_now(
             "node",
             self.base.nodes(),
             |n| n.id.as_str(),
             |o| match o {
-                ActionObject::Node(n) => Some(n.clone()),
+                ActionObject::Node(n) => Some(n),
                 _ => None,
             },
-        )
+        ))
     }
 
     /// A node as this transaction sees it (staged write first).
@@ -293,49 +295,55 @@ impl<'a> WriteTx<'a> {
     /// Every network as this transaction sees it: the committed ones with this
     /// transaction's writes over them, and the ones it creates.
     pub fn networks_now(&self) -> Vec<Network> {
-        self.objects_now(
+        owned(self.objects_now(
             "network",
             self.base.networks(),
             |n| n.id.as_str(),
             |o| match o {
-                ActionObject::Network(n) => Some(n.clone()),
+                ActionObject::Network(n) => Some(n),
                 _ => None,
             },
-        )
+        ))
     }
 
-    /// Every service as this transaction sees it (as [`WriteTx::networks_now`]).
-    pub fn services_now(&self) -> Vec<Service> {
+    /// Every service as this transaction sees it (as [`WriteTx::networks_now`]), the
+    /// committed ones borrowed: a swarm holds thousands, and every service write lists them.
+    pub fn services_now(&self) -> Vec<Cow<'a, Service>> {
         self.objects_now(
             "service",
             self.base.services(),
             |s| s.id.as_str(),
             |o| match o {
-                ActionObject::Service(s) => Some(s.clone()),
+                ActionObject::Service(s) => Some(s),
                 _ => None,
             },
         )
     }
 
-    fn objects_now<'b, T: Clone + 'b>(
+    /// The committed objects of `kind` (borrowed) with this transaction's writes over them
+    /// and its creations (copied).
+    fn objects_now<T: Clone>(
         &self,
         kind: &'static str,
-        committed: impl Iterator<Item = &'b T>,
+        committed: impl Iterator<Item = &'a T>,
         id: impl Fn(&T) -> &str,
-        take: impl Fn(&ActionObject) -> Option<T>,
-    ) -> Vec<T> {
-        let mut out: Vec<T> = committed
+        take: impl Fn(&ActionObject) -> Option<&T>,
+    ) -> Vec<Cow<'a, T>> {
+        let Some(staged) = self.staged.get(kind) else {
+            return committed.map(Cow::Borrowed).collect();
+        };
+        let mut out: Vec<Cow<'a, T>> = committed
             .filter_map(|o| match self.staged_object(kind, id(o)) {
-                None => Some(o.clone()),
-                Some(staged) => staged.and_then(&take),
+                None => Some(Cow::Borrowed(o)),
+                Some(staged) => staged.and_then(&take).cloned().map(Cow::Owned),
             })
             .collect();
-        for ((k, object_id), &pos) in &self.staged {
+        for (object_id, &pos) in staged {
             let action = &self.actions[pos];
-            if *k == kind && action.kind == Kind::Create as i32 {
+            if action.kind == Kind::Create as i32 {
                 if let Some(o) = action.object.as_ref().and_then(&take) {
                     if !out.iter().any(|e| id(e) == object_id) {
-                        out.push(o);
+                        out.push(Cow::Owned(o.clone()));
                     }
                 }
             }
@@ -345,28 +353,28 @@ impl<'a> WriteTx<'a> {
 
     /// Every secret as this transaction sees it (as [`WriteTx::networks_now`]).
     pub fn secrets_now(&self) -> Vec<Secret> {
-        self.objects_now(
+        owned(self.objects_now(
             "secret",
             self.base.secrets(),
             |s| s.id.as_str(),
             |o| match o {
-                ActionObject::Secret(s) => Some(s.clone()),
+                ActionObject::Secret(s) => Some(s),
                 _ => None,
             },
-        )
+        ))
     }
 
     /// Every config as this transaction sees it (as [`WriteTx::networks_now`]).
     pub fn configs_now(&self) -> Vec<Config> {
-        self.objects_now(
+        owned(self.objects_now(
             "config",
             self.base.configs(),
             |c| c.id.as_str(),
             |o| match o {
-                ActionObject::Config(c) => Some(c.clone()),
+                ActionObject::Config(c) => Some(c),
                 _ => None,
             },
-        )
+        ))
     }
 
     /// A stack as this transaction sees it (staged write first).
@@ -430,7 +438,7 @@ impl<'a> WriteTx<'a> {
         }
         let object = stamp(object, self.now_ms, false);
         // Updating an object created in this same transaction keeps it a create.
-        let kind_of_write = match self.staged.get(&(kind, id.clone())) {
+        let kind_of_write = match self.staged.get(kind).and_then(|ids| ids.get(&id)) {
             Some(&pos) if self.actions[pos].kind == Kind::Create as i32 => Kind::Create,
             _ => Kind::Update,
         };
@@ -455,7 +463,7 @@ impl<'a> WriteTx<'a> {
     }
 
     fn staged_object(&self, kind: &'static str, id: &str) -> Option<Option<&ActionObject>> {
-        let pos = *self.staged.get(&(kind, id.to_string()))?;
+        let pos = *self.staged.get(kind)?.get(id)?;
         let action = &self.actions[pos];
         if action.kind == Kind::Remove as i32 {
             Some(None)
@@ -465,19 +473,24 @@ impl<'a> WriteTx<'a> {
     }
 
     fn stage(&mut self, kind: Kind, object: Object) {
-        let k = key(&object);
+        let (object_kind, id) = key(&object);
         let action = StoreAction {
             kind: kind as i32,
             object: Some(to_action_object(object)),
         };
-        match self.staged.get(&k) {
+        let ids = self.staged.entry(object_kind).or_default();
+        match ids.get(&id) {
             Some(&pos) => self.actions[pos] = action,
             None => {
-                self.staged.insert(k, self.actions.len());
+                ids.insert(id, self.actions.len());
                 self.actions.push(action);
             }
         }
     }
+}
+
+fn owned<T: Clone>(objects: Vec<Cow<'_, T>>) -> Vec<T> {
+    objects.into_iter().map(Cow::into_owned).collect()
 }
 
 fn key(object: &Object) -> (&'static str, String) {
