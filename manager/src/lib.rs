@@ -29,7 +29,8 @@ pub use shoal_pki::seal;
 pub mod store;
 pub mod term;
 
-#[cfg(test)]
-mod testutil;
+/// Fixtures for the unit tests and for the benchmarks in `examples/`; not an API.
+#[doc(hidden)]
+pub mod testutil;
 
 pub use manager::{Manager, ManagerConfig, ManagerError};

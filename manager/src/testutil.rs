@@ -1,4 +1,4 @@
-//! Fixtures for the manager's unit tests: nodes, services, and waiting on store conditions.
+//! Fixtures for the manager's unit tests and benchmarks: nodes, services, and waiting on store conditions.
 
 use std::time::Duration;
 

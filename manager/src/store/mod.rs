@@ -28,7 +28,7 @@ use tokio::sync::broadcast;
 
 pub use apply::{decode_response as apply_response, StoreState};
 pub use pipeline::Commit;
-pub use table::Table;
+pub use table::{Table, Tasks};
 pub(crate) use tx::lookup;
 pub use tx::{Lookup, ReadTx, WriteTx};
 
@@ -137,7 +137,7 @@ impl Event {
 pub struct Tables {
     pub nodes: Table<Node>,
     pub services: Table<Service>,
-    pub tasks: Table<Task>,
+    pub tasks: Tasks,
     pub clusters: Table<Cluster>,
     pub networks: Table<Network>,
     pub stacks: Table<Stack>,

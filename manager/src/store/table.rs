@@ -76,3 +76,78 @@ impl<T> FromIterator<(String, T)> for Table<T> {
         Self(iter.into_iter().map(|(id, o)| (id, Arc::new(o))).collect())
     }
 }
+
+/// The tasks, with an index of each service's tasks, so a service's tasks are found
+/// without walking every task in the swarm. Reads go through [`Table`]'s methods.
+#[derive(Clone, Default)]
+pub struct Tasks {
+    all: Table<shoal_proto::Task>,
+    by_service: OrdMap<String, imbl::OrdSet<String>>,
+}
+
+impl std::ops::Deref for Tasks {
+    type Target = Table<shoal_proto::Task>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.all
+    }
+}
+
+impl Tasks {
+    /// The tasks of one service, in id order.
+    pub fn of_service<'a>(
+        &'a self,
+        service_id: &str,
+    ) -> impl Iterator<Item = &'a shoal_proto::Task> + Clone + 'a {
+        self.by_service
+            .get(service_id)
+            .into_iter()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| self.all.get(id))
+    }
+
+    pub(crate) fn insert(&mut self, id: String, task: shoal_proto::Task) {
+        if let Some(old) = self.all.get(&id) {
+            if old.service_id != task.service_id {
+                let old_service = old.service_id.clone();
+                self.unindex(&old_service, &id);
+            }
+        }
+        self.by_service
+            .entry(task.service_id.clone())
+            .or_default()
+            .insert(id.clone());
+        self.all.insert(id, task);
+    }
+
+    pub(crate) fn remove(&mut self, id: &str) -> Option<shoal_proto::Task> {
+        let task = self.all.remove(id)?;
+        self.unindex(&task.service_id, id);
+        Some(task)
+    }
+
+    fn unindex(&mut self, service_id: &str, id: &str) {
+        if let Some(ids) = self.by_service.get_mut(service_id) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_service.remove(service_id);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Tasks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.all.fmt(f)
+    }
+}
+
+impl FromIterator<(String, shoal_proto::Task)> for Tasks {
+    fn from_iter<I: IntoIterator<Item = (String, shoal_proto::Task)>>(iter: I) -> Self {
+        let mut tasks = Self::default();
+        for (id, task) in iter {
+            tasks.insert(id, task);
+        }
+        tasks
+    }
+}

@@ -335,3 +335,49 @@ fn entry(batches: Vec<StoreActionBatch>) -> Vec<u8> {
     }
     .encode_to_vec()
 }
+
+#[tokio::test]
+async fn a_services_tasks_are_found_by_index_through_writes_and_a_restore() {
+    let store = Store::in_memory();
+    let task = |id: &str, service: &str| {
+        Object::Task(Task {
+            id: id.into(),
+            service_id: service.into(),
+            ..Default::default()
+        })
+    };
+    store
+        .update(|tx| {
+            for (id, service) in [("t1", "a"), ("t2", "b"), ("t3", "a")] {
+                tx.create(task(id, service))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("create");
+    let of = |store: &Store, service: &str| {
+        store.view(|r| {
+            r.tasks_of_service(service)
+                .map(|t| t.id.clone())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(of(&store, "a"), ["t1", "t3"]);
+    let t3 = store.view(|r| r.task("t3").cloned()).expect("t3");
+    store
+        .update(|tx| {
+            tx.remove(Object::Task(t3));
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("remove");
+    assert_eq!(of(&store, "a"), ["t1"]);
+    assert_eq!(of(&store, "b"), ["t2"]);
+    let restored = Store::in_memory();
+    restored
+        .state()
+        .restore(&store.state().snapshot())
+        .expect("restore");
+    assert_eq!(of(&restored, "a"), ["t1"]);
+    assert!(of(&restored, "c").is_empty());
+}

@@ -54,10 +54,7 @@ impl<'a> ReadTx<'a> {
     where
         'a: 's,
     {
-        self.tables
-            .tasks
-            .values()
-            .filter(move |t| t.service_id == service_id)
+        self.tables.tasks.of_service(service_id)
     }
 
     pub fn cluster(&self) -> Option<&'a Cluster> {
