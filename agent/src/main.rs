@@ -86,7 +86,7 @@ fn listen(socket: &std::path::Path) -> anyhow::Result<UnixListener> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     if socket.exists() {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        if answers(socket) {
             anyhow::bail!("another shoald is serving {} already", socket.display());
         }
         std::fs::remove_file(socket)
@@ -98,6 +98,26 @@ fn listen(socket: &std::path::Path) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {} to root", socket.display()))?;
     Ok(listener)
+}
+
+/// Whether a server answers on `socket`: it takes the connection and replies to an HTTP/2
+/// preface within a second. A listener that takes connections and never answers (seen
+/// after a `kill -9` under load: the dead daemon's socket lingered with no process
+/// serving it) does not keep a new daemon from starting.
+fn answers(socket: &std::path::Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let timeout = Some(std::time::Duration::from_secs(1));
+    if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
+        return false;
+    }
+    // The client preface and an empty SETTINGS frame; a gRPC server sends its SETTINGS.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let mut reply = [0u8; 9];
+    stream.write_all(&hello).is_ok() && matches!(stream.read(&mut reply), Ok(n) if n > 0)
 }
 
 fn hostname() -> anyhow::Result<String> {

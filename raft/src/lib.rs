@@ -254,6 +254,99 @@ pub mod fuzzing {
     }
 }
 
+/// The two Raft log stores for `examples/log_bench.rs`, each in clear in a directory of its
+/// own and driven through openraft's storage trait as openraft drives it; not an API.
+#[doc(hidden)]
+pub mod bench {
+    use std::future::Future;
+    use std::path::Path;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+    use crate::space::{Space, RESERVE};
+    use crate::store::{LogStore, SegmentLog};
+    use crate::types::{Command, StorageError, TypeConfig};
+    use crate::RaftError;
+
+    type Append = Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>>;
+
+    /// One log store; clones share it.
+    #[derive(Clone)]
+    pub struct Log {
+        store: Store,
+    }
+
+    #[derive(Clone)]
+    enum Store {
+        Sled(LogStore),
+        Segments(SegmentLog),
+    }
+
+    impl Log {
+        /// The sled log, as `RaftNode` opens it, in `dir`.
+        pub fn sled(dir: &Path) -> Result<Self, RaftError> {
+            let (db, disk) = crate::store::open_db(dir, None)?;
+            let log = LogStore::new(&db, disk, Space::new(dir, RESERVE))
+                .map_err(|e| RaftError::Storage(format!("opening the raft log tree: {e}")))?;
+            Ok(Self {
+                store: Store::Sled(log),
+            })
+        }
+
+        /// The segmented log in `dir/log` (its database, which only decides the sealing,
+        /// in `dir/db`).
+        pub fn segments(dir: &Path) -> Result<Self, RaftError> {
+            let (_db, disk) = crate::store::open_db(&dir.join("db"), None)?;
+            let log = SegmentLog::open(&dir.join("log"), disk, Space::new(dir, RESERVE))
+                .map_err(|e| RaftError::Storage(e.to_string()))?;
+            Ok(Self {
+                store: Store::Segments(log),
+            })
+        }
+
+        /// Hands the store entry `index` (term 1) holding `command`, and returns once the
+        /// store has taken it (written and readable), with the wait for it to be on disk.
+        /// Entries must be submitted in index order.
+        pub async fn submit(&self, index: u64, command: Vec<u8>) -> Result<Durable, RaftError> {
+            let entry = Entry::<TypeConfig> {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Normal(Command(command)),
+            };
+            let mut append: Append = match self.store.clone() {
+                Store::Sled(mut log) => Box::pin(async move { log.blocking_append([entry]).await }),
+                Store::Segments(mut log) => {
+                    Box::pin(async move { log.blocking_append([entry]).await })
+                }
+            };
+            // The first poll runs the store's append up to the wait for its callback:
+            // neither store yields before that while the disk has room.
+            match futures::poll!(append.as_mut()) {
+                Poll::Ready(result) => result.map(|()| Durable(None)).map_err(storage),
+                Poll::Pending => Ok(Durable(Some(append))),
+            }
+        }
+    }
+
+    /// The wait for one submitted entry to be on disk.
+    pub struct Durable(Option<Append>);
+
+    impl Durable {
+        pub async fn wait(self) -> Result<(), RaftError> {
+            match self.0 {
+                Some(append) => append.await.map_err(storage),
+                None => Ok(()),
+            }
+        }
+    }
+
+    fn storage(e: StorageError) -> RaftError {
+        RaftError::Storage(e.to_string())
+    }
+}
+
 /// How often a waiting write or election wait looks at the quorum again.
 const QUORUM_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 

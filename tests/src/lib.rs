@@ -318,10 +318,17 @@ impl Node {
         wait_until(what, timeout, f).unwrap_or_else(|e| panic!("{e}\n{}", self.log_tail()))
     }
 
-    /// The last lines of the daemon's log, for failure messages.
+    /// The last lines of the daemon's log, for failure messages; backtrace frames left
+    /// out, so an error's own lines are not pushed out by its backtrace.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.log()).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
+        let frame = |l: &str| {
+            let l = l.trim_start();
+            l.starts_with("at ")
+                || l.split_once(": ")
+                    .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+        };
+        let lines: Vec<&str> = log.lines().filter(|l| !frame(l)).collect();
         format!(
             "shoald log (tail):\n{}",
             lines[lines.len().saturating_sub(40)..].join("\n")

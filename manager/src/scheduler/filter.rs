@@ -39,12 +39,60 @@ fn clashes(a: &HostPort, b: &HostPort) -> bool {
 
 impl NodeLoad {
     pub fn add(&mut self, task: &Task) {
-        self.host_ports.extend(host_ports(task));
+        self.add_share(&Share::of(task));
+    }
+
+    /// Count one task's share of the node.
+    pub fn add_share(&mut self, share: &Share) {
+        self.host_ports.extend(share.host_ports.iter().cloned());
         self.tasks += 1;
-        *self.by_service.entry(task.service_id.clone()).or_default() += 1;
-        let (cpu, mem) = reservations(task);
-        self.nano_cpus += cpu;
-        self.memory_bytes += mem;
+        match self.by_service.get_mut(&share.service_id) {
+            Some(count) => *count += 1,
+            None => {
+                self.by_service.insert(share.service_id.clone(), 1);
+            }
+        }
+        self.nano_cpus += share.nano_cpus;
+        self.memory_bytes += share.memory_bytes;
+    }
+
+    /// Take back what [`NodeLoad::add_share`] counted.
+    pub fn remove_share(&mut self, share: &Share) {
+        for port in &share.host_ports {
+            self.host_ports.remove(port);
+        }
+        self.tasks = self.tasks.saturating_sub(1);
+        if let Some(count) = self.by_service.get_mut(&share.service_id) {
+            *count -= 1;
+            if *count == 0 {
+                self.by_service.remove(&share.service_id);
+            }
+        }
+        self.nano_cpus -= share.nano_cpus;
+        self.memory_bytes -= share.memory_bytes;
+    }
+}
+
+/// What one task takes of its node, kept so it can be given back when the task changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub node_id: String,
+    pub service_id: String,
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    pub host_ports: Vec<HostPort>,
+}
+
+impl Share {
+    pub fn of(task: &Task) -> Self {
+        let (nano_cpus, memory_bytes) = reservations(task);
+        Self {
+            node_id: task.node_id.clone(),
+            service_id: task.service_id.clone(),
+            nano_cpus,
+            memory_bytes,
+            host_ports: host_ports(task).collect(),
+        }
     }
 }
 

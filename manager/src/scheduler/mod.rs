@@ -1,7 +1,8 @@
 //! The scheduler: gives every new task a node.
 //!
 //! A run loop over store events. Each pass takes every task waiting for a node (state NEW
-//! or PENDING, desired to run), runs the filter pipeline ([`filter::check`]: availability,
+//! or PENDING, desired to run; known from the events, as is every node's load:
+//! [`loads`]), runs the filter pipeline ([`filter::check`]: availability,
 //! constraints, tasks per node, CPU, memory) on every node, picks by the service's spread
 //! preferences ([`spread::choose`]) then by spread of tasks ([`filter::spread`]) and writes
 //! all decisions of the pass in one transaction, so a 100-task create is placed in one
@@ -15,6 +16,7 @@
 pub mod constraint;
 pub mod depends;
 pub mod filter;
+mod loads;
 pub mod spread;
 
 use std::collections::HashMap;
@@ -24,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::runloop;
-use crate::store::{Event, Object, ReadTx, Store, StoreError};
+use crate::store::{Object, ReadTx, Store, StoreError};
 use constraint::Constraint;
 use filter::{Explanation, NodeLoad};
+use loads::Loads;
 use spread::SpreadKey;
 
 /// What a pass decided for one task.
@@ -46,15 +49,32 @@ impl Scheduler {
         Self { store }
     }
 
+    /// Places tasks as events come, with node loads kept from the events between passes
+    /// ([`Loads`]), so a pass costs the tasks it places rather than every task.
     pub async fn run(self, cancel: CancellationToken) {
-        runloop::run_passes(&self.store, "scheduling", relevant, &cancel, || self.pass()).await
+        let mut loads = Loads::default();
+        let mut events = self.store.watch();
+        loop {
+            if let Err(e) = self.pass_with(&mut loads).await {
+                tracing::warn!(error = %e, "scheduling pass failed; retrying on the next change");
+            }
+            let wake = runloop::next_noting(&mut events, |e| loads.note(e), None, &cancel);
+            if wake.await == runloop::Wake::Shutdown {
+                return;
+            }
+        }
     }
 
-    /// One scheduling pass over the whole store.
+    /// One scheduling pass over the whole store, every node's load counted afresh.
     pub async fn pass(&self) -> Result<usize, StoreError> {
-        self.store
+        self.pass_with(&mut Loads::default()).await
+    }
+
+    async fn pass_with(&self, loads: &mut Loads) -> Result<usize, StoreError> {
+        let result = self
+            .store
             .update(|tx| {
-                let decisions = plan(tx.read());
+                let decisions = loads.plan(tx.read());
                 let mut written = 0;
                 for (mut task, decision) in decisions {
                     let (state, message, err, node) = match decision {
@@ -89,12 +109,13 @@ impl Scheduler {
                 }
                 Ok(written)
             })
-            .await
+            .await;
+        if result.is_err() {
+            // The placements counted in may not have been written.
+            loads.invalidate();
+        }
+        result
     }
-}
-
-fn relevant(event: &Event) -> bool {
-    matches!(event.object(), Some(Object::Task(_) | Object::Node(_)))
 }
 
 /// Whether a task holds resources on its node: once assigned there (a replacement that
@@ -114,21 +135,22 @@ fn unplaced(task: &Task) -> bool {
         && task.is_attached()
 }
 
-/// Decide a node (or the reason there is none) for every task that waits for one.
+/// Decide a node (or the reason there is none) for every task that waits for one, with
+/// every node's load counted afresh.
 pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
-    let nodes: Vec<&Node> = r.nodes().collect();
-    let mut loads: HashMap<&str, NodeLoad> = nodes
-        .iter()
-        .map(|n| (n.id.as_str(), NodeLoad::default()))
-        .collect();
-    for task in r.tasks().filter(|t| occupies(t)) {
-        if let Some(load) = loads.get_mut(task.node_id.as_str()) {
-            load.add(task);
-        }
-    }
-    let mut waiting: Vec<&Task> = r.tasks().filter(|t| unplaced(t)).collect();
-    waiting.sort_by(|a, b| (&a.service_id, a.slot, &a.id).cmp(&(&b.service_id, b.slot, &b.id)));
+    let mut loads = Loads::default();
+    loads.rebuild(r);
+    loads.plan(r)
+}
 
+/// Decide for `waiting` (sorted), counting each placement into `loads` as it is made.
+fn decide(
+    r: &ReadTx<'_>,
+    loads: &mut HashMap<String, NodeLoad>,
+    waiting: Vec<&Task>,
+) -> Vec<(Task, Decision)> {
+    let nodes: Vec<&Node> = r.nodes().collect();
+    let empty = NodeLoad::default();
     let mut placements: HashMap<&str, Result<Placement, String>> = HashMap::new();
     let mut gates: HashMap<&str, Option<String>> = HashMap::new();
     let mut decisions = Vec::with_capacity(waiting.len());
@@ -164,8 +186,8 @@ pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
         let mut why = Explanation::default();
         let mut fits = Vec::new();
         for node in candidates {
-            let load = loads.get(node.id.as_str()).cloned().unwrap_or_default();
-            match filter::check(task, &placement.constraints, node, &load) {
+            let load = loads.get(node.id.as_str()).unwrap_or(&empty);
+            match filter::check(task, &placement.constraints, node, load) {
                 Ok(()) => fits.push(node),
                 Err(rejection) => why.add(&rejection),
             }

@@ -296,3 +296,167 @@ async fn host_mode_ports_keep_two_tasks_off_one_node() {
         ["no suitable node (host-mode port 8080/tcp already in use on 2 nodes)"]
     );
 }
+
+mod kept_from_events {
+    use proptest::prelude::*;
+    use shoal_proto::{Resources, TaskStatus};
+
+    use super::super::loads::Loads;
+    use super::*;
+
+    /// One change to the store a scheduler must follow.
+    #[derive(Clone, Debug)]
+    enum Change {
+        /// A new task of service `s`, waiting.
+        Create(u8),
+        /// Task `t` (by position among the live ones) placed on node `n`.
+        Place(u8, u8),
+        /// Task `t` finished (or shut down).
+        End(u8),
+        /// Task `t` removed.
+        Remove(u8),
+        /// Node `n` removed, or added back.
+        Node(u8),
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            (0u8..3).prop_map(Change::Create),
+            (any::<u8>(), 0u8..3).prop_map(|(t, n)| Change::Place(t, n)),
+            any::<u8>().prop_map(Change::End),
+            any::<u8>().prop_map(Change::Remove),
+            (0u8..3).prop_map(Change::Node),
+        ]
+    }
+
+    async fn apply(store: &Store, change: &Change, seq: usize) {
+        let nth = |r: &ReadTx<'_>, t: u8| {
+            let tasks: Vec<Task> = r.tasks().cloned().collect();
+            (!tasks.is_empty()).then(|| tasks[t as usize % tasks.len()].clone())
+        };
+        store
+            .update(|tx| {
+                match change {
+                    Change::Create(s) => {
+                        let mut svc = service(&format!("s{s}"), 1);
+                        if let Some(task) = svc.spec.as_mut().and_then(|s| s.task.as_mut()) {
+                            task.reservations = Some(Resources {
+                                nano_cpus: 100_000_000,
+                                memory_bytes: 1 << 20,
+                            });
+                        }
+                        let mut task = new_task(&svc, seq as u64, "", TaskState::Running);
+                        task.id = format!("t{seq}");
+                        tx.create(Object::Task(task))?;
+                    }
+                    Change::Place(t, n) => {
+                        if let Some(mut task) = nth(tx.read(), *t) {
+                            task.node_id = format!("n{n}");
+                            task.status = Some(TaskStatus {
+                                state: TaskState::Assigned as i32,
+                                ..Default::default()
+                            });
+                            tx.update(Object::Task(task))?;
+                        }
+                    }
+                    Change::End(t) => {
+                        if let Some(mut task) = nth(tx.read(), *t) {
+                            task.status.get_or_insert_with(Default::default).state =
+                                TaskState::Complete as i32;
+                            tx.update(Object::Task(task))?;
+                        }
+                    }
+                    Change::Remove(t) => {
+                        if let Some(task) = nth(tx.read(), *t) {
+                            tx.remove(Object::Task(task));
+                        }
+                    }
+                    Change::Node(n) => {
+                        let id = format!("n{n}");
+                        match tx.node(&id) {
+                            Some(node) => tx.remove(Object::Node(node)),
+                            None => tx.create(Object::Node(node(&id)))?,
+                        }
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .expect("change");
+    }
+
+    proptest! {
+        /// Loads kept from events always equal loads counted afresh.
+        #[test]
+        fn loads_kept_from_events_equal_a_fresh_count(
+            changes in prop::collection::vec(change(), 1..40),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            let (kept, fresh) = runtime.block_on(async {
+                let store = Store::in_memory();
+                let mut events = store.watch();
+                let mut kept = Loads::default();
+                store.view(|r| kept.rebuild(r));
+                for (seq, change) in changes.iter().enumerate() {
+                    apply(&store, change, seq).await;
+                    while let Ok(event) = events.try_recv() {
+                        kept.note(&event);
+                    }
+                }
+                let mut fresh = Loads::default();
+                store.view(|r| fresh.rebuild(r));
+                (kept.counts(), fresh.counts())
+            });
+            prop_assert_eq!(kept, fresh);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_makes_room_for_one_that_waits() {
+        let store = Store::in_memory();
+        let mut svc = service("s", 2);
+        if let Some(task) = svc.spec.as_mut().and_then(|s| s.task.as_mut()) {
+            // One fits on the node at a time.
+            task.reservations = Some(Resources {
+                nano_cpus: 1_500_000_000,
+                memory_bytes: 0,
+            });
+        }
+        let first = new_task(&svc, 1, "", TaskState::Running);
+        let second = new_task(&svc, 2, "", TaskState::Running);
+        put(
+            &store,
+            vec![
+                Object::Node(node("n1")),
+                Object::Task(first.clone()),
+                Object::Task(second.clone()),
+                Object::Service(svc),
+            ],
+        )
+        .await;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(Scheduler::new(store.clone()).run(cancel.clone()));
+        let state = |id: &str| store.view(|r| r.task(id).map(|t| t.state()));
+        crate::testutil::wait_for(&store, "one placed, one pending", |r| {
+            let states: Vec<TaskState> = r.tasks().map(|t| t.state()).collect();
+            states.contains(&TaskState::Assigned) && states.contains(&TaskState::Pending)
+        })
+        .await;
+        let placed = if state(&first.id) == Some(TaskState::Assigned) {
+            &first.id
+        } else {
+            &second.id
+        };
+        crate::testutil::report(&store, placed, TaskState::Complete).await;
+        crate::testutil::wait_for(&store, "the other placed", |r| {
+            r.tasks()
+                .filter(|t| t.state() == TaskState::Assigned)
+                .count()
+                == 1
+        })
+        .await;
+        cancel.cancel();
+    }
+}

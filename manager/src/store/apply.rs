@@ -113,10 +113,7 @@ impl StoreState {
     fn restore_snapshot(&self, bytes: &[u8]) -> Result<(), String> {
         let snapshot =
             StoreSnapshot::decode(bytes).map_err(|e| format!("decoding store snapshot: {e}"))?;
-        fn table<T, C: FromIterator<(String, T)>>(
-            objects: Vec<T>,
-            id: impl Fn(&T) -> String,
-        ) -> C {
+        fn table<T, C: FromIterator<(String, T)>>(objects: Vec<T>, id: impl Fn(&T) -> String) -> C {
             objects.into_iter().map(|o| (id(&o), o)).collect()
         }
         let mut fresh = Tables {

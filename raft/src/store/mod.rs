@@ -1,10 +1,17 @@
 //! Raft's durable storage: one sled database with separate trees for the log, the
 //! metadata (vote, committed, last purged) and the current snapshot.
+//!
+//! [`SegmentLog`] keeps the log in append-only segment files instead; it is measured
+//! against the sled log (`examples/log_bench.rs`) and not yet what [`crate::RaftNode`]
+//! opens.
 
 // openraft's storage traits fix the (large) error type; helpers return it unboxed too.
 mod disk;
 #[allow(clippy::result_large_err)]
 mod log;
+mod segments;
+#[cfg(test)]
+mod segments_tests;
 #[allow(clippy::result_large_err)]
 mod state_machine;
 
@@ -12,6 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub(crate) use log::LogStore;
+pub(crate) use segments::SegmentLog;
 pub(crate) use state_machine::{SnapshotStore, StateMachineStore};
 
 use crate::{Applier, AtRest, RaftError};
@@ -37,13 +45,7 @@ pub(crate) fn open(
     applier: Arc<dyn Applier>,
     at_rest: Option<Arc<dyn AtRest>>,
 ) -> Result<(sled::Db, LogStore, StateMachineStore), RaftError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        RaftError::Storage(format!("creating raft directory {}: {e}", dir.display()))
-    })?;
-    let db = sled::Config::new().path(dir).open().map_err(|e| {
-        RaftError::Storage(format!("opening sled database in {}: {e}", dir.display()))
-    })?;
-    let disk = disk::Disk::open(&db, at_rest)?;
+    let (db, disk) = open_db(dir, at_rest)?;
     let room = crate::space::Space::new(dir, crate::space::RESERVE);
     let logs = LogStore::new(&db, disk.clone(), room)
         .map_err(|e| RaftError::Storage(format!("opening the raft log tree: {e}")))?;
@@ -51,4 +53,55 @@ pub(crate) fn open(
         .map_err(|e| RaftError::Storage(format!("opening the raft snapshot tree: {e}")))?;
     let sm = StateMachineStore::open(snapshots, applier)?;
     Ok((db, logs, sm))
+}
+
+/// Where [`open_segmented`] keeps the log's segment files, under the database directory.
+pub(crate) const SEGMENT_DIR: &str = "log";
+/// Set in the `meta` tree of a database whose log is in segment files.
+const KEY_LOG_IN_SEGMENTS: &[u8] = b"log_in_segments";
+
+/// Like [`open`], with the log in segment files under `dir/log` ([`SegmentLog`], segments
+/// of `segment_size` bytes) instead of sled's `logs` tree; sled keeps the snapshot.
+#[allow(dead_code)] // For RaftNode::open once the segmented log is chosen.
+pub(crate) fn open_segmented(
+    dir: &Path,
+    applier: Arc<dyn Applier>,
+    at_rest: Option<Arc<dyn AtRest>>,
+    segment_size: u64,
+) -> Result<(sled::Db, SegmentLog, StateMachineStore), RaftError> {
+    let (db, disk) = open_db(dir, at_rest)?;
+    // Whether the values are sealed is decided once, for an empty database; with the log
+    // outside sled, a marker keeps a database with a log from looking empty.
+    let storage = |e: sled::Error| RaftError::Storage(format!("marking the raft database: {e}"));
+    let meta = db.open_tree("meta").map_err(storage)?;
+    if meta
+        .insert(KEY_LOG_IN_SEGMENTS, b"1".as_slice())
+        .map_err(storage)?
+        .is_none()
+    {
+        db.flush().map_err(storage)?;
+    }
+    let room = crate::space::Space::new(dir, crate::space::RESERVE);
+    let logs = SegmentLog::open_with(&dir.join(SEGMENT_DIR), disk.clone(), room, segment_size)
+        .map_err(|e| RaftError::Storage(format!("opening the raft log: {e}")))?;
+    let snapshots = SnapshotStore::new(&db, disk)
+        .map_err(|e| RaftError::Storage(format!("opening the raft snapshot tree: {e}")))?;
+    let sm = StateMachineStore::open(snapshots, applier)?;
+    Ok((db, logs, sm))
+}
+
+/// Opens (or creates) the sled database in `dir` and decides whether the values Raft
+/// writes are sealed.
+pub(crate) fn open_db(
+    dir: &Path,
+    at_rest: Option<Arc<dyn AtRest>>,
+) -> Result<(sled::Db, disk::Disk), RaftError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        RaftError::Storage(format!("creating raft directory {}: {e}", dir.display()))
+    })?;
+    let db = sled::Config::new().path(dir).open().map_err(|e| {
+        RaftError::Storage(format!("opening sled database in {}: {e}", dir.display()))
+    })?;
+    let disk = disk::Disk::open(&db, at_rest)?;
+    Ok((db, disk))
 }
