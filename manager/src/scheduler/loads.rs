@@ -83,19 +83,7 @@ impl Loads {
             return Vec::new();
         }
         waiting.sort_by(|a, b| (&a.service_id, a.slot, &a.id).cmp(&(&b.service_id, b.slot, &b.id)));
-        let decisions = decide(r, &mut self.nodes, waiting);
-        for (task, decision) in &decisions {
-            if let Decision::Assign(node) = decision {
-                // `decide` counted it on `node`; its event will replace this share.
-                let share = Share {
-                    node_id: node.clone(),
-                    ..Share::of(task)
-                };
-                self.untrack(&task.id);
-                self.shares.insert(task.id.clone(), share);
-            }
-        }
-        decisions
+        decide(r, &mut self.nodes, &mut self.shares, waiting)
     }
 
     /// Every node's load (an empty load is no load) and the waiting tasks, to compare

@@ -28,7 +28,7 @@ use crate::clock::now_ms;
 use crate::runloop;
 use crate::store::{Object, ReadTx, Store, StoreError};
 use constraint::Constraint;
-use filter::{Explanation, NodeLoad};
+use filter::{Explanation, NodeLoad, Share};
 use loads::Loads;
 use spread::SpreadKey;
 
@@ -143,10 +143,13 @@ pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
     loads.plan(r)
 }
 
-/// Decide for `waiting` (sorted), counting each placement into `loads` as it is made.
+/// Decide for `waiting` (sorted), counting each placement into `loads` as it is made
+/// (so the rest of the pass sees it) and keeping its share in `shares` (its own event,
+/// once written, replaces it).
 fn decide(
     r: &ReadTx<'_>,
     loads: &mut HashMap<String, NodeLoad>,
+    shares: &mut HashMap<String, Share>,
     waiting: Vec<&Task>,
 ) -> Vec<(Task, Decision)> {
     let nodes: Vec<&Node> = r.nodes().collect();
@@ -202,9 +205,13 @@ fn decide(
         .map(|n| n.id.clone());
         match chosen {
             Some(node_id) => {
-                if let Some(load) = loads.get_mut(node_id.as_str()) {
-                    load.add(task);
-                }
+                let share = Share {
+                    node_id: node_id.clone(),
+                    ..Share::of(task)
+                };
+                loads.entry(node_id.clone()).or_default().add_share(&share);
+                // A waiting task holds no share (it occupies nothing): nothing to give back.
+                shares.insert(task.id.clone(), share);
                 decisions.push((task.clone(), Decision::Assign(node_id)));
             }
             None => decisions.push((task.clone(), Decision::Pending(why.to_string()))),

@@ -76,7 +76,7 @@ impl StoreState {
                 .into_iter()
                 .map(|batch| {
                     let version = check_batch(&tables, index, &batch)?;
-                    write_batch(&mut tables, index, version, batch, Some(&mut events));
+                    write_batch(&mut tables, version, batch, Some(&mut events));
                     Ok(())
                 })
                 .collect()
@@ -310,11 +310,11 @@ pub(crate) fn check_batch(
     Ok(version)
 }
 
-/// Write a batch that [`check_batch`] passed, its objects at `version`; the events it makes
-/// go to `events` when given.
+/// Write a batch that [`check_batch`] passed, its objects at `version` (what
+/// [`check_batch`] returned: its sequence number, or the log index of an older batch);
+/// the events it makes go to `events` when given.
 pub(crate) fn write_batch(
     tables: &mut Tables,
-    index: u64,
     version: u64,
     batch: StoreActionBatch,
     mut events: Option<&mut Vec<Event>>,
@@ -322,7 +322,7 @@ pub(crate) fn write_batch(
     (tables.seq, tables.last_batch) = if batch.format >= 2 {
         (batch.seq, batch.id)
     } else {
-        (tables.seq.max(index), 0)
+        (tables.seq.max(version), 0)
     };
     for action in batch.actions {
         let Some(object) = action.object else {

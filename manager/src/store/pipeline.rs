@@ -80,7 +80,9 @@ impl Pipeline {
             if flight.pending == 0 {
                 self.proposer.settle().await;
                 *spec = committed.tables();
-                self.shared.flight.send_modify(|f| f.poisoned = false);
+                if flight.poisoned {
+                    self.shared.flight.send_modify(|f| f.poisoned = false);
+                }
                 return spec;
             }
             if !flight.poisoned {
@@ -129,7 +131,7 @@ impl Pipeline {
                 "the store's committer has stopped (the manager is shutting down)".into(),
             ));
         }
-        write_batch(spec, 0, version, batch, None);
+        write_batch(spec, version, batch, None);
         Ok(Commit(Some(answer)))
     }
 }
