@@ -224,6 +224,7 @@ async fn session(
             }
             message = assignments.next() => match message {
                 Some(Ok(set)) => {
+                    tracing::debug!(tasks = set.tasks.len(), "assignments received");
                     // Networks first: a task's container joins them when it is made.
                     if let Some(networks) = local.networks {
                         networks.apply(&set.networks).await;

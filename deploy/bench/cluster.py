@@ -31,7 +31,8 @@ Items:
   drain   30 replicas, `node update --availability drain n2` (a worker): until all 30 run
           elsewhere, until n2 has no running container of the service, and the fewest tasks
           a 100 ms poll saw running (any desired state, and desired=running only). The same
-          poller is run once per round against Swarm (swb-node2) for its dip.
+          poller is run once per round against Swarm (swb-node2) for its dip. Floor: the 10
+          replacements started straight on the other hosts' engines, 4 at a time per engine.
   memory  VmRSS (and PSS) of each host's shoald, from /proc: idle, with 100 tasks spread,
           after removing them (median of 3 samples 2 s apart).
 Writes raw figures as JSON into --out (default /var/tmp/shoal-bench) and prints a markdown
@@ -344,11 +345,12 @@ def floor_down(sh, total=100, kill=90, par=4):
     return t
 
 
-def floor_bridge(sh, n, par=4):
+def floor_bridge(sh, n, par=4, hosts=None):
     """Start floor on the lab's engines with docker's default bridge (the network Shoal's tasks
-    use today), n containers spread over the hosts, par at a time per engine."""
+    use today), n containers spread over the hosts (all, or those given), par at a time per
+    engine."""
     lab = "shoal-floorbridge"
-    hosts = sh.hosts
+    hosts = hosts or sh.hosts
 
     def d(k, *a):
         return run(["docker", "-H", f"unix://{sh.dsock(k)}", *a])
@@ -371,7 +373,7 @@ def floor_bridge(sh, n, par=4):
         list(pool.map(per_host, hosts))
     t = time.monotonic() - t0
     clean()
-    say(f"  floor start N={n} (lab engines, default bridge, {par} at a time per engine): {t:.2f}s")
+    say(f"  floor start N={n} (lab engines {hosts}, default bridge, {par} at a time per engine): {t:.2f}s")
     return t
 
 
@@ -526,6 +528,12 @@ def main():
             if not a.no_swarm:
                 steps.append(("swarm", lambda: add(("drain", "swarm"), swarm_drain())))
                 steps.append(("swarmdip", lambda: add(("drain", "swarm-dip"), swarm_drain_dip(r))))
+            if not a.no_floor:
+                # The drain's own floor: its 10 replacements started straight on the engines
+                # that take them (every host but n2), as Shoal starts them.
+                others = [k for k in sh.hosts if k != 2]
+                steps.append(("floordrain", lambda: add(("drain", "floor"),
+                                                        {"else": floor_bridge(sh, 10, hosts=others)})))
             for _, f in rot(steps):
                 f()
         with open(outf, "w") as f:
@@ -563,7 +571,7 @@ def main():
             f"{col(('scale', 'floor'), 'down')} (kill 90) | {ratio(('scale', 'shoal'), 'down', ('scale', 'floor'), 'down')} | | |")
     if ("drain", "shoal") in R:
         say(f"| drain n2, all 30 running elsewhere (s) | {col(('drain', 'shoal'), 'else')} | "
-            f"{col(('drain', 'swarm'), 'else')} | | | | |")
+            f"{col(('drain', 'swarm'), 'else')} | | | {col(('drain', 'floor'), 'else')} | |")
         say(f"| drain n2, node empty (s) | {col(('drain', 'shoal'), 'empty')} | {col(('drain', 'swarm'), 'empty')} | | | | |")
         say(f"| drain, fewest running seen (any / desired=running) | "
             f"{min(x['min_any'] for x in R[('drain', 'shoal')])} / {min(x['min_desired'] for x in R[('drain', 'shoal')])} | "

@@ -1,9 +1,15 @@
 //! The shape every leader-only component shares: wait for relevant store events (or a
-//! timer), swallow the burst that follows, then act on the whole state once.
+//! timer), take whatever else has already arrived, then act once on all of it.
+//!
+//! There is no debounce: a pass starts as soon as the first relevant event arrives, so a
+//! lone change costs no added delay, and the events that arrive while a pass runs are the
+//! next pass's batch. A store entry's events are sent together when it applies, so one
+//! entry is never split across passes.
 
-use std::time::Duration;
-
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -19,11 +25,8 @@ pub enum Wake {
     Shutdown,
 }
 
-/// Bursts of events closer together than this are handled in one pass.
-pub const DEBOUNCE: Duration = Duration::from_millis(5);
-
-/// Wait for the next relevant event, a deadline, or cancellation; then drain whatever else
-/// arrives within [`DEBOUNCE`].
+/// Wait for the next relevant event, a deadline, or cancellation; then take whatever else
+/// has already arrived.
 pub async fn next(
     events: &mut broadcast::Receiver<Event>,
     relevant: impl Fn(&Event) -> bool,
@@ -33,7 +36,7 @@ pub async fn next(
     next_noting(events, |e| relevant(e), deadline, cancel).await
 }
 
-/// As [`next`], handing every event that arrives (the burst's too) to `note`, which says
+/// As [`next`], handing every event taken (those already queued behind it too) to `note`, which says
 /// whether it is relevant. A lag (events lost to a slow consumer) is noted as
 /// [`Event::Resync`]: re-read everything.
 pub async fn next_noting(
@@ -64,26 +67,22 @@ pub async fn next_noting(
             },
         }
     }
-    let settle = tokio::time::sleep(DEBOUNCE);
-    tokio::pin!(settle);
     loop {
-        tokio::select! {
-            _ = &mut settle => return Wake::Changed,
-            event = events.recv() => match event {
-                Ok(e) => {
-                    note(&e);
-                }
-                Err(RecvError::Lagged(_)) => {
-                    note(&Event::Resync);
-                }
-                Err(RecvError::Closed) => return Wake::Shutdown,
-            },
+        match events.try_recv() {
+            Ok(e) => {
+                note(&e);
+            }
+            Err(TryRecvError::Lagged(_)) => {
+                note(&Event::Resync);
+            }
+            Err(TryRecvError::Empty) => return Wake::Changed,
+            Err(TryRecvError::Closed) => return Wake::Shutdown,
         }
     }
 }
 
 /// The whole life of a component that acts on the entire state: one pass now, then one
-/// after each burst of relevant events, until `cancel`. A failed pass is logged (naming
+/// after each batch of relevant events, until `cancel`. A failed pass is logged (naming
 /// `what`) and retried on the next change.
 pub async fn run_passes<T, E, F, Fut>(
     store: &Store,

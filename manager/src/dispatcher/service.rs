@@ -195,6 +195,7 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                     })
                 });
                 if let Some((message, now)) = next {
+                    tracing::debug!(node = %node_id, tasks = message.tasks.len(), "assignments sent");
                     if tx.send(Ok(message)).await.is_err() {
                         break;
                     }
