@@ -7,14 +7,24 @@
 //! docs/BENCHMARKS.md.
 //!
 //!   cargo run --release -p shoal-manager --example scale_bench -- [SERVICES] [REPLICAS] [NODES]
+//!   cargo run --release -p shoal-manager --example scale_bench -- big [REPLICAS] [NODES]
 //!
-//! Defaults: 1000 services, 100 replicas, 100 nodes. Prints RESULT lines.
+//! Defaults: 1000 services, 100 replicas, 100 nodes. `big`: one service of REPLICAS
+//! (default 100,000) created on NODES (default 1000) nodes: the time until every replica
+//! is assigned, and the entries it took (the largest must stay under the store's limit).
+//! Prints RESULT lines.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use tokio::sync::broadcast::error::RecvError;
+
 use shoal_manager::orchestrator::new_task;
-use shoal_manager::store::{Object, Store, StoreError};
-use shoal_manager::testutil::{node, service, start_leader_loops, wait_for};
+use shoal_manager::store::MAX_BATCH_BYTES;
+use shoal_manager::store::{Object, ReadTx, Store, StoreError};
+use shoal_manager::testutil::{
+    measured_store, node, put_many, service, start_leader_loops, wait_for,
+};
 use shoal_proto::{TaskState, TaskStatus};
 
 /// Scale-ups measured per cluster; the median is reported.
@@ -24,8 +34,17 @@ const STEP: u64 = 10;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), StoreError> {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("big") {
+        args.remove(0);
+        let n = |i: usize, default: u64| {
+            args.get(i)
+                .map_or(default, |a| a.parse().expect("a number"))
+        };
+        return big(n(0, 100_000), n(1, 1000)).await;
+    }
+    let args: Vec<u64> = args
+        .iter()
         .map(|a| a.parse().expect("numbers: SERVICES REPLICAS NODES"))
         .collect();
     let services = args.first().copied().unwrap_or(1000);
@@ -38,6 +57,55 @@ async fn main() -> Result<(), StoreError> {
         ms(empty),
         ms(full),
         full.as_secs_f64() / empty.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One service of `replicas` created on `nodes` empty nodes: until every replica is
+/// assigned.
+async fn big(replicas: u64, nodes: u64) -> Result<(), StoreError> {
+    let (store, proposer) = measured_store();
+    put_many(
+        &store,
+        (0..nodes).map(|n| Object::Node(node(&format!("node{n}")))),
+    )
+    .await;
+    let cancel = start_leader_loops(&store);
+    let before = proposer.entries();
+    let assigned = |r: &ReadTx<'_>| {
+        r.tasks_of_service("big")
+            .filter(|t| t.state() >= TaskState::Assigned)
+            .map(|t| t.id.clone())
+            .collect::<HashSet<String>>()
+    };
+    // Counted from the events (a walk of every task on each would be the benchmark).
+    let mut events = store.watch();
+    let start = Instant::now();
+    store
+        .update(|tx| tx.create(Object::Service(service("big", replicas))))
+        .await?;
+    let mut seen = HashSet::new();
+    while seen.len() < replicas as usize {
+        match events.recv().await {
+            Ok(event) => {
+                if let Some(Object::Task(t)) = event.object() {
+                    if t.state() >= TaskState::Assigned {
+                        seen.insert(t.id.clone());
+                    }
+                }
+            }
+            Err(RecvError::Lagged(_)) => seen = store.view(assigned),
+            Err(RecvError::Closed) => break,
+        }
+    }
+    let took = start.elapsed();
+    assert_eq!(store.view(assigned).len(), replicas as usize);
+    cancel.cancel();
+    println!(
+        "RESULT scale_bench big: {replicas} replicas on {nodes} nodes assigned in {:.2} s, {} entries, largest {} bytes (limit {MAX_BATCH_BYTES})",
+        took.as_secs_f64(),
+        proposer.entries() - before,
+        proposer.largest(),
     );
     Ok(())
 }

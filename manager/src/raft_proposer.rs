@@ -7,7 +7,11 @@ use prost::Message;
 use shoal_proto::StoreEntry;
 use shoal_raft::{RaftError, RaftNode};
 
-use crate::store::{apply_response, Proposer, StoreError};
+use crate::store::{apply_response, Proposer, StoreError, MAX_BATCH_BYTES};
+
+// The store's entries (batches of MAX_BATCH_BYTES in all, and per batch a field tag and
+// length: at most 1024 batches of 8 bytes) stay within what Raft takes.
+const _: () = assert!(MAX_BATCH_BYTES + 1024 * 8 + 16 <= shoal_raft::MAX_ENTRY_BYTES);
 
 /// How long a new leader's first write waits for the entries of earlier terms to apply.
 const SETTLE: Duration = Duration::from_secs(2);

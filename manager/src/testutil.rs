@@ -9,7 +9,55 @@ use shoal_proto::{
     TaskStatus,
 };
 
-use crate::store::{Object, ReadTx, Store, StoreError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use prost::Message;
+use shoal_proto::StoreEntry;
+
+use crate::store::{LocalProposer, Object, Proposer, ReadTx, Store, StoreError, StoreState};
+
+/// A store whose entries apply at once ([`LocalProposer`]), with the size of every entry
+/// recorded: for tests and benchmarks of how writers split large work.
+pub fn measured_store() -> (Store, Arc<MeasuredProposer>) {
+    let state = Arc::new(StoreState::new());
+    let proposer = Arc::new(MeasuredProposer {
+        inner: LocalProposer::new(state.clone()),
+        largest: AtomicUsize::new(0),
+        entries: AtomicUsize::new(0),
+    });
+    (Store::new(state, proposer.clone()), proposer)
+}
+
+/// See [`measured_store`].
+pub struct MeasuredProposer {
+    inner: LocalProposer,
+    largest: AtomicUsize,
+    entries: AtomicUsize,
+}
+
+impl MeasuredProposer {
+    /// The largest entry proposed so far, encoded, in bytes.
+    pub fn largest(&self) -> usize {
+        self.largest.load(Ordering::SeqCst)
+    }
+
+    /// How many entries were proposed.
+    pub fn entries(&self) -> usize {
+        self.entries.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Proposer for MeasuredProposer {
+    async fn propose(&self, entry: StoreEntry) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.largest
+            .fetch_max(entry.encoded_len(), Ordering::SeqCst);
+        self.entries.fetch_add(1, Ordering::SeqCst);
+        self.inner.propose(entry).await
+    }
+}
 
 pub fn node(id: &str) -> Node {
     Node {
@@ -78,6 +126,25 @@ pub async fn put(store: &Store, objects: Vec<Object>) {
         .expect("fixture write");
 }
 
+/// Create `objects`, as many per transaction as one holds ([`crate::store::WriteTx::is_full`]).
+pub async fn put_many(store: &Store, objects: impl IntoIterator<Item = Object>) {
+    let mut objects = objects.into_iter().peekable();
+    while objects.peek().is_some() {
+        store
+            .update(|tx| {
+                while !tx.is_full() {
+                    match objects.next() {
+                        Some(o) => tx.create(o)?,
+                        None => break,
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .expect("fixture write");
+    }
+}
+
 /// Set a task's observed state, as an agent would report it.
 pub async fn report(store: &Store, task_id: &str, state: TaskState) {
     store
@@ -95,14 +162,26 @@ pub async fn report(store: &Store, task_id: &str, state: TaskState) {
 
 /// Wait until `cond` holds on the store (checked on every change), or panic after 10 s.
 pub async fn wait_for(store: &Store, what: &str, cond: impl Fn(&ReadTx<'_>) -> bool) {
+    wait_for_within(store, what, Duration::from_secs(10), cond).await
+}
+
+/// [`wait_for`], for up to `limit`. The condition is checked once per burst of changes
+/// (whatever arrived while it was last checked), so a check that walks many objects
+/// does not run once per change.
+pub async fn wait_for_within(
+    store: &Store,
+    what: &str,
+    limit: Duration,
+    cond: impl Fn(&ReadTx<'_>) -> bool,
+) {
     let mut events = store.watch();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if store.view(&cond) {
             return;
         }
         tokio::select! {
-            _ = events.recv() => {}
+            _ = events.recv() => while events.try_recv().is_ok() {},
             _ = tokio::time::sleep_until(deadline) => panic!("timed out waiting for {what}"),
         }
     }

@@ -188,9 +188,21 @@ pub enum RaftError {
     /// No leader is heard, and the election has not ended within the wait.
     #[error("no leader: an election has not ended within {0:?}; retry shortly")]
     NoLeader(std::time::Duration),
+    /// A proposal larger than [`MAX_ENTRY_BYTES`]: refused before it reached the log.
+    #[error(
+        "a raft entry of {0} bytes is over the {MAX_ENTRY_BYTES}-byte limit; nothing was written"
+    )]
+    TooLarge(usize),
     #[error("raft: {0}")]
     Raft(String),
 }
+
+/// The most entries one AppendEntries carries...
+pub const MAX_PAYLOAD_ENTRIES: u64 = 32;
+/// ...and the largest entry [`RaftNode::propose`] takes, so an AppendEntries always fits a
+/// peer's message limit (half of it: room for framing). The store caps its entries below
+/// this.
+pub const MAX_ENTRY_BYTES: usize = network::MAX_MESSAGE_SIZE / 2 / MAX_PAYLOAD_ENTRIES as usize;
 
 type OpenraftError<E = std::convert::Infallible> = openraft::error::RaftError<NodeId, E>;
 
@@ -394,6 +406,7 @@ impl RaftNode {
             max_in_snapshot_log_to_keep: cfg.snapshot_every.min(1000),
             // Per snapshot chunk (up to 3 MiB); openraft's 200ms default is tight off-host.
             install_snapshot_timeout: 2000,
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             // Shoal's elector campaigns, after a pre-vote (elector.rs); openraft's own
             // timer would let a shorter log go first and lose rounds.
             enable_elect: false,
@@ -497,6 +510,9 @@ impl RaftNode {
     /// majority while the write waits says so ([`RaftError::Unconfirmed`]) instead of
     /// waiting for it to come back.
     pub async fn propose(&self, command: Vec<u8>) -> Result<(u64, Vec<u8>), RaftError> {
+        if command.len() > MAX_ENTRY_BYTES {
+            return Err(RaftError::TooLarge(command.len()));
+        }
         if let Some(why) = self.leader_without_quorum() {
             return Err(RaftError::NoQuorum(why));
         }

@@ -25,7 +25,8 @@ use crate::contacts::Contacts;
 use crate::types::{decode, encode, TypeConfig};
 use crate::NodeId;
 
-/// Largest gRPC message a Raft peer sends or accepts (AppendEntries batches and snapshot
+/// Largest gRPC message a Raft peer sends or accepts: an AppendEntries of
+/// [`crate::MAX_PAYLOAD_ENTRIES`] entries of [`crate::MAX_ENTRY_BYTES`] each at most (snapshot
 /// chunks are far smaller).
 pub(crate) const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 

@@ -54,6 +54,7 @@ impl From<StoreError> for ControlError {
                 name: id.clone(),
             },
             StoreError::Unavailable(why) => ControlError::Unavailable(why),
+            e @ StoreError::TooLarge { .. } => ControlError::Invalid(e.to_string()),
             other => ControlError::Store(other),
         }
     }

@@ -307,16 +307,10 @@ fn apply_spec(
     Ok(())
 }
 
-/// Stage the removal of `service`; its tasks are told to shut down (the reaper removes
-/// them once they have).
+/// Stage the removal of `service`. Its tasks are the orchestrator's to shut down (a
+/// service may have more than one transaction holds), and the reaper's to remove once
+/// they have.
 fn stage_removal(tx: &mut WriteTx<'_>, service: Service) -> Result<(), ControlError> {
-    let tasks: Vec<_> = tx.read().tasks_of_service(&service.id).cloned().collect();
-    for mut task in tasks {
-        if task.desired() < TaskState::Shutdown {
-            task.desired_state = TaskState::Shutdown as i32;
-            tx.update(Object::Task(task))?;
-        }
-    }
     tx.remove(Object::Service(service));
     Ok(())
 }

@@ -34,6 +34,10 @@ pub fn reconcile(
     let nodes: Vec<_> = tx.read().nodes().cloned().collect();
     let mut next = None;
     for node in &nodes {
+        // One transaction holds so much: the rest of the nodes on the next pass, at once.
+        if tx.is_full() {
+            return Ok(Some(now));
+        }
         let tasks = current.remove(&node.id).unwrap_or_default();
         let fits = constraints.iter().all(|c| c.matches(node));
         let keep =

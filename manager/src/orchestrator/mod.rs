@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::ids::new_id;
 use crate::runloop::{self, Wake};
-use crate::store::{Event, Object, Store, StoreError, WriteTx};
+use crate::store::{Event, Object, ReadTx, Store, StoreError, WriteTx};
 use restart::RestartSupervisor;
 use update::Updater;
 
@@ -104,6 +104,9 @@ const RETRY: Duration = Duration::from_millis(200);
 struct Dirty {
     /// Every service (the first pass, a resync, a node change).
     all: bool,
+    /// Also look for tasks whose service is gone and still run (the first pass, a
+    /// resync: a removal this loop did not see).
+    orphans: bool,
     services: BTreeSet<String>,
     removed: Vec<String>,
 }
@@ -118,6 +121,9 @@ impl Dirty {
         }
         if !relevant(event) {
             return false;
+        }
+        if *event == Event::Resync {
+            self.orphans = true;
         }
         match event.object() {
             Some(Object::Service(s)) => {
@@ -141,6 +147,7 @@ impl Orchestrator {
             updater: Updater::default(),
             dirty: Dirty {
                 all: true,
+                orphans: true,
                 ..Dirty::default()
             },
             due: HashMap::new(),
@@ -191,6 +198,14 @@ impl Orchestrator {
             self.due.retain(|id, _| all.contains(id));
             ids = all;
         }
+        if dirty.orphans {
+            self.store.view(|r| {
+                let gone = r.tasks().filter(|t| {
+                    t.desired() < TaskState::Shutdown && r.service(&t.service_id).is_none()
+                });
+                ids.extend(gone.map(|t| t.service_id.clone()));
+            });
+        }
         ids.extend(
             self.due
                 .iter()
@@ -198,6 +213,7 @@ impl Orchestrator {
                 .map(|(id, _)| id.clone()),
         );
         let mut failure = None;
+        let reconciled = ids.len();
         let mut commits = Vec::with_capacity(ids.len());
         for id in ids {
             self.due.remove(&id);
@@ -206,7 +222,7 @@ impl Orchestrator {
                 .store
                 .submit(|tx| {
                     let Some(service) = tx.read().service(&id).cloned() else {
-                        return Ok((None, false));
+                        return Ok((shut_down_orphans(tx, &id, now)?, false));
                     };
                     reconcile(tx, &service, restart, updater, now)
                 })
@@ -237,11 +253,33 @@ impl Orchestrator {
                 }
             }
         }
+        tracing::debug!(services = reconciled, "orchestrator pass committed");
         match failure {
             Some(e) => Err(e),
             None => Ok(self.due.values().min().copied()),
         }
     }
+}
+
+/// Shut down the tasks of a removed service (`service rm` removes only the service: it may
+/// have 100k tasks, more than one transaction holds), as many as fit this transaction;
+/// due again at once while some are left.
+fn shut_down_orphans(
+    tx: &mut WriteTx<'_>,
+    service_id: &str,
+    now: Instant,
+) -> Result<Option<Instant>, StoreError> {
+    let tables = tx.read().tables();
+    for task in ReadTx::new(tables).tasks_of_service(service_id) {
+        if task.desired() >= TaskState::Shutdown {
+            continue;
+        }
+        if tx.is_full() {
+            return Ok(Some(now));
+        }
+        replicated::shut_down(tx, task.clone())?;
+    }
+    Ok(None)
 }
 
 /// Reconcile one service in `tx`: when it is next due, and whether the rolling updater
@@ -277,9 +315,8 @@ fn reconcile(
 
 fn relevant(event: &Event) -> bool {
     match event {
-        // A removed service is the reaper's; nothing to reconcile.
-        Event::Removed(o) if matches!(**o, Object::Service(_)) => false,
         Event::Created(o) | Event::Updated(o) | Event::Removed(o) => match &**o {
+            // A removed service's tasks are shut down here.
             Object::Service(_) | Object::Node(_) => true,
             // A task that ended or was shut down can leave a slot empty; one that runs or
             // cannot be placed ends the hand-over of a drained node's task; a stop-first
@@ -302,6 +339,8 @@ fn relevant(event: &Event) -> bool {
 
 #[cfg(test)]
 mod jobs_tests;
+#[cfg(test)]
+mod scale_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //!   the replacement runs, or cannot be placed (PENDING), or ended and will not restart.
 //!   This drains a node without taking a replica away (Swarm stops the old task first).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use shoal_proto::{Availability, NodeState, Service, Task, TaskState};
@@ -17,7 +18,9 @@ use super::{earliest, new_task, restart::RestartSupervisor, update};
 use crate::scheduler::constraint;
 use crate::store::{Object, ReadTx, StoreError, WriteTx};
 
-/// Bring `service`'s slots to its replica count and look after each slot's tasks.
+/// Bring `service`'s slots to its replica count and look after each slot's tasks, as far
+/// as one transaction holds ([`WriteTx::is_full`]: a scale to 100k replicas takes many);
+/// due again at once when there is more to do.
 pub fn reconcile(
     tx: &mut WriteTx<'_>,
     service: &Service,
@@ -25,35 +28,49 @@ pub fn reconcile(
     now: Instant,
 ) -> Result<Option<Instant>, StoreError> {
     let replicas = service.spec.as_ref().map_or(0, |s| s.replicas) as usize;
-    // Slot number -> its current tasks (desired to run or about to).
-    let mut slots: BTreeMap<u64, Vec<Task>> = BTreeMap::new();
-    for task in tx.read().tasks_of_service(&service.id) {
+    // Slot number -> its current tasks (desired to run or about to), borrowed from the
+    // state the transaction began on (a service may have 100k, and many passes).
+    let tables = tx.read().tables();
+    let mut slots: BTreeMap<u64, Vec<Cow<'_, Task>>> = BTreeMap::new();
+    for task in ReadTx::new(tables).tasks_of_service(&service.id) {
         if task.desired() <= TaskState::Running {
-            slots.entry(task.slot).or_default().push(task.clone());
+            slots
+                .entry(task.slot)
+                .or_default()
+                .push(Cow::Borrowed(task));
         }
     }
     let mut next = None;
 
     // Too many slots: shut down the highest-numbered ones.
     while slots.len() > replicas {
+        if tx.is_full() {
+            return Ok(Some(now));
+        }
         let Some((_, tasks)) = slots.pop_last() else {
             break;
         };
         for task in tasks {
-            shut_down(tx, task)?;
+            shut_down(tx, task.into_owned())?;
         }
     }
     // Too few: fill the lowest free slot numbers.
     let mut candidate = 1u64;
     while slots.len() < replicas {
+        if tx.is_full() {
+            return Ok(Some(now));
+        }
         while slots.contains_key(&candidate) {
             candidate += 1;
         }
         let task = new_task(service, candidate, "", TaskState::Running);
         tx.create(Object::Task(task.clone()))?;
-        slots.insert(candidate, vec![task]);
+        slots.insert(candidate, vec![Cow::Owned(task)]);
     }
     for (slot, tasks) in slots {
+        if tx.is_full() {
+            return Ok(Some(now));
+        }
         next = earliest(
             next,
             reconcile_slot(tx, service, slot, tasks, restart, now)?,
@@ -104,7 +121,7 @@ fn reconcile_slot(
     tx: &mut WriteTx<'_>,
     service: &Service,
     slot: u64,
-    tasks: Vec<Task>,
+    tasks: Vec<Cow<'_, Task>>,
     restart: &mut RestartSupervisor,
     now: Instant,
 ) -> Result<Option<Instant>, StoreError> {
@@ -133,7 +150,7 @@ fn reconcile_slot(
             Standing::Fine => staying.push(task),
             // Only a running task is worth keeping until its replacement runs.
             Standing::Leaving if task.state() == TaskState::Running => leaving.push(task),
-            Standing::Leaving | Standing::Lost => shut_down(tx, task)?,
+            Standing::Leaving | Standing::Lost => shut_down(tx, task.into_owned())?,
         }
     }
     // One current task per slot: a running one over one that is not, then the newest.
@@ -154,7 +171,7 @@ fn reconcile_slot(
         return Ok(None);
     };
     for extra in staying {
-        shut_down(tx, extra)?;
+        shut_down(tx, extra.into_owned())?;
     }
     if current.version() == 0 {
         return Ok(None); // created in this pass
@@ -166,14 +183,14 @@ fn reconcile_slot(
     let next = restart.supervise(tx, service, &current, now)?;
     if !leaving.is_empty() {
         // As this transaction sees it: the supervisor may have just replaced it.
-        let current = tx.task(&current.id).unwrap_or(current);
+        let current = tx.task(&current.id).unwrap_or_else(|| current.into_owned());
         let state = current.state();
         let handed_over = state == TaskState::Running
             || state == TaskState::Pending
             || (state.is_terminal() && current.desired() <= TaskState::Running);
         if handed_over {
             for task in leaving {
-                shut_down(tx, task)?;
+                shut_down(tx, task.into_owned())?;
             }
         }
     }

@@ -844,8 +844,12 @@ fn events_mark_their_services_and_node_changes_mark_all() {
     assert_eq!(dirty.services.iter().collect::<Vec<_>>(), ["s1"]);
     assert!(!dirty.all);
     let removed = Event::Removed(std::sync::Arc::new(Object::Service(service_for("s3"))));
-    assert!(!dirty.note(&removed), "a removed service is the reaper's");
+    assert!(
+        dirty.note(&removed),
+        "a removed service's tasks are shut down"
+    );
     assert_eq!(dirty.removed, ["s3"]);
+    assert_eq!(dirty.services.iter().collect::<Vec<_>>(), ["s1", "s3"]);
     let n = Event::Updated(std::sync::Arc::new(Object::Node(node("n1"))));
     assert!(dirty.note(&n));
     assert!(dirty.all, "a node change can move any service's tasks");

@@ -186,21 +186,18 @@ impl Updater {
             });
         }
         let sv = service.spec_version;
-        let mut slots: BTreeMap<Place, Vec<Task>> = BTreeMap::new();
-        for task in tx.read().tasks_of_service(&service.id) {
-            if task.desired() <= TaskState::Running {
-                slots
-                    .entry(place(service, task))
-                    .or_default()
-                    .push(task.clone());
-            }
-        }
-        let any_old = slots.values().flatten().any(|t| t.spec_version != sv);
         let current = service.update_status.clone().unwrap_or_default();
         let state = state_of(service);
+        // Read without copying: most passes find no update under way (and a service may
+        // have 100k tasks).
+        let any_old = || {
+            tx.read()
+                .tasks_of_service(&service.id)
+                .any(|t| t.desired() <= TaskState::Running && t.spec_version != sv)
+        };
         match state {
             UpdateState::Updating | UpdateState::RollbackStarted => {}
-            UpdateState::Unknown if any_old => {
+            UpdateState::Unknown if any_old() => {
                 // Old tasks and no update recorded (a service from before updates): start one.
                 let mut s = service.clone();
                 s.update_status = Some(status(
@@ -217,6 +214,15 @@ impl Updater {
             _ => {
                 self.progress.remove(&service.id);
                 return Ok(Outcome::default());
+            }
+        }
+        let mut slots: BTreeMap<Place, Vec<Task>> = BTreeMap::new();
+        for task in tx.read().tasks_of_service(&service.id) {
+            if task.desired() <= TaskState::Running {
+                slots
+                    .entry(place(service, task))
+                    .or_default()
+                    .push(task.clone());
             }
         }
         let rolling_back = state == UpdateState::RollbackStarted;

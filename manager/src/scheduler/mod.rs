@@ -70,52 +70,96 @@ impl Scheduler {
         self.pass_with(&mut Loads::default()).await
     }
 
+    /// Plans every waiting task, then writes the decisions in as many transactions as
+    /// they need ([`crate::store::WriteTx::is_full`]: a 100k-replica service is placed
+    /// in one pass but never one oversized Raft entry), queued back to back and
+    /// committed together. Returns how many tasks it wrote.
     async fn pass_with(&self, loads: &mut Loads) -> Result<usize, StoreError> {
-        let result = self
-            .store
-            .update(|tx| {
-                let decisions = loads.plan(tx.read());
-                let mut written = 0;
-                for (mut task, decision) in decisions {
-                    let (state, message, err, node) = match decision {
-                        Decision::Assign(node) => (
-                            TaskState::Assigned,
-                            "scheduler assigned task to node".to_string(),
-                            String::new(),
-                            node,
-                        ),
-                        Decision::Pending(why) => {
-                            (TaskState::Pending, why.clone(), why, task.node_id.clone())
+        let mut decisions = None;
+        let mut commits = Vec::new();
+        let mut written = 0;
+        let mut failure = None;
+        loop {
+            let staged = self
+                .store
+                .submit(|tx| {
+                    let rest = decisions.get_or_insert_with(|| loads.plan(tx.read()).into_iter());
+                    let mut wrote = 0;
+                    while !tx.is_full() {
+                        let Some((task, decision)) = rest.next() else {
+                            break;
+                        };
+                        if let Some(task) = decided(task, decision) {
+                            tx.update(Object::Task(task))?;
+                            wrote += 1;
                         }
-                    };
-                    let unchanged = task.state() == state
-                        && task
-                            .status
-                            .as_ref()
-                            .is_some_and(|s| s.message == message && s.err == err);
-                    if unchanged {
-                        continue;
                     }
-                    task.node_id = node;
-                    task.status = Some(TaskStatus {
-                        state: state as i32,
-                        message,
-                        err,
-                        timestamp_ms: now_ms(),
-                        ..Default::default()
-                    });
-                    tx.update(Object::Task(task))?;
-                    written += 1;
+                    Ok::<_, StoreError>((wrote, rest.len() == 0))
+                })
+                .await;
+            match staged {
+                Ok(((wrote, done), commit)) => {
+                    written += wrote;
+                    commits.push(commit);
+                    if done {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        for commit in commits {
+            if let Err(e) = commit.await {
+                failure.get_or_insert(e);
+            }
+        }
+        match failure {
+            Some(e) => {
+                // The placements counted in may not have been written.
+                loads.invalidate();
+                Err(e)
+            }
+            None => {
+                if written > 0 {
+                    tracing::debug!(tasks = written, "scheduler pass committed");
                 }
                 Ok(written)
-            })
-            .await;
-        if result.is_err() {
-            // The placements counted in may not have been written.
-            loads.invalidate();
+            }
         }
-        result
     }
+}
+
+/// `task` as `decision` makes it, or `None` when that changes nothing.
+fn decided(mut task: Task, decision: Decision) -> Option<Task> {
+    let (state, message, err, node) = match decision {
+        Decision::Assign(node) => (
+            TaskState::Assigned,
+            "scheduler assigned task to node".to_string(),
+            String::new(),
+            node,
+        ),
+        Decision::Pending(why) => (TaskState::Pending, why.clone(), why, task.node_id.clone()),
+    };
+    let unchanged = task.state() == state
+        && task
+            .status
+            .as_ref()
+            .is_some_and(|s| s.message == message && s.err == err);
+    if unchanged {
+        return None;
+    }
+    task.node_id = node;
+    task.status = Some(TaskStatus {
+        state: state as i32,
+        message,
+        err,
+        timestamp_ms: now_ms(),
+        ..Default::default()
+    });
+    Some(task)
 }
 
 /// Whether a task holds resources on its node: once assigned there (a replacement that
@@ -143,9 +187,16 @@ pub fn plan(r: &ReadTx<'_>) -> Vec<(Task, Decision)> {
     loads.plan(r)
 }
 
-/// Decide for `waiting` (sorted), counting each placement into `loads` as it is made
-/// (so the rest of the pass sees it) and keeping its share in `shares` (its own event,
-/// once written, replaces it).
+/// Decide for `waiting` (sorted by service), counting each placement into `loads` as it
+/// is made (so the rest of the pass sees it) and keeping its share in `shares` (its own
+/// event, once written, replaces it).
+///
+/// Tasks of one service and spec share their filters, so a run of them is decided
+/// together ([`decide_run`]): the filters run once per node for the run, not once per
+/// node and task, and the run's tasks go one by one to the node the spread prefers,
+/// kept in a heap. Placing a task changes only its own node's load, so only that node is
+/// checked again and its place in the heap updated. With spread preferences, and for
+/// global tasks (made for one node), each task is decided alone ([`decide_one`]).
 fn decide(
     r: &ReadTx<'_>,
     loads: &mut HashMap<String, NodeLoad>,
@@ -153,71 +204,166 @@ fn decide(
     waiting: Vec<&Task>,
 ) -> Vec<(Task, Decision)> {
     let nodes: Vec<&Node> = r.nodes().collect();
-    let empty = NodeLoad::default();
-    let mut placements: HashMap<&str, Result<Placement, String>> = HashMap::new();
-    let mut gates: HashMap<&str, Option<String>> = HashMap::new();
     let mut decisions = Vec::with_capacity(waiting.len());
-    for task in waiting {
-        let gate = gates.entry(task.service_id.as_str()).or_insert_with(|| {
-            r.service(&task.service_id)
+    let same_run = |a: &&Task, b: &&Task| {
+        a.service_id == b.service_id
+            && a.spec_version == b.spec_version
+            && a.node_id.is_empty()
+            && b.node_id.is_empty()
+    };
+    let mut gates: HashMap<&str, Option<String>> = HashMap::new();
+    for run in waiting.chunk_by(same_run) {
+        let first = run[0];
+        let gate = gates.entry(first.service_id.as_str()).or_insert_with(|| {
+            r.service(&first.service_id)
                 .and_then(|s| depends::waiting_for(r, s))
         });
         if let Some(why) = gate {
-            decisions.push((task.clone(), Decision::Pending(why.clone())));
+            decisions.extend(
+                run.iter()
+                    .map(|t| ((*t).clone(), Decision::Pending(why.clone()))),
+            );
             continue;
         }
-        let placement = placements
-            .entry(task.service_id.as_str())
-            .or_insert_with(|| Placement::of(task));
-        let placement = match placement {
-            Ok(p) => &*p,
+        let placement = match Placement::of(first) {
+            Ok(p) => p,
             Err(e) => {
-                decisions.push((task.clone(), Decision::Pending(e.clone())));
+                decisions.extend(
+                    run.iter()
+                        .map(|t| ((*t).clone(), Decision::Pending(e.clone()))),
+                );
                 continue;
             }
         };
-        let candidates: Vec<&Node> = if task.node_id.is_empty() {
-            nodes.clone()
-        } else {
-            // Global tasks are made for one node.
-            nodes
-                .iter()
-                .copied()
-                .filter(|n| n.id == task.node_id)
-                .collect()
-        };
-        let mut why = Explanation::default();
-        let mut fits = Vec::new();
-        for node in candidates {
-            let load = loads.get(node.id.as_str()).unwrap_or(&empty);
-            match filter::check(task, &placement.constraints, node, load) {
-                Ok(()) => fits.push(node),
-                Err(rejection) => why.add(&rejection),
-            }
+        if placement.spread.is_empty() && first.node_id.is_empty() {
+            decide_run(run, &placement, &nodes, loads, shares, &mut decisions);
+            continue;
         }
-        let chosen = spread::choose(
-            &task.service_id,
-            &placement.spread,
-            fits.iter()
-                .filter_map(|n| loads.get(n.id.as_str()).map(|l| (*n, l)))
-                .collect(),
-        )
-        .map(|n| n.id.clone());
-        match chosen {
-            Some(node_id) => {
-                let share = Share {
-                    node_id: node_id.clone(),
-                    ..Share::of(task)
-                };
-                loads.entry(node_id.clone()).or_default().add_share(&share);
-                // A waiting task holds no share (it occupies nothing): nothing to give back.
-                shares.insert(task.id.clone(), share);
-                decisions.push((task.clone(), Decision::Assign(node_id)));
-            }
-            None => decisions.push((task.clone(), Decision::Pending(why.to_string()))),
+        for task in run {
+            let candidates: Vec<&Node> = if task.node_id.is_empty() {
+                nodes.clone()
+            } else {
+                r.node(&task.node_id).into_iter().collect()
+            };
+            let decision = decide_one(task, &placement, candidates, loads, shares);
+            decisions.push(((*task).clone(), decision));
         }
     }
     decisions
+}
+
+/// A node's place in a run's heap: fewest tasks of the service, then fewest tasks, then
+/// the lowest id ([`filter::spread`]'s order), and the node's index in the pass's list.
+type Rank<'n> = std::cmp::Reverse<(usize, usize, &'n str, usize)>;
+
+fn rank<'n>(service_id: &str, node: &'n Node, index: usize, load: &NodeLoad) -> Rank<'n> {
+    let of_service = load.by_service.get(service_id).copied().unwrap_or(0);
+    std::cmp::Reverse((of_service, load.tasks, node.id.as_str(), index))
+}
+
+/// Decide a run of tasks of one service and spec, with no spread preference. A node that
+/// fails the filters at the start of the run fails them for the whole run (placing tasks
+/// only adds load), so the filters run once per node, and once more per placement on the
+/// node placed on.
+fn decide_run(
+    run: &[&Task],
+    placement: &Placement,
+    nodes: &[&Node],
+    loads: &mut HashMap<String, NodeLoad>,
+    shares: &mut HashMap<String, Share>,
+    decisions: &mut Vec<(Task, Decision)>,
+) {
+    let first = run[0];
+    let service_id = first.service_id.as_str();
+    let mut heap: std::collections::BinaryHeap<Rank<'_>> = nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, node)| {
+            let load = loads.get(node.id.as_str())?;
+            filter::check(first, &placement.constraints, node, load)
+                .is_ok()
+                .then(|| rank(service_id, node, i, load))
+        })
+        .collect();
+    // Why the rest of the run waits, once no node is left (the same for all of them).
+    let mut pending: Option<String> = None;
+    for task in run {
+        let Some(std::cmp::Reverse((_, _, _, index))) = heap.pop() else {
+            let why = pending.get_or_insert_with(|| {
+                let empty = NodeLoad::default();
+                let mut why = Explanation::default();
+                for node in nodes {
+                    let load = loads.get(node.id.as_str()).unwrap_or(&empty);
+                    if let Err(rejection) = filter::check(task, &placement.constraints, node, load)
+                    {
+                        why.add(&rejection);
+                    }
+                }
+                why.to_string()
+            });
+            decisions.push(((*task).clone(), Decision::Pending(why.clone())));
+            continue;
+        };
+        let node = nodes[index];
+        let load = place(task, &node.id, loads, shares);
+        if filter::check(task, &placement.constraints, node, load).is_ok() {
+            heap.push(rank(service_id, node, index, load));
+        }
+        decisions.push(((*task).clone(), Decision::Assign(node.id.clone())));
+    }
+}
+
+/// Decide one task among `candidates`, through the spread preferences.
+fn decide_one(
+    task: &Task,
+    placement: &Placement,
+    candidates: Vec<&Node>,
+    loads: &mut HashMap<String, NodeLoad>,
+    shares: &mut HashMap<String, Share>,
+) -> Decision {
+    let empty = NodeLoad::default();
+    let mut why = Explanation::default();
+    let mut fits = Vec::new();
+    for node in candidates {
+        let load = loads.get(node.id.as_str()).unwrap_or(&empty);
+        match filter::check(task, &placement.constraints, node, load) {
+            Ok(()) => fits.push(node),
+            Err(rejection) => why.add(&rejection),
+        }
+    }
+    let chosen = spread::choose(
+        &task.service_id,
+        &placement.spread,
+        fits.iter()
+            .filter_map(|n| loads.get(n.id.as_str()).map(|l| (*n, l)))
+            .collect(),
+    )
+    .map(|n| n.id.clone());
+    match chosen {
+        Some(node_id) => {
+            place(task, &node_id, loads, shares);
+            Decision::Assign(node_id)
+        }
+        None => Decision::Pending(why.to_string()),
+    }
+}
+
+/// Count `task` on `node_id` (its share kept in `shares`); the node's load after it.
+fn place<'l>(
+    task: &Task,
+    node_id: &str,
+    loads: &'l mut HashMap<String, NodeLoad>,
+    shares: &mut HashMap<String, Share>,
+) -> &'l NodeLoad {
+    let share = Share {
+        node_id: node_id.to_string(),
+        ..Share::of(task)
+    };
+    let load = loads.entry(node_id.to_string()).or_default();
+    load.add_share(&share);
+    // A waiting task holds no share (it occupies nothing): nothing to give back.
+    shares.insert(task.id.clone(), share);
+    load
 }
 
 /// A task's placement rules, parsed once per service and pass.

@@ -67,7 +67,22 @@ pub enum StoreError {
     /// leader change): nothing of it was written.
     #[error("this change was built on an earlier one that did not commit (store batch {seq} after {applied}); nothing was written: retry it")]
     Stale { seq: u64, applied: u64 },
+    /// One transaction wrote more than a log entry may hold ([`MAX_BATCH_BYTES`]):
+    /// refused before it reached Raft; nothing was written.
+    #[error("this change is {bytes} bytes, over the {limit}-byte limit for one store write; nothing was written: make it in smaller steps")]
+    TooLarge { bytes: usize, limit: usize },
 }
+
+/// The most one transaction may write, encoded: a larger batch is refused
+/// ([`StoreError::TooLarge`]); a log entry groups batches up to this size in all, so no
+/// Raft entry is larger (with its framing, under Raft's own limit: `raft_proposer.rs`
+/// checks). Writers of many objects stop when [`WriteTx::is_full`] says so and write
+/// the rest in another transaction.
+pub const MAX_BATCH_BYTES: usize = (1 << 20) - (64 << 10);
+
+/// [`WriteTx::is_full`] from this many bytes on: a quarter of [`MAX_BATCH_BYTES`], so the
+/// object written after the check (up to 720 KiB) still fits.
+pub const BULK_BATCH_BYTES: usize = MAX_BATCH_BYTES / 4;
 
 /// The format of the store batches this manager writes, and the newest it reads. Raise it
 /// when a batch may hold what an older manager cannot read (a new action or object kind):

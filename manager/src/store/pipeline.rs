@@ -20,13 +20,11 @@ use shoal_proto::{StoreActionBatch, StoreEntry};
 use tokio::sync::{mpsc, oneshot, watch, Mutex, MutexGuard};
 
 use super::apply::{check_batch, write_batch};
-use super::{Proposer, StoreError, StoreState, Tables, STORE_FORMAT};
+use super::{Proposer, StoreError, StoreState, Tables, MAX_BATCH_BYTES, STORE_FORMAT};
 
-/// At most this many batches share one log entry...
+/// At most this many batches share one log entry, and together no more than
+/// [`MAX_BATCH_BYTES`] (each batch is at most that, [`Pipeline::queue`]).
 const MAX_BATCHES_PER_ENTRY: usize = 1024;
-/// ...and an entry takes no more batches once it holds this many bytes (a single larger
-/// batch still goes, alone).
-const MAX_ENTRY_BYTES: usize = 1 << 20;
 
 /// The pipeline's shared half: cheap to clone.
 #[derive(Clone)]
@@ -55,6 +53,8 @@ struct Flight {
 
 struct Queued {
     batch: StoreActionBatch,
+    /// `batch`'s encoded size.
+    bytes: usize,
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -109,6 +109,13 @@ impl Pipeline {
         spec: &mut Tables,
         mut batch: StoreActionBatch,
     ) -> Result<Commit, StoreError> {
+        let bytes = batch.encoded_len();
+        if bytes > MAX_BATCH_BYTES {
+            return Err(StoreError::TooLarge {
+                bytes,
+                limit: MAX_BATCH_BYTES,
+            });
+        }
         batch.format = STORE_FORMAT;
         batch.seq = spec.seq + 1;
         batch.parent = spec.last_batch;
@@ -123,6 +130,7 @@ impl Pipeline {
         self.shared.flight.send_modify(|f| f.pending += 1);
         if let Err(mpsc::error::SendError(lost)) = queue.send(Queued {
             batch: batch.clone(),
+            bytes,
             reply,
         }) {
             self.shared.flight.send_modify(|f| f.pending -= 1);
@@ -174,13 +182,26 @@ async fn commit(
     shared: Arc<Shared>,
     proposer: Arc<dyn Proposer>,
 ) {
-    while let Some(first) = queue.recv().await {
-        let mut bytes = first.batch.encoded_len();
+    // A batch that did not fit the entry before: it starts the next one.
+    let mut carried: Option<Queued> = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match queue.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        let mut bytes = first.bytes;
         let mut group = vec![first];
-        while group.len() < MAX_BATCHES_PER_ENTRY && bytes < MAX_ENTRY_BYTES {
+        while group.len() < MAX_BATCHES_PER_ENTRY {
             match queue.try_recv() {
+                Ok(next) if bytes + next.bytes > MAX_BATCH_BYTES => {
+                    carried = Some(next);
+                    break;
+                }
                 Ok(next) => {
-                    bytes += next.batch.encoded_len();
+                    bytes += next.bytes;
                     group.push(next);
                 }
                 Err(_) => break,
@@ -217,7 +238,11 @@ async fn commit(
             // writer lock, so no transaction is between reading the state and queueing.
             let _writer = shared.spec.lock().await;
             shared.flight.send_modify(|f| f.poisoned = true);
-            while let Ok(later) = queue.try_recv() {
+            let carried = carried.take();
+            for later in carried
+                .into_iter()
+                .chain(std::iter::from_fn(|| queue.try_recv().ok()))
+            {
                 let error = built_on_failed(&failure, later.batch.seq, failed_seq);
                 let _ = later.reply.send(Err(error));
                 answered += 1;

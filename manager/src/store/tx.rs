@@ -211,6 +211,8 @@ pub struct WriteTx<'a> {
     /// kind -> id -> position in `actions`, so a second write to one object replaces the
     /// first (looked up without allocating: listings ask once per committed object).
     staged: HashMap<&'static str, HashMap<String, usize>>,
+    /// The encoded size of `actions`, kept as they are staged.
+    bytes: usize,
     now_ms: i64,
 }
 
@@ -220,6 +222,7 @@ impl<'a> WriteTx<'a> {
             base: ReadTx::new(tables),
             actions: Vec::new(),
             staged: HashMap::new(),
+            bytes: 0,
             now_ms: now_ms(),
         }
     }
@@ -451,6 +454,13 @@ impl<'a> WriteTx<'a> {
         self.actions.is_empty()
     }
 
+    /// Whether this transaction has written enough ([`super::BULK_BATCH_BYTES`]): a writer
+    /// of many objects stops here and writes the rest in its next transaction, so no
+    /// transaction nears [`super::MAX_BATCH_BYTES`].
+    pub fn is_full(&self) -> bool {
+        self.bytes >= super::BULK_BATCH_BYTES
+    }
+
     pub(crate) fn into_batch(self) -> StoreActionBatch {
         StoreActionBatch {
             actions: self.actions,
@@ -475,12 +485,19 @@ impl<'a> WriteTx<'a> {
             kind: kind as i32,
             object: Some(to_action_object(object)),
         };
+        // As a repeated field of the batch: a tag, a length, the action.
+        let bytes = prost::encoding::message::encoded_len(1, &action);
         let ids = self.staged.entry(object_kind).or_default();
         match ids.get(&id) {
-            Some(&pos) => self.actions[pos] = action,
+            Some(&pos) => {
+                let replaced = prost::encoding::message::encoded_len(1, &self.actions[pos]);
+                self.bytes = self.bytes - replaced + bytes;
+                self.actions[pos] = action;
+            }
             None => {
                 ids.insert(id, self.actions.len());
                 self.actions.push(action);
+                self.bytes += bytes;
             }
         }
     }

@@ -1,0 +1,99 @@
+//! Work larger than one transaction holds: a service of many replicas is created, placed
+//! and removed in many bounded transactions, never one oversized Raft entry.
+
+use std::time::Duration;
+
+use shoal_proto::TaskState;
+
+use crate::store::{Object, StoreError, MAX_BATCH_BYTES};
+use crate::testutil::{
+    live, measured_store, node, put, service, start_leader_loops, wait_for_within,
+};
+
+/// Enough replicas for dozens of transactions, few enough for a debug build.
+const REPLICAS: usize = 20_000;
+
+/// The framing one entry adds around its batches (a tag and a length each, at most 1024).
+const ENTRY_FRAMING: usize = 1024 * 8 + 16;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_of_many_replicas_is_placed_and_removed_in_entries_under_the_limit() {
+    let (store, proposer) = measured_store();
+    let nodes: Vec<Object> = (0..10)
+        .map(|i| Object::Node(node(&format!("n{i}"))))
+        .collect();
+    put(&store, nodes).await;
+    let cancel = start_leader_loops(&store);
+    put(
+        &store,
+        vec![Object::Service(service("big", REPLICAS as u64))],
+    )
+    .await;
+    wait_for_within(
+        &store,
+        "every replica assigned",
+        Duration::from_secs(120),
+        |r| {
+            r.tasks_of_service("big")
+                .filter(|t| t.state() == TaskState::Assigned && !t.node_id.is_empty())
+                .count()
+                == REPLICAS
+        },
+    )
+    .await;
+    assert_eq!(store.view(|r| live(r, "big")), REPLICAS, "no replica twice");
+    let placed = proposer.entries();
+    assert!(placed > 10, "split into many entries, {placed} seen");
+    assert!(
+        proposer.largest() <= MAX_BATCH_BYTES + ENTRY_FRAMING,
+        "largest entry {} bytes, limit {MAX_BATCH_BYTES}",
+        proposer.largest()
+    );
+
+    // Removing the service removes only the service; the orchestrator shuts its tasks
+    // down, in bounded transactions too.
+    let big = store.view(|r| r.service("big").cloned()).expect("service");
+    store
+        .update(|tx| {
+            tx.remove(Object::Service(big));
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("remove");
+    wait_for_within(
+        &store,
+        "every task shut down",
+        Duration::from_secs(120),
+        |r| live(r, "big") == 0,
+    )
+    .await;
+    assert!(
+        proposer.entries() > placed + 5,
+        "the shutdown was split too"
+    );
+    assert!(proposer.largest() <= MAX_BATCH_BYTES + ENTRY_FRAMING);
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_transaction_over_the_limit_is_refused_whole_and_the_store_goes_on() {
+    let (store, proposer) = measured_store();
+    let err = store
+        .update(|tx| {
+            for i in 0..20_000 {
+                tx.create(Object::Node(node(&format!("n{i}"))))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(err, StoreError::TooLarge { bytes, limit } if bytes > limit && limit == MAX_BATCH_BYTES),
+        "{err}"
+    );
+    assert!(err.to_string().contains("smaller steps"), "{err}");
+    assert_eq!(proposer.entries(), 0, "nothing reached the log");
+    assert_eq!(store.view(|r| r.nodes().count()), 0);
+    put(&store, vec![Object::Node(node("after"))]).await;
+    assert_eq!(store.view(|r| r.nodes().count()), 1);
+}
