@@ -197,12 +197,14 @@ pub enum RaftError {
     Raft(String),
 }
 
-/// The most entries one AppendEntries carries...
-pub const MAX_PAYLOAD_ENTRIES: u64 = 32;
-/// ...and the largest entry [`RaftNode::propose`] takes, so an AppendEntries always fits a
-/// peer's message limit (half of it: room for framing). The store caps its entries below
-/// this.
-pub const MAX_ENTRY_BYTES: usize = network::MAX_MESSAGE_SIZE / 2 / MAX_PAYLOAD_ENTRIES as usize;
+/// The most entries one AppendEntries carries: openraft's default. Fewer (32 was tried)
+/// slows a follower's catch-up after a partition enough that a test of a one-way cut
+/// right after a heal no longer sees its refusal in time.
+pub const MAX_PAYLOAD_ENTRIES: u64 = 300;
+/// The largest entry [`RaftNode::propose`] takes; a peer's message limit
+/// (`network::MAX_MESSAGE_SIZE`) holds an AppendEntries of [`MAX_PAYLOAD_ENTRIES`] of them.
+/// The store caps its entries below this.
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 
 type OpenraftError<E = std::convert::Infallible> = openraft::error::RaftError<NodeId, E>;
 

@@ -26,9 +26,11 @@ use crate::types::{decode, encode, TypeConfig};
 use crate::NodeId;
 
 /// Largest gRPC message a Raft peer sends or accepts: an AppendEntries of
-/// [`crate::MAX_PAYLOAD_ENTRIES`] entries of [`crate::MAX_ENTRY_BYTES`] each at most (snapshot
-/// chunks are far smaller).
-pub(crate) const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// [`crate::MAX_PAYLOAD_ENTRIES`] entries of [`crate::MAX_ENTRY_BYTES`] each at most, and
+/// room for its framing (snapshot chunks are far smaller). A limit, not an allocation: a
+/// message this large is a follower catching up on hundreds of the largest entries.
+pub(crate) const MAX_MESSAGE_SIZE: usize =
+    crate::MAX_PAYLOAD_ENTRIES as usize * crate::MAX_ENTRY_BYTES + (16 << 20);
 
 /// Builds the channel to a peer manager at `addr` (`host:port`). Connects lazily: the
 /// first RPC dials, and a dead peer shows up as an unreachable RPC.
