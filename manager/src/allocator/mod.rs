@@ -11,15 +11,18 @@
 //!   connections enter and leave). All come from the [`Allocator`] loop, one transaction
 //!   per pass.
 //!
-//! Nothing is remembered between passes: each pass rebuilds the address spaces from the
-//! store ([`Ipam::load`]), so a new leader starts from exactly what is committed and an
-//! address is free again as soon as the object holding it is gone (a task whose container
-//! stopped for good, a service removed or leaving the network).
+//! No address is remembered between passes: each pass that has work rebuilds the address
+//! spaces from the store ([`Ipam::load`]), so a new leader starts from exactly what is
+//! committed and an address is free again as soon as the object holding it is gone (a
+//! task whose container stopped for good, a service removed or leaving the network). What
+//! waits for an address is kept from the store's events ([`pending`]), so a pass with
+//! nothing to do costs nothing however many tasks the swarm holds.
 //!
 //! Architecture invariant: the allocator reads and writes the store only; it never imports
 //! tonic, Raft or anything of the data plane.
 
 pub mod ipam;
+mod pending;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -31,8 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::runloop;
-use crate::store::{Event, Object, ReadTx, Store, StoreError};
+use crate::store::{Object, ReadTx, Store, StoreError};
 use ipam::{AddressSpace, IpamError, Pools, Subnet};
+use pending::{Pending, Work};
 
 /// `swarm init --default-addr-pool CIDR... --default-addr-pool-mask-length N`: where
 /// overlay subnets come from (empty, 0: 10.0.0.0/8 in /24s).
@@ -326,29 +330,36 @@ impl Allocator {
     }
 
     pub async fn run(self, cancel: CancellationToken) {
-        runloop::run_passes(&self.store, "allocation", relevant, &cancel, || self.pass()).await
+        let mut pending = Pending::default();
+        let mut events = self.store.watch();
+        loop {
+            if let Err(e) = self.pass_with(&mut pending).await {
+                tracing::warn!(error = %e, "allocation pass failed; retrying on the next change");
+            }
+            let wake = runloop::next_noting(&mut events, |e| pending.note(e), None, &cancel);
+            if wake.await == runloop::Wake::Shutdown {
+                return;
+            }
+        }
     }
 
-    /// One pass: routers for nodes, VIPs for services, then addresses for waiting tasks;
-    /// returns how many objects it wrote.
+    /// One pass over everything: routers for nodes, VIPs for services, then addresses
+    /// for waiting tasks; returns how many objects it wrote.
     pub async fn pass(&self) -> Result<usize, StoreError> {
-        self.store
+        self.pass_with(&mut Pending::default()).await
+    }
+
+    async fn pass_with(&self, pending: &mut Pending) -> Result<usize, StoreError> {
+        let result = self
+            .store
             .update(|tx| {
                 let ingress = ingress_id(tx.read());
                 let ingress = ingress.as_deref();
-                let nodes: Vec<Node> = tx
-                    .read()
-                    .nodes()
-                    .filter(|n| !router_settled(n, ingress))
-                    .cloned()
-                    .collect();
-                let services: Vec<Service> = tx
-                    .read()
-                    .services()
-                    .filter(|s| !vips_settled(s))
-                    .cloned()
-                    .collect();
-                let waiting: Vec<Task> = tx.read().tasks().filter(|t| waits(t)).cloned().collect();
+                let Work {
+                    nodes,
+                    services,
+                    tasks: waiting,
+                } = pending.work(tx.read(), ingress);
                 if nodes.is_empty() && services.is_empty() && waiting.is_empty() {
                     return Ok(0);
                 }
@@ -407,15 +418,13 @@ impl Allocator {
                 }
                 Ok(written)
             })
-            .await
+            .await;
+        if result.is_err() {
+            // Whether it was written is not known: look at everything again.
+            pending.invalidate();
+        }
+        result
     }
-}
-
-fn relevant(event: &Event) -> bool {
-    matches!(
-        event.object(),
-        Some(Object::Task(_) | Object::Service(_) | Object::Network(_) | Object::Node(_))
-    )
 }
 
 #[cfg(test)]

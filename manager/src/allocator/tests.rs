@@ -354,3 +354,92 @@ fn tasks_of_slot(service: &Service, slot: u64) -> Vec<Object> {
         TaskState::Running,
     ))]
 }
+
+/// The run loop keeps what waits from the events: objects written in many transactions,
+/// in an order that makes some wait (tasks before their network exists, a pool that runs
+/// out and is freed again), all end attached, and the kept sets match a walk afresh.
+#[tokio::test]
+async fn the_run_loop_attaches_from_its_kept_sets_as_a_full_pass_would() {
+    let store = Store::in_memory();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(Allocator::new(store.clone()).run(cancel.clone()));
+    // Tasks first: they wait for a network that does not exist yet.
+    let web = on_networks("web", 4, &["small"]);
+    put(&store, vec![Object::Service(web.clone())]).await;
+    for task in tasks_of(&web, 4) {
+        put(&store, vec![task]).await;
+    }
+    // A /29: 5 usable addresses after the gateway, for a VIP and 4 tasks, then no more.
+    create_network(&store, "small", network_spec("small", "10.9.0.0/29"))
+        .await
+        .expect("network");
+    crate::testutil::wait_for(&store, "web's VIP and 4 tasks attached", |r| {
+        r.service("web").is_some_and(|s| s.vips.len() == 1)
+            && r.tasks_of_service("web")
+                .filter(|t| t.is_attached())
+                .count()
+                == 4
+    })
+    .await;
+    // One more task finds the pool empty and waits, saying why...
+    let extra = new_task(&web, 5, "", TaskState::Running);
+    put(&store, vec![Object::Task(extra.clone())]).await;
+    crate::testutil::wait_for(&store, "the fifth task told why it waits", |r| {
+        r.task(&extra.id)
+            .and_then(|t| t.status.as_ref())
+            .is_some_and(|s| s.err.contains("waiting for an overlay address"))
+    })
+    .await;
+    // ...until a task that held an address is gone.
+    let gone = store.view(|r| {
+        r.tasks_of_service("web")
+            .find(|t| t.is_attached())
+            .cloned()
+            .expect("an attached task")
+    });
+    store
+        .update(|tx| {
+            tx.remove(Object::Task(gone));
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("remove");
+    crate::testutil::wait_for(&store, "the fifth task attached", |r| {
+        r.task(&extra.id).is_some_and(|t| t.is_attached())
+    })
+    .await;
+    cancel.cancel();
+    // What a pass would find to do afresh: nothing, as the kept sets say.
+    let mut fresh = Pending::default();
+    let ingress = store.view(ingress_id);
+    let work = store.view(|r| fresh.work(r, ingress.as_deref()));
+    assert!(work.nodes.is_empty() && work.services.is_empty() && work.tasks.is_empty());
+}
+
+#[tokio::test]
+async fn kept_sets_follow_the_events() {
+    let store = Store::in_memory();
+    let mut events = store.watch();
+    let mut pending = Pending::default();
+    // The first pass walks everything; after it, the sets are what waits.
+    store.view(|r| pending.work(r, None));
+    let web = on_networks("web", 2, &["n"]);
+    let mut objects = vec![Object::Service(web.clone())];
+    objects.extend(tasks_of(&web, 2));
+    put(&store, objects).await;
+    while let Ok(e) = events.try_recv() {
+        assert!(pending.note(&e), "a new waiting object calls for a pass");
+    }
+    let mut fresh = Pending::default();
+    let kept = store.view(|r| {
+        pending.work(r, None);
+        pending.ids()
+    });
+    let walked = store.view(|r| {
+        fresh.work(r, None);
+        fresh.ids()
+    });
+    assert_eq!(kept, walked);
+    assert_eq!(kept[1].len(), 1, "the service waits for its VIP");
+    assert_eq!(kept[2].len(), 2, "both tasks wait for addresses");
+}
