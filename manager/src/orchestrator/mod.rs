@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::ids::new_id;
 use crate::runloop::{self, Wake};
-use crate::store::{Event, Object, ReadTx, Store, StoreError, WriteTx};
+use crate::store::{Event, Object, Store, StoreError, WriteTx};
 use restart::RestartSupervisor;
 use update::Updater;
 
@@ -269,8 +269,7 @@ fn shut_down_orphans(
     service_id: &str,
     now: Instant,
 ) -> Result<Option<Instant>, StoreError> {
-    let tables = tx.read().tables();
-    for task in ReadTx::new(tables).tasks_of_service(service_id) {
+    for task in tx.read().tasks_of_service(service_id) {
         if task.desired() >= TaskState::Shutdown {
             continue;
         }

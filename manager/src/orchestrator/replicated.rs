@@ -30,9 +30,8 @@ pub fn reconcile(
     let replicas = service.spec.as_ref().map_or(0, |s| s.replicas) as usize;
     // Slot number -> its current tasks (desired to run or about to), borrowed from the
     // state the transaction began on (a service may have 100k, and many passes).
-    let tables = tx.read().tables();
     let mut slots: BTreeMap<u64, Vec<Cow<'_, Task>>> = BTreeMap::new();
-    for task in ReadTx::new(tables).tasks_of_service(&service.id) {
+    for task in tx.read().tasks_of_service(&service.id) {
         if task.desired() <= TaskState::Running {
             slots
                 .entry(task.slot)

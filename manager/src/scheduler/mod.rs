@@ -5,8 +5,8 @@
 //! [`loads`]), runs the filter pipeline ([`filter::check`]: availability,
 //! constraints, tasks per node, CPU, memory) on every node, picks by the service's spread
 //! preferences ([`spread::choose`]) then by spread of tasks ([`filter::spread`]) and writes
-//! all decisions of the pass in one transaction, so a 100-task create is placed in one
-//! pass. A task no node fits stays PENDING with the reason ("no suitable node (...)") in
+//! all decisions of the pass, in as many bounded transactions as they need, so a 100-task
+//! create is placed in one pass. A task no node fits stays PENDING with the reason ("no suitable node (...)") in
 //! both its status message and its error, where `service ps` shows it; so does a task
 //! whose service depends on another that does not meet its condition yet ([`depends`]).
 //!
@@ -290,16 +290,9 @@ fn decide_run(
     for task in run {
         let Some(std::cmp::Reverse((_, _, _, index))) = heap.pop() else {
             let why = pending.get_or_insert_with(|| {
-                let empty = NodeLoad::default();
-                let mut why = Explanation::default();
-                for node in nodes {
-                    let load = loads.get(node.id.as_str()).unwrap_or(&empty);
-                    if let Err(rejection) = filter::check(task, &placement.constraints, node, load)
-                    {
-                        why.add(&rejection);
-                    }
-                }
-                why.to_string()
+                sift(task, placement, nodes.iter().copied(), loads)
+                    .1
+                    .to_string()
             });
             decisions.push(((*task).clone(), Decision::Pending(why.clone())));
             continue;
@@ -321,16 +314,7 @@ fn decide_one(
     loads: &mut HashMap<String, NodeLoad>,
     shares: &mut HashMap<String, Share>,
 ) -> Decision {
-    let empty = NodeLoad::default();
-    let mut why = Explanation::default();
-    let mut fits = Vec::new();
-    for node in candidates {
-        let load = loads.get(node.id.as_str()).unwrap_or(&empty);
-        match filter::check(task, &placement.constraints, node, load) {
-            Ok(()) => fits.push(node),
-            Err(rejection) => why.add(&rejection),
-        }
-    }
+    let (fits, why) = sift(task, placement, candidates, loads);
     let chosen = spread::choose(
         &task.service_id,
         &placement.spread,
@@ -346,6 +330,27 @@ fn decide_one(
         }
         None => Decision::Pending(why.to_string()),
     }
+}
+
+/// Run the filters for `task` on each of `nodes`: those that fit, and why the others do
+/// not.
+fn sift<'n>(
+    task: &Task,
+    placement: &Placement,
+    nodes: impl IntoIterator<Item = &'n Node>,
+    loads: &HashMap<String, NodeLoad>,
+) -> (Vec<&'n Node>, Explanation) {
+    let empty = NodeLoad::default();
+    let mut why = Explanation::default();
+    let mut fits = Vec::new();
+    for node in nodes {
+        let load = loads.get(node.id.as_str()).unwrap_or(&empty);
+        match filter::check(task, &placement.constraints, node, load) {
+            Ok(()) => fits.push(node),
+            Err(rejection) => why.add(&rejection),
+        }
+    }
+    (fits, why)
 }
 
 /// Count `task` on `node_id` (its share kept in `shares`); the node's load after it.
