@@ -418,7 +418,8 @@ impl RaftNode {
         .map_err(|e| RaftError::Config(e.to_string()))?;
 
         let dir = cfg.data_dir.join("raft");
-        let (db, log_store, state_machine) = store::open(&dir, applier, cfg.at_rest.clone())?;
+        let (db, log_store, state_machine) =
+            store::open(&dir, applier, cfg.at_rest.clone()).await?;
         let contacts = Contacts::default();
         let channels = network::Channels::default();
         let log_reader = log_store.clone();

@@ -91,7 +91,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
-        let (_db, logs, sm) = crate::store::open(
+        let (_db, logs, sm) = crate::store::open_sled(
             dir.path(),
             Arc::new(MapApplier::default()),
             Some(Arc::new(XorKey(0x5a))),
@@ -121,6 +121,7 @@ impl StoreBuilder<TypeConfig, SegmentLog, StateMachineStore, tempfile::TempDir> 
             Some(Arc::new(XorKey(0x5a))),
             256,
         )
+        .await
         .map_err(|e| StorageIOError::write(&e))?;
         Ok((dir, logs, sm))
     }
@@ -141,9 +142,8 @@ async fn a_segmented_log_written_in_clear_is_read_in_clear_with_a_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let open = |at_rest: Option<Arc<dyn crate::AtRest>>| {
         crate::store::open_segmented(dir.path(), Arc::new(MapApplier::default()), at_rest, 4096)
-            .expect("open the stores")
     };
-    let (db, mut logs, sm) = open(None);
+    let (db, mut logs, sm) = open(None).await.expect("open the stores");
     let log_id = |i| openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), i);
     let entry = |i| crate::types::Entry {
         log_id: log_id(i),
@@ -154,13 +154,74 @@ async fn a_segmented_log_written_in_clear_is_read_in_clear_with_a_key() {
         .expect("append");
     drop((db, logs, sm));
 
-    let (_db, mut logs, _sm) = open(Some(Arc::new(XorKey(0x5a))));
+    let (_db, mut logs, _sm) = open(Some(Arc::new(XorKey(0x5a))))
+        .await
+        .expect("open the stores");
     let held = logs.try_get_log_entries(..).await.expect("read in clear");
     assert_eq!(held, (1..=3).map(entry).collect::<Vec<_>>());
     assert_eq!(
         logs.get_log_state().await.expect("log state").last_log_id,
         Some(log_id(3))
     );
+}
+
+/// A database whose log sled kept (shoald before the segmented log) opens with the same
+/// log, vote, purge point and committed id, now in segment files, and its sled log
+/// cleared; an unfinished copy left by a crash is made again.
+#[tokio::test]
+async fn a_sled_log_moves_into_segment_files_at_open() {
+    use openraft::storage::{RaftLogStorage as _, RaftLogStorageExt as _};
+    use openraft::RaftLogReader as _;
+
+    let key = || -> Option<Arc<dyn crate::AtRest>> { Some(Arc::new(XorKey(0x5a))) };
+    let log_id = |i| openraft::LogId::new(openraft::CommittedLeaderId::new(2, 1), i);
+    let entry = |i| crate::types::Entry {
+        log_id: log_id(i),
+        payload: openraft::EntryPayload::Normal(crate::types::Command(cmd(i as usize))),
+    };
+    let vote = openraft::Vote::new_committed(2, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (_db, mut logs, _sm) =
+            crate::store::open_sled(dir.path(), Arc::new(MapApplier::default()), key())
+                .expect("open the sled stores");
+        logs.save_vote(&vote).await.expect("vote");
+        logs.blocking_append((1..=2500).map(entry))
+            .await
+            .expect("append");
+        logs.purge(log_id(3)).await.expect("purge");
+        logs.save_committed(Some(log_id(2400)))
+            .await
+            .expect("committed");
+    }
+    // A copy a crash cut short, to be thrown away.
+    let staging = dir.path().join("log.migrating");
+    std::fs::create_dir_all(&staging).expect("staging dir");
+    std::fs::write(staging.join("00000000000000000001.seg"), b"half a copy").expect("junk");
+
+    for round in ["moved", "reopened"] {
+        let (db, mut logs, _sm) =
+            crate::store::open(dir.path(), Arc::new(MapApplier::default()), key())
+                .await
+                .expect("open the stores");
+        let state = logs.get_log_state().await.expect("log state");
+        assert_eq!(state.last_purged_log_id, Some(log_id(3)), "{round}");
+        assert_eq!(state.last_log_id, Some(log_id(2500)), "{round}");
+        assert_eq!(logs.read_vote().await.expect("vote"), Some(vote), "{round}");
+        assert_eq!(
+            logs.read_committed().await.expect("committed"),
+            Some(log_id(2400)),
+            "{round}"
+        );
+        let held = logs.try_get_log_entries(..).await.expect("entries");
+        assert_eq!(held, (4..=2500).map(entry).collect::<Vec<_>>(), "{round}");
+        assert!(
+            db.open_tree("logs").expect("logs tree").is_empty(),
+            "{round}"
+        );
+        assert!(!staging.exists(), "{round}");
+        assert!(dir.path().join("log").is_dir(), "{round}");
+    }
 }
 
 fn test_config(id: u64, dir: &std::path::Path) -> RaftConfig {
@@ -641,6 +702,127 @@ async fn new_learner_catches_up_from_a_snapshot_over_grpc() {
         .contains(&(2, learner.addr.clone())));
 
     for p in [&leader, &learner] {
+        p.node.shutdown().await.expect("shutdown");
+        p.server.abort();
+    }
+}
+
+/// How long `a_thousand_writers_never_stall_the_log` writes: a few seconds in CI, ten
+/// minutes by hand (`SHOAL_RAFT_SOAK_SECS=600 cargo nextest run -p shoal-raft --release
+/// a_thousand_writers`).
+const SOAK_SECS_ENV: &str = "SHOAL_RAFT_SOAK_SECS";
+/// The longest the cluster may go without committing anything while writers wait.
+const STALL: Duration = Duration::from_secs(10);
+
+/// 1000 writers propose to a three-member cluster (segmented logs on disk) without pause
+/// for `SHOAL_RAFT_SOAK_SECS` (8 by default): commits never stop for [`STALL`], every
+/// writer gets writes through, and every member applies every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_writers_never_stall_the_log() {
+    use std::sync::atomic::AtomicUsize;
+
+    let secs: u64 = std::env::var(SOAK_SECS_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    // Elections only when a member is really gone: a loaded debug build on two cores may
+    // answer heartbeats late.
+    let slow = |cfg: &mut RaftConfig| {
+        cfg.heartbeat_interval_ms = 100;
+        cfg.election_timeout_min_ms = 1000;
+        cfg.election_timeout_max_ms = 2000;
+        cfg.snapshot_every = 20_000;
+    };
+    let peers = Arc::new([
+        start_peer_with(1, slow).await,
+        start_peer_with(2, slow).await,
+        start_peer_with(3, slow).await,
+    ]);
+    let [p1, p2, p3] = &*peers;
+    p1.node
+        .initialize(p1.addr.clone())
+        .await
+        .expect("initialize");
+    wait_leader(&p1.node, |l| l.is_leader).await;
+    p1.node
+        .add_voter(2, p2.addr.clone())
+        .await
+        .expect("add voter 2");
+    p1.node
+        .add_voter(3, p3.addr.clone())
+        .await
+        .expect("add voter 3");
+
+    let committed = Arc::new(AtomicU64::new(0));
+    let leader = Arc::new(AtomicUsize::new(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let writers: Vec<_> = (0..1000usize)
+        .map(|w| {
+            let (peers, committed, leader) = (peers.clone(), committed.clone(), leader.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut n = 0;
+                while tokio::time::Instant::now() < deadline {
+                    let command = format!("w{w}-{n}").into_bytes();
+                    let at = leader.load(Ordering::Relaxed);
+                    match peers[at].node.propose(command.clone()).await {
+                        Ok(_) => {
+                            acked.push(command);
+                            n += 1;
+                            committed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(RaftError::NotLeader {
+                            leader_id: Some(id),
+                            ..
+                        }) => {
+                            leader.store((id - 1) as usize, Ordering::Relaxed);
+                        }
+                        Err(RaftError::NotLeader { .. } | RaftError::NoQuorum(_)) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("writer {w}: {e}"),
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+
+    // Watch progress until the writers are done: the count must move within STALL.
+    let mut seen = 0;
+    let mut moved = tokio::time::Instant::now();
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = committed.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, moved) = (now, tokio::time::Instant::now());
+        }
+        assert!(
+            moved.elapsed() < STALL,
+            "no commit for {STALL:?} with 1000 writers waiting ({seen} so far)"
+        );
+    }
+    let mut all = BTreeSet::new();
+    for (w, writer) in writers.into_iter().enumerate() {
+        let acked = tokio::time::timeout(STALL, writer)
+            .await
+            .unwrap_or_else(|_| panic!("writer {w} still waits {STALL:?} after the end"))
+            .expect("writer task");
+        assert!(!acked.is_empty(), "writer {w} got no write through");
+        all.extend(acked);
+    }
+    eprintln!(
+        "{} writes acknowledged in {secs} s ({}/s)",
+        all.len(),
+        all.len() as u64 / secs.max(1)
+    );
+    for p in peers.iter() {
+        wait_until("every member applies every acknowledged write", || {
+            p.applier.commands().is_superset(&all)
+        })
+        .await;
+    }
+    for p in peers.iter() {
         p.node.shutdown().await.expect("shutdown");
         p.server.abort();
     }

@@ -1,4 +1,6 @@
-//! The Raft log, vote and commit index in sled.
+//! The Raft log, vote and commit index in sled: what shoald used before the segmented log
+//! ([`super::SegmentLog`]); kept to move such a log out ([`super::migrate`]) and to measure
+//! against (`examples/log_bench.rs`).
 //!
 //! Log entries live in their own tree keyed by the big-endian index, so sled's key order is
 //! log order. The vote, the committed log id and the last purged log id live in the `meta`
@@ -16,9 +18,9 @@ use super::disk::Disk;
 use crate::space::Space;
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
 
-const KEY_VOTE: &[u8] = b"vote";
-const KEY_COMMITTED: &[u8] = b"committed";
-const KEY_LAST_PURGED: &[u8] = b"last_purged";
+pub(crate) const KEY_VOTE: &[u8] = b"vote";
+pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
+pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
 /// The log store handed to openraft; clones share the same sled trees.
 #[derive(Clone)]
@@ -81,13 +83,6 @@ impl LogStore {
 
     async fn flush(&self) -> Result<(), sled::Error> {
         super::flush(&self.db).await
-    }
-
-    /// The id of the last entry held, or of the last one purged into a snapshot; `None`
-    /// when there is none or it cannot be read (the elector's view of this log).
-    pub(crate) fn last_log_id(&self) -> Option<LogId> {
-        let purged = || self.read_meta(KEY_LAST_PURGED).ok().flatten();
-        self.last_entry_log_id().ok().flatten().or_else(purged)
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageIOError<u64>> {

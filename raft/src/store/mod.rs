@@ -1,14 +1,15 @@
-//! Raft's durable storage: one sled database with separate trees for the log, the
-//! metadata (vote, committed, last purged) and the current snapshot.
+//! Raft's durable storage: the log, the vote and the commit point in append-only segment
+//! files ([`SegmentLog`], under `log/`), the current snapshot in a sled database beside
+//! them, which also records whether values are sealed.
 //!
-//! [`SegmentLog`] keeps the log in append-only segment files instead; it is measured
-//! against the sled log (`examples/log_bench.rs`) and not yet what [`crate::RaftNode`]
-//! opens.
+//! Before the segmented log, sled's trees held the log too ([`LogStore`]); a node opening
+//! such a database moves its log into segment files first ([`migrate`]).
 
 // openraft's storage traits fix the (large) error type; helpers return it unboxed too.
 mod disk;
 #[allow(clippy::result_large_err)]
 mod log;
+mod migrate;
 mod segments;
 #[cfg(test)]
 mod segments_tests;
@@ -39,8 +40,20 @@ pub(crate) async fn flush(db: &sled::Db) -> Result<(), sled::Error> {
     }
 }
 
-/// Opens (or creates) the sled database in `dir` and the two stores openraft drives.
-pub(crate) fn open(
+/// Opens (or creates) the stores openraft drives in `dir`: the segmented log (64 MiB
+/// segments) and the state machine; an older database's sled log is moved over first.
+pub(crate) async fn open(
+    dir: &Path,
+    applier: Arc<dyn Applier>,
+    at_rest: Option<Arc<dyn AtRest>>,
+) -> Result<(sled::Db, SegmentLog, StateMachineStore), RaftError> {
+    open_segmented(dir, applier, at_rest, segments::SEGMENT_SIZE).await
+}
+
+/// Opens (or creates) the sled database in `dir` with the log in its `logs` tree, as
+/// shoald did before the segmented log (for the storage suite and the migration's tests).
+#[cfg(test)]
+pub(crate) fn open_sled(
     dir: &Path,
     applier: Arc<dyn Applier>,
     at_rest: Option<Arc<dyn AtRest>>,
@@ -60,10 +73,8 @@ pub(crate) const SEGMENT_DIR: &str = "log";
 /// Set in the `meta` tree of a database whose log is in segment files.
 const KEY_LOG_IN_SEGMENTS: &[u8] = b"log_in_segments";
 
-/// Like [`open`], with the log in segment files under `dir/log` ([`SegmentLog`], segments
-/// of `segment_size` bytes) instead of sled's `logs` tree; sled keeps the snapshot.
-#[allow(dead_code)] // For RaftNode::open once the segmented log is chosen.
-pub(crate) fn open_segmented(
+/// [`open`] with segments of `segment_size` bytes.
+pub(crate) async fn open_segmented(
     dir: &Path,
     applier: Arc<dyn Applier>,
     at_rest: Option<Arc<dyn AtRest>>,
@@ -71,16 +82,8 @@ pub(crate) fn open_segmented(
 ) -> Result<(sled::Db, SegmentLog, StateMachineStore), RaftError> {
     let (db, disk) = open_db(dir, at_rest)?;
     // Whether the values are sealed is decided once, for an empty database; with the log
-    // outside sled, a marker keeps a database with a log from looking empty.
-    let storage = |e: sled::Error| RaftError::Storage(format!("marking the raft database: {e}"));
-    let meta = db.open_tree("meta").map_err(storage)?;
-    if meta
-        .insert(KEY_LOG_IN_SEGMENTS, b"1".as_slice())
-        .map_err(storage)?
-        .is_none()
-    {
-        db.flush().map_err(storage)?;
-    }
+    // outside sled, the marker this sets keeps a database with a log from looking empty.
+    migrate::into_segments(&db, &disk, dir, segment_size).await?;
     let room = crate::space::Space::new(dir, crate::space::RESERVE);
     let logs = SegmentLog::open_with(&dir.join(SEGMENT_DIR), disk.clone(), room, segment_size)
         .map_err(|e| RaftError::Storage(format!("opening the raft log: {e}")))?;

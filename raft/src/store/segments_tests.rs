@@ -76,6 +76,26 @@ fn file_len(path: &Path) -> u64 {
     fs::metadata(path).expect("segment metadata").len()
 }
 
+/// Where a segment's records end (its zeros written ahead follow).
+fn records_len(path: &Path) -> u64 {
+    let bytes = fs::read(path).expect("read the segment");
+    let mut at = 0;
+    while let Some(header) = bytes.get(at..at + 4) {
+        let len = u32::from_le_bytes(header.try_into().expect("4 bytes")) as usize;
+        if len == 0 || at + 8 + len > bytes.len() {
+            break;
+        }
+        at += 8 + len;
+    }
+    at as u64
+}
+
+/// Whether the segment holds only zeros from `from` on.
+fn zeros_from(path: &Path, from: u64) -> bool {
+    let bytes = fs::read(path).expect("read the segment");
+    bytes[from as usize..].iter().all(|b| *b == 0)
+}
+
 #[tokio::test]
 async fn a_reopened_log_holds_its_entries_vote_and_purge_point() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -170,9 +190,13 @@ async fn a_torn_end_is_cut_off_at_open_and_the_entries_before_it_survive() {
             .await
             .expect("append");
         let [(_, path)] = segments(dir.path()).try_into().expect("one segment");
-        let nine = file_len(&path);
+        let nine = records_len(&path);
         log.blocking_append([entry(1, 10)]).await.expect("append");
-        let ten = file_len(&path);
+        let ten = records_len(&path);
+        assert!(
+            file_len(&path) > ten && zeros_from(&path, ten),
+            "zeros written ahead of the records"
+        );
         drop(log);
 
         let (survivors, whole_len) = match tear {
@@ -186,20 +210,21 @@ async fn a_torn_end_is_cut_off_at_open_and_the_entries_before_it_survive() {
             }
             Tear::Garbage => {
                 let mut bytes = fs::read(&path).expect("read");
-                bytes.extend_from_slice(&[0x40, 0, 0, 0, 1, 2, 3, 4, b'g', b'a', b'r']);
+                let garbage = [0x40, 0, 0, 0, 1, 2, 3, 4, b'g', b'a', b'r'];
+                bytes[ten as usize..][..garbage.len()].copy_from_slice(&garbage);
                 fs::write(&path, bytes).expect("write");
                 (10, ten)
             }
             Tear::Zeros => {
                 let mut bytes = fs::read(&path).expect("read");
+                bytes.truncate(ten as usize);
                 bytes.resize(bytes.len() + 4096, 0);
                 fs::write(&path, bytes).expect("write");
                 (10, ten)
             }
             Tear::Checksum => {
                 let mut bytes = fs::read(&path).expect("read");
-                let last = bytes.last_mut().expect("a byte");
-                *last ^= 0xff;
+                bytes[ten as usize - 1] ^= 0xff;
                 fs::write(&path, bytes).expect("write");
                 (9, nine)
             }
@@ -212,10 +237,11 @@ async fn a_torn_end_is_cut_off_at_open_and_the_entries_before_it_survive() {
             "{tear:?}"
         );
         assert_eq!(
-            file_len(&path),
+            records_len(&path),
             whole_len,
             "{tear:?}: cut at the last whole record"
         );
+        assert!(zeros_from(&path, whole_len), "{tear:?}: nothing after it");
         // Appends go on after the survivors, and all of it reads back after another reopen.
         log.blocking_append(entries(2, survivors + 1..=12))
             .await
@@ -239,7 +265,7 @@ async fn damage_inside_the_log_is_an_error_and_is_left_alone() {
         .await
         .expect("append");
     let [(_, path)] = segments(dir.path()).try_into().expect("one segment");
-    let four = file_len(&path);
+    let four = records_len(&path);
     log.blocking_append(entries(1, 5..=10))
         .await
         .expect("append");
@@ -269,7 +295,7 @@ async fn damage_inside_the_log_is_an_error_and_is_left_alone() {
     fs::OpenOptions::new()
         .write(true)
         .open(first)
-        .and_then(|f| f.set_len(file_len(first) - 20))
+        .and_then(|f| f.set_len(records_len(first) - 20))
         .expect("cut the first segment");
     let err = open(dir.path(), 512).err().expect("refused");
     assert!(
