@@ -41,6 +41,9 @@ use crate::types::{Command, TypeConfig};
 pub type NodeId = u64;
 
 /// Implemented by the manager's store; the raft crate never knows what commands mean.
+/// Serializes a view of the applied state taken by [`Applier::snapshot`].
+pub type SnapshotWriter = Box<dyn FnOnce() -> Vec<u8> + Send + Sync>;
+
 pub trait Applier: Send + Sync + 'static {
     /// Apply one committed command (opaque bytes) at log `index`; return an opaque response
     /// (which may say the command was refused: every member refuses it alike).
@@ -49,8 +52,10 @@ pub trait Applier: Send + Sync + 'static {
     /// version): applying stops here and Raft on this member shuts down, so it never
     /// diverges from members that did apply it. The text says why and what to do.
     fn apply(&self, index: u64, command: &[u8]) -> Result<Vec<u8>, String>;
-    /// Serialize the whole applied state (for a snapshot).
-    fn snapshot(&self) -> Vec<u8>;
+    /// The whole applied state as it is now, for a snapshot: taken between two applies,
+    /// so it should be cheap (a copy-on-write view); the writer it returns serializes it
+    /// later on a blocking thread while applies go on.
+    fn snapshot(&self) -> SnapshotWriter;
     /// Replace the whole state with a snapshot's contents.
     fn restore(&self, snapshot: &[u8]) -> Result<(), String>;
 }

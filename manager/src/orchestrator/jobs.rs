@@ -29,8 +29,8 @@ fn active(task: &Task) -> bool {
 }
 
 /// The service's tasks desired to run, of the current iteration; tasks of other
-/// iterations are shut down on the way.
-fn current_tasks(tx: &mut WriteTx<'_>, service: &Service) -> Result<Vec<Task>, StoreError> {
+/// iterations are shut down on the way. `None` when the transaction filled up first.
+fn current_tasks(tx: &mut WriteTx<'_>, service: &Service) -> Result<Option<Vec<Task>>, StoreError> {
     let iteration = job_iteration(service);
     let mut current = Vec::new();
     let tasks: Vec<Task> = tx.read().tasks_of_service(&service.id).cloned().collect();
@@ -39,12 +39,27 @@ fn current_tasks(tx: &mut WriteTx<'_>, service: &Service) -> Result<Vec<Task>, S
             continue;
         }
         if task.job_iteration != iteration {
+            if tx.is_full() {
+                return Ok(None);
+            }
             shut_down(tx, task)?;
         } else {
             current.push(task);
         }
     }
-    Ok(current)
+    Ok(Some(current))
+}
+
+/// Shuts down the tasks of `tasks` that may still run; `false` when the transaction filled
+/// up first.
+fn stop_active(tx: &mut WriteTx<'_>, tasks: Vec<Task>) -> Result<bool, StoreError> {
+    for task in tasks.into_iter().filter(active) {
+        if tx.is_full() {
+            return Ok(false);
+        }
+        shut_down(tx, task)?;
+    }
+    Ok(true)
 }
 
 /// What one look at a slot (or a global job's node) found.
@@ -72,6 +87,7 @@ fn look_after(
         due: None,
     };
     if tasks.iter().any(|t| t.state() == TaskState::Complete) {
+        // A slot's few tasks: the caller checks for room between slots.
         for task in tasks.into_iter().filter(active) {
             shut_down(tx, task)?;
         }
@@ -104,7 +120,8 @@ fn look_after(
     Ok(slot)
 }
 
-/// Replicated job: `replicas` completions, at most `max_concurrent` tasks at once.
+/// Replicated job: `replicas` completions, at most `max_concurrent` tasks at once; as far
+/// as one transaction holds ([`WriteTx::is_full`]), due again at once when there is more.
 pub fn reconcile_replicated(
     tx: &mut WriteTx<'_>,
     service: &Service,
@@ -117,14 +134,20 @@ pub fn reconcile_replicated(
         0 => total,
         n => n.min(total),
     } as usize;
+    let Some(current) = current_tasks(tx, service)? else {
+        return Ok(Some(now));
+    };
     let mut slots: BTreeMap<u64, Vec<Task>> = BTreeMap::new();
-    for task in current_tasks(tx, service)? {
+    for task in current {
         slots.entry(task.slot).or_default().push(task);
     }
     let mut next = None;
     let mut empty = Vec::new();
     let mut running = 0;
     for n in 1..=total {
+        if tx.is_full() {
+            return Ok(Some(now));
+        }
         let tasks = slots.remove(&n).unwrap_or_default();
         let slot = look_after(tx, service, tasks, restart, now)?;
         next = earliest(next, slot.due);
@@ -135,13 +158,16 @@ pub fn reconcile_replicated(
     }
     // Slots beyond the count (scaled down): their tasks stop; their completions no longer count.
     for (_, tasks) in slots {
-        for task in tasks.into_iter().filter(active) {
-            shut_down(tx, task)?;
+        if !stop_active(tx, tasks)? {
+            return Ok(Some(now));
         }
     }
     for slot in empty {
         if running >= concurrency {
             break;
+        }
+        if tx.is_full() {
+            return Ok(Some(now));
         }
         tx.create(Object::Task(new_task(
             service,
@@ -154,7 +180,8 @@ pub fn reconcile_replicated(
     Ok(next)
 }
 
-/// Global job: one completion on every eligible node.
+/// Global job: one completion on every eligible node; bounded like
+/// [`reconcile_replicated`].
 pub fn reconcile_global(
     tx: &mut WriteTx<'_>,
     service: &Service,
@@ -162,13 +189,19 @@ pub fn reconcile_global(
     now: Instant,
 ) -> Result<Option<Instant>, StoreError> {
     let constraints = constraint::of_service(service);
+    let Some(current) = current_tasks(tx, service)? else {
+        return Ok(Some(now));
+    };
     let mut by_node: HashMap<String, Vec<Task>> = HashMap::new();
-    for task in current_tasks(tx, service)? {
+    for task in current {
         by_node.entry(task.node_id.clone()).or_default().push(task);
     }
     let nodes: Vec<_> = tx.read().nodes().cloned().collect();
     let mut next = None;
     for node in &nodes {
+        if tx.is_full() {
+            return Ok(Some(now));
+        }
         let tasks = by_node.remove(&node.id).unwrap_or_default();
         let keep = constraints.iter().all(|c| c.matches(node))
             && node.availability() != Availability::Drain
@@ -176,8 +209,8 @@ pub fn reconcile_global(
         if !keep {
             // Drained, down, or no longer matching: what still runs there stops;
             // completions stay. (A paused node keeps its task but gets no new one.)
-            for task in tasks.into_iter().filter(active) {
-                shut_down(tx, task)?;
+            if !stop_active(tx, tasks)? {
+                return Ok(Some(now));
             }
             continue;
         }
@@ -194,8 +227,8 @@ pub fn reconcile_global(
     }
     // Tasks on nodes that left the cluster.
     for (_, tasks) in by_node {
-        for task in tasks.into_iter().filter(active) {
-            shut_down(tx, task)?;
+        if !stop_active(tx, tasks)? {
+            return Ok(Some(now));
         }
     }
     Ok(next)

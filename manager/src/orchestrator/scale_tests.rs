@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use shoal_proto::TaskState;
+use shoal_proto::{ServiceMode, TaskState, UpdateConfig, UpdateOrder, UpdateServiceRequest};
 
+use crate::controlapi::ControlApi;
 use crate::store::{Object, StoreError, MAX_BATCH_BYTES};
 use crate::testutil::{
     live, measured_store, node, put, service, start_leader_loops, wait_for_within,
@@ -72,6 +73,109 @@ async fn a_service_of_many_replicas_is_placed_and_removed_in_entries_under_the_l
         "the shutdown was split too"
     );
     assert!(proposer.largest() <= MAX_BATCH_BYTES + ENTRY_FRAMING);
+    cancel.cancel();
+}
+
+/// An all-at-once rolling update of every replica creates its replacements in as many
+/// transactions as they need, without waiting for the first ones to run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_all_at_once_update_of_many_replicas_goes_in_entries_under_the_limit() {
+    let (store, proposer) = measured_store();
+    let nodes: Vec<Object> = (0..10)
+        .map(|i| Object::Node(node(&format!("n{i}"))))
+        .collect();
+    put(&store, nodes).await;
+    let cancel = start_leader_loops(&store);
+    put(
+        &store,
+        vec![Object::Service(service("big", REPLICAS as u64))],
+    )
+    .await;
+    let assigned = |version: u64| {
+        move |r: &crate::store::ReadTx<'_>| {
+            r.tasks_of_service("big")
+                .filter(|t| {
+                    t.spec_version == version
+                        && t.desired() == TaskState::Running
+                        && t.state() == TaskState::Assigned
+                })
+                .count()
+                == REPLICAS
+        }
+    };
+    let long = Duration::from_secs(120);
+    wait_for_within(&store, "every replica assigned", long, assigned(1)).await;
+    let before = proposer.entries();
+
+    let big = store.view(|r| r.service("big").cloned()).expect("service");
+    let mut spec = big.spec.clone().expect("spec");
+    spec.task
+        .as_mut()
+        .and_then(|t| t.container.as_mut())
+        .expect("container")
+        .image = "shoal-test/busybox:b".into();
+    spec.update = Some(UpdateConfig {
+        parallelism: Some(0),
+        order: UpdateOrder::StartFirst as i32,
+        ..Default::default()
+    });
+    ControlApi::new(store.clone())
+        .update_service(UpdateServiceRequest {
+            service: "big".into(),
+            version: big.version(),
+            spec: Some(spec),
+        })
+        .await
+        .expect("update");
+    // Start-first, all at once: every replacement is created and placed in one go (the
+    // stand-in agents run nothing, so none waits for another to run).
+    wait_for_within(&store, "every replacement assigned", long, assigned(2)).await;
+    assert!(proposer.entries() > before + 10, "split into many entries");
+    assert!(
+        proposer.largest() <= MAX_BATCH_BYTES + ENTRY_FRAMING,
+        "largest entry {} bytes, limit {MAX_BATCH_BYTES}",
+        proposer.largest()
+    );
+    cancel.cancel();
+}
+
+/// A replicated job of many completions, all at once, is created in bounded transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_many_completions_starts_in_entries_under_the_limit() {
+    let (store, proposer) = measured_store();
+    let nodes: Vec<Object> = (0..10)
+        .map(|i| Object::Node(node(&format!("n{i}"))))
+        .collect();
+    put(&store, nodes).await;
+    let cancel = start_leader_loops(&store);
+    let mut job = service("job", REPLICAS as u64);
+    if let Some(spec) = job.spec.as_mut() {
+        spec.mode = ServiceMode::ReplicatedJob as i32;
+    }
+    put(&store, vec![Object::Service(job)]).await;
+    wait_for_within(
+        &store,
+        "every completion's task assigned",
+        Duration::from_secs(120),
+        |r| {
+            r.tasks_of_service("job")
+                .filter(|t| t.state() == TaskState::Assigned)
+                .count()
+                == REPLICAS
+        },
+    )
+    .await;
+    assert_eq!(
+        store.view(|r| live(r, "job")),
+        REPLICAS,
+        "one task per completion"
+    );
+    assert!(proposer.entries() > 10, "split into many entries");
+    assert!(
+        proposer.largest() <= MAX_BATCH_BYTES + ENTRY_FRAMING,
+        "largest entry {} bytes, limit {MAX_BATCH_BYTES}",
+        proposer.largest()
+    );
     cancel.cancel();
 }
 

@@ -86,6 +86,10 @@ struct Progress {
     last_failure: Option<Task>,
     /// When the slots last had no replacement in flight (the delay counts from here).
     idle_since: Option<Instant>,
+    /// Replacements of the batch under way not created yet: a batch larger than one
+    /// transaction holds ([`WriteTx::is_full`]) goes on in the next pass, without waiting
+    /// for the part already created.
+    batch_left: usize,
 }
 
 impl Progress {
@@ -96,6 +100,7 @@ impl Progress {
             failures: 0,
             last_failure: None,
             idle_since: None,
+            batch_left: 0,
         }
     }
 }
@@ -343,7 +348,7 @@ impl Updater {
             .filter(|(_, ts)| ts.iter().all(|t| t.spec_version != sv))
             .map(|(place, _)| place.clone())
             .collect();
-        if in_flight > 0 {
+        if in_flight > 0 && (progress.batch_left == 0 || todo.is_empty()) {
             progress.idle_since = None;
             return Ok(Outcome { acted: false, next });
         }
@@ -368,21 +373,29 @@ impl Updater {
                 next: None,
             });
         }
-        if updated > 0 && !policy.delay.is_zero() {
-            let due = *progress.idle_since.get_or_insert(now) + policy.delay;
-            if now < due {
-                return Ok(Outcome {
-                    acted: false,
-                    next: earliest(next, Some(due)),
-                });
+        if progress.batch_left == 0 {
+            if updated > 0 && !policy.delay.is_zero() {
+                let due = *progress.idle_since.get_or_insert(now) + policy.delay;
+                if now < due {
+                    return Ok(Outcome {
+                        acted: false,
+                        next: earliest(next, Some(due)),
+                    });
+                }
             }
+            progress.idle_since = None;
+            progress.batch_left = match policy.parallelism {
+                0 => todo.len(),
+                n => n,
+            };
         }
-        progress.idle_since = None;
-        let batch = match policy.parallelism {
-            0 => todo.len(),
-            n => n.min(todo.len()),
-        };
-        for place in todo.into_iter().take(batch) {
+        let batch = progress.batch_left.min(todo.len());
+        progress.batch_left = 0;
+        for (made, place) in todo.into_iter().take(batch).enumerate() {
+            if tx.is_full() {
+                progress.batch_left = batch - made;
+                break;
+            }
             let olds = slots.remove(&place).unwrap_or_default();
             let (slot, node_id) = place;
             let task = match policy.order {
@@ -423,6 +436,9 @@ impl Updater {
             .collect();
         let mut wrote = false;
         for new in prepared {
+            if tx.is_full() {
+                return Ok(true); // the rest in the next pass, due at once
+            }
             let live: Vec<Task> = tx
                 .read()
                 .tasks_of_service(&service.id)

@@ -89,25 +89,9 @@ impl StoreState {
     }
 
     /// Every object, as a snapshot. The tables are cloned under the lock (O(1)) and
-    /// encoded outside it, so a snapshot does not stall applies.
+    /// copied out outside it, so a snapshot does not stall applies.
     pub fn export(&self) -> StoreSnapshot {
-        let tables = self.tables();
-        StoreSnapshot {
-            nodes: tables.nodes.values().cloned().collect(),
-            services: tables.services.values().cloned().collect(),
-            tasks: tables.tasks.values().cloned().collect(),
-            clusters: tables.clusters.values().cloned().collect(),
-            networks: tables.networks.values().cloned().collect(),
-            stacks: tables.stacks.values().cloned().collect(),
-            secrets: tables.secrets.values().cloned().collect(),
-            configs: tables.configs.values().cloned().collect(),
-            seq: tables.seq,
-            last_batch: tables.last_batch,
-        }
-    }
-
-    fn encode_snapshot(&self) -> Vec<u8> {
-        self.export().encode_to_vec()
+        snapshot_of(&self.tables())
     }
 
     fn restore_snapshot(&self, bytes: &[u8]) -> Result<(), String> {
@@ -140,6 +124,22 @@ impl StoreState {
     }
 }
 
+/// Every object of `tables`, as a snapshot.
+fn snapshot_of(tables: &Tables) -> StoreSnapshot {
+    StoreSnapshot {
+        nodes: tables.nodes.values().cloned().collect(),
+        services: tables.services.values().cloned().collect(),
+        tasks: tables.tasks.values().cloned().collect(),
+        clusters: tables.clusters.values().cloned().collect(),
+        networks: tables.networks.values().cloned().collect(),
+        stacks: tables.stacks.values().cloned().collect(),
+        secrets: tables.secrets.values().cloned().collect(),
+        configs: tables.configs.values().cloned().collect(),
+        seq: tables.seq,
+        last_batch: tables.last_batch,
+    }
+}
+
 impl shoal_raft::Applier for StoreState {
     /// An entry this manager cannot read (undecodable, a newer format, an action or object
     /// kind it does not know) stops it applying the log, rather than being skipped here
@@ -157,8 +157,11 @@ impl shoal_raft::Applier for StoreState {
         Ok(encode_response(&results))
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        self.encode_snapshot()
+    /// The tables as they are (an O(1) copy-on-write clone); copied out and encoded on the
+    /// snapshot's own thread, while entries keep being applied.
+    fn snapshot(&self) -> shoal_raft::SnapshotWriter {
+        let tables = self.tables();
+        Box::new(move || snapshot_of(&tables).encode_to_vec())
     }
 
     fn restore(&self, snapshot: &[u8]) -> Result<(), String> {

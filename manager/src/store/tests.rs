@@ -146,7 +146,7 @@ async fn snapshot_round_trips_and_signals_resync() {
         .update(|tx| tx.create(Object::Service(service("s1", "web"))))
         .await
         .expect("create");
-    let bytes = store.state().snapshot();
+    let bytes = store.state().snapshot()();
     let other = StoreState::new();
     let mut watch = other.subscribe();
     other.restore(&bytes).expect("restore");
@@ -376,7 +376,7 @@ async fn a_services_tasks_are_found_by_index_through_writes_and_a_restore() {
     let restored = Store::in_memory();
     restored
         .state()
-        .restore(&store.state().snapshot())
+        .restore(&store.state().snapshot()())
         .expect("restore");
     assert_eq!(of(&restored, "a"), ["t1"]);
     assert!(of(&restored, "c").is_empty());

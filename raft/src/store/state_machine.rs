@@ -17,7 +17,7 @@ use super::disk::Disk;
 use crate::types::{
     Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::Applier;
+use crate::{Applier, SnapshotWriter};
 
 const KEY_CURRENT: &[u8] = b"current";
 
@@ -136,10 +136,12 @@ impl StateMachineStore {
     }
 }
 
-/// A consistent copy of the state machine taken when openraft asks for a builder; it is
-/// persisted in a separate task while later entries keep being applied.
+/// A consistent view of the state machine taken when openraft asks for a builder; it is
+/// serialized (on a blocking thread) and persisted in a separate task while later entries
+/// keep being applied.
 pub(crate) struct SnapshotBuilder {
-    data: Vec<u8>,
+    /// Taken by the one build.
+    write: Option<SnapshotWriter>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
     snapshots: SnapshotStore,
@@ -147,16 +149,24 @@ pub(crate) struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let failed = |why: String| StorageIOError::read_state_machine(&std::io::Error::other(why));
+        let write = self
+            .write
+            .take()
+            .ok_or_else(|| failed("a snapshot builder was asked to build twice".into()))?;
+        let data = tokio::task::spawn_blocking(write)
+            .await
+            .map_err(|e| failed(format!("serializing the snapshot failed: {e}")))?;
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
             last_membership: self.membership.clone(),
             snapshot_id: self.snapshots.next_id(&self.last_applied),
         };
-        self.snapshots.persist(&meta, &self.data).await?;
-        tracing::info!(snapshot = %meta, "raft snapshot built");
+        self.snapshots.persist(&meta, &data).await?;
+        tracing::info!(snapshot = %meta, bytes = data.len(), "raft snapshot built");
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(self.data.clone())),
+            snapshot: Box::new(Cursor::new(data)),
         })
     }
 }
@@ -203,7 +213,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
-            data: self.applier.snapshot(),
+            write: Some(self.applier.snapshot()),
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             snapshots: self.snapshots.clone(),

@@ -15,6 +15,10 @@
 //! etcd: `Put` of a new key with a 128-byte value, then `Delete` of it, over etcd's gRPC
 //! API (etcd-client); ENDPOINT: the leader's client URL (http://127.0.0.1:12379).
 //! Prints one line: commits/s and latency percentiles of single calls.
+//!
+//! With RAFT_BENCH_PRELOAD=N, N objects (services, or keys) are made first by all the
+//! clients and left in place, untimed: the run then has a store of that size (snapshots
+//! of it taken under the load, as the log grows).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,6 +122,29 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
+/// Makes `total` objects that stay, over the clients, untimed.
+async fn preload(conns: &[Writer], clients: usize, total: usize, run: u32) -> Result<()> {
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let mut writer = conns[c % conns.len()].clone();
+        handles.push(tokio::spawn(async move {
+            for i in (c..total).step_by(clients) {
+                writer.make(&format!("pre{run}-{i}")).await?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for h in handles {
+        h.await?.map_err(|e| anyhow!("preloading: {e}"))?;
+    }
+    eprintln!(
+        "raft_bench: preloaded {total} objects in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let a: Vec<String> = std::env::args().collect();
@@ -125,6 +152,12 @@ async fn main() -> Result<()> {
     let lat = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let errors = Arc::new(Mutex::new((0usize, String::new())));
     let run = std::process::id();
+    if let Some(total) = std::env::var("RAFT_BENCH_PRELOAD")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        preload(&conns, 500, total, run).await?;
+    }
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
     let mut handles = Vec::new();
