@@ -11,6 +11,7 @@
 //! Defaults: 100,000 objects, 6,000 writes after them (a snapshot every 5,000 entries),
 //! 3 restarts. Prints RESULT lines.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use shoal_manager::orchestrator::new_task;
@@ -28,7 +29,7 @@ fn arg(n: usize, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn open(dir: &std::path::Path) -> Manager {
+async fn open(dir: &Path) -> Manager {
     let config = ManagerConfig::new("n1".into(), 1, dir.to_path_buf(), ADDR.into());
     Manager::open(config).await.expect("open the manager")
 }
@@ -53,8 +54,99 @@ async fn write(manager: &Manager, i: usize) {
         .expect("write");
 }
 
+/// Fills a new manager in `dir` and closes it.
+async fn fill(dir: &Path, objects: usize, writes: usize) {
+    let started = Instant::now();
+    let manager = open(dir).await;
+    manager.raft().initialize(ADDR.into()).await.expect("init");
+    lead(&manager).await;
+    let services: Vec<_> = (0..objects.div_ceil(100))
+        .map(|s| service(&format!("s{s}"), 0))
+        .collect();
+    let tasks: Vec<Object> = (0..objects)
+        .map(|i| {
+            let s = &services[i / 100];
+            Object::Task(new_task(s, (i % 100) as u64 + 1, "", TaskState::Running))
+        })
+        .collect();
+    put_many(
+        manager.store(),
+        services.iter().cloned().map(Object::Service),
+    )
+    .await;
+    put_many(manager.store(), tasks).await;
+    for i in 0..writes {
+        write(&manager, i).await;
+    }
+    manager.shutdown().await.expect("shutdown");
+    eprintln!(
+        "restart_bench: {objects} tasks and {writes} writes made in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Opens the manager in `dir` as a restarted shoald does, timed.
+async fn reopen(dir: &Path, objects: usize, run: usize) {
+    let t0 = Instant::now();
+    let manager = open(dir).await;
+    let opened = t0.elapsed();
+    let held = manager.store().view(|r| r.tasks().count());
+    assert_eq!(held, objects, "every task restored");
+    lead(&manager).await;
+    let leading = t0.elapsed();
+    write(&manager, 1_000_000 + run).await;
+    let written = t0.elapsed();
+    let log_bytes: u64 = std::fs::read_dir(dir.join("raft/log"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    println!(
+        "RESULT restart_bench objects={objects} log_bytes={log_bytes} open_ms={:.0} leading_ms={:.0} first_write_ms={:.0}",
+        opened.as_secs_f64() * 1000.0,
+        leading.as_secs_f64() * 1000.0,
+        written.as_secs_f64() * 1000.0,
+    );
+    manager.shutdown().await.expect("shutdown");
+}
+
+/// Runs this program again with `args`: each phase is a process of its own, as shoald
+/// restarting is (a closed manager's sled database stays locked until its process ends).
+fn phase(args: &[String]) {
+    let exe = std::env::current_exe().expect("current exe");
+    let status = std::process::Command::new(exe)
+        .args(args)
+        .status()
+        .expect("run a phase");
+    assert!(status.success(), "phase {args:?} failed");
+}
+
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--fill") => {
+            let dir = PathBuf::from(&args[2]);
+            return fill(
+                &dir,
+                args[3].parse().expect("objects"),
+                args[4].parse().expect("writes"),
+            )
+            .await;
+        }
+        Some("--reopen") => {
+            let dir = PathBuf::from(&args[2]);
+            return reopen(
+                &dir,
+                args[3].parse().expect("objects"),
+                args[4].parse().expect("run"),
+            )
+            .await;
+        }
+        _ => {}
+    }
     let objects = arg(1, 100_000);
     let writes = arg(2, 6_000);
     let runs = arg(3, 3);
@@ -62,59 +154,19 @@ async fn main() {
         .prefix("shoal-restart-bench-")
         .tempdir_in("/var/tmp")
         .expect("tempdir");
-    let started = Instant::now();
-    {
-        let manager = open(dir.path()).await;
-        manager.raft().initialize(ADDR.into()).await.expect("init");
-        lead(&manager).await;
-        let services: Vec<_> = (0..objects.div_ceil(100))
-            .map(|s| service(&format!("s{s}"), 0))
-            .collect();
-        let tasks: Vec<Object> = (0..objects)
-            .map(|i| {
-                let s = &services[i / 100];
-                Object::Task(new_task(s, (i % 100) as u64 + 1, "", TaskState::Running))
-            })
-            .collect();
-        put_many(
-            manager.store(),
-            services.iter().cloned().map(Object::Service),
-        )
-        .await;
-        put_many(manager.store(), tasks).await;
-        for i in 0..writes {
-            write(&manager, i).await;
-        }
-        manager.shutdown().await.expect("shutdown");
-    }
-    eprintln!(
-        "restart_bench: {objects} tasks and {writes} writes made in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let log_bytes: u64 = std::fs::read_dir(dir.path().join("raft/log"))
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
-
+    let path = dir.path().display().to_string();
+    phase(&[
+        "--fill".into(),
+        path.clone(),
+        objects.to_string(),
+        writes.to_string(),
+    ]);
     for run in 0..runs {
-        let t0 = Instant::now();
-        let manager = open(dir.path()).await;
-        let opened = t0.elapsed();
-        let held = manager.store().view(|r| r.tasks().count());
-        assert_eq!(held, objects, "every task restored");
-        lead(&manager).await;
-        let leading = t0.elapsed();
-        write(&manager, writes + run).await;
-        let written = t0.elapsed();
-        println!(
-            "RESULT restart_bench objects={objects} log_bytes={log_bytes} open_ms={:.0} leading_ms={:.0} first_write_ms={:.0}",
-            opened.as_secs_f64() * 1000.0,
-            leading.as_secs_f64() * 1000.0,
-            written.as_secs_f64() * 1000.0,
-        );
-        manager.shutdown().await.expect("shutdown");
+        phase(&[
+            "--reopen".into(),
+            path.clone(),
+            objects.to_string(),
+            run.to_string(),
+        ]);
     }
 }
