@@ -70,7 +70,7 @@ impl ControlApi {
         let id = service.id.clone();
         self.store
             .update(|tx| {
-                if tx.services_now().iter().any(|s| s.name() == service.name()) {
+                if !tx.services_named_now(service.name()).is_empty() {
                     return Err(ControlError::NameTaken(service.name().to_string()));
                 }
                 let mut service = service;
@@ -247,7 +247,7 @@ fn bind_spec(
     files::resolve(&tx.secrets_now(), &tx.configs_now(), spec)?;
     files::seal_registry_auth(tx, spec, existing.and_then(|s| s.spec.as_ref()))?;
     ports::claim(
-        &tx.services_now(),
+        &tx.publishing_services_now(),
         &networks,
         spec,
         existing.map(|s| s.id.as_str()),

@@ -16,7 +16,8 @@ pub const DYNAMIC: RangeInclusive<u32> = 30_000..=32_767;
 /// Check `spec`'s ports against every other service's, and number its mesh ports given
 /// without one: the number it had before when `service_id`'s stored spec published the
 /// same target, else the first free one of [`DYNAMIC`].
-/// `services` and `networks` are every one as the calling transaction sees them.
+/// `services`: every service that publishes ports, and `networks` every network, as the
+/// calling transaction sees them (a service publishing nothing has nothing to clash with).
 pub fn claim(
     services: &[impl Borrow<Service>],
     networks: &[Network],

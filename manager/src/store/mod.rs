@@ -28,7 +28,7 @@ use tokio::sync::broadcast;
 
 pub use apply::{decode_response as apply_response, StoreState};
 pub use pipeline::Commit;
-pub use table::{Table, Tasks};
+pub use table::{Services, Table, Tasks};
 pub(crate) use tx::lookup;
 pub use tx::{Lookup, ReadTx, WriteTx};
 
@@ -151,7 +151,7 @@ impl Event {
 #[derive(Clone, Debug, Default)]
 pub struct Tables {
     pub nodes: Table<Node>,
-    pub services: Table<Service>,
+    pub services: Services,
     pub tasks: Tasks,
     pub clusters: Table<Cluster>,
     pub networks: Table<Network>,

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use imbl::OrdMap;
+use imbl::{OrdMap, OrdSet};
 
 /// Objects of one kind by id, in id order.
 pub struct Table<T>(OrdMap<String, Arc<T>>);
@@ -35,6 +35,16 @@ impl<T> Table<T> {
 
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// The objects whose id starts with `prefix`, in id order (a range of the map, not a
+    /// walk of it).
+    pub fn with_id_prefix(&self, prefix: &str) -> impl Iterator<Item = &T> + '_ {
+        let prefix = prefix.to_string();
+        self.0
+            .range(prefix.clone()..)
+            .take_while(move |(id, _)| id.starts_with(&prefix))
+            .map(|(_, o)| &**o)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,6 +84,87 @@ impl<T: fmt::Debug> fmt::Debug for Table<T> {
 impl<T> FromIterator<(String, T)> for Table<T> {
     fn from_iter<I: IntoIterator<Item = (String, T)>>(iter: I) -> Self {
         Self(iter.into_iter().map(|(id, o)| (id, Arc::new(o))).collect())
+    }
+}
+
+/// The services, with an index by name and the set of those publishing ports, so a
+/// service write checks the name and the published ports it might clash with without
+/// walking every service in the swarm. Reads go through [`Table`]'s methods.
+#[derive(Clone, Default)]
+pub struct Services {
+    all: Table<shoal_proto::Service>,
+    /// Name -> ids (one, but for state written before names were unique).
+    by_name: OrdMap<String, OrdSet<String>>,
+    /// Ids of the services with published ports.
+    publishing: OrdSet<String>,
+}
+
+impl std::ops::Deref for Services {
+    type Target = Table<shoal_proto::Service>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.all
+    }
+}
+
+impl Services {
+    /// The services called `name`.
+    pub fn named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a shoal_proto::Service> + 'a {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| self.all.get(id))
+    }
+
+    /// The services that publish ports.
+    pub fn publishing(&self) -> impl Iterator<Item = &shoal_proto::Service> + '_ {
+        self.publishing.iter().filter_map(|id| self.all.get(id))
+    }
+
+    pub(crate) fn insert(&mut self, id: String, service: shoal_proto::Service) {
+        self.unindex(&id);
+        self.by_name
+            .entry(service.name().to_string())
+            .or_default()
+            .insert(id.clone());
+        if !service.ports().is_empty() {
+            self.publishing.insert(id.clone());
+        }
+        self.all.insert(id, service);
+    }
+
+    pub(crate) fn remove(&mut self, id: &str) -> Option<shoal_proto::Service> {
+        self.unindex(id);
+        self.all.remove(id)
+    }
+
+    fn unindex(&mut self, id: &str) {
+        let Some(old) = self.all.get(id) else { return };
+        let name = old.name().to_string();
+        if let Some(ids) = self.by_name.get_mut(&name) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_name.remove(&name);
+            }
+        }
+        self.publishing.remove(id);
+    }
+}
+
+impl fmt::Debug for Services {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.all.fmt(f)
+    }
+}
+
+impl FromIterator<(String, shoal_proto::Service)> for Services {
+    fn from_iter<I: IntoIterator<Item = (String, shoal_proto::Service)>>(iter: I) -> Self {
+        let mut services = Self::default();
+        for (id, service) in iter {
+            services.insert(id, service);
+        }
+        services
     }
 }
 

@@ -381,3 +381,63 @@ async fn a_services_tasks_are_found_by_index_through_writes_and_a_restore() {
     assert_eq!(of(&restored, "a"), ["t1"]);
     assert!(of(&restored, "c").is_empty());
 }
+
+/// The name index and the set of services publishing ports follow every write, and a
+/// transaction sees its own writes through them.
+#[tokio::test]
+async fn service_indexes_follow_writes_and_a_transaction_sees_its_own() {
+    let publishing = |id: &str, name: &str| {
+        let mut s = service(id, name);
+        if let Some(spec) = s.spec.as_mut() {
+            spec.endpoint = Some(shoal_proto::EndpointSpec {
+                ports: vec![shoal_proto::PortConfig {
+                    target_port: 80,
+                    published_port: 8080,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+        s
+    };
+    let ids = |found: Vec<std::borrow::Cow<'_, Service>>| {
+        let mut ids: Vec<String> = found.iter().map(|s| s.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let store = Store::in_memory();
+    store
+        .update(|tx| {
+            tx.create(Object::Service(publishing("s1", "web")))?;
+            tx.create(Object::Service(service("s2", "db")))?;
+            // Its own creations, before they commit.
+            assert_eq!(ids(tx.services_named_now("web")), ["s1"]);
+            assert_eq!(ids(tx.publishing_services_now()), ["s1"]);
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("create");
+    let stored = |id: &str| store.view(|r| r.service(id).cloned()).expect("stored");
+    let s1 = stored("s1");
+    store
+        .update(|tx| {
+            let mut s2 = publishing("s2", "db");
+            s2.meta = stored("s2").meta;
+            tx.update(Object::Service(s2))?;
+            tx.remove(Object::Service(s1));
+            assert!(tx.services_named_now("web").is_empty(), "removed here");
+            assert_eq!(ids(tx.publishing_services_now()), ["s2"]);
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("update");
+    store.view(|r| {
+        assert_eq!(r.services_named("web").count(), 0);
+        let db: Vec<_> = r.services_named("db").map(|s| s.id.clone()).collect();
+        assert_eq!(db, ["s2"]);
+        let publishing: Vec<_> = r.publishing_services().map(|s| s.id.clone()).collect();
+        assert_eq!(publishing, ["s2"]);
+        assert!(matches!(r.find_service("db"), tx::Lookup::Found(s) if s.id == "s2"));
+        assert!(matches!(r.find_service("s"), tx::Lookup::Found(s) if s.id == "s2"));
+    });
+}

@@ -119,15 +119,34 @@ impl<'a> ReadTx<'a> {
         )
     }
 
-    /// A service by exact id, then exact name, then unique id prefix (docker's lookup).
+    /// A service by exact id, then exact name, then unique id prefix (docker's lookup),
+    /// through the table's indexes: a swarm may hold 100k services.
     pub fn find_service(&self, key: &str) -> Lookup<&'a Service> {
-        lookup(
-            key,
-            self.tables.services.get(key),
-            self.services(),
-            |s| s.name(),
-            |s| s.id.as_str(),
-        )
+        let services = &self.tables.services;
+        if key.is_empty() {
+            return Lookup::Missing;
+        }
+        if let Some(found) = services.get(key) {
+            return Lookup::Found(found);
+        }
+        let one = |mut matches: Vec<&'a Service>| match matches.len() {
+            1 => Some(Lookup::Found(matches.remove(0))),
+            0 => None,
+            n => Some(Lookup::Ambiguous(n)),
+        };
+        one(services.named(key).collect())
+            .or_else(|| one(services.with_id_prefix(key).collect()))
+            .unwrap_or(Lookup::Missing)
+    }
+
+    /// The services called `name`.
+    pub fn services_named(&self, name: &str) -> impl Iterator<Item = &'a Service> + 'a {
+        self.tables.services.named(name)
+    }
+
+    /// The services that publish ports.
+    pub fn publishing_services(&self) -> impl Iterator<Item = &'a Service> + 'a {
+        self.tables.services.publishing()
     }
 
     /// A task by exact id, then unique id prefix.
@@ -318,6 +337,57 @@ impl<'a> WriteTx<'a> {
                 _ => None,
             },
         )
+    }
+
+    /// The services called `name` as this transaction sees them (from the name index and
+    /// this transaction's writes, not a walk of every service).
+    pub fn services_named_now(&self, name: &str) -> Vec<Cow<'a, Service>> {
+        self.services_among(self.base.services_named(name), |s| s.name() == name)
+    }
+
+    /// The services that publish ports as this transaction sees them (from the index and
+    /// this transaction's writes).
+    pub fn publishing_services_now(&self) -> Vec<Cow<'a, Service>> {
+        self.services_among(self.base.publishing_services(), |s| !s.ports().is_empty())
+    }
+
+    /// Of the committed services, `candidates` (an index's, each holding `keep`) with this
+    /// transaction's writes over them, and every other service it writes that holds `keep`.
+    fn services_among(
+        &self,
+        candidates: impl Iterator<Item = &'a Service>,
+        keep: impl Fn(&Service) -> bool,
+    ) -> Vec<Cow<'a, Service>> {
+        fn service(o: Option<&ActionObject>) -> Option<&Service> {
+            match o {
+                Some(ActionObject::Service(s)) => Some(s),
+                _ => None,
+            }
+        }
+        let mut out: Vec<Cow<'a, Service>> = candidates
+            .filter_map(|c| match self.staged_object("service", &c.id) {
+                None => Some(Cow::Borrowed(c)),
+                Some(staged) => service(staged).cloned().map(Cow::Owned),
+            })
+            .filter(|s| keep(s))
+            .collect();
+        for &pos in self
+            .staged
+            .get("service")
+            .into_iter()
+            .flat_map(|s| s.values())
+        {
+            let action = &self.actions[pos];
+            if action.kind == Kind::Remove as i32 {
+                continue;
+            }
+            if let Some(s) = service(action.object.as_ref()) {
+                if keep(s) && !out.iter().any(|o| o.id == s.id) {
+                    out.push(Cow::Owned(s.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// The committed objects of `kind` (borrowed) with this transaction's writes over them
