@@ -149,7 +149,8 @@ async fn preload(conns: &[Writer], clients: usize, total: usize, run: u32) -> Re
 async fn main() -> Result<()> {
     let a: Vec<String> = std::env::args().collect();
     let (conns, clients, secs) = writers(&a).await?;
-    let lat = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    // (latency, when the call started, from the start of the run)
+    let lat = Arc::new(Mutex::new(Vec::<(Duration, Duration)>::new()));
     let errors = Arc::new(Mutex::new((0usize, String::new())));
     let run = std::process::id();
     if let Some(total) = std::env::var("RAFT_BENCH_PRELOAD")
@@ -184,10 +185,10 @@ async fn main() -> Result<()> {
                     failed(e).await;
                     continue;
                 }
-                mine.push(t.elapsed());
+                mine.push((t.elapsed(), t - start));
                 let t = Instant::now();
                 match writer.remove(&name).await {
-                    Ok(()) => mine.push(t.elapsed()),
+                    Ok(()) => mine.push((t.elapsed(), t - start)),
                     Err(e) => failed(e).await,
                 }
             }
@@ -198,9 +199,23 @@ async fn main() -> Result<()> {
         h.await?;
     }
     let wall = start.elapsed().as_secs_f64();
-    let mut l = lat.lock().await.clone();
-    l.sort();
+    let mut calls = lat.lock().await.clone();
+    calls.sort();
+    let l: Vec<Duration> = calls.iter().map(|(d, _)| *d).collect();
     let e = errors.lock().await.clone();
+    // The slowest calls and when they started (UTC), to set beside the servers' logs.
+    let started_at = std::time::SystemTime::now() - start.elapsed();
+    for (d, at) in calls.iter().rev().take(5) {
+        let when = (started_at + *at)
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        eprintln!(
+            "raft_bench: slow call {:.1} ms at {}.{:03} s (unix)",
+            d.as_secs_f64() * 1000.0,
+            when.as_secs(),
+            when.subsec_millis()
+        );
+    }
     println!(
         "RESULT raft_bench {} clients={clients} conns={} secs={wall:.1}: commits={} commits/s={:.0} \
          latency ms p50={:.2} p90={:.2} p99={:.2} max={:.2} errors={}{}",
