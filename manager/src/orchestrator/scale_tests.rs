@@ -17,14 +17,33 @@ const REPLICAS: usize = 20_000;
 /// The framing one entry adds around its batches (a tag and a length each, at most 1024).
 const ENTRY_FRAMING: usize = 1024 * 8 + 16;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_of_many_replicas_is_placed_and_removed_in_entries_under_the_limit() {
+/// A measured in-memory store with ten hollow nodes, the leader's loops running on it.
+async fn ten_nodes_and_the_leaders_loops() -> (
+    crate::store::Store,
+    std::sync::Arc<crate::testutil::MeasuredProposer>,
+    tokio_util::sync::CancellationToken,
+) {
     let (store, proposer) = measured_store();
     let nodes: Vec<Object> = (0..10)
         .map(|i| Object::Node(node(&format!("n{i}"))))
         .collect();
     put(&store, nodes).await;
     let cancel = start_leader_loops(&store);
+    (store, proposer, cancel)
+}
+
+/// No entry the store proposed was over its limit.
+fn assert_entries_bounded(proposer: &crate::testutil::MeasuredProposer) {
+    assert!(
+        proposer.largest() <= MAX_BATCH_BYTES + ENTRY_FRAMING,
+        "largest entry {} bytes, limit {MAX_BATCH_BYTES}",
+        proposer.largest()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_of_many_replicas_is_placed_and_removed_in_entries_under_the_limit() {
+    let (store, proposer, cancel) = ten_nodes_and_the_leaders_loops().await;
     put(
         &store,
         vec![Object::Service(service("big", REPLICAS as u64))],
@@ -45,11 +64,7 @@ async fn a_service_of_many_replicas_is_placed_and_removed_in_entries_under_the_l
     assert_eq!(store.view(|r| live(r, "big")), REPLICAS, "no replica twice");
     let placed = proposer.entries();
     assert!(placed > 10, "split into many entries, {placed} seen");
-    assert!(
-        proposer.largest() <= MAX_BATCH_BYTES + ENTRY_FRAMING,
-        "largest entry {} bytes, limit {MAX_BATCH_BYTES}",
-        proposer.largest()
-    );
+    assert_entries_bounded(&proposer);
 
     // Removing the service removes only the service; the orchestrator shuts its tasks
     // down, in bounded transactions too.
@@ -72,7 +87,7 @@ async fn a_service_of_many_replicas_is_placed_and_removed_in_entries_under_the_l
         proposer.entries() > placed + 5,
         "the shutdown was split too"
     );
-    assert!(proposer.largest() <= MAX_BATCH_BYTES + ENTRY_FRAMING);
+    assert_entries_bounded(&proposer);
     cancel.cancel();
 }
 
@@ -80,12 +95,7 @@ async fn a_service_of_many_replicas_is_placed_and_removed_in_entries_under_the_l
 /// transactions as they need, without waiting for the first ones to run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_all_at_once_update_of_many_replicas_goes_in_entries_under_the_limit() {
-    let (store, proposer) = measured_store();
-    let nodes: Vec<Object> = (0..10)
-        .map(|i| Object::Node(node(&format!("n{i}"))))
-        .collect();
-    put(&store, nodes).await;
-    let cancel = start_leader_loops(&store);
+    let (store, proposer, cancel) = ten_nodes_and_the_leaders_loops().await;
     put(
         &store,
         vec![Object::Service(service("big", REPLICAS as u64))],
@@ -131,23 +141,14 @@ async fn an_all_at_once_update_of_many_replicas_goes_in_entries_under_the_limit(
     // stand-in agents run nothing, so none waits for another to run).
     wait_for_within(&store, "every replacement assigned", long, assigned(2)).await;
     assert!(proposer.entries() > before + 10, "split into many entries");
-    assert!(
-        proposer.largest() <= MAX_BATCH_BYTES + ENTRY_FRAMING,
-        "largest entry {} bytes, limit {MAX_BATCH_BYTES}",
-        proposer.largest()
-    );
+    assert_entries_bounded(&proposer);
     cancel.cancel();
 }
 
 /// A replicated job of many completions, all at once, is created in bounded transactions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_of_many_completions_starts_in_entries_under_the_limit() {
-    let (store, proposer) = measured_store();
-    let nodes: Vec<Object> = (0..10)
-        .map(|i| Object::Node(node(&format!("n{i}"))))
-        .collect();
-    put(&store, nodes).await;
-    let cancel = start_leader_loops(&store);
+    let (store, proposer, cancel) = ten_nodes_and_the_leaders_loops().await;
     let mut job = service("job", REPLICAS as u64);
     if let Some(spec) = job.spec.as_mut() {
         spec.mode = ServiceMode::ReplicatedJob as i32;
@@ -171,11 +172,7 @@ async fn a_job_of_many_completions_starts_in_entries_under_the_limit() {
         "one task per completion"
     );
     assert!(proposer.entries() > 10, "split into many entries");
-    assert!(
-        proposer.largest() <= MAX_BATCH_BYTES + ENTRY_FRAMING,
-        "largest entry {} bytes, limit {MAX_BATCH_BYTES}",
-        proposer.largest()
-    );
+    assert_entries_bounded(&proposer);
     cancel.cancel();
 }
 
