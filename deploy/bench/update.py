@@ -3,6 +3,7 @@
 engine floor, interleaved in the same run. Reuses deploy/bench/cluster.py's helpers.
 
   deploy/bench/update.py --lab-run /run/shoalbench-lab [--plan K,T,K,K,T] [--no-swarm] [--no-floor]
+                         [--order stop-first|start-first]
 
 Plan: one letter per round, K = `--stop-signal KILL`, T = default SIGTERM with the 10 s grace
 (`sleep` as PID 1 ignores SIGTERM). Per round: Shoal's run, the peer's own
@@ -23,7 +24,7 @@ import cluster as C
 IMG_B = "shoal-test/busybox:b"
 
 
-def shoal_update(sh, r, kind, replicas=30, par=5):
+def shoal_update(sh, r, kind, replicas=30, par=5, order="stop-first"):
     name = f"shb-update-{kind}-{r}"
     args = ["service", "create", "-d", "--name", name, "--replicas", str(replicas)]
     if kind == "K":
@@ -34,7 +35,7 @@ def shoal_update(sh, r, kind, replicas=30, par=5):
     time.sleep(C.SETTLE)
     t0 = time.monotonic()
     sh.cli("service", "update", "--detach", "--image", IMG_B, "--update-parallelism", str(par),
-           "--update-delay", "0s", name)
+           "--update-delay", "0s", "--update-order", order, name)
     t_cli = time.monotonic() - t0
 
     def new_done():
@@ -84,6 +85,8 @@ def main():
     ap.add_argument("--lab-run", default="/run/shoalbench-lab")
     ap.add_argument("--no-swarm", action="store_true")
     ap.add_argument("--no-floor", action="store_true")
+    ap.add_argument("--order", default="stop-first", choices=["stop-first", "start-first"],
+                    help="Shoal's --update-order (the peer's bench_update.py keeps its own)")
     ap.add_argument("--out", default="/var/tmp/shoal-bench")
     a = ap.parse_args()
     C.LAB_RUN = a.lab_run
@@ -94,7 +97,7 @@ def main():
     R = {}
     for r, kind in enumerate(a.plan.split(",")):
         C.say(f"== round {r + 1}: {kind} ({datetime.datetime.utcnow().strftime('%H:%M:%S')} UTC)")
-        steps = [lambda: R.setdefault(f"shoal {kind}", []).append(shoal_update(sh, r, kind))]
+        steps = [lambda: R.setdefault(f"shoal {kind}", []).append(shoal_update(sh, r, kind, order=a.order))]
         if not a.no_swarm:
             steps.append(lambda: R.setdefault(f"swarm {kind}", []).append(swarm_update(kind)))
         if kind == "K" and not a.no_floor:
