@@ -126,26 +126,15 @@ fn phase(args: &[String]) {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("--fill") => {
-            let dir = PathBuf::from(&args[2]);
-            return fill(
-                &dir,
-                args[3].parse().expect("objects"),
-                args[4].parse().expect("writes"),
-            )
-            .await;
-        }
-        Some("--reopen") => {
-            let dir = PathBuf::from(&args[2]);
-            return reopen(
-                &dir,
-                args[3].parse().expect("objects"),
-                args[4].parse().expect("run"),
-            )
-            .await;
-        }
-        _ => {}
+    if let Some(phase @ ("--fill" | "--reopen")) = args.get(1).map(String::as_str) {
+        // --fill DIR OBJECTS WRITES | --reopen DIR OBJECTS RUN
+        let dir = PathBuf::from(&args[2]);
+        let objects = arg(3, 0);
+        let n = arg(4, 0);
+        return match phase {
+            "--fill" => fill(&dir, objects, n).await,
+            _ => reopen(&dir, objects, n).await,
+        };
     }
     let objects = arg(1, 100_000);
     let writes = arg(2, 6_000);

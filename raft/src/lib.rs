@@ -40,10 +40,10 @@ use crate::types::{Command, TypeConfig};
 /// A manager's Raft id, unique and stable for the life of the cluster.
 pub type NodeId = u64;
 
-/// Implemented by the manager's store; the raft crate never knows what commands mean.
 /// Serializes a view of the applied state taken by [`Applier::snapshot`].
 pub type SnapshotWriter = Box<dyn FnOnce() -> Vec<u8> + Send + Sync>;
 
+/// Implemented by the manager's store; the raft crate never knows what commands mean.
 pub trait Applier: Send + Sync + 'static {
     /// Apply one committed command (opaque bytes) at log `index`; return an opaque response
     /// (which may say the command was refused: every member refuses it alike).

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use shoal_proto::{Availability, NodeState, Service, Task, TaskState};
 use tokio::time::Instant;
 
-use super::replicated::{shut_down, standing, Standing};
+use super::replicated::{shut_down, shut_down_while_room, standing, Standing};
 use super::{earliest, job_iteration, new_task, restart::RestartSupervisor};
 use crate::scheduler::constraint;
 use crate::store::{Object, StoreError, WriteTx};
@@ -53,13 +53,7 @@ fn current_tasks(tx: &mut WriteTx<'_>, service: &Service) -> Result<Option<Vec<T
 /// Shuts down the tasks of `tasks` that may still run; `false` when the transaction filled
 /// up first.
 fn stop_active(tx: &mut WriteTx<'_>, tasks: Vec<Task>) -> Result<bool, StoreError> {
-    for task in tasks.into_iter().filter(active) {
-        if tx.is_full() {
-            return Ok(false);
-        }
-        shut_down(tx, task)?;
-    }
-    Ok(true)
+    shut_down_while_room(tx, tasks.into_iter().filter(active))
 }
 
 /// What one look at a slot (or a global job's node) found.

@@ -269,16 +269,16 @@ fn shut_down_orphans(
     service_id: &str,
     now: Instant,
 ) -> Result<Option<Instant>, StoreError> {
-    for task in tx.read().tasks_of_service(service_id) {
-        if task.desired() >= TaskState::Shutdown {
-            continue;
-        }
-        if tx.is_full() {
-            return Ok(Some(now));
-        }
-        replicated::shut_down(tx, task.clone())?;
-    }
-    Ok(None)
+    let live = tx
+        .read()
+        .tasks_of_service(service_id)
+        .filter(|t| t.desired() < TaskState::Shutdown)
+        .cloned();
+    Ok(if replicated::shut_down_while_room(tx, live)? {
+        None
+    } else {
+        Some(now)
+    })
 }
 
 /// Reconcile one service in `tx`: when it is next due, and whether the rolling updater

@@ -196,6 +196,21 @@ fn reconcile_slot(
     Ok(next)
 }
 
+/// Shuts `tasks` down while the transaction has room ([`WriteTx::is_full`]); `false` when
+/// it filled up first (the rest wait for the next pass).
+pub(super) fn shut_down_while_room(
+    tx: &mut WriteTx<'_>,
+    tasks: impl IntoIterator<Item = Task>,
+) -> Result<bool, StoreError> {
+    for task in tasks {
+        if tx.is_full() {
+            return Ok(false);
+        }
+        shut_down(tx, task)?;
+    }
+    Ok(true)
+}
+
 pub(super) fn shut_down(tx: &mut WriteTx<'_>, mut task: Task) -> Result<(), StoreError> {
     if task.desired() >= TaskState::Shutdown {
         return Ok(());

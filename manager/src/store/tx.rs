@@ -123,20 +123,12 @@ impl<'a> ReadTx<'a> {
     /// through the table's indexes: a swarm may hold 100k services.
     pub fn find_service(&self, key: &str) -> Lookup<&'a Service> {
         let services = &self.tables.services;
-        if key.is_empty() {
-            return Lookup::Missing;
-        }
-        if let Some(found) = services.get(key) {
-            return Lookup::Found(found);
-        }
-        let one = |mut matches: Vec<&'a Service>| match matches.len() {
-            1 => Some(Lookup::Found(matches.remove(0))),
-            0 => None,
-            n => Some(Lookup::Ambiguous(n)),
-        };
-        one(services.named(key).collect())
-            .or_else(|| one(services.with_id_prefix(key).collect()))
-            .unwrap_or(Lookup::Missing)
+        lookup_in(
+            key,
+            services.get(key),
+            services.named(key),
+            services.with_id_prefix(key),
+        )
     }
 
     /// The services called `name`.
@@ -189,24 +181,36 @@ pub(crate) fn lookup<'a, T: 'a>(
     name: impl Fn(&T) -> &str,
     id: impl Fn(&T) -> &str,
 ) -> Lookup<&'a T> {
+    lookup_in(
+        key,
+        exact,
+        all.clone().filter(|o| name(o) == key),
+        all.filter(|o| id(o).starts_with(key)),
+    )
+}
+
+/// [`lookup`] over what matches already found: `named` (exact name) and `prefixed` (id
+/// prefix), each read only when the steps before found nothing (an index's, or a walk).
+fn lookup_in<'a, T: 'a>(
+    key: &str,
+    exact: Option<&'a T>,
+    named: impl Iterator<Item = &'a T>,
+    prefixed: impl Iterator<Item = &'a T>,
+) -> Lookup<&'a T> {
     if key.is_empty() {
         return Lookup::Missing;
     }
     if let Some(found) = exact {
         return Lookup::Found(found);
     }
-    let by_name: Vec<_> = all.clone().filter(|o| name(o) == key).collect();
-    match by_name.len() {
-        1 => return Lookup::Found(by_name[0]),
-        0 => {}
-        n => return Lookup::Ambiguous(n),
-    }
-    let by_prefix: Vec<_> = all.filter(|o| id(o).starts_with(key)).collect();
-    match by_prefix.len() {
-        1 => Lookup::Found(by_prefix[0]),
-        0 => Lookup::Missing,
-        n => Lookup::Ambiguous(n),
-    }
+    let one = |mut matches: Vec<&'a T>| match matches.len() {
+        1 => Some(Lookup::Found(matches.remove(0))),
+        0 => None,
+        n => Some(Lookup::Ambiguous(n)),
+    };
+    one(named.collect())
+        .or_else(|| one(prefixed.collect()))
+        .unwrap_or(Lookup::Missing)
 }
 
 impl<T> Lookup<T> {
@@ -328,66 +332,25 @@ impl<'a> WriteTx<'a> {
     /// Every service as this transaction sees it (as [`WriteTx::networks_now`]), the
     /// committed ones borrowed: a swarm holds thousands, and every service write lists them.
     pub fn services_now(&self) -> Vec<Cow<'a, Service>> {
-        self.objects_now(
-            "service",
-            self.base.services(),
-            |s| s.id.as_str(),
-            |o| match o {
-                ActionObject::Service(s) => Some(s),
-                _ => None,
-            },
-        )
+        self.objects_now("service", self.base.services(), service_id, as_service)
     }
 
     /// The services called `name` as this transaction sees them (from the name index and
     /// this transaction's writes, not a walk of every service).
     pub fn services_named_now(&self, name: &str) -> Vec<Cow<'a, Service>> {
-        self.services_among(self.base.services_named(name), |s| s.name() == name)
+        let named = self.base.services_named(name);
+        self.objects_among("service", named, service_id, as_service, |s| {
+            s.name() == name
+        })
     }
 
     /// The services that publish ports as this transaction sees them (from the index and
     /// this transaction's writes).
     pub fn publishing_services_now(&self) -> Vec<Cow<'a, Service>> {
-        self.services_among(self.base.publishing_services(), |s| !s.ports().is_empty())
-    }
-
-    /// Of the committed services, `candidates` (an index's, each holding `keep`) with this
-    /// transaction's writes over them, and every other service it writes that holds `keep`.
-    fn services_among(
-        &self,
-        candidates: impl Iterator<Item = &'a Service>,
-        keep: impl Fn(&Service) -> bool,
-    ) -> Vec<Cow<'a, Service>> {
-        fn service(o: Option<&ActionObject>) -> Option<&Service> {
-            match o {
-                Some(ActionObject::Service(s)) => Some(s),
-                _ => None,
-            }
-        }
-        let mut out: Vec<Cow<'a, Service>> = candidates
-            .filter_map(|c| match self.staged_object("service", &c.id) {
-                None => Some(Cow::Borrowed(c)),
-                Some(staged) => service(staged).cloned().map(Cow::Owned),
-            })
-            .filter(|s| keep(s))
-            .collect();
-        for &pos in self
-            .staged
-            .get("service")
-            .into_iter()
-            .flat_map(|s| s.values())
-        {
-            let action = &self.actions[pos];
-            if action.kind == Kind::Remove as i32 {
-                continue;
-            }
-            if let Some(s) = service(action.object.as_ref()) {
-                if keep(s) && !out.iter().any(|o| o.id == s.id) {
-                    out.push(Cow::Owned(s.clone()));
-                }
-            }
-        }
-        out
+        let publishing = self.base.publishing_services();
+        self.objects_among("service", publishing, service_id, as_service, |s| {
+            !s.ports().is_empty()
+        })
     }
 
     /// The committed objects of `kind` (borrowed) with this transaction's writes over them
@@ -399,23 +362,39 @@ impl<'a> WriteTx<'a> {
         id: impl Fn(&T) -> &str,
         take: impl Fn(&ActionObject) -> Option<&T>,
     ) -> Vec<Cow<'a, T>> {
+        self.objects_among(kind, committed, id, take, |_| true)
+    }
+
+    /// Of the committed objects of `kind`, `candidates` (every one, or an index's) with this
+    /// transaction's writes over them, and every other object of `kind` it writes; of all
+    /// these, those that hold `keep`. Committed ones are borrowed, written ones copied.
+    fn objects_among<T: Clone>(
+        &self,
+        kind: &'static str,
+        candidates: impl Iterator<Item = &'a T>,
+        id: impl Fn(&T) -> &str,
+        take: impl Fn(&ActionObject) -> Option<&T>,
+        keep: impl Fn(&T) -> bool,
+    ) -> Vec<Cow<'a, T>> {
         let Some(staged) = self.staged.get(kind) else {
-            return committed.map(Cow::Borrowed).collect();
+            return candidates.filter(|o| keep(o)).map(Cow::Borrowed).collect();
         };
-        let mut out: Vec<Cow<'a, T>> = committed
+        let mut out: Vec<Cow<'a, T>> = candidates
             .filter_map(|o| match self.staged_object(kind, id(o)) {
                 None => Some(Cow::Borrowed(o)),
                 Some(staged) => staged.and_then(&take).cloned().map(Cow::Owned),
             })
+            .filter(|o| keep(o))
             .collect();
         for (object_id, &pos) in staged {
             let action = &self.actions[pos];
-            if action.kind == Kind::Create as i32 {
-                if let Some(o) = action.object.as_ref().and_then(&take) {
-                    if !out.iter().any(|e| id(e) == object_id) {
-                        out.push(Cow::Owned(o.clone()));
-                    }
-                }
+            let Some(o) = action.object.as_ref().and_then(&take) else {
+                continue;
+            };
+            // A write over a candidate is in `out` already.
+            let written = action.kind != Kind::Remove as i32;
+            if written && keep(o) && !out.iter().any(|e| id(e) == object_id) {
+                out.push(Cow::Owned(o.clone()));
             }
         }
         out
@@ -570,6 +549,17 @@ impl<'a> WriteTx<'a> {
                 self.bytes += bytes;
             }
         }
+    }
+}
+
+fn service_id(s: &Service) -> &str {
+    &s.id
+}
+
+fn as_service(o: &ActionObject) -> Option<&Service> {
+    match o {
+        ActionObject::Service(s) => Some(s),
+        _ => None,
     }
 }
 

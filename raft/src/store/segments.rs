@@ -153,7 +153,8 @@ struct Segment {
     file: Arc<File>,
     /// Bytes of whole records: where the next one goes.
     len: u64,
-    /// The file's length: bytes written, records then the zeros written ahead of them.
+    /// How far zeros were written ahead of the records (the file's length, unless records
+    /// have since gone past it, as a record larger than the rest of the segment does).
     zeroed: u64,
 }
 
