@@ -9,6 +9,11 @@ use shoal_agent::daemon::{Daemon, DaemonConfig};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
+/// The manager's store copies and frees objects by the thousand per write; glibc's
+/// allocator spent a third of a scheduling pass on it (docs/BENCHMARKS.md, issue 12).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "shoald", version, about = "Shoal's node daemon")]
 struct Args {

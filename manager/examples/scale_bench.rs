@@ -21,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use shoal_manager::orchestrator::new_task;
 use shoal_manager::store::MAX_BATCH_BYTES;
-use shoal_manager::store::{Object, ReadTx, Store, StoreError};
+use shoal_manager::store::{Object, ReadTx, Store, StoreError, Stored};
 use shoal_manager::testutil::{
     measured_store, node, put_many, service, start_leader_loops, wait_for,
 };
@@ -91,7 +91,7 @@ async fn big(replicas: u64, nodes: u64) -> Result<(), StoreError> {
     while seen.len() < replicas as usize {
         match events.recv().await {
             Ok(event) => {
-                if let Some(Object::Task(t)) = event.object() {
+                if let Some(Stored::Task(t)) = event.object() {
                     if t.state() >= TaskState::Assigned {
                         seen.insert(t.id.clone());
                     }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::runloop::{self, Wake};
-use crate::store::{Event, Object, Store, StoreError};
+use crate::store::{Event, Object, Store, StoreError, Stored};
 
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -38,7 +38,7 @@ impl RoleManager {
                     Some(Instant::now() + RETRY)
                 }
             };
-            let nodes = |e: &Event| matches!(e.object(), Some(Object::Node(_)));
+            let nodes = |e: &Event| matches!(e.object(), Some(Stored::Node(_)));
             if runloop::next(&mut events, nodes, retry, &cancel).await == Wake::Shutdown {
                 return;
             }

@@ -243,11 +243,11 @@ fn batch_seeds() -> Vec<Vec<u8>> {
     };
     let batch = |seq, parent, format| pb::StoreActionBatch {
         actions: vec![
-            action(pb::store_action::Object::Cluster(cluster())),
-            action(pb::store_action::Object::Node(pb::Node {
+            action(pb::store_action::Object::Cluster(Box::new(cluster()))),
+            action(pb::store_action::Object::Node(Box::new(pb::Node {
                 id: format!("n{seq}"),
                 ..Default::default()
-            })),
+            }))),
         ],
         format,
         seq,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use shoal_manager::runloop::{self, Wake};
-use shoal_manager::store::{Event, Object, Store};
+use shoal_manager::store::{Event, Store, Stored};
 use shoal_pki::vault::{self, DataKey, UnlockKey};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ pub async fn follow(store: Store, data_dir: PathBuf, key: DataKey, cancel: Cance
         });
         let unlock_key = unlock_key.and_then(|bytes| UnlockKey::from_bytes(&bytes).ok());
         keep(&data_dir, &key, unlock_key.as_ref());
-        let clusters = |e: &Event| matches!(e.object(), Some(Object::Cluster(_)));
+        let clusters = |e: &Event| matches!(e.object(), Some(Stored::Cluster(_)));
         if runloop::next(&mut events, clusters, None, &cancel).await == Wake::Shutdown {
             break;
         }

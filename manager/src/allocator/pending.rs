@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use shoal_proto::{Node, Service, Task};
 
 use super::{router_settled, vips_settled, waits};
-use crate::store::{Event, Object, ReadTx};
+use crate::store::{Event, ReadTx, Stored};
 
 pub(super) struct Pending {
     /// Walk everything on the next pass.
@@ -46,23 +46,23 @@ impl Pending {
                 self.invalidate();
                 true
             }
-            Event::Created(o) | Event::Updated(o) => match &**o {
-                Object::Task(t) => keep(&mut self.tasks, &t.id, waits(t)),
-                Object::Service(s) => keep(&mut self.services, &s.id, !vips_settled(s)),
+            Event::Created(o) | Event::Updated(o) => match o {
+                Stored::Task(t) => keep(&mut self.tasks, &t.id, waits(t)),
+                Stored::Service(s) => keep(&mut self.services, &s.id, !vips_settled(s)),
                 // Whether its router is settled depends on the ingress network: judged
                 // in the pass.
-                Object::Node(n) => keep(&mut self.nodes, &n.id, true),
-                Object::Network(_) => {
+                Stored::Node(n) => keep(&mut self.nodes, &n.id, true),
+                Stored::Network(_) => {
                     self.invalidate();
                     true
                 }
                 _ => return false,
             },
-            Event::Removed(o) => match &**o {
-                Object::Task(t) => keep(&mut self.tasks, &t.id, false),
-                Object::Service(s) => keep(&mut self.services, &s.id, false),
-                Object::Node(n) => keep(&mut self.nodes, &n.id, false),
-                Object::Network(_) => {
+            Event::Removed(o) => match o {
+                Stored::Task(t) => keep(&mut self.tasks, &t.id, false),
+                Stored::Service(s) => keep(&mut self.services, &s.id, false),
+                Stored::Node(n) => keep(&mut self.nodes, &n.id, false),
+                Stored::Network(_) => {
                     self.invalidate();
                     true
                 }

@@ -20,7 +20,7 @@ use crate::ca::rotation;
 use crate::caller;
 use crate::ids::new_id;
 use crate::runloop::{self, Wake};
-use crate::store::{Event, Object, StoreError};
+use crate::store::{Event, Object, StoreError, Stored};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -122,7 +122,7 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                     sent = Some(message);
                 }
                 let nodes =
-                    |e: &Event| matches!(e.object(), Some(Object::Node(_) | Object::Cluster(_)));
+                    |e: &Event| matches!(e.object(), Some(Stored::Node(_) | Stored::Cluster(_)));
                 tokio::select! {
                     _ = tx.closed() => break,
                     wake = runloop::next(&mut events, nodes, None, &cancel) => if wake == Wake::Shutdown { break },
@@ -204,15 +204,15 @@ impl shoal_proto::Dispatcher for DispatcherApi {
                 // Its own tasks, and anything another node's task, a service, a network or a
                 // node changes in the networks it carries.
                 let mine = |e: &Event| match e.object() {
-                    Some(Object::Task(t)) => t.node_id == node_id || !t.networks.is_empty(),
-                    Some(Object::Service(s)) => {
+                    Some(Stored::Task(t)) => t.node_id == node_id || !t.networks.is_empty(),
+                    Some(Stored::Service(s)) => {
                         s.networks().next().is_some() || s.ports().iter().any(|p| p.is_ingress())
                     }
                     Some(
-                        Object::Network(_)
-                        | Object::Node(_)
-                        | Object::Secret(_)
-                        | Object::Config(_),
+                        Stored::Network(_)
+                        | Stored::Node(_)
+                        | Stored::Secret(_)
+                        | Stored::Config(_),
                     ) => true,
                     _ => false,
                 };

@@ -9,7 +9,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio::time::Instant;
 
 use super::{is_down, node_name, LogBroker, Presence, Published, Scope, FIRST_ANSWER};
-use crate::store::{Event, Object};
+use crate::store::{Event, Stored};
 
 type Out = mpsc::Sender<Result<SubscribeLogsMessage, tonic::Status>>;
 
@@ -104,7 +104,7 @@ impl Driver {
                 },
                 Some(p) = presence.recv() => self.presence(p).await,
                 event = events.recv() => match event {
-                    Ok(e) if !matches!(e.object(), Some(Object::Node(_))) && e != Event::Resync => {}
+                    Ok(e) if !matches!(e.object(), Some(Stored::Node(_))) && e != Event::Resync => {}
                     Ok(_) | Err(RecvError::Lagged(_)) => self.check_down().await,
                     Err(RecvError::Closed) => break,
                 },

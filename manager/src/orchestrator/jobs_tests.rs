@@ -12,6 +12,7 @@ use super::taskreaper::reapable;
 use super::*;
 use crate::controlapi::{ControlApi, ControlError};
 use crate::scheduler::Scheduler;
+use crate::store::Object;
 use crate::testutil::{node, put, report, service, wait_for};
 
 /// A job's spec, as `service create --mode MODE --replicas N --max-concurrent M` sends it.
@@ -447,8 +448,8 @@ async fn run_loops_run_a_job_with_a_stand_in_agent() {
     let mut tasks: HashMap<String, Task> = HashMap::new();
     let mut most = 0;
     while let Ok(event) = events.try_recv() {
-        if let Some(Object::Task(t)) = event.object() {
-            tasks.insert(t.id.clone(), t.clone());
+        if let Some(Stored::Task(t)) = event.object() {
+            tasks.insert(t.id.clone(), (**t).clone());
         }
         let n = tasks
             .values()

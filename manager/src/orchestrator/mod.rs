@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::ids::new_id;
 use crate::runloop::{self, Wake};
-use crate::store::{Event, Object, Store, StoreError, WriteTx};
+use crate::store::{Event, Store, StoreError, Stored, WriteTx};
 use restart::RestartSupervisor;
 use update::Updater;
 
@@ -115,7 +115,7 @@ impl Dirty {
     /// Record `event`; whether it calls for a pass.
     fn note(&mut self, event: &Event) -> bool {
         if let Event::Removed(o) = event {
-            if let Object::Service(s) = &**o {
+            if let Stored::Service(s) = o {
                 self.removed.push(s.id.clone());
             }
         }
@@ -126,10 +126,10 @@ impl Dirty {
             self.orphans = true;
         }
         match event.object() {
-            Some(Object::Service(s)) => {
+            Some(Stored::Service(s)) => {
                 self.services.insert(s.id.clone());
             }
-            Some(Object::Task(t)) => {
+            Some(Stored::Task(t)) => {
                 self.services.insert(t.service_id.clone());
             }
             // A node's state or availability can move any service's tasks.
@@ -314,23 +314,23 @@ fn reconcile(
 
 fn relevant(event: &Event) -> bool {
     match event {
-        Event::Created(o) | Event::Updated(o) | Event::Removed(o) => match &**o {
+        Event::Created(o) | Event::Updated(o) | Event::Removed(o) => match o {
             // A removed service's tasks are shut down here.
-            Object::Service(_) | Object::Node(_) => true,
+            Stored::Service(_) | Stored::Node(_) => true,
             // A task that ended or was shut down can leave a slot empty; one that runs or
             // cannot be placed ends the hand-over of a drained node's task; a stop-first
             // replacement that is prepared lets its predecessor stop.
-            Object::Task(t) => {
+            Stored::Task(t) => {
                 t.state().is_terminal()
                     || t.desired() >= TaskState::Shutdown
                     || matches!(t.state(), TaskState::Running | TaskState::Pending)
                     || (t.stop_first && t.state() == TaskState::Ready)
             }
-            Object::Cluster(_)
-            | Object::Network(_)
-            | Object::Stack(_)
-            | Object::Secret(_)
-            | Object::Config(_) => false,
+            Stored::Cluster(_)
+            | Stored::Network(_)
+            | Stored::Stack(_)
+            | Stored::Secret(_)
+            | Stored::Config(_) => false,
         },
         Event::Resync => true,
     }

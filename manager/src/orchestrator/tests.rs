@@ -6,6 +6,7 @@ use shoal_proto::{Availability, RestartCondition, RestartPolicy, TaskState};
 use super::taskreaper::{reapable, TaskReaper};
 use super::*;
 use crate::scheduler::Scheduler;
+use crate::store::Object;
 use crate::testutil::{live, node, put, report, service, wait_for};
 
 fn slot_tasks(store: &Store, service_id: &str, slot: u64) -> Vec<Task> {
@@ -767,8 +768,8 @@ async fn run_loops_drain_a_node_without_downtime() {
     .await;
     let mut fewest = usize::MAX;
     while let Ok(event) = events.try_recv() {
-        if let Some(Object::Task(t)) = event.object() {
-            tasks.insert(t.id.clone(), t.clone());
+        if let Some(Stored::Task(t)) = event.object() {
+            tasks.insert(t.id.clone(), (**t).clone());
         }
         let serving = tasks
             .values()
@@ -834,7 +835,7 @@ fn events_mark_their_services_and_node_changes_mark_all() {
     let task = |service: &str, state: TaskState| {
         let mut t = new_task(&service_for(service), 1, "n1", TaskState::Running);
         t.status.get_or_insert_with(Default::default).state = state as i32;
-        Event::Updated(std::sync::Arc::new(Object::Task(t)))
+        Event::Updated(Object::Task(t).into())
     };
     assert!(dirty.note(&task("s1", TaskState::Failed)));
     assert!(
@@ -843,14 +844,14 @@ fn events_mark_their_services_and_node_changes_mark_all() {
     );
     assert_eq!(dirty.services.iter().collect::<Vec<_>>(), ["s1"]);
     assert!(!dirty.all);
-    let removed = Event::Removed(std::sync::Arc::new(Object::Service(service_for("s3"))));
+    let removed = Event::Removed(Object::Service(service_for("s3")).into());
     assert!(
         dirty.note(&removed),
         "a removed service's tasks are shut down"
     );
     assert_eq!(dirty.removed, ["s3"]);
     assert_eq!(dirty.services.iter().collect::<Vec<_>>(), ["s1", "s3"]);
-    let n = Event::Updated(std::sync::Arc::new(Object::Node(node("n1"))));
+    let n = Event::Updated(Object::Node(node("n1")).into());
     assert!(dirty.note(&n));
     assert!(dirty.all, "a node change can move any service's tasks");
 }

@@ -12,6 +12,7 @@ use shoal_proto::{
 use super::*;
 use crate::controlapi::ControlApi;
 use crate::scheduler::Scheduler;
+use crate::store::Object;
 use crate::testutil::{node, put, service, serving};
 
 const OLD: &str = "shoal-test/busybox:a";
@@ -859,8 +860,8 @@ async fn roll_with_run_loops(order: UpdateOrder) -> usize {
     .await;
     let mut fewest = usize::MAX;
     while let Ok(event) = events.try_recv() {
-        if let Some(Object::Task(t)) = event.object() {
-            tasks.insert(t.id.clone(), t.clone());
+        if let Some(Stored::Task(t)) = event.object() {
+            tasks.insert(t.id.clone(), (**t).clone());
         }
         let serving = tasks
             .values()

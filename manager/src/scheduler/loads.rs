@@ -9,7 +9,7 @@ use shoal_proto::Task;
 
 use super::filter::{NodeLoad, Share};
 use super::{decide, occupies, unplaced, Decision};
-use crate::store::{Event, Object, ReadTx};
+use crate::store::{Event, ReadTx, Stored};
 
 #[derive(Default)]
 pub(super) struct Loads {
@@ -27,21 +27,21 @@ impl Loads {
     pub(super) fn note(&mut self, event: &Event) -> bool {
         match event {
             Event::Resync => self.invalidate(),
-            Event::Created(o) | Event::Updated(o) => match &**o {
-                Object::Task(t) => self.track(t),
-                Object::Node(n) => {
+            Event::Created(o) | Event::Updated(o) => match o {
+                Stored::Task(t) => self.track(t),
+                Stored::Node(n) => {
                     self.nodes.entry(n.id.clone()).or_default();
                 }
                 _ => return false,
             },
-            Event::Removed(o) => match &**o {
-                Object::Task(t) => {
+            Event::Removed(o) => match o {
+                Stored::Task(t) => {
                     self.untrack(&t.id);
                     self.waiting.remove(&t.id);
                 }
                 // Its tasks stay counted there (until their own events): a node removed
                 // is no candidate, and one that comes back has them still.
-                Object::Node(_) => {}
+                Stored::Node(_) => {}
                 _ => return false,
             },
         }

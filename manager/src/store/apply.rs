@@ -14,8 +14,7 @@ use shoal_proto::{
 };
 use tokio::sync::broadcast;
 
-use super::tx::from_action_object;
-use super::{new_channel, read_lock, Event, Object, StoreError, Tables};
+use super::{new_channel, read_lock, Event, StoreError, Stored, Tables};
 
 /// The tables and the watch stream. Raft applies committed entries here on every manager;
 /// an apply answers each batch of the entry with its result ([`decode_response`]); a
@@ -331,27 +330,25 @@ pub(crate) fn write_batch(
         let Some(object) = action.object else {
             continue;
         };
-        let mut object = from_action_object(object);
-        set_version(&mut object, version);
-        let event = match Kind::try_from(action.kind) {
-            Ok(Kind::Create) => events
-                .is_some()
-                .then(|| Event::Created(Arc::new(object.clone()))),
-            Ok(Kind::Update) => events
-                .is_some()
-                .then(|| Event::Updated(Arc::new(object.clone()))),
+        let event: fn(Stored) -> Event = match Kind::try_from(action.kind) {
+            Ok(Kind::Create) => Event::Created,
+            Ok(Kind::Update) => Event::Updated,
             // `check` refused unknown kinds already.
             Ok(Kind::Remove) | Err(_) => {
                 let removed = remove(tables, &object);
                 if let (Some(events), Some(old)) = (events.as_deref_mut(), removed) {
-                    events.push(Event::Removed(Arc::new(old)));
+                    events.push(Event::Removed(old));
                 }
                 continue;
             }
         };
-        insert(tables, object);
-        if let (Some(events), Some(event)) = (events.as_deref_mut(), event) {
-            events.push(event);
+        let stored = stored_at(object, version);
+        match events.as_deref_mut() {
+            Some(events) => {
+                insert(tables, stored.clone());
+                events.push(event(stored));
+            }
+            None => insert(tables, stored),
         }
     }
 }
@@ -434,42 +431,50 @@ fn version_of(meta: &Option<Meta>) -> u64 {
     meta.as_ref().map_or(0, |m| m.version)
 }
 
-fn set_version(object: &mut Object, index: u64) {
-    let meta = match object {
-        Object::Node(o) => &mut o.meta,
-        Object::Service(o) => &mut o.meta,
-        Object::Task(o) => &mut o.meta,
-        Object::Cluster(o) => &mut o.meta,
-        Object::Network(o) => &mut o.meta,
-        Object::Stack(o) => &mut o.meta,
-        Object::Secret(o) => &mut o.meta,
-        Object::Config(o) => &mut o.meta,
-    };
-    meta.get_or_insert_with(Meta::default).version = index;
-}
-
-fn insert(tables: &mut Tables, object: Object) {
+/// `object` at `version`, in the `Arc` that the tables and its event share.
+fn stored_at(object: ActionObject, version: u64) -> Stored {
+    fn at<T>(
+        mut object: Box<T>,
+        meta: impl FnOnce(&mut T) -> &mut Option<Meta>,
+        version: u64,
+    ) -> Arc<T> {
+        meta(&mut object).get_or_insert_with(Meta::default).version = version;
+        Arc::from(object)
+    }
     match object {
-        Object::Node(o) => tables.nodes.insert(o.id.clone(), o),
-        Object::Service(o) => tables.services.insert(o.id.clone(), o),
-        Object::Task(o) => tables.tasks.insert(o.id.clone(), o),
-        Object::Cluster(o) => tables.clusters.insert(o.id.clone(), o),
-        Object::Network(o) => tables.networks.insert(o.id.clone(), o),
-        Object::Stack(o) => tables.stacks.insert(o.id.clone(), o),
-        Object::Secret(o) => tables.secrets.insert(o.id.clone(), o),
-        Object::Config(o) => tables.configs.insert(o.id.clone(), o),
+        ActionObject::Node(o) => Stored::Node(at(o, |o| &mut o.meta, version)),
+        ActionObject::Service(o) => Stored::Service(at(o, |o| &mut o.meta, version)),
+        ActionObject::Task(o) => Stored::Task(at(o, |o| &mut o.meta, version)),
+        ActionObject::Cluster(o) => Stored::Cluster(at(o, |o| &mut o.meta, version)),
+        ActionObject::Network(o) => Stored::Network(at(o, |o| &mut o.meta, version)),
+        ActionObject::Stack(o) => Stored::Stack(at(o, |o| &mut o.meta, version)),
+        ActionObject::Secret(o) => Stored::Secret(at(o, |o| &mut o.meta, version)),
+        ActionObject::Config(o) => Stored::Config(at(o, |o| &mut o.meta, version)),
     }
 }
 
-fn remove(tables: &mut Tables, object: &Object) -> Option<Object> {
+fn insert(tables: &mut Tables, object: Stored) {
     match object {
-        Object::Node(o) => tables.nodes.remove(&o.id).map(Object::Node),
-        Object::Service(o) => tables.services.remove(&o.id).map(Object::Service),
-        Object::Task(o) => tables.tasks.remove(&o.id).map(Object::Task),
-        Object::Cluster(o) => tables.clusters.remove(&o.id).map(Object::Cluster),
-        Object::Network(o) => tables.networks.remove(&o.id).map(Object::Network),
-        Object::Stack(o) => tables.stacks.remove(&o.id).map(Object::Stack),
-        Object::Secret(o) => tables.secrets.remove(&o.id).map(Object::Secret),
-        Object::Config(o) => tables.configs.remove(&o.id).map(Object::Config),
+        Stored::Node(o) => tables.nodes.insert(o.id.clone(), o),
+        Stored::Service(o) => tables.services.insert(o.id.clone(), o),
+        Stored::Task(o) => tables.tasks.insert(o.id.clone(), o),
+        Stored::Cluster(o) => tables.clusters.insert(o.id.clone(), o),
+        Stored::Network(o) => tables.networks.insert(o.id.clone(), o),
+        Stored::Stack(o) => tables.stacks.insert(o.id.clone(), o),
+        Stored::Secret(o) => tables.secrets.insert(o.id.clone(), o),
+        Stored::Config(o) => tables.configs.insert(o.id.clone(), o),
+    }
+}
+
+fn remove(tables: &mut Tables, object: &ActionObject) -> Option<Stored> {
+    match object {
+        ActionObject::Node(o) => tables.nodes.remove(&o.id).map(Stored::Node),
+        ActionObject::Service(o) => tables.services.remove(&o.id).map(Stored::Service),
+        ActionObject::Task(o) => tables.tasks.remove(&o.id).map(Stored::Task),
+        ActionObject::Cluster(o) => tables.clusters.remove(&o.id).map(Stored::Cluster),
+        ActionObject::Network(o) => tables.networks.remove(&o.id).map(Stored::Network),
+        ActionObject::Stack(o) => tables.stacks.remove(&o.id).map(Stored::Stack),
+        ActionObject::Secret(o) => tables.secrets.remove(&o.id).map(Stored::Secret),
+        ActionObject::Config(o) => tables.configs.remove(&o.id).map(Stored::Config),
     }
 }

@@ -91,8 +91,8 @@ pub const BULK_BATCH_BYTES: usize = MAX_BATCH_BYTES / 4;
 /// 2: log entries are [`StoreEntry`]s of several batches, each with its sequence number.
 pub const STORE_FORMAT: u32 = 2;
 
-/// One stored object, as carried on the watch stream.
-#[allow(clippy::large_enum_variant)] // moved one at a time; events share it ([`Event`])
+/// One object, as a transaction writes it ([`WriteTx`]); stored, it is a [`Stored`].
+#[allow(clippy::large_enum_variant)] // moved one at a time, into its `Arc` when stored
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
     Node(Node),
@@ -120,21 +120,65 @@ impl Object {
     }
 }
 
-/// A change applied to the store. The object is shared, not copied: the watch stream keeps
-/// 16 Ki events and every subscriber gets each one (with the object inline, the stream's
-/// buffer alone took ~22 MiB).
+/// One stored object as the tables hold it, behind its `Arc`: an event carries the very
+/// object its write put in the tables, shared rather than copied (the watch stream keeps
+/// 16 Ki events and every subscriber gets each one; with the object inline, its buffer
+/// alone took ~22 MiB, and every apply copied each object it wrote).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored {
+    Node(Arc<Node>),
+    Service(Arc<Service>),
+    Task(Arc<Task>),
+    Cluster(Arc<Cluster>),
+    Network(Arc<Network>),
+    Stack(Arc<Stack>),
+    Secret(Arc<Secret>),
+    Config(Arc<Config>),
+}
+
+impl Stored {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stored::Node(_) => "node",
+            Stored::Service(_) => "service",
+            Stored::Task(_) => "task",
+            Stored::Cluster(_) => "cluster",
+            Stored::Network(_) => "network",
+            Stored::Stack(_) => "stack",
+            Stored::Secret(_) => "secret",
+            Stored::Config(_) => "config",
+        }
+    }
+}
+
+impl From<Object> for Stored {
+    fn from(object: Object) -> Self {
+        match object {
+            Object::Node(o) => Stored::Node(Arc::new(o)),
+            Object::Service(o) => Stored::Service(Arc::new(o)),
+            Object::Task(o) => Stored::Task(Arc::new(o)),
+            Object::Cluster(o) => Stored::Cluster(Arc::new(o)),
+            Object::Network(o) => Stored::Network(Arc::new(o)),
+            Object::Stack(o) => Stored::Stack(Arc::new(o)),
+            Object::Secret(o) => Stored::Secret(Arc::new(o)),
+            Object::Config(o) => Stored::Config(Arc::new(o)),
+        }
+    }
+}
+
+/// A change applied to the store.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    Created(Arc<Object>),
-    Updated(Arc<Object>),
-    Removed(Arc<Object>),
+    Created(Stored),
+    Updated(Stored),
+    Removed(Stored),
     /// The whole state was replaced (snapshot restore): re-read everything.
     Resync,
 }
 
 impl Event {
     /// The object the event is about, if any.
-    pub fn object(&self) -> Option<&Object> {
+    pub fn object(&self) -> Option<&Stored> {
         match self {
             Event::Created(o) | Event::Updated(o) | Event::Removed(o) => Some(o),
             Event::Resync => None,
@@ -142,7 +186,7 @@ impl Event {
     }
 
     pub fn is_task(&self) -> bool {
-        matches!(self.object(), Some(Object::Task(_)))
+        matches!(self.object(), Some(Stored::Task(_)))
     }
 }
 
@@ -306,7 +350,7 @@ impl Store {
         E: From<StoreError>,
     {
         let mut spec = self.pipeline.begin(&self.state).await;
-        let (value, batch) = {
+        let (value, (batch, action_bytes)) = {
             let mut tx = WriteTx::new(&spec);
             let value = f(&mut tx)?;
             (value, tx.into_batch())
@@ -314,7 +358,7 @@ impl Store {
         if batch.actions.is_empty() {
             return Ok((value, Commit::nothing()));
         }
-        let committed = self.pipeline.queue(&mut spec, batch)?;
+        let committed = self.pipeline.queue(&mut spec, batch, action_bytes)?;
         Ok((value, committed))
     }
 

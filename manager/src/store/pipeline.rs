@@ -71,15 +71,27 @@ impl Pipeline {
     }
 
     /// Takes the writer lock and returns the speculative state to build on. With nothing
-    /// pending it is the committed state afresh; after a failure, waits until every batch
-    /// built on the failed one is answered.
+    /// pending it is the committed state (itself when every batch built on it committed,
+    /// else a fresh copy of it); after a failure, waits until every batch built on the
+    /// failed one is answered.
     pub(super) async fn begin(&self, committed: &StoreState) -> MutexGuard<'_, Tables> {
         loop {
             let mut spec = self.shared.spec.lock().await;
             let flight = *self.shared.flight.borrow();
             if flight.pending == 0 {
                 self.proposer.settle().await;
-                *spec = committed.tables();
+                // Every batch built here committed, and nothing else did: the speculative
+                // state is the committed one already, and kept (a fresh copy would share
+                // its paths with the committed tables, and each write would copy them).
+                let current = {
+                    let committed = committed.read();
+                    spec.last_batch != 0
+                        && spec.last_batch == committed.last_batch
+                        && spec.seq == committed.seq
+                };
+                if flight.poisoned || !current {
+                    *spec = committed.tables();
+                }
                 if flight.poisoned {
                     self.shared.flight.send_modify(|f| f.poisoned = false);
                 }
@@ -101,25 +113,28 @@ impl Pipeline {
         self.shared.flight.borrow().pending
     }
 
-    /// Checks `batch` against the speculative state, applies it there with the next
-    /// sequence number and queues it. The returned future resolves when it is applied
-    /// (or refused); the caller drops the writer lock before awaiting it.
+    /// Checks `batch` (its actions `action_bytes` long, encoded) against the speculative
+    /// state, applies it there with the next sequence number and queues it. The returned
+    /// future resolves when it is applied (or refused); the caller drops the writer lock
+    /// before awaiting it.
     pub(super) fn queue(
         &self,
         spec: &mut Tables,
         mut batch: StoreActionBatch,
+        action_bytes: usize,
     ) -> Result<Commit, StoreError> {
-        let bytes = batch.encoded_len();
+        batch.format = STORE_FORMAT;
+        batch.seq = spec.seq + 1;
+        batch.parent = spec.last_batch;
+        batch.id = rand::random::<u64>().max(1);
+        let bytes = action_bytes + header_len(&batch);
+        debug_assert_eq!(bytes, batch.encoded_len());
         if bytes > MAX_BATCH_BYTES {
             return Err(StoreError::TooLarge {
                 bytes,
                 limit: MAX_BATCH_BYTES,
             });
         }
-        batch.format = STORE_FORMAT;
-        batch.seq = spec.seq + 1;
-        batch.parent = spec.last_batch;
-        batch.id = rand::random::<u64>().max(1);
         let version = check_batch(spec, 0, &batch)?;
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -142,6 +157,15 @@ impl Pipeline {
         write_batch(spec, version, batch, None);
         Ok(Commit(Some(answer)))
     }
+}
+
+/// The encoded size of `batch` without its actions.
+fn header_len(batch: &StoreActionBatch) -> usize {
+    StoreActionBatch {
+        actions: Vec::new(),
+        ..*batch
+    }
+    .encoded_len()
 }
 
 /// A queued batch's commit: resolves once it is applied here, or with why it was not.

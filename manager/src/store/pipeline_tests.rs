@@ -102,9 +102,7 @@ fn named(id: &str, name: &str, replicas: u64) -> Service {
 fn create_action(id: &str, name: &str) -> StoreAction {
     StoreAction {
         kind: shoal_proto::store_action::Kind::Create as i32,
-        object: Some(shoal_proto::store_action::Object::Service(named(
-            id, name, 0,
-        ))),
+        object: Some(service_action(named(id, name, 0))),
     }
 }
 
@@ -364,4 +362,9 @@ async fn an_update_with_a_version_older_than_a_pending_write_is_refused_at_once(
         .await
         .expect_err("built on the old version");
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+}
+
+/// A service as a store action carries it.
+fn service_action(service: Service) -> shoal_proto::store_action::Object {
+    shoal_proto::store_action::Object::Service(Box::new(service))
 }

@@ -51,15 +51,13 @@ impl<T> Table<T> {
         self.0.is_empty()
     }
 
-    pub(crate) fn insert(&mut self, id: String, object: T) {
-        self.0.insert(id, Arc::new(object));
+    /// Stores `object` as it is: the same `Arc` that the write's event carries.
+    pub(crate) fn insert(&mut self, id: String, object: Arc<T>) {
+        self.0.insert(id, object);
     }
 
-    pub(crate) fn remove(&mut self, id: &str) -> Option<T>
-    where
-        T: Clone,
-    {
-        self.0.remove(id).map(Arc::unwrap_or_clone)
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<T>> {
+        self.0.remove(id)
     }
 }
 
@@ -122,7 +120,7 @@ impl Services {
         self.publishing.iter().filter_map(|id| self.all.get(id))
     }
 
-    pub(crate) fn insert(&mut self, id: String, service: shoal_proto::Service) {
+    pub(crate) fn insert(&mut self, id: String, service: Arc<shoal_proto::Service>) {
         self.unindex(&id);
         self.by_name
             .entry(service.name().to_string())
@@ -134,7 +132,7 @@ impl Services {
         self.all.insert(id, service);
     }
 
-    pub(crate) fn remove(&mut self, id: &str) -> Option<shoal_proto::Service> {
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<shoal_proto::Service>> {
         self.unindex(id);
         self.all.remove(id)
     }
@@ -162,7 +160,7 @@ impl FromIterator<(String, shoal_proto::Service)> for Services {
     fn from_iter<I: IntoIterator<Item = (String, shoal_proto::Service)>>(iter: I) -> Self {
         let mut services = Self::default();
         for (id, service) in iter {
-            services.insert(id, service);
+            services.insert(id, Arc::new(service));
         }
         services
     }
@@ -199,14 +197,13 @@ impl Tasks {
             .map(|(_, task)| &**task)
     }
 
-    pub(crate) fn insert(&mut self, id: String, task: shoal_proto::Task) {
+    pub(crate) fn insert(&mut self, id: String, task: Arc<shoal_proto::Task>) {
         if let Some(old) = self.all.get(&id) {
             if old.service_id != task.service_id {
                 let old_service = old.service_id.clone();
                 self.unindex(&old_service, &id);
             }
         }
-        let task = Arc::new(task);
         self.by_service
             .entry(task.service_id.clone())
             .or_default()
@@ -214,7 +211,7 @@ impl Tasks {
         self.all.0.insert(id, task);
     }
 
-    pub(crate) fn remove(&mut self, id: &str) -> Option<shoal_proto::Task> {
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<shoal_proto::Task>> {
         let task = self.all.remove(id)?;
         self.unindex(&task.service_id, id);
         Some(task)
@@ -240,7 +237,7 @@ impl FromIterator<(String, shoal_proto::Task)> for Tasks {
     fn from_iter<I: IntoIterator<Item = (String, shoal_proto::Task)>>(iter: I) -> Self {
         let mut tasks = Self::default();
         for (id, task) in iter {
-            tasks.insert(id, task);
+            tasks.insert(id, Arc::new(task));
         }
         tasks
     }

@@ -78,7 +78,7 @@ async fn stale_version_is_refused_at_apply() {
         &store,
         vec![shoal_proto::StoreAction {
             kind: shoal_proto::store_action::Kind::Update as i32,
-            object: Some(shoal_proto::store_action::Object::Service(stale)),
+            object: Some(service_action(stale)),
         }],
     );
     let err = store.state().apply_batch(99, batch).expect_err("stale");
@@ -131,11 +131,11 @@ async fn watch_sees_changes_in_order() {
         .expect("remove");
     assert!(matches!(
         watch.recv().await,
-        Ok(Event::Created(o)) if matches!(*o, Object::Service(_))
+        Ok(Event::Created(o)) if matches!(o, Stored::Service(_))
     ));
     assert!(matches!(
         watch.recv().await,
-        Ok(Event::Removed(o)) if matches!(*o, Object::Service(_))
+        Ok(Event::Removed(o)) if matches!(o, Stored::Service(_))
     ));
 }
 
@@ -158,7 +158,9 @@ async fn snapshot_round_trips_and_signals_resync() {
 fn lookup_by_name_and_prefix() {
     let mut tables = Tables::default();
     for (id, name) in [("abc123", "web"), ("abd456", "db")] {
-        tables.services.insert(id.into(), service(id, name));
+        tables
+            .services
+            .insert(id.into(), std::sync::Arc::new(service(id, name)));
     }
     let r = ReadTx::new(&tables);
     assert!(matches!(r.find_service("web"), tx::Lookup::Found(s) if s.id == "abc123"));
@@ -181,13 +183,11 @@ async fn an_unknown_action_kind_is_refused_not_taken_for_a_removal() {
         vec![
             shoal_proto::StoreAction {
                 kind: shoal_proto::store_action::Kind::Create as i32,
-                object: Some(shoal_proto::store_action::Object::Service(service(
-                    "s2", "api",
-                ))),
+                object: Some(service_action(service("s2", "api"))),
             },
             shoal_proto::StoreAction {
                 kind: 7,
-                object: Some(shoal_proto::store_action::Object::Service(stored)),
+                object: Some(service_action(stored)),
             },
         ],
     );
@@ -216,9 +216,7 @@ async fn a_batch_of_a_newer_format_or_object_kind_stops_the_manager() {
         kind: shoal_proto::store_action::Kind::Create as i32,
         object,
     };
-    let web = Some(shoal_proto::store_action::Object::Service(service(
-        "s1", "web",
-    )));
+    let web = Some(service_action(service("s1", "web")));
     let newer = StoreEntry {
         batches: vec![next_batch(&store, vec![create(web.clone())])],
         format: STORE_FORMAT + 1,
@@ -255,9 +253,7 @@ async fn a_batch_of_a_newer_format_or_object_kind_stops_the_manager() {
         .apply(8, &old.encode_to_vec())
         .expect("applied");
     assert!(matches!(apply_response(&response).as_deref(), Ok([Ok(())])));
-    let api = Some(shoal_proto::store_action::Object::Service(service(
-        "s2", "api",
-    )));
+    let api = Some(service_action(service("s2", "api")));
     let format1 = StoreActionBatch {
         actions: vec![create(api)],
         format: 1,
@@ -294,9 +290,7 @@ async fn a_batch_built_on_a_write_that_did_not_commit_is_refused_whole() {
         .expect("create");
     let create = shoal_proto::StoreAction {
         kind: shoal_proto::store_action::Kind::Create as i32,
-        object: Some(shoal_proto::store_action::Object::Service(service(
-            "s2", "api",
-        ))),
+        object: Some(service_action(service("s2", "api"))),
     };
     // Built on a batch that never committed, and in its place in the sequence.
     let mut skipping = next_batch(&store, vec![create]);
@@ -440,4 +434,9 @@ async fn service_indexes_follow_writes_and_a_transaction_sees_its_own() {
         assert!(matches!(r.find_service("db"), tx::Lookup::Found(s) if s.id == "s2"));
         assert!(matches!(r.find_service("s"), tx::Lookup::Found(s) if s.id == "s2"));
     });
+}
+
+/// A service as a store action carries it.
+fn service_action(service: Service) -> shoal_proto::store_action::Object {
+    shoal_proto::store_action::Object::Service(Box::new(service))
 }

@@ -1,8 +1,9 @@
 //! Read views and write transactions over the tables.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
+use rustc_hash::FxHashMap;
 use shoal_proto::store_action::{Kind, Object as ActionObject};
 use shoal_proto::{
     Cluster, Config, Meta, Network, Node, Secret, Service, Stack, StoreAction, StoreActionBatch,
@@ -233,7 +234,7 @@ pub struct WriteTx<'a> {
     actions: Vec<StoreAction>,
     /// kind -> id -> position in `actions`, so a second write to one object replaces the
     /// first (looked up without allocating: listings ask once per committed object).
-    staged: HashMap<&'static str, HashMap<String, usize>>,
+    staged: FxHashMap<&'static str, FxHashMap<String, usize>>,
     /// The encoded size of `actions`, kept as they are staged.
     bytes: usize,
     now_ms: i64,
@@ -244,7 +245,7 @@ impl<'a> WriteTx<'a> {
         Self {
             base: ReadTx::new(tables),
             actions: Vec::new(),
-            staged: HashMap::new(),
+            staged: FxHashMap::default(),
             bytes: 0,
             now_ms: now_ms(),
         }
@@ -258,7 +259,7 @@ impl<'a> WriteTx<'a> {
     /// A task as this transaction sees it (staged write first).
     pub fn task(&self, id: &str) -> Option<Task> {
         match self.staged_object("task", id) {
-            Some(Some(ActionObject::Task(t))) => Some(t.clone()),
+            Some(Some(ActionObject::Task(t))) => Some((**t).clone()),
             Some(_) => None,
             None => self.base.task(id).cloned(),
         }
@@ -267,7 +268,7 @@ impl<'a> WriteTx<'a> {
     /// A service as this transaction sees it (staged write first).
     pub fn service(&self, id: &str) -> Option<Service> {
         match self.staged_object("service", id) {
-            Some(Some(ActionObject::Service(s))) => Some(s.clone()),
+            Some(Some(ActionObject::Service(s))) => Some((**s).clone()),
             Some(_) => None,
             None => self.base.service(id).cloned(),
         }
@@ -278,7 +279,7 @@ impl<'a> WriteTx<'a> {
     pub fn cluster(&self) -> Option<Cluster> {
         let id = self.base.cluster()?.id.clone();
         match self.staged_object("cluster", &id) {
-            Some(Some(ActionObject::Cluster(c))) => Some(c.clone()),
+            Some(Some(ActionObject::Cluster(c))) => Some((**c).clone()),
             Some(_) => None,
             None => self.base.cluster().cloned(),
         }
@@ -300,7 +301,7 @@ impl<'a> WriteTx<'a> {
     /// A node as this transaction sees it (staged write first).
     pub fn node(&self, id: &str) -> Option<Node> {
         match self.staged_object("node", id) {
-            Some(Some(ActionObject::Node(n))) => Some(n.clone()),
+            Some(Some(ActionObject::Node(n))) => Some((**n).clone()),
             Some(_) => None,
             None => self.base.node(id).cloned(),
         }
@@ -309,7 +310,7 @@ impl<'a> WriteTx<'a> {
     /// A network as this transaction sees it (staged write first).
     pub fn network(&self, id: &str) -> Option<Network> {
         match self.staged_object("network", id) {
-            Some(Some(ActionObject::Network(n))) => Some(n.clone()),
+            Some(Some(ActionObject::Network(n))) => Some((**n).clone()),
             Some(_) => None,
             None => self.base.network(id).cloned(),
         }
@@ -429,15 +430,15 @@ impl<'a> WriteTx<'a> {
     /// A stack as this transaction sees it (staged write first).
     pub fn stack(&self, id: &str) -> Option<Stack> {
         match self.staged_object("stack", id) {
-            Some(Some(ActionObject::Stack(s))) => Some(s.clone()),
+            Some(Some(ActionObject::Stack(s))) => Some((**s).clone()),
             Some(_) => None,
             None => self.base.tables.stacks.get(id).cloned(),
         }
     }
 
-    pub fn create(&mut self, object: Object) -> Result<(), StoreError> {
+    pub fn create(&mut self, mut object: Object) -> Result<(), StoreError> {
         self.check_absent(&object)?;
-        let object = stamp(object, self.now_ms, true);
+        stamp(&mut object, self.now_ms, true);
         self.stage(Kind::Create, object);
         Ok(())
     }
@@ -450,22 +451,22 @@ impl<'a> WriteTx<'a> {
         Ok(())
     }
 
+    /// Whether `object`'s id is stored, as this transaction sees it (its own staged
+    /// writes first), without copying anything.
     fn exists(&self, object: &Object, id: &str) -> bool {
+        if let Some(staged) = self.staged_object(object.kind(), id) {
+            return staged.is_some();
+        }
+        let tables = self.base.tables;
         match object {
-            Object::Node(_) => self.node(id).is_some(),
-            Object::Service(_) => self.service(id).is_some(),
-            Object::Task(_) => self.task(id).is_some(),
-            Object::Cluster(_) => self.base.tables.clusters.contains_key(id),
-            Object::Network(_) => self.network(id).is_some(),
-            Object::Stack(_) => self.stack(id).is_some(),
-            Object::Secret(_) => match self.staged_object("secret", id) {
-                Some(staged) => staged.is_some(),
-                None => self.base.tables.secrets.contains_key(id),
-            },
-            Object::Config(_) => match self.staged_object("config", id) {
-                Some(staged) => staged.is_some(),
-                None => self.base.tables.configs.contains_key(id),
-            },
+            Object::Node(_) => tables.nodes.contains_key(id),
+            Object::Service(_) => tables.services.contains_key(id),
+            Object::Task(_) => tables.tasks.contains_key(id),
+            Object::Cluster(_) => tables.clusters.contains_key(id),
+            Object::Network(_) => tables.networks.contains_key(id),
+            Object::Stack(_) => tables.stacks.contains_key(id),
+            Object::Secret(_) => tables.secrets.contains_key(id),
+            Object::Config(_) => tables.configs.contains_key(id),
         }
     }
 
@@ -479,16 +480,20 @@ impl<'a> WriteTx<'a> {
 
     /// Stage a new version of an existing object. The object must carry the version it was
     /// read at; the apply refuses it if the stored version moved on.
-    pub fn update(&mut self, object: Object) -> Result<(), StoreError> {
+    pub fn update(&mut self, mut object: Object) -> Result<(), StoreError> {
         let (kind, id) = key(&object);
-        let exists = self.exists(&object, &id);
+        let staged = self.staged.get(kind).and_then(|ids| ids.get(&id)).copied();
+        let exists = match staged {
+            Some(pos) => self.actions[pos].kind != Kind::Remove as i32,
+            None => self.exists(&object, &id),
+        };
         if !exists {
             return Err(StoreError::NotFound { kind, id });
         }
-        let object = stamp(object, self.now_ms, false);
+        stamp(&mut object, self.now_ms, false);
         // Updating an object created in this same transaction keeps it a create.
-        let kind_of_write = match self.staged.get(kind).and_then(|ids| ids.get(&id)) {
-            Some(&pos) if self.actions[pos].kind == Kind::Create as i32 => Kind::Create,
+        let kind_of_write = match staged {
+            Some(pos) if self.actions[pos].kind == Kind::Create as i32 => Kind::Create,
             _ => Kind::Update,
         };
         self.stage(kind_of_write, object);
@@ -510,12 +515,14 @@ impl<'a> WriteTx<'a> {
         self.bytes >= super::BULK_BATCH_BYTES
     }
 
-    pub(crate) fn into_batch(self) -> StoreActionBatch {
-        StoreActionBatch {
+    /// The batch, and the encoded size of its actions.
+    pub(crate) fn into_batch(self) -> (StoreActionBatch, usize) {
+        let batch = StoreActionBatch {
             actions: self.actions,
             format: super::STORE_FORMAT,
             ..Default::default()
-        }
+        };
+        (batch, self.bytes)
     }
 
     fn staged_object(&self, kind: &'static str, id: &str) -> Option<Option<&ActionObject>> {
@@ -536,15 +543,15 @@ impl<'a> WriteTx<'a> {
         };
         // As a repeated field of the batch: a tag, a length, the action.
         let bytes = prost::encoding::message::encoded_len(1, &action);
-        let ids = self.staged.entry(object_kind).or_default();
-        match ids.get(&id) {
-            Some(&pos) => {
+        match self.staged.entry(object_kind).or_default().entry(id) {
+            Entry::Occupied(staged) => {
+                let pos = *staged.get();
                 let replaced = prost::encoding::message::encoded_len(1, &self.actions[pos]);
                 self.bytes = self.bytes - replaced + bytes;
                 self.actions[pos] = action;
             }
-            None => {
-                ids.insert(id, self.actions.len());
+            Entry::Vacant(new) => {
+                new.insert(self.actions.len());
                 self.actions.push(action);
                 self.bytes += bytes;
             }
@@ -581,8 +588,8 @@ fn key(object: &Object) -> (&'static str, String) {
     (object.kind(), id)
 }
 
-fn stamp(mut object: Object, now: i64, created: bool) -> Object {
-    let meta = match &mut object {
+fn stamp(object: &mut Object, now: i64, created: bool) {
+    let meta = match object {
         Object::Node(n) => &mut n.meta,
         Object::Service(s) => &mut s.meta,
         Object::Task(t) => &mut t.meta,
@@ -598,31 +605,17 @@ fn stamp(mut object: Object, now: i64, created: bool) -> Object {
         meta.version = 0;
     }
     meta.updated_at_ms = now;
-    object
 }
 
 pub(crate) fn to_action_object(object: Object) -> ActionObject {
     match object {
-        Object::Node(n) => ActionObject::Node(n),
-        Object::Service(s) => ActionObject::Service(s),
-        Object::Task(t) => ActionObject::Task(t),
-        Object::Cluster(c) => ActionObject::Cluster(c),
-        Object::Network(n) => ActionObject::Network(n),
-        Object::Stack(s) => ActionObject::Stack(s),
-        Object::Secret(s) => ActionObject::Secret(s),
-        Object::Config(c) => ActionObject::Config(c),
-    }
-}
-
-pub(crate) fn from_action_object(object: ActionObject) -> Object {
-    match object {
-        ActionObject::Node(n) => Object::Node(n),
-        ActionObject::Service(s) => Object::Service(s),
-        ActionObject::Task(t) => Object::Task(t),
-        ActionObject::Cluster(c) => Object::Cluster(c),
-        ActionObject::Network(n) => Object::Network(n),
-        ActionObject::Stack(s) => Object::Stack(s),
-        ActionObject::Secret(s) => Object::Secret(s),
-        ActionObject::Config(c) => Object::Config(c),
+        Object::Node(n) => ActionObject::Node(Box::new(n)),
+        Object::Service(s) => ActionObject::Service(Box::new(s)),
+        Object::Task(t) => ActionObject::Task(Box::new(t)),
+        Object::Cluster(c) => ActionObject::Cluster(Box::new(c)),
+        Object::Network(n) => ActionObject::Network(Box::new(n)),
+        Object::Stack(s) => ActionObject::Stack(Box::new(s)),
+        Object::Secret(s) => ActionObject::Secret(Box::new(s)),
+        Object::Config(c) => ActionObject::Config(Box::new(c)),
     }
 }
