@@ -114,10 +114,8 @@ struct Dirty {
 impl Dirty {
     /// Record `event`; whether it calls for a pass.
     fn note(&mut self, event: &Event) -> bool {
-        if let Event::Removed(o) = event {
-            if let Stored::Service(s) = o {
-                self.removed.push(s.id.clone());
-            }
+        if let Event::Removed(Stored::Service(s)) = event {
+            self.removed.push(s.id.clone());
         }
         if !relevant(event) {
             return false;
