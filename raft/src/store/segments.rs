@@ -57,7 +57,6 @@ const HEADER: usize = 8;
 const ZERO_AHEAD: u64 = 1 << 20;
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 const META: &str = "meta";
-const META_TMP: &str = "meta.tmp";
 const COMMITTED: &str = "committed";
 const LOCK: &str = "lock";
 
@@ -81,8 +80,9 @@ pub(crate) enum SegmentError {
         offset: u64,
         why: String,
     },
-    #[error("raft log metadata {}: {why}", .path.display())]
-    Meta { path: PathBuf, why: String },
+    /// A file replaced whole ([`replace_record_file`]) that does not read back.
+    #[error("raft file {} is damaged ({why}); it is only ever replaced whole, so this is not a torn write", .path.display())]
+    Unreadable { path: PathBuf, why: String },
     #[error("encoding a raft log record: {0}")]
     Encode(String),
     #[error("raft log entry {index} cannot follow {after}: the log takes entries in order")]
@@ -560,21 +560,10 @@ impl Shared {
         Ok(())
     }
 
-    /// Replaces `meta` with `meta` durably: a temporary file, synced, renamed over it, and
-    /// the directory synced.
+    /// Replaces `meta` with `meta` durably ([`replace_record_file`]).
     fn replace_meta(&self, files: &mut MetaFiles, meta: Meta) -> Result<(), SegmentError> {
-        let tmp = self.dir.join(META_TMP);
-        let path = self.dir.join(META);
         let payload = self.disk.write(&meta).map_err(SegmentError::Encode)?;
-        let record = frame(&payload)?;
-        let mut file = File::create(&tmp).map_err(io_at("creating", &tmp))?;
-        file.write_all(&record)
-            .and_then(|()| file.sync_all())
-            .map_err(io_at("writing", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io_at("replacing", &path))?;
-        self.dir_handle
-            .sync_all()
-            .map_err(io_at("syncing the raft log directory", &self.dir))?;
+        replace_record_file(&self.dir, &self.dir_handle, META, &payload)?;
         files.meta = meta;
         Ok(())
     }
@@ -874,21 +863,54 @@ fn remove_file(path: &Path) -> Result<(), SegmentError> {
 /// `meta`, or the default when there is none yet. A damaged one is an error: it was
 /// replaced whole, so it cannot be torn, and the vote must not be forgotten.
 fn read_meta(dir: &Path, disk: &Disk) -> Result<Meta, SegmentError> {
-    let path = dir.join(META);
-    let bytes = match fs::read(&path) {
+    Ok(read_record_file(&dir.join(META), disk)?.unwrap_or_default())
+}
+
+/// Replaces the file `name` in `dir` (whose handle is `dir_handle`) with one record of
+/// `payload`, durably: a temporary file, synced, renamed over it, and the directory
+/// synced. A crash leaves the old file or the new one, whole.
+pub(crate) fn replace_record_file(
+    dir: &Path,
+    dir_handle: &File,
+    name: &str,
+    payload: &[u8],
+) -> Result<(), SegmentError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let record = frame(payload)?;
+    let mut file = File::create(&tmp).map_err(io_at("creating", &tmp))?;
+    file.write_all(&record)
+        .and_then(|()| file.sync_all())
+        .map_err(io_at("writing", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_at("replacing", &path))?;
+    dir_handle
+        .sync_all()
+        .map_err(io_at("syncing the directory", dir))
+}
+
+/// The value in the file [`replace_record_file`] wrote at `path`, or `None` when there is
+/// none. A damaged one is an error: it was replaced whole, so it cannot be torn.
+pub(crate) fn read_record_file<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    disk: &Disk,
+) -> Result<Option<T>, SegmentError> {
+    let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Meta::default()),
-        Err(e) => return Err(io_at("reading", &path)(e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_at("reading", path)(e)),
     };
     let why = match record_at(&bytes, 0) {
         Record::Whole { payload, .. } => match disk.read(payload) {
-            Ok(meta) => return Ok(meta),
+            Ok(value) => return Ok(Some(value)),
             Err(why) => why,
         },
         Record::End => "empty".to_string(),
         Record::Bad(why) => why.to_string(),
     };
-    Err(SegmentError::Meta { path, why })
+    Err(SegmentError::Unreadable {
+        path: path.to_path_buf(),
+        why,
+    })
 }
 
 /// The committed log id `committed` holds; `None` when it is missing or unreadable (it is
