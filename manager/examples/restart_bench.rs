@@ -20,6 +20,10 @@ use shoal_manager::testutil::{put_many, service};
 use shoal_manager::{Manager, ManagerConfig};
 use shoal_proto::TaskState;
 
+/// shoald's allocator, so the restart is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ADDR: &str = "127.0.0.1:1";
 
 fn arg(n: usize, default: usize) -> usize {

@@ -27,6 +27,10 @@ use shoal_manager::testutil::{
 };
 use shoal_proto::{TaskState, TaskStatus};
 
+/// shoald's allocator, so the loops are measured as they run there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Scale-ups measured per cluster; the median is reported.
 const ROUNDS: usize = 7;
 /// Scale-ups before those, not counted: the loops' first passes over the whole cluster
