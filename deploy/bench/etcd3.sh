@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The peer for Raft benchmarks: a 3-member etcd (Debian's etcd-server) on loopback, default
 # flags, data under /var/tmp/etcd-bench. Clients on 127.0.0.1:{1,2,3}2379, peers on
-# :{1,2,3}2380.
+# :{1,2,3}2380. BENCH_ETCD_SNAPSHOT_COUNT=N sets --snapshot-count (etcd 3.4's default is
+# 100,000 entries; Shoal's managers snapshot every 5,000), to compare snapshots under load.
 #   deploy/bench/etcd3.sh up      # start (fresh data), wait for a leader, print its URL
 #   deploy/bench/etcd3.sh down    # stop, remove the data
 set -euo pipefail
@@ -26,6 +27,7 @@ up() {
             --listen-peer-urls "http://127.0.0.1:${i}2380" \
             --initial-advertise-peer-urls "http://127.0.0.1:${i}2380" \
             --initial-cluster "$cluster" --initial-cluster-state new \
+            ${BENCH_ETCD_SNAPSHOT_COUNT:+--snapshot-count "$BENCH_ETCD_SNAPSHOT_COUNT"} \
             >"$DATA/e$i.log" 2>&1 &
     done
     for _ in $(seq 100); do

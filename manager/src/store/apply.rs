@@ -139,6 +139,35 @@ fn snapshot_of(tables: &Tables) -> StoreSnapshot {
     }
 }
 
+/// `tables` encoded as a [`StoreSnapshot`], straight from the tables: the bytes
+/// `snapshot_of(tables).encode_to_vec()` gives, without first copying every object into
+/// one (for 100k services, ~230 MB copied and freed on every member at every snapshot).
+fn encode_snapshot(tables: &Tables) -> Vec<u8> {
+    use prost::encoding::{fixed64, message, uint64};
+    fn objects<'a, T: Message + 'a>(tag: u32, all: impl Iterator<Item = &'a T>, buf: &mut Vec<u8>) {
+        for object in all {
+            message::encode(tag, object, buf);
+        }
+    }
+    let mut buf = Vec::new();
+    objects(1, tables.nodes.values(), &mut buf);
+    objects(2, tables.services.values(), &mut buf);
+    objects(3, tables.tasks.values(), &mut buf);
+    objects(4, tables.clusters.values(), &mut buf);
+    objects(5, tables.networks.values(), &mut buf);
+    objects(6, tables.stacks.values(), &mut buf);
+    objects(7, tables.secrets.values(), &mut buf);
+    objects(8, tables.configs.values(), &mut buf);
+    // As prost writes a message: fields at their default value are left out.
+    if tables.seq != 0 {
+        uint64::encode(9, &tables.seq, &mut buf);
+    }
+    if tables.last_batch != 0 {
+        fixed64::encode(10, &tables.last_batch, &mut buf);
+    }
+    buf
+}
+
 impl shoal_raft::Applier for StoreState {
     /// An entry this manager cannot read (undecodable, a newer format, an action or object
     /// kind it does not know) stops it applying the log, rather than being skipped here
@@ -156,11 +185,11 @@ impl shoal_raft::Applier for StoreState {
         Ok(encode_response(&results))
     }
 
-    /// The tables as they are (an O(1) copy-on-write clone); copied out and encoded on the
-    /// snapshot's own thread, while entries keep being applied.
+    /// The tables as they are (an O(1) copy-on-write clone); encoded on the snapshot's own
+    /// thread, while entries keep being applied.
     fn snapshot(&self) -> shoal_raft::SnapshotWriter {
         let tables = self.tables();
-        Box::new(move || snapshot_of(&tables).encode_to_vec())
+        Box::new(move || encode_snapshot(&tables))
     }
 
     fn restore(&self, snapshot: &[u8]) -> Result<(), String> {

@@ -146,11 +146,28 @@ async fn snapshot_round_trips_and_signals_resync() {
         .update(|tx| tx.create(Object::Service(service("s1", "web"))))
         .await
         .expect("create");
+    store
+        .update(|tx| {
+            tx.create(Object::Node(crate::testutil::node("n1")))?;
+            tx.create(Object::Task(Task {
+                id: "t1".into(),
+                service_id: "s1".into(),
+                ..Default::default()
+            }))
+        })
+        .await
+        .expect("create");
     let bytes = store.state().snapshot()();
+    // Encoded from the tables as a copy of them encodes.
+    assert_eq!(bytes, store.state().export().encode_to_vec());
     let other = StoreState::new();
     let mut watch = other.subscribe();
     other.restore(&bytes).expect("restore");
     assert_eq!(other.read().services.len(), 1);
+    assert_eq!(other.read().tasks.len(), 1);
+    assert_eq!(other.read().nodes.len(), 1);
+    assert_eq!(other.read().seq, store.state().read().seq);
+    assert_eq!(other.read().last_batch, store.state().read().last_batch);
     assert_eq!(watch.recv().await.ok(), Some(Event::Resync));
 }
 
