@@ -12,7 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-/// shoald's allocator, so the pass is measured as it runs there.
+/// shoald's allocator (and its memory setting, [`shoal_manager::pages`]), so the pass is
+/// measured as it runs there.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -89,6 +90,7 @@ fn populate(rt: &tokio::runtime::Runtime, nodes: usize, tasks: usize, constraine
 }
 
 fn scheduler(c: &mut Criterion) {
+    shoal_manager::pages::no_huge_pages();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -27,7 +27,7 @@ use shoal_manager::testutil::{
 };
 use shoal_proto::{TaskState, TaskStatus};
 
-/// shoald's allocator, so the loops are measured as they run there.
+/// shoald's allocator (and its memory setting, [`shoal_manager::pages`]), so the loops are measured as they run there.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -41,6 +41,7 @@ const STEP: u64 = 10;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), StoreError> {
+    shoal_manager::pages::no_huge_pages();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("big") {
         args.remove(0);
