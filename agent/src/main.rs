@@ -9,12 +9,6 @@ use shoal_agent::daemon::{Daemon, DaemonConfig};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
-/// The manager's store copies and frees objects by the thousand per write; glibc's
-/// allocator spent a third of a scheduling pass on it (docs/BENCHMARKS.md, issue 12).
-/// Transparent huge pages are turned off first thing ([`shoal_manager::pages`]).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(name = "shoald", version, about = "Shoal's node daemon")]
 struct Args {
@@ -43,16 +37,8 @@ struct Args {
     files_dir: PathBuf,
 }
 
-fn main() -> anyhow::Result<()> {
-    shoal_manager::pages::no_huge_pages();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?
-        .block_on(run())
-}
-
-async fn run() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -12,11 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-/// shoald's allocator (and its memory setting, [`shoal_manager::pages`]), so the pass is
-/// measured as it runs there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use shoal_manager::scheduler::Scheduler;
 use shoal_manager::store::{Object, Store};
@@ -90,7 +85,6 @@ fn populate(rt: &tokio::runtime::Runtime, nodes: usize, tasks: usize, constraine
 }
 
 fn scheduler(c: &mut Criterion) {
-    shoal_manager::pages::no_huge_pages();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

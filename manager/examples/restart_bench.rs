@@ -20,10 +20,6 @@ use shoal_manager::testutil::{put_many, service};
 use shoal_manager::{Manager, ManagerConfig};
 use shoal_proto::TaskState;
 
-/// shoald's allocator (and its memory setting, [`shoal_manager::pages`]), so the restart is measured as it runs there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const ADDR: &str = "127.0.0.1:1";
 
 fn arg(n: usize, default: usize) -> usize {
@@ -129,7 +125,6 @@ fn phase(args: &[String]) {
 
 #[tokio::main]
 async fn main() {
-    shoal_manager::pages::no_huge_pages();
     let args: Vec<String> = std::env::args().collect();
     if let Some(phase @ ("--fill" | "--reopen")) = args.get(1).map(String::as_str) {
         // --fill DIR OBJECTS WRITES | --reopen DIR OBJECTS RUN

@@ -27,10 +27,6 @@ use shoal_manager::testutil::{
 };
 use shoal_proto::{TaskState, TaskStatus};
 
-/// shoald's allocator (and its memory setting, [`shoal_manager::pages`]), so the loops are measured as they run there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Scale-ups measured per cluster; the median is reported.
 const ROUNDS: usize = 7;
 /// Scale-ups before those, not counted: the loops' first passes over the whole cluster
@@ -41,7 +37,6 @@ const STEP: u64 = 10;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), StoreError> {
-    shoal_manager::pages::no_huge_pages();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("big") {
         args.remove(0);

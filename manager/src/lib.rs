@@ -21,7 +21,6 @@ pub mod logbroker;
 mod manager;
 pub mod membership;
 pub mod orchestrator;
-pub mod pages;
 mod raft_proposer;
 pub mod roles;
 pub mod runloop;
