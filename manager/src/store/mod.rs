@@ -136,21 +136,6 @@ pub enum Stored {
     Config(Arc<Config>),
 }
 
-impl Stored {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Stored::Node(_) => "node",
-            Stored::Service(_) => "service",
-            Stored::Task(_) => "task",
-            Stored::Cluster(_) => "cluster",
-            Stored::Network(_) => "network",
-            Stored::Stack(_) => "stack",
-            Stored::Secret(_) => "secret",
-            Stored::Config(_) => "config",
-        }
-    }
-}
-
 impl From<Object> for Stored {
     fn from(object: Object) -> Self {
         match object {

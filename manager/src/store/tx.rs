@@ -454,9 +454,14 @@ impl<'a> WriteTx<'a> {
     /// Whether `object`'s id is stored, as this transaction sees it (its own staged
     /// writes first), without copying anything.
     fn exists(&self, object: &Object, id: &str) -> bool {
-        if let Some(staged) = self.staged_object(object.kind(), id) {
-            return staged.is_some();
+        match self.staged_object(object.kind(), id) {
+            Some(staged) => staged.is_some(),
+            None => self.in_tables(object, id),
         }
+    }
+
+    /// Whether `object`'s id is in the tables the transaction builds on.
+    fn in_tables(&self, object: &Object, id: &str) -> bool {
         let tables = self.base.tables;
         match object {
             Object::Node(_) => tables.nodes.contains_key(id),
@@ -482,10 +487,10 @@ impl<'a> WriteTx<'a> {
     /// read at; the apply refuses it if the stored version moved on.
     pub fn update(&mut self, mut object: Object) -> Result<(), StoreError> {
         let (kind, id) = key(&object);
-        let staged = self.staged.get(kind).and_then(|ids| ids.get(&id)).copied();
+        let staged = self.staged_pos(kind, &id);
         let exists = match staged {
-            Some(pos) => self.actions[pos].kind != Kind::Remove as i32,
-            None => self.exists(&object, &id),
+            Some(pos) => self.written(pos).is_some(),
+            None => self.in_tables(&object, &id),
         };
         if !exists {
             return Err(StoreError::NotFound { kind, id });
@@ -525,13 +530,23 @@ impl<'a> WriteTx<'a> {
         (batch, self.bytes)
     }
 
+    /// What this transaction staged for `kind` `id`: `Some(None)` for a removal.
     fn staged_object(&self, kind: &'static str, id: &str) -> Option<Option<&ActionObject>> {
-        let pos = *self.staged.get(kind)?.get(id)?;
+        self.staged_pos(kind, id).map(|pos| self.written(pos))
+    }
+
+    /// Where in `actions` this transaction staged `kind` `id`, if it did.
+    fn staged_pos(&self, kind: &'static str, id: &str) -> Option<usize> {
+        self.staged.get(kind)?.get(id).copied()
+    }
+
+    /// The object the action at `pos` writes; `None` for a removal.
+    fn written(&self, pos: usize) -> Option<&ActionObject> {
         let action = &self.actions[pos];
         if action.kind == Kind::Remove as i32 {
-            Some(None)
+            None
         } else {
-            Some(action.object.as_ref())
+            action.object.as_ref()
         }
     }
 
