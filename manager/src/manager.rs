@@ -27,7 +27,7 @@ use crate::membership::MembershipApi;
 use crate::orchestrator::taskreaper::{TaskReaper, DEFAULT_HISTORY_LIMIT};
 use crate::orchestrator::Orchestrator;
 use crate::raft_proposer::RaftProposer;
-use crate::roles::RoleManager;
+use crate::roles::{LeaderMark, RoleManager};
 use crate::scheduler::Scheduler;
 use crate::store::{Object, Store, StoreError, StoreState};
 use crate::term::run_terms;
@@ -304,14 +304,8 @@ impl Manager {
         loops.spawn(Scheduler::new(self.store.clone()).run(token.clone()));
         loops.spawn(TaskReaper::new(self.store.clone()).run(token.clone()));
         loops.spawn(self.dispatcher.clone().run_liveness(token.clone()));
-        loops.spawn(RoleManager::new(self.store.clone(), self.raft.clone()).run(token));
-        let store = self.store.clone();
-        let me = self.config.node_id.clone();
-        loops.spawn(async move {
-            if let Err(e) = mark_leader(&store, &me).await {
-                tracing::warn!(error = %e, "recording leadership on the node objects failed");
-            }
-        });
+        loops.spawn(RoleManager::new(self.store.clone(), self.raft.clone()).run(token.clone()));
+        loops.spawn(LeaderMark::new(self.store.clone(), self.config.node_id.clone()).run(token));
         loops
     }
 
@@ -329,26 +323,4 @@ fn ingress_spec() -> NetworkSpec {
         ingress: true,
         ..Default::default()
     }
-}
-
-/// Record in the managers' node objects which one leads.
-async fn mark_leader(store: &Store, leader: &str) -> Result<(), StoreError> {
-    store
-        .update(|tx| {
-            let managers: Vec<Node> = tx
-                .read()
-                .nodes()
-                .filter(|n| n.manager_status.is_some())
-                .cloned()
-                .collect();
-            for mut node in managers {
-                let leads = node.id == leader;
-                if let Some(status) = node.manager_status.as_mut().filter(|s| s.leader != leads) {
-                    status.leader = leads;
-                    tx.update(Object::Node(node))?;
-                }
-            }
-            Ok(())
-        })
-        .await
 }

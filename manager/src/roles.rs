@@ -1,9 +1,16 @@
-//! The role manager (leader only): turns node role changes into Raft membership.
+//! The role manager (leader only): turns node role changes into Raft membership, and
+//! keeps the managers' node objects saying which one leads.
 //!
 //! A node demoted to worker is removed from the Raft voters, then its `ManagerStatus` is
 //! cleared. A promoted node joins Raft itself (its agent hears the new role on its session,
 //! gets a manager certificate and asks the leader to add it), so promotion needs nothing
 //! here. The controlapi has already refused changes that would lose quorum.
+//!
+//! The leader's mark ([`LeaderMark`]) is what `node ls` shows as `Leader`: the leader sets
+//! it on its own node object and clears it on the others', again after any write that
+//! undoes it, and retries until it holds. A new leader's first writes are often refused
+//! as stale (built before an older leader's last entries applied): written once, the
+//! mark was lost that way and `node ls` named the dead leader for good.
 
 use std::time::Duration;
 
@@ -16,6 +23,9 @@ use crate::runloop::{self, Wake};
 use crate::store::{Event, Object, Store, StoreError, Stored};
 
 const RETRY: Duration = Duration::from_secs(1);
+
+/// How soon a refused leader mark is written again.
+const MARK_RETRY: Duration = Duration::from_millis(200);
 
 pub struct RoleManager {
     store: Store,
@@ -83,3 +93,63 @@ impl RoleManager {
         Ok(settled)
     }
 }
+
+/// Keeps the managers' node objects saying that this manager leads, while it does.
+pub struct LeaderMark {
+    store: Store,
+    /// This manager's node id.
+    me: String,
+}
+
+impl LeaderMark {
+    pub fn new(store: Store, me: String) -> Self {
+        Self { store, me }
+    }
+
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut events = self.store.watch();
+        loop {
+            let retry = match self.pass().await {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording leadership on the node objects failed; retrying");
+                    Some(Instant::now() + MARK_RETRY)
+                }
+            };
+            let nodes = |e: &Event| matches!(e.object(), Some(Stored::Node(_)));
+            if runloop::next(&mut events, nodes, retry, &cancel).await == Wake::Shutdown {
+                return;
+            }
+        }
+    }
+
+    /// Mark this manager leader and every other manager not; writes nothing when the
+    /// marks already say so.
+    pub async fn pass(&self) -> Result<(), StoreError> {
+        self.store
+            .update(|tx| {
+                let wrong: Vec<Node> = tx
+                    .read()
+                    .nodes()
+                    .filter(|n| {
+                        n.manager_status
+                            .as_ref()
+                            .is_some_and(|m| m.leader != (n.id == self.me))
+                    })
+                    .cloned()
+                    .collect();
+                for mut node in wrong {
+                    if let Some(status) = node.manager_status.as_mut() {
+                        status.leader = node.id == self.me;
+                    }
+                    tx.update(Object::Node(node))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+#[path = "roles_tests.rs"]
+mod tests;
