@@ -77,7 +77,8 @@ pub struct RaftConfig {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot (and purge the log behind it) after this many new log entries.
+    /// Build a snapshot (and purge the log behind it) after this many new log entries, and
+    /// up to half as many more by the node id (members stagger theirs).
     pub snapshot_every: u64,
     /// How to reach peers; plain HTTP/2 when `None` (tests). Shoal passes mTLS here.
     pub connector: Option<PeerConnector>,
@@ -397,6 +398,14 @@ struct Elector {
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// How many entries member `node_id` lets pass between its snapshots: `every`, and up to
+/// half as many more by its id, so the members of a cluster (which apply the same entries)
+/// do not all build a snapshot at the same entry on the same machine's cores, and drift
+/// apart after a chance meeting.
+fn staggered(every: u64, node_id: u64) -> u64 {
+    every + node_id % (every / 2).max(1)
+}
+
 impl RaftNode {
     /// Opens (or creates) the Raft storage under `cfg.data_dir/raft`, restores the latest
     /// snapshot into `applier`, re-applies committed log entries after it, and starts
@@ -407,7 +416,10 @@ impl RaftNode {
             heartbeat_interval: cfg.heartbeat_interval_ms,
             election_timeout_min: cfg.election_timeout_min_ms,
             election_timeout_max: cfg.election_timeout_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(staggered(
+                cfg.snapshot_every,
+                cfg.node_id,
+            )),
             // Keep some log behind a snapshot so a briefly lagging follower catches up from
             // the log instead of a whole snapshot.
             max_in_snapshot_log_to_keep: cfg.snapshot_every.min(1000),

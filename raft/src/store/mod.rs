@@ -1,6 +1,6 @@
 //! Raft's durable storage: the log, the vote and the commit point in append-only segment
-//! files ([`SegmentLog`], under `log/`), the current snapshot in a sled database beside
-//! them, which also records whether values are sealed.
+//! files ([`SegmentLog`], under `log/`), the current snapshot in a file of its own (under
+//! `snapshot/`), and a sled database beside them that records whether values are sealed.
 //!
 //! Before the segmented log, sled's trees held the log too ([`LogStore`]); a node opening
 //! such a database moves its log into segment files first ([`migrate`]).
@@ -62,8 +62,7 @@ pub(crate) fn open_sled(
     let room = crate::space::Space::new(dir, crate::space::RESERVE);
     let logs = LogStore::new(&db, disk.clone(), room)
         .map_err(|e| RaftError::Storage(format!("opening the raft log tree: {e}")))?;
-    let snapshots = SnapshotStore::new(&db, disk)
-        .map_err(|e| RaftError::Storage(format!("opening the raft snapshot tree: {e}")))?;
+    let snapshots = SnapshotStore::open(&db, dir, disk)?;
     let sm = StateMachineStore::open(snapshots, applier)?;
     Ok((db, logs, sm))
 }
@@ -87,8 +86,7 @@ pub(crate) async fn open_segmented(
     let room = crate::space::Space::new(dir, crate::space::RESERVE);
     let logs = SegmentLog::open_with(&dir.join(SEGMENT_DIR), disk.clone(), room, segment_size)
         .map_err(|e| RaftError::Storage(format!("opening the raft log: {e}")))?;
-    let snapshots = SnapshotStore::new(&db, disk)
-        .map_err(|e| RaftError::Storage(format!("opening the raft snapshot tree: {e}")))?;
+    let snapshots = SnapshotStore::open(&db, dir, disk)?;
     let sm = StateMachineStore::open(snapshots, applier)?;
     Ok((db, logs, sm))
 }

@@ -57,7 +57,6 @@ const HEADER: usize = 8;
 const ZERO_AHEAD: u64 = 1 << 20;
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 const META: &str = "meta";
-const META_TMP: &str = "meta.tmp";
 const COMMITTED: &str = "committed";
 const LOCK: &str = "lock";
 
@@ -81,8 +80,9 @@ pub(crate) enum SegmentError {
         offset: u64,
         why: String,
     },
-    #[error("raft log metadata {}: {why}", .path.display())]
-    Meta { path: PathBuf, why: String },
+    /// A file replaced whole ([`replace_record_file`]) that does not read back.
+    #[error("raft file {} is damaged ({why}); it is only ever replaced whole, so this is not a torn write", .path.display())]
+    Unreadable { path: PathBuf, why: String },
     #[error("encoding a raft log record: {0}")]
     Encode(String),
     #[error("raft log entry {index} cannot follow {after}: the log takes entries in order")]
@@ -133,6 +133,10 @@ struct Shared {
     _lock: File,
     state: RwLock<State>,
     meta: Mutex<MetaFiles>,
+    /// Held across a durable rewrite of `meta` ([`Shared::replace_meta`]), so such writes
+    /// go one at a time while `meta` itself is locked only to read or set it: a commit
+    /// point saved meanwhile (on the runtime, at every commit) never waits for a sync.
+    meta_writer: Mutex<()>,
     /// Set once writing or syncing a segment fails: the files may no longer match the
     /// index, so nothing more is appended or truncated until a reopen scans them again.
     failed: Arc<OnceLock<String>>,
@@ -257,6 +261,7 @@ impl SegmentLog {
                 _lock: lock,
                 state: RwLock::new(state),
                 meta: Mutex::new(MetaFiles { meta, committed }),
+                meta_writer: Mutex::new(()),
                 failed,
             }),
         })
@@ -522,29 +527,21 @@ impl Shared {
     /// Records the purge point durably, then forgets the entries up to it and deletes the
     /// segments holding nothing after it (a deletion a crash loses is redone at open).
     fn purge(&self, log_id: LogId) -> Result<(), SegmentError> {
-        {
-            let mut files = self.meta();
-            let meta = Meta {
-                last_purged: Some(log_id),
-                ..files.meta.clone()
-            };
-            self.replace_meta(&mut files, meta)?;
-        }
-        let mut state = self.write();
-        state.purged = Some(log_id);
-        for segment in state.forget_through(log_id.index) {
+        self.replace_meta(|meta| meta.last_purged = Some(log_id))?;
+        let forgotten = {
+            let mut state = self.write();
+            state.purged = Some(log_id);
+            state.forget_through(log_id.index)
+        };
+        // Unreachable now: removed without holding up appends.
+        for segment in forgotten {
             remove_file(&segment.path)?;
         }
         Ok(())
     }
 
     fn save_vote(&self, vote: Vote<u64>) -> Result<(), SegmentError> {
-        let mut files = self.meta();
-        let meta = Meta {
-            vote: Some(vote),
-            ..files.meta.clone()
-        };
-        self.replace_meta(&mut files, meta)
+        self.replace_meta(|meta| meta.vote = Some(vote))
     }
 
     /// Overwrites `committed` in place, without a sync (see the module docs).
@@ -560,22 +557,23 @@ impl Shared {
         Ok(())
     }
 
-    /// Replaces `meta` with `meta` durably: a temporary file, synced, renamed over it, and
-    /// the directory synced.
-    fn replace_meta(&self, files: &mut MetaFiles, meta: Meta) -> Result<(), SegmentError> {
-        let tmp = self.dir.join(META_TMP);
-        let path = self.dir.join(META);
+    /// Rewrites `meta` durably with `change` made ([`replace_record_file`]); the change is
+    /// seen once it is durable. The commit point is not taken from it: that is saved
+    /// apart, and may move on during the write.
+    fn replace_meta(&self, change: impl FnOnce(&mut Meta)) -> Result<(), SegmentError> {
+        let _writer = self
+            .meta_writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut meta = self.meta().meta.clone();
+        change(&mut meta);
         let payload = self.disk.write(&meta).map_err(SegmentError::Encode)?;
-        let record = frame(&payload)?;
-        let mut file = File::create(&tmp).map_err(io_at("creating", &tmp))?;
-        file.write_all(&record)
-            .and_then(|()| file.sync_all())
-            .map_err(io_at("writing", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io_at("replacing", &path))?;
-        self.dir_handle
-            .sync_all()
-            .map_err(io_at("syncing the raft log directory", &self.dir))?;
-        files.meta = meta;
+        replace_record_file(&self.dir, &self.dir_handle, META, &payload)?;
+        let mut files = self.meta();
+        files.meta = Meta {
+            committed: files.meta.committed,
+            ..meta
+        };
         Ok(())
     }
 
@@ -874,21 +872,86 @@ fn remove_file(path: &Path) -> Result<(), SegmentError> {
 /// `meta`, or the default when there is none yet. A damaged one is an error: it was
 /// replaced whole, so it cannot be torn, and the vote must not be forgotten.
 fn read_meta(dir: &Path, disk: &Disk) -> Result<Meta, SegmentError> {
-    let path = dir.join(META);
-    let bytes = match fs::read(&path) {
+    Ok(read_record_file(&dir.join(META), disk)?.unwrap_or_default())
+}
+
+/// Replaces the file `name` in `dir` (whose handle is `dir_handle`) with one record of
+/// `payload`, durably: a temporary file, synced, renamed over it, and the directory
+/// synced. A crash leaves the old file or the new one, whole.
+pub(crate) fn replace_record_file(
+    dir: &Path,
+    dir_handle: &File,
+    name: &str,
+    payload: &[u8],
+) -> Result<(), SegmentError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let record = frame(payload)?;
+    let mut file = File::create(&tmp).map_err(io_at("creating", &tmp))?;
+    for (step, bytes) in record.chunks(WRITE_STEP).enumerate() {
+        file.write_all(bytes).map_err(io_at("writing", &tmp))?;
+        write_back(&file, step * WRITE_STEP, bytes.len(), false);
+        if let Some(before) = step.checked_sub(1) {
+            write_back(&file, before * WRITE_STEP, WRITE_STEP, true);
+        }
+    }
+    file.sync_all().map_err(io_at("writing", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_at("replacing", &path))?;
+    dir_handle
+        .sync_all()
+        .map_err(io_at("syncing the directory", dir))
+}
+
+/// [`replace_record_file`] writes a large file (a snapshot) in steps of this many bytes,
+/// each handed to the disk as it is written, so at most two steps are waiting to be
+/// written when it syncs: a sync of the whole at the end would write it all at once and
+/// hold up the log's syncs (every member's, on one disk) behind it.
+const WRITE_STEP: usize = 1 << 20;
+
+/// Starts writing `len` bytes of `file` from `offset` to disk, and with `wait` waits for
+/// them to be written. Only pacing: durability comes from the sync after, so a failure
+/// here is left to it.
+#[allow(unsafe_code)]
+fn write_back(file: &File, offset: usize, len: usize, wait: bool) {
+    use std::os::fd::AsRawFd as _;
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor is open for as long as `file` is borrowed; the call reads no
+    // memory of ours.
+    unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
+}
+
+/// The value in the file [`replace_record_file`] wrote at `path`, or `None` when there is
+/// none. A damaged one is an error: it was replaced whole, so it cannot be torn.
+pub(crate) fn read_record_file<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    disk: &Disk,
+) -> Result<Option<T>, SegmentError> {
+    let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Meta::default()),
-        Err(e) => return Err(io_at("reading", &path)(e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_at("reading", path)(e)),
     };
     let why = match record_at(&bytes, 0) {
         Record::Whole { payload, .. } => match disk.read(payload) {
-            Ok(meta) => return Ok(meta),
+            Ok(value) => return Ok(Some(value)),
             Err(why) => why,
         },
         Record::End => "empty".to_string(),
         Record::Bad(why) => why.to_string(),
     };
-    Err(SegmentError::Meta { path, why })
+    Err(SegmentError::Unreadable {
+        path: path.to_path_buf(),
+        why,
+    })
 }
 
 /// The committed log id `committed` holds; `None` when it is missing or unreadable (it is
