@@ -2,8 +2,8 @@
 //! raft does; openraft's own election timer is off (`enable_elect: false`), while the
 //! election itself (terms, votes, the log rule) stays openraft's.
 //!
-//! A voter that has heard no leader for its election timeout (the leader lease plus a
-//! random share of the election spread) first asks the other voters whether they would
+//! A voter that has heard no leader, and granted no vote, for its election timeout (the
+//! leader lease plus a random share of the election spread) first asks the other voters whether they would
 //! vote for it. Each says yes only if it leads nothing, has itself heard no leader for the
 //! lease (so the real vote will not be refused under it), and holds no longer log (terms
 //! are not compared: a voter behind in term but ahead in log would otherwise never pass). With a majority of yeses it campaigns. The voter with the longest log
@@ -61,24 +61,42 @@ pub(crate) struct Timing {
     pub ask: Duration,
 }
 
-/// When this member last heard a leader (an AppendEntries or a snapshot arrived).
+/// When this member last heard a leader (an AppendEntries or a snapshot arrived) or
+/// granted a candidate its vote; and the ballot lock that orders a vote this member grants
+/// against its own decision to campaign.
 #[derive(Clone)]
-pub(crate) struct LeaderContact(Arc<Mutex<Instant>>);
+pub(crate) struct LeaderContact {
+    last: Arc<Mutex<Instant>>,
+    ballot: Arc<tokio::sync::Mutex<()>>,
+}
 
 impl LeaderContact {
     pub(crate) fn new() -> Self {
-        Self(Arc::new(Mutex::new(Instant::now())))
+        Self {
+            last: Arc::new(Mutex::new(Instant::now())),
+            ballot: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     pub(crate) fn heard(&self) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
     fn silence(&self) -> Duration {
-        self.0
+        self.last
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .elapsed()
+    }
+
+    /// Held while a peer's vote request is answered (and [`Self::heard`] when granted),
+    /// and while the elector decides to campaign and starts it: either the vote comes
+    /// first and the elector sees it, or the campaign does and the vote request is judged
+    /// against it. Without it, a member voted for another candidate between its own
+    /// check and its campaign, then campaigned one term higher and deposed the leader it
+    /// had just elected.
+    pub(crate) async fn ballot(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.ballot.lock().await
     }
 }
 
@@ -201,6 +219,7 @@ pub(crate) async fn run(member: Member, mut stop: tokio::sync::watch::Receiver<b
             .count();
         // While the pre-vote was out, another voter may have won (this member voted for it:
         // its term moved) or a leader spoken: campaigning now would only depose it.
+        let ballot = contact.ballot().await;
         let unchanged = {
             let m = raft.metrics();
             let m = m.borrow();
@@ -215,6 +234,7 @@ pub(crate) async fn run(member: Member, mut stop: tokio::sync::watch::Receiver<b
                 return;
             }
         }
+        drop(ballot);
         // Whatever came of it, the next attempt waits a random share of the spread, so
         // two voters that collided do not collide again.
         next_try = Instant::now() + TICK + jitter(&mut rng, timing.spread);

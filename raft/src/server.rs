@@ -20,7 +20,8 @@ pub(crate) struct PeerService {
     pub(crate) raft: openraft::Raft<TypeConfig>,
     /// Each call is news from its sender (the leader, or a candidate).
     pub(crate) contacts: Contacts,
-    /// A leader's calls keep the elector quiet; it answers peers' pre-votes.
+    /// A leader's calls, and a vote granted, keep the elector quiet; it answers peers'
+    /// pre-votes.
     pub(crate) leader: LeaderContact,
     pub(crate) timing: Timing,
     pub(crate) last_log: LastLog,
@@ -53,7 +54,13 @@ impl shoal_proto::Raft for PeerService {
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc: VoteRequest<NodeId> = decode_request("vote", request)?;
         self.contacts.heard(rpc.vote.leader_id.node_id);
+        let ballot = self.leader.ballot().await;
         let answer = self.raft.vote(rpc).await;
+        // Raft's rule: granting a vote restarts the election timer.
+        if answer.as_ref().is_ok_and(|a| a.vote_granted) {
+            self.leader.heard();
+        }
+        drop(ballot);
         reply("vote", &answer)
     }
 
