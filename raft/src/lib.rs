@@ -14,6 +14,7 @@ mod elector;
 mod network;
 mod quorum;
 mod server;
+mod snapshot_points;
 pub mod space;
 mod store;
 mod types;
@@ -385,25 +386,18 @@ pub struct RaftNode {
     leader_contact: elector::LeaderContact,
     timing: elector::Timing,
     last_log: elector::LastLog,
-    /// Stopped and awaited by `shutdown`: it reads the log, which must be let go.
-    elector: Arc<Elector>,
+    /// The elector and the snapshot points, stopped and awaited by `shutdown` (the
+    /// elector reads the log, which must be let go).
+    helpers: Arc<Helpers>,
     /// Held across each membership change, from reading the voters to the commit: two
     /// managers promoted at once must not each write the voters without the other.
     membership: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// The elector's task and its stop signal.
-struct Elector {
+/// The tasks beside openraft (the elector, the snapshot points) and their stop signal.
+struct Helpers {
     stop: watch::Sender<bool>,
-    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-/// How many entries member `node_id` lets pass between its snapshots: `every`, and up to
-/// half as many more by its id, so the members of a cluster (which apply the same entries)
-/// do not all build a snapshot at the same entry on the same machine's cores, and drift
-/// apart after a chance meeting.
-fn staggered(every: u64, node_id: u64) -> u64 {
-    every + node_id % (every / 2).max(1)
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl RaftNode {
@@ -416,10 +410,9 @@ impl RaftNode {
             heartbeat_interval: cfg.heartbeat_interval_ms,
             election_timeout_min: cfg.election_timeout_min_ms,
             election_timeout_max: cfg.election_timeout_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(staggered(
-                cfg.snapshot_every,
-                cfg.node_id,
-            )),
+            // Snapshots are triggered at points spaced by the member's rank
+            // (snapshot_points.rs), not all members at the same entry.
+            snapshot_policy: SnapshotPolicy::Never,
             // Keep some log behind a snapshot so a briefly lagging follower catches up from
             // the log instead of a whole snapshot.
             max_in_snapshot_log_to_keep: cfg.snapshot_every.min(1000),
@@ -466,7 +459,7 @@ impl RaftNode {
             ),
             ask: std::time::Duration::from_millis(cfg.heartbeat_interval_ms * 3),
         };
-        let (elector_stop, stop) = watch::channel(false);
+        let (helpers_stop, stop) = watch::channel(false);
         let elector_task = tokio::spawn(elector::run(
             elector::Member {
                 raft: raft.clone(),
@@ -478,6 +471,12 @@ impl RaftNode {
                 contacts: contacts.clone(),
                 last_log: last_log.clone(),
             },
+            stop.clone(),
+        ));
+        let snapshot_task = tokio::spawn(snapshot_points::run(
+            raft.clone(),
+            cfg.node_id,
+            cfg.snapshot_every,
             stop,
         ));
         Ok(Self {
@@ -489,9 +488,9 @@ impl RaftNode {
             leader_contact,
             timing,
             last_log,
-            elector: Arc::new(Elector {
-                stop: elector_stop,
-                task: std::sync::Mutex::new(Some(elector_task)),
+            helpers: Arc::new(Helpers {
+                stop: helpers_stop,
+                tasks: std::sync::Mutex::new(vec![elector_task, snapshot_task]),
             }),
             membership: Arc::new(tokio::sync::Mutex::new(())),
             space: space::Space::new(&dir, space::RESERVE),
@@ -776,14 +775,15 @@ impl RaftNode {
     /// Stops openraft and flushes storage. Other clones fail with [`RaftError::Stopped`]
     /// afterwards.
     pub async fn shutdown(&self) -> Result<(), RaftError> {
-        let _ = self.elector.stop.send(true);
-        let task = self
-            .elector
-            .task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
+        let _ = self.helpers.stop.send(true);
+        let tasks = std::mem::take(
+            &mut *self
+                .helpers
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in tasks {
             let _ = task.await;
         }
         self.raft
