@@ -11,6 +11,8 @@
 //!
 //! Knows openraft's metrics and its trigger; nothing of what a snapshot holds.
 
+use std::time::Duration;
+
 use openraft::Raft;
 use tokio::sync::watch;
 
@@ -30,6 +32,11 @@ pub(crate) fn next_point(base: u64, every: u64, rank: usize, members: usize) -> 
     offset + (earliest - offset).div_ceil(every) * every
 }
 
+/// How often the applied index is looked at: not on every apply (a wake-up per commit on
+/// every member); at 10,000 commits/s a point is passed by 1,000 entries at most, a fifth
+/// of the default interval.
+const LOOK: Duration = Duration::from_millis(100);
+
 /// Trigger a snapshot each time the applied log reaches this member's next point, until
 /// `stop` or Raft stops.
 pub(crate) async fn run(
@@ -38,12 +45,18 @@ pub(crate) async fn run(
     every: u64,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut metrics = raft.metrics();
+    let metrics = raft.metrics();
+    let mut look = tokio::time::interval(LOOK);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The point a build was last asked for: asked once (one may already be building).
     let mut asked = None;
     loop {
+        tokio::select! {
+            _ = look.tick() => {}
+            _ = stop.changed() => return,
+        }
         let due = {
-            let m = metrics.borrow_and_update();
+            let m = metrics.borrow();
             if m.running_state.is_err() {
                 return;
             }
@@ -61,10 +74,6 @@ pub(crate) async fn run(
             if raft.trigger().snapshot().await.is_err() {
                 return;
             }
-        }
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
-            _ = stop.changed() => return,
         }
     }
 }
