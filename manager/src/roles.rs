@@ -38,21 +38,17 @@ impl RoleManager {
     }
 
     pub async fn run(self, cancel: CancellationToken) {
-        let mut events = self.store.watch();
-        loop {
-            let retry = match self.pass().await {
+        on_node_changes(&self.store, &cancel, || async {
+            match self.pass().await {
                 Ok(true) => None,
                 Ok(false) => Some(Instant::now() + RETRY),
                 Err(e) => {
                     tracing::warn!(error = %e, "changing raft membership for a role change failed; retrying");
                     Some(Instant::now() + RETRY)
                 }
-            };
-            let nodes = |e: &Event| matches!(e.object(), Some(Stored::Node(_)));
-            if runloop::next(&mut events, nodes, retry, &cancel).await == Wake::Shutdown {
-                return;
             }
-        }
+        })
+        .await;
     }
 
     /// Demote what should be demoted; `Ok(false)` when something must be retried.
@@ -107,20 +103,12 @@ impl LeaderMark {
     }
 
     pub async fn run(self, cancel: CancellationToken) {
-        let mut events = self.store.watch();
-        loop {
-            let retry = match self.pass().await {
-                Ok(()) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "recording leadership on the node objects failed; retrying");
-                    Some(Instant::now() + MARK_RETRY)
-                }
-            };
-            let nodes = |e: &Event| matches!(e.object(), Some(Stored::Node(_)));
-            if runloop::next(&mut events, nodes, retry, &cancel).await == Wake::Shutdown {
-                return;
-            }
-        }
+        on_node_changes(&self.store, &cancel, || async {
+            let failed = self.pass().await.err()?;
+            tracing::warn!(error = %failed, "recording leadership on the node objects failed; retrying");
+            Some(Instant::now() + MARK_RETRY)
+        })
+        .await;
     }
 
     /// Mark this manager leader and every other manager not; writes nothing when the
@@ -147,6 +135,23 @@ impl LeaderMark {
                 Ok(())
             })
             .await
+    }
+}
+
+/// Run `pass` now, then again after each batch of node changes or when the retry it asked
+/// for is due, until `cancel`.
+async fn on_node_changes<F, Fut>(store: &Store, cancel: &CancellationToken, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Instant>>,
+{
+    let mut events = store.watch();
+    let nodes = |e: &Event| matches!(e.object(), Some(Stored::Node(_)));
+    loop {
+        let retry = pass().await;
+        if runloop::next(&mut events, nodes, retry, cancel).await == Wake::Shutdown {
+            return;
+        }
     }
 }
 
