@@ -35,19 +35,39 @@ struct Args {
     /// never on a disk).
     #[arg(long, default_value = "/run/shoal/files", env = "SHOALD_FILES_DIR")]
     files_dir: PathBuf,
+    /// How the log is written on stderr: `text` (coloured only on a terminal) or `json`
+    /// (one object per line, for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SHOALD_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The log on stderr: the level from `RUST_LOG` (default info, openraft's warnings);
+/// colour codes only when stderr is a terminal (a file or the journal gets plain text).
+fn init_log(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => log.json().init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    init_log(args.log_format);
     let node_name = match args.node_name {
         Some(name) => name,
         None => hostname().context("reading the hostname (or give --node-name)")?,
