@@ -371,7 +371,8 @@ pub(crate) fn write_batch(
                 continue;
             }
         };
-        let stored = stored_at(object, version);
+        let spec_index = spec_index(tables, &object, version);
+        let stored = stored_at(object, version, spec_index);
         match events.as_deref_mut() {
             Some(events) => {
                 insert(tables, stored.clone());
@@ -460,25 +461,100 @@ fn version_of(meta: &Option<Meta>) -> u64 {
     meta.as_ref().map_or(0, |m| m.version)
 }
 
-/// `object` at `version`, in the `Arc` that the tables and its event share.
-fn stored_at(object: ActionObject, version: u64) -> Stored {
-    fn at<T>(
-        mut object: Box<T>,
-        meta: impl FnOnce(&mut T) -> &mut Option<Meta>,
+/// The version of the last write that changed `object`'s spec: `version` when this one
+/// does (or creates it), else the stored object's (`Meta::spec_index`). Tasks, stacks and
+/// the cluster keep 0: no client updates them by version.
+fn spec_index(tables: &Tables, object: &ActionObject, version: u64) -> u64 {
+    fn since<T, S: PartialEq>(
+        stored: Option<&T>,
+        new: &T,
+        spec: impl Fn(&T) -> &Option<S>,
+        meta: impl Fn(&T) -> &Option<Meta>,
         version: u64,
-    ) -> Arc<T> {
-        meta(&mut object).get_or_insert_with(Meta::default).version = version;
-        Arc::from(object)
+    ) -> u64 {
+        match stored {
+            Some(old) if spec(old) == spec(new) => meta(old).as_ref().map_or(0, |m| m.spec_index),
+            _ => version,
+        }
     }
     match object {
-        ActionObject::Node(o) => Stored::Node(at(o, |o| &mut o.meta, version)),
-        ActionObject::Service(o) => Stored::Service(at(o, |o| &mut o.meta, version)),
-        ActionObject::Task(o) => Stored::Task(at(o, |o| &mut o.meta, version)),
-        ActionObject::Cluster(o) => Stored::Cluster(at(o, |o| &mut o.meta, version)),
-        ActionObject::Network(o) => Stored::Network(at(o, |o| &mut o.meta, version)),
-        ActionObject::Stack(o) => Stored::Stack(at(o, |o| &mut o.meta, version)),
-        ActionObject::Secret(o) => Stored::Secret(at(o, |o| &mut o.meta, version)),
-        ActionObject::Config(o) => Stored::Config(at(o, |o| &mut o.meta, version)),
+        ActionObject::Node(o) => {
+            let o = &**o;
+            since(
+                tables.nodes.get(&o.id),
+                o,
+                |n| &n.spec,
+                |n| &n.meta,
+                version,
+            )
+        }
+        ActionObject::Service(o) => {
+            let o = &**o;
+            since(
+                tables.services.get(&o.id),
+                o,
+                |s| &s.spec,
+                |s| &s.meta,
+                version,
+            )
+        }
+        ActionObject::Network(o) => {
+            let o = &**o;
+            since(
+                tables.networks.get(&o.id),
+                o,
+                |n| &n.spec,
+                |n| &n.meta,
+                version,
+            )
+        }
+        ActionObject::Secret(o) => {
+            let o = &**o;
+            since(
+                tables.secrets.get(&o.id),
+                o,
+                |s| &s.spec,
+                |s| &s.meta,
+                version,
+            )
+        }
+        ActionObject::Config(o) => {
+            let o = &**o;
+            since(
+                tables.configs.get(&o.id),
+                o,
+                |c| &c.spec,
+                |c| &c.meta,
+                version,
+            )
+        }
+        ActionObject::Task(_) | ActionObject::Cluster(_) | ActionObject::Stack(_) => 0,
+    }
+}
+
+fn stamp<T>(
+    mut object: Box<T>,
+    meta: impl FnOnce(&mut T) -> &mut Option<Meta>,
+    version: u64,
+    spec_index: u64,
+) -> Arc<T> {
+    let meta = meta(&mut object).get_or_insert_with(Meta::default);
+    meta.version = version;
+    meta.spec_index = spec_index;
+    Arc::from(object)
+}
+
+/// `object` at `version`, in the `Arc` that the tables and its event share.
+fn stored_at(object: ActionObject, version: u64, spec_index: u64) -> Stored {
+    match object {
+        ActionObject::Node(o) => Stored::Node(stamp(o, |o| &mut o.meta, version, spec_index)),
+        ActionObject::Service(o) => Stored::Service(stamp(o, |o| &mut o.meta, version, spec_index)),
+        ActionObject::Task(o) => Stored::Task(stamp(o, |o| &mut o.meta, version, spec_index)),
+        ActionObject::Cluster(o) => Stored::Cluster(stamp(o, |o| &mut o.meta, version, spec_index)),
+        ActionObject::Network(o) => Stored::Network(stamp(o, |o| &mut o.meta, version, spec_index)),
+        ActionObject::Stack(o) => Stored::Stack(stamp(o, |o| &mut o.meta, version, spec_index)),
+        ActionObject::Secret(o) => Stored::Secret(stamp(o, |o| &mut o.meta, version, spec_index)),
+        ActionObject::Config(o) => Stored::Config(stamp(o, |o| &mut o.meta, version, spec_index)),
     }
 }
 
