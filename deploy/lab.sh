@@ -20,6 +20,7 @@
 #     mount namespace and shoald sees the engine's container namespace files):
 #       --data-dir /var/lib/shoal-lab/nK/shoald
 #       --socket /run/shoal-lab/nK/shoald.sock --docker-host unix:///run/shoal-lab/nK/docker.sock
+#       --docker-api unix:///run/shoal-lab/nK/docker-api.sock
 #       --node-name nK, log /var/lib/shoal-lab/nK/shoald.log; it listens for other nodes on
 #       10.78.0.(10+K):4242 once it is in a swarm.
 # The test images shoal-test/busybox:a|b are built once on n1 (deploy/build-test-images.sh)
@@ -34,6 +35,8 @@
 #   lab.sh status          list the hosts
 #   lab.sh shoal nK ARGS   the shoal CLI against host K       lab.sh docker nK ARGS   docker CLI against K's engine
 #   lab.sh exec nK CMD     run CMD inside host K              lab.sh ip nK            host K's underlay address
+#   lab.sh docker-api nK   the URL of K's Docker Engine API for swarm objects (shoald's
+#                          --docker-api): DOCKER_HOST=$(lab.sh docker-api n1) docker node ls
 #   lab.sh stop nK         kill -9 K's shoald                 lab.sh start nK         start it again (same data dir)
 #   lab.sh link nK down|up take K's underlay link down/up     lab.sh log nK [LINES]   tail K's shoald log
 #   lab.sh add-worker      add the next host, join it as a worker; prints its name (nK)
@@ -273,6 +276,7 @@ ensure_images() {
 shoald_pid() { pid_of "$(host_run "$1")/shoald.pid" shoald; }
 sh_k() { local k=$1; shift; "$BIN_DIR/shoal" -H "unix://$(shoald_sock "$k")" "$@"; }
 shoald_up() { sh_k "$1" info >/dev/null 2>&1; }
+docker_api_sock() { echo "$(host_run "$1")/docker-api.sock"; }
 
 start_shoald() {
   local k=$1 dir run i
@@ -284,6 +288,7 @@ start_shoald() {
     LAB_PIDFILE="$run/shoald.pid" NO_COLOR=1 setsid "$SELF" __engine "$k" "$BIN_DIR/shoald" \
       --data-dir "$dir/shoald" --socket "$(shoald_sock "$k")" \
       --docker-host "unix://$(docker_sock "$k")" --node-name "n$k" \
+      --docker-api "unix://$(docker_api_sock "$k")" \
       >>"$dir/shoald.log" 2>&1 </dev/null &
   fi
   for i in $(seq 1 200); do
@@ -642,6 +647,8 @@ main() {
            exec "$BIN_DIR/shoal" -H "unix://$(shoald_sock "$k")" "$@" ;;
     docker) local k; k=$(host_num "${1:?usage: lab.sh docker nK ARGS...}"); shift
             exec docker -H "unix://$(docker_sock "$k")" "$@" ;;
+    docker-api) local k; k=$(host_num "${1:?usage: lab.sh docker-api nK}"); require_host "$k"
+                echo "unix://$(docker_api_sock "$k")" ;;
     exec) [ $# -ge 2 ] || die "usage: lab.sh exec nK CMD [ARGS...]"; cmd_in_engine "$@" ;;
     ip) local k; k=$(host_num "${1:?usage: lab.sh ip nK}"); host_ip "$k" ;;
     stop) local k; k=$(host_num "${1:?usage: lab.sh stop nK}"); require_host "$k"; stop_shoald "$k" ;;

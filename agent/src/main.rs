@@ -35,6 +35,11 @@ struct Args {
     /// never on a disk).
     #[arg(long, default_value = "/run/shoal/files", env = "SHOALD_FILES_DIR")]
     files_dir: PathBuf,
+    /// Where Docker's Engine API for swarm objects is served (`docker`, `docker stack
+    /// deploy` and Swarm's tools work against it): unix:///PATH, or `none`. Default: beside
+    /// --socket, `docker-api.sock` (/run/shoal/docker-api.sock).
+    #[arg(long, env = "SHOALD_DOCKER_API")]
+    docker_api: Option<String>,
     /// How the log is written on stderr: `text` (coloured only on a terminal) or `json`
     /// (one object per line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SHOALD_LOG_FORMAT")]
@@ -68,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     init_log(args.log_format);
-    let node_name = match args.node_name {
+    let node_name = match args.node_name.clone() {
         Some(name) => name,
         None => hostname().context("reading the hostname (or give --node-name)")?,
     };
@@ -87,7 +92,12 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("resumed swarm membership from {}", args.data_dir.display());
     }
     let (admin, control, logs) = daemon.local_services();
-    let shutdown = shutdown_signal();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let docker_api = serve_docker_api(&args, stop_rx)?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
     tracing::info!(socket = %args.socket.display(), "shoald is serving");
     tonic::transport::Server::builder()
         .add_service(admin)
@@ -98,7 +108,36 @@ async fn main() -> anyhow::Result<()> {
         .context("serving the local socket")?;
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&args.socket);
+    if let Some(path) = docker_api {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
+}
+
+/// Docker's Engine API on `--docker-api` (beside the local socket by default), served
+/// over this shoald's own local socket until `stop`; the socket's path, to remove at exit.
+fn serve_docker_api(
+    args: &Args,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<PathBuf>> {
+    let url = match &args.docker_api {
+        Some(url) if url == "none" => return Ok(None),
+        Some(url) => url.clone(),
+        None => {
+            let dir = args.socket.parent().unwrap_or(std::path::Path::new("/run/shoal"));
+            format!("unix://{}", dir.join("docker-api.sock").display())
+        }
+    };
+    let path = shoal_dockerapi::socket_path(&url)
+        .map_err(anyhow::Error::msg)?
+        .to_path_buf();
+    let listener = listen(&path)?;
+    let backend = shoal_dockerapi::Backend::unix(args.socket.clone());
+    tracing::info!(socket = %path.display(), "serving Docker's Engine API for swarm objects");
+    tokio::spawn(shoal_dockerapi::serve(listener, backend, async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }));
+    Ok(Some(path))
 }
 
 fn listen(socket: &std::path::Path) -> anyhow::Result<UnixListener> {

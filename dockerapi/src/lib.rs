@@ -7,8 +7,16 @@
 //! checks, forwarding to the leader and errors. It must not know the store, Raft or the
 //! agent.
 
+pub mod backend;
 pub mod clock;
 pub mod convert;
 pub mod error;
+pub mod filters;
 pub mod gokeys;
+pub mod http;
 pub mod model;
+mod routes;
+pub mod server;
+
+pub use backend::Backend;
+pub use server::{serve, socket_path};

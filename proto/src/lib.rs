@@ -105,6 +105,29 @@ impl Task {
     }
 }
 
+impl TaskSpec {
+    /// The spec with every part that is set to its defaults unset, so that two specs that
+    /// run the same tasks compare equal whichever way a client wrote them (Docker's
+    /// clients send an empty placement and restart policy where Shoal's CLI sends none).
+    pub fn normalized(&self) -> TaskSpec {
+        let mut spec = self.clone();
+        let empty_resources = |r: &Resources| r.nano_cpus == 0 && r.memory_bytes == 0;
+        if spec.limits.as_ref().is_some_and(empty_resources) {
+            spec.limits = None;
+        }
+        if spec.reservations.as_ref().is_some_and(empty_resources) {
+            spec.reservations = None;
+        }
+        if spec.placement.as_ref().is_some_and(|p| *p == Placement::default()) {
+            spec.placement = None;
+        }
+        if spec.restart.as_ref().is_some_and(|r| *r == RestartPolicy::default()) {
+            spec.restart = None;
+        }
+        spec
+    }
+}
+
 impl Network {
     pub fn name(&self) -> &str {
         self.spec.as_ref().map_or("", |s| s.name.as_str())

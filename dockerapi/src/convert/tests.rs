@@ -182,3 +182,26 @@ fn bad_enums_are_refused_naming_the_choices() {
         err.message
     );
 }
+
+#[test]
+fn a_minimal_spec_sent_back_runs_the_same_tasks() {
+    let spec = pb::ServiceSpec {
+        name: "web".into(),
+        task: Some(pb::TaskSpec {
+            container: Some(pb::ContainerSpec {
+                image: "web:1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        replicas: 2,
+        ..Default::default()
+    };
+    let text = serde_json::to_string(&to_docker::service_spec(&spec)).expect("json");
+    let read: model::ServiceSpec = serde_json::from_str(&text).expect("read");
+    let mut back = from_docker::service_spec(read).expect("convert");
+    // `docker service scale web=3` changes only the count.
+    back.replicas = 3;
+    let task = |s: &pb::ServiceSpec| s.task.as_ref().map(pb::TaskSpec::normalized);
+    assert_eq!(task(&back), task(&spec));
+}

@@ -230,7 +230,7 @@ pub fn task_spec(spec: &pb::TaskSpec) -> TaskSpec {
         }),
         restart_policy: Some(RestartPolicy {
             condition: enums::restart_condition(restart.condition()).into(),
-            delay: Some(restart.delay_ms.unwrap_or(5_000) * MS),
+            delay: restart.delay_ms.map(|ms| ms * MS),
             max_attempts: Some(restart.max_attempts),
             window: (restart.window_ms != 0).then_some(restart.window_ms * MS),
         }),

@@ -14,6 +14,9 @@ pub enum ControlError {
     NodeNotFound(String),
     #[error("network {0} not found")]
     NetworkNotFound(String),
+    /// Any other object (secrets, configs): the message says which and what to do.
+    #[error("{0}")]
+    NotFound(String),
     #[error("stack {0} not found: `shoal stack ls` lists the stacks")]
     StackNotFound(String),
     #[error("{kind} {key} is ambiguous: it matches {count} objects; use more of the id")]
@@ -68,7 +71,8 @@ impl From<ControlError> for Status {
             ControlError::ServiceNotFound(_)
             | ControlError::NodeNotFound(_)
             | ControlError::NetworkNotFound(_)
-            | ControlError::StackNotFound(_) => Status::not_found(message),
+            | ControlError::StackNotFound(_)
+            | ControlError::NotFound(_) => Status::not_found(message),
             ControlError::Ambiguous { .. } => Status::failed_precondition(message),
             ControlError::NameTaken(_) => Status::already_exists(message),
             ControlError::OutOfSequence { .. } => Status::aborted(message),

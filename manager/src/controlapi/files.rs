@@ -200,7 +200,7 @@ fn find<T: FileObject>(all: &[T], key: &str) -> Result<T, ControlError> {
     let exact = all.iter().find(|o| o.id() == key);
     match lookup(key, exact, all.iter(), |o| o.name(), |o| o.id()) {
         Lookup::Found(o) => Ok(o.clone()),
-        Lookup::Missing => Err(ControlError::Invalid(format!(
+        Lookup::Missing => Err(ControlError::NotFound(format!(
             "{} {key} not found: create it with `shoal {} create {key} FILE`",
             T::KIND,
             T::KIND
