@@ -124,7 +124,10 @@ fn serve_docker_api(
         Some(url) if url == "none" => return Ok(None),
         Some(url) => url.clone(),
         None => {
-            let dir = args.socket.parent().unwrap_or(std::path::Path::new("/run/shoal"));
+            let dir = args
+                .socket
+                .parent()
+                .unwrap_or(std::path::Path::new("/run/shoal"));
             format!("unix://{}", dir.join("docker-api.sock").display())
         }
     };

@@ -44,11 +44,18 @@ impl Backend {
     pub async fn info(&self) -> ApiResult<shoal_proto::InfoResponse> {
         let mut admin = self.admin.clone();
         let request = tonic::Request::new(shoal_proto::InfoRequest {});
-        Ok(admin.info(request).await.map_err(ApiError::from)?.into_inner())
+        Ok(admin
+            .info(request)
+            .await
+            .map_err(ApiError::from)?
+            .into_inner())
     }
 
     /// A call's answer, or its failure as Docker's (see [`Backend::refusal`]).
-    pub async fn answer<T>(&self, result: Result<tonic::Response<T>, tonic::Status>) -> ApiResult<T> {
+    pub async fn answer<T>(
+        &self,
+        result: Result<tonic::Response<T>, tonic::Status>,
+    ) -> ApiResult<T> {
         match result {
             Ok(response) => Ok(response.into_inner()),
             Err(status) => Err(self.refusal(status).await),

@@ -102,8 +102,11 @@ mod tests {
 
     #[test]
     fn both_forms_are_read_and_unknown_keys_refused() {
-        let f = Filters::parse(Some(r#"{"name":{"web":true},"label":["a=b","c"]}"#), &["name", "label"])
-            .expect("parse");
+        let f = Filters::parse(
+            Some(r#"{"name":{"web":true},"label":["a=b","c"]}"#),
+            &["name", "label"],
+        )
+        .expect("parse");
         assert_eq!(f.values("name"), ["web"]);
         assert!(f.labels_match("label", |k| match k {
             "a" => Some("b"),
@@ -114,7 +117,11 @@ mod tests {
         assert!(f.any("id", |_| false), "a filter not given matches");
         let err = Filters::parse(Some(r#"{"colour":["red"]}"#), &["name"]).expect_err("refused");
         assert_eq!(err.status, hyper::StatusCode::BAD_REQUEST);
-        assert!(err.message.contains("invalid filter 'colour'"), "{}", err.message);
+        assert!(
+            err.message.contains("invalid filter 'colour'"),
+            "{}",
+            err.message
+        );
         assert!(Filters::parse(Some("not json"), &["name"]).is_err());
     }
 }

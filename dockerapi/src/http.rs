@@ -95,9 +95,8 @@ impl Request {
                 "the request has no body: send the {what} as JSON"
             )));
         }
-        let value: serde_json::Value = serde_json::from_slice(&self.body).map_err(|e| {
-            ApiError::bad_request(format!("invalid JSON in the {what}: {e}"))
-        })?;
+        let value: serde_json::Value = serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON in the {what}: {e}")))?;
         serde_json::from_value(crate::gokeys::canonical(value))
             .map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
     }
@@ -142,16 +141,14 @@ pub fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -246,7 +243,11 @@ impl Headers {
             "Server",
             HeaderValue::from_static(concat!("Shoal/", env!("CARGO_PKG_VERSION"), " (linux)")),
         );
-        if let Some(swarm) = self.swarm.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
+        if let Some(swarm) = self
+            .swarm
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
             headers.insert("Swarm", swarm);
         }
     }
@@ -261,9 +262,13 @@ mod tests {
         assert!(check_version((1, 24), "1.24").is_ok());
         assert!(check_version((1, 41), "1.41").is_ok());
         let new = check_version((1, 50), "1.50").expect_err("too new");
-        assert!(new.message.contains("Maximum supported API version is 1.41"));
+        assert!(new
+            .message
+            .contains("Maximum supported API version is 1.41"));
         let old = check_version((1, 12), "1.12").expect_err("too old");
-        assert!(old.message.contains("Minimum supported API version is 1.24"));
+        assert!(old
+            .message
+            .contains("Minimum supported API version is 1.24"));
     }
 
     #[test]

@@ -118,10 +118,18 @@ impl TaskSpec {
         if spec.reservations.as_ref().is_some_and(empty_resources) {
             spec.reservations = None;
         }
-        if spec.placement.as_ref().is_some_and(|p| *p == Placement::default()) {
+        if spec
+            .placement
+            .as_ref()
+            .is_some_and(|p| *p == Placement::default())
+        {
             spec.placement = None;
         }
-        if spec.restart.as_ref().is_some_and(|r| *r == RestartPolicy::default()) {
+        if spec
+            .restart
+            .as_ref()
+            .is_some_and(|r| *r == RestartPolicy::default())
+        {
             spec.restart = None;
         }
         spec

@@ -273,6 +273,11 @@ impl Node {
         format!("unix://{}", self.socket().display())
     }
 
+    /// Its Docker Engine API socket (shoald's default: beside its own socket).
+    pub fn docker_api(&self) -> PathBuf {
+        self.dir.path().join("docker-api.sock")
+    }
+
     pub fn log(&self) -> PathBuf {
         self.dir.path().join("shoald.log")
     }

@@ -79,13 +79,21 @@ async fn get(backend: &Backend, kind: Kind, id: &str) -> ApiResult<model::FileOb
     let mut control = backend.control.clone();
     let found = match kind {
         Kind::Secret => backend
-            .answer(control.get_secret(call(pb::GetSecretRequest { secret: id.into() })).await)
+            .answer(
+                control
+                    .get_secret(call(pb::GetSecretRequest { secret: id.into() }))
+                    .await,
+            )
             .await?
             .secret
             .as_ref()
             .map(to_docker::secret),
         Kind::Config => backend
-            .answer(control.get_config(call(pb::GetConfigRequest { config: id.into() })).await)
+            .answer(
+                control
+                    .get_config(call(pb::GetConfigRequest { config: id.into() }))
+                    .await,
+            )
             .await?
             .config
             .as_ref()
@@ -168,7 +176,12 @@ pub async fn create(backend: &Backend, kind: Kind, request: &Request) -> ApiResu
     ))
 }
 
-pub async fn update(backend: &Backend, kind: Kind, id: &str, request: &Request) -> ApiResult<Reply> {
+pub async fn update(
+    backend: &Backend,
+    kind: Kind,
+    id: &str,
+    request: &Request,
+) -> ApiResult<Reply> {
     let _version = request.version()?;
     let _spec: model::FileSpec = request.json(&format!("{} spec", kind.name()))?;
     get(backend, kind, id).await?;
@@ -186,12 +199,20 @@ pub async fn remove(backend: &Backend, kind: Kind, id: &str) -> ApiResult<Reply>
     match kind {
         Kind::Secret => {
             backend
-                .answer(control.remove_secret(call(pb::RemoveSecretRequest { secret: id.into() })).await)
+                .answer(
+                    control
+                        .remove_secret(call(pb::RemoveSecretRequest { secret: id.into() }))
+                        .await,
+                )
                 .await?;
         }
         Kind::Config => {
             backend
-                .answer(control.remove_config(call(pb::RemoveConfigRequest { config: id.into() })).await)
+                .answer(
+                    control
+                        .remove_config(call(pb::RemoveConfigRequest { config: id.into() }))
+                        .await,
+                )
                 .await?;
         }
     }

@@ -32,7 +32,9 @@ fn asked(request: &Request) -> ApiResult<Asked> {
     let tail = match request.param("tail").unwrap_or("all") {
         "" | "all" => -1,
         n => n.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid tail {n:?}: give a number of lines or \"all\""))
+            ApiError::bad_request(format!(
+                "invalid tail {n:?}: give a number of lines or \"all\""
+            ))
         })?,
     };
     let since_ns = match request.param("since").unwrap_or("") {
@@ -164,8 +166,14 @@ mod tests {
         let framed = frame(&message, true, true);
         let text = "2024-12-02T03:04:05.000000001Z com.docker.swarm.node.id=n1,com.docker.swarm.service.id=s1,com.docker.swarm.task.id=t1 hello\n";
         assert_eq!(&framed[..4], &[2, 0, 0, 0]);
-        assert_eq!(u32::from_be_bytes([framed[4], framed[5], framed[6], framed[7]]) as usize, text.len());
+        assert_eq!(
+            u32::from_be_bytes([framed[4], framed[5], framed[6], framed[7]]) as usize,
+            text.len()
+        );
         assert_eq!(&framed[8..], text.as_bytes());
-        assert_eq!(fixed_rfc3339(1_733_108_645_000_000_000), "2024-12-02T03:04:05.000000000Z");
+        assert_eq!(
+            fixed_rfc3339(1_733_108_645_000_000_000),
+            "2024-12-02T03:04:05.000000000Z"
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! `/networks`: Shoal's overlay networks (swarm scope) as Docker lists, inspects, creates
 //! and removes them.
 
+use std::time::Duration;
+
 use hyper::StatusCode;
 use serde_json::json;
 use shoal_proto as pb;
+use tokio::time::Instant;
 
 use crate::backend::{call, Backend};
 use crate::convert::to_docker;
@@ -26,11 +29,19 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
     let mut dangling = None;
     for value in filters.values("dangling") {
         dangling = Some(truth(value).ok_or_else(|| {
-            ApiError::bad_request(format!("invalid filter 'dangling={value}': use true or false"))
+            ApiError::bad_request(format!(
+                "invalid filter 'dangling={value}': use true or false"
+            ))
         })?);
     }
     let networks = backend
-        .answer(backend.control.clone().list_networks(call(pb::ListNetworksRequest {})).await)
+        .answer(
+            backend
+                .control
+                .clone()
+                .list_networks(call(pb::ListNetworksRequest {}))
+                .await,
+        )
         .await?
         .networks;
     let in_use = if dangling.is_some() {
@@ -59,7 +70,13 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
 /// The ids of the networks some service joins.
 async fn services_networks(backend: &Backend) -> ApiResult<Vec<String>> {
     let services = backend
-        .answer(backend.control.clone().list_services(call(pb::ListServicesRequest {})).await)
+        .answer(
+            backend
+                .control
+                .clone()
+                .list_services(call(pb::ListServicesRequest {}))
+                .await,
+        )
         .await?
         .services;
     Ok(services
@@ -86,7 +103,9 @@ pub async fn inspect(backend: &Backend, id: &str) -> ApiResult<Reply> {
 pub async fn create(backend: &Backend, request: &Request) -> ApiResult<Reply> {
     let create: model::NetworkCreate = request.json("network create request")?;
     if create.name.trim().is_empty() {
-        return Err(ApiError::bad_request("the network has no Name: give it one"));
+        return Err(ApiError::bad_request(
+            "the network has no Name: give it one",
+        ));
     }
     if !matches!(create.driver.as_str(), "" | "overlay") {
         return Err(ApiError::bad_request(format!(
@@ -152,15 +171,30 @@ pub async fn create(backend: &Backend, request: &Request) -> ApiResult<Reply> {
     ))
 }
 
+/// How long a removal waits for the tasks still attached to stop.
+const DETACH_WAIT: Duration = Duration::from_secs(60);
+
+/// Remove the network. Tasks still attached (a service just removed, its tasks stopping)
+/// are waited for, as Swarm lets `stack rm` remove the stack's networks right after its
+/// services; a service that still uses it is refused at once.
 pub async fn remove(backend: &Backend, id: &str) -> ApiResult<Reply> {
-    backend
-        .answer(
-            backend
-                .control
-                .clone()
-                .remove_network(call(pb::RemoveNetworkRequest { network: id.into() }))
-                .await,
-        )
-        .await?;
-    Ok(Reply::Empty(StatusCode::NO_CONTENT))
+    let deadline = Instant::now() + DETACH_WAIT;
+    loop {
+        let result = backend
+            .control
+            .clone()
+            .remove_network(call(pb::RemoveNetworkRequest { network: id.into() }))
+            .await;
+        match result {
+            Ok(_) => return Ok(Reply::Empty(StatusCode::NO_CONTENT)),
+            Err(status)
+                if status.code() == tonic::Code::FailedPrecondition
+                    && status.message().contains("attached: retry")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(status) => return Err(backend.refusal(status).await),
+        }
+    }
 }

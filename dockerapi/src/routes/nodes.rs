@@ -18,7 +18,13 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
         enums::parse_role(role)?;
     }
     let nodes = backend
-        .answer(backend.control.clone().list_nodes(call(pb::ListNodesRequest {})).await)
+        .answer(
+            backend
+                .control
+                .clone()
+                .list_nodes(call(pb::ListNodesRequest {}))
+                .await,
+        )
         .await?
         .nodes;
     let shown: Vec<model::Node> = nodes
@@ -40,7 +46,13 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
 
 async fn get(backend: &Backend, id: &str) -> ApiResult<pb::Node> {
     let node = backend
-        .answer(backend.control.clone().get_node(call(pb::GetNodeRequest { node: id.into() })).await)
+        .answer(
+            backend
+                .control
+                .clone()
+                .get_node(call(pb::GetNodeRequest { node: id.into() }))
+                .await,
+        )
         .await?
         .node;
     node.ok_or_else(|| ApiError::not_found(format!("node {id} not found")))
@@ -56,7 +68,12 @@ pub async fn update(backend: &Backend, id: &str, request: &Request) -> ApiResult
     let node = get(backend, id).await?;
     let meta = node.meta.clone().unwrap_or_default();
     if version < meta.spec_index || version > meta.version {
-        return Err(super::services::out_of_sequence("node", id, version, meta.version));
+        return Err(super::services::out_of_sequence(
+            "node",
+            id,
+            version,
+            meta.version,
+        ));
     }
     backend
         .answer(

@@ -23,7 +23,10 @@ const ATTEMPTS: usize = 5;
 pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
     let filters = Filters::parse(request.param("filters"), FILTERS)?;
     for mode in filters.values("mode") {
-        if !matches!(mode.as_str(), "replicated" | "global" | "replicated-job" | "global-job") {
+        if !matches!(
+            mode.as_str(),
+            "replicated" | "global" | "replicated-job" | "global-job"
+        ) {
             return Err(ApiError::bad_request(format!(
                 "invalid filter 'mode={mode}': use replicated, global, replicated-job or global-job"
             )));
@@ -31,7 +34,13 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
     }
     let status = request.flag("status");
     let listed = backend
-        .answer(backend.control.clone().list_services(call(pb::ListServicesRequest {})).await)
+        .answer(
+            backend
+                .control
+                .clone()
+                .list_services(call(pb::ListServicesRequest {}))
+                .await,
+        )
         .await?;
     let shown: Vec<model::Service> = listed
         .services
@@ -47,7 +56,9 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
             filters.any("id", |v| s.id.starts_with(v))
                 && filters.any("name", |v| spec.name.starts_with(v))
                 && filters.any("mode", |v| v == mode)
-                && filters.labels_match("label", |k| s.spec.as_ref()?.labels.get(k).map(String::as_str))
+                && filters.labels_match("label", |k| {
+                    s.spec.as_ref()?.labels.get(k).map(String::as_str)
+                })
         })
         .map(|s| {
             let counts = status.then(|| {
@@ -79,7 +90,10 @@ pub async fn get(backend: &Backend, id: &str) -> ApiResult<pb::Service> {
 }
 
 pub async fn inspect(backend: &Backend, id: &str) -> ApiResult<Reply> {
-    Ok(Reply::ok(&to_docker::service(&get(backend, id).await?, None)))
+    Ok(Reply::ok(&to_docker::service(
+        &get(backend, id).await?,
+        None,
+    )))
 }
 
 /// The credentials in `X-Registry-Auth` (base64url JSON, as `docker login` saved them).
@@ -170,7 +184,11 @@ pub async fn update(backend: &Backend, id: &str, request: &Request) -> ApiResult
             )))
         }
     }
-    let spec = if rollback { None } else { Some(spec_of(request)?) };
+    let spec = if rollback {
+        None
+    } else {
+        Some(spec_of(request)?)
+    };
     for _ in 0..ATTEMPTS {
         let service = get(backend, id).await?;
         let meta = service.meta.clone().unwrap_or_default();

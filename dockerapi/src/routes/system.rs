@@ -132,7 +132,10 @@ fn mem_total() -> u64 {
 pub async fn swarm(backend: &Backend) -> ApiResult<Reply> {
     let info = backend.info().await?;
     let mut control = backend.control.clone();
-    let tokens = match control.get_join_tokens(call(pb::GetJoinTokensRequest {})).await {
+    let tokens = match control
+        .get_join_tokens(call(pb::GetJoinTokensRequest {}))
+        .await
+    {
         Ok(tokens) => tokens.into_inner(),
         Err(status) => return Err(backend.refusal(status).await),
     };

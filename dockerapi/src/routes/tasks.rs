@@ -34,7 +34,9 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
     let up_to_date = match filters.values("_up-to-date") {
         [] => false,
         [one] => truth(one).ok_or_else(|| {
-            ApiError::bad_request(format!("invalid filter '_up-to-date={one}': use true or false"))
+            ApiError::bad_request(format!(
+                "invalid filter '_up-to-date={one}': use true or false"
+            ))
         })?,
         _ => true,
     };
@@ -73,7 +75,13 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
     // swarmkit matches a task's labels (`stack ps` lists by the stack's label).
     let services: HashMap<String, pb::Service> = if up_to_date || filters.has("label") {
         backend
-            .answer(backend.control.clone().list_services(call(pb::ListServicesRequest {})).await)
+            .answer(
+                backend
+                    .control
+                    .clone()
+                    .list_services(call(pb::ListServicesRequest {}))
+                    .await,
+            )
             .await?
             .services
             .into_iter()
@@ -93,7 +101,13 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
                 && (!up_to_date
                     || services.get(&t.service_id).map(|s| s.spec_version) == Some(t.spec_version))
                 && filters.labels_match("label", |k| {
-                    services.get(&t.service_id)?.spec.as_ref()?.labels.get(k).map(String::as_str)
+                    services
+                        .get(&t.service_id)?
+                        .spec
+                        .as_ref()?
+                        .labels
+                        .get(k)
+                        .map(String::as_str)
                 })
         })
         .map(|t| to_docker::task(t, &networks))
@@ -113,19 +127,38 @@ fn desired_matches(desired: pb::TaskState, wanted: &str) -> bool {
 }
 
 /// The networks the tasks are attached to, by id (asked for only when some are).
-async fn networks_of(backend: &Backend, tasks: &[pb::Task]) -> ApiResult<HashMap<String, pb::Network>> {
+async fn networks_of(
+    backend: &Backend,
+    tasks: &[pb::Task],
+) -> ApiResult<HashMap<String, pb::Network>> {
     if tasks.iter().all(|t| t.networks.is_empty()) {
         return Ok(HashMap::new());
     }
     let listed = backend
-        .answer(backend.control.clone().list_networks(call(pb::ListNetworksRequest {})).await)
+        .answer(
+            backend
+                .control
+                .clone()
+                .list_networks(call(pb::ListNetworksRequest {}))
+                .await,
+        )
         .await?;
-    Ok(listed.networks.into_iter().map(|n| (n.id.clone(), n)).collect())
+    Ok(listed
+        .networks
+        .into_iter()
+        .map(|n| (n.id.clone(), n))
+        .collect())
 }
 
 pub async fn inspect(backend: &Backend, id: &str) -> ApiResult<Reply> {
     let listed = backend
-        .answer(backend.control.clone().list_tasks(call(pb::ListTasksRequest::default())).await)
+        .answer(
+            backend
+                .control
+                .clone()
+                .list_tasks(call(pb::ListTasksRequest::default()))
+                .await,
+        )
         .await?;
     let task = listed
         .tasks

@@ -279,7 +279,9 @@ fn apply_spec(
     let state = service.update_status.as_ref().map_or(0, |s| s.state);
     let ports = |s: &shoal_proto::ServiceSpec| s.endpoint.as_ref().map(|e| e.ports.clone());
     let tasks = |s: &shoal_proto::ServiceSpec| s.task.as_ref().map(|t| t.normalized());
-    if tasks(&old) != tasks(&spec) || old.force_update != spec.force_update || ports(&old) != ports(&spec)
+    if tasks(&old) != tasks(&spec)
+        || old.force_update != spec.force_update
+        || ports(&old) != ports(&spec)
     {
         // A new update: tasks of every other version are old. Versions only
         // grow (a rollback swaps two of them), so a new one is never reused.

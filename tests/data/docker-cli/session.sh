@@ -21,11 +21,11 @@ step() {
   "$@" >"$f.out" 2>"$f.err" </dev/null
   echo $? >"$f.rc"
 }
-# Waits until COMMAND's stdout has LINES lines (the table and its header), up to 60 s.
+# Waits until COMMAND's stdout holds TEXT, up to 60 s.
 settle() {
-  local lines=$1; shift
+  local text=$1; shift
   for _ in $(seq 1 300); do
-    [ "$("$@" 2>/dev/null | wc -l)" -ge "$lines" ] && return 0
+    "$@" 2>/dev/null | grep -qF -- "$text" && return 0
     sleep 0.2
   done
 }
@@ -47,7 +47,7 @@ step network-ls "$D" network ls --filter driver=overlay
 step secret-create sh -c "echo s3cret | $D secret create dbpass -"
 step secret-ls "$D" secret ls
 step stack-deploy "$D" stack deploy --resolve-image never -c "$here/stack.yml" app
-settle 3 "$D" stack ps app -q
+settle " 2/2 " "$D" stack services app
 step stack-services "$D" stack services app
 step stack-ps "$D" stack ps app
 step stack-rm "$D" stack rm app
