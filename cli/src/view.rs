@@ -919,6 +919,7 @@ mod tests {
                 version: 7,
                 created_at_ms: 1_000,
                 updated_at_ms: 2_000,
+                ..Default::default()
             }),
             spec: Some(ServiceSpec {
                 name: "web".into(),

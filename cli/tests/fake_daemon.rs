@@ -26,6 +26,7 @@ fn service(id: &str, name: &str, mode: ServiceMode, replicas: u64) -> Service {
             version: 41,
             created_at_ms: 1_000,
             updated_at_ms: 2_000,
+            ..Default::default()
         }),
         spec: Some(ServiceSpec {
             name: name.into(),
@@ -54,6 +55,7 @@ fn task(id: &str, slot: u64, age_ms: i64, desired: TaskState, state: TaskState, 
             version: 1,
             created_at_ms: at,
             updated_at_ms: at,
+            ..Default::default()
         }),
         service_id: "svc0123456789abcdef".into(),
         service_name: "web".into(),

@@ -1114,6 +1114,7 @@ mod tests {
                 version: 1,
                 created_at_ms: created,
                 updated_at_ms: created,
+                ..Default::default()
             }),
             service_id: "svc".into(),
             service_name: "web".into(),

@@ -33,6 +33,40 @@ async fn update_commits_and_view_sees_it() {
 }
 
 #[tokio::test]
+async fn spec_index_moves_with_the_spec_and_stays_through_status_writes() {
+    let store = Store::in_memory();
+    store
+        .update(|tx| tx.create(Object::Service(service("s1", "web"))))
+        .await
+        .expect("create");
+    let meta = |store: &Store| store.view(|r| r.service("s1").and_then(|s| s.meta.clone()));
+    let created = meta(&store).expect("meta");
+    assert_eq!(created.spec_index, created.version, "a create sets the spec");
+    // A status write (a rolling update's progress) leaves the spec's version alone.
+    let mut status = store.view(|r| r.service("s1").cloned()).expect("stored");
+    status.update_status = Some(shoal_proto::UpdateStatus {
+        message: "update in progress".into(),
+        ..Default::default()
+    });
+    store
+        .update(|tx| tx.update(Object::Service(status)))
+        .await
+        .expect("status write");
+    let after_status = meta(&store).expect("meta");
+    assert!(after_status.version > created.version);
+    assert_eq!(after_status.spec_index, created.spec_index);
+    // A spec write moves it to its own version.
+    let mut spec = store.view(|r| r.service("s1").cloned()).expect("stored");
+    spec.spec.get_or_insert_with(Default::default).replicas = 3;
+    store
+        .update(|tx| tx.update(Object::Service(spec)))
+        .await
+        .expect("spec write");
+    let after_spec = meta(&store).expect("meta");
+    assert_eq!(after_spec.spec_index, after_spec.version);
+}
+
+#[tokio::test]
 async fn failed_transaction_changes_nothing() {
     let store = Store::in_memory();
     let result: Result<(), StoreError> = store
