@@ -429,6 +429,24 @@ impl Control for Fake {
         ))
     }
 
+    async fn update_secret(
+        &self,
+        _request: Request<shoal_proto::UpdateFileLabelsRequest>,
+    ) -> Result<Response<shoal_proto::UpdateSecretResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake daemon has no secrets or configs",
+        ))
+    }
+
+    async fn update_config(
+        &self,
+        _request: Request<shoal_proto::UpdateFileLabelsRequest>,
+    ) -> Result<Response<shoal_proto::UpdateConfigResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake daemon has no secrets or configs",
+        ))
+    }
+
     async fn remove_secret(
         &self,
         _request: Request<shoal_proto::RemoveSecretRequest>,

@@ -101,6 +101,8 @@ impl pb::Control for TestControl {
     get_secret(GetSecretRequest) -> GetSecretResponse;
     list_secrets(ListSecretsRequest) -> ListSecretsResponse;
     remove_secret(RemoveSecretRequest) -> RemoveSecretResponse;
+    update_secret(UpdateFileLabelsRequest) -> UpdateSecretResponse;
+    update_config(UpdateFileLabelsRequest) -> UpdateConfigResponse;
     create_config(CreateConfigRequest) -> CreateConfigResponse;
     get_config(GetConfigRequest) -> GetConfigResponse;
     list_configs(ListConfigsRequest) -> ListConfigsResponse;

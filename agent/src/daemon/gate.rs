@@ -278,6 +278,8 @@ delegate! {
     read get_secret(GetSecretRequest) -> GetSecretResponse;
     read list_secrets(ListSecretsRequest) -> ListSecretsResponse;
     write remove_secret(RemoveSecretRequest) -> RemoveSecretResponse;
+    write update_secret(UpdateFileLabelsRequest) -> UpdateSecretResponse;
+    write update_config(UpdateFileLabelsRequest) -> UpdateConfigResponse;
     write create_config(CreateConfigRequest) -> CreateConfigResponse;
     read get_config(GetConfigRequest) -> GetConfigResponse;
     read list_configs(ListConfigsRequest) -> ListConfigsResponse;

@@ -176,22 +176,54 @@ pub async fn create(backend: &Backend, kind: Kind, request: &Request) -> ApiResu
     ))
 }
 
+/// Only the labels change, as Docker allows; new data is refused (a new secret or config
+/// carries new content).
 pub async fn update(
     backend: &Backend,
     kind: Kind,
     id: &str,
     request: &Request,
 ) -> ApiResult<Reply> {
-    let _version = request.version()?;
-    let _spec: model::FileSpec = request.json(&format!("{} spec", kind.name()))?;
-    get(backend, kind, id).await?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        format!(
-            "changing a {}'s labels is not supported yet: remove it and create it again",
+    let version = request.version()?;
+    let spec: model::FileSpec = request.json(&format!("{} spec", kind.name()))?;
+    let current = get(backend, kind, id).await?;
+    if !spec.name.is_empty() && spec.name != current.spec.name {
+        return Err(ApiError::bad_request(format!(
+            "only the labels of a {} can change: its name stays {}",
+            kind.name(),
+            current.spec.name
+        )));
+    }
+    let new_data = match (kind, spec.data.as_deref()) {
+        (_, None) => false,
+        (Kind::Secret, Some(data)) => !data.is_empty(),
+        (Kind::Config, Some(data)) => Some(data) != current.spec.data.as_deref(),
+    };
+    if new_data {
+        return Err(ApiError::bad_request(format!(
+            "only the labels of a {0} can change: create a new {0} for new content",
             kind.name()
-        ),
-    ))
+        )));
+    }
+    let request = pb::UpdateFileLabelsRequest {
+        key: current.id.clone(),
+        version,
+        labels: spec.labels.into_iter().collect(),
+    };
+    let mut control = backend.control.clone();
+    match kind {
+        Kind::Secret => {
+            backend
+                .answer(control.update_secret(call(request)).await)
+                .await?;
+        }
+        Kind::Config => {
+            backend
+                .answer(control.update_config(call(request)).await)
+                .await?;
+        }
+    }
+    Ok(super::done())
 }
 
 pub async fn remove(backend: &Backend, kind: Kind, id: &str) -> ApiResult<Reply> {

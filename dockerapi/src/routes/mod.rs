@@ -1,5 +1,6 @@
 //! Which route answers a request. Unknown paths get dockerd's 404 "page not found".
 
+mod distribution;
 mod files;
 mod logs;
 mod networks;
@@ -63,6 +64,10 @@ pub async fn handle(backend: &Backend, request: Request) -> ApiResult<Reply> {
         }
         [kind @ ("secrets" | "configs"), id] if delete => {
             files::remove(backend, files::Kind::of(kind), id).await
+        }
+
+        ["distribution", image @ .., "json"] if get => {
+            distribution::inspect(backend, &image.join("/"), &request).await
         }
 
         _ => Err(ApiError::not_found("page not found")),

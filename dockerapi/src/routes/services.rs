@@ -97,7 +97,7 @@ pub async fn inspect(backend: &Backend, id: &str) -> ApiResult<Reply> {
 }
 
 /// The credentials in `X-Registry-Auth` (base64url JSON, as `docker login` saved them).
-fn registry_auth(request: &Request) -> ApiResult<Option<pb::RegistryAuth>> {
+pub fn registry_auth(request: &Request) -> ApiResult<Option<pb::RegistryAuth>> {
     let Some(header) = request.headers.get("X-Registry-Auth") else {
         return Ok(None);
     };

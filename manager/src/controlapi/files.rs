@@ -3,7 +3,10 @@
 //! service specs from a name to an id and version); a secret's content never leaves the
 //! managers through this API, a config's does (`config inspect`, as Docker's).
 
-use shoal_proto::{Config, ConfigSpec, FileReference, Secret, SecretSpec, Service, ServiceSpec};
+use shoal_proto::{
+    Config, ConfigSpec, FileReference, Secret, SecretSpec, Service, ServiceSpec,
+    UpdateFileLabelsRequest,
+};
 use std::borrow::Borrow;
 
 use super::{validate, ControlApi, ControlError};
@@ -25,6 +28,10 @@ pub trait FileObject: Clone + Sized {
     /// sha256 of the content (as given, before any sealing), hex.
     fn digest(&self) -> &str;
     fn set_data(&mut self, data: Vec<u8>, labels: std::collections::HashMap<String, String>);
+    /// New labels, the content and its version kept.
+    fn set_labels(&mut self, labels: std::collections::HashMap<String, String>);
+    /// The store's version of the object (`Meta::version`).
+    fn meta_version(&self) -> u64;
     /// Ready the content for the store: its digest taken, and a secret's sealed with `key`.
     fn seal(&mut self, key: &[u8]) -> Result<(), ControlError>;
     /// Whether this kind's content is sealed in the store.
@@ -77,6 +84,12 @@ macro_rules! file_object {
                 spec.data = data;
                 spec.labels = labels;
                 self.version += 1;
+            }
+            fn set_labels(&mut self, labels: std::collections::HashMap<String, String>) {
+                self.spec.get_or_insert_with(Default::default).labels = labels;
+            }
+            fn meta_version(&self) -> u64 {
+                self.meta.as_ref().map_or(0, |m| m.version)
             }
             fn into_object(self) -> Object {
                 Object::$field(self)
@@ -291,6 +304,24 @@ pub fn stage_create<T: FileObject>(tx: &mut WriteTx<'_>, object: T) -> Result<()
     Ok(())
 }
 
+/// Stage new labels on a secret or config (its content and version stay); its id.
+fn stage_labels<T: FileObject>(
+    tx: &mut WriteTx<'_>,
+    mut object: T,
+    request: &UpdateFileLabelsRequest,
+) -> Result<String, ControlError> {
+    if request.version != 0 && request.version != object.meta_version() {
+        return Err(ControlError::OutOfSequence {
+            kind: T::KIND,
+            name: object.name().to_string(),
+        });
+    }
+    object.set_labels(request.labels.clone());
+    let id = object.id().to_string();
+    tx.update(object.into_object())?;
+    Ok(id)
+}
+
 /// Stage the removal of a secret or config no service uses.
 pub fn stage_remove<T: FileObject>(tx: &mut WriteTx<'_>, object: T) -> Result<(), ControlError> {
     let services = users::<T>(&tx.services_now(), object.id());
@@ -370,6 +401,36 @@ impl ControlApi {
 
     pub fn list_configs(&self) -> Vec<Config> {
         self.store.view(|r| r.configs().cloned().collect())
+    }
+
+    pub async fn update_secret_labels(
+        &self,
+        request: UpdateFileLabelsRequest,
+    ) -> Result<Secret, ControlError> {
+        let id = self
+            .store
+            .update(|tx| {
+                let secret = find(&tx.secrets_now(), &request.key)?;
+                stage_labels(tx, secret, &request)
+            })
+            .await?;
+        let (secret, _) = self.get_secret(&id)?;
+        Ok(secret)
+    }
+
+    pub async fn update_config_labels(
+        &self,
+        request: UpdateFileLabelsRequest,
+    ) -> Result<Config, ControlError> {
+        let id = self
+            .store
+            .update(|tx| {
+                let config = find(&tx.configs_now(), &request.key)?;
+                stage_labels(tx, config, &request)
+            })
+            .await?;
+        let (config, _) = self.get_config(&id)?;
+        Ok(config)
     }
 
     pub async fn remove_secret(&self, key: &str) -> Result<(), ControlError> {

@@ -603,6 +603,26 @@ impl shoal_proto::Control for ControlApi {
         }))
     }
 
+    async fn update_secret(
+        &self,
+        request: Request<shoal_proto::UpdateFileLabelsRequest>,
+    ) -> Result<Response<shoal_proto::UpdateSecretResponse>, Status> {
+        let secret = self.update_secret_labels(request.into_inner()).await?;
+        Ok(Response::new(shoal_proto::UpdateSecretResponse {
+            secret: Some(secret),
+        }))
+    }
+
+    async fn update_config(
+        &self,
+        request: Request<shoal_proto::UpdateFileLabelsRequest>,
+    ) -> Result<Response<shoal_proto::UpdateConfigResponse>, Status> {
+        let config = self.update_config_labels(request.into_inner()).await?;
+        Ok(Response::new(shoal_proto::UpdateConfigResponse {
+            config: Some(config),
+        }))
+    }
+
     async fn remove_secret(
         &self,
         request: Request<RemoveSecretRequest>,

@@ -41,7 +41,10 @@ async fn spec_index_moves_with_the_spec_and_stays_through_status_writes() {
         .expect("create");
     let meta = |store: &Store| store.view(|r| r.service("s1").and_then(|s| s.meta.clone()));
     let created = meta(&store).expect("meta");
-    assert_eq!(created.spec_index, created.version, "a create sets the spec");
+    assert_eq!(
+        created.spec_index, created.version,
+        "a create sets the spec"
+    );
     // A status write (a rolling update's progress) leaves the spec's version alone.
     let mut status = store.view(|r| r.service("s1").cloned()).expect("stored");
     status.update_status = Some(shoal_proto::UpdateStatus {
