@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
     if daemon.resume().await.context("resuming swarm membership")? {
         tracing::info!("resumed swarm membership from {}", args.data_dir.display());
     }
-    let (admin, control, logs) = daemon.local_services();
+    let (admin, control, logs, events) = daemon.local_services();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let docker_api = serve_docker_api(&args, stop_rx)?;
     let shutdown = async move {
@@ -103,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         .add_service(admin)
         .add_service(control)
         .add_service(logs)
+        .add_service(events)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
         .context("serving the local socket")?;

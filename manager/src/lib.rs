@@ -16,6 +16,7 @@ pub mod caller;
 pub mod clock;
 pub mod controlapi;
 pub mod dispatcher;
+pub mod events;
 pub mod ids;
 pub mod logbroker;
 mod manager;

@@ -16,6 +16,8 @@ pub use generated::ca_server::{Ca, CaServer};
 pub use generated::control_client::ControlClient;
 pub use generated::control_server::{Control, ControlServer};
 pub use generated::dispatcher_client::DispatcherClient;
+pub use generated::events_client::EventsClient;
+pub use generated::events_server::{Events, EventsServer};
 pub use generated::dispatcher_server::{Dispatcher, DispatcherServer};
 pub use generated::log_broker_client::LogBrokerClient;
 pub use generated::log_broker_server::{LogBroker, LogBrokerServer};

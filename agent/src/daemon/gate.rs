@@ -311,3 +311,18 @@ impl Logs for ControlGate {
         }
     }
 }
+
+/// Events come from this manager's own journal, never forwarded: every manager applies
+/// the same changes at the same positions, so a stream here outlives a leader change.
+#[tonic::async_trait]
+impl Events for ControlGate {
+    type WatchStream = shoal_manager::events::EventStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let target = self.target()?;
+        Ok(Response::new(target.api.watch_events(request.into_inner())))
+    }
+}

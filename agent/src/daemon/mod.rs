@@ -211,11 +211,13 @@ impl Daemon {
         NodeAdminServer<admin::AdminApi>,
         shoal_proto::ControlServer<ControlGate>,
         shoal_proto::LogsServer<ControlGate>,
+        shoal_proto::EventsServer<ControlGate>,
     ) {
         (
             NodeAdminServer::new(admin::AdminApi::new(self.clone())),
             shoal_proto::ControlServer::new(self.inner.control.clone()),
             shoal_proto::LogsServer::new(self.inner.control.clone()),
+            shoal_proto::EventsServer::new(self.inner.control.clone()),
         )
     }
 

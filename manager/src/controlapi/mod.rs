@@ -57,6 +57,14 @@ pub struct ControlApi {
 }
 
 impl ControlApi {
+    /// The swarm's recent changes from this manager's journal (`shoal events`).
+    pub fn watch_events(
+        &self,
+        request: shoal_proto::WatchEventsRequest,
+    ) -> crate::events::EventStream {
+        crate::events::watch(self.store.state().clone(), request)
+    }
+
     pub fn new(store: Store) -> Self {
         Self { store }
     }

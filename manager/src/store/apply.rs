@@ -23,6 +23,7 @@ use super::{new_channel, read_lock, Event, StoreError, Stored, Tables};
 pub struct StoreState {
     tables: RwLock<Tables>,
     events: broadcast::Sender<Event>,
+    journal: super::journal::Journal,
 }
 
 impl Default for StoreState {
@@ -36,6 +37,7 @@ impl StoreState {
         Self {
             tables: RwLock::new(Tables::default()),
             events: new_channel(),
+            journal: Default::default(),
         }
     }
 
@@ -52,6 +54,11 @@ impl StoreState {
         self.events.subscribe()
     }
 
+    /// The recent changes, by position (`shoal events`).
+    pub fn journal(&self) -> &super::journal::Journal {
+        &self.journal
+    }
+
     /// Apply one batch atomically at Raft index `index`: all of it, or none of it.
     pub fn apply_batch(&self, index: u64, batch: StoreActionBatch) -> Result<(), StoreError> {
         self.apply_batches(index, vec![batch])
@@ -66,6 +73,7 @@ impl StoreState {
         batches: Vec<StoreActionBatch>,
     ) -> Vec<Result<(), StoreError>> {
         let mut events = Vec::new();
+        let now_ms = crate::clock::now_ms();
         let results = {
             let mut tables = self
                 .tables
@@ -75,7 +83,9 @@ impl StoreState {
                 .into_iter()
                 .map(|batch| {
                     let version = check_batch(&tables, index, &batch)?;
+                    let from = events.len();
                     write_batch(&mut tables, version, batch, Some(&mut events));
+                    self.journal.record(version, &events[from..], now_ms);
                     Ok(())
                 })
                 .collect()
@@ -114,10 +124,12 @@ impl StoreState {
         // A snapshot from before sequence numbers: versions were log indexes, and the
         // sequence goes on above every one of them.
         fresh.seq = fresh.seq.max(fresh.max_version());
+        let seq = fresh.seq;
         *self
             .tables
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        self.journal.lose_through(seq);
         let _ = self.events.send(Event::Resync);
         Ok(())
     }

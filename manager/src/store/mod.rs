@@ -16,6 +16,7 @@
 //! The store knows nothing of gRPC or of the components that use it.
 
 mod apply;
+pub mod journal;
 mod pipeline;
 mod table;
 mod tx;
