@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use hyper_util::rt::TokioIo;
-use shoal_proto::{self as pb, ControlClient, LogsClient, NodeAdminClient};
+use shoal_proto::{self as pb, ControlClient, EventsClient, LogsClient, NodeAdminClient};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Response, Status};
@@ -87,6 +87,7 @@ pub struct Client {
     control: ControlClient<Channel>,
     admin: NodeAdminClient<Channel>,
     logs: LogsClient<Channel>,
+    events: EventsClient<Channel>,
 }
 
 impl Client {
@@ -119,7 +120,8 @@ impl Client {
             url: url.to_string(),
             control: ControlClient::new(channel.clone()),
             admin: NodeAdminClient::new(channel.clone()),
-            logs: LogsClient::new(channel),
+            logs: LogsClient::new(channel.clone()),
+            events: EventsClient::new(channel),
         })
     }
 
@@ -135,6 +137,16 @@ impl Client {
 }
 
 impl Client {
+    /// The swarm's events from the manager's journal (`shoal events`). No call timeout:
+    /// the stream runs until `until` or until the reader goes.
+    pub async fn watch_events(
+        &mut self,
+        request: pb::WatchEventsRequest,
+    ) -> Result<tonic::Streaming<pb::WatchEventsMessage>> {
+        let result = self.events.watch(request).await;
+        self.answer(result)
+    }
+
     /// Starts a log subscription; read it with [`Client::next_logs`].
     pub async fn subscribe_logs(
         &mut self,

@@ -75,12 +75,15 @@ pub enum Command {
     Config(FileCommand),
     /// Display swarm-wide information
     Info,
+    /// Stream the swarm's events (services, nodes, tasks, networks, secrets, configs)
+    Events(commands::events::EventsArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Swarm(command) => commands::swarm::run(&cli.host, command).await,
         Command::Info => commands::swarm::info(&cli.host).await,
+        Command::Events(args) => commands::events::events(&cli.host, &args).await,
         Command::Node(command) => commands::node::run(&cli.host, command).await,
         Command::Service(command) => commands::service::run(&cli.host, command).await,
         Command::Network(command) => commands::network::run(&cli.host, command).await,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use shoal_proto::{ControlClient, LogsClient, NodeAdminClient};
+use shoal_proto::{ControlClient, EventsClient, LogsClient, NodeAdminClient};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -20,6 +20,7 @@ pub struct Backend {
     pub control: ControlClient<Channel>,
     pub logs: LogsClient<Channel>,
     pub admin: NodeAdminClient<Channel>,
+    pub events: EventsClient<Channel>,
 }
 
 impl Backend {
@@ -36,7 +37,8 @@ impl Backend {
         Backend {
             control: ControlClient::new(channel.clone()),
             logs: LogsClient::new(channel.clone()),
-            admin: NodeAdminClient::new(channel),
+            admin: NodeAdminClient::new(channel.clone()),
+            events: EventsClient::new(channel),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Which route answers a request. Unknown paths get dockerd's 404 "page not found".
 
 mod distribution;
+mod events;
 mod files;
 mod logs;
 mod networks;
@@ -66,6 +67,7 @@ pub async fn handle(backend: &Backend, request: Request) -> ApiResult<Reply> {
             files::remove(backend, files::Kind::of(kind), id).await
         }
 
+        ["events"] if get => events::stream(backend, &request).await,
         ["distribution", image @ .., "json"] if get => {
             distribution::inspect(backend, &image.join("/"), &request).await
         }
