@@ -29,7 +29,8 @@ pub fn watch(state: Arc<StoreState>, request: WatchEventsRequest) -> EventStream
             after = Some(journal.newest());
         }
         let until = request.until_ms;
-        let wanted = |e: &ClusterEvent| request.types.is_empty() || request.types.contains(&e.r#type);
+        let wanted =
+            |e: &ClusterEvent| request.types.is_empty() || request.types.contains(&e.r#type);
         loop {
             changed.borrow_and_update();
             let events = match journal.after(after, since, BATCH) {
@@ -48,9 +49,7 @@ pub fn watch(state: Arc<StoreState>, request: WatchEventsRequest) -> EventStream
                     .take_while(|e| until == 0 || e.time_ms <= until)
                     .filter(|e| wanted(e))
                     .collect();
-                if !events.is_empty()
-                    && tx.send(Ok(WatchEventsMessage { events })).await.is_err()
-                {
+                if !events.is_empty() && tx.send(Ok(WatchEventsMessage { events })).await.is_err() {
                     return;
                 }
                 if past_until {

@@ -16,7 +16,9 @@ use crate::format;
 use crate::parse::{self, flag, Since};
 
 /// The object types `--filter type=` takes.
-const TYPES: &[&str] = &["service", "node", "task", "network", "secret", "config", "stack", "cluster"];
+const TYPES: &[&str] = &[
+    "service", "node", "task", "network", "secret", "config", "stack", "cluster",
+];
 /// How long the command keeps trying to reconnect before it gives up.
 const RECONNECT_FOR: Duration = Duration::from_secs(60);
 
@@ -77,12 +79,14 @@ pub async fn events(host: &str, args: &EventsArgs) -> Result<()> {
     };
     let mut out = io::stdout().lock();
     let mut failing_since: Option<std::time::Instant> = None;
+    let mut served = false;
     loop {
-        let result = stream_once(host, &request, &filters, json, &mut out).await;
+        let result = stream_once(host, &request, &filters, json, served, &mut out).await;
         match result {
             Ok(Ended::Done) => return Ok(()),
             Ok(Ended::ReaderGone) => return Ok(()),
             Ok(Ended::Broken(last, why)) => {
+                served = true;
                 if last.is_some() {
                     failing_since = None;
                 }
@@ -115,6 +119,7 @@ async fn stream_once(
     request: &WatchEventsRequest,
     filters: &Filters,
     json: bool,
+    served: bool,
     out: &mut impl Write,
 ) -> Result<Ended> {
     let mut client = match Client::connect(host).await {
@@ -123,7 +128,9 @@ async fn stream_once(
     };
     let mut stream = match client.watch_events(request.clone()).await {
         Ok(stream) => stream,
-        Err(e) if is_refusal(&e) => return Err(e),
+        // A node that is no manager never will be; one that served us and refuses now is
+        // coming back up (its manager not started yet).
+        Err(e) if is_refusal(&e) && !served => return Err(e),
         Err(e) => return Ok(Ended::Broken(None, e.to_string())),
     };
     let mut last = None;
@@ -135,14 +142,20 @@ async fn stream_once(
                     if !filters.actions.is_empty() && !filters.actions.contains(&event.action) {
                         continue;
                     }
-                    let line = if json { json_line(event) } else { text_line(event) };
+                    let line = if json {
+                        json_line(event)
+                    } else {
+                        text_line(event)
+                    };
                     if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
                         return Ok(Ended::ReaderGone);
                     }
                 }
             }
             Ok(None) => return Ok(Ended::Done),
-            Err(status) if status.code() == tonic::Code::OutOfRange => bail!("{}", status.message()),
+            Err(status) if status.code() == tonic::Code::OutOfRange => {
+                bail!("{}", status.message())
+            }
             Err(status) => return Ok(Ended::Broken(last, status.message().to_string())),
         }
     }

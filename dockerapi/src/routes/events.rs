@@ -15,8 +15,20 @@ use crate::filters::Filters;
 use crate::http::{Reply, Request};
 
 const FILTERS: &[&str] = &[
-    "type", "event", "scope", "service", "node", "network", "secret", "config", "label",
-    "container", "image", "volume", "daemon", "plugin",
+    "type",
+    "event",
+    "scope",
+    "service",
+    "node",
+    "network",
+    "secret",
+    "config",
+    "label",
+    "container",
+    "image",
+    "volume",
+    "daemon",
+    "plugin",
 ];
 /// Docker's event types that are Shoal's objects; the engine's own (container, image,
 /// ...) never come from here.
@@ -49,14 +61,24 @@ pub async fn stream(backend: &Backend, request: &Request) -> ApiResult<Reply> {
     let local_only = !filters.any("scope", |s| s == "swarm") || types.is_empty();
     let watch = pb::WatchEventsRequest {
         after: None,
-        since_ms: if request.param("since").is_some() { since_ms.max(1) } else { 0 },
+        since_ms: if request.param("since").is_some() {
+            since_ms.max(1)
+        } else {
+            0
+        },
         // Only the engine's own events asked for: an open stream that stays quiet, as a
         // dockerd with no containers gives.
         until_ms,
         types,
     };
     let stream = backend
-        .answer(backend.events.clone().watch(tonic::Request::new(watch)).await)
+        .answer(
+            backend
+                .events
+                .clone()
+                .watch(tonic::Request::new(watch))
+                .await,
+        )
         .await?;
     let lines = stream.flat_map(move |message| {
         let lines: Vec<Bytes> = match message {
@@ -74,11 +96,17 @@ pub async fn stream(backend: &Backend, request: &Request) -> ApiResult<Reply> {
 }
 
 fn wanted(filters: &Filters, event: &pb::ClusterEvent) -> bool {
-    let name = event.attributes.get("name").map(String::as_str).unwrap_or("");
+    let name = event
+        .attributes
+        .get("name")
+        .map(String::as_str)
+        .unwrap_or("");
     let names = |v: &str| v == event.id || v == name || event.id.starts_with(v);
     let kind = |k: &str| !filters.has(k) || (event.r#type == k && filters.any(k, names));
     filters.any("event", |a| a == event.action)
-        && ["service", "node", "network", "secret", "config"].iter().all(|k| kind(k))
+        && ["service", "node", "network", "secret", "config"]
+            .iter()
+            .all(|k| kind(k))
 }
 
 /// Docker's `events.Message`.

@@ -154,16 +154,30 @@ fn summary(event: &Event, now_ms: i64) -> Option<ClusterEvent> {
                 n.description.as_ref().map_or("", |d| d.hostname.as_str()),
             );
             if let Some(status) = &n.status {
-                attr("state.new", &lower_name(status.state().as_str_name(), "NODE_STATE_"));
+                attr(
+                    "state.new",
+                    &lower_name(status.state().as_str_name(), "NODE_STATE_"),
+                );
             }
-            ("node", &n.id, n.meta.as_ref().map_or(0, |m| m.updated_at_ms))
+            (
+                "node",
+                &n.id,
+                n.meta.as_ref().map_or(0, |m| m.updated_at_ms),
+            )
         }
         Stored::Service(s) => {
             attr("name", s.name());
             if let Some(update) = &s.update_status {
-                attr("updatestate.new", &lower_name(update.state().as_str_name(), "UPDATE_STATE_"));
+                attr(
+                    "updatestate.new",
+                    &lower_name(update.state().as_str_name(), "UPDATE_STATE_"),
+                );
             }
-            ("service", &s.id, s.meta.as_ref().map_or(0, |m| m.updated_at_ms))
+            (
+                "service",
+                &s.id,
+                s.meta.as_ref().map_or(0, |m| m.updated_at_ms),
+            )
         }
         Stored::Task(t) => {
             attr(
@@ -174,13 +188,37 @@ fn summary(event: &Event, now_ms: i64) -> Option<ClusterEvent> {
             attr("node.id", &t.node_id);
             attr("state.new", t.state().docker_name());
             attr("desiredstate", t.desired().docker_name());
-            ("task", &t.id, t.meta.as_ref().map_or(0, |m| m.updated_at_ms))
+            (
+                "task",
+                &t.id,
+                t.meta.as_ref().map_or(0, |m| m.updated_at_ms),
+            )
         }
-        Stored::Network(n) => ("network", &n.id, n.meta.as_ref().map_or(0, |m| m.updated_at_ms)),
-        Stored::Secret(s) => ("secret", &s.id, s.meta.as_ref().map_or(0, |m| m.updated_at_ms)),
-        Stored::Config(c) => ("config", &c.id, c.meta.as_ref().map_or(0, |m| m.updated_at_ms)),
-        Stored::Stack(s) => ("stack", &s.id, s.meta.as_ref().map_or(0, |m| m.updated_at_ms)),
-        Stored::Cluster(c) => ("cluster", &c.id, c.meta.as_ref().map_or(0, |m| m.updated_at_ms)),
+        Stored::Network(n) => (
+            "network",
+            &n.id,
+            n.meta.as_ref().map_or(0, |m| m.updated_at_ms),
+        ),
+        Stored::Secret(s) => (
+            "secret",
+            &s.id,
+            s.meta.as_ref().map_or(0, |m| m.updated_at_ms),
+        ),
+        Stored::Config(c) => (
+            "config",
+            &c.id,
+            c.meta.as_ref().map_or(0, |m| m.updated_at_ms),
+        ),
+        Stored::Stack(s) => (
+            "stack",
+            &s.id,
+            s.meta.as_ref().map_or(0, |m| m.updated_at_ms),
+        ),
+        Stored::Cluster(c) => (
+            "cluster",
+            &c.id,
+            c.meta.as_ref().map_or(0, |m| m.updated_at_ms),
+        ),
     };
     let name = match object {
         Stored::Network(n) => n.name().to_string(),
@@ -210,7 +248,9 @@ fn summary(event: &Event, now_ms: i64) -> Option<ClusterEvent> {
 
 /// "NODE_STATE_READY" as Docker names it: "ready".
 fn lower_name(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
+    name.strip_prefix(prefix)
+        .unwrap_or(name)
+        .to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -244,16 +284,28 @@ mod tests {
         let all = journal.after(None, 0, 100).expect("kept");
         let ids: Vec<_> = all.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
-        assert_eq!(all[0].attributes.get("name").map(String::as_str), Some("svc-a"));
+        assert_eq!(
+            all[0].attributes.get("name").map(String::as_str),
+            Some("svc-a")
+        );
         let rest = journal.after(Some((5, 0)), 0, 100).expect("kept");
-        assert_eq!(rest.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
-        assert!(journal.after(Some((6, 0)), 0, 100).expect("kept").is_empty());
+        assert_eq!(
+            rest.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+        assert!(journal
+            .after(Some((6, 0)), 0, 100)
+            .expect("kept")
+            .is_empty());
         let since = journal.after(None, 150, 100).expect("kept");
         assert_eq!(since.len(), 1);
         assert_eq!(journal.newest(), (6, 0));
 
         journal.lose_through(9);
-        assert!(journal.after(Some((6, 0)), 0, 100).is_err(), "a gap is refused");
+        assert!(
+            journal.after(Some((6, 0)), 0, 100).is_err(),
+            "a gap is refused"
+        );
         journal.record(10, &[service("d", 300)], 0);
         let after_gap = journal.after(Some((9, u32::MAX)), 0, 100).expect("kept");
         assert_eq!(after_gap.len(), 1);
@@ -266,7 +318,9 @@ mod tests {
             journal.record(seq, &[service("x", 1)], 0);
         }
         assert!(journal.after(Some((1, 0)), 0, 10).is_err());
-        let newest = journal.after(Some((CAPACITY as u64 + 9, 0)), 0, 10).expect("kept");
+        let newest = journal
+            .after(Some((CAPACITY as u64 + 9, 0)), 0, 10)
+            .expect("kept");
         assert_eq!(newest.len(), 1);
     }
 }
