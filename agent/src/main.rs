@@ -40,6 +40,9 @@ struct Args {
     /// --socket, `docker-api.sock` (/run/shoal/docker-api.sock).
     #[arg(long, env = "SHOALD_DOCKER_API")]
     docker_api: Option<String>,
+    /// Print shoald's man page (roff) on stdout and exit
+    #[arg(long, hide = true)]
+    man: bool,
     /// How the log is written on stderr: `text` (coloured only on a terminal) or `json`
     /// (one object per line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SHOALD_LOG_FORMAT")]
@@ -72,6 +75,15 @@ fn init_log(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
+    if args.man {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(<Args as clap::CommandFactory>::command())
+            .section("8")
+            .render(&mut page)
+            .context("rendering the man page")?;
+        std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+        return Ok(());
+    }
     init_log(args.log_format);
     let node_name = match args.node_name.clone() {
         Some(name) => name,

@@ -77,6 +77,16 @@ pub enum Command {
     Info,
     /// Stream the swarm's events (services, nodes, tasks, networks, secrets, configs)
     Events(commands::events::EventsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (shoal.1 and one per subcommand) into a directory
+    Man {
+        /// Where the pages go (e.g. /usr/local/share/man/man1)
+        dir: std::path::PathBuf,
+    },
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -84,6 +94,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Swarm(command) => commands::swarm::run(&cli.host, command).await,
         Command::Info => commands::swarm::info(&cli.host).await,
         Command::Events(args) => commands::events::events(&cli.host, &args).await,
+        Command::Completion { shell } => commands::docs::completion(shell),
+        Command::Man { dir } => commands::docs::man(&dir),
         Command::Node(command) => commands::node::run(&cli.host, command).await,
         Command::Service(command) => commands::service::run(&cli.host, command).await,
         Command::Network(command) => commands::network::run(&cli.host, command).await,

@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use anyhow::{bail, Result};
 use clap::Args;
 
+pub mod docs;
 pub mod events;
 pub mod files;
 pub mod health;
