@@ -120,7 +120,7 @@ mod tests {
         drop(stream);
 
         // A resume after "a" gets b and c, once each, then ends at `until`.
-        let a = first.events[0].position.clone();
+        let a = first.events[0].position;
         let resume = WatchEventsRequest {
             after: a.map(|p| EventPosition { ..p }),
             until_ms: crate::clock::now_ms() + 200,

@@ -37,7 +37,9 @@ fn install_lays_down_binaries_a_unit_completions_and_man_pages() {
     let root = stage.path();
     for bin in ["shoald", "shoal"] {
         let path = root.join("usr/local/bin").join(bin);
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).expect("binary").permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).expect("binary").permissions(),
+        );
         assert_eq!(mode & 0o755, 0o755, "{bin} is executable");
     }
 
@@ -50,7 +52,10 @@ fn install_lays_down_binaries_a_unit_completions_and_man_pages() {
         "KillMode=process",
         "WantedBy=multi-user.target",
     ] {
-        assert!(unit.lines().any(|l| l == line), "the unit lacks {line:?}:\n{unit}");
+        assert!(
+            unit.lines().any(|l| l == line),
+            "the unit lacks {line:?}:\n{unit}"
+        );
     }
 
     // bash loads the completion and registers it for `shoal`; it offers subcommands.
@@ -59,23 +64,51 @@ fn install_lays_down_binaries_a_unit_completions_and_man_pages() {
         "source {} && complete -p shoal && COMP_WORDS=(shoal serv) COMP_CWORD=1 COMP_LINE='shoal serv' COMP_POINT=10 && _shoal shoal serv shoal && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
         bash.display()
     );
-    let loaded = Command::new("bash").arg("-c").arg(&probe).output().expect("bash");
+    let loaded = Command::new("bash")
+        .arg("-c")
+        .arg(&probe)
+        .output()
+        .expect("bash");
     let text = String::from_utf8_lossy(&loaded.stdout);
-    assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
     assert!(text.contains("-F _shoal shoal"), "{text}");
-    assert!(text.lines().any(|l| l == "service"), "completes `serv` to service: {text}");
-    assert!(installed(root, "/usr/share/zsh/vendor-completions/_shoal").starts_with("#compdef shoal"));
-    assert!(installed(root, "/usr/share/fish/vendor_completions.d/shoal.fish").contains("complete -c shoal"));
+    assert!(
+        text.lines().any(|l| l == "service"),
+        "completes `serv` to service: {text}"
+    );
+    assert!(
+        installed(root, "/usr/share/zsh/vendor-completions/_shoal").starts_with("#compdef shoal")
+    );
+    assert!(
+        installed(root, "/usr/share/fish/vendor_completions.d/shoal.fish")
+            .contains("complete -c shoal")
+    );
 
     // Man pages: shoal(1), one per subcommand, shoald(8); they render.
     let create = installed(root, "/usr/local/share/man/man1/shoal-service-create.1");
-    assert!(create.contains(".TH shoal-service-create 1"), "{}", &create[..200.min(create.len())]);
+    assert!(
+        create.contains(".TH shoal-service-create 1"),
+        "{}",
+        &create[..200.min(create.len())]
+    );
     let shoald = installed(root, "/usr/local/share/man/man8/shoald.8");
     assert!(shoald.contains(".TH shoald 8"));
-    assert!(shoald.contains("docker\\-api"), "shoald's page documents its flags");
+    assert!(
+        shoald.contains("docker\\-api"),
+        "shoald's page documents its flags"
+    );
     if Path::new("/usr/bin/man").exists() {
         let page = root.join("usr/local/share/man/man1/shoal-service-create.1");
-        let shown = Command::new("man").arg("-l").arg(&page).env("MANWIDTH", "80").output().expect("man");
+        let shown = Command::new("man")
+            .arg("-l")
+            .arg(&page)
+            .env("MANWIDTH", "80")
+            .output()
+            .expect("man");
         let text = String::from_utf8_lossy(&shown.stdout);
         assert!(text.contains("--replicas"), "{text}");
     }

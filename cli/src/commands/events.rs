@@ -138,7 +138,7 @@ async fn stream_once(
         match stream.message().await {
             Ok(Some(message)) => {
                 for event in &message.events {
-                    last = event.position.clone();
+                    last = event.position;
                     if !filters.actions.is_empty() && !filters.actions.contains(&event.action) {
                         continue;
                     }
@@ -184,7 +184,7 @@ fn text_line(event: &ClusterEvent) -> String {
 
 /// Docker's event message, plus the position to resume from.
 fn json_line(event: &ClusterEvent) -> String {
-    let position = event.position.clone().unwrap_or_default();
+    let position = event.position.unwrap_or_default();
     serde_json::json!({
         "Type": event.r#type,
         "Action": event.action,

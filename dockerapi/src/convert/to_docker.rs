@@ -13,7 +13,7 @@ const MS: i64 = 1_000_000;
 const DEFAULT_FILE_MODE: u32 = 0o444;
 
 fn meta_times(meta: &Option<pb::Meta>) -> (Version, String, String) {
-    let meta = meta.clone().unwrap_or_default();
+    let meta = (*meta).unwrap_or_default();
     (
         Version {
             index: meta.version,
@@ -133,7 +133,7 @@ pub fn service(service: &pb::Service, counts: Option<Counts>) -> Service {
             completed_tasks: c.completed,
         }),
         job_status: job.then(|| {
-            let status = service.job_status.clone().unwrap_or_default();
+            let status = service.job_status.unwrap_or_default();
             JobStatus {
                 job_iteration: Version {
                     index: status.iteration,
@@ -220,7 +220,7 @@ fn resources(r: &Option<pb::Resources>) -> Option<Resources> {
 
 pub fn task_spec(spec: &pb::TaskSpec) -> TaskSpec {
     let container = spec.container.clone().unwrap_or_default();
-    let restart = spec.restart.clone().unwrap_or_default();
+    let restart = spec.restart.unwrap_or_default();
     let placement = spec.placement.clone().unwrap_or_default();
     TaskSpec {
         container_spec: Some(container_spec(&container)),

@@ -60,7 +60,7 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
                 && filters.any("driver", |v| n.driver == v)
                 && filters.any("scope", |v| v == "swarm")
                 && filters.any("type", |v| (v == "builtin") == builtin)
-                && dangling.is_none_or(|d| d == !in_use.contains(&n.id))
+                && dangling.is_none_or(|d| d != in_use.contains(&n.id))
                 && filters.labels_match("label", |k| n.labels.get(k).map(String::as_str))
         })
         .collect();

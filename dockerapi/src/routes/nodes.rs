@@ -66,7 +66,7 @@ pub async fn update(backend: &Backend, id: &str, request: &Request) -> ApiResult
     let version = request.version()?;
     let spec = from_docker::node_spec(request.json::<model::NodeSpec>("node spec")?)?;
     let node = get(backend, id).await?;
-    let meta = node.meta.clone().unwrap_or_default();
+    let meta = node.meta.unwrap_or_default();
     if version < meta.spec_index || version > meta.version {
         return Err(super::services::out_of_sequence(
             "node",

@@ -191,7 +191,7 @@ pub async fn update(backend: &Backend, id: &str, request: &Request) -> ApiResult
     };
     for _ in 0..ATTEMPTS {
         let service = get(backend, id).await?;
-        let meta = service.meta.clone().unwrap_or_default();
+        let meta = service.meta.unwrap_or_default();
         if version < meta.spec_index || version > meta.version {
             return Err(out_of_sequence("service", id, version, meta.version));
         }

@@ -39,7 +39,7 @@ async fn spec_index_moves_with_the_spec_and_stays_through_status_writes() {
         .update(|tx| tx.create(Object::Service(service("s1", "web"))))
         .await
         .expect("create");
-    let meta = |store: &Store| store.view(|r| r.service("s1").and_then(|s| s.meta.clone()));
+    let meta = |store: &Store| store.view(|r| r.service("s1").and_then(|s| s.meta));
     let created = meta(&store).expect("meta");
     assert_eq!(
         created.spec_index, created.version,
