@@ -64,6 +64,33 @@ impl Backend {
         }
     }
 
+    /// Every service, with its running and desired task counts.
+    pub async fn services(&self) -> ApiResult<shoal_proto::ListServicesResponse> {
+        let mut control = self.control.clone();
+        let request = call(shoal_proto::ListServicesRequest {});
+        self.answer(control.list_services(request).await).await
+    }
+
+    /// Every network.
+    pub async fn networks(&self) -> ApiResult<Vec<shoal_proto::Network>> {
+        let mut control = self.control.clone();
+        let request = call(shoal_proto::ListNetworksRequest {});
+        Ok(self
+            .answer(control.list_networks(request).await)
+            .await?
+            .networks)
+    }
+
+    /// The tasks of a service and/or a node (an id, name or id prefix; "" for any).
+    pub async fn tasks(&self, service: &str, node: &str) -> ApiResult<Vec<shoal_proto::Task>> {
+        let mut control = self.control.clone();
+        let request = call(shoal_proto::ListTasksRequest {
+            service: service.into(),
+            node: node.into(),
+        });
+        Ok(self.answer(control.list_tasks(request).await).await?.tasks)
+    }
+
     /// A Control call's failure as Docker's: on a node that is no manager, dockerd's 503
     /// and wording.
     pub async fn refusal(&self, status: tonic::Status) -> ApiError {

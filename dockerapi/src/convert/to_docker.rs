@@ -494,36 +494,35 @@ pub fn network(network: &pb::Network) -> NetworkResource {
 }
 
 pub fn secret(secret: &pb::Secret) -> FileObject {
-    let (version, created_at, updated_at) = meta_times(&secret.meta);
     let spec = secret.spec.clone().unwrap_or_default();
-    FileObject {
-        id: secret.id.clone(),
-        version,
-        created_at,
-        updated_at,
-        spec: FileSpec {
-            name: spec.name,
-            labels: spec.labels.into_iter().collect(),
-            data: None,
-            driver: None,
-            templating: None,
-        },
-    }
+    file_object(&secret.id, &secret.meta, spec.name, spec.labels, None)
 }
 
 pub fn config(config: &pb::Config) -> FileObject {
     use base64::Engine as _;
-    let (version, created_at, updated_at) = meta_times(&config.meta);
     let spec = config.spec.clone().unwrap_or_default();
+    let data = base64::engine::general_purpose::STANDARD.encode(&spec.data);
+    file_object(&config.id, &config.meta, spec.name, spec.labels, Some(data))
+}
+
+/// A secret or config: the same shape; only a config's data is ever written.
+fn file_object(
+    id: &str,
+    meta: &Option<pb::Meta>,
+    name: String,
+    labels: std::collections::HashMap<String, String>,
+    data: Option<String>,
+) -> FileObject {
+    let (version, created_at, updated_at) = meta_times(meta);
     FileObject {
-        id: config.id.clone(),
+        id: id.to_string(),
         version,
         created_at,
         updated_at,
         spec: FileSpec {
-            name: spec.name,
-            labels: spec.labels.into_iter().collect(),
-            data: Some(base64::engine::general_purpose::STANDARD.encode(&spec.data)),
+            name,
+            labels: labels.into_iter().collect(),
+            data,
             driver: None,
             templating: None,
         },

@@ -34,16 +34,7 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
             ))
         })?);
     }
-    let networks = backend
-        .answer(
-            backend
-                .control
-                .clone()
-                .list_networks(call(pb::ListNetworksRequest {}))
-                .await,
-        )
-        .await?
-        .networks;
+    let networks = backend.networks().await?;
     let in_use = if dangling.is_some() {
         services_networks(backend).await?
     } else {
@@ -69,16 +60,7 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
 
 /// The ids of the networks some service joins.
 async fn services_networks(backend: &Backend) -> ApiResult<Vec<String>> {
-    let services = backend
-        .answer(
-            backend
-                .control
-                .clone()
-                .list_services(call(pb::ListServicesRequest {}))
-                .await,
-        )
-        .await?
-        .services;
+    let services = backend.services().await?.services;
     Ok(services
         .iter()
         .flat_map(|s| s.networks().map(|n| n.target.clone()).collect::<Vec<_>>())

@@ -33,15 +33,7 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
         }
     }
     let status = request.flag("status");
-    let listed = backend
-        .answer(
-            backend
-                .control
-                .clone()
-                .list_services(call(pb::ListServicesRequest {}))
-                .await,
-        )
-        .await?;
+    let listed = backend.services().await?;
     let shown: Vec<model::Service> = listed
         .services
         .iter()

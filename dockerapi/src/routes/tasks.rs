@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use shoal_proto as pb;
 
-use crate::backend::{call, Backend};
+use crate::backend::Backend;
 use crate::convert::{enums, to_docker};
 use crate::error::{ApiError, ApiResult};
 use crate::filters::{truth, Filters};
@@ -56,32 +56,14 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
     };
     for service in &service_keys {
         for node in &node_keys {
-            let listed = backend
-                .answer(
-                    backend
-                        .control
-                        .clone()
-                        .list_tasks(call(pb::ListTasksRequest {
-                            service: (*service).into(),
-                            node: (*node).into(),
-                        }))
-                        .await,
-                )
-                .await?;
-            tasks.extend(listed.tasks);
+            tasks.extend(backend.tasks(service, node).await?);
         }
     }
     // Up to date: made from the service's current spec. Labels: the service's, as
     // swarmkit matches a task's labels (`stack ps` lists by the stack's label).
     let services: HashMap<String, pb::Service> = if up_to_date || filters.has("label") {
         backend
-            .answer(
-                backend
-                    .control
-                    .clone()
-                    .list_services(call(pb::ListServicesRequest {}))
-                    .await,
-            )
+            .services()
             .await?
             .services
             .into_iter()
@@ -134,38 +116,21 @@ async fn networks_of(
     if tasks.iter().all(|t| t.networks.is_empty()) {
         return Ok(HashMap::new());
     }
-    let listed = backend
-        .answer(
-            backend
-                .control
-                .clone()
-                .list_networks(call(pb::ListNetworksRequest {}))
-                .await,
-        )
-        .await?;
-    Ok(listed
-        .networks
+    Ok(backend
+        .networks()
+        .await?
         .into_iter()
         .map(|n| (n.id.clone(), n))
         .collect())
 }
 
 pub async fn inspect(backend: &Backend, id: &str) -> ApiResult<Reply> {
-    let listed = backend
-        .answer(
-            backend
-                .control
-                .clone()
-                .list_tasks(call(pb::ListTasksRequest::default()))
-                .await,
-        )
-        .await?;
-    let task = listed
-        .tasks
+    let tasks = backend.tasks("", "").await?;
+    let task = tasks
         .iter()
         .find(|t| t.id == id)
         .or_else(|| {
-            let mut prefixed = listed.tasks.iter().filter(|t| t.id.starts_with(id));
+            let mut prefixed = tasks.iter().filter(|t| t.id.starts_with(id));
             match (prefixed.next(), prefixed.next()) {
                 (Some(one), None) => Some(one),
                 _ => None,
