@@ -9,7 +9,10 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${LAB_PRIVATE_COPY:-/var/tmp/shoal-bench/lab-private.sh}
 mkdir -p "$(dirname "$OUT")"
+# Each host's docker bridge is a /22 (lab.sh's /24 holds 253 containers: too few for
+# 1000 tasks on 3 hosts).
 sed -e 's/shl-/shk-/g' -e 's#shoal-lab#shoalbench-lab#g' -e 's/^SUBNET=10\.78\.0$/SUBNET=10.79.0/' \
+    -e 's#\.0\.1/24" --default-address-pool#.0.1/22" --default-address-pool#' \
     -e "s#\"\$HERE/build-test-images.sh\"#\"$HERE/../build-test-images.sh\"#" \
     "$HERE/../lab.sh" >"$OUT.tmp"
 chmod +x "$OUT.tmp"
