@@ -34,18 +34,12 @@ pub async fn inspect(backend: &Backend, image: &str, request: &Request) -> ApiRe
         .rsplit_once('@')
         .map(|(_, digest)| digest.to_string())
         .ok_or_else(|| ApiError::not_found(format!("no digest for {image} in its registry")))?;
-    let os = std::env::consts::OS;
-    let architecture = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
     Ok(Reply::ok(&json!({
         "Descriptor": {
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
             "digest": digest,
             "size": 0,
         },
-        "Platforms": [{"architecture": architecture, "os": os}],
+        "Platforms": [{"architecture": super::system::arch(), "os": std::env::consts::OS}],
     })))
 }

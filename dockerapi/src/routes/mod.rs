@@ -26,8 +26,8 @@ pub async fn handle(backend: &Backend, request: Request) -> ApiResult<Reply> {
     let delete = request.method == Method::DELETE;
     let head = request.method == Method::HEAD;
     match path.as_slice() {
-        ["_ping"] if get || head => system::ping(backend, head).await,
-        ["version"] if get => system::version(backend).await,
+        ["_ping"] if get || head => Ok(system::ping(head)),
+        ["version"] if get => Ok(system::version()),
         ["info"] if get => system::info(backend).await,
         ["swarm"] if get => system::swarm(backend).await,
 

@@ -11,19 +11,18 @@ use crate::http::{Reply, API_VERSION, MIN_API_VERSION};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub async fn ping(backend: &Backend, head: bool) -> ApiResult<Reply> {
-    // The Swarm header is added by the server from the same Info call.
-    let _ = backend;
-    Ok(if head {
+/// "OK" (the `Swarm` header is the server's: `server.rs` asks for it on `/_ping`).
+pub fn ping(head: bool) -> Reply {
+    if head {
         Reply::Empty(StatusCode::OK)
     } else {
         Reply::Text(StatusCode::OK, "text/plain; charset=utf-8", "OK".into())
-    })
+    }
 }
 
-pub async fn version(_backend: &Backend) -> ApiResult<Reply> {
+pub fn version() -> Reply {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    Ok(Reply::ok(&json!({
+    Reply::ok(&json!({
         "Platform": {"Name": "Shoal"},
         "Components": [{
             "Name": "Engine",
@@ -46,11 +45,11 @@ pub async fn version(_backend: &Backend) -> ApiResult<Reply> {
         "Arch": arch(),
         "KernelVersion": kernel.trim(),
         "BuildTime": "",
-    })))
+    }))
 }
 
 /// Go's GOARCH for this machine.
-fn arch() -> &'static str {
+pub(super) fn arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

@@ -73,7 +73,9 @@ impl StoreState {
         batches: Vec<StoreActionBatch>,
     ) -> Vec<Result<(), StoreError>> {
         let mut events = Vec::new();
-        let now_ms = crate::clock::now_ms();
+        // Each applied batch's version and its events' range, for the journal, which is
+        // written once the tables' lock is released.
+        let mut applied = Vec::new();
         let results = {
             let mut tables = self
                 .tables
@@ -85,11 +87,15 @@ impl StoreState {
                     let version = check_batch(&tables, index, &batch)?;
                     let from = events.len();
                     write_batch(&mut tables, version, batch, Some(&mut events));
-                    self.journal.record(version, &events[from..], now_ms);
+                    applied.push((version, from..events.len()));
                     Ok(())
                 })
                 .collect()
         };
+        let now_ms = crate::clock::now_ms();
+        for (version, range) in applied {
+            self.journal.record(version, &events[range], now_ms);
+        }
         for event in events {
             // No receiver is fine: nobody is watching yet.
             let _ = self.events.send(event);

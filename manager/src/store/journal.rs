@@ -147,7 +147,7 @@ fn summary(event: &Event, now_ms: i64) -> Option<ClusterEvent> {
             attributes.insert(k.to_string(), v.to_string());
         }
     };
-    let (kind, id, updated_at) = match object {
+    let (kind, id, meta) = match object {
         Stored::Node(n) => {
             attr(
                 "name",
@@ -159,11 +159,7 @@ fn summary(event: &Event, now_ms: i64) -> Option<ClusterEvent> {
                     &lower_name(status.state().as_str_name(), "NODE_STATE_"),
                 );
             }
-            (
-                "node",
-                &n.id,
-                n.meta.as_ref().map_or(0, |m| m.updated_at_ms),
-            )
+            ("node", &n.id, &n.meta)
         }
         Stored::Service(s) => {
             attr("name", s.name());
@@ -173,11 +169,7 @@ fn summary(event: &Event, now_ms: i64) -> Option<ClusterEvent> {
                     &lower_name(update.state().as_str_name(), "UPDATE_STATE_"),
                 );
             }
-            (
-                "service",
-                &s.id,
-                s.meta.as_ref().map_or(0, |m| m.updated_at_ms),
-            )
+            ("service", &s.id, &s.meta)
         }
         Stored::Task(t) => {
             attr(
@@ -188,48 +180,27 @@ fn summary(event: &Event, now_ms: i64) -> Option<ClusterEvent> {
             attr("node.id", &t.node_id);
             attr("state.new", t.state().docker_name());
             attr("desiredstate", t.desired().docker_name());
-            (
-                "task",
-                &t.id,
-                t.meta.as_ref().map_or(0, |m| m.updated_at_ms),
-            )
+            ("task", &t.id, &t.meta)
         }
-        Stored::Network(n) => (
-            "network",
-            &n.id,
-            n.meta.as_ref().map_or(0, |m| m.updated_at_ms),
-        ),
-        Stored::Secret(s) => (
-            "secret",
-            &s.id,
-            s.meta.as_ref().map_or(0, |m| m.updated_at_ms),
-        ),
-        Stored::Config(c) => (
-            "config",
-            &c.id,
-            c.meta.as_ref().map_or(0, |m| m.updated_at_ms),
-        ),
-        Stored::Stack(s) => (
-            "stack",
-            &s.id,
-            s.meta.as_ref().map_or(0, |m| m.updated_at_ms),
-        ),
-        Stored::Cluster(c) => (
-            "cluster",
-            &c.id,
-            c.meta.as_ref().map_or(0, |m| m.updated_at_ms),
-        ),
+        Stored::Network(n) => {
+            attr("name", n.name());
+            ("network", &n.id, &n.meta)
+        }
+        Stored::Secret(s) => {
+            attr("name", s.spec.as_ref().map_or("", |s| s.name.as_str()));
+            ("secret", &s.id, &s.meta)
+        }
+        Stored::Config(c) => {
+            attr("name", c.spec.as_ref().map_or("", |s| s.name.as_str()));
+            ("config", &c.id, &c.meta)
+        }
+        Stored::Stack(s) => {
+            attr("name", s.name());
+            ("stack", &s.id, &s.meta)
+        }
+        Stored::Cluster(c) => ("cluster", &c.id, &c.meta),
     };
-    let name = match object {
-        Stored::Network(n) => n.name().to_string(),
-        Stored::Secret(s) => s.spec.as_ref().map_or(String::new(), |s| s.name.clone()),
-        Stored::Config(c) => c.spec.as_ref().map_or(String::new(), |s| s.name.clone()),
-        Stored::Stack(s) => s.name().to_string(),
-        _ => String::new(),
-    };
-    if !name.is_empty() {
-        attributes.insert("name".into(), name);
-    }
+    let updated_at = meta.as_ref().map_or(0, |m| m.updated_at_ms);
     Some(ClusterEvent {
         position: None,
         // The writer's time when the object carries one (the same on every manager);
