@@ -40,6 +40,10 @@ struct Args {
     /// --socket, `docker-api.sock` (/run/shoal/docker-api.sock).
     #[arg(long, env = "SHOALD_DOCKER_API")]
     docker_api: Option<String>,
+    /// Where Prometheus scrapes this node's metrics (`GET /metrics`, plain HTTP), as
+    /// HOST:PORT; Docker's usual port is 9323. Off unless given.
+    #[arg(long, env = "SHOALD_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Print shoald's man page (roff) on stdout and exit
     #[arg(long, hide = true)]
     man: bool,
@@ -105,7 +109,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let (admin, control, logs, events) = daemon.local_services();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let docker_api = serve_docker_api(&args, stop_rx)?;
+    let docker_api = serve_docker_api(&args, stop_rx.clone())?;
+    serve_metrics(&args, &daemon, stop_rx).await?;
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -154,6 +159,28 @@ fn serve_docker_api(
         let _ = stop.wait_for(|stopped| *stopped).await;
     }));
     Ok(Some(path))
+}
+
+async fn serve_metrics(
+    args: &Args,
+    daemon: &Daemon,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Some(addr) = args.metrics_addr else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening for Prometheus on --metrics-addr {addr}"))?;
+    tracing::info!(%addr, "serving metrics at /metrics");
+    tokio::spawn(shoal_agent::metrics_http::serve(
+        listener,
+        daemon.clone(),
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        },
+    ));
+    Ok(())
 }
 
 fn listen(socket: &std::path::Path) -> anyhow::Result<UnixListener> {

@@ -651,6 +651,11 @@ impl Networks {
         })
     }
 
+    /// Overlay endpoints on this node now, by network id.
+    pub fn endpoint_counts(&self) -> HashMap<String, usize> {
+        self.inner.registry.endpoint_counts()
+    }
+
     /// The underlay address this node's VXLAN traffic leaves from.
     pub fn underlay(&self) -> Ipv4Addr {
         self.inner.underlay

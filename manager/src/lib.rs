@@ -21,6 +21,7 @@ pub mod ids;
 pub mod logbroker;
 mod manager;
 pub mod membership;
+pub mod metrics;
 pub mod orchestrator;
 mod raft_proposer;
 pub mod roles;

@@ -256,6 +256,10 @@ impl Manager {
         &self.raft
     }
 
+    pub(crate) fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
     pub fn config(&self) -> &ManagerConfig {
         &self.config
     }

@@ -7,6 +7,7 @@ use prost::Message;
 use shoal_proto::StoreEntry;
 use shoal_raft::{RaftError, RaftNode};
 
+use crate::metrics::{recorded, since, InFlight};
 use crate::store::{apply_response, Proposer, StoreError, MAX_BATCH_BYTES};
 
 // The store's entries (batches of MAX_BATCH_BYTES in all, and per batch a field tag and
@@ -29,11 +30,14 @@ impl RaftProposer {
 #[async_trait]
 impl Proposer for RaftProposer {
     async fn propose(&self, entry: StoreEntry) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let started = std::time::Instant::now();
+        let _in_flight = InFlight::start();
         let (_index, response) = self
             .raft
             .propose(entry.encode_to_vec())
             .await
             .map_err(store_error)?;
+        recorded().raft_transaction.observe(since(started));
         apply_response(&response)
     }
 

@@ -108,6 +108,17 @@ impl Registry {
         );
     }
 
+    /// Endpoints joined now, by Shoal network id (every carried network named, 0 where none).
+    pub fn endpoint_counts(&self) -> HashMap<String, usize> {
+        let state = self.lock();
+        let mut counts: HashMap<String, usize> =
+            state.networks.keys().map(|id| (id.clone(), 0)).collect();
+        for (network, _) in state.endpoints.values() {
+            *counts.entry(network.clone()).or_default() += 1;
+        }
+        counts
+    }
+
     pub fn leave(&self, endpoint: &str) {
         let mut state = self.lock();
         if let Some((_, sandbox)) = state.endpoints.remove(endpoint) {

@@ -154,6 +154,8 @@ pub struct RaftStatus {
     pub term: u64,
     pub last_log_index: Option<u64>,
     pub last_applied: Option<u64>,
+    /// The last entry a quorum of voters holds: known on the leader only.
+    pub commit_index: Option<u64>,
     pub leader: Option<NodeId>,
     /// Voting members and their addresses.
     pub voters: Vec<(NodeId, String)>,
@@ -694,11 +696,29 @@ impl RaftNode {
                 .unwrap_or_default();
             (id, addr)
         };
+        let commit_index = m.replication.as_ref().and_then(|replication| {
+            let mut matched: Vec<u64> = membership
+                .voter_ids()
+                .map(|id| {
+                    if id == m.id {
+                        m.last_log_index.unwrap_or(0)
+                    } else {
+                        replication
+                            .get(&id)
+                            .and_then(|l| l.as_ref())
+                            .map_or(0, |l| l.index)
+                    }
+                })
+                .collect();
+            matched.sort_unstable_by(|a, b| b.cmp(a));
+            matched.get(matched.len() / 2).copied()
+        });
         RaftStatus {
             id: m.id,
             term: m.current_term,
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.as_ref().map(|l| l.index),
+            commit_index,
             leader: m.current_leader,
             voters: membership.voter_ids().map(addr_of).collect(),
             learners: membership.learner_ids().map(addr_of).collect(),

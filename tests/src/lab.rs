@@ -233,6 +233,17 @@ impl Lab {
         lab_sh(&args)
     }
 
+    /// A long-running command inside `host` (a server the test drives); killed on drop.
+    pub fn exec_streaming(&self, host: usize, cmd: &[&str]) -> crate::Streaming {
+        let mut command = Command::new("bash");
+        command
+            .arg(lab_script())
+            .args(["exec", Self::name(host).as_str()])
+            .args(cmd)
+            .env("SHOAL_BIN_DIR", bin_dir());
+        crate::Streaming::spawn(command)
+    }
+
     /// `host`'s underlay address, e.g. "10.78.0.12".
     pub fn ip(&self, host: usize) -> String {
         self.script_ok(&["ip", &Self::name(host)])

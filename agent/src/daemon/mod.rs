@@ -13,6 +13,7 @@ mod admin;
 mod autolock;
 pub mod gate;
 pub mod join;
+mod metrics;
 pub mod record;
 
 use std::net::SocketAddr;

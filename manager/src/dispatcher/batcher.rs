@@ -73,6 +73,19 @@ pub fn spawn(store: Store) -> Handle {
     Handle { tx }
 }
 
+/// A task reported running for the first time: how long since it was made.
+fn record_scheduling_delay(task: &shoal_proto::Task) {
+    let Some(created_ms) = task.meta.as_ref().map(|m| m.created_at_ms) else {
+        return;
+    };
+    let now_ms = crate::clock::now_ms();
+    if created_ms > 0 && now_ms >= created_ms {
+        crate::metrics::recorded()
+            .scheduling_delay
+            .observe((now_ms - created_ms) as f64 / 1000.0);
+    }
+}
+
 async fn write(store: &Store, batch: &[Request]) -> Result<(), StoreError> {
     store
         .update(|tx| {
@@ -95,6 +108,9 @@ async fn write(store: &Store, batch: &[Request]) -> Result<(), StoreError> {
                 let new_state = TaskState::try_from(status.state).unwrap_or(TaskState::New);
                 if new_state < task.state() || task.status.as_ref() == Some(&status) {
                     continue;
+                }
+                if new_state == TaskState::Running && task.state() < TaskState::Running {
+                    record_scheduling_delay(&task);
                 }
                 task.status = Some(status);
                 tx.update(Object::Task(task))?;

@@ -118,6 +118,11 @@ impl Dispatcher {
         lock(&self.inner.sessions).insert(session_id, node_id);
     }
 
+    /// Agents' sessions open here now.
+    pub fn session_count(&self) -> usize {
+        lock(&self.inner.sessions).len()
+    }
+
     pub(crate) fn close_session(&self, session_id: &str) {
         lock(&self.inner.sessions).remove(session_id);
     }
@@ -177,6 +182,9 @@ impl Dispatcher {
                 .await;
             match result {
                 Ok(()) => {
+                    crate::metrics::recorded()
+                        .heartbeat_misses
+                        .inc_by(expired.len() as u64);
                     tracing::warn!(nodes = ?expired, "nodes missed their heartbeats: marked down")
                 }
                 Err(e) => tracing::warn!(error = %e, "marking nodes down failed"),

@@ -207,7 +207,14 @@ impl shoal_raft::Applier for StoreState {
     /// thread, while entries keep being applied.
     fn snapshot(&self) -> shoal_raft::SnapshotWriter {
         let tables = self.tables();
-        Box::new(move || encode_snapshot(&tables))
+        Box::new(move || {
+            let started = std::time::Instant::now();
+            let encoded = encode_snapshot(&tables);
+            crate::metrics::recorded()
+                .raft_snapshot
+                .observe(crate::metrics::since(started));
+            encoded
+        })
     }
 
     fn restore(&self, snapshot: &[u8]) -> Result<(), String> {

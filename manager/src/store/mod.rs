@@ -302,8 +302,13 @@ impl Store {
 
     /// Run `f` on a consistent read-only view of the committed state.
     pub fn view<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> T) -> T {
+        let started = std::time::Instant::now();
         let tables = self.tables();
-        f(&ReadTx::new(&tables))
+        let value = f(&ReadTx::new(&tables));
+        crate::metrics::recorded()
+            .store_read_tx
+            .observe(crate::metrics::since(started));
+        value
     }
 
     /// Run `f` as a transaction: it reads the committed state plus every write still
@@ -319,8 +324,12 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        let started = std::time::Instant::now();
         let (value, committed) = self.submit(f).await?;
         committed.await?;
+        crate::metrics::recorded()
+            .store_write_tx
+            .observe(crate::metrics::since(started));
         Ok(value)
     }
 

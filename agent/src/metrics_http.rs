@@ -1,0 +1,68 @@
+//! `--metrics-addr`: Prometheus scrapes `GET /metrics` here (plain HTTP, as dockerd's
+//! `metrics-addr`: put it on an address only the monitoring network reaches).
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::daemon::Daemon;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serve `listener` until `stop` resolves.
+pub async fn serve(listener: TcpListener, daemon: Daemon, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("metrics: accepting a connection: {e}");
+                    continue;
+                }
+            },
+        };
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let daemon = daemon.clone();
+                async move { Ok::<_, Infallible>(answer(&daemon, &request).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("metrics: connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn answer<B>(daemon: &Daemon, request: &hyper::Request<B>) -> Response<Full<Bytes>> {
+    let (status, kind, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => (StatusCode::OK, OPENMETRICS, daemon.metrics_text().await),
+        (_, "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "GET /metrics\n".to_string(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "Shoal serves its metrics at /metrics\n".to_string(),
+        ),
+    };
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, kind)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
