@@ -4,7 +4,7 @@
 //! engine executor (`executor`), the local task database (`taskdb`), and the worker that
 //! turns the manager's assignments into running containers (`worker`); the session with the
 //! managers' dispatcher (`session`); the log publisher that answers `service logs` within a
-//! session (`logs`); the Prometheus endpoint (`metrics_http`); tasks' secrets and configs, in memory and on a tmpfs only (`files`);
+//! session (`logs`); images shared between nodes (`images`); the Prometheus endpoint (`metrics_http`); tasks' secrets and configs, in memory and on a tmpfs only (`files`);
 //! and the daemon's life: local socket, swarm init, leave, and running the manager on
 //! manager nodes (`daemon`).
 //!
@@ -14,6 +14,7 @@
 pub mod daemon;
 pub mod executor;
 pub mod files;
+pub mod images;
 pub mod logs;
 pub mod metrics_http;
 pub mod network;

@@ -328,6 +328,7 @@ async fn supervise(ctx: Ctx, mut rx: watch::Receiver<Assignment>, mut status: Ta
         // better finished than abandoned half-way.
         let waiting = state == TaskState::Running || health_wait;
         let mut changed_meanwhile = false;
+        let mut progress = ctl.progress();
         let outcome = {
             let fut = step(&task, &status, ctl.as_mut());
             tokio::pin!(fut);
@@ -336,6 +337,13 @@ async fn supervise(ctx: Ctx, mut rx: watch::Receiver<Assignment>, mut status: Ta
                     biased;
                     _ = ctx.cancel.cancelled() => return,
                     r = &mut fut => break Some(r),
+                    Some(message) = told(&mut progress) => {
+                        // What the step does meanwhile, as the status message.
+                        let interim = TaskStatus { message, ..status.clone() };
+                        if !report(&ctx, &task, &interim).await {
+                            return;
+                        }
+                    }
                     changed = rx.changed() => {
                         if changed.is_err() {
                             return;
@@ -382,6 +390,19 @@ async fn supervise(ctx: Ctx, mut rx: watch::Receiver<Assignment>, mut status: Ta
     }
 
     retire(ctx, rx, ctl, status).await;
+}
+
+/// The controller's next progress message; never, when it has none to tell.
+async fn told(progress: &mut Option<watch::Receiver<String>>) -> Option<String> {
+    let Some(rx) = progress.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        *progress = None;
+        return None;
+    }
+    let message = rx.borrow_and_update().clone();
+    (!message.is_empty()).then_some(message)
 }
 
 /// Waits for a change of the assignment, for `timeout` if given, or for cancellation.

@@ -130,6 +130,16 @@ pub fn capitalize(s: &str) -> String {
 /// docker's CURRENT STATE: "Running 5 seconds ago"; the state alone if never timestamped.
 /// A task with a healthcheck says how it is as `docker ps` does: "(healthy)",
 /// "(health: starting)", "(unhealthy)" (only while starting or running).
+/// What a preparing task is doing, after its state: "Preparing 3 seconds ago (fetching
+/// image from n2: 12.0 MB of 40.1 MB)". Other states, and a plain "preparing", as they are.
+pub fn with_progress(shown: String, state: &str, message: &str) -> String {
+    if state == "preparing" && !message.is_empty() && message != "preparing" {
+        format!("{shown} ({message})")
+    } else {
+        shown
+    }
+}
+
 pub fn current_state(state: &str, health: &str, timestamp_ms: i64, now_ms: i64) -> String {
     let mut shown = if timestamp_ms <= 0 {
         capitalize(state)
@@ -358,6 +368,18 @@ abc123def456   web                  replicated   3/3        nginx:1
         for (state, health, ts, want) in cases {
             assert_eq!(current_state(state, health, *ts, now), *want);
         }
+    }
+
+    #[test]
+    fn a_preparing_task_says_what_it_is_doing() {
+        let shown = |state, message| with_progress("Preparing 1 second ago".into(), state, message);
+        assert_eq!(
+            shown("preparing", "fetching image from n2: 1.0 MB of 4.0 MB"),
+            "Preparing 1 second ago (fetching image from n2: 1.0 MB of 4.0 MB)"
+        );
+        assert_eq!(shown("preparing", "preparing"), "Preparing 1 second ago");
+        assert_eq!(shown("preparing", ""), "Preparing 1 second ago");
+        assert_eq!(shown("running", "started"), "Preparing 1 second ago");
     }
 
     #[test]

@@ -347,7 +347,8 @@ mod tests {
         let mut registry = Registry::default();
         register_recorded(&mut registry);
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoding to a String");
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("encoding to a String");
         assert!(text.contains("# TYPE swarm_raft_transaction_latency_seconds histogram"));
         assert!(text.contains("# TYPE shoal_dispatcher_heartbeat_misses counter"));
         assert!(text.contains("shoal_dispatcher_heartbeat_misses_total "));

@@ -33,7 +33,7 @@ pub fn required_access(path: &str) -> Access {
             Access::Anyone
         }
         (_, "/shoal.v1.Ca/RenewNodeCertificate") => Access::Node,
-        ("shoal.v1.Dispatcher" | "shoal.v1.LogBroker", _) => Access::Node,
+        ("shoal.v1.Dispatcher" | "shoal.v1.LogBroker" | "shoal.v1.Images", _) => Access::Node,
         ("shoal.v1.Control" | "shoal.v1.Logs" | "shoal.v1.Raft" | "shoal.v1.RaftMembership", _) => {
             Access::Manager
         }
@@ -195,6 +195,7 @@ mod tests {
             ("/shoal.v1.Dispatcher/Session", false, true, true, false),
             ("/shoal.v1.Dispatcher/Heartbeat", false, true, true, false),
             ("/shoal.v1.LogBroker/PublishLogs", false, true, true, false),
+            ("/shoal.v1.Images/Fetch", false, true, true, false),
             ("/shoal.v1.Logs/SubscribeLogs", false, false, true, false),
             ("/shoal.v1.Control/ListNodes", false, false, true, false),
             ("/shoal.v1.Raft/AppendEntries", false, false, true, false),

@@ -44,8 +44,8 @@ pub use identity::{
 };
 pub use store::{NodeCerts, CERT_FILE, KEY_FILE, ROOT_FILE};
 pub use tls::client::{
-    channel, channel_lazy, channel_with, endpoint, handshake, TlsClient, TlsConnector,
-    CONNECT_TIMEOUT,
+    channel, channel_lazy, channel_with, endpoint, handshake, node_channel_lazy, TlsClient,
+    TlsConnector, CONNECT_TIMEOUT,
 };
 pub use tls::link::{Dialer, Link, LinkIo};
 pub use tls::server::{

@@ -19,6 +19,8 @@ pub use generated::dispatcher_client::DispatcherClient;
 pub use generated::dispatcher_server::{Dispatcher, DispatcherServer};
 pub use generated::events_client::EventsClient;
 pub use generated::events_server::{Events, EventsServer};
+pub use generated::images_client::ImagesClient;
+pub use generated::images_server::{Images, ImagesServer};
 pub use generated::log_broker_client::LogBrokerClient;
 pub use generated::log_broker_server::{LogBroker, LogBrokerServer};
 pub use generated::logs_client::LogsClient;

@@ -28,7 +28,7 @@ use shoal_manager::{Manager, ManagerConfig, ManagerError};
 use shoal_pki::vault::{self, DataKey, UnlockKey};
 use shoal_pki::{AuthLayer, Identity, NodeCerts, NodeKey, PkiError, Role, RootCa};
 use shoal_proto::{
-    InfoResponse, NodeAdminServer, NodeDescription, NodeRole, RootCa as RootCaObject,
+    ImagesServer, InfoResponse, NodeAdminServer, NodeDescription, NodeRole, RootCa as RootCaObject,
 };
 use shoal_raft::PeerConnector;
 use tokio::net::TcpListener;
@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::docker::DockerExecutor;
 use crate::executor::{ExecError, Executor};
+use crate::images::ImagesApi;
 use crate::network::Networks;
 use crate::session::{self, AgentIdentity, Heard};
 use crate::taskdb::{TaskDb, TaskDbError};
@@ -119,14 +120,16 @@ pub enum DaemonError {
 }
 
 /// Serve a manager's port on `listener` until `stop`: Control and Logs through `gate`,
-/// the dispatcher, log broker, Raft, Raft membership and CA, every call behind the
-/// cluster's `AuthLayer` with the revocation gate.
+/// the dispatcher, log broker, Raft, Raft membership and CA, and the node's images when
+/// `images` is its engine, every call behind the cluster's `AuthLayer` with the
+/// revocation gate.
 pub fn serve_manager_port(
     manager: &Manager,
     gate: &ControlGate,
     cluster_id: &str,
     listener: TcpListener,
     tls: &NodeTls,
+    images: Option<bollard::Docker>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     let router = tonic::transport::Server::builder()
@@ -137,7 +140,8 @@ pub fn serve_manager_port(
         .add_service(manager.log_broker_service())
         .add_service(manager.raft().grpc_service())
         .add_service(manager.membership_service())
-        .add_service(manager.ca_service());
+        .add_service(manager.ca_service())
+        .add_optional_service(images.map(|docker| ImagesServer::new(ImagesApi::new(docker))));
     let incoming = shoal_pki::incoming(listener, tls.server());
     tokio::spawn(async move {
         if let Err(e) = router
@@ -145,6 +149,29 @@ pub fn serve_manager_port(
             .await
         {
             tracing::error!(error = %e, "the manager's network server stopped");
+        }
+    })
+}
+
+/// Serve a worker's port on `listener` until `stop`: its engine's images to the swarm's
+/// other nodes, behind the cluster's `AuthLayer`.
+fn serve_worker_port(
+    docker: bollard::Docker,
+    cluster_id: &str,
+    listener: TcpListener,
+    tls: &NodeTls,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let router = tonic::transport::Server::builder()
+        .layer(AuthLayer::new(cluster_id.to_string()))
+        .add_service(ImagesServer::new(ImagesApi::new(docker)));
+    let incoming = shoal_pki::incoming(listener, tls.server());
+    tokio::spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, stop.cancelled())
+            .await
+        {
+            tracing::error!(error = %e, "the worker's network server stopped");
         }
     })
 }
@@ -393,10 +420,11 @@ impl Daemon {
             .certs
             .save(&self.certs_dir(), Some(&self.data_key()?))?;
         record::save(&self.inner.config.data_dir, &record)?;
-        let (listener, start) = match joined.manager {
-            true => (Some(listener), Start::JoinRaft),
-            false => (None, Start::Resume),
+        let start = match joined.manager {
+            true => Start::JoinRaft,
+            false => Start::Resume,
         };
+        let listener = Some(listener);
         self.enter(&mut member, record, listener, start).await
     }
 
@@ -689,6 +717,15 @@ impl Daemon {
             Some(f) => executor.with_files(f.clone()),
             None => executor,
         };
+        // Images this node cannot pull come from the others: a manager says which.
+        let mut ask = record.managers.clone();
+        if record.manager {
+            ask.retain(|m| *m != record.advertise_addr);
+            ask.insert(0, record.advertise_addr.clone());
+        }
+        let peers =
+            crate::images::PeerImages::new(executor.docker().clone(), node_tls.clone(), ask);
+        let executor = executor.with_images(Arc::new(peers));
         let executor = Arc::new(executor);
         let mut description: NodeDescription =
             executor
@@ -746,6 +783,7 @@ impl Daemon {
                     &record.cluster_id,
                     listener,
                     &node_tls,
+                    Some(executor.docker().clone()),
                     cancel.clone(),
                 ));
                 if join_raft {
@@ -780,10 +818,28 @@ impl Daemon {
                     "a manager needs a listening address".into(),
                 ))
             }
-            (false, _) => {
+            (false, listener) => {
                 // Only managers lock (a demoted one unlocks for good).
                 if let Some(key) = &data_key {
                     autolock::keep(&config.data_dir, key, None);
+                }
+                // A worker's port serves its images only; without it the node still runs
+                // tasks, and fetches images, but shares none.
+                let listener = match listener {
+                    Some(l) => Some(l),
+                    None => bind(&record.listen_addr)
+                        .await
+                        .inspect_err(|e| tracing::warn!("this worker shares no images: {e}"))
+                        .ok(),
+                };
+                if let Some(listener) = listener {
+                    tasks.push(serve_worker_port(
+                        executor.docker().clone(),
+                        &record.cluster_id,
+                        listener,
+                        &node_tls,
+                        cancel.clone(),
+                    ));
                 }
                 None
             }

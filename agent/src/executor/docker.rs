@@ -35,7 +35,8 @@ use shoal_proto::{names, ContainerSpec, NodeDescription, Platform, PortConfig, R
 
 use super::docker_health::{self, HealthEvents};
 use super::{
-    ContainerState, Controller, ExecError, Executor, ExitInfo, Health, LogLine, LogLines, LogRead,
+    ContainerState, Controller, ExecError, Executor, ExitInfo, Fetched, Health, ImageSource,
+    LogLine, LogLines, LogRead,
 };
 use crate::network::{DockerNetwork, NetworkProvider};
 
@@ -53,6 +54,8 @@ pub struct DockerExecutor {
     networks: Option<Arc<dyn NetworkProvider>>,
     /// Where tasks' secrets and configs are written (none: tasks using them are refused).
     files: Option<Arc<TaskFiles>>,
+    /// Where images this node cannot pull come from (none: such tasks are rejected).
+    images: Option<Arc<dyn ImageSource>>,
 }
 
 impl std::fmt::Debug for DockerExecutor {
@@ -86,12 +89,19 @@ impl DockerExecutor {
             health,
             networks: None,
             files: None,
+            images: None,
         })
     }
 
     /// Give tasks their secrets and configs through `files`.
     pub fn with_files(mut self, files: Arc<TaskFiles>) -> Self {
         self.files = Some(files);
+        self
+    }
+
+    /// Fetch the images this node cannot pull from other nodes, through `images`.
+    pub fn with_images(mut self, images: Arc<dyn ImageSource>) -> Self {
+        self.images = Some(images);
         self
     }
 
@@ -500,6 +510,9 @@ impl Executor for DockerExecutor {
             container_id: None,
             networks: self.networks.clone(),
             files: self.files.clone(),
+            images: self.images.clone(),
+            progress: Arc::new(tokio::sync::watch::channel(String::new()).0),
+            fetched: None,
         }))
     }
 
@@ -658,9 +671,42 @@ pub struct DockerController {
     container_id: Option<String>,
     networks: Option<Arc<dyn NetworkProvider>>,
     files: Option<Arc<TaskFiles>>,
+    images: Option<Arc<dyn ImageSource>>,
+    progress: Arc<tokio::sync::watch::Sender<String>>,
+    /// The image fetched from another node for this task, if one was.
+    fetched: Option<Fetched>,
 }
 
 impl DockerController {
+    /// The image is not on this node: pull it; if no registry has it (or none answers),
+    /// fetch it from a node that holds it.
+    async fn obtain_image(&mut self) -> Result<(), ExecError> {
+        let pulled = match self.pull().await {
+            Err(ExecError::PullFailed { message, .. }) => message,
+            other => return other,
+        };
+        let Some(images) = self.images.clone() else {
+            return Err(pull_failed(&self.spec.image, &self.node_name, pulled));
+        };
+        tracing::info!(task = %self.task.id, image = %self.spec.image, "the pull failed ({pulled}): fetching the image from another node");
+        let progress = self.progress.clone();
+        let tell = move |message: String| {
+            progress.send_replace(message);
+        };
+        match images.fetch(&self.spec.image, &tell).await {
+            Ok(fetched) => {
+                tracing::info!(task = %self.task.id, image = %self.spec.image, from = %fetched.from, id = %fetched.image_id, "image fetched from another node");
+                self.fetched = Some(fetched);
+                Ok(())
+            }
+            Err(shared) => Err(pull_failed(
+                &self.spec.image,
+                &self.node_name,
+                format!("{pulled}; no other node could share it: {shared}"),
+            )),
+        }
+    }
+
     /// Pull the task's image (the task is PREPARING meanwhile). A registry's refusal is
     /// the task's error, in the engine's words ("pull access denied for ...", "manifest
     /// unknown").
@@ -820,12 +866,22 @@ impl Controller for DockerController {
         }
         match self.docker.inspect_image(&self.spec.image).await {
             Ok(_) => {}
-            // Not on this node: from its registry, with the credentials sent with the task.
-            Err(e) if status_of(&e) == Some(404) => self.pull().await?,
+            // Not on this node: from its registry, with the credentials sent with the task,
+            // else from a node that has it.
+            Err(e) if status_of(&e) == Some(404) => self.obtain_image().await?,
             Err(e) => return Err(classify("inspect image", &self.spec.image, e)),
         }
         let name = container_name(&self.task);
         let mut config = container_config(&self.task, &self.spec, &self.node_id, &self.node_name);
+        // A reference pinned by a registry digest names no image `docker load` made: the
+        // fetched image is run by its id (checked equal to the holder's).
+        if let Some(fetched) = self
+            .fetched
+            .as_ref()
+            .filter(|_| self.spec.image.contains('@'))
+        {
+            config.image = Some(fetched.image_id.clone());
+        }
         let file_mounts = self.file_mounts()?;
         if !file_mounts.is_empty() {
             if let Some(host) = config.host_config.as_mut() {
@@ -1035,6 +1091,10 @@ impl Controller for DockerController {
 
     fn container_id(&self) -> Option<String> {
         self.container_id.clone()
+    }
+
+    fn progress(&self) -> Option<tokio::sync::watch::Receiver<String>> {
+        Some(self.progress.subscribe())
     }
 }
 

@@ -154,6 +154,34 @@ pub trait Controller: Send {
     fn container_id(&self) -> Option<String> {
         None
     }
+    /// What the current step is doing, as it changes ("fetching image from n2: 40 MB"):
+    /// the worker reports each change as the task's status message meanwhile.
+    /// Controllers with nothing to tell keep the default.
+    fn progress(&self) -> Option<tokio::sync::watch::Receiver<String>> {
+        None
+    }
+}
+
+/// An image fetched from another node (see [`ImageSource`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The name of the node it came from.
+    pub from: String,
+    /// Its id on this node's engine, checked equal to the holder's.
+    pub image_id: String,
+}
+
+/// Where a node gets an image it lacks and cannot pull: from another node of the swarm.
+#[async_trait]
+pub trait ImageSource: Send + Sync {
+    /// Load `image` into this node's engine from a node that holds it, telling `progress`
+    /// what happens ("fetching image from n2: 40 MB"). The error says which nodes were
+    /// asked and what each answered.
+    async fn fetch(
+        &self,
+        image: &str,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Fetched, String>;
 }
 
 /// Which lines of a container's output to read.

@@ -653,11 +653,15 @@ impl TaskView<'_> {
                 previous = name;
                 let status = t.status.clone().unwrap_or_default();
                 TaskRow {
-                    current_state: format::current_state(
+                    current_state: format::with_progress(
+                        format::current_state(
+                            t.state().docker_name(),
+                            &status.health,
+                            status.timestamp_ms,
+                            self.now_ms,
+                        ),
                         t.state().docker_name(),
-                        &status.health,
-                        status.timestamp_ms,
-                        self.now_ms,
+                        &status.message,
                     ),
                     // A job's task is meant to complete, as docker shows it.
                     desired_state: if t.job_iteration > 0 && t.desired() == TaskState::Running {

@@ -9,6 +9,7 @@
 //! gRPC types end here: the rest of the manager sees only the store.
 
 mod batcher;
+pub mod images;
 pub mod networks;
 mod service;
 

@@ -4,9 +4,9 @@ use std::pin::Pin;
 
 use futures::Stream;
 use shoal_proto::{
-    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse, NetworkView,
-    NodeState, NodeStatus, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
-    UpdateTaskStatusResponse,
+    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse,
+    ImageHoldersRequest, ImageHoldersResponse, NetworkView, NodeState, NodeStatus, SessionMessage,
+    SessionRequest, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -236,6 +236,19 @@ impl shoal_proto::Dispatcher for DispatcherApi {
             .submit(node_id, request.updates)
             .await?;
         Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+
+    async fn image_holders(
+        &self,
+        request: Request<ImageHoldersRequest>,
+    ) -> Result<Response<ImageHoldersResponse>, Status> {
+        let caller = caller::identity(&request)?;
+        let image = &request.get_ref().image;
+        let holders = self
+            .dispatcher
+            .store()
+            .view(|r| super::images::holders(r.nodes(), r.tasks(), &caller.node_id, image));
+        Ok(Response::new(ImageHoldersResponse { holders }))
     }
 }
 

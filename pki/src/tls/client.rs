@@ -131,8 +131,18 @@ impl TlsClient {
     pub fn connector(&self, addr: &str) -> TlsConnector {
         TlsConnector {
             addr: addr.to_string(),
+            server_name: MANAGER_SERVER_NAME.to_string(),
             config: self.config.clone(),
             dialer: self.dialer.clone(),
+        }
+    }
+
+    /// [`TlsClient::connector`] to one node, any role: the certificate must name
+    /// `node_id` (every node's names its id), so it is that node and no other.
+    pub fn node_connector(&self, addr: &str, node_id: &str) -> TlsConnector {
+        TlsConnector {
+            server_name: node_id.to_string(),
+            ..self.connector(addr)
         }
     }
 }
@@ -217,16 +227,22 @@ impl ServerCertVerifier for PinnedRootVerifier {
 /// Dials `addr` and does the TLS handshake as "manager.shoal".
 pub async fn handshake(addr: &str, tls: &TlsClient) -> Result<TlsStream<Link>, PkiError> {
     check_addr(addr)?;
-    dial(addr.to_string(), tls.config(), tls.dialer.clone())
-        .await
-        .map_err(|e| PkiError::Connect {
-            addr: addr.to_string(),
-            reason: chain(&e),
-        })
+    dial(
+        addr.to_string(),
+        MANAGER_SERVER_NAME.to_string(),
+        tls.config(),
+        tls.dialer.clone(),
+    )
+    .await
+    .map_err(|e| PkiError::Connect {
+        addr: addr.to_string(),
+        reason: chain(&e),
+    })
 }
 
 async fn dial(
     addr: String,
+    server_name: String,
     config: Arc<ClientConfig>,
     dialer: Option<Dialer>,
 ) -> io::Result<TlsStream<Link>> {
@@ -239,7 +255,7 @@ async fn dial(
                 Link::new(tcp)
             }
         };
-        let name = ServerName::try_from(MANAGER_SERVER_NAME)
+        let name = ServerName::try_from(server_name)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         tokio_rustls::TlsConnector::from(config)
             .connect(name, link)
@@ -258,6 +274,8 @@ async fn dial(
 #[derive(Clone)]
 pub struct TlsConnector {
     addr: String,
+    /// The name the server's certificate must hold.
+    server_name: String,
     config: Arc<RwLock<Arc<ClientConfig>>>,
     dialer: Option<Dialer>,
 }
@@ -277,7 +295,12 @@ impl tower::Service<Uri> for TlsConnector {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let fut = dial(self.addr.clone(), config, self.dialer.clone());
+        let fut = dial(
+            self.addr.clone(),
+            self.server_name.clone(),
+            config,
+            self.dialer.clone(),
+        );
         Box::pin(async move { fut.await.map(TokioIo::new) })
     }
 }
@@ -320,6 +343,12 @@ pub async fn channel_with(
 /// A channel that connects on first use and reconnects after failures (Raft peers).
 pub fn channel_lazy(addr: &str, tls: &TlsClient) -> Result<Channel, PkiError> {
     Ok(endpoint(addr)?.connect_with_connector_lazy(tls.connector(addr)))
+}
+
+/// [`channel_lazy`] to the node `node_id` (any role) at `addr`: its certificate must
+/// name that node.
+pub fn node_channel_lazy(addr: &str, node_id: &str, tls: &TlsClient) -> Result<Channel, PkiError> {
+    Ok(endpoint(addr)?.connect_with_connector_lazy(tls.node_connector(addr, node_id)))
 }
 
 fn check_addr(addr: &str) -> Result<(), PkiError> {

@@ -200,7 +200,15 @@ impl Harness {
         let manager = Manager::open(config).await?;
         let gate = ControlGate::default();
         let cancel = CancellationToken::new();
-        serve_manager_port(&manager, &gate, cluster_id, listener, &tls, cancel.clone());
+        serve_manager_port(
+            &manager,
+            &gate,
+            cluster_id,
+            listener,
+            &tls,
+            None,
+            cancel.clone(),
+        );
         tokio::spawn(manager.clone().run(cancel.clone()));
         gate.open(
             ControlApi::new(manager.store().clone()),
