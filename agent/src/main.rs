@@ -44,6 +44,11 @@ struct Args {
     /// HOST:PORT; Docker's usual port is 9323. Off unless given.
     #[arg(long, env = "SHOALD_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the live web view is served (plain HTTP, as HOST:PORT; managers only, off
+    /// unless given). Whoever opens it needs the link `shoal web` prints: put it on an
+    /// address only operators reach.
+    #[arg(long, env = "SHOALD_WEB_ADDR")]
+    web_addr: Option<std::net::SocketAddr>,
     /// Print shoald's man page (roff) on stdout and exit
     #[arg(long, hide = true)]
     man: bool,
@@ -95,6 +100,14 @@ async fn main() -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let web = match args.web_addr {
+        Some(addr) => {
+            let token = shoal_web::Token::load_or_create(&args.data_dir.join("web-token"))?;
+            let url = format!("http://{addr}/login?token={}", token.as_str());
+            Some((addr, token, url))
+        }
+        None => None,
+    };
     let daemon = Daemon::new(DaemonConfig {
         data_dir: args.data_dir.clone(),
         socket: args.socket.clone(),
@@ -102,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
         node_name,
         plugin_dir: args.plugin_dir.clone(),
         files_dir: args.files_dir.clone(),
+        web_url: web.as_ref().map(|(_, _, url)| url.clone()),
     });
     let listener = listen(&args.socket)?;
     if daemon.resume().await.context("resuming swarm membership")? {
@@ -110,7 +124,10 @@ async fn main() -> anyhow::Result<()> {
     let (admin, control, logs, events) = daemon.local_services();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let docker_api = serve_docker_api(&args, stop_rx.clone())?;
-    serve_metrics(&args, &daemon, stop_rx).await?;
+    serve_metrics(&args, &daemon, stop_rx.clone()).await?;
+    if let Some((addr, token, _)) = web {
+        serve_web(&args, addr, token, stop_rx).await?;
+    }
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -180,6 +197,23 @@ async fn serve_metrics(
             let _ = stop.wait_for(|stopped| *stopped).await;
         },
     ));
+    Ok(())
+}
+
+async fn serve_web(
+    args: &Args,
+    addr: std::net::SocketAddr,
+    token: shoal_web::Token,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening for the web view on --web-addr {addr}"))?;
+    tracing::info!(%addr, "serving the web view (`shoal web` prints its link)");
+    let backend = shoal_dockerapi::Backend::unix(args.socket.clone());
+    tokio::spawn(shoal_web::serve(listener, backend, token, async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }));
     Ok(())
 }
 

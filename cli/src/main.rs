@@ -77,6 +77,8 @@ pub enum Command {
     Info,
     /// Stream the swarm's events (services, nodes, tasks, networks, secrets, configs)
     Events(commands::events::EventsArgs),
+    /// Print the link that opens this manager's live web view (shoald --web-addr)
+    Web,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completion {
         #[arg(value_enum)]
@@ -93,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Swarm(command) => commands::swarm::run(&cli.host, command).await,
         Command::Info => commands::swarm::info(&cli.host).await,
+        Command::Web => commands::swarm::web(&cli.host).await,
         Command::Events(args) => commands::events::events(&cli.host, &args).await,
         Command::Completion { shell } => commands::docs::completion(shell),
         Command::Man { dir } => commands::docs::man(&dir),

@@ -65,6 +65,9 @@ pub struct DaemonConfig {
     /// Where tasks' secrets and configs are written: a tmpfs shoald mounts there
     /// (`/run/shoal/files`).
     pub files_dir: PathBuf,
+    /// The web view's login link, when shoald serves it; an unspecified host (0.0.0.0)
+    /// is shown as the node's own address.
+    pub web_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -577,6 +580,7 @@ impl Daemon {
             docker_host: config.docker_host.clone(),
             ..Default::default()
         };
+        info.web_url = config.web_url.clone().unwrap_or_default();
         let Some(member) = member.as_ref() else {
             if self.inner.control.is_locked() {
                 info.swarm_state =
@@ -597,6 +601,16 @@ impl Daemon {
         info.cluster_id = member.record.cluster_id.clone();
         info.is_manager = member.record.manager;
         info.node_addr = member.record.advertise_addr.clone();
+        if let (Some(url), Some(host)) = (
+            &config.web_url,
+            member
+                .record
+                .advertise_addr
+                .rsplit_once(':')
+                .map(|(h, _)| h),
+        ) {
+            info.web_url = url.replace("://0.0.0.0:", &format!("://{host}:"));
+        }
         info.manager_addrs = member.record.managers.clone();
         if let Some(manager) = &member.manager {
             let status = manager.raft().status();

@@ -350,6 +350,18 @@ pub async fn info(host: &str) -> Result<()> {
     print(&info_text(&info))
 }
 
+/// `shoal web`: the web view's login link, or how to turn it on.
+pub async fn web(host: &str) -> Result<()> {
+    let mut client = Client::connect(host).await?;
+    let info = client.info(InfoRequest {}).await?;
+    if info.web_url.is_empty() {
+        anyhow::bail!(
+            "this node serves no web view: start shoald with --web-addr HOST:PORT (on a manager)"
+        );
+    }
+    print(&info.web_url)
+}
+
 /// The "Swarm:" section of `docker info`, then what identifies this daemon.
 fn info_text(info: &InfoResponse) -> String {
     fn add(lines: &mut Vec<String>, label: &str, value: &str) {
@@ -383,6 +395,12 @@ fn info_text(info: &InfoResponse) -> String {
     add(&mut lines, "Name", &info.node_name);
     add(&mut lines, "Data Dir", &info.data_dir);
     add(&mut lines, "Docker Host", &info.docker_host);
+    // The link without its token: `shoal web` prints it whole.
+    add(
+        &mut lines,
+        "Web View",
+        info.web_url.split("/login?").next().unwrap_or(""),
+    );
     lines.join("\n")
 }
 
@@ -407,6 +425,7 @@ mod tests {
             raft_commit_index: 42,
             data_dir: "/var/lib/shoal".into(),
             docker_host: String::new(),
+            web_url: "http://10.0.0.1:8080/login?token=secret".into(),
         };
         let want = "\
 Swarm: active
@@ -422,7 +441,8 @@ Swarm: active
  Manager Addresses:
   10.0.0.1:4242
 Name: host1
-Data Dir: /var/lib/shoal";
+Data Dir: /var/lib/shoal
+Web View: http://10.0.0.1:8080";
         assert_eq!(info_text(&info), want);
     }
 
