@@ -240,6 +240,18 @@ fn every_route_answers_missing_objects_with_404_and_bad_bodies_with_400() {
         Some(r#"{"name":"token","DATA":"czNjcjN0"}"#),
     );
     assert_eq!(created.status, 201, "{}", created.body);
+    // A name taken is Docker's 409, as `stack deploy` expects of it.
+    expect_error(
+        &http(
+            &api,
+            "POST",
+            "/v1.41/secrets/create",
+            Some(r#"{"Name":"token","Data":"czNjcjN0"}"#),
+        ),
+        409,
+        "already exists",
+        "a secret's name taken",
+    );
     let secret = http(&api, "GET", "/v1.41/secrets/token", None);
     assert_eq!(secret.status, 200, "{}", secret.body);
     let secret: serde_json::Value = serde_json::from_str(&secret.body).expect("json");

@@ -27,6 +27,9 @@ pub enum ControlError {
     },
     #[error("service {0} already exists: choose another --name, or change it with `shoal service update`")]
     NameTaken(String),
+    /// Another object (network, secret, config) has the name; the message says which.
+    #[error("{0}")]
+    Exists(String),
     #[error(
         "update out of sequence: {kind} {name} changed since it was read; read it again and retry"
     )]
@@ -74,7 +77,9 @@ impl From<ControlError> for Status {
             | ControlError::StackNotFound(_)
             | ControlError::NotFound(_) => Status::not_found(message),
             ControlError::Ambiguous { .. } => Status::failed_precondition(message),
-            ControlError::NameTaken(_) => Status::already_exists(message),
+            ControlError::NameTaken(_) | ControlError::Exists(_) => {
+                Status::already_exists(message)
+            }
             ControlError::OutOfSequence { .. } => Status::aborted(message),
             ControlError::Refused(_) => Status::failed_precondition(message),
             ControlError::NotLeader(_) | ControlError::Unavailable(_) => {

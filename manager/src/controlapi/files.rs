@@ -292,7 +292,7 @@ fn resolve_kind<T: FileObject>(all: &[T], spec: &mut ServiceSpec) -> Result<(), 
 /// Stage a new secret or config (its name unused).
 pub fn stage_create<T: FileObject>(tx: &mut WriteTx<'_>, object: T) -> Result<(), ControlError> {
     if let Some(other) = T::all_now(tx).iter().find(|o| o.name() == object.name()) {
-        return Err(ControlError::Refused(format!(
+        return Err(ControlError::Exists(format!(
             "{} {} already exists (id {}): choose another name",
             T::KIND,
             object.name(),

@@ -24,7 +24,7 @@ impl ControlApi {
             .update(|tx| {
                 let r = tx.read();
                 if let Some(other) = r.networks().find(|n| n.name() == spec.name) {
-                    return Err(ControlError::Refused(format!(
+                    return Err(ControlError::Exists(format!(
                         "network {} already exists (id {}): choose another name",
                         spec.name, other.id
                     )));
