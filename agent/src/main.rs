@@ -36,10 +36,21 @@ struct Args {
     #[arg(long, default_value = "/run/shoal/files", env = "SHOALD_FILES_DIR")]
     files_dir: PathBuf,
     /// Where Docker's Engine API for swarm objects is served (`docker`, `docker stack
-    /// deploy` and Swarm's tools work against it): unix:///PATH, or `none`. Default: beside
+    /// deploy` and Swarm's tools work against it): unix:///PATH, tcp://IP:PORT (with
+    /// mutual TLS: the three --docker-api-tls* files), or `none`. Default: beside
     /// --socket, `docker-api.sock` (/run/shoal/docker-api.sock).
     #[arg(long, env = "SHOALD_DOCKER_API")]
     docker_api: Option<String>,
+    /// TCP --docker-api: the CA clients' certificates must chain to (PEM; dockerd's
+    /// --tlscacert). `docker` then needs DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH.
+    #[arg(long, env = "SHOALD_DOCKER_API_TLSCACERT")]
+    docker_api_tlscacert: Option<PathBuf>,
+    /// TCP --docker-api: the server's certificate (PEM; dockerd's --tlscert).
+    #[arg(long, env = "SHOALD_DOCKER_API_TLSCERT")]
+    docker_api_tlscert: Option<PathBuf>,
+    /// TCP --docker-api: the server's private key (PEM; dockerd's --tlskey).
+    #[arg(long, env = "SHOALD_DOCKER_API_TLSKEY")]
+    docker_api_tlskey: Option<PathBuf>,
     /// Where Prometheus scrapes this node's metrics (`GET /metrics`, plain HTTP), as
     /// HOST:PORT; Docker's usual port is 9323. Off unless given.
     #[arg(long, env = "SHOALD_METRICS_ADDR")]
@@ -123,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let (admin, control, logs, events) = daemon.local_services();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let docker_api = serve_docker_api(&args, stop_rx.clone())?;
+    let docker_api = serve_docker_api(&args, stop_rx.clone()).await?;
     serve_metrics(&args, &daemon, stop_rx.clone()).await?;
     if let Some((addr, token, _)) = web {
         serve_web(&args, addr, token, stop_rx).await?;
@@ -150,8 +161,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Docker's Engine API on `--docker-api` (beside the local socket by default), served
-/// over this shoald's own local socket until `stop`; the socket's path, to remove at exit.
-fn serve_docker_api(
+/// over this shoald's own local socket until `stop`; a unix socket's path, to remove at
+/// exit.
+async fn serve_docker_api(
     args: &Args,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<PathBuf>> {
@@ -166,16 +178,43 @@ fn serve_docker_api(
             format!("unix://{}", dir.join("docker-api.sock").display())
         }
     };
-    let path = shoal_dockerapi::socket_path(&url)
-        .map_err(anyhow::Error::msg)?
-        .to_path_buf();
-    let listener = listen(&path)?;
     let backend = shoal_dockerapi::Backend::unix(args.socket.clone());
-    tracing::info!(socket = %path.display(), "serving Docker's Engine API for swarm objects");
-    tokio::spawn(shoal_dockerapi::serve(listener, backend, async move {
+    let stopped = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
-    }));
-    Ok(Some(path))
+    };
+    let tls = (
+        &args.docker_api_tlscacert,
+        &args.docker_api_tlscert,
+        &args.docker_api_tlskey,
+    );
+    match shoal_dockerapi::listen_addr(&url).map_err(anyhow::Error::msg)? {
+        shoal_dockerapi::Listen::Unix(path) => {
+            if tls.0.is_some() || tls.1.is_some() || tls.2.is_some() {
+                anyhow::bail!("--docker-api-tls* are for a tcp:// --docker-api; {url} is a unix socket, which the file mode guards");
+            }
+            let listener = listen(&path)?;
+            tracing::info!(socket = %path.display(), "serving Docker's Engine API for swarm objects");
+            tokio::spawn(shoal_dockerapi::serve(listener, backend, stopped));
+            Ok(Some(path))
+        }
+        shoal_dockerapi::Listen::Tcp(addr) => {
+            let (Some(ca), Some(cert), Some(key)) = tls else {
+                anyhow::bail!(
+                    "--docker-api {url} is TCP, served only with mutual TLS: give --docker-api-tlscacert (the CA clients' certificates must chain to), --docker-api-tlscert and --docker-api-tlskey (PEM files, as dockerd's --tlsverify)"
+                );
+            };
+            let acceptor = shoal_dockerapi::mutual_tls(ca, cert, key)
+                .map_err(|e| anyhow::anyhow!("--docker-api's TLS: {e}"))?;
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("listening on --docker-api {url}"))?;
+            tracing::info!(%addr, "serving Docker's Engine API for swarm objects (mutual TLS)");
+            tokio::spawn(shoal_dockerapi::serve_tls(
+                listener, acceptor, backend, stopped,
+            ));
+            Ok(None)
+        }
+    }
 }
 
 async fn serve_metrics(

@@ -19,4 +19,4 @@ mod routes;
 pub mod server;
 
 pub use backend::Backend;
-pub use server::{serve, socket_path};
+pub use server::{listen_addr, mutual_tls, serve, serve_tls, Listen};

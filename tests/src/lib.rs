@@ -231,6 +231,8 @@ pub struct Node {
     dir: tempfile::TempDir,
     pub name: String,
     child: Option<Child>,
+    /// Extra environment for shoald (its flags' `SHOALD_*` variables).
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -249,13 +251,40 @@ impl Node {
         Self::start_with(|_| name.to_string())
     }
 
+    /// [`Node::start`] with shoald's environment extended by `env` (e.g.
+    /// `SHOALD_DOCKER_API`), each value's `{dir}` replaced by the node's own directory.
+    pub fn start_env(prefix: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_full(
+            |dir| {
+                format!(
+                    "{prefix}-{}",
+                    &dir.file_name().unwrap_or_default().to_string_lossy()[10..]
+                )
+            },
+            env,
+        )
+    }
+
     fn start_with(name: impl FnOnce(&Path) -> String) -> anyhow::Result<Self> {
+        Self::start_full(name, &[])
+    }
+
+    fn start_full(
+        name: impl FnOnce(&Path) -> String,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("shoal-e2e-").tempdir()?;
         let name = name(dir.path());
+        let here = dir.path().display().to_string();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.replace("{dir}", &here)))
+            .collect();
         let mut node = Self {
             dir,
             name,
             child: None,
+            env,
         };
         node.spawn()?;
         Ok(node)
@@ -296,6 +325,7 @@ impl Node {
             .arg("--node-name")
             .arg(&self.name)
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

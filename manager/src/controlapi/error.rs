@@ -77,9 +77,7 @@ impl From<ControlError> for Status {
             | ControlError::StackNotFound(_)
             | ControlError::NotFound(_) => Status::not_found(message),
             ControlError::Ambiguous { .. } => Status::failed_precondition(message),
-            ControlError::NameTaken(_) | ControlError::Exists(_) => {
-                Status::already_exists(message)
-            }
+            ControlError::NameTaken(_) | ControlError::Exists(_) => Status::already_exists(message),
             ControlError::OutOfSequence { .. } => Status::aborted(message),
             ControlError::Refused(_) => Status::failed_precondition(message),
             ControlError::NotLeader(_) | ControlError::Unavailable(_) => {
