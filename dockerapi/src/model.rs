@@ -153,6 +153,9 @@ pub struct Resources {
     pub nano_cpus: i64,
     #[serde(rename = "MemoryBytes", default, skip_serializing_if = "is_zero_i64")]
     pub memory_bytes: i64,
+    /// Not Shoal's: refused when it says anything (see `from_docker`).
+    #[serde(rename = "GenericResources", default, skip_serializing)]
+    pub generic_resources: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -217,6 +220,10 @@ pub struct Placement {
     pub preferences: Vec<PlacementPreference>,
     #[serde(rename = "MaxReplicas", default, skip_serializing_if = "is_zero_u64")]
     pub max_replicas: u64,
+    /// The platforms the image runs on, as the CLI reads them from the registry: Shoal's
+    /// nodes are Linux (see `from_docker`).
+    #[serde(rename = "Platforms", default, skip_serializing)]
+    pub platforms: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -328,6 +335,19 @@ pub struct Ulimit {
 pub struct ContainerSpec {
     #[serde(rename = "Image", default)]
     pub image: String,
+    // Docker's fields Shoal does not run: refused when they say anything (`from_docker`).
+    #[serde(rename = "Groups", default, skip_serializing)]
+    pub groups: Option<serde_json::Value>,
+    #[serde(rename = "Privileges", default, skip_serializing)]
+    pub privileges: Option<serde_json::Value>,
+    #[serde(rename = "TTY", default, skip_serializing)]
+    pub tty: Option<serde_json::Value>,
+    #[serde(rename = "OpenStdin", default, skip_serializing)]
+    pub open_stdin: Option<serde_json::Value>,
+    #[serde(rename = "Hosts", default, skip_serializing)]
+    pub hosts: Option<serde_json::Value>,
+    #[serde(rename = "DNSConfig", default, skip_serializing)]
+    pub dns_config: Option<serde_json::Value>,
     #[serde(
         rename = "Labels",
         default,

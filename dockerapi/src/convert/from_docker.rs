@@ -119,6 +119,56 @@ fn port(port: PortConfig) -> ApiResult<pb::PortConfig> {
     })
 }
 
+/// Whether a field Docker sends says nothing: absent, null, false, 0, "", [], or an object
+/// of such (the CLI sends `"Privileges": {"CredentialSpec": null, "SELinuxContext": null}`).
+fn says_nothing(value: &Option<serde_json::Value>) -> bool {
+    fn empty(v: &serde_json::Value) -> bool {
+        use serde_json::Value::*;
+        match v {
+            Null => true,
+            Bool(b) => !b,
+            Number(n) => n.as_f64() == Some(0.0),
+            String(s) => s.is_empty(),
+            Array(a) => a.is_empty(),
+            Object(o) => o.values().all(empty),
+        }
+    }
+    value.as_ref().is_none_or(empty)
+}
+
+/// A field Shoal does not run, refused unless it says nothing: `where_` names it as the
+/// spec does.
+fn unsupported(value: &Option<serde_json::Value>, where_: &str, instead: &str) -> ApiResult<()> {
+    if says_nothing(value) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "{where_} is not supported by Shoal: remove it{instead}"
+    )))
+}
+
+/// Placement.Platforms: Shoal's nodes run Linux, so a list without Linux can never be
+/// placed; the architecture is not checked (a `node.platform.arch` constraint is).
+fn platforms(value: &Option<serde_json::Value>) -> ApiResult<()> {
+    let Some(list) = value.as_ref().and_then(|v| v.as_array()) else {
+        return Ok(());
+    };
+    let linux = list.iter().any(|p| {
+        let os = p
+            .as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("os")))
+            .and_then(|(_, v)| v.as_str())
+            .unwrap_or("");
+        os.is_empty() || os.eq_ignore_ascii_case("linux")
+    });
+    if list.is_empty() || linux {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "TaskTemplate.Placement.Platforms names no linux platform: Shoal's nodes run Linux",
+    ))
+}
+
 fn resources(r: Option<Resources>) -> Option<pb::Resources> {
     r.filter(|r| r.nano_cpus != 0 || r.memory_bytes != 0)
         .map(|r| pb::Resources {
@@ -140,8 +190,21 @@ pub fn task_spec(spec: TaskSpec) -> ApiResult<pb::TaskSpec> {
         )
     })?;
     let resources_given = spec.resources.unwrap_or_default();
+    for (given, which) in [
+        (&resources_given.limits, "Limits"),
+        (&resources_given.reservations, "Reservations"),
+    ] {
+        if let Some(r) = given {
+            unsupported(
+                &r.generic_resources,
+                &format!("TaskTemplate.Resources.{which}.GenericResources"),
+                " (Shoal schedules by CPU and memory, and by node labels: use a constraint)",
+            )?;
+        }
+    }
     let restart = spec.restart_policy.unwrap_or_default();
     let placement = spec.placement.unwrap_or_default();
+    platforms(&placement.platforms)?;
     Ok(pb::TaskSpec {
         container: Some(container_spec(container)?),
         limits: resources(resources_given.limits),
@@ -227,6 +290,13 @@ fn container_spec(c: ContainerSpec) -> ApiResult<pb::ContainerSpec> {
             "TaskTemplate.ContainerSpec.Image is empty: a service needs an image",
         ));
     }
+    const SPEC: &str = "TaskTemplate.ContainerSpec";
+    unsupported(&c.groups, &format!("{SPEC}.Groups"), "")?;
+    unsupported(&c.privileges, &format!("{SPEC}.Privileges"), "")?;
+    unsupported(&c.tty, &format!("{SPEC}.TTY"), " (tasks have no terminal)")?;
+    unsupported(&c.open_stdin, &format!("{SPEC}.OpenStdin"), " (tasks have no stdin)")?;
+    unsupported(&c.hosts, &format!("{SPEC}.Hosts"), " (the swarm's names resolve on its networks)")?;
+    unsupported(&c.dns_config, &format!("{SPEC}.DNSConfig"), " (the swarm's resolver answers on every network)")?;
     if !matches!(c.isolation.as_str(), "" | "default") {
         return Err(ApiError::bad_request(format!(
             "invalid ContainerSpec.Isolation {:?}: Linux containers have only \"default\"",

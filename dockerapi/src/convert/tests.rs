@@ -144,10 +144,12 @@ fn what_the_docker_cli_sends_on_create_is_read() {
         "Name": "web", "Labels": {},
         "TaskTemplate": {
             "ContainerSpec": {"Image": "img", "Args": ["sleep", "1000"], "Init": false,
-                "DNSConfig": {}, "Isolation": "default"},
+                "DNSConfig": {}, "Isolation": "default", "TTY": false,
+                "Privileges": {"CredentialSpec": null, "SELinuxContext": null}},
             "Resources": {"Limits": {}, "Reservations": {}},
             "RestartPolicy": {"Condition": "any", "MaxAttempts": 0},
-            "Placement": {}, "ForceUpdate": 0, "Runtime": "container"},
+            "Placement": {"Platforms": [{"Architecture": "amd64", "OS": "linux"}]},
+            "ForceUpdate": 0, "Runtime": "container"},
         "Mode": {"Replicated": {"Replicas": 2}},
         "UpdateConfig": {"Parallelism": 1, "FailureAction": "pause", "Monitor": 5000000000i64,
             "MaxFailureRatio": 0, "Order": "stop-first"},
@@ -167,6 +169,51 @@ fn what_the_docker_cli_sends_on_create_is_read() {
         8080
     );
     assert_eq!(spec.update.expect("update").parallelism, Some(1));
+}
+
+#[test]
+fn fields_shoal_does_not_run_are_refused_by_name_unless_they_say_nothing() {
+    let refused = |container: serde_json::Value, task: serde_json::Value| {
+        let mut template = serde_json::json!({"ContainerSpec": container});
+        if let (Some(t), Some(extra)) = (template.as_object_mut(), task.as_object()) {
+            t.extend(extra.clone());
+        }
+        let body = serde_json::json!({"Name": "web", "TaskTemplate": template});
+        let read: model::ServiceSpec =
+            serde_json::from_value(gokeys::canonical(body)).expect("read");
+        from_docker::service_spec(read).err().map(|e| (e.status, e.message))
+    };
+    let none = serde_json::json!({});
+    for (field, value, named) in [
+        ("TTY", serde_json::json!(true), "ContainerSpec.TTY"),
+        ("OpenStdin", serde_json::json!(true), "ContainerSpec.OpenStdin"),
+        ("Groups", serde_json::json!(["wheel"]), "ContainerSpec.Groups"),
+        ("Hosts", serde_json::json!(["1.2.3.4 db"]), "ContainerSpec.Hosts"),
+        ("DNSConfig", serde_json::json!({"Nameservers": ["8.8.8.8"]}), "ContainerSpec.DNSConfig"),
+        ("Privileges", serde_json::json!({"SELinuxContext": {"Disable": true}}), "ContainerSpec.Privileges"),
+        ("dnsconfig", serde_json::json!({"Search": ["x"]}), "ContainerSpec.DNSConfig"),
+    ] {
+        let (status, message) =
+            refused(serde_json::json!({"Image": "img", field: value}), none.clone())
+                .unwrap_or_else(|| panic!("{field} was accepted"));
+        assert_eq!(status, hyper::StatusCode::BAD_REQUEST);
+        assert!(message.contains(named) && message.contains("not supported"), "{message}");
+    }
+    let generic = serde_json::json!({"Resources": {"Reservations": {"GenericResources": [
+        {"DiscreteResourceSpec": {"Kind": "gpu", "Value": 1}}]}}});
+    let (_, message) = refused(serde_json::json!({"Image": "img"}), generic).expect("refused");
+    assert!(message.contains("Reservations.GenericResources"), "{message}");
+    let windows = serde_json::json!({"Placement": {"Platforms": [{"OS": "windows"}]}});
+    let (_, message) = refused(serde_json::json!({"Image": "img"}), windows).expect("refused");
+    assert!(message.contains("Platforms"), "{message}");
+    // Saying nothing is fine, as the CLI sends these on every create.
+    assert_eq!(
+        refused(
+            serde_json::json!({"Image": "img", "TTY": false, "Hosts": [], "DNSConfig": {}, "Groups": null}),
+            serde_json::json!({"Placement": {"Platforms": []}})
+        ),
+        None
+    );
 }
 
 #[test]

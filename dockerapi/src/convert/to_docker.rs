@@ -51,6 +51,7 @@ pub fn node(node: &pb::Node) -> Node {
             resources: Resources {
                 nano_cpus: resources.nano_cpus,
                 memory_bytes: resources.memory_bytes,
+                ..Default::default()
             },
             engine: Engine {
                 engine_version: description.engine_version,
@@ -215,6 +216,7 @@ fn resources(r: &Option<pb::Resources>) -> Option<Resources> {
     Some(r.as_ref().map_or_else(Resources::default, |r| Resources {
         nano_cpus: r.nano_cpus,
         memory_bytes: r.memory_bytes,
+        ..Default::default()
     }))
 }
 
@@ -246,6 +248,7 @@ pub fn task_spec(spec: &pb::TaskSpec) -> TaskSpec {
                 })
                 .collect(),
             max_replicas: placement.max_replicas,
+            ..Default::default()
         }),
         networks: spec
             .networks
@@ -353,6 +356,7 @@ fn container_spec(c: &pb::ContainerSpec) -> ContainerSpec {
                 hard: u.hard,
             })
             .collect(),
+        ..Default::default()
     }
 }
 

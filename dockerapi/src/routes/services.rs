@@ -34,7 +34,7 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
     }
     let status = request.flag("status");
     let listed = backend.services().await?;
-    let shown: Vec<model::Service> = listed
+    let services = listed
         .services
         .iter()
         .filter(|s| {
@@ -52,19 +52,51 @@ pub async fn list(backend: &Backend, request: &Request) -> ApiResult<Reply> {
                     s.spec.as_ref()?.labels.get(k).map(String::as_str)
                 })
         })
-        .map(|s| {
-            let counts = status.then(|| {
-                let count = listed.replicas.get(&s.id).cloned().unwrap_or_default();
-                to_docker::Counts {
-                    running: count.running,
-                    desired: count.desired,
-                    completed: 0,
-                }
-            });
-            to_docker::service(s, counts)
-        })
-        .collect();
+        .cloned()
+        .collect::<Vec<_>>();
+    let mut shown = Vec::with_capacity(services.len());
+    for s in &services {
+        let counts = if status {
+            Some(counts(backend, s, listed.replicas.get(&s.id).cloned()).await?)
+        } else {
+            None
+        };
+        shown.push(to_docker::service(s, counts));
+    }
     Ok(Reply::ok(&shown))
+}
+
+/// `ServiceStatus` as dockerd counts it. A job's count from the manager is its
+/// completions (Shoal's `service ls` shows them so): they are Docker's CompletedTasks, and
+/// its tasks running now are counted here.
+async fn counts(
+    backend: &Backend,
+    service: &pb::Service,
+    count: Option<pb::ReplicaCount>,
+) -> ApiResult<to_docker::Counts> {
+    let count = count.unwrap_or_default();
+    let job = matches!(
+        service.spec.as_ref().map(|s| s.mode()),
+        Some(pb::ServiceMode::ReplicatedJob | pb::ServiceMode::GlobalJob)
+    );
+    if !job {
+        return Ok(to_docker::Counts {
+            running: count.running,
+            desired: count.desired,
+            completed: 0,
+        });
+    }
+    let running = backend
+        .tasks(&service.id, "")
+        .await?
+        .iter()
+        .filter(|t| t.state() == pb::TaskState::Running)
+        .count() as u64;
+    Ok(to_docker::Counts {
+        running,
+        desired: count.desired,
+        completed: count.running,
+    })
 }
 
 pub async fn get(backend: &Backend, id: &str) -> ApiResult<pb::Service> {
