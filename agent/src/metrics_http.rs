@@ -6,10 +6,8 @@ use std::future::Future;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::daemon::Daemon;
@@ -18,32 +16,20 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 /// Serve `listener` until `stop` resolves.
 pub async fn serve(listener: TcpListener, daemon: Daemon, stop: impl Future<Output = ()>) {
-    tokio::pin!(stop);
-    loop {
-        let stream = tokio::select! {
-            _ = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("metrics: accepting a connection: {e}");
-                    continue;
-                }
-            },
-        };
-        let daemon = daemon.clone();
-        tokio::spawn(async move {
+    shoal_dockerapi::accept_until(
+        "metrics",
+        || async { listener.accept().await.map(|(stream, _)| stream) },
+        stop,
+        move |stream| {
+            let daemon = daemon.clone();
             let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let daemon = daemon.clone();
                 async move { Ok::<_, Infallible>(answer(&daemon, &request).await) }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("metrics: connection ended: {e}");
-            }
-        });
-    }
+            shoal_dockerapi::http1_connection("metrics", stream, service)
+        },
+    )
+    .await
 }
 
 async fn answer<B>(daemon: &Daemon, request: &hyper::Request<B>) -> Response<Full<Bytes>> {

@@ -19,4 +19,6 @@ mod routes;
 pub mod server;
 
 pub use backend::Backend;
-pub use server::{listen_addr, mutual_tls, serve, serve_tls, Listen};
+pub use server::{
+    accept_until, http1_connection, listen_addr, mutual_tls, serve, serve_tls, Listen,
+};

@@ -82,22 +82,67 @@ pub fn mutual_tls(ca: &Path, cert: &Path, key: &Path) -> Result<tokio_rustls::Tl
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serve `listener` until `stop` resolves.
-pub async fn serve(listener: UnixListener, backend: Backend, stop: impl Future<Output = ()>) {
+/// Accept connections with `accept` until `stop` resolves, each served by `serve` on a
+/// task of its own; `what` names the server in the log. The loop every HTTP listener of
+/// shoald shares (this API's, the web view's, the metrics').
+pub async fn accept_until<C, A, AF, S, SF>(
+    what: &'static str,
+    mut accept: A,
+    stop: impl Future<Output = ()>,
+    serve: S,
+) where
+    A: FnMut() -> AF,
+    AF: Future<Output = std::io::Result<C>>,
+    S: Fn(C) -> SF,
+    SF: Future<Output = ()> + Send + 'static,
+{
     tokio::pin!(stop);
     loop {
-        let stream = tokio::select! {
+        let conn = tokio::select! {
             _ = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+            accepted = accept() => match accepted {
+                Ok(conn) => conn,
                 Err(e) => {
-                    tracing::warn!("docker api: accepting a connection: {e}");
+                    tracing::warn!("{what}: accepting a connection: {e}");
                     continue;
                 }
             },
         };
-        tokio::spawn(connection(stream, backend.clone()));
+        tokio::spawn(serve(conn));
     }
+}
+
+/// Serve HTTP/1.1 on one connection with `service` until it ends.
+pub async fn http1_connection<S, Svc, B>(what: &'static str, stream: S, service: Svc)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Svc: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<B>,
+            Error = std::convert::Infallible,
+        > + Send,
+    Svc::Future: Send,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if let Err(e) = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!("{what}: connection ended: {e}");
+    }
+}
+
+/// Serve `listener` until `stop` resolves.
+pub async fn serve(listener: UnixListener, backend: Backend, stop: impl Future<Output = ()>) {
+    accept_until(
+        "docker api",
+        || async { listener.accept().await.map(|(stream, _)| stream) },
+        stop,
+        move |stream| connection(stream, backend.clone()),
+    )
+    .await
 }
 
 /// Serve `listener` until `stop` resolves, each connection only once its TLS handshake,
@@ -108,29 +153,25 @@ pub async fn serve_tls(
     backend: Backend,
     stop: impl Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("docker api: accepting a connection: {e}");
-                    continue;
+    accept_until(
+        "docker api",
+        || listener.accept(),
+        stop,
+        move |(stream, peer)| {
+            let (tls, backend) = (tls.clone(), backend.clone());
+            async move {
+                let handshake =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(stream))
+                        .await;
+                match handshake {
+                    Ok(Ok(stream)) => connection(stream, backend).await,
+                    Ok(Err(e)) => tracing::info!(%peer, "docker api: refused a TLS client: {e}"),
+                    Err(_) => tracing::info!(%peer, "docker api: no TLS handshake within 10 s"),
                 }
-            },
-        };
-        let (tls, backend) = (tls.clone(), backend.clone());
-        tokio::spawn(async move {
-            let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(stream)).await;
-            match handshake {
-                Ok(Ok(stream)) => connection(stream, backend).await,
-                Ok(Err(e)) => tracing::info!(%peer, "docker api: refused a TLS client: {e}"),
-                Err(_) => tracing::info!(%peer, "docker api: no TLS handshake within 10 s"),
             }
-        });
-    }
+        },
+    )
+    .await
 }
 
 async fn connection<S>(stream: S, backend: Backend)
@@ -141,12 +182,7 @@ where
         let backend = backend.clone();
         async move { Ok::<_, std::convert::Infallible>(answer(&backend, request).await) }
     });
-    if let Err(e) = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!("docker api: connection ended: {e}");
-    }
+    http1_connection("docker api", stream, service).await
 }
 
 async fn answer(

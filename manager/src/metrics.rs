@@ -74,36 +74,35 @@ impl Drop for InFlight {
 /// Register the recorded metrics in `registry` (which then shares them).
 pub fn register_recorded(registry: &mut Registry) {
     let r = recorded();
-    registry.register_with_unit(
-        "swarm_raft_transaction_latency",
-        "Raft transaction latency: from proposal to applied",
-        Unit::Seconds,
-        r.raft_transaction.clone(),
-    );
-    registry.register_with_unit(
-        "swarm_raft_snapshot_latency",
-        "Raft snapshot create latency",
-        Unit::Seconds,
-        r.raft_snapshot.clone(),
-    );
-    registry.register_with_unit(
-        "swarm_store_read_tx_latency",
-        "Store read transaction latency",
-        Unit::Seconds,
-        r.store_read_tx.clone(),
-    );
-    registry.register_with_unit(
-        "swarm_store_write_tx_latency",
-        "Store write transaction latency: from begin to committed",
-        Unit::Seconds,
-        r.store_write_tx.clone(),
-    );
-    registry.register_with_unit(
-        "swarm_dispatcher_scheduling_delay",
-        "Scheduling delay: from a task's creation to its node reporting it running",
-        Unit::Seconds,
-        r.scheduling_delay.clone(),
-    );
+    for (name, help, histogram) in [
+        (
+            "swarm_raft_transaction_latency",
+            "Raft transaction latency: from proposal to applied",
+            &r.raft_transaction,
+        ),
+        (
+            "swarm_raft_snapshot_latency",
+            "Raft snapshot create latency",
+            &r.raft_snapshot,
+        ),
+        (
+            "swarm_store_read_tx_latency",
+            "Store read transaction latency",
+            &r.store_read_tx,
+        ),
+        (
+            "swarm_store_write_tx_latency",
+            "Store write transaction latency: from begin to committed",
+            &r.store_write_tx,
+        ),
+        (
+            "swarm_dispatcher_scheduling_delay",
+            "Scheduling delay: from a task's creation to its node reporting it running",
+            &r.scheduling_delay,
+        ),
+    ] {
+        registry.register_with_unit(name, help, Unit::Seconds, histogram.clone());
+    }
     registry.register(
         "shoal_raft_proposals_in_flight",
         "Store entries proposed to Raft and not yet applied",

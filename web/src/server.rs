@@ -14,10 +14,8 @@ use hyper::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE,
     X_CONTENT_TYPE_OPTIONS,
 };
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use shoal_dockerapi::Backend;
 use shoal_proto::WatchEventsRequest;
@@ -45,32 +43,20 @@ pub async fn serve(
     token: Token,
     stop: impl Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
-    loop {
-        let stream = tokio::select! {
-            _ = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("web view: accepting a connection: {e}");
-                    continue;
-                }
-            },
-        };
-        let (backend, token) = (backend.clone(), token.clone());
-        tokio::spawn(async move {
+    shoal_dockerapi::accept_until(
+        "web view",
+        || async { listener.accept().await.map(|(stream, _)| stream) },
+        stop,
+        move |stream| {
+            let (backend, token) = (backend.clone(), token.clone());
             let service = service_fn(move |request| {
                 let (backend, token) = (backend.clone(), token.clone());
                 async move { Ok::<_, Infallible>(answer(&backend, &token, request).await) }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("web view: connection ended: {e}");
-            }
-        });
-    }
+            shoal_dockerapi::http1_connection("web view", stream, service)
+        },
+    )
+    .await
 }
 
 async fn answer<B>(backend: &Backend, token: &Token, request: Request<B>) -> Response<Body> {

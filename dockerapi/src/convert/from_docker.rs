@@ -294,9 +294,21 @@ fn container_spec(c: ContainerSpec) -> ApiResult<pb::ContainerSpec> {
     unsupported(&c.groups, &format!("{SPEC}.Groups"), "")?;
     unsupported(&c.privileges, &format!("{SPEC}.Privileges"), "")?;
     unsupported(&c.tty, &format!("{SPEC}.TTY"), " (tasks have no terminal)")?;
-    unsupported(&c.open_stdin, &format!("{SPEC}.OpenStdin"), " (tasks have no stdin)")?;
-    unsupported(&c.hosts, &format!("{SPEC}.Hosts"), " (the swarm's names resolve on its networks)")?;
-    unsupported(&c.dns_config, &format!("{SPEC}.DNSConfig"), " (the swarm's resolver answers on every network)")?;
+    unsupported(
+        &c.open_stdin,
+        &format!("{SPEC}.OpenStdin"),
+        " (tasks have no stdin)",
+    )?;
+    unsupported(
+        &c.hosts,
+        &format!("{SPEC}.Hosts"),
+        " (the swarm's names resolve on its networks)",
+    )?;
+    unsupported(
+        &c.dns_config,
+        &format!("{SPEC}.DNSConfig"),
+        " (the swarm's resolver answers on every network)",
+    )?;
     if !matches!(c.isolation.as_str(), "" | "default") {
         return Err(ApiError::bad_request(format!(
             "invalid ContainerSpec.Isolation {:?}: Linux containers have only \"default\"",

@@ -181,28 +181,62 @@ fn fields_shoal_does_not_run_are_refused_by_name_unless_they_say_nothing() {
         let body = serde_json::json!({"Name": "web", "TaskTemplate": template});
         let read: model::ServiceSpec =
             serde_json::from_value(gokeys::canonical(body)).expect("read");
-        from_docker::service_spec(read).err().map(|e| (e.status, e.message))
+        from_docker::service_spec(read)
+            .err()
+            .map(|e| (e.status, e.message))
     };
     let none = serde_json::json!({});
     for (field, value, named) in [
         ("TTY", serde_json::json!(true), "ContainerSpec.TTY"),
-        ("OpenStdin", serde_json::json!(true), "ContainerSpec.OpenStdin"),
-        ("Groups", serde_json::json!(["wheel"]), "ContainerSpec.Groups"),
-        ("Hosts", serde_json::json!(["1.2.3.4 db"]), "ContainerSpec.Hosts"),
-        ("DNSConfig", serde_json::json!({"Nameservers": ["8.8.8.8"]}), "ContainerSpec.DNSConfig"),
-        ("Privileges", serde_json::json!({"SELinuxContext": {"Disable": true}}), "ContainerSpec.Privileges"),
-        ("dnsconfig", serde_json::json!({"Search": ["x"]}), "ContainerSpec.DNSConfig"),
+        (
+            "OpenStdin",
+            serde_json::json!(true),
+            "ContainerSpec.OpenStdin",
+        ),
+        (
+            "Groups",
+            serde_json::json!(["wheel"]),
+            "ContainerSpec.Groups",
+        ),
+        (
+            "Hosts",
+            serde_json::json!(["1.2.3.4 db"]),
+            "ContainerSpec.Hosts",
+        ),
+        (
+            "DNSConfig",
+            serde_json::json!({"Nameservers": ["8.8.8.8"]}),
+            "ContainerSpec.DNSConfig",
+        ),
+        (
+            "Privileges",
+            serde_json::json!({"SELinuxContext": {"Disable": true}}),
+            "ContainerSpec.Privileges",
+        ),
+        (
+            "dnsconfig",
+            serde_json::json!({"Search": ["x"]}),
+            "ContainerSpec.DNSConfig",
+        ),
     ] {
-        let (status, message) =
-            refused(serde_json::json!({"Image": "img", field: value}), none.clone())
-                .unwrap_or_else(|| panic!("{field} was accepted"));
+        let (status, message) = refused(
+            serde_json::json!({"Image": "img", field: value}),
+            none.clone(),
+        )
+        .unwrap_or_else(|| panic!("{field} was accepted"));
         assert_eq!(status, hyper::StatusCode::BAD_REQUEST);
-        assert!(message.contains(named) && message.contains("not supported"), "{message}");
+        assert!(
+            message.contains(named) && message.contains("not supported"),
+            "{message}"
+        );
     }
     let generic = serde_json::json!({"Resources": {"Reservations": {"GenericResources": [
         {"DiscreteResourceSpec": {"Kind": "gpu", "Value": 1}}]}}});
     let (_, message) = refused(serde_json::json!({"Image": "img"}), generic).expect("refused");
-    assert!(message.contains("Reservations.GenericResources"), "{message}");
+    assert!(
+        message.contains("Reservations.GenericResources"),
+        "{message}"
+    );
     let windows = serde_json::json!({"Placement": {"Platforms": [{"OS": "windows"}]}});
     let (_, message) = refused(serde_json::json!({"Image": "img"}), windows).expect("refused");
     assert!(message.contains("Platforms"), "{message}");
