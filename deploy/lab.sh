@@ -22,7 +22,7 @@
 #       --socket /run/shoal-lab/nK/shoald.sock --docker-host unix:///run/shoal-lab/nK/docker.sock
 #       --docker-api unix:///run/shoal-lab/nK/docker-api.sock
 #       --metrics-addr 10.78.0.(10+K):9323 (Prometheus scrapes GET /metrics there)
-#       --web-addr 10.78.0.(10+K):8080 (the web view: `lab.sh shoal nK web` prints its link)
+#       --web-addr 10.78.0.(10+K):9380 (the web view: `lab.sh shoal nK web` prints its link)
 #       --node-name nK, log /var/lib/shoal-lab/nK/shoald.log; it listens for other nodes on
 #       10.78.0.(10+K):4242 once it is in a swarm.
 # The test images shoal-test/busybox:a|b are built once on n1 (deploy/build-test-images.sh)
@@ -291,7 +291,7 @@ start_shoald() {
       --data-dir "$dir/shoald" --socket "$(shoald_sock "$k")" \
       --docker-host "unix://$(docker_sock "$k")" --node-name "n$k" \
       --docker-api "unix://$(docker_api_sock "$k")" \
-      --metrics-addr "$(host_ip "$k"):9323" --web-addr "$(host_ip "$k"):8080" \
+      --metrics-addr "$(host_ip "$k"):9323" --web-addr "$(host_ip "$k"):9380" \
       >>"$dir/shoald.log" 2>&1 </dev/null &
   fi
   for i in $(seq 1 200); do

@@ -37,7 +37,7 @@ fn the_web_view_shows_a_task_that_starts_within_two_seconds() {
     let link = lab.shoal_ok(1, &["web"]).trim().to_string();
     let base = link.split("/login?").next().expect("a link").to_string();
     assert!(
-        link.starts_with(&format!("http://{}:8080/login?token=", lab.ip(1))),
+        link.starts_with(&format!("http://{}:9380/login?token=", lab.ip(1))),
         "{link}"
     );
     let info = lab.shoal_ok(1, &["info"]);

@@ -1154,13 +1154,28 @@ async fn bind(addr: &str) -> Result<TcpListener, DaemonError> {
         addr: addr.to_string(),
         why: "use IP:PORT, e.g. 0.0.0.0:4242".into(),
     })?;
-    TcpListener::bind(parsed)
-        .await
-        .map_err(|source| DaemonError::Listen {
-            addr: addr.to_string(),
-            source,
-        })
+    // A role change stops the member and binds again at once: the stopped server's accept
+    // loop lets go of the port a moment later. Wait for that, not for another process.
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(parsed).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < BIND_TRIES => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(source) => {
+                return Err(DaemonError::Listen {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+        }
+    }
 }
+
+/// How many times [`bind`] tries a port in use (50 ms apart) before it gives up.
+const BIND_TRIES: u32 = 40;
 
 /// The address to advertise: the one given (port defaulting to the bound one), else the
 /// bound address, with an unspecified IP replaced by loopback.

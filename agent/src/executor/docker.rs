@@ -384,6 +384,21 @@ pub fn credentials(auth: &shoal_proto::RegistryAuth) -> DockerCredentials {
     }
 }
 
+/// Whether a pull's failure is the registry refusing the credentials given (not a registry
+/// that is unreachable or lacks the image).
+fn refused_credentials(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "incorrect username or password",
+        "denied",
+    ]
+    .iter()
+    .any(|word| message.contains(word))
+}
+
 /// A pull the registry refused, as the task's error.
 fn pull_failed(image: &str, node: &str, message: String) -> ExecError {
     ExecError::PullFailed {
@@ -688,6 +703,11 @@ impl DockerController {
         let Some(images) = self.images.clone() else {
             return Err(pull_failed(&self.spec.image, &self.node_name, pulled));
         };
+        // A registry that refused the task's own credentials keeps its word: another
+        // node's copy would get round its access control.
+        if self.spec.registry_auth.is_some() && refused_credentials(&pulled) {
+            return Err(pull_failed(&self.spec.image, &self.node_name, pulled));
+        }
         tracing::info!(task = %self.task.id, image = %self.spec.image, "the pull failed ({pulled}): fetching the image from another node");
         let progress = self.progress.clone();
         let tell = move |message: String| {

@@ -614,3 +614,21 @@ fn frames_of_a_long_line_join_into_one_and_streams_stay_apart() {
         Some(Vec::new())
     );
 }
+
+#[test]
+fn only_a_refusal_of_the_credentials_given_keeps_the_image_from_other_nodes() {
+    for refused in [
+        "Head \"http://10.78.0.2:5000/v2/lab/app/manifests/1\": unauthorized: authentication required",
+        "Get \"https://r.example/v2/\": no basic auth credentials",
+        "denied: requested access to the resource is denied",
+    ] {
+        assert!(super::refused_credentials(refused), "{refused}");
+    }
+    for elsewhere in [
+        "Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host",
+        "manifest for lab/app:2 not found: manifest unknown: manifest unknown",
+        "Get \"http://10.78.0.2:5000/v2/\": dial tcp 10.78.0.2:5000: connect: connection refused",
+    ] {
+        assert!(!super::refused_credentials(elsewhere), "{elsewhere}");
+    }
+}
