@@ -34,6 +34,11 @@ const CHUNK: usize = 1 << 20;
 /// How often the progress message is refreshed while bytes flow.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
+/// A transfer that moves no byte for this long is given up on. The engine's `docker load`
+/// reads as fast as the bytes come (it unpacks layers as they arrive), so a pause this long
+/// is the holder's.
+const STALLED: Duration = Duration::from_secs(120);
+
 /// The `Images` service: this node's engine's images, to the swarm's other nodes.
 pub struct ImagesApi {
     docker: Docker,
@@ -193,6 +198,9 @@ impl PeerImages {
         );
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.tick().await;
+        // A holder that stays connected but stops sending is given up on (a dead one is
+        // caught by the channel's keepalive): the next holder is asked.
+        let (mut seen, mut moved) = (0, tokio::time::Instant::now());
         loop {
             tokio::select! {
                 item = load.next() => match item {
@@ -200,7 +208,15 @@ impl PeerImages {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(format!("loading it into this node's engine: {e}")),
                 },
-                _ = tick.tick() => told(received.load(Ordering::Relaxed)),
+                _ = tick.tick() => {
+                    let now = received.load(Ordering::Relaxed);
+                    if now != seen {
+                        (seen, moved) = (now, tokio::time::Instant::now());
+                    } else if moved.elapsed() >= STALLED {
+                        return Err(format!("it sent nothing for {} s: given up", STALLED.as_secs()));
+                    }
+                    told(now);
+                }
             }
         }
         let loaded = self
