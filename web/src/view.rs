@@ -73,6 +73,11 @@ fn short(name: &str, prefix: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// An image as the page shows it: without its pinned digest.
+fn shown_image(image: &str) -> String {
+    image.split('@').next().unwrap_or("").to_string()
+}
+
 /// The view now, or why it cannot be had (in the Control API's words).
 pub async fn read(backend: &Backend) -> Result<View, tonic::Status> {
     let mut control = backend.control.clone();
@@ -133,7 +138,7 @@ pub async fn read(backend: &Backend) -> Result<View, tonic::Status> {
                     .task
                     .as_ref()
                     .and_then(|t| t.container.as_ref())
-                    .map(|c| c.image.split('@').next().unwrap_or("").to_string())
+                    .map(|c| shown_image(&c.image))
                     .unwrap_or_default(),
                 running: count.running,
                 desired: count.desired,
@@ -165,7 +170,7 @@ pub async fn read(backend: &Backend) -> Result<View, tonic::Status> {
                     .spec
                     .as_ref()
                     .and_then(|s| s.container.as_ref())
-                    .map(|c| c.image.split('@').next().unwrap_or("").to_string())
+                    .map(|c| shown_image(&c.image))
                     .unwrap_or_default(),
                 since_ms: status.timestamp_ms,
                 id: t.id,

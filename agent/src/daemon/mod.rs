@@ -145,15 +145,7 @@ pub fn serve_manager_port(
         .add_service(manager.membership_service())
         .add_service(manager.ca_service())
         .add_optional_service(images.map(|docker| ImagesServer::new(ImagesApi::new(docker))));
-    let incoming = shoal_pki::incoming(listener, tls.server());
-    tokio::spawn(async move {
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, stop.cancelled())
-            .await
-        {
-            tracing::error!(error = %e, "the manager's network server stopped");
-        }
-    })
+    serve_port(router, listener, tls, stop, "manager")
 }
 
 /// Serve a worker's port on `listener` until `stop`: its engine's images to the swarm's
@@ -168,13 +160,26 @@ fn serve_worker_port(
     let router = tonic::transport::Server::builder()
         .layer(AuthLayer::new(cluster_id.to_string()))
         .add_service(ImagesServer::new(ImagesApi::new(docker)));
+    serve_port(router, listener, tls, stop, "worker")
+}
+
+/// Serve `router` over mutual TLS on `listener` until `stop`.
+fn serve_port(
+    router: tonic::transport::server::Router<
+        tower::layer::util::Stack<AuthLayer, tower::layer::util::Identity>,
+    >,
+    listener: TcpListener,
+    tls: &NodeTls,
+    stop: CancellationToken,
+    role: &'static str,
+) -> JoinHandle<()> {
     let incoming = shoal_pki::incoming(listener, tls.server());
     tokio::spawn(async move {
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, stop.cancelled())
             .await
         {
-            tracing::error!(error = %e, "the worker's network server stopped");
+            tracing::error!(error = %e, "the {role}'s network server stopped");
         }
     })
 }
